@@ -1,0 +1,112 @@
+//! The command line (`strand …`): argument parsing with clap, one file per command.
+//!
+//! Every command returns `Result<(), CliError>`; [`main`] prints errors as one clear line
+//! on stderr and maps them to exit codes (1 for failures, 2 for bad usage). Nothing here
+//! panics on bad input.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod members;
+pub mod node;
+pub mod output;
+pub mod plan;
+pub mod statemodel;
+pub mod tls;
+
+pub use output::OutputFormat;
+
+/// strand: a cluster manager for partitioned, replicated services.
+#[derive(Debug, Parser)]
+#[command(name = "strand", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What-if placement and transition plan for a JSON cluster description, offline.
+    Plan(plan::PlanArgs),
+    /// State model definitions: validate a STATEMODELDEFS record, list or show built-ins.
+    Statemodel(statemodel::StatemodelArgs),
+    /// Certificates for mutual TLS: a cluster CA, node and client certificates.
+    Tls(tls::TlsArgs),
+    /// Run a strand node process.
+    Node(node::NodeArgs),
+    /// The gossip view of the cluster, like `serf members`.
+    Members(members::MembersArgs),
+    /// Benchmarks that print JSON.
+    Bench(bench::BenchArgs),
+}
+
+/// A command's failure, printed as `error: …`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The input (arguments, files) is wrong; exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran and failed; exit code 1.
+    #[error("{0}")]
+    Failed(String),
+    /// A check ran and found problems, already printed; exit code 1, nothing more printed.
+    #[error("")]
+    Reported,
+}
+
+impl CliError {
+    /// A failure with a message.
+    pub fn failed(msg: impl std::fmt::Display) -> Self {
+        CliError::Failed(msg.to_string())
+    }
+
+    /// A usage error with a message.
+    pub fn usage(msg: impl std::fmt::Display) -> Self {
+        CliError::Usage(msg.to_string())
+    }
+}
+
+/// Parses the process's arguments, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Reported) => ExitCode::from(1),
+        Err(e @ CliError::Usage(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Plan(args) => plan::run(args),
+        Command::Statemodel(args) => statemodel::run(args),
+        Command::Tls(args) => tls::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Members(args) => members::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Reads a whole file, with an error that names it.
+pub fn read_file(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
+}

@@ -1,0 +1,29 @@
+//! strand — a cluster manager for partitioned, replicated services.
+//!
+//! strand re-implements Apache Helix's model (clusters, resources split into partitions,
+//! replicas driven through a state machine, an elected controller that makes the external
+//! view converge to the ideal state) on SWIM gossip, QUIC with mutual TLS and a
+//! Raft-replicated property store.
+//!
+//! ```text
+//!            decisions (pure, synchronous)          shells (async, own I/O)
+//!   model ── statemodel ── rebalance ── controller ─┬─ transport (QUIC, mTLS)
+//!                                                   ├─ membership (SWIM / foca)
+//!                                                   ├─ messaging
+//!                                                   └─ propertystore ── config
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the layers, data flows and invariants.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod controller;
+pub mod membership;
+pub mod messaging;
+pub mod model;
+pub mod propertystore;
+pub mod rebalance;
+pub mod statemodel;
+pub mod transport;

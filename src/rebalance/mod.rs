@@ -1,0 +1,1 @@
+//! The rebalance engine: being built.

@@ -1,0 +1,1 @@
+//! State models: being built.

@@ -1,1 +1,23 @@
-//! The rebalance engine: being built.
+//! The rebalance engine: pure, synchronous, deterministic decisions.
+//!
+//! ```text
+//!  instances + ideal state + current states + pending transitions + state model
+//!        │
+//!        ├─ placement   FULL_AUTO: preference lists (sticky, balanced, zone-aware)
+//!        ├─ delayed     keep offline instances' places until their delay expires
+//!        ├─ assignment  best possible state per replica (down each preference list)
+//!        ├─ transitions next hop toward the best possible state
+//!        ├─ selection   accept transitions only while every state bound holds
+//!        └─ throttle    throttle configs and message constraints
+//!        ▼
+//!  best possible map + the transitions to send this round
+//! ```
+//!
+//! Nothing here does I/O, reads a clock or draws randomness: time is an input
+//! ([`ClusterSnapshot::now_ms`]) and every tie is broken by a stable order of names, so
+//! the same inputs give the same outputs whatever the order of maps and lists.
+
+mod cluster;
+pub mod placement;
+
+pub use cluster::InstanceInfo;

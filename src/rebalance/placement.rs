@@ -1,0 +1,1 @@
+//! FULL_AUTO placement (being built).

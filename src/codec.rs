@@ -80,9 +80,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
             supported: ENVELOPE_VERSION,
         });
     }
-    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| CodecError::Malformed {
-        reason: e.to_string(),
-    })?;
+    let (value, rest) =
+        postcard::take_from_bytes(&bytes[3..]).map_err(|e| CodecError::Malformed {
+            reason: e.to_string(),
+        })?;
     if !rest.is_empty() {
         return Err(CodecError::Malformed {
             reason: format!("{} trailing bytes after the payload", rest.len()),
@@ -103,7 +104,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let p = Probe { name: "localhost_12913".into(), generation: 7 };
+        let p = Probe {
+            name: "localhost_12913".into(),
+            generation: 7,
+        };
         let bytes = encode(&p).unwrap();
         assert_eq!(&bytes[..3], b"ST\x01");
         assert_eq!(decode::<Probe>(&bytes).unwrap(), p);
@@ -112,14 +116,30 @@ mod tests {
     #[test]
     fn refuses_bad_envelopes() {
         assert_eq!(decode::<Probe>(b"S"), Err(CodecError::Truncated { len: 1 }));
-        assert!(matches!(decode::<Probe>(b"XX\x01\x00"), Err(CodecError::BadMagic { .. })));
+        assert!(matches!(
+            decode::<Probe>(b"XX\x01\x00"),
+            Err(CodecError::BadMagic { .. })
+        ));
         assert!(matches!(
             decode::<Probe>(b"ST\x09\x00"),
-            Err(CodecError::UnsupportedVersion { found: 9, supported: 1 })
+            Err(CodecError::UnsupportedVersion {
+                found: 9,
+                supported: 1
+            })
         ));
-        assert!(matches!(decode::<Probe>(b"ST\x01\xff\xff"), Err(CodecError::Malformed { .. })));
-        let mut bytes = encode(&Probe { name: "a".into(), generation: 1 }).unwrap();
+        assert!(matches!(
+            decode::<Probe>(b"ST\x01\xff\xff"),
+            Err(CodecError::Malformed { .. })
+        ));
+        let mut bytes = encode(&Probe {
+            name: "a".into(),
+            generation: 1,
+        })
+        .unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<Probe>(&bytes), Err(CodecError::Malformed { .. })));
+        assert!(matches!(
+            decode::<Probe>(&bytes),
+            Err(CodecError::Malformed { .. })
+        ));
     }
 }

@@ -28,7 +28,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
                 s.push_str("  ");
             }
             s.push_str(cell);
-            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(cell.chars().count());
             s.extend(std::iter::repeat_n(' ', pad));
         }
         out.push_str(s.trim_end());
@@ -45,7 +49,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn aligns_columns() {
-        let t = super::table(&["NAME", "N"], &[vec!["a".into(), "10".into()], vec!["long".into(), "2".into()]]);
+        let t = super::table(
+            &["NAME", "N"],
+            &[
+                vec!["a".into(), "10".into()],
+                vec!["long".into(), "2".into()],
+            ],
+        );
         assert_eq!(t, "NAME  N\na     10\nlong  2\n");
     }
 }

@@ -59,26 +59,42 @@ pub enum RecordError {
 impl Record {
     /// An empty record with the given id.
     pub fn new(id: impl Into<String>) -> Self {
-        Record { id: id.into(), ..Default::default() }
+        Record {
+            id: id.into(),
+            ..Default::default()
+        }
     }
 
     /// Parses a record from JSON (Helix's shape; unknown top-level fields are ignored).
     pub fn from_json(text: &str) -> Result<Self, RecordError> {
-        serde_json::from_str(text).map_err(|e| RecordError::Json { reason: e.to_string() })
+        serde_json::from_str(text).map_err(|e| RecordError::Json {
+            reason: e.to_string(),
+        })
     }
 
     /// Parses a record from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Self, RecordError> {
-        serde_json::from_value(value).map_err(|e| RecordError::Json { reason: e.to_string() })
+        serde_json::from_value(value).map_err(|e| RecordError::Json {
+            reason: e.to_string(),
+        })
     }
 
     /// The record as a JSON value.
     pub fn to_value(&self) -> serde_json::Value {
         let mut obj = serde_json::Map::new();
         obj.insert("id".into(), self.id.clone().into());
-        obj.insert("mapFields".into(), serde_json::to_value(&self.map_fields).unwrap_or_default());
-        obj.insert("listFields".into(), serde_json::to_value(&self.list_fields).unwrap_or_default());
-        obj.insert("simpleFields".into(), serde_json::to_value(&self.simple_fields).unwrap_or_default());
+        obj.insert(
+            "mapFields".into(),
+            serde_json::to_value(&self.map_fields).unwrap_or_default(),
+        );
+        obj.insert(
+            "listFields".into(),
+            serde_json::to_value(&self.list_fields).unwrap_or_default(),
+        );
+        obj.insert(
+            "simpleFields".into(),
+            serde_json::to_value(&self.simple_fields).unwrap_or_default(),
+        );
         serde_json::Value::Object(obj)
     }
 
@@ -110,7 +126,9 @@ impl Record {
             out.push_str(" ]");
         });
         out.push_str(",\n  \"simpleFields\" : {");
-        push_entries(&mut out, self.simple_fields.iter(), 4, |out, v| push_str_lit(out, v));
+        push_entries(&mut out, self.simple_fields.iter(), 4, |out, v| {
+            push_str_lit(out, v)
+        });
         out.push_str("\n}");
         out
     }
@@ -133,7 +151,13 @@ impl Record {
                 record: self.id.clone(),
                 field: key.to_string(),
                 value: v.to_string(),
-                reason: format!("expected {}", std::any::type_name::<T>().rsplit("::").next().unwrap_or("a number")),
+                reason: format!(
+                    "expected {}",
+                    std::any::type_name::<T>()
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or("a number")
+                ),
             }),
         }
     }
@@ -206,9 +230,13 @@ mod tests {
     fn full_record_round_trips() {
         let mut r = Record::new("myDB");
         r.set_simple("NUM_PARTITIONS", 6);
-        r.list_fields.insert("myDB_0".into(), vec!["a".into(), "b".into()]);
+        r.list_fields
+            .insert("myDB_0".into(), vec!["a".into(), "b".into()]);
         r.list_fields.insert("empty".into(), vec![]);
-        r.map_fields.entry("myDB_0".into()).or_default().insert("a".into(), "MASTER".into());
+        r.map_fields
+            .entry("myDB_0".into())
+            .or_default()
+            .insert("a".into(), "MASTER".into());
         let text = r.to_helix_json();
         assert!(text.contains("\"myDB_0\" : [ \"a\", \"b\" ]"));
         assert!(text.contains("\"empty\" : [ ]"));

@@ -111,7 +111,12 @@ impl IdealState {
     }
 
     /// A fresh ideal state like `helix-admin --addResource` creates.
-    pub fn create(resource: &str, partitions: usize, state_model: &str, mode: RebalanceMode) -> Self {
+    pub fn create(
+        resource: &str,
+        partitions: usize,
+        state_model: &str,
+        mode: RebalanceMode,
+    ) -> Self {
         let mut r = Record::new(resource);
         r.set_simple(NUM_PARTITIONS, partitions);
         r.set_simple(REPLICAS, 0);
@@ -150,36 +155,54 @@ impl IdealState {
     pub fn replicas(&self) -> Result<Replicas, RecordError> {
         match self.record.simple(REPLICAS).map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case(ANY_LIVEINSTANCE) => Ok(Replicas::AnyLiveInstance),
-            _ => Ok(Replicas::Count(self.record.simple_parsed(REPLICAS)?.unwrap_or(0))),
+            _ => Ok(Replicas::Count(
+                self.record.simple_parsed(REPLICAS)?.unwrap_or(0),
+            )),
         }
     }
 
     /// `STATE_MODEL_DEF_REF`.
     pub fn state_model(&self) -> Result<&str, RecordError> {
-        self.record.simple(STATE_MODEL_DEF_REF).ok_or_else(|| RecordError::MissingField {
-            record: self.record.id.clone(),
-            field: STATE_MODEL_DEF_REF.into(),
-        })
+        self.record
+            .simple(STATE_MODEL_DEF_REF)
+            .ok_or_else(|| RecordError::MissingField {
+                record: self.record.id.clone(),
+                field: STATE_MODEL_DEF_REF.into(),
+            })
     }
 
     /// `MAX_PARTITIONS_PER_INSTANCE`, if set and positive.
     pub fn max_partitions_per_instance(&self) -> Result<Option<usize>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(MAX_PARTITIONS_PER_INSTANCE)?.filter(|v| *v > 0).map(|v| v as usize))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(MAX_PARTITIONS_PER_INSTANCE)?
+            .filter(|v| *v > 0)
+            .map(|v| v as usize))
     }
 
     /// `INSTANCE_GROUP_TAG`, if set.
     pub fn instance_group_tag(&self) -> Option<&str> {
-        self.record.simple(INSTANCE_GROUP_TAG).filter(|t| !t.is_empty())
+        self.record
+            .simple(INSTANCE_GROUP_TAG)
+            .filter(|t| !t.is_empty())
     }
 
     /// `MIN_ACTIVE_REPLICAS`, if set (negative means unset, as in Helix).
     pub fn min_active_replicas(&self) -> Result<Option<usize>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(MIN_ACTIVE_REPLICAS)?.filter(|v| *v >= 0).map(|v| v as usize))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(MIN_ACTIVE_REPLICAS)?
+            .filter(|v| *v >= 0)
+            .map(|v| v as usize))
     }
 
     /// `REBALANCE_DELAY` in milliseconds, if set.
     pub fn rebalance_delay_ms(&self) -> Result<Option<u64>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(REBALANCE_DELAY)?.filter(|v| *v >= 0).map(|v| v as u64))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(REBALANCE_DELAY)?
+            .filter(|v| *v >= 0)
+            .map(|v| v as u64))
     }
 
     /// `DELAY_REBALANCE_ENABLED`, if set.
@@ -205,7 +228,9 @@ impl IdealState {
         names.dedup();
         if names.is_empty() {
             let n = self.num_partitions()?;
-            names = (0..n).map(|i| format!("{}_{}", self.record.id, i)).collect();
+            names = (0..n)
+                .map(|i| format!("{}_{}", self.record.id, i))
+                .collect();
         }
         sort_partitions(&mut names);
         Ok(names)
@@ -277,7 +302,10 @@ impl InstanceConfig {
 
     /// `HELIX_ZONE_ID` (or Helix's `ZONE_ID`), if set.
     pub fn zone(&self) -> Option<&str> {
-        self.record.simple(HELIX_ZONE_ID).or_else(|| self.record.simple(ZONE_ID)).filter(|z| !z.is_empty())
+        self.record
+            .simple(HELIX_ZONE_ID)
+            .or_else(|| self.record.simple(ZONE_ID))
+            .filter(|z| !z.is_empty())
     }
 
     /// `INSTANCE_WEIGHT`, if set.
@@ -292,12 +320,18 @@ impl InstanceConfig {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if let Some(map) = self.record.map(HELIX_DISABLED_PARTITION) {
             for (resource, list) in map {
-                let parts = list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from);
+                let parts = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from);
                 out.entry(resource.clone()).or_default().extend(parts);
             }
         }
         if let Some(list) = self.record.list(HELIX_DISABLED_PARTITION) {
-            out.entry(String::new()).or_default().extend(list.iter().cloned());
+            out.entry(String::new())
+                .or_default()
+                .extend(list.iter().cloned());
         }
         out
     }
@@ -319,28 +353,45 @@ impl ClusterConfig {
     /// `MAX_OFFLINE_INSTANCES_ALLOWED`: past this many offline instances the cluster enters
     /// maintenance mode automatically. Absent or negative means no limit.
     pub fn max_offline_instances_allowed(&self) -> Result<Option<usize>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(MAX_OFFLINE_INSTANCES_ALLOWED)?.filter(|v| *v >= 0).map(|v| v as usize))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(MAX_OFFLINE_INSTANCES_ALLOWED)?
+            .filter(|v| *v >= 0)
+            .map(|v| v as usize))
     }
 
     /// `DELAY_REBALANCE_ENABLED` (cluster-wide switch; default true as in Helix).
     pub fn delay_rebalance_enabled(&self) -> Result<bool, RecordError> {
-        Ok(self.record.simple_bool(DELAY_REBALANCE_ENABLED)?.unwrap_or(true))
+        Ok(self
+            .record
+            .simple_bool(DELAY_REBALANCE_ENABLED)?
+            .unwrap_or(true))
     }
 
     /// `DELAY_REBALANCE_TIME` in milliseconds, if set.
     pub fn rebalance_delay_ms(&self) -> Result<Option<u64>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(DELAY_REBALANCE_TIME)?.filter(|v| *v >= 0).map(|v| v as u64))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(DELAY_REBALANCE_TIME)?
+            .filter(|v| *v >= 0)
+            .map(|v| v as u64))
     }
 
     /// Cluster-wide `MAX_PARTITIONS_PER_INSTANCE`, if set and positive.
     pub fn max_partitions_per_instance(&self) -> Result<Option<usize>, RecordError> {
-        Ok(self.record.simple_parsed::<i64>(MAX_PARTITIONS_PER_INSTANCE)?.filter(|v| *v > 0).map(|v| v as usize))
+        Ok(self
+            .record
+            .simple_parsed::<i64>(MAX_PARTITIONS_PER_INSTANCE)?
+            .filter(|v| *v > 0)
+            .map(|v| v as usize))
     }
 
     /// The raw `STATE_TRANSITION_THROTTLE_CONFIGS` entries (each a small JSON object, with
     /// Helix's keys `rebalanceType`, `throttleScope`, `maxPartitionInTransition`).
     pub fn throttle_config_entries(&self) -> &[String] {
-        self.record.list(STATE_TRANSITION_THROTTLE_CONFIGS).unwrap_or(&[])
+        self.record
+            .list(STATE_TRANSITION_THROTTLE_CONFIGS)
+            .unwrap_or(&[])
     }
 }
 
@@ -357,7 +408,11 @@ mod tests {
         is.record.set_simple(REBALANCE_MODE, "CUSTOMIZED");
         assert_eq!(is.rebalance_mode().unwrap(), RebalanceMode::Customized);
         is.record.set_simple(REBALANCE_MODE, "SIDEWAYS");
-        assert!(is.rebalance_mode().unwrap_err().to_string().contains("REBALANCE_MODE"));
+        assert!(is
+            .rebalance_mode()
+            .unwrap_err()
+            .to_string()
+            .contains("REBALANCE_MODE"));
     }
 
     #[test]
@@ -381,8 +436,14 @@ mod tests {
     #[test]
     fn instance_config_reads_disabled_partitions_both_ways() {
         let mut c = InstanceConfig::create("localhost_12913");
-        c.record.map_fields.entry(HELIX_DISABLED_PARTITION.into()).or_default().insert("myDB".into(), "myDB_0, myDB_1".into());
-        c.record.list_fields.insert(HELIX_DISABLED_PARTITION.into(), vec!["old_3".into()]);
+        c.record
+            .map_fields
+            .entry(HELIX_DISABLED_PARTITION.into())
+            .or_default()
+            .insert("myDB".into(), "myDB_0, myDB_1".into());
+        c.record
+            .list_fields
+            .insert(HELIX_DISABLED_PARTITION.into(), vec!["old_3".into()]);
         let d = c.disabled_partitions();
         assert_eq!(d["myDB"], vec!["myDB_0", "myDB_1"]);
         assert_eq!(d[""], vec!["old_3"]);

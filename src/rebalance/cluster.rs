@@ -64,9 +64,11 @@ impl InstanceInfo {
 
     /// Whether `partition` of `resource` is disabled on this instance.
     pub fn is_partition_disabled(&self, resource: &str, partition: &str) -> bool {
-        [resource, ""]
-            .iter()
-            .any(|r| self.disabled_partitions.get(*r).is_some_and(|s| s.contains(partition)))
+        [resource, ""].iter().any(|r| {
+            self.disabled_partitions
+                .get(*r)
+                .is_some_and(|s| s.contains(partition))
+        })
     }
 
     /// Whether the instance may host replicas of a resource with the given group tag.

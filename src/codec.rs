@@ -80,10 +80,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
             supported: ENVELOPE_VERSION,
         });
     }
-    let (value, rest) =
-        postcard::take_from_bytes(&bytes[3..]).map_err(|e| CodecError::Malformed {
-            reason: e.to_string(),
-        })?;
+    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| CodecError::Malformed {
+        reason: e.to_string(),
+    })?;
     if !rest.is_empty() {
         return Err(CodecError::Malformed {
             reason: format!("{} trailing bytes after the payload", rest.len()),

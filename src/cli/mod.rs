@@ -108,6 +108,5 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Reads a whole file, with an error that names it.
 pub fn read_file(path: &std::path::Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
 }

@@ -51,10 +51,7 @@ mod tests {
     fn aligns_columns() {
         let t = super::table(
             &["NAME", "N"],
-            &[
-                vec!["a".into(), "10".into()],
-                vec!["long".into(), "2".into()],
-            ],
+            &[vec!["a".into(), "10".into()], vec!["long".into(), "2".into()]],
         );
         assert_eq!(t, "NAME  N\na     10\nlong  2\n");
     }

@@ -111,12 +111,7 @@ impl IdealState {
     }
 
     /// A fresh ideal state like `helix-admin --addResource` creates.
-    pub fn create(
-        resource: &str,
-        partitions: usize,
-        state_model: &str,
-        mode: RebalanceMode,
-    ) -> Self {
+    pub fn create(resource: &str, partitions: usize, state_model: &str, mode: RebalanceMode) -> Self {
         let mut r = Record::new(resource);
         r.set_simple(NUM_PARTITIONS, partitions);
         r.set_simple(REPLICAS, 0);
@@ -138,7 +133,12 @@ impl IdealState {
         for field in [REBALANCE_MODE, IDEAL_STATE_MODE] {
             if let Some(v) = self.record.simple(field) {
                 return RebalanceMode::parse(v).ok_or_else(|| {
-                    invalid(&self.record, field, v, "expected FULL_AUTO, SEMI_AUTO or CUSTOMIZED (or AUTO_REBALANCE, AUTO, CUSTOM)")
+                    invalid(
+                        &self.record,
+                        field,
+                        v,
+                        "expected FULL_AUTO, SEMI_AUTO or CUSTOMIZED (or AUTO_REBALANCE, AUTO, CUSTOM)",
+                    )
                 });
             }
         }
@@ -155,9 +155,7 @@ impl IdealState {
     pub fn replicas(&self) -> Result<Replicas, RecordError> {
         match self.record.simple(REPLICAS).map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case(ANY_LIVEINSTANCE) => Ok(Replicas::AnyLiveInstance),
-            _ => Ok(Replicas::Count(
-                self.record.simple_parsed(REPLICAS)?.unwrap_or(0),
-            )),
+            _ => Ok(Replicas::Count(self.record.simple_parsed(REPLICAS)?.unwrap_or(0))),
         }
     }
 
@@ -182,9 +180,7 @@ impl IdealState {
 
     /// `INSTANCE_GROUP_TAG`, if set.
     pub fn instance_group_tag(&self) -> Option<&str> {
-        self.record
-            .simple(INSTANCE_GROUP_TAG)
-            .filter(|t| !t.is_empty())
+        self.record.simple(INSTANCE_GROUP_TAG).filter(|t| !t.is_empty())
     }
 
     /// `MIN_ACTIVE_REPLICAS`, if set (negative means unset, as in Helix).
@@ -228,9 +224,7 @@ impl IdealState {
         names.dedup();
         if names.is_empty() {
             let n = self.num_partitions()?;
-            names = (0..n)
-                .map(|i| format!("{}_{}", self.record.id, i))
-                .collect();
+            names = (0..n).map(|i| format!("{}_{}", self.record.id, i)).collect();
         }
         sort_partitions(&mut names);
         Ok(names)
@@ -329,9 +323,7 @@ impl InstanceConfig {
             }
         }
         if let Some(list) = self.record.list(HELIX_DISABLED_PARTITION) {
-            out.entry(String::new())
-                .or_default()
-                .extend(list.iter().cloned());
+            out.entry(String::new()).or_default().extend(list.iter().cloned());
         }
         out
     }
@@ -362,10 +354,7 @@ impl ClusterConfig {
 
     /// `DELAY_REBALANCE_ENABLED` (cluster-wide switch; default true as in Helix).
     pub fn delay_rebalance_enabled(&self) -> Result<bool, RecordError> {
-        Ok(self
-            .record
-            .simple_bool(DELAY_REBALANCE_ENABLED)?
-            .unwrap_or(true))
+        Ok(self.record.simple_bool(DELAY_REBALANCE_ENABLED)?.unwrap_or(true))
     }
 
     /// `DELAY_REBALANCE_TIME` in milliseconds, if set.
@@ -389,9 +378,7 @@ impl ClusterConfig {
     /// The raw `STATE_TRANSITION_THROTTLE_CONFIGS` entries (each a small JSON object, with
     /// Helix's keys `rebalanceType`, `throttleScope`, `maxPartitionInTransition`).
     pub fn throttle_config_entries(&self) -> &[String] {
-        self.record
-            .list(STATE_TRANSITION_THROTTLE_CONFIGS)
-            .unwrap_or(&[])
+        self.record.list(STATE_TRANSITION_THROTTLE_CONFIGS).unwrap_or(&[])
     }
 }
 

@@ -116,15 +116,7 @@ impl StateModelBuilder {
             }
         }
         add_error_state(&mut states, &mut transitions, &mut bounds, &initial);
-        StateModelDefinition::assemble(
-            self.name,
-            initial,
-            states,
-            bounds,
-            transitions,
-            None,
-            errors,
-        )
+        StateModelDefinition::assemble(self.name, initial, states, bounds, transitions, None, errors)
     }
 }
 
@@ -139,14 +131,16 @@ pub(super) fn add_error_state(
         states.push(ERROR.into());
     }
     for b in [DROPPED, ERROR] {
-        bounds.entry(b.into()).or_insert(UpperBound::Unbounded);
+        if states.iter().any(|s| s == b) {
+            bounds.entry(b.into()).or_insert(UpperBound::Unbounded);
+        }
     }
-    if initial.is_empty() {
-        return;
+    if initial.is_empty() || !states.iter().any(|s| s == initial) {
+        return; // reported as a missing or unknown initial state, not as a bad transition
     }
     for to in [initial, DROPPED] {
         let t = Transition::new(ERROR, to);
-        if !transitions.contains(&t) {
+        if states.iter().any(|s| s == to) && !transitions.contains(&t) {
             transitions.push(t);
         }
     }

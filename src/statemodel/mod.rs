@@ -150,10 +150,7 @@ impl StateModelDefinition {
 
     /// The upper bound of a state (unbounded when none was given).
     pub fn upper_bound(&self, state: &str) -> UpperBound {
-        self.bounds
-            .get(state)
-            .copied()
-            .unwrap_or(UpperBound::Unbounded)
+        self.bounds.get(state).copied().unwrap_or(UpperBound::Unbounded)
     }
 
     /// The direct transitions, highest priority first.
@@ -163,9 +160,7 @@ impl StateModelDefinition {
 
     /// The priority of a direct transition: 0 is the highest.
     pub fn transition_priority(&self, from: &str, to: &str) -> Option<usize> {
-        self.transitions
-            .iter()
-            .position(|t| t.from == from && t.to == to)
+        self.transitions.iter().position(|t| t.from == from && t.to == to)
     }
 
     /// Whether `from → to` is a direct transition.
@@ -279,13 +274,9 @@ fn shortest_path_table(
     for from in states {
         let mut hops: BTreeMap<String, String> = BTreeMap::new();
         let mut queue: std::collections::VecDeque<(&str, &str)> = std::collections::VecDeque::new();
-        let mut seen: std::collections::BTreeSet<&str> =
-            std::collections::BTreeSet::from([from.as_str()]);
+        let mut seen: std::collections::BTreeSet<&str> = std::collections::BTreeSet::from([from.as_str()]);
         // (state reached, first hop used to reach it)
-        for t in transitions
-            .iter()
-            .filter(|t| &t.from == from && t.to != ERROR)
-        {
+        for t in transitions.iter().filter(|t| &t.from == from && t.to != ERROR) {
             if seen.insert(&t.to) {
                 queue.push_back((&t.to, &t.to));
             }
@@ -296,10 +287,7 @@ fn shortest_path_table(
                 // A replica leaves ERROR only by reset or drop, never on a longer path.
                 continue;
             }
-            for t in transitions
-                .iter()
-                .filter(|t| t.from == state && t.to != ERROR)
-            {
+            for t in transitions.iter().filter(|t| t.from == state && t.to != ERROR) {
                 if seen.insert(&t.to) {
                     queue.push_back((&t.to, first));
                 }

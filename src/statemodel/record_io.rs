@@ -25,11 +25,7 @@ impl StateModelDefinition {
     pub fn from_record(record: &Record) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
         let name = record.id.clone();
-        let initial = record
-            .simple(INITIAL_STATE)
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let initial = record.simple(INITIAL_STATE).unwrap_or("").trim().to_string();
         let mut states: Vec<String> = record.list(STATE_PRIORITY_LIST).unwrap_or(&[]).to_vec();
 
         let mut bounds = BTreeMap::new();
@@ -112,9 +108,12 @@ impl StateModelDefinition {
             }
         }
         let table = table.map(|mut table| {
-            if !initial.is_empty() {
+            if states.contains(&initial) {
                 let row = table.entry(ERROR.to_string()).or_default();
-                for to in [initial.as_str(), super::DROPPED] {
+                for to in [initial.as_str(), super::DROPPED]
+                    .into_iter()
+                    .filter(|to| states.iter().any(|s| s == to))
+                {
                     row.entry(to.to_string()).or_insert_with(|| to.to_string());
                 }
             }

@@ -31,11 +31,7 @@ fn master_slave_next_hops_follow_shortest_paths() {
         "ERROR leaves only by reset or drop"
     );
     assert_eq!(d.next_hop("OFFLINE", "OFFLINE"), None);
-    assert_eq!(
-        d.next_hop("OFFLINE", "ERROR"),
-        None,
-        "ERROR is never planned"
-    );
+    assert_eq!(d.next_hop("OFFLINE", "ERROR"), None, "ERROR is never planned");
     assert_eq!(d.top_state(), "MASTER");
     assert_eq!(d.initial_state(), "OFFLINE");
     assert_eq!(d.upper_bound("MASTER"), UpperBound::Count(1));
@@ -47,11 +43,7 @@ fn master_slave_next_hops_follow_shortest_paths() {
 #[test]
 fn state_counts_match_helix() {
     let c = |d: &StateModelDefinition, n, r| d.state_counts(n, r);
-    let s = |v: &[(&str, usize)]| {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), *b))
-            .collect::<Vec<_>>()
-    };
+    let s = |v: &[(&str, usize)]| v.iter().map(|(a, b)| (a.to_string(), *b)).collect::<Vec<_>>();
     assert_eq!(c(&ms(), 3, 3), s(&[("MASTER", 1), ("SLAVE", 2)]));
     assert_eq!(c(&ms(), 5, 3), s(&[("MASTER", 1), ("SLAVE", 2)]));
     assert_eq!(c(&ms(), 2, 3), s(&[("MASTER", 1), ("SLAVE", 1)]));
@@ -86,10 +78,7 @@ fn helix_leader_standby_example_builds() {
         .transition("OFFLINE", DROPPED)
         .build()
         .unwrap();
-    assert_eq!(
-        def.states(),
-        ["LEADER", "STANDBY", "OFFLINE", "DROPPED", "ERROR"]
-    );
+    assert_eq!(def.states(), ["LEADER", "STANDBY", "OFFLINE", "DROPPED", "ERROR"]);
     assert_eq!(def.transitions()[0], Transition::new("STANDBY", "LEADER"));
     assert_eq!(def.next_hop("OFFLINE", "LEADER"), Some("STANDBY"));
 }
@@ -169,10 +158,7 @@ fn rule_initial_state_present() {
     let e = record_errors(|r| {
         r.simple_fields.remove("INITIAL_STATE");
     });
-    assert!(
-        has(&e, |e| *e == ValidationError::MissingInitialState),
-        "{e:?}"
-    );
+    assert!(has(&e, |e| *e == ValidationError::MissingInitialState), "{e:?}");
 }
 
 #[test]
@@ -293,10 +279,7 @@ fn rule_no_next_hop_loops() {
 #[test]
 fn rule_no_next_hop_dead_ends() {
     let e = record_errors(|r| {
-        r.map_fields
-            .get_mut("SLAVE.next")
-            .unwrap()
-            .remove("DROPPED");
+        r.map_fields.get_mut("SLAVE.next").unwrap().remove("DROPPED");
     });
     assert!(
         has(
@@ -314,10 +297,7 @@ fn rule_next_hops_are_transitions() {
             .get_mut("OFFLINE.next")
             .unwrap()
             .insert("MASTER".into(), "DROPPED".into());
-        r.map_fields
-            .get_mut("OFFLINE.next")
-            .unwrap()
-            .remove("DROPPED");
+        r.map_fields.get_mut("OFFLINE.next").unwrap().remove("DROPPED");
     });
     assert!(
         has(

@@ -131,9 +131,7 @@ pub fn validate(def: &StateModelDefinition) -> Vec<ValidationError> {
     }
     for state in def.bounds.keys() {
         if !def.has_state(state) {
-            errors.push(ValidationError::BoundOnUnknownState {
-                state: state.clone(),
-            });
+            errors.push(ValidationError::BoundOnUnknownState { state: state.clone() });
         }
     }
     let mut transitions_ok = true;
@@ -161,10 +159,7 @@ pub fn validate(def: &StateModelDefinition) -> Vec<ValidationError> {
     }
     if initial_ok {
         for s in &def.states {
-            if s != &def.initial_state
-                && s != ERROR
-                && def.next_hop(&def.initial_state, s).is_none()
-            {
+            if s != &def.initial_state && s != ERROR && def.next_hop(&def.initial_state, s).is_none() {
                 errors.push(ValidationError::UnreachableFromInitial {
                     state: s.clone(),
                     initial: def.initial_state.clone(),

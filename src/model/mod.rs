@@ -5,8 +5,24 @@
 //! `listFields` and `mapFields`. The typed views in this module read and write Helix's own
 //! field names, so a Helix user can read, export and import strand's records.
 
+mod constraints;
+mod current_state;
+mod external_view;
+mod live_instance;
+mod message;
 mod record;
+mod resource_config;
+mod throttle;
 mod views;
 
+pub use constraints::{
+    ClusterConstraints, ConstraintAttribute, ConstraintItem, ConstraintType, ConstraintValue,
+};
+pub use current_state::CurrentState;
+pub use external_view::ExternalView;
+pub use live_instance::LiveInstance;
+pub use message::{Message, MessageState, MessageType, StateTransitionBuilder};
 pub use record::{Record, RecordError};
+pub use resource_config::ResourceConfig;
+pub use throttle::{RebalanceType, StateTransitionThrottleConfig, ThrottleScope};
 pub use views::*;

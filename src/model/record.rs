@@ -56,6 +56,26 @@ pub enum RecordError {
     },
 }
 
+impl RecordError {
+    /// An [`RecordError::InvalidField`] for `field` of `record`.
+    pub fn invalid_field(record: &Record, field: &str, value: &str, reason: impl Into<String>) -> Self {
+        RecordError::InvalidField {
+            record: record.id.clone(),
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`RecordError::MissingField`] for `field` of `record`.
+    pub fn missing_field(record: &Record, field: &str) -> Self {
+        RecordError::MissingField {
+            record: record.id.clone(),
+            field: field.to_string(),
+        }
+    }
+}
+
 impl Record {
     /// An empty record with the given id.
     pub fn new(id: impl Into<String>) -> Self {
@@ -188,9 +208,26 @@ impl Record {
     }
 }
 
+/// A JSON string literal escaped as Jackson escapes it: `\"`, `\\`, the short escapes
+/// `\b \t \n \f \r`, other control characters as `\u00XX` with upper-case hex.
 fn push_str_lit(out: &mut String, s: &str) {
-    // serde_json escapes exactly the characters JSON requires, as Jackson does.
-    let _ = write!(out, "{}", serde_json::Value::String(s.to_string()));
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn push_entries<'a, V: 'a>(
@@ -240,6 +277,16 @@ mod tests {
         let text = r.to_helix_json();
         assert!(text.contains("\"myDB_0\" : [ \"a\", \"b\" ]"));
         assert!(text.contains("\"empty\" : [ ]"));
+        assert_eq!(Record::from_json(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_jackson_escapes_them() {
+        let mut r = Record::new("a\"b\\c");
+        r.set_simple("k", "line\nnext\ttab\u{1f}end\u{8}");
+        let text = r.to_helix_json();
+        assert!(text.contains(r#""id" : "a\"b\\c""#), "{text}");
+        assert!(text.contains(r#""k" : "line\nnext\ttab\u001Fend\b""#), "{text}");
         assert_eq!(Record::from_json(&text).unwrap(), r);
     }
 

@@ -34,6 +34,48 @@ pub mod fields {
     pub const MAX_OFFLINE_INSTANCES_ALLOWED: &str = "MAX_OFFLINE_INSTANCES_ALLOWED";
     pub const STATE_TRANSITION_THROTTLE_CONFIGS: &str = "STATE_TRANSITION_THROTTLE_CONFIGS";
     pub const ANY_LIVEINSTANCE: &str = "ANY_LIVEINSTANCE";
+    pub const BUCKET_SIZE: &str = "BUCKET_SIZE";
+    pub const SESSION_ID: &str = "SESSION_ID";
+    pub const STATE_MODEL_DEF: &str = "STATE_MODEL_DEF";
+    pub const CURRENT_STATE: &str = "CURRENT_STATE";
+    pub const REQUESTED_STATE: &str = "REQUESTED_STATE";
+    pub const PREVIOUS_STATE: &str = "PREVIOUS_STATE";
+    pub const INFO: &str = "INFO";
+    pub const START_TIME: &str = "START_TIME";
+    pub const END_TIME: &str = "END_TIME";
+    pub const HELIX_VERSION: &str = "HELIX_VERSION";
+    pub const LIVE_INSTANCE: &str = "LIVE_INSTANCE";
+    pub const ZKPROPERTYTRANSFERURL: &str = "ZKPROPERTYTRANSFERURL";
+    pub const RESOURCE_CAPACITY: &str = "RESOURCE_CAPACITY";
+    pub const RESOURCE_TYPE: &str = "RESOURCE_TYPE";
+    pub const RESOURCE_GROUP_NAME: &str = "RESOURCE_GROUP_NAME";
+    pub const GROUP_ROUTING_ENABLED: &str = "GROUP_ROUTING_ENABLED";
+    pub const EXTERNAL_VIEW_DISABLED: &str = "EXTERNAL_VIEW_DISABLED";
+    pub const MONITORING_DISABLED: &str = "MONITORING_DISABLED";
+    pub const PARTITION_CAPACITY_MAP: &str = "PARTITION_CAPACITY_MAP";
+    pub const MSG_ID: &str = "MSG_ID";
+    pub const MSG_TYPE: &str = "MSG_TYPE";
+    pub const MSG_SUBTYPE: &str = "MSG_SUBTYPE";
+    pub const MSG_STATE: &str = "MSG_STATE";
+    pub const SRC_NAME: &str = "SRC_NAME";
+    pub const TGT_NAME: &str = "TGT_NAME";
+    pub const SRC_SESSION_ID: &str = "SRC_SESSION_ID";
+    pub const TGT_SESSION_ID: &str = "TGT_SESSION_ID";
+    pub const EXE_SESSION_ID: &str = "EXE_SESSION_ID";
+    pub const SRC_INSTANCE_TYPE: &str = "SRC_INSTANCE_TYPE";
+    pub const FROM_STATE: &str = "FROM_STATE";
+    pub const TO_STATE: &str = "TO_STATE";
+    pub const PARTITION_NAME: &str = "PARTITION_NAME";
+    pub const RESOURCE_NAME: &str = "RESOURCE_NAME";
+    pub const CREATE_TIMESTAMP: &str = "CREATE_TIMESTAMP";
+    pub const READ_TIMESTAMP: &str = "READ_TIMESTAMP";
+    pub const EXECUTE_START_TIMESTAMP: &str = "EXECUTE_START_TIMESTAMP";
+    pub const CORRELATION_ID: &str = "CORRELATION_ID";
+    pub const MESSAGE_RESULT: &str = "MESSAGE_RESULT";
+    pub const TIMEOUT: &str = "TIMEOUT";
+    pub const RETRY_COUNT: &str = "RETRY_COUNT";
+    pub const PARENT_MSG_ID: &str = "PARENT_MSG_ID";
+    pub const CONSTRAINT_VALUE: &str = "CONSTRAINT_VALUE";
 }
 use fields::*;
 
@@ -224,6 +266,12 @@ impl IdealState {
         names.dedup();
         if names.is_empty() {
             let n = self.num_partitions()?;
+            if n > MAX_GENERATED_PARTITIONS {
+                let value = self.record.simple(NUM_PARTITIONS).unwrap_or_default();
+                let reason =
+                    format!("at most {MAX_GENERATED_PARTITIONS} partitions can be named <resource>_<i>");
+                return Err(invalid(&self.record, NUM_PARTITIONS, value, &reason));
+            }
             names = (0..n).map(|i| format!("{}_{}", self.record.id, i)).collect();
         }
         sort_partitions(&mut names);
@@ -240,6 +288,10 @@ impl IdealState {
         self.record.map(partition)
     }
 }
+
+/// The most partitions [`IdealState::partitions`] generates from `NUM_PARTITIONS` alone: a
+/// larger number is refused rather than exhausting memory.
+pub const MAX_GENERATED_PARTITIONS: usize = 10_000_000;
 
 /// Sorts partition names naturally: `myDB_2` before `myDB_10`.
 pub fn sort_partitions(names: &mut [String]) {
@@ -376,7 +428,9 @@ impl ClusterConfig {
     }
 
     /// The raw `STATE_TRANSITION_THROTTLE_CONFIGS` entries (each a small JSON object, with
-    /// Helix's keys `rebalanceType`, `throttleScope`, `maxPartitionInTransition`).
+    /// Helix's keys `REBALANCE_TYPE`, `THROTTLE_SCOPE`, `MAX_PARTITION_IN_TRANSITION`; the
+    /// camelCase spellings are accepted too). Parsed by
+    /// [`ClusterConfig::state_transition_throttle_configs`].
     pub fn throttle_config_entries(&self) -> &[String] {
         self.record.list(STATE_TRANSITION_THROTTLE_CONFIGS).unwrap_or(&[])
     }
@@ -409,6 +463,13 @@ mod tests {
         assert_eq!(p.len(), 12);
         assert_eq!(p[2], "myDB_2");
         assert_eq!(p[10], "myDB_10");
+    }
+
+    #[test]
+    fn huge_num_partitions_is_refused_not_allocated() {
+        let is = IdealState::create("myDB", 999_999_999_999, "MasterSlave", RebalanceMode::FullAuto);
+        let err = is.partitions().unwrap_err().to_string();
+        assert!(err.contains("NUM_PARTITIONS") && err.contains("at most"), "{err}");
     }
 
     #[test]

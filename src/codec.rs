@@ -19,7 +19,7 @@ pub const MAGIC: [u8; 2] = *b"ST";
 pub const ENVELOPE_VERSION: u8 = 1;
 
 /// Why bytes could not be turned into a value (or back). No state is changed by any of these.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     /// The input is shorter than the envelope header.
     #[error("envelope truncated: {len} bytes, the header alone needs 3")]

@@ -25,5 +25,6 @@ pub mod messaging;
 pub mod model;
 pub mod propertystore;
 pub mod rebalance;
+pub mod settings;
 pub mod statemodel;
 pub mod transport;

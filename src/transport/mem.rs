@@ -38,6 +38,8 @@ struct EndpointEntry {
     role: PeerRole,
     services: Services,
     alive: Arc<AtomicBool>,
+    /// The largest frame this endpoint accepts (as the QUIC transport checks on receive).
+    max_frame: usize,
 }
 
 struct NetState {
@@ -119,6 +121,7 @@ impl MemNetwork {
                 role,
                 services: services.clone(),
                 alive: alive.clone(),
+                max_frame: DEFAULT_MAX_FRAME,
             },
         );
         Ok(Arc::new(MemTransport {
@@ -255,6 +258,7 @@ impl MemNetwork {
         Ok(Target {
             services: entry.services.clone(),
             alive: entry.alive.clone(),
+            max_frame: entry.max_frame,
             peer_name: entry.name.clone(),
             me: Peer {
                 name: me.name.clone(),
@@ -268,8 +272,18 @@ impl MemNetwork {
 struct Target {
     services: Services,
     alive: Arc<AtomicBool>,
+    max_frame: usize,
     peer_name: String,
     me: Peer,
+}
+
+impl Target {
+    fn too_large(&self, size: usize) -> TransportError {
+        TransportError::Refused {
+            peer: self.peer_name.clone(),
+            reason: format!("frame of {size} bytes exceeds the maximum of {}", self.max_frame),
+        }
+    }
 }
 
 fn lock_services(s: &Services) -> MutexGuard<'_, BTreeMap<Service, mpsc::Sender<Incoming>>> {
@@ -415,6 +429,9 @@ impl Transport for MemTransport {
                     reason: "the peer is gone".into(),
                 });
             }
+            if body.len() > target.max_frame {
+                return Err(target.too_large(body.len()));
+            }
             let (reply, rx) = Responder::channel();
             let incoming = Incoming::Request {
                 from: target.me.clone(),
@@ -440,6 +457,17 @@ impl Transport for MemTransport {
                     })
                 }
                 Ok(Err(_)) => Err("handler dropped the request".to_string()),
+                // The responder's and the requester's limits, as over QUIC.
+                Ok(Ok(Ok(answer))) if answer.len() > target.max_frame => Err(format!(
+                    "the answer of {} bytes exceeds the maximum frame of {}",
+                    answer.len(),
+                    target.max_frame
+                )),
+                Ok(Ok(Ok(answer))) if answer.len() > this.max_frame => Err(format!(
+                    "the answer of {} bytes exceeds this endpoint's maximum of {}",
+                    answer.len(),
+                    this.max_frame
+                )),
                 Ok(Ok(answer)) => answer,
             };
             // The answer travels back over the reverse link.
@@ -481,6 +509,9 @@ impl Transport for MemTransport {
                     after: timeout,
                 });
             }
+            if body.len() > target.max_frame {
+                return Err(target.too_large(body.len()));
+            }
             let incoming = Incoming::Message {
                 from: target.me.clone(),
                 body,
@@ -513,7 +544,9 @@ impl Transport for MemTransport {
         let Ok(target) = self.net.resolve(self, to) else {
             return Ok(());
         };
-        if self.net.is_blocked(self.addr, to.addr) || self.net.draw_loss() {
+        // Gossip is for nodes: a client's datagrams are never read (as over QUIC).
+        if target.me.role != PeerRole::Node || self.net.is_blocked(self.addr, to.addr) || self.net.draw_loss()
+        {
             return Ok(());
         }
         let delay = self.net.draw_delay();
@@ -565,8 +598,12 @@ impl MemTransport {
         true
     }
 
-    /// A copy of this endpoint limited to `max` bytes per frame (for tests of the limit).
+    /// A copy of this endpoint limited to `max` bytes per frame (for tests of the limit): it
+    /// sends no larger frame, and the endpoint refuses larger frames sent to it.
     pub fn with_max_frame(&self, max: usize) -> MemTransport {
+        if let Some(entry) = self.net.lock().endpoints.get_mut(&self.addr) {
+            entry.max_frame = max;
+        }
         MemTransport {
             max_frame: max,
             ..self.clone_handle()

@@ -32,7 +32,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{self, CodecError};
 
+mod frame;
 pub mod mem;
+pub mod quic;
+pub mod tls;
 
 /// The largest request, response or one-way message body, unless configured otherwise.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -292,6 +295,13 @@ pub enum TransportError {
         /// The service.
         service: Service,
     },
+    /// The endpoint could not be set up (the address cannot be bound, the TLS material or
+    /// configuration is unusable, no runtime); nothing was sent.
+    #[error("cannot set up the endpoint: {reason}")]
+    Setup {
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl TransportError {
@@ -313,6 +323,7 @@ impl TransportError {
                 | TransportError::Authentication { .. }
                 | TransportError::FrameTooLarge { .. }
                 | TransportError::Closed
+                | TransportError::Setup { .. }
         )
     }
 }

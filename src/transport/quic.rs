@@ -1,0 +1,921 @@
+//! The real [`Transport`]: QUIC (quinn 0.11) with mutual TLS (rustls 0.23, ring).
+//!
+//! One UDP socket per process carries everything: requests and one-way messages on
+//! bidirectional streams (one stream each, framed by [`super::frame`]), gossip as QUIC
+//! datagrams, all over connections authenticated both ways by the cluster CA.
+//!
+//! ```text
+//!   request(to) ──► links[to.addr] ──(reuse, or one shared dial)──► Connection ──open_bi──►
+//!                                                                       │
+//!   peer: accept ──► serve_connection ──accept_bi──► serve_stream ──► Inbox(service)
+//!                          └──read_datagram──► Inbox(service) (try_send: full = dropped)
+//! ```
+//!
+//! Connections: one outgoing connection per peer address, shared by all callers; callers that
+//! arrive while it is being dialled wait for the same dial; a closed connection is forgotten
+//! and redialled on next use. The stateless-reset key is derived from the node's private key,
+//! so a node restarted at the same address resets its peers' old connections at their next
+//! packet (a keep-alive at the latest) instead of letting them idle out.
+//!
+//! Error mapping (the three classes of [`TransportError`] stay apart):
+//!
+//! | what happened | error |
+//! |---|---|
+//! | dial failed, no handshake within `handshake_timeout`, no connection before the deadline, connection gone before the stream was opened | `Unreachable` |
+//! | a TLS alert either way (unknown CA, no certificate, client certificate serving), or the certificate names another node | `Authentication` |
+//! | the peer answered "refused" (handler refusal, no such service, frame too large at the peer, malformed frame), or its answer is too large here | `Refused` |
+//! | the deadline passed after the stream was opened | `TimedOut` (outcome unknown) |
+//! | the connection broke after the request was written | `Lost` (outcome unknown) |
+//! | body larger than `max_frame` (datagram larger than [`QUIC_MAX_DATAGRAM`]) | `FrameTooLarge`, nothing sent |
+//! | after [`Transport::shutdown`] | `Closed` |
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{
+    ConnectError, ConnectionError, EndpointConfig, IdleTimeout, ReadError, ReadExactError, RecvStream,
+    SendStream, TransportConfig, TransportErrorCode, VarInt, WriteError,
+};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::frame::{self, AnswerHeader, FrameError, Header, Kind, Status, ANSWER_HEADER_LEN, HEADER_LEN};
+use super::tls::{self, Identity, TlsMaterial};
+use super::{
+    Inbox, Incoming, Peer, PeerAddr, PeerRole, Reply, Responder, Service, Transport, TransportError,
+    DEFAULT_MAX_FRAME,
+};
+
+/// The largest datagram body [`QuicTransport`] sends. QUIC's smallest allowed path MTU
+/// (1200 bytes) minus packet, frame and strand overheads, so every datagram fits any path.
+pub const QUIC_MAX_DATAGRAM: usize = 1100;
+
+/// The name put in the TLS ClientHello; never checked (nodes are named by URI SANs).
+const SERVER_NAME: &str = "strand";
+/// Application close code: the endpoint shut down.
+const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
+/// Application close code: the peer's certificate carries no usable strand identity.
+const CLOSE_AUTH: VarInt = VarInt::from_u32(1);
+/// Stream stop code: the frame was refused (its reason is in the answer).
+const STOP_REFUSED: VarInt = VarInt::from_u32(1);
+/// How long [`Transport::shutdown`] waits for close frames to reach the peers.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+
+/// How a [`QuicTransport`] is set up. [`QuicConfig::new`] gives LAN/loopback defaults.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// The UDP address to bind (port 0 picks one; [`Transport::local_addr`] reports it). For a
+    /// client endpoint, the local address its connections come from.
+    pub listen: SocketAddr,
+    /// The CA, this endpoint's certificate and key; the certificate's name is the endpoint's.
+    pub tls: TlsMaterial,
+    /// The largest request, answer or one-way message body (at most `u32::MAX`).
+    pub max_frame: usize,
+    /// How often an idle connection is pinged (zero: never).
+    pub keep_alive: Duration,
+    /// A connection that hears nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// How long a dial may take before the peer counts as unreachable.
+    pub handshake_timeout: Duration,
+    /// The round-trip time assumed before one is measured.
+    pub initial_rtt: Duration,
+    /// Datagrams held per peer while its connection is being dialled (oldest dropped first).
+    pub datagram_queue: usize,
+    /// How many requests and messages a peer may have open on one connection at once.
+    pub max_concurrent_streams: u32,
+}
+
+impl QuicConfig {
+    /// Defaults suited to loopback and LANs: 16 MiB frames, keep-alive 1 s, idle timeout
+    /// 10 s, handshake timeout 3 s, initial RTT 10 ms, 16 queued datagrams, 8192 streams.
+    pub fn new(listen: SocketAddr, tls: TlsMaterial) -> Self {
+        QuicConfig {
+            listen,
+            tls,
+            max_frame: DEFAULT_MAX_FRAME,
+            keep_alive: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
+            initial_rtt: Duration::from_millis(10),
+            datagram_queue: 16,
+            max_concurrent_streams: 8192,
+        }
+    }
+
+    fn transport_config(&self) -> Result<TransportConfig, TransportError> {
+        let mut t = TransportConfig::default();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_streams.max(1)))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .keep_alive_interval((!self.keep_alive.is_zero()).then_some(self.keep_alive))
+            .max_idle_timeout(Some(IdleTimeout::try_from(self.idle_timeout).map_err(|e| {
+                TransportError::Setup {
+                    reason: format!("idle timeout {:?}: {e}", self.idle_timeout),
+                }
+            })?))
+            .initial_rtt(self.initial_rtt)
+            .stream_receive_window(VarInt::from_u32(8 << 20))
+            .receive_window(VarInt::from_u32(64 << 20))
+            .send_window(64 << 20)
+            .datagram_receive_buffer_size(Some(1 << 20))
+            .datagram_send_buffer_size(1 << 20);
+        Ok(t)
+    }
+}
+
+/// A QUIC endpoint: a node (serves and dials) or a client (dials only).
+pub struct QuicTransport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("name", &self.inner.name)
+            .field("addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+type DialFuture = Shared<BoxFuture<'static, Result<Link, TransportError>>>;
+
+/// An established outgoing connection and who the peer's certificate says it is.
+#[derive(Debug, Clone)]
+struct Link {
+    conn: quinn::Connection,
+    peer: Identity,
+}
+
+impl Link {
+    fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+}
+
+enum Slot {
+    Ready(Link),
+    Dialing {
+        id: u64,
+        done: DialFuture,
+        /// Framed datagrams waiting for the connection, with the name they were addressed to.
+        queued: VecDeque<(Option<String>, Bytes)>,
+    },
+}
+
+struct Inner {
+    name: String,
+    role: PeerRole,
+    local_addr: SocketAddr,
+    max_frame: usize,
+    handshake_timeout: Duration,
+    datagram_queue: usize,
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    runtime: tokio::runtime::Handle,
+    services: Mutex<BTreeMap<Service, mpsc::Sender<Incoming>>>,
+    links: Mutex<BTreeMap<SocketAddr, Slot>>,
+    next_dial: AtomicU64,
+    closed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock must not take the transport down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn setup_err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> TransportError + '_ {
+    move |e| TransportError::Setup {
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl QuicTransport {
+    /// Binds a node endpoint at `config.listen`: it serves the services registered on it and
+    /// dials other nodes. The certificate must be a node certificate. Needs a tokio runtime.
+    pub fn bind(config: QuicConfig) -> Result<Arc<QuicTransport>, TransportError> {
+        Self::start(config, true)
+    }
+
+    /// A client endpoint (the CLI, an admin client): it dials nodes and accepts nothing. A
+    /// client or node certificate may be used; nodes see its role in [`Peer::role`].
+    pub fn client(config: QuicConfig) -> Result<Arc<QuicTransport>, TransportError> {
+        Self::start(config, false)
+    }
+
+    fn start(config: QuicConfig, serve: bool) -> Result<Arc<QuicTransport>, TransportError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| setup_err("a QUIC endpoint needs a tokio runtime")(&e))?;
+        if config.max_frame > u32::MAX as usize {
+            return Err(TransportError::Setup {
+                reason: format!("max_frame {} exceeds {}", config.max_frame, u32::MAX),
+            });
+        }
+        let transport_config = Arc::new(config.transport_config()?);
+        let tls = &config.tls;
+        let server_config = if serve {
+            let crypto = tls.server_config().map_err(|e| setup_err("TLS")(&e))?;
+            let crypto = QuicServerConfig::try_from(crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            server.transport_config(transport_config.clone());
+            Some(server)
+        } else {
+            None
+        };
+        let client_crypto = tls.client_config().map_err(|e| setup_err("TLS")(&e))?;
+        let client_crypto =
+            QuicClientConfig::try_from(client_crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport_config);
+        let endpoint_config = if serve {
+            // Stable across restarts: see the module documentation.
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &tls.reset_seed());
+            EndpointConfig::new(Arc::new(key))
+        } else {
+            EndpointConfig::default()
+        };
+        let socket = std::net::UdpSocket::bind(config.listen)
+            .map_err(|e| setup_err(&format!("cannot bind {}", config.listen))(&e))?;
+        let local_addr = socket.local_addr().map_err(|e| setup_err("local address")(&e))?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config,
+            server_config,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| setup_err("QUIC endpoint")(&e))?;
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            name: tls.name().to_string(),
+            role: if serve { PeerRole::Node } else { tls.role() },
+            local_addr,
+            max_frame: config.max_frame,
+            handshake_timeout: config.handshake_timeout,
+            datagram_queue: config.datagram_queue.max(1),
+            endpoint,
+            client_config,
+            runtime,
+            services: Mutex::new(BTreeMap::new()),
+            links: Mutex::new(BTreeMap::new()),
+            next_dial: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            shutdown,
+        });
+        if serve {
+            inner.runtime.spawn(accept_loop(inner.clone()));
+        }
+        tracing::debug!(name = %inner.name, addr = %local_addr, serve, "QUIC endpoint up");
+        Ok(Arc::new(QuicTransport { inner }))
+    }
+
+    /// Whether this endpoint is a node or a client.
+    pub fn role(&self) -> PeerRole {
+        self.inner.role
+    }
+}
+
+impl Drop for QuicTransport {
+    fn drop(&mut self) {
+        self.inner.close_now();
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<(), TransportError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(TransportError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops everything that can be stopped without waiting. Returns whether it was open.
+    fn close_now(&self) -> bool {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let _ = self.shutdown.send(true);
+        lock(&self.services).clear();
+        lock(&self.links).clear();
+        self.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+        true
+    }
+
+    fn sender(&self, service: Service) -> Option<mpsc::Sender<Incoming>> {
+        lock(&self.services)
+            .get(&service)
+            .filter(|s| !s.is_closed())
+            .cloned()
+    }
+
+    /// The connection to `addr`: the open one, the one being dialled, or a new dial.
+    async fn link(self: &Arc<Self>, addr: SocketAddr) -> Result<Link, TransportError> {
+        let dial = {
+            let mut links = lock(&self.links);
+            self.check_open()?;
+            match links.get(&addr) {
+                Some(Slot::Ready(link)) if link.is_open() => return Ok(link.clone()),
+                Some(Slot::Dialing { done, .. }) => done.clone(),
+                _ => self.start_dial(&mut links, addr),
+            }
+        };
+        dial.await
+    }
+
+    /// Starts dialling `addr` in a task of its own (so it finishes, and flushes queued
+    /// datagrams, even if every caller gives up) and records it in `links`.
+    fn start_dial(self: &Arc<Self>, links: &mut BTreeMap<SocketAddr, Slot>, addr: SocketAddr) -> DialFuture {
+        let id = self.next_dial.fetch_add(1, Ordering::Relaxed);
+        let inner = self.clone();
+        let task = self.runtime.spawn(async move {
+            let result = inner.dial(addr).await;
+            inner.finish_dial(addr, id, &result);
+            result
+        });
+        let done = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(TransportError::Unreachable {
+                    peer: addr.to_string(),
+                    reason: format!("the dial failed: {e}"),
+                })
+            })
+        }
+        .boxed()
+        .shared();
+        links.insert(
+            addr,
+            Slot::Dialing {
+                id,
+                done: done.clone(),
+                queued: VecDeque::new(),
+            },
+        );
+        done
+    }
+
+    async fn dial(&self, addr: SocketAddr) -> Result<Link, TransportError> {
+        let peer = addr.to_string();
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, SERVER_NAME)
+            .map_err(|e| match e {
+                ConnectError::EndpointStopping => TransportError::Closed,
+                other => TransportError::Unreachable {
+                    peer: peer.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+        let conn = match tokio::time::timeout(self.handshake_timeout, connecting).await {
+            Err(_) => {
+                return Err(TransportError::Unreachable {
+                    peer,
+                    reason: format!("no handshake within {:?}", self.handshake_timeout),
+                })
+            }
+            Ok(Err(e)) => return Err(map_connection_error(&peer, &e, false)),
+            Ok(Ok(conn)) => conn,
+        };
+        let Some(identity) = peer_identity(&conn) else {
+            conn.close(CLOSE_AUTH, b"no strand identity");
+            return Err(TransportError::Authentication {
+                peer,
+                reason: "the peer's certificate carries no strand identity".into(),
+            });
+        };
+        tracing::debug!(%addr, peer = %identity.name, "connected");
+        Ok(Link { conn, peer: identity })
+    }
+
+    fn finish_dial(self: &Arc<Self>, addr: SocketAddr, id: u64, result: &Result<Link, TransportError>) {
+        let mut links = lock(&self.links);
+        if !matches!(links.get(&addr), Some(Slot::Dialing { id: current, .. }) if *current == id) {
+            return;
+        }
+        let Some(Slot::Dialing { queued, .. }) = links.remove(&addr) else {
+            return;
+        };
+        let Ok(link) = result else {
+            return;
+        };
+        for (expected, datagram) in queued {
+            if expected.as_deref().is_none_or(|n| n == link.peer.name) {
+                let _ = link.conn.send_datagram(datagram);
+            }
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        links.insert(addr, Slot::Ready(link.clone()));
+        let inner = self.clone();
+        let conn = link.conn.clone();
+        self.runtime.spawn(async move {
+            let why = conn.closed().await;
+            tracing::debug!(%addr, "connection closed: {why}");
+            inner.forget(addr, conn.stable_id());
+        });
+    }
+
+    /// Forgets the connection to `addr` if it is still the one with `stable_id`.
+    fn forget(&self, addr: SocketAddr, stable_id: usize) {
+        let mut links = lock(&self.links);
+        if matches!(links.get(&addr), Some(Slot::Ready(l)) if l.conn.stable_id() == stable_id) {
+            links.remove(&addr);
+        }
+    }
+
+    fn datagram(self: &Arc<Self>, to: &PeerAddr, datagram: Bytes) {
+        let mut links = lock(&self.links);
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        match links.get_mut(&to.addr) {
+            Some(Slot::Ready(link)) if link.is_open() => {
+                if to.name.as_deref().is_none_or(|n| n == link.peer.name) {
+                    let _ = link.conn.send_datagram(datagram);
+                }
+                return;
+            }
+            Some(Slot::Dialing { .. }) => {}
+            _ => {
+                let _dial = self.start_dial(&mut links, to.addr);
+            }
+        }
+        if let Some(Slot::Dialing { queued, .. }) = links.get_mut(&to.addr) {
+            if queued.len() >= self.datagram_queue {
+                queued.pop_front();
+            }
+            queued.push_back((to.name.clone(), datagram));
+        }
+    }
+
+    /// Sends one request or message and reads its answer. The caller bounds it by the
+    /// deadline; this bounds the connection phase by it, so that phase ends as `Unreachable`.
+    async fn exchange(
+        self: Arc<Self>,
+        to: PeerAddr,
+        kind: Kind,
+        service: Service,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Bytes, TransportError> {
+        let peer = to.to_string();
+        let mut retried = false;
+        let (mut send, mut recv) = loop {
+            let link = match tokio::time::timeout_at(deadline, self.link(to.addr)).await {
+                Err(_) => {
+                    return Err(TransportError::Unreachable {
+                        peer,
+                        reason: "not connected before the deadline".into(),
+                    })
+                }
+                Ok(result) => result?,
+            };
+            if let Some(expected) = &to.name {
+                if *expected != link.peer.name {
+                    return Err(TransportError::Authentication {
+                        peer,
+                        reason: format!(
+                            "the certificate at {} names {:?}, expected {expected:?}",
+                            to.addr, link.peer.name
+                        ),
+                    });
+                }
+            }
+            match link.conn.open_bi().await {
+                Ok(streams) => break streams,
+                Err(e) => {
+                    // Nothing was written: safe to try once more on a fresh connection.
+                    self.forget(to.addr, link.conn.stable_id());
+                    let err = map_connection_error(&peer, &e, false);
+                    if !retried && matches!(err, TransportError::Unreachable { .. }) {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        };
+        let len = u32::try_from(body.len()).map_err(|_| TransportError::FrameTooLarge {
+            size: body.len(),
+            max: self.max_frame,
+        })?;
+        let header = Header { kind, service, len }.encode();
+        match send
+            .write_all_chunks(&mut [Bytes::copy_from_slice(&header), body])
+            .await
+        {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            // The peer refused before reading it all; its reason follows on the other half.
+            Err(WriteError::Stopped(_)) => {}
+            Err(WriteError::ConnectionLost(e)) => return Err(map_connection_error(&peer, &e, true)),
+            Err(e) => {
+                return Err(TransportError::Lost {
+                    peer,
+                    reason: e.to_string(),
+                })
+            }
+        }
+        let mut head = [0u8; ANSWER_HEADER_LEN];
+        recv.read_exact(&mut head)
+            .await
+            .map_err(|e| read_error(&peer, e))?;
+        let answer = match AnswerHeader::decode(&head, self.max_frame) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = recv.stop(STOP_REFUSED);
+                let reason = match e {
+                    FrameError::TooLarge { size, max } => {
+                        format!("the answer of {size} bytes exceeds this endpoint's maximum of {max}")
+                    }
+                    other => other.to_string(),
+                };
+                return Err(TransportError::Refused { peer, reason });
+            }
+        };
+        let mut buf = vec![0u8; answer.len as usize];
+        recv.read_exact(&mut buf)
+            .await
+            .map_err(|e| read_error(&peer, e))?;
+        match answer.status {
+            Status::Ok => Ok(Bytes::from(buf)),
+            Status::Refused => Err(TransportError::Refused {
+                peer,
+                reason: String::from_utf8_lossy(&buf).into_owned(),
+            }),
+        }
+    }
+
+    fn prepare(&self, body: &Bytes) -> Result<(), TransportError> {
+        self.check_open()?;
+        if body.len() > self.max_frame {
+            return Err(TransportError::FrameTooLarge {
+                size: body.len(),
+                max: self.max_frame,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn is_crypto(code: TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// Maps a connection's failure; `sent` says whether a request may already be at the peer.
+fn map_connection_error(peer: &str, e: &ConnectionError, sent: bool) -> TransportError {
+    let auth = |reason: String| TransportError::Authentication {
+        peer: peer.to_string(),
+        reason,
+    };
+    match e {
+        ConnectionError::LocallyClosed => TransportError::Closed,
+        ConnectionError::TransportError(te) if is_crypto(te.code) => auth(te.to_string()),
+        ConnectionError::ConnectionClosed(cc) if is_crypto(cc.error_code) => {
+            auth(format!("the peer refused the handshake: {cc}"))
+        }
+        ConnectionError::ApplicationClosed(ac) if ac.error_code == CLOSE_AUTH => {
+            auth(format!("the peer refused our identity: {ac}"))
+        }
+        _ if sent => TransportError::Lost {
+            peer: peer.to_string(),
+            reason: e.to_string(),
+        },
+        _ => TransportError::Unreachable {
+            peer: peer.to_string(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+fn read_error(peer: &str, e: ReadExactError) -> TransportError {
+    match e {
+        ReadExactError::FinishedEarly(n) => TransportError::Refused {
+            peer: peer.to_string(),
+            reason: format!("malformed answer: the stream ended after {n} bytes"),
+        },
+        ReadExactError::ReadError(ReadError::ConnectionLost(e)) => map_connection_error(peer, &e, true),
+        ReadExactError::ReadError(ReadError::Reset(code)) => TransportError::Refused {
+            peer: peer.to_string(),
+            reason: format!("the peer reset the stream (code {code})"),
+        },
+        ReadExactError::ReadError(other) => TransportError::Lost {
+            peer: peer.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The strand identity in a connection's verified peer certificate.
+fn peer_identity(conn: &quinn::Connection) -> Option<Identity> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    tls::identity_of(certs.first()?).ok()
+}
+
+async fn accept_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|closed| *closed) => break,
+            incoming = inner.endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    inner.runtime.spawn(serve_connection(inner.clone(), incoming));
+                }
+                None => break,
+            },
+        }
+    }
+}
+
+async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(inner.handshake_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::warn!(%remote, "refused a connection: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "no handshake in time");
+            return;
+        }
+    };
+    let Some(identity) = peer_identity(&conn) else {
+        conn.close(CLOSE_AUTH, b"no strand identity");
+        return;
+    };
+    let peer = Peer {
+        name: identity.name,
+        role: identity.role,
+        addr: conn.remote_address(),
+    };
+    tracing::debug!(peer = %peer.name, addr = %peer.addr, "accepted a connection");
+    if peer.role == PeerRole::Node {
+        // Gossip is for nodes; a client's datagrams are never read.
+        inner
+            .runtime
+            .spawn(read_datagrams(inner.clone(), conn.clone(), peer.clone()));
+    }
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|closed| *closed) => break,
+            streams = conn.accept_bi() => match streams {
+                Ok((send, recv)) => {
+                    inner.runtime.spawn(serve_stream(inner.clone(), peer.clone(), send, recv));
+                }
+                Err(_) => break,
+            },
+        }
+    }
+}
+
+async fn read_datagrams(inner: Arc<Inner>, conn: quinn::Connection, peer: Peer) {
+    while let Ok(datagram) = conn.read_datagram().await {
+        let Some((service, body)) = frame::decode_datagram(datagram) else {
+            continue;
+        };
+        if let Some(tx) = inner.sender(service) {
+            // A full inbox drops gossip rather than stalling the connection.
+            let _ = tx.try_send(Incoming::Datagram {
+                from: peer.clone(),
+                body,
+            });
+        }
+    }
+}
+
+/// Refuses a stream: stops reading it and answers with the reason.
+async fn refuse(send: &mut SendStream, recv: &mut RecvStream, reason: &str) {
+    let _ = recv.stop(STOP_REFUSED);
+    answer(send, Err(reason.to_string()), usize::MAX).await;
+}
+
+async fn answer(send: &mut SendStream, reply: Reply, max: usize) {
+    let (status, body) = match reply {
+        Ok(body) if body.len() > max => (
+            Status::Refused,
+            Bytes::from(format!(
+                "the answer of {} bytes exceeds the maximum frame of {max}",
+                body.len()
+            )),
+        ),
+        Ok(body) => (Status::Ok, body),
+        Err(reason) => (
+            Status::Refused,
+            Bytes::copy_from_slice(frame::clip_reason(&reason).as_bytes()),
+        ),
+    };
+    let head = AnswerHeader {
+        status,
+        len: body.len() as u32,
+    }
+    .encode();
+    let _ = send
+        .write_all_chunks(&mut [Bytes::copy_from_slice(&head), body])
+        .await;
+    let _ = send.finish();
+}
+
+/// Serves one request or message stream. Anything wrong with it refuses this stream only.
+async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut recv: RecvStream) {
+    let mut head = [0u8; HEADER_LEN];
+    match recv.read_exact(&mut head).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(n)) => {
+            let reason = format!("malformed header: the stream ended after {n} of {HEADER_LEN} bytes");
+            return refuse(&mut send, &mut recv, &reason).await;
+        }
+        Err(ReadExactError::ReadError(_)) => return,
+    }
+    let header = match Header::decode(&head, inner.max_frame) {
+        Ok(header) => header,
+        Err(e) => return refuse(&mut send, &mut recv, &e.to_string()).await,
+    };
+    let Some(tx) = inner.sender(header.service) else {
+        let reason = format!("no such service: {}", header.service);
+        return refuse(&mut send, &mut recv, &reason).await;
+    };
+    let mut body = vec![0u8; header.len as usize];
+    match recv.read_exact(&mut body).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(n)) => {
+            let reason = format!(
+                "malformed frame: the body ended after {n} of {} bytes",
+                header.len
+            );
+            return refuse(&mut send, &mut recv, &reason).await;
+        }
+        Err(ReadExactError::ReadError(_)) => return,
+    }
+    let body = Bytes::from(body);
+    let (incoming, rx) = match header.kind {
+        Kind::Request => {
+            let (reply, rx) = Responder::channel();
+            (
+                Incoming::Request {
+                    from: peer,
+                    body,
+                    reply,
+                },
+                Some(rx),
+            )
+        }
+        Kind::Message => (Incoming::Message { from: peer, body }, None),
+    };
+    // The requester giving up (deadline) stops the stream; stop waiting then.
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
+    let delivered = tokio::select! {
+        biased;
+        _ = &mut stopped => return,
+        sent = tx.send(incoming) => sent.is_ok(),
+    };
+    drop(tx);
+    if !delivered {
+        let reason = format!("no such service: {}", header.service);
+        return answer(&mut send, Err(reason), usize::MAX).await;
+    }
+    let reply = match rx {
+        None => Ok(Bytes::new()),
+        Some(rx) => tokio::select! {
+            biased;
+            _ = &mut stopped => return,
+            reply = rx => reply.unwrap_or_else(|_| Err("handler dropped the request".to_string())),
+        },
+    };
+    answer(&mut send, reply, inner.max_frame).await;
+}
+
+fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+impl Transport for QuicTransport {
+    fn local_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    fn max_frame_size(&self) -> usize {
+        self.inner.max_frame
+    }
+
+    fn max_datagram_size(&self) -> usize {
+        QUIC_MAX_DATAGRAM
+    }
+
+    fn register(&self, service: Service, capacity: usize) -> Result<Inbox, TransportError> {
+        let mut services = lock(&self.inner.services);
+        self.inner.check_open()?;
+        if services.get(&service).is_some_and(|s| !s.is_closed()) {
+            return Err(TransportError::AlreadyRegistered { service });
+        }
+        let (tx, inbox) = Inbox::channel(service, capacity);
+        services.insert(service, tx);
+        Ok(inbox)
+    }
+
+    fn request(
+        &self,
+        to: &PeerAddr,
+        service: Service,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        let prepared = self.inner.prepare(&body);
+        let inner = self.inner.clone();
+        let to = to.clone();
+        async move {
+            prepared?;
+            let deadline = Instant::now() + timeout;
+            let peer = to.to_string();
+            match tokio::time::timeout_at(
+                deadline,
+                inner.exchange(to, Kind::Request, service, body, deadline),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::TimedOut { peer, after: timeout }),
+            }
+        }
+        .boxed()
+    }
+
+    fn send(
+        &self,
+        to: &PeerAddr,
+        service: Service,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        let prepared = self.inner.prepare(&body);
+        let inner = self.inner.clone();
+        let to = to.clone();
+        async move {
+            prepared?;
+            let deadline = Instant::now() + timeout;
+            let peer = to.to_string();
+            match tokio::time::timeout_at(
+                deadline,
+                inner.exchange(to, Kind::Message, service, body, deadline),
+            )
+            .await
+            {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(TransportError::TimedOut { peer, after: timeout }),
+            }
+        }
+        .boxed()
+    }
+
+    fn send_datagram(&self, to: &PeerAddr, service: Service, body: Bytes) -> Result<(), TransportError> {
+        self.inner.check_open()?;
+        if body.len() > QUIC_MAX_DATAGRAM {
+            return Err(TransportError::FrameTooLarge {
+                size: body.len(),
+                max: QUIC_MAX_DATAGRAM,
+            });
+        }
+        self.inner.datagram(to, frame::encode_datagram(service, &body));
+        Ok(())
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        async move {
+            if !inner.close_now() {
+                return;
+            }
+            let _ = tokio::time::timeout(SHUTDOWN_DRAIN, inner.endpoint.wait_idle()).await;
+            // Give the port back now, not when the last task lets go of the endpoint, so a
+            // successor can bind the same address at once.
+            let spare = SocketAddr::new(unspecified_like(inner.local_addr.ip()), 0);
+            if let Ok(socket) = std::net::UdpSocket::bind(spare) {
+                let _ = inner.endpoint.rebind(socket);
+            }
+            tracing::debug!(name = %inner.name, "QUIC endpoint shut down");
+        }
+        .boxed()
+    }
+}

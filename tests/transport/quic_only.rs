@@ -1,0 +1,432 @@
+//! What only the QUIC transport can show: peers without the right certificate get nothing,
+//! bad frames on a raw stream refuse only that stream, and a node killed with SIGKILL and
+//! restarted at the same address is reconnected to (stateless reset, not an idle timeout).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use strand::transport::quic::{QuicConfig, QuicTransport};
+use strand::transport::tls::{self, TlsDir, TlsMaterial};
+use strand::transport::{PeerAddr, PeerRole, Service, Transport, TransportError};
+
+use super::conformance::{serve, PATIENCE};
+use super::{loopback, QuicNet};
+
+/// Accepts any server certificate: a stand-in for an attacker's client, never for strand.
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn raw_endpoint() -> quinn::Endpoint {
+    quinn::Endpoint::client(loopback()).unwrap()
+}
+
+fn quinn_client(crypto: rustls::ClientConfig) -> quinn::ClientConfig {
+    quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(crypto).unwrap()))
+}
+
+/// Opens a stream, writes `bytes`, finishes, and reads the whole answer.
+async fn raw_exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    // The peer may stop reading early (that is the point of some of these); ignore that.
+    let _ = send.write_all(bytes).await;
+    let _ = send.finish();
+    recv.read_to_end(1 << 20).await.map_err(|e| e.to_string())
+}
+
+/// A request header as strand's framing writes it (see `src/transport/frame.rs`).
+fn header(service: Service, len: u32) -> Vec<u8> {
+    let mut h = vec![b'S', 1, 1, 0];
+    h.extend_from_slice(&service.0.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Splits an answer into (refused?, body).
+fn parse_answer(answer: &[u8]) -> (bool, String) {
+    assert!(answer.len() >= 5, "answer too short: {answer:?}");
+    let len = u32::from_be_bytes([answer[1], answer[2], answer[3], answer[4]]) as usize;
+    assert_eq!(answer.len(), 5 + len, "answer length");
+    (answer[0] == 1, String::from_utf8_lossy(&answer[5..]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_a_client_certificate_gets_nothing() {
+    let net = QuicNet::new();
+    let server = QuicTransport::bind(net.config("b")).unwrap();
+    let (seen, _) = serve(server.register(Service::STORE, 8).unwrap());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let endpoint = raw_endpoint();
+    let outcome = async {
+        // TLS 1.3: the client may finish its side of the handshake before the server has
+        // judged its (missing) certificate, so the refusal can arrive after a stream opens.
+        let conn = match endpoint
+            .connect_with(quinn_client(crypto), server.local_addr(), "strand")
+            .unwrap()
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) => return e,
+        };
+        let mut request = header(Service::STORE, 5);
+        request.extend_from_slice(b"hello");
+        let answer = raw_exchange(&conn, &request).await;
+        assert!(
+            answer.is_err(),
+            "answered without a client certificate: {answer:?}"
+        );
+        conn.closed().await
+    };
+    let err = tokio::time::timeout(PATIENCE, outcome).await.unwrap();
+    // A TLS alert (QUIC CRYPTO_ERROR 0x100-0x1ff) from the server.
+    let quinn::ConnectionError::ConnectionClosed(close) = &err else {
+        panic!("expected the server to close the connection, got {err:?}");
+    };
+    assert!((0x100..0x200).contains(&u64::from(close.error_code)), "{close}");
+    assert!(seen.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_is_refused_both_ways() {
+    let net = QuicNet::new();
+    let other = QuicNet::new();
+    let server = QuicTransport::bind(net.config("b")).unwrap();
+    let (seen, _) = serve(server.register(Service::STORE, 8).unwrap());
+    // Same name, other CA.
+    let impostor = QuicTransport::bind(other.config("a")).unwrap();
+    let (impostor_seen, _) = serve(impostor.register(Service::STORE, 8).unwrap());
+    let r = impostor
+        .request(
+            &PeerAddr::any(server.local_addr()),
+            Service::STORE,
+            Bytes::from_static(b"x"),
+            PATIENCE,
+        )
+        .await;
+    assert!(matches!(r, Err(TransportError::Authentication { .. })), "{r:?}");
+    let r = server
+        .request(
+            &PeerAddr::named("a", impostor.local_addr()),
+            Service::STORE,
+            Bytes::from_static(b"x"),
+            PATIENCE,
+        )
+        .await;
+    assert!(matches!(r, Err(TransportError::Authentication { .. })), "{r:?}");
+    let r = impostor
+        .send(
+            &PeerAddr::any(server.local_addr()),
+            Service::STORE,
+            Bytes::from_static(b"x"),
+            PATIENCE,
+        )
+        .await;
+    assert!(matches!(r, Err(TransportError::Authentication { .. })), "{r:?}");
+    assert!(seen.requests().is_empty() && impostor_seen.requests().is_empty());
+    // A client certificate of the other CA fares no better.
+    let cli = QuicTransport::client(QuicConfig::new(
+        loopback(),
+        other.material("admin", PeerRole::Client),
+    ))
+    .unwrap();
+    let r = cli
+        .request(
+            &PeerAddr::any(server.local_addr()),
+            Service::STORE,
+            Bytes::from_static(b"x"),
+            PATIENCE,
+        )
+        .await;
+    assert!(matches!(r, Err(TransportError::Authentication { .. })), "{r:?}");
+    assert!(seen.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_cannot_serve() {
+    let net = QuicNet::new();
+    // strand refuses to serve with one...
+    let r = QuicTransport::bind(QuicConfig::new(
+        loopback(),
+        net.material("admin", PeerRole::Client),
+    ));
+    assert!(matches!(r, Err(TransportError::Setup { .. })), "{r:?}");
+    // ...and a strand node refuses a server that presents one.
+    let ca = tls::generate_ca("ca").unwrap();
+    let issued = tls::issue_certificate(&ca, "admin", PeerRole::Client, &[], &[]).unwrap();
+    let node_issued = tls::issue_certificate(&ca, "a", PeerRole::Node, &[], &[]).unwrap();
+    let node_material =
+        TlsMaterial::from_pem(&ca.cert_pem, &node_issued.cert_pem, &node_issued.key_pem).unwrap();
+    let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    crypto.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let server_config =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(crypto).unwrap()));
+    let rogue = quinn::Endpoint::server(server_config, loopback()).unwrap();
+    let rogue_addr = rogue.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Some(incoming) = rogue.accept().await {
+            if let Ok(conn) = incoming.await {
+                if conn.accept_bi().await.is_ok() {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let node = QuicTransport::bind(QuicConfig::new(loopback(), node_material)).unwrap();
+    let r = node
+        .request(
+            &PeerAddr::any(rogue_addr),
+            Service::STORE,
+            Bytes::from_static(b"secret"),
+            PATIENCE,
+        )
+        .await;
+    assert!(matches!(r, Err(TransportError::Authentication { .. })), "{r:?}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no stream reached the rogue"
+    );
+    acceptor.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_refuse_only_their_stream() {
+    let net = QuicNet::new();
+    let mut config = net.config("b");
+    config.max_frame = 1024;
+    let server = QuicTransport::bind(config).unwrap();
+    let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
+    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
+    let endpoint = raw_endpoint();
+    let conn = endpoint
+        .connect_with(quinn_client(crypto), server.local_addr(), "strand")
+        .unwrap()
+        .await
+        .unwrap();
+
+    let mut valid = header(Service::STORE, 10);
+    valid.extend_from_slice(b"still-here");
+    let mut short_body = header(Service::STORE, 100);
+    short_body.extend_from_slice(b"only ten b");
+    let mut bad_kind = header(Service::STORE, 1);
+    bad_kind[2] = 9;
+    let mut bad_version = header(Service::STORE, 1);
+    bad_version[1] = 200;
+    let oversized = {
+        let mut h = header(Service::STORE, 1025);
+        h.extend(std::iter::repeat_n(0u8, 200_000));
+        h
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad magic", b"XXXXXXXXXXXXXXXX".to_vec()),
+        ("stream ended after 3", b"S\x01\x01".to_vec()),
+        ("unknown kind", bad_kind),
+        ("version 200", bad_version),
+        ("exceeds the maximum of 1024", oversized),
+        ("body ended after 10 of 100", short_body),
+        ("no such service", {
+            let mut h = header(Service(999), 1);
+            h.push(0);
+            h
+        }),
+    ];
+    // Every bad stream, and a good one, at the same time on one connection.
+    let bad = futures::future::join_all(cases.iter().map(|(_, bytes)| raw_exchange(&conn, bytes)));
+    let (bad, good) = tokio::join!(bad, raw_exchange(&conn, &valid));
+    for ((needle, _), answer) in cases.iter().zip(bad) {
+        let (refused, reason) = parse_answer(&answer.unwrap());
+        assert!(refused && reason.contains(needle), "{needle}: {reason}");
+    }
+    assert_eq!(parse_answer(&good.unwrap()), (false, "still-here".to_string()));
+    // The connection survived, and so did the endpoint.
+    assert!(conn.close_reason().is_none());
+    let (refused, body) = parse_answer(&raw_exchange(&conn, &valid).await.unwrap());
+    assert!(!refused && body == "still-here");
+    let a = QuicTransport::bind(net.config("a")).unwrap();
+    let r = a
+        .request(
+            &PeerAddr::named("b", server.local_addr()),
+            Service::STORE,
+            Bytes::from_static(b"ok"),
+            PATIENCE,
+        )
+        .await;
+    assert_eq!(r.unwrap(), Bytes::from_static(b"ok"));
+    assert_eq!(
+        seen.requests().len(),
+        3,
+        "only the well-formed requests were delivered"
+    );
+    // Garbage datagrams are dropped without harm.
+    conn.send_datagram(Bytes::from_static(b"\xff")).unwrap();
+    conn.send_datagram(Bytes::from_static(b"\x01\x00")).unwrap();
+    let (refused, _) = parse_answer(&raw_exchange(&conn, &valid).await.unwrap());
+    assert!(!refused);
+}
+
+/// Environment variable that turns [`child_node`] into a node process.
+const CHILD_ENV: &str = "STRAND_TEST_CHILD_NODE";
+
+/// Not a test by itself: when [`CHILD_ENV`] is set ("TLS_DIR ADDR"), runs an echo node at ADDR
+/// until killed, printing `READY addr` once it listens.
+#[test]
+#[ignore = "helper process for killed_node_restarted_at_the_same_address_is_reconnected"]
+fn child_node() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (dir, addr) = spec.split_once(' ').unwrap();
+    let addr: SocketAddr = addr.parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let material = TlsDir::new(dir).load("b", PeerRole::Node).unwrap();
+        let node = QuicTransport::bind(QuicConfig::new(addr, material)).unwrap();
+        let _served = serve(node.register(Service::STORE, 64).unwrap());
+        println!("READY {}", node.local_addr());
+        futures::future::pending::<()>().await;
+    });
+}
+
+fn start_child(dir: &std::path::Path, addr: SocketAddr) -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "quic_only::child_node",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{} {addr}", dir.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                // libtest prints "test NAME ... " on the same line first.
+                if let Some((_, addr)) = line.split_once("READY ") {
+                    break addr.trim().parse().unwrap();
+                }
+            }
+            other => panic!("the child node did not start: {other:?}"),
+        }
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, ready)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_restarted_at_the_same_address_is_reconnected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = TlsDir::new(tmp.path());
+    dir.create_ca("test CA", false).unwrap();
+    dir.issue("b", PeerRole::Node, &[], &[], false).unwrap();
+    dir.issue("a", PeerRole::Node, &[], &[], false).unwrap();
+    // No keep-alive and a long idle timeout: only the stateless reset can reveal the restart.
+    let mut config = QuicConfig::new(loopback(), dir.load("a", PeerRole::Node).unwrap());
+    config.keep_alive = Duration::ZERO;
+    config.idle_timeout = Duration::from_secs(120);
+    let a = QuicTransport::bind(config).unwrap();
+
+    let (mut child, addr) = start_child(tmp.path(), loopback());
+    let to = PeerAddr::named("b", addr);
+    let ask = || a.request(&to, Service::STORE, Bytes::from_static(b"ping"), PATIENCE);
+    assert_eq!(ask().await.unwrap(), Bytes::from_static(b"ping"));
+
+    child.kill().unwrap(); // SIGKILL: no close frame is sent
+    child.wait().unwrap();
+    let (mut child, again) = start_child(tmp.path(), addr);
+    assert_eq!(again, addr);
+    let mut failures = Vec::new();
+    loop {
+        match ask().await {
+            Ok(answer) => {
+                assert_eq!(answer, Bytes::from_static(b"ping"));
+                break;
+            }
+            Err(e) => {
+                // The old connection's first packet draws a stateless reset: "lost", never
+                // a timeout.
+                assert!(
+                    matches!(
+                        e,
+                        TransportError::Lost { .. } | TransportError::Unreachable { .. }
+                    ),
+                    "{e:?}"
+                );
+                failures.push(e);
+                assert!(failures.len() < 3, "no reconnect: {failures:?}");
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -64,7 +64,7 @@ pub fn loopback() -> SocketAddr {
 }
 
 impl QuicNet {
-    pub fn new() -> Self {
+    fn new() -> Self {
         QuicNet {
             ca: tls::generate_ca("test CA").unwrap(),
             materials: Mutex::new(BTreeMap::new()),

@@ -69,6 +69,35 @@ const STOP_REFUSED: VarInt = VarInt::from_u32(1);
 /// How long [`Transport::shutdown`] waits for close frames to reach the peers.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
+/// Connection IDs of 8 random bytes. Unlike quinn's default they carry no per-process
+/// checksum, so a restarted node answers its predecessor's connections with a stateless
+/// reset (see the module documentation).
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+            // The OS has no randomness to give; a CID only needs to be unlikely to collide.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            bytes = nanos.to_le_bytes();
+        }
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 /// How a [`QuicTransport`] is set up. [`QuicConfig::new`] gives LAN/loopback defaults.
 #[derive(Debug, Clone)]
 pub struct QuicConfig {
@@ -237,7 +266,11 @@ impl QuicTransport {
         let endpoint_config = if serve {
             // Stable across restarts: see the module documentation.
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &tls.reset_seed());
-            EndpointConfig::new(Arc::new(key))
+            let mut endpoint_config = EndpointConfig::new(Arc::new(key));
+            // quinn's default CIDs carry a per-process checksum, and it sends no reset for a CID
+            // that fails it: a restarted node would stay silent about its predecessor's.
+            endpoint_config.cid_generator(|| Box::new(RandomCids));
+            endpoint_config
         } else {
             EndpointConfig::default()
         };

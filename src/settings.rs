@@ -618,6 +618,27 @@ mod tests {
         assert!(matches!(e, SettingsError::NoHome { .. }), "{e}");
     }
 
+    /// Collects what a tracing subscriber writes.
+    #[derive(Clone, Default)]
+    struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl LogBuffer {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn settings_at(dir: &Path) -> Settings {
         Settings {
             tls_dir: dir.to_path_buf(),
@@ -632,8 +653,24 @@ mod tests {
     fn first_use_creates_a_development_ca_and_issues_certificates() {
         let tmp = tempfile::tempdir().unwrap();
         let s = settings_at(&tmp.path().join("fresh/tls"));
-        let a = tls_material_for(&s, "localhost_12913", PeerRole::Node).unwrap();
+        let log = LogBuffer::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let a = tracing::subscriber::with_default(subscriber, || {
+            tls_material_for(&s, "localhost_12913", PeerRole::Node)
+        })
+        .unwrap();
         assert_eq!(a.name(), "localhost_12913");
+        let logged = log.text();
+        let expected = format!("created a development CA in {}", s.tls_dir.display());
+        assert!(logged.contains(&expected), "{logged}");
+        assert!(
+            logged.contains("issued a node certificate for localhost_12913"),
+            "{logged}"
+        );
         let dir = TlsDir::new(&s.tls_dir);
         assert!(dir.has_ca() && dir.has_ca_key());
         let ca = fs::read(dir.ca_cert_path()).unwrap();
@@ -657,9 +694,11 @@ mod tests {
             tls_material_for(&s, "bad name", PeerRole::Node),
             Err(SettingsError::Tls(TlsError::InvalidName { .. }))
         ));
+        // (In this test, not one of its own: tracing's callsite cache is process-wide, and
+        // a parallel test hitting the same log lines can hide them from the subscriber above.)
+        concurrent_first_starts_share_one_ca();
     }
 
-    #[test]
     fn concurrent_first_starts_share_one_ca() {
         let tmp = tempfile::tempdir().unwrap();
         let s = settings_at(&tmp.path().join("tls"));

@@ -12,9 +12,11 @@
 //! ```
 //!
 //! [`Transport`] is the interface; [`mem`] is an in-memory implementation for simulations
-//! and tests (it can drop, delay and partition), the QUIC implementation is the real one.
-//! One conformance suite runs against both, so code that works over one works over the
-//! other.
+//! and tests (it can drop, delay and partition), [`quic`] is the real one (mutual TLS with
+//! the certificates of [`tls`]). One conformance suite (`tests/transport/conformance.rs`)
+//! runs against both, so code that works over one works over the other. Both enforce the
+//! frame limit at both ends: a body above the sender's limit is `FrameTooLarge` before
+//! anything is sent, one above the receiver's limit is `Refused`.
 //!
 //! Errors keep three outcomes apart, because callers must treat them differently:
 //! [`TransportError::Unreachable`] (nothing was delivered: safe to retry elsewhere),
@@ -358,8 +360,8 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Bytes, TransportError>>;
 
-    /// Sends a reliable one-way message; resolves once the peer's endpoint has it (or
-    /// when delivery failed), at most `timeout`.
+    /// Sends a reliable one-way message; resolves once the peer's inbox for `service` has
+    /// it (or when delivery failed: `Refused` for no such service), at most `timeout`.
     fn send(
         &self,
         to: &PeerAddr,

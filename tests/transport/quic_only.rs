@@ -354,21 +354,39 @@ fn child_node() {
     });
 }
 
-fn start_child(dir: &std::path::Path, addr: SocketAddr) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "quic_only::child_node",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{} {addr}", dir.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+/// A child node process, killed (SIGKILL) when dropped, so a failing test leaves none behind.
+struct ChildNode(Child);
+
+impl ChildNode {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start_child(dir: &std::path::Path, addr: SocketAddr) -> (ChildNode, SocketAddr) {
+    let mut child = ChildNode(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "quic_only::child_node",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{} {addr}", dir.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let ready = loop {
         match lines.next() {
@@ -405,8 +423,7 @@ async fn killed_node_restarted_at_the_same_address_is_reconnected() {
     let ask = || a.request(&to, Service::STORE, Bytes::from_static(b"ping"), PATIENCE);
     assert_eq!(ask().await.unwrap(), Bytes::from_static(b"ping"));
 
-    child.kill().unwrap(); // SIGKILL: no close frame is sent
-    child.wait().unwrap();
+    child.kill(); // SIGKILL: no close frame is sent
     let (mut child, again) = start_child(tmp.path(), addr);
     assert_eq!(again, addr);
     let mut failures = Vec::new();
@@ -431,6 +448,5 @@ async fn killed_node_restarted_at_the_same_address_is_reconnected() {
             }
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }

@@ -8,12 +8,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod admin;
 pub mod bench;
 pub mod members;
 pub mod node;
 pub mod output;
 pub mod plan;
 pub mod statemodel;
+pub mod store;
 pub mod tls;
 
 pub use output::OutputFormat;
@@ -40,6 +42,10 @@ pub enum Command {
     Node(node::NodeArgs),
     /// The gossip view of the cluster, like `serf members`.
     Members(members::MembersArgs),
+    /// The property store: run a replica, show status, add or remove replicas.
+    Store(store::StoreArgs),
+    /// Administration: raw store access (ls, get, put, rm, watch) and, later, helix-admin's commands.
+    Admin(admin::AdminArgs),
     /// Benchmarks that print JSON.
     Bench(bench::BenchArgs),
 }
@@ -102,6 +108,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tls(args) => tls::run(args),
         Command::Node(args) => node::run(args),
         Command::Members(args) => members::run(args),
+        Command::Store(args) => store::run(args),
+        Command::Admin(args) => admin::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

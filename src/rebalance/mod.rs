@@ -18,6 +18,16 @@
 //! the same inputs give the same outputs whatever the order of maps and lists.
 
 mod cluster;
+
+// Placement (placement, delayed).
+pub mod delayed;
 pub mod placement;
+
+// Everything after placement (assignment .. pipeline).
+pub mod assignment;
+pub mod pipeline;
+pub mod selection;
+pub mod throttle;
+pub mod transitions;
 
 pub use cluster::InstanceInfo;

@@ -2,6 +2,10 @@
 
 use super::CliError;
 
+pub mod detect;
+pub mod rebalance;
+pub mod store;
+
 /// Arguments of `strand bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -12,9 +16,20 @@ pub struct BenchArgs {
 
 /// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// The rebalance engine: full placement and recomputation, balance and movement.
+    Rebalance(rebalance::RebalanceBenchArgs),
+    /// Failure detection: SIGKILL one of N real `strand node` processes per trial.
+    Detect(detect::DetectBenchArgs),
+    /// The property store: replicas as real processes, puts, gets, cached gets, watches.
+    Store(store::StoreBenchArgs),
+}
 
 /// Runs a benchmark.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
-    match args.which {}
+    match args.which {
+        BenchCommand::Rebalance(a) => rebalance::run(a),
+        BenchCommand::Detect(a) => detect::run(a),
+        BenchCommand::Store(a) => store::run(a),
+    }
 }

@@ -1,0 +1,1 @@
+//! State assignment: the best possible state of every replica, down each preference list.

@@ -1,0 +1,1 @@
+//! The pipeline: one cluster snapshot in, the whole decision out.

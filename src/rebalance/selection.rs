@@ -1,0 +1,1 @@
+//! Selection: accept transitions only while every state's bound holds, counting pending ones.

@@ -1,0 +1,1 @@
+//! Throttling: state-transition throttle configs and message constraints.

@@ -1,0 +1,1 @@
+//! Transitions: the next hop from each replica's current state toward its best possible state.

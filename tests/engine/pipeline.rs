@@ -478,3 +478,132 @@ fn bad_snapshots_are_clear_errors() {
         Err(RebalanceError::DuplicatePending { .. })
     ));
 }
+
+fn full_auto_tutorial() -> ClusterSnapshot {
+    ClusterSnapshot {
+        instances: instances(3),
+        resources: vec![ResourceSnapshot::new(ideal(
+            "myDB",
+            6,
+            3,
+            "MasterSlave",
+            RebalanceMode::FullAuto,
+        ))],
+        ..Default::default()
+    }
+}
+
+fn masters_per_instance(snap: &ClusterSnapshot) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for holders in snap.resources[0].current_state.values() {
+        for (i, s) in holders {
+            if s == "MASTER" {
+                *out.entry(i.clone()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
+fn full_auto_tutorial_gives_each_instance_two_masters_and_four_slaves() {
+    let mut snap = full_auto_tutorial();
+    let d = decide(&snap);
+    for (i, s) in &d.stats {
+        assert_eq!((s.replicas, s.top_states), (6, 2), "{i}");
+    }
+    let r = &d.resources["myDB"];
+    assert_eq!(r.preference_lists.len(), 6);
+    for (p, list) in &r.preference_lists {
+        assert_eq!(list.len(), 3, "{p}");
+        assert_eq!(r.best_possible[p][&list[0]], "MASTER", "{p}");
+    }
+    // Run it: the participants end with exactly that layout.
+    let (d, _) = converge(&mut snap, 10);
+    assert_eq!(d.moved, 0);
+    let masters = masters_per_instance(&snap);
+    assert!(masters.values().all(|n| *n == 2), "{masters:?}");
+}
+
+#[test]
+#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
+fn full_auto_failover_promotes_slaves_then_rebalances_on_return() {
+    let mut snap = full_auto_tutorial();
+    converge(&mut snap, 10);
+    kill(&mut snap, "localhost_12913");
+    let d = decide(&snap);
+    check_decision(&snap, &d).unwrap();
+    let promotions: Vec<&ReplicaTransition> = d.resources["myDB"]
+        .transitions
+        .iter()
+        .filter(|t| t.to == "MASTER")
+        .collect();
+    assert_eq!(promotions.len(), 2, "{promotions:?}");
+    assert!(promotions.iter().all(|t| t.from == "SLAVE"));
+    converge(&mut snap, 10);
+    let masters = masters_per_instance(&snap);
+    assert_eq!(masters.values().sum::<usize>(), 6);
+    assert!(masters.values().all(|n| *n == 3), "{masters:?}");
+    // The instance comes back (a new session, nothing held): the layout is even again.
+    snap.instances[0].live = true;
+    let (_, rounds) = converge(&mut snap, 20);
+    assert!(rounds > 0);
+    let masters = masters_per_instance(&snap);
+    assert!(masters.values().all(|n| *n == 2), "{masters:?}");
+}
+
+#[test]
+#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
+fn full_auto_adding_an_instance_moves_few_replicas_and_never_two_masters() {
+    let mut snap = full_auto_tutorial();
+    snap.resources[0]
+        .ideal_state
+        .as_mut()
+        .unwrap()
+        .record
+        .set_simple("NUM_PARTITIONS", 12);
+    converge(&mut snap, 10);
+    snap.instances
+        .push(strand::rebalance::InstanceInfo::new("localhost_12999"));
+    let d = decide(&snap);
+    // 36 replicas on 4 instances: 9 each, so at least 9 move; allow the 1.1× slack.
+    assert!(d.moved >= 9 && d.moved <= 10, "moved {}", d.moved);
+    converge(&mut snap, 20);
+    let masters = masters_per_instance(&snap);
+    assert!(masters.values().all(|n| *n == 3), "{masters:?}");
+}
+
+#[test]
+#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
+fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
+    use strand::rebalance::pipeline::rebalance_ideal_state;
+    let is = ideal("myDB", 6, 0, "MasterSlave", RebalanceMode::SemiAuto);
+    let ms = strand::statemodel::builtin("MasterSlave").unwrap();
+    let mut infos = instances(3);
+    infos[2].live = false; // helix-admin --rebalance places on every instance, live or not
+    let out = rebalance_ideal_state(&is, &infos, 3, &ms).unwrap();
+    assert_eq!(out.record.simple("REPLICAS"), Some("3"));
+    let mut masters: BTreeMap<String, usize> = BTreeMap::new();
+    for p in out.partitions().unwrap() {
+        let list = out.preference_list(&p).unwrap();
+        assert_eq!(list.len(), 3);
+        let map = out.instance_state_map(&p).unwrap();
+        assert_eq!(map[&list[0]], "MASTER");
+        *masters.entry(list[0].clone()).or_default() += 1;
+    }
+    assert!(masters.values().all(|n| *n == 2), "{masters:?}");
+    // As a SEMI_AUTO resource, the filled ideal state converges to its own map.
+    let mut snap = ClusterSnapshot {
+        instances: instances(3),
+        resources: vec![ResourceSnapshot::new(out.clone())],
+        ..Default::default()
+    };
+    converge(&mut snap, 10);
+    for p in out.partitions().unwrap() {
+        assert_eq!(
+            &snap.resources[0].current_state[&p],
+            out.instance_state_map(&p).unwrap()
+        );
+    }
+}

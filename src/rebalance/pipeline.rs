@@ -803,3 +803,67 @@ pub fn rebalance_ideal_state(
     }
     Ok(IdealState::new(record))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statemodel::builtin;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_states_make_a_recovery_and_a_missing_top_state_is_most_urgent() {
+        let ms = builtin("MasterSlave").unwrap();
+        let best = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
+        let (kind, u) = classify(&ms, &map(&[("b", "SLAVE"), ("c", "SLAVE")]), &best);
+        assert_eq!(kind, RebalanceType::RecoveryBalance);
+        assert!(!u.has_top_state && !u.load_balance);
+        assert_eq!(u.active_replicas, 2);
+        // A move: the same counts, other instances.
+        let now = map(&[("d", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
+        let (kind, u) = classify(&ms, &now, &best);
+        assert_eq!(kind, RebalanceType::LoadBalance);
+        assert!(u.has_top_state && u.load_balance);
+        assert!(classify(&ms, &now, &best).1 > classify(&ms, &map(&[]), &best).1);
+    }
+
+    #[test]
+    fn previous_placement_prefers_lists_then_holders_by_state() {
+        let ms = builtin("MasterSlave").unwrap();
+        let mut is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
+        is.record
+            .list_fields
+            .insert("db_0".into(), vec!["x".into(), "y".into()]);
+        let parts = vec!["db_0".to_string(), "db_1".to_string()];
+        let current = BTreeMap::from([
+            ("db_0".to_string(), map(&[("a", "MASTER")])),
+            (
+                "db_1".to_string(),
+                map(&[("a", "SLAVE"), ("b", "MASTER"), ("c", "DROPPED")]),
+            ),
+        ]);
+        let prev = previous_placement(&is, &ms, &parts, &current);
+        assert_eq!(prev["db_0"], ["x", "y"]);
+        assert_eq!(prev["db_1"], ["b", "a"]);
+    }
+
+    #[test]
+    fn transitions_sort_in_natural_partition_order() {
+        let mut t = vec![
+            ReplicaTransition::new("db_10", "a", "OFFLINE", "SLAVE"),
+            ReplicaTransition::new("db_2", "b", "OFFLINE", "SLAVE"),
+            ReplicaTransition::new("db_2", "a", "OFFLINE", "SLAVE"),
+        ];
+        sort_transitions(&mut t);
+        let got: Vec<(&str, &str)> = t
+            .iter()
+            .map(|x| (x.partition.as_str(), x.instance.as_str()))
+            .collect();
+        assert_eq!(got, [("db_2", "a"), ("db_2", "b"), ("db_10", "a")]);
+    }
+}

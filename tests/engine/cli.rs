@@ -236,3 +236,19 @@ fn wrong_input_names_the_field_and_exits_2() {
     assert_eq!(code, 2);
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn reads_standard_input() {
+    let text = std::fs::read_to_string(example("semi_auto.json")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args(["plan", "-", "-o", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strand");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["resources"]["myDB"]["mode"], "SEMI_AUTO");
+}

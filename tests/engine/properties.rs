@@ -1,9 +1,9 @@
 //! Seeded property tests over random clusters, random valid state models and churn
-//! (instances dying, coming back, being disabled, partitions disabled, lists reordered,
-//! transitions completing late or failing into ERROR). Every round checks the invariants of
-//! [`check_decision`] and [`check_reported`], and that shuffled inputs give the same
-//! decision; after the churn stops, resources of built-in models must converge. A failure
-//! names its seed: rerun with `ENGINE_SEED=<seed>`.
+//! (instances dying, coming back, joining, being disabled, rezoned and reweighted,
+//! partitions disabled, lists reordered, transitions completing late or failing into
+//! ERROR). Every round checks the invariants of [`check_decision`] and [`check_reported`],
+//! and that shuffled inputs give the same decision; after the churn stops, resources of
+//! built-in models must converge. A failure names its seed: rerun with `ENGINE_SEED=<seed>`.
 
 use std::collections::BTreeMap;
 
@@ -91,7 +91,7 @@ fn churn(rng: &mut StdRng, snap: &mut ClusterSnapshot) {
     let n = snap.instances.len();
     let i = rng.random_range(0..n);
     let name = snap.instances[i].name.clone();
-    match rng.random_range(0..7) {
+    match rng.random_range(0..9) {
         // Keep at least one instance alive.
         0 if snap.instances.iter().filter(|x| x.live).count() > 1 => kill(snap, &name),
         1 => snap.instances[i].live = true,
@@ -122,6 +122,8 @@ fn churn(rng: &mut StdRng, snap: &mut ClusterSnapshot) {
                 snap.instances.push(strand::rebalance::InstanceInfo::new(fresh));
             }
         }
+        6 => snap.instances[i].zone = Some(format!("zone{}", rng.random_range(0..3))),
+        7 => snap.instances[i].weight = rng.random_range(1..4u32) * 500,
         _ => {} // a quiet round
     }
 }

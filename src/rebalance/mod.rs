@@ -25,9 +25,12 @@ pub mod placement;
 
 // Everything after placement (assignment .. pipeline).
 pub mod assignment;
+pub mod error;
 pub mod pipeline;
 pub mod selection;
 pub mod throttle;
 pub mod transitions;
 
 pub use cluster::InstanceInfo;
+pub use error::RebalanceError;
+pub use pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};

@@ -1,1 +1,869 @@
 //! The pipeline: one cluster snapshot in, the whole decision out.
+//!
+//! ```text
+//!   ClusterSnapshot (instances, cluster config, resources with ideal state, current and
+//!                    pending states, state models, maintenance/pause, now_ms)
+//!     │ per resource, per partition:
+//!     │   preference list   FULL_AUTO: placement::place · SEMI_AUTO: listFields ·
+//!     │                     CUSTOMIZED: the mapField's instances · dropped: none
+//!     │   best possible     assignment (maintenance: keep replicas, recover top states)
+//!     │   candidates        transitions: next hop per replica with nothing in flight
+//!     │   selection         state bounds, counting current + both ends of pending
+//!     │ across the cluster:
+//!     │   throttle          throttle configs, message constraints (pause: nothing)
+//!     ▼
+//!   Decision (best possible, preference lists, transitions to send, what was held back
+//!             and why, per-instance stats, replicas moved, next recomputation)
+//! ```
+//!
+//! [`compute`] is pure: the same snapshot gives the same decision, whatever the order of
+//! its instances, resources, maps and pending transitions. Current states and pending
+//! transitions of instances that are not live are ignored (their sessions ended), except
+//! that FULL_AUTO's previous placement remembers where replicas were, which delayed
+//! rebalance needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::assignment::{self, Eligibility};
+use super::error::RebalanceError;
+use super::placement::{DelaySettings, Placement, PlacementInput, ReplicaCount};
+use super::selection::{self, BoundRejection};
+use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
+use super::transitions::{self, ReplicaTransition};
+use super::InstanceInfo;
+use crate::model::{
+    sort_partitions, ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, RebalanceType, Record,
+    Replicas,
+};
+use crate::statemodel::{self, StateModelDefinition, DROPPED, ERROR};
+
+/// One resource as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSnapshot {
+    /// The resource's name.
+    pub name: String,
+    /// Its ideal state; `None` when the resource was dropped (its replicas walk to DROPPED).
+    pub ideal_state: Option<IdealState>,
+    /// The state model of a dropped resource (from its current states); ignored when the
+    /// ideal state is present.
+    pub state_model: Option<String>,
+    /// partition → {instance → current state}.
+    pub current_state: BTreeMap<String, BTreeMap<String, String>>,
+    /// Transitions sent and not yet ended.
+    pub pending: Vec<ReplicaTransition>,
+}
+
+impl ResourceSnapshot {
+    /// A resource with the given ideal state, nothing held and nothing in flight.
+    pub fn new(ideal_state: IdealState) -> Self {
+        ResourceSnapshot {
+            name: ideal_state.resource().to_string(),
+            ideal_state: Some(ideal_state),
+            state_model: None,
+            current_state: BTreeMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// A dropped resource of the given state model (its current states still to be set).
+    pub fn dropped(name: impl Into<String>, state_model: impl Into<String>) -> Self {
+        ResourceSnapshot {
+            name: name.into(),
+            ideal_state: None,
+            state_model: Some(state_model.into()),
+            current_state: BTreeMap::new(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Everything the engine decides from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    /// Every configured instance, live or not.
+    pub instances: Vec<InstanceInfo>,
+    /// The cluster config (throttles, MAX_OFFLINE_INSTANCES_ALLOWED, delay defaults, …).
+    pub cluster_config: ClusterConfig,
+    /// The resources.
+    pub resources: Vec<ResourceSnapshot>,
+    /// State models by name; built-ins need not be listed.
+    pub state_models: BTreeMap<String, StateModelDefinition>,
+    /// The `MESSAGE_CONSTRAINT` record, if any.
+    pub message_constraints: Option<ClusterConstraints>,
+    /// Maintenance mode was switched on by an operator.
+    pub maintenance: bool,
+    /// The cluster is paused: nothing is sent.
+    pub paused: bool,
+    /// The caller's clock (ms), for delayed rebalance.
+    pub now_ms: u64,
+}
+
+/// Why the cluster is in maintenance mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceReason {
+    /// An operator switched it on.
+    Manual,
+    /// More instances are offline or disabled than `MAX_OFFLINE_INSTANCES_ALLOWED`.
+    TooManyOffline {
+        /// Instances offline or disabled.
+        offline: usize,
+        /// The configured maximum.
+        allowed: usize,
+    },
+}
+
+/// Why a candidate transition is not sent this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldReason {
+    /// It would exceed the bound of its target state (counting pending transitions).
+    Bound {
+        /// The state.
+        state: String,
+        /// Its bound.
+        bound: usize,
+    },
+    /// A throttle or message constraint has no room.
+    Throttled(ThrottleReason),
+    /// The cluster is paused.
+    Paused,
+}
+
+impl std::fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldReason::Bound { state, bound } => write!(f, "bound of {state} ({bound}) reached"),
+            HoldReason::Throttled(r) => write!(f, "{r}"),
+            HoldReason::Paused => f.write_str("cluster paused"),
+        }
+    }
+}
+
+/// A candidate transition held back, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTransition {
+    /// The transition.
+    pub transition: ReplicaTransition,
+    /// Why it waits.
+    pub reason: HoldReason,
+}
+
+/// The decision for one resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceDecision {
+    /// The resource's state model.
+    pub state_model: String,
+    /// The rebalance mode; `None` for a dropped resource.
+    pub mode: Option<RebalanceMode>,
+    /// partition → instances, best first.
+    pub preference_lists: BTreeMap<String, Vec<String>>,
+    /// partition → {instance → best possible state}.
+    pub best_possible: BTreeMap<String, BTreeMap<String, String>>,
+    /// The transitions to send this round, by partition (natural order) then instance.
+    pub transitions: Vec<ReplicaTransition>,
+    /// Candidates held back this round.
+    pub held: Vec<HeldTransition>,
+    /// Replicas of the best possible map (in a state other than DROPPED, ERROR and the initial
+    /// state) on instances that hold no replica of the partition now.
+    pub moved: usize,
+}
+
+/// Per-instance counts over the best possible maps of every resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStats {
+    /// Replicas in any state but DROPPED and the initial state (ERROR included).
+    pub replicas: usize,
+    /// Replicas in their model's top state (MASTER, LEADER, ONLINE).
+    pub top_states: usize,
+}
+
+/// The engine's whole decision for one snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Per resource.
+    pub resources: BTreeMap<String, ResourceDecision>,
+    /// Per instance (every configured instance, zeros included).
+    pub stats: BTreeMap<String, InstanceStats>,
+    /// Replicas moved versus the current state, over all resources.
+    pub moved: usize,
+    /// When delayed rebalance needs the engine to run again (ms), if ever.
+    pub next_recompute_ms: Option<u64>,
+    /// Set when the cluster is in maintenance mode.
+    pub maintenance: Option<MaintenanceReason>,
+    /// The cluster is paused (nothing is sent).
+    pub paused: bool,
+}
+
+impl Decision {
+    /// Every transition to send, over all resources: (resource, transition).
+    pub fn all_transitions(&self) -> impl Iterator<Item = (&str, &ReplicaTransition)> {
+        self.resources
+            .iter()
+            .flat_map(|(r, d)| d.transitions.iter().map(move |t| (r.as_str(), t)))
+    }
+}
+
+/// Computes the decision for a snapshot with FULL_AUTO placement by [`super::placement`]'s `place`.
+pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
+    // Until placement::place is merged, FULL_AUTO resources are refused (see
+    // RebalanceError::PlacementNotBuilt); everything else is decided in full.
+    for r in &snapshot.resources {
+        if let Some(is) = &r.ideal_state {
+            if is.rebalance_mode() == Ok(RebalanceMode::FullAuto) {
+                return Err(RebalanceError::PlacementNotBuilt {
+                    resource: r.name.clone(),
+                });
+            }
+        }
+    }
+    compute_with(snapshot, |_| Placement::default())
+}
+
+/// Resolves a state model by name: the snapshot's, else a built-in.
+fn model_named<'a>(
+    snapshot: &'a ClusterSnapshot,
+    builtins: &'a BTreeMap<String, StateModelDefinition>,
+    name: &str,
+) -> Option<&'a StateModelDefinition> {
+    snapshot.state_models.get(name).or_else(|| builtins.get(name))
+}
+
+/// What the pipeline knows of one resource while deciding.
+struct ResourceWork<'a> {
+    name: &'a str,
+    model: &'a StateModelDefinition,
+    decision: ResourceDecision,
+    live_candidates: usize,
+    replicas: BTreeMap<String, usize>,
+    current: BTreeMap<String, BTreeMap<String, String>>,
+    pending: BTreeMap<String, Vec<ReplicaTransition>>,
+    selected: Vec<ReplicaTransition>,
+}
+
+/// [`compute`] with the FULL_AUTO placement given by the caller (the engine's own
+/// [`super::placement`]'s `place` in production; another one to compare against in tests and benches).
+pub fn compute_with(
+    snapshot: &ClusterSnapshot,
+    place: impl Fn(&PlacementInput<'_>) -> Placement,
+) -> Result<Decision, RebalanceError> {
+    let builtins: BTreeMap<String, StateModelDefinition> = statemodel::builtins()
+        .into_iter()
+        .map(|m| (m.name().to_string(), m))
+        .collect();
+    let mut instances: Vec<InstanceInfo> = snapshot.instances.clone();
+    instances.sort_by(|a, b| a.name.cmp(&b.name));
+    for w in instances.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(RebalanceError::DuplicateInstance {
+                instance: w[0].name.clone(),
+            });
+        }
+    }
+    let live: BTreeSet<String> = instances
+        .iter()
+        .filter(|i| i.live)
+        .map(|i| i.name.clone())
+        .collect();
+
+    let config = &snapshot.cluster_config;
+    let cfg_err = |e| RebalanceError::record("cluster config", e);
+    let maintenance = if snapshot.maintenance {
+        Some(MaintenanceReason::Manual)
+    } else {
+        let offline = instances.iter().filter(|i| !i.live || !i.enabled).count();
+        match config.max_offline_instances_allowed().map_err(cfg_err)? {
+            Some(allowed) if offline > allowed => {
+                Some(MaintenanceReason::TooManyOffline { offline, allowed })
+            }
+            _ => None,
+        }
+    };
+    let throttles = Throttles::new(
+        config.state_transition_throttle_configs().map_err(cfg_err)?,
+        snapshot.message_constraints.as_ref(),
+    )?;
+    let cluster_max_per_instance = config.max_partitions_per_instance().map_err(cfg_err)?;
+    let cluster_delay_enabled = config.delay_rebalance_enabled().map_err(cfg_err)?;
+    let cluster_delay_ms = config.rebalance_delay_ms().map_err(cfg_err)?;
+
+    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    for w in resources.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(RebalanceError::DuplicateResource {
+                resource: w[0].name.clone(),
+            });
+        }
+    }
+
+    let mut next_recompute_ms: Option<u64> = None;
+    let mut works: Vec<ResourceWork<'_>> = Vec::with_capacity(resources.len());
+    for res in resources {
+        let ctx = || format!("resource {}", res.name);
+        let rec_err = |e| RebalanceError::record(ctx(), e);
+        let model_name = match &res.ideal_state {
+            Some(is) => is.state_model().map_err(rec_err)?.to_string(),
+            None => res
+                .state_model
+                .clone()
+                .ok_or_else(|| RebalanceError::MissingStateModel {
+                    resource: res.name.clone(),
+                })?,
+        };
+        let model = model_named(snapshot, &builtins, &model_name).ok_or_else(|| {
+            RebalanceError::UnknownStateModel {
+                resource: res.name.clone(),
+                state_model: model_name.clone(),
+            }
+        })?;
+        let unknown =
+            |partition: &str, instance: &str, what: &'static str, state: &str| RebalanceError::UnknownState {
+                replica: format!(
+                    "resource {}, partition {partition}, instance {instance}",
+                    res.name
+                ),
+                what,
+                state: state.to_string(),
+                state_model: model_name.clone(),
+            };
+
+        // Current states and pending transitions of live instances only.
+        let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (partition, holders) in &res.current_state {
+            for (instance, state) in holders {
+                if !model.has_state(state) {
+                    return Err(unknown(partition, instance, "current state", state));
+                }
+                if live.contains(instance) && state != DROPPED {
+                    current
+                        .entry(partition.clone())
+                        .or_default()
+                        .insert(instance.clone(), state.clone());
+                }
+            }
+        }
+        let mut pending: BTreeMap<String, Vec<ReplicaTransition>> = BTreeMap::new();
+        for p in &res.pending {
+            for s in [&p.from, &p.to] {
+                if !model.has_state(s) {
+                    return Err(unknown(&p.partition, &p.instance, "pending transition", s));
+                }
+            }
+            if !live.contains(&p.instance) {
+                continue;
+            }
+            let list = pending.entry(p.partition.clone()).or_default();
+            if list.iter().any(|q| q.instance == p.instance) {
+                return Err(RebalanceError::DuplicatePending {
+                    resource: res.name.clone(),
+                    partition: p.partition.clone(),
+                    instance: p.instance.clone(),
+                });
+            }
+            list.push(p.clone());
+        }
+        for list in pending.values_mut() {
+            list.sort();
+        }
+
+        let mut decision = ResourceDecision {
+            state_model: model_name.clone(),
+            ..Default::default()
+        };
+        let mut replicas_of: BTreeMap<String, usize> = BTreeMap::new();
+        let empty = BTreeMap::new();
+
+        let Some(ideal) = &res.ideal_state else {
+            // Dropped: every replica walks to DROPPED.
+            for (partition, holders) in &current {
+                decision
+                    .best_possible
+                    .insert(partition.clone(), assignment::assign_dropped(holders));
+            }
+            works.push(ResourceWork {
+                name: &res.name,
+                model,
+                decision,
+                live_candidates: live.len(),
+                replicas: replicas_of,
+                current,
+                pending,
+                selected: Vec::new(),
+            });
+            continue;
+        };
+
+        let mode = ideal.rebalance_mode().map_err(rec_err)?;
+        decision.mode = Some(mode);
+        let resource_enabled = ideal.enabled().map_err(rec_err)?;
+        let tag = ideal.instance_group_tag();
+        let candidates: Vec<&InstanceInfo> = instances
+            .iter()
+            .filter(|i| i.live && i.enabled && i.has_tag(tag))
+            .collect();
+        let live_candidates = candidates.len();
+        let replicas_field = ideal.replicas().map_err(rec_err)?;
+        let partitions = ideal.partitions().map_err(rec_err)?;
+        let partition_set: BTreeSet<&String> = partitions.iter().collect();
+        let disabled_for = |partition: &str| -> BTreeSet<String> {
+            instances
+                .iter()
+                .filter(|i| !resource_enabled || !i.enabled || i.is_partition_disabled(&res.name, partition))
+                .map(|i| i.name.clone())
+                .collect()
+        };
+
+        // Preference lists.
+        let in_maintenance = maintenance.is_some() && mode != RebalanceMode::Customized;
+        match mode {
+            RebalanceMode::SemiAuto => {
+                for p in &partitions {
+                    let list = ideal
+                        .preference_list(p)
+                        .map(<[String]>::to_vec)
+                        .unwrap_or_default();
+                    decision.preference_lists.insert(p.clone(), list);
+                }
+            }
+            RebalanceMode::Customized => {
+                for p in &partitions {
+                    let map = ideal.instance_state_map(p).unwrap_or(&empty);
+                    for (instance, state) in map {
+                        if !model.has_state(state) {
+                            return Err(unknown(p, instance, "ideal state map", state));
+                        }
+                    }
+                    let mut list: Vec<String> = map.keys().cloned().collect();
+                    list.sort_by_key(|i| model.state_priority(&map[i]).unwrap_or(usize::MAX));
+                    decision.preference_lists.insert(p.clone(), list);
+                }
+            }
+            RebalanceMode::FullAuto => {
+                let previous = previous_placement(ideal, model, &partitions, &res.current_state);
+                if in_maintenance {
+                    decision.preference_lists = previous;
+                } else {
+                    let replica_count = match replicas_field {
+                        Replicas::Count(n) => ReplicaCount::Count(n),
+                        Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
+                    };
+                    let delay_ms = ideal.rebalance_delay_ms().map_err(rec_err)?.or(cluster_delay_ms);
+                    let delay_enabled = cluster_delay_enabled
+                        && ideal.delay_rebalance_enabled().map_err(rec_err)?.unwrap_or(true);
+                    let replicas_hint = match replicas_field {
+                        Replicas::Count(n) => n,
+                        Replicas::AnyLiveInstance => live_candidates,
+                    };
+                    let delay = match delay_ms {
+                        Some(ms) if ms > 0 && delay_enabled => Some(DelaySettings {
+                            delay_ms: ms,
+                            min_active_replicas: ideal
+                                .min_active_replicas()
+                                .map_err(rec_err)?
+                                .unwrap_or(replicas_hint)
+                                .min(replicas_hint),
+                        }),
+                        _ => None,
+                    };
+                    let input = PlacementInput {
+                        resource: &res.name,
+                        partitions: &partitions,
+                        replicas: replica_count,
+                        instances: &instances,
+                        previous: &previous,
+                        instance_group_tag: tag,
+                        max_partitions_per_instance: ideal
+                            .max_partitions_per_instance()
+                            .map_err(rec_err)?
+                            .or(cluster_max_per_instance),
+                        delay,
+                        now_ms: snapshot.now_ms,
+                    };
+                    let placed = place(&input);
+                    if let Some(t) = placed.next_recompute_ms {
+                        next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
+                    }
+                    decision.preference_lists = placed.preference_lists;
+                    for p in &partitions {
+                        decision.preference_lists.entry(p.clone()).or_default();
+                    }
+                }
+            }
+        }
+
+        // Best possible states.
+        for p in &partitions {
+            let holders = current.get(p).unwrap_or(&empty);
+            let disabled = disabled_for(p);
+            let who = Eligibility {
+                live: &live,
+                disabled: &disabled,
+            };
+            let list = decision.preference_lists.get(p).cloned().unwrap_or_default();
+            let replicas = match replicas_field {
+                Replicas::Count(0) => list.len(),
+                Replicas::Count(n) => n,
+                Replicas::AnyLiveInstance => live_candidates,
+            };
+            replicas_of.insert(p.clone(), replicas);
+            let best = if mode == RebalanceMode::Customized {
+                assignment::assign_customized(
+                    model,
+                    ideal.instance_state_map(p).unwrap_or(&empty),
+                    holders,
+                    who,
+                )
+            } else if in_maintenance {
+                assignment::assign_maintenance(model, &list, holders, who, replicas)
+            } else {
+                assignment::assign_auto(model, &list, holders, who, replicas)
+            };
+            decision.best_possible.insert(p.clone(), best);
+        }
+        // Partitions held but no longer in the ideal state are dropped.
+        for (p, holders) in &current {
+            if !partition_set.contains(p) {
+                decision
+                    .best_possible
+                    .insert(p.clone(), assignment::assign_dropped(holders));
+            }
+        }
+        works.push(ResourceWork {
+            name: &res.name,
+            model,
+            decision,
+            live_candidates,
+            replicas: replicas_of,
+            current,
+            pending,
+            selected: Vec::new(),
+        });
+    }
+
+    // Candidates and selection per partition; movements for throttling.
+    let empty_map = BTreeMap::new();
+    let mut pending_moves: Vec<Movement> = Vec::new();
+    let mut candidate_moves: Vec<Movement> = Vec::new();
+    for w in works.iter_mut() {
+        let mut partitions: Vec<String> = w
+            .decision
+            .best_possible
+            .keys()
+            .chain(w.pending.keys())
+            .cloned()
+            .collect();
+        partitions.sort();
+        partitions.dedup();
+        for p in &partitions {
+            let holders = w.current.get(p).unwrap_or(&empty_map);
+            let best = w.decision.best_possible.get(p).unwrap_or(&empty_map);
+            let pending = w.pending.get(p).map(Vec::as_slice).unwrap_or(&[]);
+            let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
+            let cands = transitions::partition_candidates(w.model, p, holders, best, &busy);
+            let replicas = w.replicas.get(p).copied().unwrap_or(best.len());
+            let (kind, urgency) = classify(w.model, holders, best);
+            let mk = |t: &ReplicaTransition| Movement {
+                resource: w.name.to_string(),
+                state_model: w.decision.state_model.clone(),
+                transition: t.clone(),
+                kind,
+                urgency,
+                transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
+                live_candidates: w.live_candidates,
+                replicas,
+            };
+            pending_moves.extend(pending.iter().map(mk));
+            if cands.is_empty() {
+                continue;
+            }
+            let bounds = selection::resolve_bounds(w.model, w.live_candidates, replicas);
+            let sel = selection::select(w.model, &bounds, holders, pending, cands);
+            for BoundRejection {
+                transition,
+                state,
+                bound,
+            } in sel.rejected
+            {
+                w.decision.held.push(HeldTransition {
+                    transition,
+                    reason: HoldReason::Bound { state, bound },
+                });
+            }
+            for t in &sel.accepted {
+                candidate_moves.push(mk(t));
+            }
+            w.selected.extend(sel.accepted);
+        }
+    }
+
+    // Throttle across the cluster (or hold everything when paused).
+    let index: BTreeMap<&str, usize> = works.iter().enumerate().map(|(i, w)| (w.name, i)).collect();
+    if snapshot.paused {
+        for m in candidate_moves {
+            let w = &mut works[index[m.resource.as_str()]];
+            w.decision.held.push(HeldTransition {
+                transition: m.transition,
+                reason: HoldReason::Paused,
+            });
+        }
+    } else {
+        let out = throttles.apply(&pending_moves, candidate_moves);
+        for m in out.accepted {
+            let i = index[m.resource.as_str()];
+            works[i].decision.transitions.push(m.transition);
+        }
+        for (m, r) in out.held {
+            let i = index[m.resource.as_str()];
+            works[i].decision.held.push(HeldTransition {
+                transition: m.transition,
+                reason: HoldReason::Throttled(r),
+            });
+        }
+    }
+
+    // Stats and movement.
+    let mut stats: BTreeMap<String, InstanceStats> = instances
+        .iter()
+        .map(|i| (i.name.clone(), InstanceStats::default()))
+        .collect();
+    let mut decision = Decision {
+        maintenance,
+        paused: snapshot.paused,
+        next_recompute_ms,
+        ..Default::default()
+    };
+    for w in works {
+        let mut d = w.decision;
+        sort_transitions(&mut d.transitions);
+        d.held
+            .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
+        let top = w.model.top_state();
+        let initial = w.model.initial_state();
+        for (p, best) in &d.best_possible {
+            for (instance, state) in best {
+                if state == DROPPED || state == initial {
+                    continue;
+                }
+                let s = stats.entry(instance.clone()).or_default();
+                s.replicas += 1;
+                if state == top {
+                    s.top_states += 1;
+                }
+                let held = w.current.get(p).is_some_and(|h| h.contains_key(instance));
+                if !held && state != ERROR {
+                    d.moved += 1;
+                }
+            }
+        }
+        decision.moved += d.moved;
+        decision.resources.insert(w.name.to_string(), d);
+    }
+    decision.stats = stats;
+    Ok(decision)
+}
+
+/// The previous placement FULL_AUTO starts from: the ideal state's listFields where present,
+/// else the current holders (live or not), highest state first, then by name.
+fn previous_placement(
+    ideal: &IdealState,
+    model: &StateModelDefinition,
+    partitions: &[String],
+    current: &BTreeMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for p in partitions {
+        let list = match ideal.preference_list(p) {
+            Some(l) if !l.is_empty() => l.to_vec(),
+            _ => {
+                let mut holders: Vec<(&String, &String)> = current
+                    .get(p)
+                    .map(|h| h.iter().filter(|(_, s)| *s != DROPPED).collect())
+                    .unwrap_or_default();
+                holders.sort_by_key(|(i, s)| (model.state_priority(s).unwrap_or(usize::MAX), *i));
+                holders.into_iter().map(|(i, _)| i.clone()).collect()
+            }
+        };
+        out.insert(p.clone(), list);
+    }
+    out
+}
+
+/// A partition's rebalance type and urgency: recovery when the best possible map wants more
+/// replicas in some active state than the current state has.
+fn classify(
+    model: &StateModelDefinition,
+    current: &BTreeMap<String, String>,
+    best: &BTreeMap<String, String>,
+) -> (RebalanceType, Urgency) {
+    let initial = model.initial_state();
+    let active = |s: &String| s != initial && s != DROPPED && s != ERROR;
+    let count = |m: &BTreeMap<String, String>| {
+        let mut c: BTreeMap<String, usize> = BTreeMap::new();
+        for s in m.values().filter(|s| active(s)) {
+            *c.entry(s.clone()).or_default() += 1;
+        }
+        c
+    };
+    let (want, have) = (count(best), count(current));
+    let recovery = want.iter().any(|(s, n)| have.get(s).copied().unwrap_or(0) < *n);
+    let top = model.top_state();
+    let kind = if recovery {
+        RebalanceType::RecoveryBalance
+    } else {
+        RebalanceType::LoadBalance
+    };
+    let urgency = Urgency {
+        has_top_state: have.contains_key(top) || !want.contains_key(top),
+        load_balance: !recovery,
+        active_replicas: have.values().sum(),
+    };
+    (kind, urgency)
+}
+
+fn transition_key(t: &ReplicaTransition) -> (String, u64, &str, &str) {
+    let (prefix, n) = match t.partition.rsplit_once('_') {
+        Some((a, b)) => match b.parse::<u64>() {
+            Ok(n) => (a.to_string(), n),
+            Err(_) => (t.partition.clone(), 0),
+        },
+        None => (t.partition.clone(), 0),
+    };
+    (prefix, n, &t.partition, &t.instance)
+}
+
+/// Sorts transitions by partition (natural order: `db_2` before `db_10`), then instance.
+pub fn sort_transitions(transitions: &mut [ReplicaTransition]) {
+    transitions.sort_by(|a, b| transition_key(a).cmp(&transition_key(b)));
+}
+
+/// Fills a FULL_AUTO or SEMI_AUTO ideal state the way `helix-admin --rebalance` does: places
+/// `replicas` replicas of every partition over `instances` (all of them, live or not, as
+/// Helix does), writes the preference lists into listFields and the resulting states
+/// (every listed instance up) into mapFields, and sets `REPLICAS`. A CUSTOMIZED ideal state
+/// is returned unchanged apart from `REPLICAS`.
+pub fn rebalance_ideal_state(
+    ideal: &IdealState,
+    instances: &[InstanceInfo],
+    replicas: usize,
+    model: &StateModelDefinition,
+) -> Result<IdealState, RebalanceError> {
+    let ctx = || format!("resource {}", ideal.resource());
+    let partitions = ideal.partitions().map_err(|e| RebalanceError::record(ctx(), e))?;
+    let mut record: Record = ideal.record.clone();
+    record.set_simple(crate::model::fields::REPLICAS, replicas);
+    let mode = ideal
+        .rebalance_mode()
+        .map_err(|e| RebalanceError::record(ctx(), e))?;
+    if mode == RebalanceMode::Customized {
+        return Ok(IdealState::new(record));
+    }
+    // Every instance counts as up for this computation.
+    let all_up: Vec<InstanceInfo> = instances
+        .iter()
+        .map(|i| InstanceInfo {
+            live: true,
+            offline_since_ms: None,
+            ..i.clone()
+        })
+        .collect();
+    let previous: BTreeMap<String, Vec<String>> = partitions
+        .iter()
+        .filter_map(|p| ideal.preference_list(p).map(|l| (p.clone(), l.to_vec())))
+        .collect();
+    let input = PlacementInput {
+        resource: ideal.resource(),
+        partitions: &partitions,
+        replicas: ReplicaCount::Count(replicas),
+        instances: &all_up,
+        previous: &previous,
+        instance_group_tag: ideal.instance_group_tag(),
+        max_partitions_per_instance: ideal
+            .max_partitions_per_instance()
+            .map_err(|e| RebalanceError::record(ctx(), e))?,
+        delay: None,
+        now_ms: 0,
+    };
+    let _ = (&input, model);
+    let placed: Placement = Err(RebalanceError::PlacementNotBuilt {
+        resource: ideal.resource().to_string(),
+    })?;
+    let live: BTreeSet<String> = all_up.iter().map(|i| i.name.clone()).collect();
+    let none = BTreeSet::new();
+    let who = Eligibility {
+        live: &live,
+        disabled: &none,
+    };
+    let mut names = partitions.clone();
+    sort_partitions(&mut names);
+    for p in names {
+        let list = placed.preference_lists.get(&p).cloned().unwrap_or_default();
+        let states = assignment::assign_auto(model, &list, &BTreeMap::new(), who, replicas);
+        record.list_fields.insert(p.clone(), list);
+        record.map_fields.insert(p, states);
+    }
+    Ok(IdealState::new(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statemodel::builtin;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_states_make_a_recovery_and_a_missing_top_state_is_most_urgent() {
+        let ms = builtin("MasterSlave").unwrap();
+        let best = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
+        let (kind, u) = classify(&ms, &map(&[("b", "SLAVE"), ("c", "SLAVE")]), &best);
+        assert_eq!(kind, RebalanceType::RecoveryBalance);
+        assert!(!u.has_top_state && !u.load_balance);
+        assert_eq!(u.active_replicas, 2);
+        // A move: the same counts, other instances.
+        let now = map(&[("d", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
+        let (kind, u) = classify(&ms, &now, &best);
+        assert_eq!(kind, RebalanceType::LoadBalance);
+        assert!(u.has_top_state && u.load_balance);
+        assert!(classify(&ms, &now, &best).1 > classify(&ms, &map(&[]), &best).1);
+    }
+
+    #[test]
+    fn previous_placement_prefers_lists_then_holders_by_state() {
+        let ms = builtin("MasterSlave").unwrap();
+        let mut is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
+        is.record
+            .list_fields
+            .insert("db_0".into(), vec!["x".into(), "y".into()]);
+        let parts = vec!["db_0".to_string(), "db_1".to_string()];
+        let current = BTreeMap::from([
+            ("db_0".to_string(), map(&[("a", "MASTER")])),
+            (
+                "db_1".to_string(),
+                map(&[("a", "SLAVE"), ("b", "MASTER"), ("c", "DROPPED")]),
+            ),
+        ]);
+        let prev = previous_placement(&is, &ms, &parts, &current);
+        assert_eq!(prev["db_0"], ["x", "y"]);
+        assert_eq!(prev["db_1"], ["b", "a"]);
+    }
+
+    #[test]
+    fn transitions_sort_in_natural_partition_order() {
+        let mut t = vec![
+            ReplicaTransition::new("db_10", "a", "OFFLINE", "SLAVE"),
+            ReplicaTransition::new("db_2", "b", "OFFLINE", "SLAVE"),
+            ReplicaTransition::new("db_2", "a", "OFFLINE", "SLAVE"),
+        ];
+        sort_transitions(&mut t);
+        let got: Vec<(&str, &str)> = t
+            .iter()
+            .map(|x| (x.partition.as_str(), x.instance.as_str()))
+            .collect();
+        assert_eq!(got, [("db_2", "a"), ("db_2", "b"), ("db_10", "a")]);
+    }
+}

@@ -1,0 +1,12 @@
+//! The rebalance engine end to end: the pipeline over SEMI_AUTO, CUSTOMIZED and FULL_AUTO
+//! resources, seeded property tests under churn with random state models, and `strand plan`
+//! as a user runs it.
+
+#[path = "engine/cli.rs"]
+mod cli;
+#[path = "engine/pipeline.rs"]
+mod pipeline;
+#[path = "engine/properties.rs"]
+mod properties;
+#[path = "engine/support.rs"]
+mod support;

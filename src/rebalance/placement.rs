@@ -284,6 +284,14 @@ struct Solver<'a> {
     /// Replicas kept from the previous lists, per instance (before any move).
     kept: Vec<u32>,
     target: Vec<u32>,
+    /// Floor and ceiling of each instance's exact share: a ceiling unused by one
+    /// instance may pass to another whose floor is its target.
+    lower: Vec<u32>,
+    upper: Vec<u32>,
+    /// Per zone: the sum of its instances' targets, and the floor and ceiling of its share.
+    zone_target: Vec<u32>,
+    zone_low: Vec<u32>,
+    zone_up: Vec<u32>,
     /// Top-state targets used while moving, estimated from the replica targets.
     top_estimate: Vec<u32>,
     /// Partitions each instance held at the first position of the kept lists.
@@ -349,6 +357,11 @@ impl<'a> Solver<'a> {
             count: vec![0; n],
             kept: vec![0; n],
             target: vec![0; n],
+            lower: vec![0; n],
+            upper: vec![0; n],
+            zone_target: Vec::new(),
+            zone_low: Vec::new(),
+            zone_up: Vec::new(),
             top_estimate: vec![0; n],
             kept_tops: vec![0; n],
         }
@@ -465,6 +478,10 @@ impl<'a> Solver<'a> {
             })
             .collect();
         let yint = apportion(&ytot, &zlo, &zhi, total, &zkept, &self.zone_tie);
+        let (zl, zu) = share_bounds(&ytot, &zhi);
+        self.zone_low = zl.iter().zip(&zlo).map(|(&a, &b)| a.max(b as u32)).collect();
+        self.zone_up = zu;
+        self.zone_target = vec![0; nz];
         for z in 0..nz {
             let members = self.zone_members[z].clone();
             let w: Vec<f64> = members.iter().map(|&i| self.weight[i as usize]).collect();
@@ -479,8 +496,13 @@ impl<'a> Solver<'a> {
                 .collect();
             let t: Vec<u64> = members.iter().map(|&i| self.tie[i as usize]).collect();
             let ints = apportion(&x, &li, &hi_i, yint[z], &k, &t);
+            let (low, up) = share_bounds(&x, &hi_i);
             for (j, &i) in members.iter().enumerate() {
-                self.target[i as usize] = ints[j] as u32;
+                let i = i as usize;
+                self.target[i] = ints[j] as u32;
+                self.lower[i] = low[j].max(li[j] as u32).min(self.target[i]);
+                self.upper[i] = up[j].max(self.target[i]);
+                self.zone_target[z] += self.target[i];
             }
         }
         let tops = (self.nparts as u64).min(total);
@@ -628,8 +650,9 @@ impl<'a> Solver<'a> {
                 while self.row(p).contains(&NONE) {
                     let spare = (0..self.n()).any(|i| self.count[i] < self.target[i]);
                     let done = spare
-                        && (self.augment(p, false, &mut held, &mut search)
-                            || self.augment(p, true, &mut held, &mut search));
+                        && [(false, false), (false, true), (true, false), (true, true)]
+                            .into_iter()
+                            .any(|(kept, flexible)| self.augment(p, kept, flexible, &mut held, &mut search));
                     if !done && !self.overflow(p, &mut held) {
                         break;
                     }
@@ -654,16 +677,43 @@ impl<'a> Solver<'a> {
 
     /// Breadth-first search for a chain `p ← i1, q1 ← i2, …` ending at an instance below
     /// its target; applies it. With `allow_kept` false only replicas placed in this round
-    /// are reassigned (so the chain moves nothing that stayed put).
-    fn augment(&mut self, p: usize, allow_kept: bool, held: &mut [Vec<u32>], search: &mut Search) -> bool {
+    /// are reassigned (so the chain moves nothing that stayed put). With `flexible`, the
+    /// chain may also end at an instance at its target but below its ceiling, which then
+    /// takes the ceiling of an instance that will not use it.
+    fn augment(
+        &mut self,
+        p: usize,
+        allow_kept: bool,
+        flexible: bool,
+        held: &mut [Vec<u32>],
+        search: &mut Search,
+    ) -> bool {
         let n = self.n();
+        let donors: Vec<u32> = if flexible {
+            (0..n as u32)
+                .filter(|&i| {
+                    let i = i as usize;
+                    self.target[i] > self.lower[i] && self.count[i] < self.target[i]
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if flexible && donors.is_empty() {
+            return false;
+        }
+        let ends = |s: &Self, j: u32| {
+            let ju = j as usize;
+            s.count[ju] < s.target[ju] || (s.count[ju] < s.upper[ju] && s.donor_for(j, &donors).is_some())
+        };
         search.begin();
         search.mark_part(p);
         let mut budget = SEARCH_BUDGET;
         for i in 0..n as u32 {
             if !self.pinned[i as usize] && self.may_join(p, i, NONE) {
                 search.visit(i, NONE, p as u32);
-                if self.count[i as usize] < self.target[i as usize] {
+                if ends(self, i) {
+                    self.take_ceiling(i, &donors);
                     self.apply_chain(i, p, held, search);
                     return true;
                 }
@@ -674,6 +724,8 @@ impl<'a> Solver<'a> {
             let list = held[i as usize].clone();
             for q in list {
                 let qu = q as usize;
+                // Partitions are not marked: another instance leaving the same partition is
+                // a different move. A chain that uses one partition twice is not applied.
                 if search.part_marked(qu) {
                     continue;
                 }
@@ -684,7 +736,6 @@ impl<'a> Solver<'a> {
                 if !allow_kept && !self.fresh[qu * self.r + pos] {
                     continue;
                 }
-                search.mark_part(qu);
                 for j in 0..n as u32 {
                     if budget == 0 {
                         return false;
@@ -694,7 +745,8 @@ impl<'a> Solver<'a> {
                         continue;
                     }
                     search.visit(j, i, q);
-                    if self.count[j as usize] < self.target[j as usize] {
+                    if ends(self, j) && search.chain_is_simple(j) {
+                        self.take_ceiling(j, &donors);
                         self.apply_chain(j, p, held, search);
                         return true;
                     }
@@ -703,6 +755,33 @@ impl<'a> Solver<'a> {
             }
         }
         false
+    }
+
+    /// A donor whose unused ceiling `j` may take: in the same zone, or in a zone whose
+    /// total stays within its own floor and ceiling, as `j`'s does.
+    fn donor_for(&self, j: u32, donors: &[u32]) -> Option<u32> {
+        let zj = self.zone[j as usize] as usize;
+        donors.iter().copied().find(|&d| {
+            let zd = self.zone[d as usize] as usize;
+            d != j
+                && (zd == zj
+                    || (self.zone_target[zd] > self.zone_low[zd] && self.zone_target[zj] < self.zone_up[zj]))
+        })
+    }
+
+    /// When `end` is at its target, it takes the ceiling of a donor that does not use it.
+    fn take_ceiling(&mut self, end: u32, donors: &[u32]) {
+        let e = end as usize;
+        if self.count[e] < self.target[e] {
+            return;
+        }
+        if let Some(d) = self.donor_for(end, donors) {
+            let d = d as usize;
+            self.target[e] += 1;
+            self.target[d] -= 1;
+            self.zone_target[self.zone[e] as usize] += 1;
+            self.zone_target[self.zone[d] as usize] -= 1;
+        }
     }
 
     /// Applies the chain found by [`Self::augment`], ending at `end`.
@@ -931,10 +1010,6 @@ impl<'a> Solver<'a> {
                 }
                 budget -= 1;
                 let qu = q as usize;
-                if search.part_marked(qu) {
-                    continue;
-                }
-                search.mark_part(qu);
                 let t = top[qu];
                 if t == NONE || t == i || search.visited(t) {
                     continue;
@@ -1031,8 +1106,8 @@ fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
 }
 
 /// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
-/// or the ceiling of its share; the ceilings go first to entries holding more than their
-/// floor already (`held`), then to larger fractions, then by `tie`.
+/// or the ceiling of its share; the ceilings go first to entries holding the most above
+/// their floor already (`held`), then to larger fractions, then by `tie`.
 fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &[u64]) -> Vec<u64> {
     const EPS: f64 = 1e-6;
     let n = x.len();
@@ -1045,7 +1120,10 @@ fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &
         let mut order: Vec<usize> = (0..n).filter(|&i| out[i] < hi[i]).collect();
         order.sort_by_key(|&i| {
             let f = frac(i);
-            (std::cmp::Reverse((f > 0, held[i] > out[i], f, tie[i])), i)
+            (
+                std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
+                i,
+            )
         });
         let mut need = total - sum;
         // Two rounds: ceilings first; a second only if rounding left a shortfall.
@@ -1185,6 +1263,23 @@ impl Search {
 
     fn visited(&self, i: u32) -> bool {
         self.inst_seen[i as usize] == self.generation
+    }
+
+    /// Whether the chain ending at `end` changes each partition once.
+    fn chain_is_simple(&self, end: u32) -> bool {
+        let mut seen: Vec<u32> = Vec::new();
+        let mut cur = end;
+        loop {
+            let (from, q) = self.parent[cur as usize];
+            if seen.contains(&q) {
+                return false;
+            }
+            seen.push(q);
+            if from == NONE {
+                return true;
+            }
+            cur = from;
+        }
     }
 
     fn mark_part(&mut self, p: usize) {

@@ -90,7 +90,7 @@ const NONE: u32 = u32::MAX;
 
 /// Work budget of one augmenting-path search (instances examined); past it the slot is
 /// filled by the fallback instead.
-const SEARCH_BUDGET: usize = 1 << 18;
+const SEARCH_BUDGET: usize = 1 << 21;
 
 /// Computes the preference lists of one FULL_AUTO resource. See the module documentation.
 pub fn place(input: &PlacementInput<'_>) -> Placement {
@@ -659,6 +659,7 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        self.polish_replicas();
         // Compact: empty slots go last, order kept.
         for p in 0..self.nparts {
             let row = &mut self.slots[p * r..(p + 1) * r];
@@ -706,6 +707,12 @@ impl<'a> Solver<'a> {
             let ju = j as usize;
             s.count[ju] < s.target[ju] || (s.count[ju] < s.upper[ju] && s.donor_for(j, &donors).is_some())
         };
+        let spare: Vec<u32> = (0..n as u32)
+            .filter(|&j| !self.pinned[j as usize] && ends(self, j))
+            .collect();
+        if spare.is_empty() {
+            return false;
+        }
         search.begin();
         search.mark_part(p);
         let mut budget = SEARCH_BUDGET;
@@ -721,40 +728,161 @@ impl<'a> Solver<'a> {
             }
         }
         while let Some(i) = search.queue.pop_front() {
-            let list = held[i as usize].clone();
-            for q in list {
-                let qu = q as usize;
-                // Partitions are not marked: another instance leaving the same partition is
-                // a different move. A chain that uses one partition twice is not applied.
-                if search.part_marked(qu) {
-                    continue;
+            // The partitions `i` may leave. Partitions are not marked: another instance
+            // leaving the same partition is a different move; a chain that would change
+            // one partition twice is not applied.
+            let leavable: Vec<u32> = held[i as usize]
+                .iter()
+                .copied()
+                .filter(|&q| {
+                    let qu = q as usize;
+                    !search.part_marked(qu)
+                        && self
+                            .row(qu)
+                            .iter()
+                            .position(|&x| x == i)
+                            .is_some_and(|pos| allow_kept || self.fresh[qu * self.r + pos])
+                })
+                .collect();
+            // First the instances with room (chains end there), then everyone else.
+            for &q in &leavable {
+                for &j in &spare {
+                    if budget == 0 {
+                        return false;
+                    }
+                    budget -= 1;
+                    if j == i || search.visited(j) || !self.may_join(q as usize, j, i) {
+                        continue;
+                    }
+                    search.visit(j, i, q);
+                    if search.chain_is_simple(j) {
+                        self.take_ceiling(j, &donors);
+                        self.apply_chain(j, p, held, search);
+                        return true;
+                    }
                 }
-                let pos = match self.row(qu).iter().position(|&x| x == i) {
-                    Some(pos) => pos,
-                    None => continue,
-                };
-                if !allow_kept && !self.fresh[qu * self.r + pos] {
-                    continue;
-                }
+            }
+            for &q in &leavable {
                 for j in 0..n as u32 {
                     if budget == 0 {
                         return false;
                     }
                     budget -= 1;
-                    if j == i || self.pinned[j as usize] || search.visited(j) || !self.may_join(qu, j, i) {
+                    if j == i
+                        || self.pinned[j as usize]
+                        || search.visited(j)
+                        || !self.may_join(q as usize, j, i)
+                    {
                         continue;
                     }
                     search.visit(j, i, q);
-                    if ends(self, j) && search.chain_is_simple(j) {
-                        self.take_ceiling(j, &donors);
-                        self.apply_chain(j, p, held, search);
-                        return true;
-                    }
                     search.queue.push_back(j);
                 }
             }
         }
         false
+    }
+
+    /// Whether moving one unit from `a` (holding `ca`) to `b` (holding `cb`) evens the
+    /// weighted load: `a` stays at least as loaded as `b` becomes. Each such move lowers
+    /// `Σ c²/w`, so repeating them ends; counts within the floor and ceiling of their
+    /// shares never qualify.
+    fn evens(&self, a: u32, ca: u32, b: u32, cb: u32) -> bool {
+        let (wa, wb) = (self.weight[a as usize] as u64, self.weight[b as usize] as u64);
+        ca > 0 && u64::from(ca - 1) * wb >= u64::from(cb + 1) * wa
+    }
+
+    /// Single replica moves that even the load, for what targets and chains left uneven
+    /// (targets that zones, caps or the previous layout made unreachable).
+    fn polish_replicas(&mut self) {
+        let n = self.n();
+        let r = self.r;
+        let mut held: Option<Vec<Vec<u32>>> = None;
+        for _ in 0..64 {
+            // The lightest instance that may take one more, by (count + 1) / weight.
+            let light = (0..n as u32)
+                .filter(|&b| !self.pinned[b as usize] && self.count[b as usize] < self.hard[b as usize])
+                .min_by(|&x, &y| {
+                    let (cx, cy) = (
+                        u64::from(self.count[x as usize] + 1),
+                        u64::from(self.count[y as usize] + 1),
+                    );
+                    (cx * self.weight[y as usize] as u64).cmp(&(cy * self.weight[x as usize] as u64))
+                });
+            let Some(light) = light else { return };
+            let cl = self.count[light as usize];
+            let heavy: Vec<u32> = (0..n as u32)
+                .filter(|&a| {
+                    !self.pinned[a as usize] && a != light && self.evens(a, self.count[a as usize], light, cl)
+                })
+                .collect();
+            if heavy.is_empty() {
+                return;
+            }
+            let held = held.get_or_insert_with(|| self.held());
+            let mut changed = false;
+            'heavy: for a in heavy {
+                let list = held[a as usize].clone();
+                for q in list {
+                    let qu = q as usize;
+                    let Some(pos) = self.row(qu).iter().position(|&x| x == a) else {
+                        continue;
+                    };
+                    for b in 0..n as u32 {
+                        let bu = b as usize;
+                        if b == a
+                            || self.pinned[bu]
+                            || self.count[bu] >= self.hard[bu]
+                            || !self.evens(a, self.count[a as usize], b, self.count[bu])
+                            || !self.may_join(qu, b, a)
+                        {
+                            continue;
+                        }
+                        self.slots[qu * r + pos] = b;
+                        self.fresh[qu * r + pos] = true;
+                        self.count[a as usize] -= 1;
+                        self.count[bu] += 1;
+                        held[bu].push(q);
+                        if let Some(k) = held[a as usize].iter().position(|&x| x == q) {
+                            held[a as usize].swap_remove(k);
+                        }
+                        changed = true;
+                        continue 'heavy;
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// Single top hand-overs that even the load (see [`Self::evens`]).
+    fn polish_tops(&self, top: &mut [u32], tc: &mut [u32]) {
+        for _ in 0..64 {
+            let mut changed = false;
+            for (p, t) in top.iter_mut().enumerate() {
+                let a = *t;
+                if a == NONE {
+                    continue;
+                }
+                let better = self.row(p).iter().copied().find(|&b| {
+                    b != NONE
+                        && b != a
+                        && !self.pinned[b as usize]
+                        && self.evens(a, tc[a as usize], b, tc[b as usize])
+                });
+                if let Some(b) = better {
+                    *t = b;
+                    tc[a as usize] -= 1;
+                    tc[b as usize] += 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
     }
 
     /// A donor whose unused ceiling `j` may take: in the same zone, or in a zone whose
@@ -917,6 +1045,8 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        // Last, single hand-overs that even the load where the targets could not be met.
+        self.polish_tops(&mut top, &mut tc);
         // Top first, the rest in their order.
         for (p, &t) in top.iter().enumerate() {
             if t == NONE {

@@ -1,4 +1,50 @@
-//! The property store: openraft with a RocksDB log and state machine, revisions, watches,
-//! transactions and a moka write-through cache (issue 4).
+//! The property store: openraft with a RocksDB log and state machine, store-wide revisions,
+//! watches, transactions and a moka write-through cache (issue 4).
 //!
-//! Not built yet. Paths mirror Helix's znodes (`/MYCLUSTER/IDEALSTATES/myDB`).
+//! ```text
+//!   client (PropertyStore) ──Service::STORE──► server ──► Raft (openraft 0.9) ──► storage
+//!     moka cache ◄── watch                       │  read-index batches      log + vote (fsync,
+//!                                                 │                           group commit)
+//!                                                 └──Service::RAFT──► peers   state machine CFs
+//! ```
+//!
+//! Paths mirror Helix's znodes (`/MYCLUSTER/IDEALSTATES/myDB`). [`core`] is the pure data
+//! model and state machine; [`storage`] puts it and the Raft log in RocksDB behind openraft's
+//! storage traits; [`network`] carries Raft RPCs over strand's transport; [`server`] runs a
+//! replica and answers clients; [`client`] finds the leader, retries what is safe and keeps
+//! the cache.
+
+pub mod client;
+pub mod core;
+pub mod network;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+
+pub use self::client::{ClientError, PropertyStore, StoreClientConfig};
+pub use self::core::{
+    Cmp, Command, Condition, Event, EventKind, Op, OpOutcome, Outcome, Record, Stat, StoreError, Txn, Written,
+};
+pub use self::server::{ReplicaConfig, StoreServer};
+
+use std::io::Cursor;
+
+/// A store replica's id in the Raft group.
+pub type ReplicaId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the property store.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = ReplicaId,
+        Node = openraft::BasicNode,
+);
+
+/// The Raft instance of the property store.
+pub type StoreRaft = openraft::Raft<TypeConfig>;
+
+/// The node name a replica's certificate carries: `store-<id>`.
+pub fn replica_name(id: ReplicaId) -> String {
+    format!("store-{id}")
+}

@@ -1,12 +1,427 @@
-//! `strand bench store` (being built).
+//! `strand bench store`: starts the replicas as separate `strand store run` processes on
+//! loopback (data on disk, fsync on), then measures put throughput and latency at each
+//! client count, linearizable gets, cached gets and watch notification latency.
+//!
+//! The workload follows `../shared/anchors/store_bench.sh`: distinct keys, one request in
+//! flight per client task, tasks spread over `--conns` client endpoints, per-request
+//! latency. Each phase stops at `--ops` operations or its time cap.
 
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::store::{runtime, CLIENT_NAME, EXIT_WITH_PARENT_ENV};
 use crate::cli::CliError;
+use crate::propertystore::{replica_name, EventKind, PropertyStore, StoreClientConfig};
+use crate::settings::{self, Settings, SettingsFlags};
+use crate::transport::quic::{QuicConfig, QuicTransport};
+use crate::transport::{PeerRole, Transport};
 
 /// Arguments of `strand bench store`.
 #[derive(Debug, clap::Args)]
-pub struct StoreBenchArgs {}
+pub struct StoreBenchArgs {
+    /// Replicas to start.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u64,
+    /// Operations per phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub ops: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Client counts (concurrent requests) to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    pub clients: Vec<usize>,
+    /// Client endpoints (connections) the client tasks are spread over.
+    #[arg(long, default_value_t = 8)]
+    pub conns: usize,
+    /// Time cap of each phase with one client, in seconds.
+    #[arg(long, default_value_t = 150)]
+    pub seq_max_seconds: u64,
+    /// Time cap of every other phase, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub phase_max_seconds: u64,
+    /// Watch notifications to time.
+    #[arg(long, default_value_t = 2000)]
+    pub watch_events: u64,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Replicas {
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16, CliError> {
+    let s =
+        UdpSocket::bind("127.0.0.1:0").map_err(|e| CliError::failed(format!("cannot pick a port: {e}")))?;
+    Ok(s.local_addr().map_err(CliError::failed)?.port())
+}
+
+fn start_replicas(n: u64, dir: &Path) -> Result<(Replicas, Vec<SocketAddr>), CliError> {
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+    let tls_dir = dir.join("tls");
+    let settings = Settings::load(&SettingsFlags {
+        tls_dir: Some(tls_dir.clone()),
+        store: vec![],
+    })
+    .map_err(CliError::failed)?;
+    let mut addrs = Vec::new();
+    for id in 1..=n {
+        settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).map_err(CliError::failed)?;
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+    }
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}@{a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut reps = Replicas {
+        children: Vec::new(),
+        dir: dir.to_path_buf(),
+    };
+    for (i, a) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let log = std::fs::File::create(dir.join(format!("replica-{id}.log"))).map_err(CliError::failed)?;
+        let child = Command::new(&exe)
+            .args([
+                "store",
+                "run",
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &a.to_string(),
+            ])
+            .args(["--peers", &peers, "--data-dir"])
+            .arg(dir.join(format!("data-{id}")))
+            .arg("--tls-dir")
+            .arg(&tls_dir)
+            .env(EXIT_WITH_PARENT_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| CliError::failed(format!("cannot start replica {id}: {e}")))?;
+        reps.children.push(child);
+    }
+    Ok((reps, addrs))
+}
+
+fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStore, CliError> {
+    let settings = Settings::load(&SettingsFlags {
+        tls_dir: Some(tls_dir.to_path_buf()),
+        store: vec![],
+    })
+    .map_err(CliError::failed)?;
+    let tls =
+        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let transport = QuicTransport::client(QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls))
+        .map_err(CliError::failed)?;
+    let mut config = StoreClientConfig::new(eps.to_vec());
+    config.cache_capacity = cache;
+    config.deadline = Duration::from_secs(30);
+    Ok(PropertyStore::new(transport as Arc<dyn Transport>, config))
+}
+
+/// One phase's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Phase {
+    /// Concurrent client tasks.
+    pub clients: usize,
+    /// Completed operations per second.
+    pub ops_per_s: u64,
+    /// Median latency, µs.
+    pub p50_us: u64,
+    /// 99th percentile latency, µs.
+    pub p99_us: u64,
+    #[serde(skip)]
+    ok: u64,
+    #[serde(skip)]
+    errors: u64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn phase(
+    clients: &[PropertyStore],
+    tasks: usize,
+    ops: u64,
+    cap: Duration,
+    op: impl Fn(PropertyStore, u64) -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
+) -> Phase {
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + cap;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let c = clients[t % clients.len()].clone();
+        let next = next.clone();
+        let errors = errors.clone();
+        let op = op.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ops || Instant::now() >= deadline {
+                    break;
+                }
+                let t0 = Instant::now();
+                if op(c.clone(), i).await {
+                    lat.push(t0.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        if let Ok(l) = h.await {
+            all.extend(l);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Phase {
+        clients: tasks,
+        ops_per_s: (all.len() as f64 / elapsed.max(1e-9)) as u64,
+        p50_us: percentile(&all, 0.5),
+        p99_us: percentile(&all, 0.99),
+        ok: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
 
 /// Runs `strand bench store`.
-pub fn run(_args: StoreBenchArgs) -> Result<(), CliError> {
-    Err(CliError::failed("strand bench store is not built yet"))
+pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
+    if args.replicas == 0
+        || args.ops == 0
+        || args.clients.is_empty()
+        || args.clients.contains(&0)
+        || args.conns == 0
+    {
+        return Err(CliError::usage(
+            "--replicas, --ops, --conns and every --clients value must be positive",
+        ));
+    }
+    if args.value_size > crate::propertystore::core::MAX_VALUE_LEN {
+        return Err(CliError::usage(
+            "--value-size exceeds the store's 1 MiB value limit",
+        ));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("strand-bench-store-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let (replicas, eps) = start_replicas(args.replicas, &dir)?;
+    let rt = runtime()?;
+    let result = rt.block_on(measure(&args, &dir, &eps));
+    drop(replicas);
+    let out = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&out).map_err(CliError::failed)?);
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(CliError::failed)?
+        );
+    }
+    Ok(())
+}
+
+async fn measure(
+    args: &StoreBenchArgs,
+    dir: &Path,
+    eps: &[SocketAddr],
+) -> Result<serde_json::Value, CliError> {
+    let tls_dir = dir.join("tls");
+    let clients: Vec<PropertyStore> = (0..args.conns)
+        .map(|_| client(&tls_dir, eps, 0))
+        .collect::<Result<_, _>>()?;
+    // Wait for a leader: the first write succeeds once one is elected.
+    let ready = Instant::now() + Duration::from_secs(60);
+    loop {
+        match clients[0].set("/bench/ready", b"1", None).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() > ready => {
+                return Err(CliError::failed(format!("the store did not become ready: {e}")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let value = Arc::new(vec![b'v'; args.value_size]);
+    let mut puts = Vec::new();
+    let mut widest = (0usize, 0u64);
+    for &c in &args.clients {
+        let cap = Duration::from_secs(if c == 1 {
+            args.seq_max_seconds
+        } else {
+            args.phase_max_seconds
+        });
+        let v = value.clone();
+        let p = phase(&clients, c, args.ops, cap, move |cl, i| {
+            let v = v.clone();
+            Box::pin(async move { cl.set(&format!("/bench/p{c}/k{i}"), &v, None).await.is_ok() })
+        })
+        .await;
+        eprintln!(
+            "put c={c}: {} ops/s p50 {} µs p99 {} µs ({} ok, {} errors)",
+            p.ops_per_s, p.p50_us, p.p99_us, p.ok, p.errors
+        );
+        if p.ok > widest.1 || (p.ok == widest.1 && c > widest.0) {
+            widest = (c, p.ok);
+        }
+        puts.push(p);
+    }
+    let (src, written) = widest;
+    let mut gets = Vec::new();
+    for &c in &args.clients {
+        let cap = Duration::from_secs(if c == 1 {
+            args.seq_max_seconds
+        } else {
+            args.phase_max_seconds
+        });
+        let p = phase(&clients, c, args.ops, cap, move |cl, i| {
+            Box::pin(async move {
+                matches!(
+                    cl.get(&format!("/bench/p{src}/k{}", i % written.max(1))).await,
+                    Ok(Some(_))
+                )
+            })
+        })
+        .await;
+        eprintln!(
+            "get c={c}: {} ops/s p50 {} µs p99 {} µs ({} ok, {} errors)",
+            p.ops_per_s, p.p50_us, p.p99_us, p.ok, p.errors
+        );
+        gets.push(p);
+    }
+
+    // Cached gets: fill a cache with up to 10 000 keys, then read them on every core.
+    let cached = client(&tls_dir, eps, 200_000)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cached.cache_progress() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..written.clamp(1, 10_000))
+            .map(|i| format!("/bench/p{src}/k{i}"))
+            .collect(),
+    );
+    for k in keys.iter() {
+        let _ = cached.cached_get(k).await;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_thread = (args.ops * 20).max(1_000_000);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let cached = cached.clone();
+        let keys = keys.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut hits = 0u64;
+            let mut samples = Vec::with_capacity((per_thread / 64) as usize + 1);
+            for i in 0..per_thread {
+                let k = &keys[(i as usize + t * 7919) % keys.len()];
+                if i % 64 == 0 {
+                    let t0 = Instant::now();
+                    let hit = cached.cache_lookup(k).is_some();
+                    samples.push(t0.elapsed().as_nanos() as u64);
+                    hits += hit as u64;
+                } else {
+                    hits += cached.cache_lookup(k).is_some() as u64;
+                }
+            }
+            (hits, samples)
+        }));
+    }
+    let mut hits = 0;
+    let mut samples = Vec::new();
+    for h in handles {
+        if let Ok((n, s)) = h.join() {
+            hits += n;
+            samples.extend(s);
+        }
+    }
+    let cached_elapsed = started.elapsed().as_secs_f64();
+    samples.sort_unstable();
+    let total = per_thread * threads as u64;
+    eprintln!("cached get: {hits} hits of {total} lookups on {threads} threads in {cached_elapsed:.2} s");
+    let cached_ops = (hits as f64 / cached_elapsed.max(1e-9)) as u64;
+    let cached_p50_us = percentile(&samples, 0.5) as f64 / 1000.0;
+
+    // Watch latency: one writer, one watcher; each value carries its send time.
+    let base = Instant::now();
+    let watcher_client = client(&tls_dir, eps, 0)?;
+    let mut watcher = watcher_client.watch("/bench/watch/", 0);
+    let _ = tokio::time::timeout(Duration::from_millis(10), watcher.next_batch()).await;
+    let n = args.watch_events;
+    let writer = clients[0].clone();
+    let write_task = tokio::spawn(async move {
+        for i in 0..n {
+            let sent = base.elapsed().as_nanos() as u64;
+            let _ = writer
+                .set(&format!("/bench/watch/k{i}"), &sent.to_le_bytes(), None)
+                .await;
+        }
+    });
+    let mut lat = Vec::new();
+    let wdeadline = Instant::now() + Duration::from_secs(args.phase_max_seconds);
+    while (lat.len() as u64) < n && Instant::now() < wdeadline {
+        match tokio::time::timeout(Duration::from_secs(5), watcher.next_batch()).await {
+            Ok(Ok(events)) => {
+                let now = base.elapsed().as_nanos() as u64;
+                for e in events {
+                    if let EventKind::Put { value, .. } = e.kind {
+                        if let Ok(b) = <[u8; 8]>::try_from(value.as_slice()) {
+                            lat.push(now.saturating_sub(u64::from_le_bytes(b)) / 1000);
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => return Err(CliError::failed(format!("watch failed: {e}"))),
+            Err(_) => break,
+        }
+    }
+    let _ = write_task.await;
+    lat.sort_unstable();
+    eprintln!("watch: {} notifications timed", lat.len());
+
+    Ok(serde_json::json!({
+        "replicas": args.replicas,
+        "value_size": args.value_size,
+        "puts": puts,
+        "gets": gets,
+        "cached_gets": { "ops_per_s": cached_ops, "p50_us": cached_p50_us },
+        "watch_latency_us": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99) },
+    }))
 }

@@ -1,0 +1,705 @@
+//! The store client: finds the leader by itself, retries only what is safe, and keeps a moka
+//! write-through cache coherent with a watch.
+//!
+//! ```text
+//!   write ─► leader guess ─┬─ Written / StoreError            ─► done
+//!                          ├─ NotLeader{leader}, unreachable  ─► nothing happened: try the
+//!                          │                                     leader named, or the next one
+//!                          └─ timed out, connection lost      ─► OutcomeUnknown (never retried)
+//!   read  ─► same, and also retried after timeouts (a read changes nothing)
+//!
+//!   cache: moka map path → (record | absent, as_of revision)
+//!          filled by reads and by the client's own acknowledged writes, updated by a watch
+//!          of `/` from the revision the cache started at; an entry is served only when it,
+//!          or the watch's progress, is at least the client's last acknowledged revision.
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::ops::compute::Op as CacheOp;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::core::{Command, Event, EventKind, Op, OpOutcome, Record, Stat, StoreError, Txn, Written};
+use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
+use super::ReplicaId;
+use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
+
+/// Why a client operation did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The store refused the operation; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A write was sent but no answer came (a timeout, a lost connection, a leader that
+    /// stepped down while it was in flight): it may or may not have been applied.
+    #[error("outcome unknown: {reason}")]
+    OutcomeUnknown {
+        /// What happened.
+        reason: String,
+    },
+    /// No replica could serve the request before the deadline; a write was not applied.
+    #[error("the store is unavailable: {reason}")]
+    Unavailable {
+        /// The last problem seen.
+        reason: String,
+    },
+    /// A replica sent an answer that does not fit the request.
+    #[error("unexpected answer from the store: {what}")]
+    Protocol {
+        /// What came.
+        what: String,
+    },
+}
+
+/// How the client talks to the store.
+#[derive(Debug, Clone)]
+pub struct StoreClientConfig {
+    /// The replicas' addresses (any subset; the leader is found from them).
+    pub endpoints: Vec<SocketAddr>,
+    /// How long one request may take before a write's outcome is unknown.
+    pub request_timeout: Duration,
+    /// How long an operation keeps looking for a leader that can serve it.
+    pub deadline: Duration,
+    /// Entries of the client cache (0: no cache).
+    pub cache_capacity: u64,
+}
+
+impl StoreClientConfig {
+    /// Defaults: 3 s per request, 10 s to find a leader, a cache of 100 000 entries.
+    pub fn new(endpoints: Vec<SocketAddr>) -> Self {
+        StoreClientConfig {
+            endpoints,
+            request_timeout: Duration::from_secs(3),
+            deadline: Duration::from_secs(10),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    record: Option<Record>,
+    as_of: u64,
+}
+
+struct Cache {
+    map: moka::sync::Cache<String, Arc<CacheEntry>>,
+    /// Every event up to this revision has been applied to `map`.
+    progress: watch::Sender<u64>,
+    /// Bumped when the cache is cleared; a fill started in an older generation is dropped.
+    generation: AtomicU64,
+    /// The watch has every event after this revision (`u64::MAX`: not started); only reads
+    /// at or after it may fill the cache.
+    start: AtomicU64,
+}
+
+impl Cache {
+    /// Fills from a read or an own write at `as_of`, if the watch covers what follows it.
+    fn fill(&self, generation: u64, path: &str, record: Option<Record>, as_of: u64) {
+        if self.generation.load(Ordering::Acquire) == generation
+            && as_of >= self.start.load(Ordering::Acquire)
+        {
+            self.offer(path, record, as_of);
+        }
+    }
+
+    fn offer(&self, path: &str, record: Option<Record>, as_of: u64) {
+        self.map
+            .entry(path.to_string())
+            .and_compute_with(|current| match current {
+                Some(e) if e.value().as_of >= as_of => CacheOp::Nop,
+                _ => CacheOp::Put(Arc::new(CacheEntry { record, as_of })),
+            });
+    }
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    config: StoreClientConfig,
+    leader: Mutex<Option<SocketAddr>>,
+    next: AtomicUsize,
+    last_ack: AtomicU64,
+    cache: Option<Cache>,
+}
+
+/// A client of the property store. Cheap to clone; clones share the leader guess and cache.
+#[derive(Clone)]
+pub struct PropertyStore {
+    inner: Arc<Inner>,
+    _watcher: Option<Arc<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum Attempt {
+    Done(StoreResponse),
+    Retry(String),
+}
+
+impl PropertyStore {
+    /// A client over `transport` (usually a client QUIC endpoint). With a cache configured,
+    /// starts the watch that keeps it coherent (needs a tokio runtime).
+    pub fn new(transport: Arc<dyn Transport>, config: StoreClientConfig) -> PropertyStore {
+        let cache = (config.cache_capacity > 0).then(|| Cache {
+            map: moka::sync::Cache::new(config.cache_capacity),
+            progress: watch::channel(0).0,
+            generation: AtomicU64::new(0),
+            start: AtomicU64::new(u64::MAX),
+        });
+        let has_cache = cache.is_some();
+        let inner = Arc::new(Inner {
+            transport,
+            config,
+            leader: Mutex::new(None),
+            next: AtomicUsize::new(0),
+            last_ack: AtomicU64::new(0),
+            cache,
+        });
+        let watcher =
+            has_cache.then(|| Arc::new(AbortOnDrop(tokio::spawn(cache_watch(Arc::downgrade(&inner))))));
+        PropertyStore {
+            inner,
+            _watcher: watcher,
+        }
+    }
+
+    /// The revision of this client's last acknowledged write.
+    pub fn last_acknowledged(&self) -> u64 {
+        self.inner.last_ack.load(Ordering::Acquire)
+    }
+
+    /// The replica this client currently believes leads.
+    pub fn leader_guess(&self) -> Option<SocketAddr> {
+        *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pick(&self) -> Option<SocketAddr> {
+        if let Some(l) = self.leader_guess() {
+            return Some(l);
+        }
+        let eps = &self.inner.config.endpoints;
+        if eps.is_empty() {
+            return None;
+        }
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        Some(eps[i % eps.len()])
+    }
+
+    fn set_leader(&self, addr: Option<SocketAddr>) {
+        *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+    }
+
+    async fn send(
+        &self,
+        to: SocketAddr,
+        req: &StoreRequest,
+        timeout: Duration,
+    ) -> Result<StoreResponse, TransportError> {
+        transport::call(
+            &*self.inner.transport,
+            &PeerAddr::any(to),
+            Service::STORE,
+            req,
+            timeout,
+        )
+        .await
+    }
+
+    /// Sends `req` to the leader, following redirects. `safe` requests (reads) are retried
+    /// after timeouts too; others end with `OutcomeUnknown` then.
+    async fn leader_request(
+        &self,
+        req: &StoreRequest,
+        safe: bool,
+        timeout: Duration,
+    ) -> Result<StoreResponse, ClientError> {
+        let deadline = Instant::now() + self.inner.config.deadline;
+        let mut last = String::from("no store endpoints configured");
+        let mut redirects = 0;
+        loop {
+            let Some(to) = self.pick() else {
+                return Err(ClientError::Unavailable { reason: last });
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = match self
+                .send(to, req, timeout.min(remaining.max(Duration::from_millis(50))))
+                .await
+            {
+                Ok(StoreResponse::NotLeader { leader }) => {
+                    let hint = leader.and_then(|(_, a)| a.parse::<SocketAddr>().ok());
+                    if hint.is_some() && hint != Some(to) {
+                        self.set_leader(hint);
+                        redirects += 1;
+                        if redirects <= 2 {
+                            continue;
+                        }
+                        // Replicas that point at each other (a stale view): wait a little.
+                        redirects = 0;
+                        last = format!("{to} redirects to {hint:?}");
+                        if Instant::now() >= deadline {
+                            return Err(ClientError::Unavailable { reason: last });
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    self.set_leader(None);
+                    Attempt::Retry(format!("{to} is not the leader and knows none yet"))
+                }
+                Ok(StoreResponse::Unavailable { reason }) => {
+                    self.set_leader(None);
+                    Attempt::Retry(format!("{to}: {reason}"))
+                }
+                Ok(resp) => {
+                    self.set_leader(Some(to));
+                    Attempt::Done(resp)
+                }
+                Err(e) if e.is_outcome_unknown() && !safe => {
+                    self.set_leader(None);
+                    return Err(ClientError::OutcomeUnknown {
+                        reason: e.to_string(),
+                    });
+                }
+                Err(TransportError::Authentication { peer, reason }) => {
+                    return Err(ClientError::Unavailable {
+                        reason: format!("authentication with {peer} failed: {reason}"),
+                    })
+                }
+                Err(e) if e.is_not_delivered() || e.is_outcome_unknown() => {
+                    self.set_leader(None);
+                    Attempt::Retry(e.to_string())
+                }
+                Err(e) => {
+                    // Refused: the replica received the request and could not handle it; for a
+                    // write that happens before anything is proposed.
+                    return Err(ClientError::Unavailable {
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            match attempt {
+                Attempt::Done(resp) => return Ok(resp),
+                Attempt::Retry(why) => {
+                    last = why;
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::Unavailable { reason: last });
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies a command at the leader.
+    pub async fn write(&self, cmd: Command) -> Result<Written, ClientError> {
+        if let Command::Txn(t) = &cmd {
+            t.validate()?;
+        }
+        let timeout = self.inner.config.request_timeout;
+        match self
+            .leader_request(&StoreRequest::Write(cmd), false, timeout)
+            .await?
+        {
+            StoreResponse::Written(w) => {
+                self.inner.last_ack.fetch_max(w.revision, Ordering::AcqRel);
+                Ok(w)
+            }
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            StoreResponse::OutcomeUnknown { reason } => Err(ClientError::OutcomeUnknown { reason }),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Runs a transaction. The cache forgets the keys it touched.
+    pub async fn txn(&self, txn: Txn) -> Result<Written, ClientError> {
+        let paths: Vec<String> = txn
+            .success
+            .iter()
+            .chain(&txn.failure)
+            .map(|op| match op {
+                Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path.clone(),
+            })
+            .collect();
+        let r = self.write(Command::Txn(txn)).await;
+        if let Some(cache) = &self.inner.cache {
+            for p in paths {
+                cache.map.invalidate(&p);
+            }
+        }
+        r
+    }
+
+    fn single_put(&self, path: &str, value: &[u8], w: &Written) -> Result<Stat, ClientError> {
+        match w.ops.first() {
+            Some(OpOutcome::Put { stat, .. }) => {
+                if let Some(cache) = &self.inner.cache {
+                    cache.fill(
+                        cache.generation.load(Ordering::Acquire),
+                        path,
+                        Some(Record {
+                            value: value.to_vec(),
+                            stat: *stat,
+                        }),
+                        w.revision,
+                    );
+                }
+                Ok(*stat)
+            }
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Creates `path`; fails with `AlreadyExists` if it is there.
+    pub async fn create(&self, path: &str, value: &[u8]) -> Result<Stat, ClientError> {
+        let w = self
+            .write(Command::Txn(Txn::single(Op::Create {
+                path: path.into(),
+                value: value.to_vec(),
+            })))
+            .await?;
+        self.single_put(path, value, &w)
+    }
+
+    /// Sets `path`, only at `expected_version` if given (0: only if absent).
+    pub async fn set(
+        &self,
+        path: &str,
+        value: &[u8],
+        expected_version: Option<u64>,
+    ) -> Result<Stat, ClientError> {
+        let w = self
+            .write(Command::Txn(Txn::single(Op::Set {
+                path: path.into(),
+                value: value.to_vec(),
+                expected_version,
+            })))
+            .await?;
+        self.single_put(path, value, &w)
+    }
+
+    /// Deletes `path` (and, if `recursive`, everything under it); returns how many keys went.
+    pub async fn delete(
+        &self,
+        path: &str,
+        expected_version: Option<u64>,
+        recursive: bool,
+    ) -> Result<u64, ClientError> {
+        let w = self
+            .write(Command::Txn(Txn::single(Op::Delete {
+                path: path.into(),
+                expected_version,
+                recursive,
+            })))
+            .await?;
+        if let Some(cache) = &self.inner.cache {
+            cache.fill(cache.generation.load(Ordering::Acquire), path, None, w.revision);
+            if recursive {
+                // Descendants are fixed by the watch; until then progress < last_ack keeps
+                // their entries from being served.
+                let prefix = super::core::child_prefix(path);
+                let _ = cache
+                    .map
+                    .invalidate_entries_if(move |k, _| k.starts_with(&prefix));
+            }
+        }
+        match w.ops.first() {
+            Some(OpOutcome::Deleted { count, .. }) => Ok(*count),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Drops the watch history below `below`.
+    pub async fn compact(&self, below: u64) -> Result<Written, ClientError> {
+        self.write(Command::Compact { below }).await
+    }
+
+    /// Reads `path` linearizably (read-index at the leader).
+    pub async fn get(&self, path: &str) -> Result<Option<Record>, ClientError> {
+        self.get_with(path, ReadMode::Linearizable).await.map(|(r, _)| r)
+    }
+
+    /// Reads `path` in `mode`; also returns the revision the read reflects.
+    pub async fn get_with(&self, path: &str, mode: ReadMode) -> Result<(Option<Record>, u64), ClientError> {
+        super::core::validate_path(path)?;
+        let req = StoreRequest::Get {
+            path: path.into(),
+            mode,
+        };
+        let timeout = self.inner.config.request_timeout;
+        let resp = if mode == ReadMode::Serializable {
+            self.any_request(&req, timeout).await?
+        } else {
+            self.leader_request(&req, true, timeout).await?
+        };
+        match resp {
+            StoreResponse::Value { record, revision } => Ok((record, revision)),
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
+    async fn any_request(&self, req: &StoreRequest, timeout: Duration) -> Result<StoreResponse, ClientError> {
+        let eps = &self.inner.config.endpoints;
+        let mut last = String::from("no store endpoints configured");
+        for _ in 0..eps.len().max(1) * 2 {
+            let Some(to) = self.pick() else { break };
+            match self.send(to, req, timeout).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    self.set_leader(None);
+                    last = e.to_string();
+                }
+            }
+        }
+        Err(ClientError::Unavailable { reason: last })
+    }
+
+    /// The names of `path`'s children, linearizably.
+    pub async fn children(&self, path: &str) -> Result<Vec<String>, ClientError> {
+        super::core::validate_path(path)?;
+        let req = StoreRequest::Children {
+            path: path.into(),
+            mode: ReadMode::Linearizable,
+        };
+        match self
+            .leader_request(&req, true, self.inner.config.request_timeout)
+            .await?
+        {
+            StoreResponse::Children { names, .. } => Ok(names),
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Reads `path` from the cache when it can answer without going back in time: never
+    /// older than this client's last acknowledged write. Otherwise reads linearizably and
+    /// fills the cache. Without a cache, the same as [`PropertyStore::get`].
+    pub async fn cached_get(&self, path: &str) -> Result<Option<Record>, ClientError> {
+        let Some(cache) = &self.inner.cache else {
+            return self.get(path).await;
+        };
+        if let Some(hit) = self.cache_lookup(path) {
+            return Ok(hit);
+        }
+        let generation = cache.generation.load(Ordering::Acquire);
+        let (record, revision) = self.get_with(path, ReadMode::Linearizable).await?;
+        cache.fill(generation, path, record.clone(), revision);
+        Ok(record)
+    }
+
+    /// The cache's answer for `path`, if it has one it may give (no I/O).
+    pub fn cache_lookup(&self, path: &str) -> Option<Option<Record>> {
+        let cache = self.inner.cache.as_ref()?;
+        let need = self.inner.last_ack.load(Ordering::Acquire);
+        let entry = cache.map.get(path)?;
+        (entry.as_of >= need || *cache.progress.borrow() >= need).then(|| entry.record.clone())
+    }
+
+    /// The revision up to which the cache's watch has applied every event (0: not started).
+    pub fn cache_progress(&self) -> u64 {
+        self.inner.cache.as_ref().map_or(0, |c| *c.progress.borrow())
+    }
+
+    /// Watches `prefix` from revision `from` (0: from now).
+    pub fn watch(&self, prefix: &str, from: u64) -> Watcher {
+        Watcher {
+            client: self.clone(),
+            prefix: prefix.to_string(),
+            next: from,
+            wait: Duration::from_millis(1000),
+        }
+    }
+
+    /// Every configured replica's status (or why it could not be asked).
+    pub async fn status_all(&self) -> Vec<(SocketAddr, Result<ReplicaStatus, ClientError>)> {
+        let mut out = Vec::new();
+        for &ep in &self.inner.config.endpoints {
+            let r = match self.send(ep, &StoreRequest::Status, Duration::from_secs(2)).await {
+                Ok(StoreResponse::Status(s)) => Ok(s),
+                Ok(other) => Err(ClientError::Protocol {
+                    what: format!("{other:?}"),
+                }),
+                Err(e) => Err(ClientError::Unavailable {
+                    reason: e.to_string(),
+                }),
+            };
+            out.push((ep, r));
+        }
+        out
+    }
+
+    /// Adds a replica (as a learner that catches up, then a voter).
+    pub async fn add_replica(&self, id: ReplicaId, addr: SocketAddr) -> Result<Vec<ReplicaId>, ClientError> {
+        let req = StoreRequest::AddReplica {
+            id,
+            addr: addr.to_string(),
+        };
+        self.membership(req).await
+    }
+
+    /// Removes a replica from the voters.
+    pub async fn remove_replica(&self, id: ReplicaId) -> Result<Vec<ReplicaId>, ClientError> {
+        self.membership(StoreRequest::RemoveReplica { id }).await
+    }
+
+    async fn membership(&self, req: StoreRequest) -> Result<Vec<ReplicaId>, ClientError> {
+        match self.leader_request(&req, false, Duration::from_secs(60)).await? {
+            StoreResponse::MembershipChanged { voters } => Ok(voters),
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            StoreResponse::OutcomeUnknown { reason } => Err(ClientError::OutcomeUnknown { reason }),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+/// A watch of a prefix: events in revision order, none skipped or repeated, resumed across
+/// reconnects and leader changes from the last revision seen. Dropping it ends it.
+pub struct Watcher {
+    client: PropertyStore,
+    prefix: String,
+    next: u64,
+    wait: Duration,
+}
+
+impl Watcher {
+    /// The revision the next batch starts at (0 before the first poll of a watch from now).
+    pub fn next_revision(&self) -> u64 {
+        self.next
+    }
+
+    /// The next events (possibly none when `wait` passed without any). Transport failures
+    /// and leader changes are retried; a compacted start is an error.
+    pub async fn next_batch(&mut self) -> Result<Vec<Event>, ClientError> {
+        let req = StoreRequest::Watch {
+            prefix: self.prefix.clone(),
+            from: self.next,
+            max: 1000,
+            wait_ms: self.wait.as_millis() as u32,
+        };
+        let timeout = self.wait + self.client.inner.config.request_timeout;
+        let deadline = Instant::now() + self.client.inner.config.deadline;
+        loop {
+            let to = self.client.pick();
+            let r = match to {
+                Some(to) => self.client.send(to, &req, timeout).await,
+                None => {
+                    return Err(ClientError::Unavailable {
+                        reason: "no store endpoints configured".into(),
+                    })
+                }
+            };
+            match r {
+                Ok(StoreResponse::Events { events, next }) => {
+                    self.next = next;
+                    return Ok(events);
+                }
+                Ok(StoreResponse::Error(e)) => return Err(ClientError::Store(e)),
+                Ok(other) => {
+                    return Err(ClientError::Protocol {
+                        what: format!("{other:?}"),
+                    })
+                }
+                Err(TransportError::Authentication { peer, reason }) => {
+                    return Err(ClientError::Unavailable {
+                        reason: format!("authentication with {peer} failed: {reason}"),
+                    })
+                }
+                Err(e) => {
+                    self.client.set_leader(None);
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::Unavailable {
+                            reason: e.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn cache_watch(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let client = PropertyStore {
+            inner: strong,
+            _watcher: None,
+        };
+        let mut watcher = client.watch("/", 0);
+        drop(client);
+        // The first poll (no waiting) fixes where the watch starts: the cache may hold
+        // what was read at or after that revision.
+        watcher.wait = Duration::ZERO;
+        let mut first = true;
+        loop {
+            let r = watcher.next_batch().await;
+            let Some(cache) = watcher.client.inner.cache.as_ref() else {
+                return;
+            };
+            match r {
+                Ok(events) => {
+                    if first {
+                        let start = events
+                            .first()
+                            .map_or(watcher.next, |e| e.revision)
+                            .saturating_sub(1);
+                        cache.start.store(start, Ordering::Release);
+                        watcher.wait = Duration::from_millis(500);
+                        first = false;
+                    }
+                    for e in &events {
+                        match &e.kind {
+                            EventKind::Put { value, stat } => cache.offer(
+                                &e.path,
+                                Some(Record {
+                                    value: value.clone(),
+                                    stat: *stat,
+                                }),
+                                e.revision,
+                            ),
+                            EventKind::Delete => cache.offer(&e.path, None, e.revision),
+                        }
+                    }
+                    let upto = watcher.next.saturating_sub(1);
+                    if upto > *cache.progress.borrow() {
+                        cache.progress.send_replace(upto);
+                    }
+                }
+                Err(e) => {
+                    // Fell behind the history (or lost the store for long): start over.
+                    tracing::debug!(error = %e, "cache watch restarts; cache cleared");
+                    cache.start.store(u64::MAX, Ordering::Release);
+                    cache.generation.fetch_add(1, Ordering::AcqRel);
+                    cache.progress.send_replace(0);
+                    cache.map.invalidate_all();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+            }
+            if Arc::strong_count(&watcher.client.inner) <= 1 {
+                return;
+            }
+        }
+    }
+}

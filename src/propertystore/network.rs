@@ -1,0 +1,134 @@
+//! Raft RPCs over strand's transport (`Service::RAFT`): typed calls with the deadline
+//! openraft gives each RPC, peers named by their certificates (`store-<id>`).
+//!
+//! A peer that cannot be reached is reported to openraft as `Unreachable`, so replication to
+//! it backs off instead of spinning; every other failure is a `Network` error and retried at
+//! the next heartbeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+
+use super::protocol::{RaftRequest, RaftResponse};
+use super::{replica_name, ReplicaId, TypeConfig};
+use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
+
+type Node = BasicNode;
+
+/// Creates a [`Connection`] per peer.
+#[derive(Clone)]
+pub struct Network {
+    transport: Arc<dyn Transport>,
+}
+
+impl Network {
+    /// Raft RPCs through `transport`.
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Network { transport }
+    }
+}
+
+/// The way to one peer.
+pub struct Connection {
+    transport: Arc<dyn Transport>,
+    target: ReplicaId,
+    peer: Option<PeerAddr>,
+    addr_text: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: ReplicaId, node: &Node) -> Connection {
+        let peer = node
+            .addr
+            .parse()
+            .ok()
+            .map(|addr| PeerAddr::named(replica_name(target), addr));
+        Connection {
+            transport: self.transport.clone(),
+            target,
+            peer,
+            addr_text: node.addr.clone(),
+        }
+    }
+}
+
+fn to_rpc_error<E: std::error::Error>(e: TransportError) -> RPCError<ReplicaId, Node, E> {
+    if e.is_not_delivered() {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl Connection {
+    async fn call<E: std::error::Error>(
+        &self,
+        req: RaftRequest,
+        timeout: Duration,
+    ) -> Result<RaftResponse, RPCError<ReplicaId, Node, E>> {
+        let Some(peer) = &self.peer else {
+            let e = std::io::Error::other(format!(
+                "replica {} has a bad address {:?}",
+                self.target, self.addr_text
+            ));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        };
+        transport::call(&*self.transport, peer, Service::RAFT, &req, timeout)
+            .await
+            .map_err(to_rpc_error)
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<ReplicaId, Node, E> {
+        let e = std::io::Error::other("unexpected answer type");
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
+        match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await? {
+            RaftResponse::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<ReplicaId>,
+        RPCError<ReplicaId, Node, RaftError<ReplicaId, InstallSnapshotError>>,
+    > {
+        match self.call(RaftRequest::Snapshot(rpc), option.hard_ttl()).await? {
+            RaftResponse::Snapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<ReplicaId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
+        match self.call(RaftRequest::Vote(rpc), option.hard_ttl()).await? {
+            RaftResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The messages of `Service::STORE` (clients ↔ replicas) and `Service::RAFT` (replica ↔
+//! replica), each in strand's versioned postcard envelope.
+//!
+//! Every store request gets exactly one [`StoreResponse`]. A replica that is not the leader
+//! answers a write or a linearizable read with [`StoreResponse::NotLeader`], naming the
+//! leader when it knows one: nothing was done, so the client may send it there.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::core::{Command, Event, Record, StoreError, Written};
+use super::{ReplicaId, TypeConfig};
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// Linearizable by read-index at the leader (the default).
+    Linearizable,
+    /// Whatever the replica asked has applied (may be stale).
+    Serializable,
+}
+
+/// A request to a store replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StoreRequest {
+    /// Replicate a command (leader only).
+    Write(Command),
+    /// Read one key.
+    Get {
+        /// The key.
+        path: String,
+        /// How.
+        mode: ReadMode,
+    },
+    /// List the direct children of a path.
+    Children {
+        /// The path.
+        path: String,
+        /// How.
+        mode: ReadMode,
+    },
+    /// Events under `prefix` from `from` on; waits up to `wait_ms` for the first one.
+    Watch {
+        /// Key prefix (`/` for all).
+        prefix: String,
+        /// The first revision wanted.
+        from: u64,
+        /// The most events in one answer.
+        max: u32,
+        /// How long to wait when there is nothing yet.
+        wait_ms: u32,
+    },
+    /// The replica's Raft state.
+    Status,
+    /// Add a replica: as a learner, then a voter (leader only).
+    AddReplica {
+        /// Its id.
+        id: ReplicaId,
+        /// Its address.
+        addr: String,
+    },
+    /// Remove a replica from the voters (leader only).
+    RemoveReplica {
+        /// Its id.
+        id: ReplicaId,
+    },
+}
+
+/// One replica's view, as `strand store status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Its id.
+    pub id: ReplicaId,
+    /// Its address.
+    pub addr: String,
+    /// Leader, Follower, Candidate or Learner.
+    pub role: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<ReplicaId>,
+    /// The last log index it knows committed.
+    pub commit_index: Option<u64>,
+    /// The last log index its state machine applied.
+    pub applied_index: Option<u64>,
+    /// The last log index of its current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// The last log index purged from its log.
+    pub purged_index: Option<u64>,
+    /// The store revision applied.
+    pub revision: u64,
+    /// The oldest revision of the watch history.
+    pub oldest_revision: u64,
+    /// The database's approximate size on disk.
+    pub db_size_bytes: u64,
+    /// Voters and their addresses, as this replica knows them.
+    pub voters: Vec<(ReplicaId, String)>,
+    /// Learners and their addresses.
+    pub learners: Vec<(ReplicaId, String)>,
+}
+
+/// The answer to a [`StoreRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StoreResponse {
+    /// The write was applied.
+    Written(Written),
+    /// The write was applied and failed (nothing changed), or the request is invalid.
+    Error(StoreError),
+    /// A key, as of `revision`.
+    Value {
+        /// The record, if the key exists.
+        record: Option<Record>,
+        /// The revision the read reflects.
+        revision: u64,
+    },
+    /// Children names, as of `revision`.
+    Children {
+        /// The names.
+        names: Vec<String>,
+        /// The revision the read reflects.
+        revision: u64,
+    },
+    /// Watch events; `next` is where to continue from.
+    Events {
+        /// The events, in revision order.
+        events: Vec<Event>,
+        /// The revision to ask for next.
+        next: u64,
+    },
+    /// This replica is not the leader; nothing was done.
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<(ReplicaId, String)>,
+    },
+    /// The write may or may not have been applied (the leader lost leadership or stopped
+    /// while it was in flight).
+    OutcomeUnknown {
+        /// What happened.
+        reason: String,
+    },
+    /// The replica could not serve the request now (no quorum, shutting down); nothing was
+    /// done.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The replica's status.
+    Status(ReplicaStatus),
+    /// A membership change was committed.
+    MembershipChanged {
+        /// The voters after it.
+        voters: Vec<ReplicaId>,
+    },
+}
+
+/// A Raft RPC between replicas.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// AppendEntries (also heartbeats).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// RequestVote.
+    Vote(VoteRequest<ReplicaId>),
+    /// A chunk of a snapshot.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The answer to a [`RaftRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftResponse {
+    /// AppendEntries' answer.
+    Append(Result<AppendEntriesResponse<ReplicaId>, RaftError<ReplicaId>>),
+    /// RequestVote's answer.
+    Vote(Result<VoteResponse<ReplicaId>, RaftError<ReplicaId>>),
+    /// InstallSnapshot's answer.
+    Snapshot(Result<InstallSnapshotResponse<ReplicaId>, RaftError<ReplicaId, InstallSnapshotError>>),
+}

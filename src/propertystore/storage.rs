@@ -1,0 +1,816 @@
+//! RocksDB storage behind openraft 0.9's storage-v2 traits: the Raft log and vote
+//! ([`LogStore`]) and the state machine ([`StateMachine`]) in one database, so that one
+//! write-ahead log orders everything and a crash recovers a consistent prefix.
+//!
+//! ```text
+//!   column families:  log     index (u64 BE)            → Entry
+//!                     raft    "vote" "committed" "purged"
+//!                     kv      path                      → Record
+//!                     events  revision (u64 BE) seq (u32 BE) → Event
+//!                     meta    "meta" "applied" "membership" "snapshot"
+//!
+//!   append ─► WriteBatch (visible at once) ─► queue ─► syncer thread: drain queue,
+//!                                                      one WAL fsync, complete every callback
+//! ```
+//!
+//! Group commit: `append` writes its entries without waiting for the disk and hands the
+//! completion callback to a syncer thread; the syncer takes every callback queued while the
+//! previous fsync ran and completes them all after one `SyncWAL`. The vote is written with
+//! `sync = true` before `save_vote` returns. State machine writes are not synced on their own:
+//! they are re-derived from the (durable) log after a crash, and the WAL keeps them ordered
+//! before any later purge.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership, Vote,
+};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::core::{self, Applier, Changes, Event, KvRead, Meta, Record, StoreError};
+use super::{ReplicaId, TypeConfig};
+use crate::codec;
+
+const CF_LOG: &str = "log";
+const CF_RAFT: &str = "raft";
+const CF_KV: &str = "kv";
+const CF_EVENTS: &str = "events";
+const CF_META: &str = "meta";
+
+type SError = StorageError<ReplicaId>;
+type Node = openraft::BasicNode;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// RocksDB refused to open the directory.
+    #[error("cannot open the store database in {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: String,
+        /// RocksDB's reason.
+        reason: String,
+    },
+    /// Stored state could not be read back.
+    #[error("the store database in {path} is unreadable: {reason}")]
+    Corrupt {
+        /// The data directory.
+        path: String,
+        /// What could not be decoded.
+        reason: String,
+    },
+}
+
+/// The opened database shared by the log, the state machine and the server's reads.
+#[derive(Clone)]
+pub struct Db {
+    db: Arc<DB>,
+}
+
+impl Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.db.path()).finish()
+    }
+}
+
+fn sio<E: std::error::Error + 'static>(
+    make: fn(openraft::AnyError) -> StorageIOError<ReplicaId>,
+    e: &E,
+) -> SError {
+    make(openraft::AnyError::new(e)).into()
+}
+
+fn rerr(e: rocksdb::Error) -> StoreError {
+    StoreError::Storage {
+        reason: e.to_string(),
+    }
+}
+
+fn cerr(e: codec::CodecError) -> StoreError {
+    StoreError::Storage {
+        reason: e.to_string(),
+    }
+}
+
+fn event_key(revision: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&revision.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Db, OpenError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        let cfs = [CF_LOG, CF_RAFT, CF_KV, CF_EVENTS, CF_META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| OpenError::Open {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Db { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are created at open; a missing one is a programming error.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.db.get_cf(self.cf(cf), key)
+    }
+
+    fn get_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get_raw(cf, key).map_err(rerr)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(cerr)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The store's counters.
+    pub fn meta(&self) -> Result<Meta, StoreError> {
+        Ok(self.get_typed(CF_META, b"meta")?.unwrap_or_default())
+    }
+
+    /// The record at `path`.
+    pub fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        self.get_typed(CF_KV, path.as_bytes())
+    }
+
+    /// The first key at or after `from`, if it starts with `prefix`.
+    pub fn seek(&self, from: &str, prefix: &str) -> Result<Option<String>, StoreError> {
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_KV),
+            IteratorMode::From(from.as_bytes(), Direction::Forward),
+        );
+        match it.next() {
+            Some(Ok((k, _))) if k.starts_with(prefix.as_bytes()) => {
+                Ok(Some(String::from_utf8_lossy(&k).into_owned()))
+            }
+            Some(Err(e)) => Err(rerr(e)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The names of `path`'s direct children.
+    pub fn children(&self, path: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = core::child_prefix(path);
+        core::list_children(path, |from| self.seek(from, &prefix))
+    }
+
+    /// Up to `max` events under `prefix` from revision `from` on, and the revision the scan
+    /// covered up to (inclusive). Fails with [`StoreError::Compacted`] below the history.
+    pub fn events(&self, prefix: &str, from: u64, max: usize) -> Result<(Vec<Event>, u64), StoreError> {
+        // Read the counters first: events up to `meta.revision` are all written by then.
+        let meta = self.meta()?;
+        if from < meta.oldest {
+            return Err(StoreError::Compacted {
+                requested: from,
+                oldest: meta.oldest,
+            });
+        }
+        let start = event_key(from, 0);
+        let it = self
+            .db
+            .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        let mut covered = meta.revision;
+        for item in it {
+            let (_, v) = item.map_err(rerr)?;
+            let event: Event = codec::decode(&v).map_err(cerr)?;
+            if event.revision > meta.revision {
+                break;
+            }
+            if out.len() >= max && out.last().is_some_and(|e: &Event| e.revision != event.revision) {
+                covered = out.last().map_or(from.saturating_sub(1), |e| e.revision);
+                break;
+            }
+            if event.path.starts_with(prefix) {
+                out.push(event);
+            }
+        }
+        // A compaction may have raced with the scan: check again.
+        let after = self.meta()?;
+        if from < after.oldest {
+            return Err(StoreError::Compacted {
+                requested: from,
+                oldest: after.oldest,
+            });
+        }
+        Ok((out, covered))
+    }
+
+    /// The approximate size of the database on disk, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        [CF_LOG, CF_RAFT, CF_KV, CF_EVENTS, CF_META]
+            .iter()
+            .map(|cf| {
+                let live = self
+                    .db
+                    .property_int_value_cf(self.cf(cf), "rocksdb.live-sst-files-size")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                let mem = self
+                    .db
+                    .property_int_value_cf(self.cf(cf), "rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                live + mem
+            })
+            .sum()
+    }
+}
+
+impl KvRead for Db {
+    fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        Db::get(self, path)
+    }
+
+    fn scan(&self, prefix: &str, f: &mut dyn FnMut(&str, &Record) -> bool) -> Result<(), StoreError> {
+        let it = self.db.iterator_cf(
+            self.cf(CF_KV),
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.map_err(rerr)?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let record: Record = codec::decode(&v).map_err(cerr)?;
+            if !f(&String::from_utf8_lossy(&k), &record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Raft log and vote. Cloning shares the database and the syncer.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Db,
+    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// fsyncs done by the syncer (group commits), for tests and status.
+    syncs: Arc<AtomicU64>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").field("db", &self.db).finish()
+    }
+}
+
+impl LogStore {
+    /// The log store over `db`; starts its syncer thread, which ends with the last clone.
+    pub fn new(db: Db) -> LogStore {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let sync_db = db.db.clone();
+        let counter = syncs.clone();
+        std::thread::Builder::new()
+            .name("store-log-sync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let result = sync_db.flush_wal(true).map_err(std::io::Error::other);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    for cb in batch {
+                        let r = match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(std::io::Error::other(e.to_string())),
+                        };
+                        cb.log_io_completed(r);
+                    }
+                }
+            })
+            .expect("spawn the log syncer thread");
+        LogStore {
+            db,
+            syncer: tx,
+            syncs,
+        }
+    }
+
+    /// How many WAL fsyncs the group commit has done.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), rocksdb::Error> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.db.write_opt(batch, &opts)
+    }
+
+    #[allow(clippy::result_large_err)] // openraft's error type
+    fn last_purged(&self) -> Result<Option<LogId<ReplicaId>>, SError> {
+        Ok(self
+            .db
+            .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")
+            .map_err(|e| sio(StorageIOError::read_logs, &e))?
+            .flatten())
+    }
+}
+
+fn bound_start(b: Bound<&u64>) -> u64 {
+    match b {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SError> {
+        let start = bound_start(range.start_bound());
+        let it = self.db.db.iterator_cf(
+            self.db.cf(CF_LOG),
+            IteratorMode::From(&start.to_be_bytes(), Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in it {
+            let (k, v) = item.map_err(|e| sio(StorageIOError::read_logs, &e))?;
+            let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0xff; 8]));
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry<TypeConfig> =
+                codec::decode(&v).map_err(|e| sio(StorageIOError::read_logs, &e))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
+        let last_purged = self.last_purged()?;
+        let mut it = self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::End);
+        let last = match it.next() {
+            Some(item) => {
+                let (_, v) = item.map_err(|e| sio(StorageIOError::read_logs, &e))?;
+                let entry: Entry<TypeConfig> =
+                    codec::decode(&v).map_err(|e| sio(StorageIOError::read_logs, &e))?;
+                Some(entry.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<ReplicaId>) -> Result<(), SError> {
+        let bytes = codec::encode(vote).map_err(|e| sio(StorageIOError::write_vote, &e))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.db.cf(CF_RAFT), b"vote", bytes);
+        self.write(batch, true)
+            .map_err(|e| sio(StorageIOError::write_vote, &e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<ReplicaId>>, SError> {
+        self.db
+            .get_typed(CF_RAFT, b"vote")
+            .map_err(|e| sio(StorageIOError::read_vote, &e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<ReplicaId>>) -> Result<(), SError> {
+        let bytes = codec::encode(&committed).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.db.cf(CF_RAFT), b"committed", bytes);
+        self.write(batch, false)
+            .map_err(|e| sio(StorageIOError::write_logs, &e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<ReplicaId>>, SError> {
+        Ok(self
+            .db
+            .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"committed")
+            .map_err(|e| sio(StorageIOError::read_logs, &e))?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = WriteBatch::default();
+        let cf = self.db.cf(CF_LOG);
+        for entry in entries {
+            let bytes = codec::encode(&entry).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+            batch.put_cf(cf, entry.log_id.index.to_be_bytes(), bytes);
+        }
+        self.write(batch, false)
+            .map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        if let Err(mpsc::SendError(cb)) = self.syncer.send(callback) {
+            cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped")));
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<ReplicaId>) -> Result<(), SError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.db.cf(CF_LOG),
+            log_id.index.to_be_bytes(),
+            u64::MAX.to_be_bytes(),
+        );
+        batch.delete_cf(self.db.cf(CF_LOG), u64::MAX.to_be_bytes());
+        self.write(batch, true)
+            .map_err(|e| sio(StorageIOError::write_logs, &e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<ReplicaId>) -> Result<(), SError> {
+        let bytes = codec::encode(&Some(log_id)).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.db.cf(CF_RAFT), b"purged", bytes);
+        batch.delete_range_cf(
+            self.db.cf(CF_LOG),
+            0u64.to_be_bytes(),
+            (log_id.index + 1).to_be_bytes(),
+        );
+        self.write(batch, false)
+            .map_err(|e| sio(StorageIOError::write_logs, &e))
+    }
+}
+
+/// Raw rows of a column family.
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A snapshot's contents: the state machine's column families as they were.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    kv: Rows,
+    events: Rows,
+    meta: Meta,
+    applied: Option<LogId<ReplicaId>>,
+    membership: StoredMembership<ReplicaId, Node>,
+}
+
+/// A snapshot as kept on disk: its metadata and bytes.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<ReplicaId, Node>,
+    data: Vec<u8>,
+}
+
+/// The state machine: keys, history and counters in RocksDB.
+pub struct StateMachine {
+    db: Db,
+    retain: u64,
+    applied: Option<LogId<ReplicaId>>,
+    membership: StoredMembership<ReplicaId, Node>,
+    meta: Meta,
+    revision_tx: Arc<watch::Sender<u64>>,
+    snapshot_seq: Arc<AtomicU64>,
+    snapshot_lock: Arc<Mutex<()>>,
+}
+
+impl Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("applied", &self.applied)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl StateMachine {
+    /// The state machine over `db`, keeping `retain` revisions of watch history.
+    pub fn new(db: Db, retain: u64) -> Result<StateMachine, OpenError> {
+        let corrupt = |e: StoreError| OpenError::Corrupt {
+            path: db.db.path().display().to_string(),
+            reason: e.to_string(),
+        };
+        let meta = db.meta().map_err(corrupt)?;
+        let applied = db
+            .get_typed::<Option<LogId<ReplicaId>>>(CF_META, b"applied")
+            .map_err(corrupt)?
+            .flatten();
+        let membership = db
+            .get_typed(CF_META, b"membership")
+            .map_err(corrupt)?
+            .unwrap_or_default();
+        let (tx, _) = watch::channel(meta.revision);
+        Ok(StateMachine {
+            db,
+            retain,
+            applied,
+            membership,
+            meta,
+            revision_tx: Arc::new(tx),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            snapshot_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// A receiver of the applied revision: changes after every applied batch.
+    pub fn revisions(&self) -> watch::Receiver<u64> {
+        self.revision_tx.subscribe()
+    }
+
+    fn write_changes(&mut self, changes: Changes) -> Result<(), StoreError> {
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        let kv = db.cf(CF_KV);
+        for (path, record) in &changes.keys {
+            match record {
+                Some(r) => batch.put_cf(kv, path.as_bytes(), codec::encode(r).map_err(cerr)?),
+                None => batch.delete_cf(kv, path.as_bytes()),
+            }
+        }
+        let ev = db.cf(CF_EVENTS);
+        let mut seq = 0u32;
+        let mut last_rev = 0;
+        for e in &changes.events {
+            if e.revision != last_rev {
+                seq = 0;
+                last_rev = e.revision;
+            }
+            batch.put_cf(ev, event_key(e.revision, seq), codec::encode(e).map_err(cerr)?);
+            seq += 1;
+        }
+        if let Some(below) = changes.compact_below {
+            batch.delete_range_cf(ev, event_key(0, 0), event_key(below, 0));
+        }
+        let meta_cf = db.cf(CF_META);
+        batch.put_cf(meta_cf, b"meta", codec::encode(&changes.meta).map_err(cerr)?);
+        batch.put_cf(meta_cf, b"applied", codec::encode(&self.applied).map_err(cerr)?);
+        batch.put_cf(
+            meta_cf,
+            b"membership",
+            codec::encode(&self.membership).map_err(cerr)?,
+        );
+        db.db.write(batch).map_err(rerr)?;
+        self.meta = changes.meta;
+        self.revision_tx.send_replace(self.meta.revision);
+        Ok(())
+    }
+
+    fn read_current_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.db.get_typed(CF_META, b"snapshot")
+    }
+}
+
+/// Builds snapshots from a consistent RocksDB snapshot.
+pub struct SnapshotBuilder {
+    db: Db,
+    seq: Arc<AtomicU64>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
+        let db = self.db.clone();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let lock = self.lock.clone();
+        let stored = tokio::task::spawn_blocking(move || -> Result<StoredSnapshot, StoreError> {
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let snap = db.db.snapshot();
+            let read = |cf: &str, key: &[u8]| snap.get_cf(db.cf(cf), key).map_err(rerr);
+            let dump = |cf: &str| -> Result<Rows, StoreError> {
+                snap.iterator_cf(db.cf(cf), IteratorMode::Start)
+                    .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(rerr))
+                    .collect()
+            };
+            let meta: Meta = match read(CF_META, b"meta")? {
+                Some(b) => codec::decode(&b).map_err(cerr)?,
+                None => Meta::default(),
+            };
+            let applied: Option<LogId<ReplicaId>> = match read(CF_META, b"applied")? {
+                Some(b) => codec::decode(&b).map_err(cerr)?,
+                None => None,
+            };
+            let membership: StoredMembership<ReplicaId, Node> = match read(CF_META, b"membership")? {
+                Some(b) => codec::decode(&b).map_err(cerr)?,
+                None => StoredMembership::default(),
+            };
+            let data = SnapshotData {
+                kv: dump(CF_KV)?,
+                events: dump(CF_EVENTS)?,
+                meta,
+                applied,
+                membership: membership.clone(),
+            };
+            let bytes = codec::encode(&data).map_err(cerr)?;
+            let snapshot_id = match applied {
+                Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+                None => format!("none-{seq}"),
+            };
+            let stored = StoredSnapshot {
+                meta: SnapshotMeta {
+                    last_log_id: applied,
+                    last_membership: membership,
+                    snapshot_id,
+                },
+                data: bytes,
+            };
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            let mut batch = WriteBatch::default();
+            batch.put_cf(db.cf(CF_META), b"snapshot", codec::encode(&stored).map_err(cerr)?);
+            db.db.write_opt(batch, &opts).map_err(rerr)?;
+            Ok(stored)
+        })
+        .await
+        .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?
+        .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+trait SnapshotErr {
+    fn write_snapshot_none(e: openraft::AnyError) -> Self;
+    fn read_snapshot_none(e: openraft::AnyError) -> Self;
+}
+
+impl SnapshotErr for StorageIOError<ReplicaId> {
+    fn write_snapshot_none(e: openraft::AnyError) -> Self {
+        StorageIOError::write_snapshot(None, e)
+    }
+    fn read_snapshot_none(e: openraft::AnyError) -> Self {
+        StorageIOError::read_snapshot(None, e)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<ReplicaId>>, StoredMembership<ReplicaId, Node>), SError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<core::Outcome>, SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let db = self.db.clone();
+        let mut applier = Applier::new(&db, self.meta, self.retain);
+        let mut out = Vec::new();
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(Ok(core::Written {
+                    revision: applier.meta().revision,
+                    succeeded: true,
+                    ops: Vec::new(),
+                })),
+                EntryPayload::Normal(cmd) => {
+                    let outcome = applier.apply(&cmd);
+                    if let Err(StoreError::Storage { reason }) = &outcome {
+                        return Err(sio(
+                            StorageIOError::write_state_machine,
+                            &std::io::Error::other(reason.clone()),
+                        ));
+                    }
+                    out.push(outcome);
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    out.push(Ok(core::Written {
+                        revision: applier.meta().revision,
+                        succeeded: true,
+                        ops: Vec::new(),
+                    }));
+                }
+            }
+        }
+        let changes = applier.finish();
+        self.write_changes(changes)
+            .map_err(|e| sio(StorageIOError::write_state_machine, &e))?;
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            seq: self.snapshot_seq.clone(),
+            lock: self.snapshot_lock.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<ReplicaId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SError> {
+        let bytes = snapshot.into_inner();
+        let data: SnapshotData =
+            codec::decode(&bytes).map_err(|e| sio(StorageIOError::read_snapshot_none, &e))?;
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        for (cf, rows) in [(CF_KV, &data.kv), (CF_EVENTS, &data.events)] {
+            let handle = db.cf(cf);
+            batch.delete_range_cf(handle, [0u8].as_slice(), [0xffu8; 16].as_slice());
+            batch.delete_cf(handle, [] as [u8; 0]);
+            for (k, v) in rows {
+                batch.put_cf(handle, k, v);
+            }
+        }
+        let meta_cf = db.cf(CF_META);
+        batch.put_cf(meta_cf, b"meta", enc(&data.meta)?);
+        batch.put_cf(meta_cf, b"applied", enc(&meta.last_log_id)?);
+        batch.put_cf(meta_cf, b"membership", enc(&meta.last_membership)?);
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        batch.put_cf(meta_cf, b"snapshot", enc(&stored)?);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        db.db
+            .write_opt(batch, &opts)
+            .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.meta = data.meta;
+        self.revision_tx.send_replace(self.meta.revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SError> {
+        let stored = self
+            .read_current_snapshot()
+            .map_err(|e| sio(StorageIOError::read_snapshot_none, &e))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+#[allow(clippy::result_large_err)] // openraft's error type
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, SError> {
+    codec::encode(v).map_err(|e| sio(StorageIOError::write_snapshot_none, &e))
+}
+
+/// Opens the log store and state machine in `dir`.
+pub fn open(dir: &Path, retain: u64) -> Result<(Db, LogStore, StateMachine), OpenError> {
+    let db = Db::open(dir)?;
+    let sm = StateMachine::new(db.clone(), retain)?;
+    Ok((db.clone(), LogStore::new(db), sm))
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SError> {
+            let dir = tempfile::tempdir().map_err(|e| sio(StorageIOError::write_logs, &e))?;
+            let (_, log, sm) = open(dir.path(), 1000).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+}

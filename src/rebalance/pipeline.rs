@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::assignment::{self, Eligibility};
 use super::error::RebalanceError;
-use super::placement::{DelaySettings, Placement, PlacementInput, ReplicaCount};
+use super::placement::{self, DelaySettings, Placement, PlacementInput, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
 use super::transitions::{self, ReplicaTransition};
@@ -203,20 +203,9 @@ impl Decision {
     }
 }
 
-/// Computes the decision for a snapshot with FULL_AUTO placement by [`super::placement`]'s `place`.
+/// Computes the decision for a snapshot with FULL_AUTO placement by [`placement::place`].
 pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
-    // Until placement::place is merged, FULL_AUTO resources are refused (see
-    // RebalanceError::PlacementNotBuilt); everything else is decided in full.
-    for r in &snapshot.resources {
-        if let Some(is) = &r.ideal_state {
-            if is.rebalance_mode() == Ok(RebalanceMode::FullAuto) {
-                return Err(RebalanceError::PlacementNotBuilt {
-                    resource: r.name.clone(),
-                });
-            }
-        }
-    }
-    compute_with(snapshot, |_| Placement::default())
+    compute_with(snapshot, placement::place)
 }
 
 /// partition → {instance → state}.
@@ -699,7 +688,7 @@ impl<'a> Cluster<'a> {
 }
 
 /// [`compute`] with the FULL_AUTO placement given by the caller (the engine's own
-/// [`super::placement`]'s `place` in production; another one to compare against in tests and benches).
+/// [`placement::place`] in production; another one to compare against in tests and benches).
 pub fn compute_with(
     snapshot: &ClusterSnapshot,
     place: impl Fn(&PlacementInput<'_>) -> Placement,
@@ -843,10 +832,7 @@ pub fn rebalance_ideal_state(
         delay: None,
         now_ms: 0,
     };
-    let _ = (&input, model);
-    let placed: Placement = Err(RebalanceError::PlacementNotBuilt {
-        resource: ideal.resource().to_string(),
-    })?;
+    let placed = placement::place(&input);
     let live: BTreeSet<String> = all_up.iter().map(|i| i.name.clone()).collect();
     let none = BTreeSet::new();
     let who = Eligibility {

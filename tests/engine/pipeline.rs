@@ -506,7 +506,6 @@ fn masters_per_instance(snap: &ClusterSnapshot) -> BTreeMap<String, usize> {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_tutorial_gives_each_instance_two_masters_and_four_slaves() {
     let mut snap = full_auto_tutorial();
     let d = decide(&snap);
@@ -527,7 +526,6 @@ fn full_auto_tutorial_gives_each_instance_two_masters_and_four_slaves() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_failover_promotes_slaves_then_rebalances_on_return() {
     let mut snap = full_auto_tutorial();
     converge(&mut snap, 10);
@@ -554,7 +552,6 @@ fn full_auto_failover_promotes_slaves_then_rebalances_on_return() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_adding_an_instance_moves_few_replicas_and_never_two_masters() {
     let mut snap = full_auto_tutorial();
     snap.resources[0]
@@ -575,7 +572,6 @@ fn full_auto_adding_an_instance_moves_few_replicas_and_never_two_masters() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
     use strand::rebalance::pipeline::rebalance_ideal_state;
     let is = ideal("myDB", 6, 0, "MasterSlave", RebalanceMode::SemiAuto);

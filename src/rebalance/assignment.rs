@@ -365,6 +365,28 @@ mod tests {
     }
 
     #[test]
+    fn secondary_states_are_one_hop_below_the_top() {
+        let names = |m: &str| {
+            let m = builtin(m).unwrap();
+            secondary_states(&m)
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("MasterSlave"), ["SLAVE"]);
+        assert_eq!(names("LeaderStandby"), ["STANDBY"]);
+        assert_eq!(names("OnlineOfflineWithBootstrap"), ["BOOTSTRAP"]);
+        assert_eq!(names("OnlineOffline"), ["OFFLINE"]);
+        // A BOOTSTRAP replica is preferred for ONLINE over an OFFLINE one when only one is needed.
+        let m = builtin("OnlineOfflineWithBootstrap").unwrap();
+        let c = Case::new(&["a", "b"], &[]);
+        let current = map(&[("a", "OFFLINE"), ("b", "BOOTSTRAP")]);
+        let best = assign_auto(&m, &list(&["a", "b"]), &current, c.who(), 1);
+        assert_eq!(best["b"], "ONLINE");
+        assert_eq!(best["a"], "OFFLINE");
+    }
+
+    #[test]
     fn customized_uses_the_map_on_live_instances_only() {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "d"], &["b"]);

@@ -57,12 +57,6 @@ pub enum RebalanceError {
         /// The instance.
         instance: String,
     },
-    /// FULL_AUTO placement is not part of this build yet.
-    #[error("resource {resource}: FULL_AUTO placement is not built yet")]
-    PlacementNotBuilt {
-        /// The FULL_AUTO resource.
-        resource: String,
-    },
     /// Two instances share a name.
     #[error("instance {instance} is listed more than once")]
     DuplicateInstance {

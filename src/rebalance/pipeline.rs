@@ -26,14 +26,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::assignment::{self, Eligibility};
 use super::error::RebalanceError;
-use super::placement::{DelaySettings, Placement, PlacementInput, ReplicaCount};
+use super::placement::{self, DelaySettings, Placement, PlacementInput, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
 use super::transitions::{self, ReplicaTransition};
 use super::InstanceInfo;
 use crate::model::{
     sort_partitions, ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, RebalanceType, Record,
-    Replicas,
+    RecordError, Replicas,
 };
 use crate::statemodel::{self, StateModelDefinition, DROPPED, ERROR};
 
@@ -203,104 +203,109 @@ impl Decision {
     }
 }
 
-/// Computes the decision for a snapshot with FULL_AUTO placement by [`super::placement`]'s `place`.
+/// Computes the decision for a snapshot with FULL_AUTO placement by [`placement::place`].
 pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
-    // Until placement::place is merged, FULL_AUTO resources are refused (see
-    // RebalanceError::PlacementNotBuilt); everything else is decided in full.
-    for r in &snapshot.resources {
-        if let Some(is) = &r.ideal_state {
-            if is.rebalance_mode() == Ok(RebalanceMode::FullAuto) {
-                return Err(RebalanceError::PlacementNotBuilt {
-                    resource: r.name.clone(),
-                });
-            }
-        }
-    }
-    compute_with(snapshot, |_| Placement::default())
+    compute_with(snapshot, placement::place)
 }
 
-/// Resolves a state model by name: the snapshot's, else a built-in.
-fn model_named<'a>(
-    snapshot: &'a ClusterSnapshot,
-    builtins: &'a BTreeMap<String, StateModelDefinition>,
-    name: &str,
-) -> Option<&'a StateModelDefinition> {
-    snapshot.state_models.get(name).or_else(|| builtins.get(name))
-}
+/// partition → {instance → state}.
+type StatesByPartition = BTreeMap<String, BTreeMap<String, String>>;
+/// partition → transitions in flight.
+type PendingByPartition = BTreeMap<String, Vec<ReplicaTransition>>;
 
 /// What the pipeline knows of one resource while deciding.
 struct ResourceWork<'a> {
     name: &'a str,
     model: &'a StateModelDefinition,
     decision: ResourceDecision,
+    /// Live, enabled instances the resource may use (`N`).
     live_candidates: usize,
+    /// partition → replica count (`R`).
     replicas: BTreeMap<String, usize>,
-    current: BTreeMap<String, BTreeMap<String, String>>,
-    pending: BTreeMap<String, Vec<ReplicaTransition>>,
-    selected: Vec<ReplicaTransition>,
+    /// Live instances' current states.
+    current: StatesByPartition,
+    /// Live instances' pending transitions, ordered.
+    pending: PendingByPartition,
 }
 
-/// [`compute`] with the FULL_AUTO placement given by the caller (the engine's own
-/// [`super::placement`]'s `place` in production; another one to compare against in tests and benches).
-pub fn compute_with(
-    snapshot: &ClusterSnapshot,
-    place: impl Fn(&PlacementInput<'_>) -> Placement,
-) -> Result<Decision, RebalanceError> {
-    let builtins: BTreeMap<String, StateModelDefinition> = statemodel::builtins()
-        .into_iter()
-        .map(|m| (m.name().to_string(), m))
-        .collect();
-    let mut instances: Vec<InstanceInfo> = snapshot.instances.clone();
-    instances.sort_by(|a, b| a.name.cmp(&b.name));
-    for w in instances.windows(2) {
-        if w[0].name == w[1].name {
+/// The cluster-wide inputs every resource is decided with.
+struct Cluster<'a> {
+    snapshot: &'a ClusterSnapshot,
+    builtins: BTreeMap<String, StateModelDefinition>,
+    /// Every instance, by name.
+    instances: Vec<InstanceInfo>,
+    live: BTreeSet<String>,
+    maintenance: Option<MaintenanceReason>,
+    throttles: Throttles,
+    max_partitions_per_instance: Option<usize>,
+    delay_enabled: bool,
+    delay_ms: Option<u64>,
+}
+
+impl<'a> Cluster<'a> {
+    fn new(snapshot: &'a ClusterSnapshot) -> Result<Self, RebalanceError> {
+        let mut instances: Vec<InstanceInfo> = snapshot.instances.clone();
+        instances.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = instances.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(RebalanceError::DuplicateInstance {
                 instance: w[0].name.clone(),
             });
         }
-    }
-    let live: BTreeSet<String> = instances
-        .iter()
-        .filter(|i| i.live)
-        .map(|i| i.name.clone())
-        .collect();
-
-    let config = &snapshot.cluster_config;
-    let cfg_err = |e| RebalanceError::record("cluster config", e);
-    let maintenance = if snapshot.maintenance {
-        Some(MaintenanceReason::Manual)
-    } else {
-        let offline = instances.iter().filter(|i| !i.live || !i.enabled).count();
-        match config.max_offline_instances_allowed().map_err(cfg_err)? {
-            Some(allowed) if offline > allowed => {
-                Some(MaintenanceReason::TooManyOffline { offline, allowed })
+        let live = instances
+            .iter()
+            .filter(|i| i.live)
+            .map(|i| i.name.clone())
+            .collect();
+        let config = &snapshot.cluster_config;
+        let cfg_err = |e| RebalanceError::record("cluster config", e);
+        let maintenance = if snapshot.maintenance {
+            Some(MaintenanceReason::Manual)
+        } else {
+            let offline = instances.iter().filter(|i| !i.live || !i.enabled).count();
+            match config.max_offline_instances_allowed().map_err(cfg_err)? {
+                Some(allowed) if offline > allowed => {
+                    Some(MaintenanceReason::TooManyOffline { offline, allowed })
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    };
-    let throttles = Throttles::new(
-        config.state_transition_throttle_configs().map_err(cfg_err)?,
-        snapshot.message_constraints.as_ref(),
-    )?;
-    let cluster_max_per_instance = config.max_partitions_per_instance().map_err(cfg_err)?;
-    let cluster_delay_enabled = config.delay_rebalance_enabled().map_err(cfg_err)?;
-    let cluster_delay_ms = config.rebalance_delay_ms().map_err(cfg_err)?;
-
-    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
-    resources.sort_by(|a, b| a.name.cmp(&b.name));
-    for w in resources.windows(2) {
-        if w[0].name == w[1].name {
-            return Err(RebalanceError::DuplicateResource {
-                resource: w[0].name.clone(),
-            });
-        }
+        };
+        let throttles = Throttles::new(
+            config.state_transition_throttle_configs().map_err(cfg_err)?,
+            snapshot.message_constraints.as_ref(),
+        )?;
+        Ok(Cluster {
+            snapshot,
+            builtins: statemodel::builtins()
+                .into_iter()
+                .map(|m| (m.name().to_string(), m))
+                .collect(),
+            instances,
+            live,
+            maintenance,
+            throttles,
+            max_partitions_per_instance: config.max_partitions_per_instance().map_err(cfg_err)?,
+            delay_enabled: config.delay_rebalance_enabled().map_err(cfg_err)?,
+            delay_ms: config.rebalance_delay_ms().map_err(cfg_err)?,
+        })
     }
 
-    let mut next_recompute_ms: Option<u64> = None;
-    let mut works: Vec<ResourceWork<'_>> = Vec::with_capacity(resources.len());
-    for res in resources {
-        let ctx = || format!("resource {}", res.name);
-        let rec_err = |e| RebalanceError::record(ctx(), e);
+    /// A state model by name: the snapshot's, else a built-in.
+    fn model(&self, name: &str) -> Option<&StateModelDefinition> {
+        self.snapshot
+            .state_models
+            .get(name)
+            .or_else(|| self.builtins.get(name))
+    }
+
+    /// Preference lists and best possible states of one resource. FULL_AUTO placement may
+    /// ask for a recomputation at some time; that is folded into `next_recompute_ms`.
+    fn plan_resource(
+        &'a self,
+        res: &'a ResourceSnapshot,
+        place: &impl Fn(&PlacementInput<'_>) -> Placement,
+        next_recompute_ms: &mut Option<u64>,
+    ) -> Result<ResourceWork<'a>, RebalanceError> {
+        let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
         let model_name = match &res.ideal_state {
             Some(is) => is.state_model().map_err(rec_err)?.to_string(),
             None => res
@@ -310,12 +315,12 @@ pub fn compute_with(
                     resource: res.name.clone(),
                 })?,
         };
-        let model = model_named(snapshot, &builtins, &model_name).ok_or_else(|| {
-            RebalanceError::UnknownStateModel {
+        let model = self
+            .model(&model_name)
+            .ok_or_else(|| RebalanceError::UnknownStateModel {
                 resource: res.name.clone(),
                 state_model: model_name.clone(),
-            }
-        })?;
+            })?;
         let unknown =
             |partition: &str, instance: &str, what: &'static str, state: &str| RebalanceError::UnknownState {
                 replica: format!(
@@ -326,15 +331,155 @@ pub fn compute_with(
                 state: state.to_string(),
                 state_model: model_name.clone(),
             };
+        let (current, pending) = self.live_states(res, model, &unknown)?;
+        let mut work = ResourceWork {
+            name: &res.name,
+            model,
+            decision: ResourceDecision {
+                state_model: model_name.clone(),
+                ..Default::default()
+            },
+            live_candidates: self.live.len(),
+            replicas: BTreeMap::new(),
+            current,
+            pending,
+        };
+        let Some(ideal) = &res.ideal_state else {
+            // Dropped: every replica walks to DROPPED.
+            for (partition, holders) in &work.current {
+                work.decision
+                    .best_possible
+                    .insert(partition.clone(), assignment::assign_dropped(holders));
+            }
+            return Ok(work);
+        };
 
-        // Current states and pending transitions of live instances only.
+        let mode = ideal.rebalance_mode().map_err(rec_err)?;
+        work.decision.mode = Some(mode);
+        let tag = ideal.instance_group_tag();
+        work.live_candidates = self
+            .instances
+            .iter()
+            .filter(|i| i.live && i.enabled && i.has_tag(tag))
+            .count();
+        let replicas_field = ideal.replicas().map_err(rec_err)?;
+        let partitions = ideal.partitions().map_err(rec_err)?;
+        let in_maintenance = self.maintenance.is_some() && mode != RebalanceMode::Customized;
+        let empty = BTreeMap::new();
+
+        // Preference lists.
+        let lists = &mut work.decision.preference_lists;
+        match mode {
+            RebalanceMode::SemiAuto => {
+                for p in &partitions {
+                    let list = ideal.preference_list(p).map(<[String]>::to_vec);
+                    lists.insert(p.clone(), list.unwrap_or_default());
+                }
+            }
+            RebalanceMode::Customized => {
+                for p in &partitions {
+                    let map = ideal.instance_state_map(p).unwrap_or(&empty);
+                    if let Some((i, s)) = map.iter().find(|(_, s)| !model.has_state(s)) {
+                        return Err(unknown(p, i, "ideal state map", s));
+                    }
+                    let mut list: Vec<String> = map.keys().cloned().collect();
+                    list.sort_by_key(|i| model.state_priority(&map[i]).unwrap_or(usize::MAX));
+                    lists.insert(p.clone(), list);
+                }
+            }
+            RebalanceMode::FullAuto => {
+                let previous = previous_placement(ideal, model, &partitions, &res.current_state);
+                if in_maintenance {
+                    *lists = previous;
+                } else {
+                    let replicas_hint = match replicas_field {
+                        Replicas::Count(n) => n,
+                        Replicas::AnyLiveInstance => work.live_candidates,
+                    };
+                    let input = PlacementInput {
+                        resource: &res.name,
+                        partitions: &partitions,
+                        replicas: match replicas_field {
+                            Replicas::Count(n) => ReplicaCount::Count(n),
+                            Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
+                        },
+                        instances: &self.instances,
+                        previous: &previous,
+                        instance_group_tag: tag,
+                        max_partitions_per_instance: ideal
+                            .max_partitions_per_instance()
+                            .map_err(rec_err)?
+                            .or(self.max_partitions_per_instance),
+                        delay: self.delay(ideal, replicas_hint).map_err(rec_err)?,
+                        now_ms: self.snapshot.now_ms,
+                    };
+                    let placed = place(&input);
+                    if let Some(t) = placed.next_recompute_ms {
+                        *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
+                    }
+                    *lists = placed.preference_lists;
+                    for p in &partitions {
+                        lists.entry(p.clone()).or_default();
+                    }
+                }
+            }
+        }
+
+        // Best possible states.
+        let disabled = self.disabled_by_partition(ideal)?;
+        for p in &partitions {
+            let holders = work.current.get(p).unwrap_or(&empty);
+            let none = BTreeSet::new();
+            let who = Eligibility {
+                live: &self.live,
+                disabled: disabled.get(p.as_str()).unwrap_or(&none),
+            };
+            let list = work
+                .decision
+                .preference_lists
+                .get(p)
+                .map_or(&[][..], Vec::as_slice);
+            let replicas = match replicas_field {
+                Replicas::Count(0) => list.len(),
+                Replicas::Count(n) => n,
+                Replicas::AnyLiveInstance => work.live_candidates,
+            };
+            let best = if mode == RebalanceMode::Customized {
+                let map = ideal.instance_state_map(p).unwrap_or(&empty);
+                assignment::assign_customized(model, map, holders, who)
+            } else if in_maintenance {
+                assignment::assign_maintenance(model, list, holders, who, replicas)
+            } else {
+                assignment::assign_auto(model, list, holders, who, replicas)
+            };
+            work.replicas.insert(p.clone(), replicas);
+            work.decision.best_possible.insert(p.clone(), best);
+        }
+        // Partitions held but no longer in the ideal state are dropped.
+        for (p, holders) in &work.current {
+            if !work.decision.best_possible.contains_key(p) {
+                work.decision
+                    .best_possible
+                    .insert(p.clone(), assignment::assign_dropped(holders));
+            }
+        }
+        Ok(work)
+    }
+
+    /// Current states and pending transitions of live instances, checked against the model.
+    fn live_states(
+        &self,
+        res: &ResourceSnapshot,
+        model: &StateModelDefinition,
+        unknown: &dyn Fn(&str, &str, &'static str, &str) -> RebalanceError,
+    ) -> Result<(StatesByPartition, PendingByPartition), RebalanceError> {
         let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (partition, holders) in &res.current_state {
             for (instance, state) in holders {
                 if !model.has_state(state) {
                     return Err(unknown(partition, instance, "current state", state));
                 }
-                if live.contains(instance) && state != DROPPED {
+                if self.live.contains(instance) && state != DROPPED {
                     current
                         .entry(partition.clone())
                         .or_default()
@@ -344,12 +489,10 @@ pub fn compute_with(
         }
         let mut pending: BTreeMap<String, Vec<ReplicaTransition>> = BTreeMap::new();
         for p in &res.pending {
-            for s in [&p.from, &p.to] {
-                if !model.has_state(s) {
-                    return Err(unknown(&p.partition, &p.instance, "pending transition", s));
-                }
+            if let Some(s) = [&p.from, &p.to].into_iter().find(|s| !model.has_state(s)) {
+                return Err(unknown(&p.partition, &p.instance, "pending transition", s));
             }
-            if !live.contains(&p.instance) {
+            if !self.live.contains(&p.instance) {
                 continue;
             }
             let list = pending.entry(p.partition.clone()).or_default();
@@ -365,301 +508,207 @@ pub fn compute_with(
         for list in pending.values_mut() {
             list.sort();
         }
+        Ok((current, pending))
+    }
 
-        let mut decision = ResourceDecision {
-            state_model: model_name.clone(),
-            ..Default::default()
-        };
-        let mut replicas_of: BTreeMap<String, usize> = BTreeMap::new();
-        let empty = BTreeMap::new();
+    /// Delayed rebalance settings: the resource's delay, else the cluster's; on only when
+    /// both switches allow it and the delay is positive. `MIN_ACTIVE_REPLICAS` defaults to
+    /// the replica count, as in Helix.
+    fn delay(&self, ideal: &IdealState, replicas: usize) -> Result<Option<DelaySettings>, RecordError> {
+        let delay_ms = ideal.rebalance_delay_ms()?.or(self.delay_ms);
+        let enabled = self.delay_enabled && ideal.delay_rebalance_enabled()?.unwrap_or(true);
+        Ok(match delay_ms {
+            Some(ms) if ms > 0 && enabled => Some(DelaySettings {
+                delay_ms: ms,
+                min_active_replicas: ideal.min_active_replicas()?.unwrap_or(replicas).min(replicas),
+            }),
+            _ => None,
+        })
+    }
 
-        let Some(ideal) = &res.ideal_state else {
-            // Dropped: every replica walks to DROPPED.
-            for (partition, holders) in &current {
-                decision
-                    .best_possible
-                    .insert(partition.clone(), assignment::assign_dropped(holders));
-            }
-            works.push(ResourceWork {
-                name: &res.name,
-                model,
-                decision,
-                live_candidates: live.len(),
-                replicas: replicas_of,
-                current,
-                pending,
-                selected: Vec::new(),
-            });
-            continue;
-        };
-
-        let mode = ideal.rebalance_mode().map_err(rec_err)?;
-        decision.mode = Some(mode);
-        let resource_enabled = ideal.enabled().map_err(rec_err)?;
-        let tag = ideal.instance_group_tag();
-        let candidates: Vec<&InstanceInfo> = instances
+    /// Instances that may not serve each partition of a resource: disabled instances,
+    /// instances where the partition is disabled, or all of them when the resource is
+    /// disabled. Partitions with nobody disabled are absent.
+    fn disabled_by_partition(
+        &self,
+        ideal: &IdealState,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, RebalanceError> {
+        let resource = ideal.resource();
+        let enabled = ideal
+            .enabled()
+            .map_err(|e| RebalanceError::record(format!("resource {resource}"), e))?;
+        let partitions = ideal
+            .partitions()
+            .map_err(|e| RebalanceError::record(format!("resource {resource}"), e))?;
+        let everywhere: BTreeSet<String> = self
+            .instances
             .iter()
-            .filter(|i| i.live && i.enabled && i.has_tag(tag))
+            .filter(|i| !enabled || !i.enabled)
+            .map(|i| i.name.clone())
             .collect();
-        let live_candidates = candidates.len();
-        let replicas_field = ideal.replicas().map_err(rec_err)?;
-        let partitions = ideal.partitions().map_err(rec_err)?;
-        let partition_set: BTreeSet<&String> = partitions.iter().collect();
-        let disabled_for = |partition: &str| -> BTreeSet<String> {
-            instances
-                .iter()
-                .filter(|i| !resource_enabled || !i.enabled || i.is_partition_disabled(&res.name, partition))
-                .map(|i| i.name.clone())
-                .collect()
-        };
-
-        // Preference lists.
-        let in_maintenance = maintenance.is_some() && mode != RebalanceMode::Customized;
-        match mode {
-            RebalanceMode::SemiAuto => {
-                for p in &partitions {
-                    let list = ideal
-                        .preference_list(p)
-                        .map(<[String]>::to_vec)
-                        .unwrap_or_default();
-                    decision.preference_lists.insert(p.clone(), list);
-                }
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if !everywhere.is_empty() {
+            for p in &partitions {
+                out.insert(p.clone(), everywhere.clone());
             }
-            RebalanceMode::Customized => {
-                for p in &partitions {
-                    let map = ideal.instance_state_map(p).unwrap_or(&empty);
-                    for (instance, state) in map {
-                        if !model.has_state(state) {
-                            return Err(unknown(p, instance, "ideal state map", state));
-                        }
-                    }
-                    let mut list: Vec<String> = map.keys().cloned().collect();
-                    list.sort_by_key(|i| model.state_priority(&map[i]).unwrap_or(usize::MAX));
-                    decision.preference_lists.insert(p.clone(), list);
-                }
-            }
-            RebalanceMode::FullAuto => {
-                let previous = previous_placement(ideal, model, &partitions, &res.current_state);
-                if in_maintenance {
-                    decision.preference_lists = previous;
-                } else {
-                    let replica_count = match replicas_field {
-                        Replicas::Count(n) => ReplicaCount::Count(n),
-                        Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
-                    };
-                    let delay_ms = ideal.rebalance_delay_ms().map_err(rec_err)?.or(cluster_delay_ms);
-                    let delay_enabled = cluster_delay_enabled
-                        && ideal.delay_rebalance_enabled().map_err(rec_err)?.unwrap_or(true);
-                    let replicas_hint = match replicas_field {
-                        Replicas::Count(n) => n,
-                        Replicas::AnyLiveInstance => live_candidates,
-                    };
-                    let delay = match delay_ms {
-                        Some(ms) if ms > 0 && delay_enabled => Some(DelaySettings {
-                            delay_ms: ms,
-                            min_active_replicas: ideal
-                                .min_active_replicas()
-                                .map_err(rec_err)?
-                                .unwrap_or(replicas_hint)
-                                .min(replicas_hint),
-                        }),
-                        _ => None,
-                    };
-                    let input = PlacementInput {
-                        resource: &res.name,
-                        partitions: &partitions,
-                        replicas: replica_count,
-                        instances: &instances,
-                        previous: &previous,
-                        instance_group_tag: tag,
-                        max_partitions_per_instance: ideal
-                            .max_partitions_per_instance()
-                            .map_err(rec_err)?
-                            .or(cluster_max_per_instance),
-                        delay,
-                        now_ms: snapshot.now_ms,
-                    };
-                    let placed = place(&input);
-                    if let Some(t) = placed.next_recompute_ms {
-                        next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
-                    }
-                    decision.preference_lists = placed.preference_lists;
-                    for p in &partitions {
-                        decision.preference_lists.entry(p.clone()).or_default();
-                    }
+        }
+        for i in &self.instances {
+            for key in [resource, ""] {
+                for p in i.disabled_partitions.get(key).into_iter().flatten() {
+                    out.entry(p.clone()).or_default().insert(i.name.clone());
                 }
             }
         }
-
-        // Best possible states.
-        for p in &partitions {
-            let holders = current.get(p).unwrap_or(&empty);
-            let disabled = disabled_for(p);
-            let who = Eligibility {
-                live: &live,
-                disabled: &disabled,
-            };
-            let list = decision.preference_lists.get(p).cloned().unwrap_or_default();
-            let replicas = match replicas_field {
-                Replicas::Count(0) => list.len(),
-                Replicas::Count(n) => n,
-                Replicas::AnyLiveInstance => live_candidates,
-            };
-            replicas_of.insert(p.clone(), replicas);
-            let best = if mode == RebalanceMode::Customized {
-                assignment::assign_customized(
-                    model,
-                    ideal.instance_state_map(p).unwrap_or(&empty),
-                    holders,
-                    who,
-                )
-            } else if in_maintenance {
-                assignment::assign_maintenance(model, &list, holders, who, replicas)
-            } else {
-                assignment::assign_auto(model, &list, holders, who, replicas)
-            };
-            decision.best_possible.insert(p.clone(), best);
-        }
-        // Partitions held but no longer in the ideal state are dropped.
-        for (p, holders) in &current {
-            if !partition_set.contains(p) {
-                decision
-                    .best_possible
-                    .insert(p.clone(), assignment::assign_dropped(holders));
-            }
-        }
-        works.push(ResourceWork {
-            name: &res.name,
-            model,
-            decision,
-            live_candidates,
-            replicas: replicas_of,
-            current,
-            pending,
-            selected: Vec::new(),
-        });
+        Ok(out)
     }
 
-    // Candidates and selection per partition; movements for throttling.
-    let empty_map = BTreeMap::new();
-    let mut pending_moves: Vec<Movement> = Vec::new();
-    let mut candidate_moves: Vec<Movement> = Vec::new();
-    for w in works.iter_mut() {
-        let mut partitions: Vec<String> = w
-            .decision
-            .best_possible
-            .keys()
-            .chain(w.pending.keys())
-            .cloned()
-            .collect();
-        partitions.sort();
-        partitions.dedup();
-        for p in &partitions {
-            let holders = w.current.get(p).unwrap_or(&empty_map);
-            let best = w.decision.best_possible.get(p).unwrap_or(&empty_map);
-            let pending = w.pending.get(p).map(Vec::as_slice).unwrap_or(&[]);
-            let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
-            let cands = transitions::partition_candidates(w.model, p, holders, best, &busy);
-            let replicas = w.replicas.get(p).copied().unwrap_or(best.len());
-            let (kind, urgency) = classify(w.model, holders, best);
-            let mk = |t: &ReplicaTransition| Movement {
-                resource: w.name.to_string(),
-                state_model: w.decision.state_model.clone(),
-                transition: t.clone(),
-                kind,
-                urgency,
-                transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
-                live_candidates: w.live_candidates,
-                replicas,
-            };
-            pending_moves.extend(pending.iter().map(mk));
-            if cands.is_empty() {
-                continue;
-            }
-            let bounds = selection::resolve_bounds(w.model, w.live_candidates, replicas);
-            let sel = selection::select(w.model, &bounds, holders, pending, cands);
-            for BoundRejection {
-                transition,
-                state,
-                bound,
-            } in sel.rejected
-            {
-                w.decision.held.push(HeldTransition {
-                    transition,
-                    reason: HoldReason::Bound { state, bound },
-                });
-            }
-            for t in &sel.accepted {
-                candidate_moves.push(mk(t));
-            }
-            w.selected.extend(sel.accepted);
-        }
-    }
-
-    // Throttle across the cluster (or hold everything when paused).
-    let index: BTreeMap<&str, usize> = works.iter().enumerate().map(|(i, w)| (w.name, i)).collect();
-    if snapshot.paused {
-        for m in candidate_moves {
-            let w = &mut works[index[m.resource.as_str()]];
-            w.decision.held.push(HeldTransition {
-                transition: m.transition,
-                reason: HoldReason::Paused,
-            });
-        }
-    } else {
-        let out = throttles.apply(&pending_moves, candidate_moves);
-        for m in out.accepted {
-            let i = index[m.resource.as_str()];
-            works[i].decision.transitions.push(m.transition);
-        }
-        for (m, r) in out.held {
-            let i = index[m.resource.as_str()];
-            works[i].decision.held.push(HeldTransition {
-                transition: m.transition,
-                reason: HoldReason::Throttled(r),
-            });
-        }
-    }
-
-    // Stats and movement.
-    let mut stats: BTreeMap<String, InstanceStats> = instances
-        .iter()
-        .map(|i| (i.name.clone(), InstanceStats::default()))
-        .collect();
-    let mut decision = Decision {
-        maintenance,
-        paused: snapshot.paused,
-        next_recompute_ms,
-        ..Default::default()
-    };
-    for w in works {
-        let mut d = w.decision;
-        sort_transitions(&mut d.transitions);
-        d.held
-            .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
-        let top = w.model.top_state();
-        let initial = w.model.initial_state();
-        for (p, best) in &d.best_possible {
-            for (instance, state) in best {
-                if state == DROPPED || state == initial {
+    /// Candidate transitions of every partition, selected under the state bounds; returns
+    /// the pending transitions and the selected ones as movements for throttling.
+    fn select(&self, works: &mut [ResourceWork<'_>]) -> (Vec<Movement>, Vec<Movement>) {
+        let empty = BTreeMap::new();
+        let mut pending_moves = Vec::new();
+        let mut candidate_moves = Vec::new();
+        for w in works.iter_mut() {
+            let mut partitions: Vec<&String> =
+                w.decision.best_possible.keys().chain(w.pending.keys()).collect();
+            partitions.sort();
+            partitions.dedup();
+            for p in partitions {
+                let holders = w.current.get(p).unwrap_or(&empty);
+                let best = w.decision.best_possible.get(p).unwrap_or(&empty);
+                let pending = w.pending.get(p).map_or(&[][..], Vec::as_slice);
+                let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
+                let candidates = transitions::partition_candidates(w.model, p, holders, best, &busy);
+                let replicas = w.replicas.get(p).copied().unwrap_or(best.len());
+                let (kind, urgency) = classify(w.model, holders, best);
+                let movement = |t: &ReplicaTransition| Movement {
+                    resource: w.name.to_string(),
+                    state_model: w.decision.state_model.clone(),
+                    transition: t.clone(),
+                    kind,
+                    urgency,
+                    transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
+                    live_candidates: w.live_candidates,
+                    replicas,
+                };
+                pending_moves.extend(pending.iter().map(movement));
+                if candidates.is_empty() {
                     continue;
                 }
-                let s = stats.entry(instance.clone()).or_default();
-                s.replicas += 1;
-                if state == top {
-                    s.top_states += 1;
-                }
-                let held = w.current.get(p).is_some_and(|h| h.contains_key(instance));
-                if !held && state != ERROR {
-                    d.moved += 1;
+                let bounds = selection::resolve_bounds(w.model, w.live_candidates, replicas);
+                let sel = selection::select(w.model, &bounds, holders, pending, candidates);
+                candidate_moves.extend(sel.accepted.iter().map(movement));
+                for BoundRejection {
+                    transition,
+                    state,
+                    bound,
+                } in sel.rejected
+                {
+                    w.decision.held.push(HeldTransition {
+                        transition,
+                        reason: HoldReason::Bound { state, bound },
+                    });
                 }
             }
         }
-        decision.moved += d.moved;
-        decision.resources.insert(w.name.to_string(), d);
+        (pending_moves, candidate_moves)
     }
-    decision.stats = stats;
-    Ok(decision)
+
+    /// Throttles the selected transitions across the cluster (or holds them all when the
+    /// cluster is paused) and files each under its resource.
+    fn throttle(&self, works: &mut [ResourceWork<'_>], pending: Vec<Movement>, candidates: Vec<Movement>) {
+        let index: BTreeMap<String, usize> = works
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.name.to_string(), i))
+            .collect();
+        let (accepted, held): (Vec<Movement>, Vec<(Movement, HoldReason)>) = if self.snapshot.paused {
+            let held = candidates.into_iter().map(|m| (m, HoldReason::Paused)).collect();
+            (Vec::new(), held)
+        } else {
+            let out = self.throttles.apply(&pending, candidates);
+            let held = out
+                .held
+                .into_iter()
+                .map(|(m, r)| (m, HoldReason::Throttled(r)))
+                .collect();
+            (out.accepted, held)
+        };
+        for m in accepted {
+            works[index[&m.resource]].decision.transitions.push(m.transition);
+        }
+        for (m, reason) in held {
+            works[index[&m.resource]].decision.held.push(HeldTransition {
+                transition: m.transition,
+                reason,
+            });
+        }
+    }
+
+    /// Orders each resource's output and adds per-instance stats and movement.
+    fn finish(&self, works: Vec<ResourceWork<'_>>, next_recompute_ms: Option<u64>) -> Decision {
+        let mut decision = Decision {
+            maintenance: self.maintenance,
+            paused: self.snapshot.paused,
+            next_recompute_ms,
+            stats: self
+                .instances
+                .iter()
+                .map(|i| (i.name.clone(), InstanceStats::default()))
+                .collect(),
+            ..Default::default()
+        };
+        for w in works {
+            let mut d = w.decision;
+            sort_transitions(&mut d.transitions);
+            d.held
+                .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
+            let (top, initial) = (w.model.top_state(), w.model.initial_state());
+            for (p, best) in &d.best_possible {
+                for (instance, state) in best {
+                    if state == DROPPED || state == initial {
+                        continue;
+                    }
+                    let s = decision.stats.entry(instance.clone()).or_default();
+                    s.replicas += 1;
+                    if state == top {
+                        s.top_states += 1;
+                    }
+                    let held = w.current.get(p).is_some_and(|h| h.contains_key(instance));
+                    if !held && state != ERROR {
+                        d.moved += 1;
+                    }
+                }
+            }
+            decision.moved += d.moved;
+            decision.resources.insert(w.name.to_string(), d);
+        }
+        decision
+    }
+}
+
+/// [`compute`] with the FULL_AUTO placement given by the caller (the engine's own
+/// [`placement::place`] in production; another one to compare against in tests and benches).
+pub fn compute_with(
+    snapshot: &ClusterSnapshot,
+    place: impl Fn(&PlacementInput<'_>) -> Placement,
+) -> Result<Decision, RebalanceError> {
+    let cluster = Cluster::new(snapshot)?;
+    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = resources.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(RebalanceError::DuplicateResource {
+            resource: w[0].name.clone(),
+        });
+    }
+    let mut next_recompute_ms = None;
+    let mut works = Vec::with_capacity(resources.len());
+    for res in resources {
+        works.push(cluster.plan_resource(res, &place, &mut next_recompute_ms)?);
+    }
+    let (pending, candidates) = cluster.select(&mut works);
+    cluster.throttle(&mut works, pending, candidates);
+    Ok(cluster.finish(works, next_recompute_ms))
 }
 
 /// The previous placement FULL_AUTO starts from: the ideal state's listFields where present,
@@ -783,10 +832,7 @@ pub fn rebalance_ideal_state(
         delay: None,
         now_ms: 0,
     };
-    let _ = (&input, model);
-    let placed: Placement = Err(RebalanceError::PlacementNotBuilt {
-        resource: ideal.resource().to_string(),
-    })?;
+    let placed = placement::place(&input);
     let live: BTreeSet<String> = all_up.iter().map(|i| i.name.clone()).collect();
     let none = BTreeSet::new();
     let who = Eligibility {

@@ -208,6 +208,9 @@ impl Throttles {
 
     /// The constraint items that govern a message: the most specific of each attribute set.
     fn governing(&self, m: &Movement) -> Vec<&CompiledItem> {
+        if self.items.is_empty() {
+            return Vec::new();
+        }
         let attrs = attributes_of(m);
         let mut chosen: BTreeMap<Vec<ConstraintAttribute>, &CompiledItem> = BTreeMap::new();
         for item in self.items.iter().filter(|i| i.matches(&attrs)) {
@@ -267,6 +270,12 @@ impl Throttles {
     /// throttle and constraint has room.
     pub fn apply(&self, pending: &[Movement], mut candidates: Vec<Movement>) -> Throttled {
         candidates.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        if self.is_empty() {
+            return Throttled {
+                accepted: candidates,
+                held: Vec::new(),
+            };
+        }
         let mut in_flight: BTreeMap<ConfigKey, BTreeSet<String>> = BTreeMap::new();
         let mut constraint_counts: BTreeMap<String, usize> = BTreeMap::new();
         let charge = |m: &Movement,

@@ -44,7 +44,6 @@ const EXAMPLES: [&str; 8] = [
 ];
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn every_example_plans_in_both_formats() {
     for name in EXAMPLES {
         let file = example(name);
@@ -64,7 +63,6 @@ fn every_example_plans_in_both_formats() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn tutorial_gives_each_instance_two_masters_and_four_slaves() {
     let v = plan_json(&example("tutorial.json"));
     for (instance, s) in v["stats"].as_object().unwrap() {
@@ -84,7 +82,6 @@ fn tutorial_gives_each_instance_two_masters_and_four_slaves() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn failover_promotes_existing_slaves() {
     let v = plan_json(&example("failover.json"));
     let sent = v["resources"]["myDB"]["transitions"].as_array().unwrap();
@@ -111,7 +108,6 @@ fn semi_auto_example_hands_over_and_does_not_replace_the_dead() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn throttled_example_holds_transitions_with_reasons() {
     let v = plan_json(&example("throttled.json"));
     let r = &v["resources"]["myDB"];
@@ -135,7 +131,6 @@ fn throttled_example_holds_transitions_with_reasons() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn zones_example_puts_one_replica_per_zone_on_tagged_instances() {
     let v = plan_json(&example("zones.json"));
     let zone = |i: &str| match i {
@@ -273,7 +268,6 @@ fn dropped_example_walks_replicas_down_one_hop() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn maintenance_example_recovers_masters_without_replacing() {
     let v = plan_json(&example("maintenance.json"));
     assert!(v["maintenance"]

@@ -506,7 +506,6 @@ fn masters_per_instance(snap: &ClusterSnapshot) -> BTreeMap<String, usize> {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_tutorial_gives_each_instance_two_masters_and_four_slaves() {
     let mut snap = full_auto_tutorial();
     let d = decide(&snap);
@@ -527,7 +526,6 @@ fn full_auto_tutorial_gives_each_instance_two_masters_and_four_slaves() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_failover_promotes_slaves_then_rebalances_on_return() {
     let mut snap = full_auto_tutorial();
     converge(&mut snap, 10);
@@ -554,7 +552,6 @@ fn full_auto_failover_promotes_slaves_then_rebalances_on_return() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_adding_an_instance_moves_few_replicas_and_never_two_masters() {
     let mut snap = full_auto_tutorial();
     snap.resources[0]
@@ -575,7 +572,6 @@ fn full_auto_adding_an_instance_moves_few_replicas_and_never_two_masters() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
     use strand::rebalance::pipeline::rebalance_ideal_state;
     let is = ideal("myDB", 6, 0, "MasterSlave", RebalanceMode::SemiAuto);
@@ -605,5 +601,71 @@ fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
             &snap.resources[0].current_state[&p],
             out.instance_state_map(&p).unwrap()
         );
+    }
+}
+
+#[test]
+fn delayed_rebalance_keeps_a_dead_instance_place_until_the_delay_expires() {
+    let mut snap = ClusterSnapshot {
+        instances: instances(4),
+        resources: vec![ResourceSnapshot::new(ideal(
+            "myDB",
+            8,
+            3,
+            "MasterSlave",
+            RebalanceMode::FullAuto,
+        ))],
+        ..Default::default()
+    };
+    {
+        let r = &mut snap.resources[0].ideal_state.as_mut().unwrap().record;
+        r.set_simple("REBALANCE_DELAY", 10_000);
+        r.set_simple("MIN_ACTIVE_REPLICAS", 1);
+    }
+    let (d, _) = converge(&mut snap, 10);
+    // The controller persists FULL_AUTO's preference lists in the ideal state's listFields
+    // (Helix's persisted assignment): that is what remembers a dead instance's places.
+    snap.resources[0].ideal_state.as_mut().unwrap().record.list_fields =
+        d.resources["myDB"].preference_lists.clone();
+    let held_by_dead: Vec<String> = snap.resources[0]
+        .current_state
+        .iter()
+        .filter(|(_, h)| h.contains_key("localhost_12913"))
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(!held_by_dead.is_empty());
+    // 12913 dies at t=1000; we look at t=5000: inside the delay.
+    snap.instances[0].offline_since_ms = Some(1_000);
+    snap.now_ms = 5_000;
+    kill(&mut snap, "localhost_12913");
+    let d = decide(&snap);
+    check_decision(&snap, &d).unwrap();
+    assert_eq!(d.next_recompute_ms, Some(11_000));
+    assert_eq!(d.moved, 0, "nothing is re-placed inside the delay");
+    let r = &d.resources["myDB"];
+    for p in &held_by_dead {
+        assert!(
+            r.preference_lists[p].contains(&"localhost_12913".to_string()),
+            "{p}"
+        );
+        assert_eq!(
+            r.best_possible[p].values().filter(|s| *s == "MASTER").count(),
+            1,
+            "{p}"
+        );
+    }
+    assert!(
+        r.transitions
+            .iter()
+            .all(|t| t.to == "MASTER" || t.from == "MASTER"),
+        "{:?}",
+        r.transitions
+    );
+    // Past the delay: its replicas are placed elsewhere.
+    snap.now_ms = 11_000;
+    let d = decide(&snap);
+    assert_eq!(d.moved, held_by_dead.len());
+    for p in &held_by_dead {
+        assert!(!d.resources["myDB"].preference_lists[p].contains(&"localhost_12913".to_string()));
     }
 }

@@ -225,13 +225,11 @@ fn semi_auto_and_customized_hold_every_invariant_under_churn() {
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn full_auto_holds_every_invariant_under_churn() {
     run_all(&[RebalanceMode::FullAuto], 100);
 }
 
 #[test]
-#[ignore = "needs FULL_AUTO placement (placement::place) from main"]
 fn mixed_modes_hold_every_invariant_under_churn() {
     run_all(&modes(), 100);
 }

@@ -13,7 +13,7 @@
 //! timer's lateness; while it holds accusations back, `ProbeRandomMember` (which turns a
 //! failed probe into a suspicion) and `ChangeSuspectToDown` are postponed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -106,6 +106,8 @@ pub(crate) struct Shell {
     start_unix_ms: u64,
     gossip_soon: bool,
     last_backlog: usize,
+    /// Suspects told directly that they are suspected, and when last.
+    nudged: BTreeMap<String, Instant>,
     leaving: bool,
 }
 
@@ -171,6 +173,7 @@ impl Shell {
             start_unix_ms: parts.start_unix_ms,
             gossip_soon: false,
             last_backlog: 0,
+            nudged: BTreeMap::new(),
             leaving: false,
         }
     }
@@ -314,6 +317,17 @@ impl Shell {
                             self.foca
                                 .apply_many(std::iter::once(Member::down(id)), false, &mut self.runtime);
                     }
+                    Ok(Datagram::Suspected { id, incarnation }) => {
+                        // Only about our current identity; foca refutes (bumps the
+                        // incarnation and gossips it).
+                        if id == self.local {
+                            let _ = self.foca.apply_many(
+                                std::iter::once(Member::new(id, incarnation, foca::State::Suspect)),
+                                true,
+                                &mut self.runtime,
+                            );
+                        }
+                    }
                     Err(e) => tracing::debug!(peer = %from.name, "malformed membership datagram: {e}"),
                 }
             }
@@ -396,6 +410,7 @@ impl Shell {
                     }
                 }
                 Wake::IsolationCheck => {
+                    self.nudge_suspects(t, false);
                     let event = lock(&self.shared).table.check_isolation(
                         &self.local,
                         t,
@@ -453,6 +468,39 @@ impl Shell {
             .collect();
         for id in down {
             let _ = self.foca.announce(id, &mut self.runtime);
+        }
+    }
+
+    /// Tells suspects directly that we suspect them: new ones at once (`fresh`), the others
+    /// again every few probe periods while the suspicion lasts.
+    fn nudge_suspects(&mut self, now: Instant, fresh: bool) {
+        let again = self.config.probe_period * 4;
+        let suspects: Vec<(NodeId, foca::Incarnation)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Suspect)
+            .map(|m| (m.id().clone(), m.incarnation()))
+            .collect();
+        self.nudged
+            .retain(|name, _| suspects.iter().any(|(id, _)| id.name == *name));
+        for (id, incarnation) in suspects {
+            let due = match self.nudged.get(&id.name) {
+                None => true,
+                Some(last) => !fresh && now.saturating_duration_since(*last) >= again,
+            };
+            if !due {
+                continue;
+            }
+            self.nudged.insert(id.name.clone(), now);
+            let to = PeerAddr::named(id.name.clone(), id.addr);
+            match codec::encode(&Datagram::Suspected { id, incarnation }) {
+                Ok(b) => {
+                    let _ = self
+                        .transport
+                        .send_datagram(&to, Service::MEMBERSHIP, Bytes::from(b));
+                }
+                Err(e) => tracing::warn!("cannot encode a suspicion notice: {e}"),
+            }
         }
     }
 
@@ -570,6 +618,12 @@ impl Shell {
                 self.gossip_soon = true;
             }
             self.last_backlog = backlog;
+            if events
+                .iter()
+                .any(|e| matches!(e, MembershipEvent::MemberSuspected(_)))
+            {
+                self.nudge_suspects(t, true);
+            }
             self.emit(events);
             if self.gossip_soon && !self.leaving && self.foca.num_members() > 0 {
                 self.gossip_soon = false;

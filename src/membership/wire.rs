@@ -3,6 +3,7 @@
 //! ```text
 //!   datagram on Service::MEMBERSHIP:  envelope(Datagram::Swim(foca packet))
 //!                                     envelope(Datagram::Leave(identity))
+//!                                     envelope(Datagram::Suspected { identity, incarnation })
 //!   request  on Service::MEMBERSHIP:  envelope(MembershipRequest) → envelope(MembershipReply)
 //! ```
 
@@ -22,6 +23,15 @@ pub(crate) enum Datagram {
     Swim(Vec<u8>),
     /// The sender leaves the cluster now (sent directly to every member, a few times).
     Leave(NodeId),
+    /// The sender holds the receiver (`id`, at `incarnation`) as suspect: refute it. Sent
+    /// directly to the suspect when the suspicion starts and again while it lasts, so a
+    /// suspicion does not depend on gossip reaching the suspect in time.
+    Suspected {
+        /// The suspect's identity.
+        id: NodeId,
+        /// The incarnation under suspicion.
+        incarnation: u16,
+    },
 }
 
 /// A question to a node's membership service.

@@ -95,23 +95,27 @@ fn members_lists_the_view_and_fails_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
 }
 
+/// With both cores saturated by busy loops: every kill is detected and no live member is
+/// declared down.
 #[test]
-fn bench_detect_reports_its_figures_as_json() {
+fn bench_detect_under_load_reports_its_figures_and_no_false_down() {
     let out = strand()
         .args([
-            "bench", "detect", "--nodes", "3", "--trials", "2", "--leaves", "1", "--json",
+            "bench", "detect", "--nodes", "4", "--trials", "3", "--leaves", "1", "--load", "--json",
         ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["nodes"], 3);
-    assert_eq!(doc["trials"], 2);
+    assert_eq!(doc["nodes"], 4);
+    assert_eq!(doc["trials"], 3);
+    assert_eq!(doc["load"], true);
     for key in ["first_detect_ms", "all_detect_ms", "leave_ms"] {
         for q in ["p50", "p99", "max"] {
             assert!(doc[key][q].is_number(), "{key}.{q} in {doc}");
         }
     }
-    assert!(doc["false_positives"].is_u64());
+    assert_eq!(doc["false_positives"], 0, "{doc}");
+    assert_eq!(doc["leaves_seen_as_down"], 0, "{doc}");
     assert_eq!(doc["missed"], 0, "{doc}");
 }

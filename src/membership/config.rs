@@ -36,7 +36,7 @@ pub struct MembershipConfig {
     pub remove_down_after: Duration,
     /// How often seeds (and known members) are contacted while the node has no live peer.
     pub join_retry: Duration,
-    /// No ack from any peer for this long: the node is isolated. Keep it at most
+    /// No packet from any peer for this long: the node is isolated. Keep it at most
     /// `suspect_to_down_after`: others need at least `probe_period + suspect_to_down_after`
     /// to declare a cut-off node down, so the node hears of its isolation first.
     pub isolation_after: Duration,

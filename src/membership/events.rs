@@ -49,7 +49,7 @@ pub struct LocalChange {
     pub name: String,
     /// This node's generation after the change.
     pub generation: u64,
-    /// For [`MembershipEvent::Isolated`]: how long no peer has acknowledged anything, in ms.
+    /// For [`MembershipEvent::Isolated`]: how long no peer has reached this node, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silent_ms: Option<u64>,
     /// When it happened, in wall-clock milliseconds since the Unix epoch.
@@ -70,10 +70,11 @@ pub enum MembershipEvent {
     MemberLeft(MemberChange),
     /// A member changed its metadata (roles, clusters) within its generation.
     MemberUpdated(MemberChange),
-    /// No peer has acknowledged this node for `isolation_after`: it may be cut off and should
+    /// No packet from any peer has reached this node for `isolation_after` (no ack, no
+    /// probe, no gossip): it may be cut off and should
     /// act as if it were about to be declared down.
     Isolated(LocalChange),
-    /// A peer acknowledged this node again after [`MembershipEvent::Isolated`].
+    /// A peer reached this node again after [`MembershipEvent::Isolated`].
     Reconnected(LocalChange),
     /// This node learnt it had been declared down and rejoined with a new generation.
     Rejoined(LocalChange),

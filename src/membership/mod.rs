@@ -19,7 +19,7 @@
 //!   everyone sees `MemberLeft` at once.
 //! - The local-health guard ([`health`]) stretches probe and suspicion timeouts and holds
 //!   accusations back while the node itself lags, so a starved node accuses no one.
-//! - `Isolated` / `Reconnected` tell a node that no peer has acknowledged it for a while,
+//! - `Isolated` / `Reconnected` tell a node that no peer has reached it for a while,
 //!   so it can step down before the others declare it dead.
 
 use std::net::SocketAddr;

@@ -131,13 +131,6 @@ fn decode_header(packet: &[u8]) -> Result<foca::Header<NodeId>, postcard::Error>
     <PostcardCodec as Codec<NodeId>>::decode_header(&mut PostcardCodec, packet)
 }
 
-fn is_reply(message: &Message<NodeId>) -> bool {
-    matches!(
-        message,
-        Message::Ack(_) | Message::ForwardedAck { .. } | Message::IndirectAck { .. } | Message::Feed
-    )
-}
-
 impl Shell {
     pub(crate) fn new(parts: ShellParts) -> Self {
         let max_packet = parts
@@ -374,7 +367,10 @@ impl Shell {
                     }
                 }
             }
-            if is_reply(&header.message) {
+            // Isolation is "no peer reached us": any packet addressed to our current
+            // identity counts (acks come once per probe period, so a single slow peer
+            // would fake an isolation; a one-way cut ends in `Rejoined` instead).
+            if header.dst == self.local {
                 s.table.acked(&self.local, t, at)
             } else {
                 None

@@ -5,7 +5,7 @@
 //! full member list; the table compares it with what it knew and emits the events. Leaves
 //! are learnt from strand's own leave notices ([`MemberTable::record_leave`]). The table
 //! also keeps what foca does not: when each member was last heard, the last probe's RTT, and
-//! whether any peer acknowledges this node at all (isolation).
+//! whether any peer reaches this node at all (isolation).
 //!
 //! Pure: the caller passes the time in.
 
@@ -185,7 +185,7 @@ impl MemberTable {
         std::mem::take(&mut self.changed)
     }
 
-    /// A peer acknowledged this node (an ack, a forwarded ack, a member feed) at `now`;
+    /// A packet from a peer, addressed to this node's current identity, arrived at `now`;
     /// returns `Reconnected` if the node was isolated.
     pub fn acked(&mut self, local: &NodeId, now: Instant, at_unix_ms: u64) -> Option<MembershipEvent> {
         self.last_ack = Some(now);
@@ -201,7 +201,7 @@ impl MemberTable {
         None
     }
 
-    /// Checks isolation at `now`: once acknowledged at least once, with some member not
+    /// Checks isolation at `now`: once reached at least once, with some member not
     /// gone gracefully, and no ack for `after`, the node is isolated.
     pub fn check_isolation(
         &mut self,
@@ -336,7 +336,7 @@ mod tests {
         let local = id("me", 1);
         let mut t = MemberTable::new();
         let d = Duration::from_millis(400);
-        // Never acknowledged: not isolated, just not joined.
+        // Never reached: not isolated, just not joined.
         assert!(t.check_isolation(&local, t0 + d * 3, d, 0).is_none());
         t.reconcile([Member::alive(id("a", 1))].iter(), 0);
         assert!(t.acked(&local, t0, 0).is_none());

@@ -10,7 +10,8 @@
 //!
 //! JSON: `nodes`, `trials`, `load`, `first_detect_ms`, `all_detect_ms`, `leave_ms` (each
 //! `p50`, `p99`, `max`), `false_positives`, `missed` (trials where some survivor never saw
-//! the kill within 10 s), `config`.
+//! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events` and
+//! `suspicions` (over the whole run, every node), `config`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -529,6 +530,12 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
     bench.wait(Duration::from_millis(500), |_| false);
     let false_positives = bench.false_positives();
     let leaves_as_down = bench.leaves_seen_as_down(&left);
+    let isolated = bench.events.iter().filter(|e| e.kind == "Isolated").count();
+    let suspicions = bench
+        .events
+        .iter()
+        .filter(|e| e.kind == "MemberSuspected")
+        .count();
     let result = serde_json::json!({
         "nodes": args.nodes,
         "trials": args.trials,
@@ -540,6 +547,8 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         "false_positives": false_positives,
         "missed": missed,
         "leaves_seen_as_down": leaves_as_down,
+        "isolated_events": isolated,
+        "suspicions": suspicions,
         "config": {
             "probe_period_ms": args.probe_period_ms.unwrap_or(100),
             "suspect_ms": args.suspect_ms.unwrap_or(200),

@@ -331,7 +331,8 @@ impl Membership {
     }
 
     /// Fault injection for tests and simulations: the task stops processing anything
-    /// (datagrams queue up, timers fire late) for `d`, as an event-loop stall would.
+    /// (datagrams queue up, timers fire late) for `d`, as an event-loop stall would; then
+    /// the overdue timers run before the queued datagrams are read (the worst order).
     pub async fn stall_for(&self, d: Duration) -> Result<(), MembershipError> {
         let (tx, rx) = oneshot::channel();
         self.commands

@@ -238,6 +238,10 @@ impl Shell {
             }
             Command::Stall(d, done) => {
                 tokio::time::sleep(d).await;
+                // The worst order after a stall: the overdue timers run before the datagrams
+                // that queued up meanwhile are read (as when a starved process wakes up and
+                // its timers win the race against its socket).
+                self.fire_due();
                 let _ = done.send(());
                 false
             }

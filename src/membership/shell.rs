@@ -411,12 +411,18 @@ impl Shell {
                 }
                 Wake::IsolationCheck => {
                     self.nudge_suspects(t, false);
-                    let event = lock(&self.shared).table.check_isolation(
-                        &self.local,
-                        t,
-                        self.config.isolation_after,
-                        self.unix_ms(t),
-                    );
+                    // Just woken from a stall, the datagrams that arrived meanwhile are not
+                    // read yet: judge isolation once the hold is over.
+                    let event = if self.health.holding(t).is_some() {
+                        None
+                    } else {
+                        lock(&self.shared).table.check_isolation(
+                            &self.local,
+                            t,
+                            self.config.isolation_after,
+                            self.unix_ms(t),
+                        )
+                    };
                     if let Some(e) = event {
                         self.emit(vec![e]);
                     }

@@ -76,6 +76,9 @@ pub enum MembershipError {
         /// foca's reason.
         reason: String,
     },
+    /// [`MembershipBuilder::start`] was called outside a tokio runtime. Nothing was started.
+    #[error("membership needs a tokio runtime")]
+    NoRuntime,
     /// A node answered a membership query with something else than what was asked.
     #[error("unexpected answer from {node}")]
     UnexpectedReply {
@@ -140,7 +143,7 @@ impl MembershipBuilder {
     }
 
     /// Registers the membership service on the transport and starts the membership task
-    /// (needs a tokio runtime). The node joins through its seeds in the background.
+    /// (in the current tokio runtime). The node joins through its seeds in the background.
     pub fn start(self) -> Result<Membership, MembershipError> {
         self.start_subscribed().map(|(m, _)| m)
     }
@@ -149,6 +152,7 @@ impl MembershipBuilder {
     /// so it sees every event from the very first.
     pub fn start_subscribed(self) -> Result<(Membership, Subscription), MembershipError> {
         self.config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MembershipError::NoRuntime)?;
         let inbox = self
             .transport
             .register(Service::MEMBERSHIP, self.config.inbox_capacity)?;
@@ -193,7 +197,7 @@ impl MembershipBuilder {
         });
         let weak = events.downgrade();
         drop(events);
-        let task = tokio::spawn(shell.run(shutdown_rx, cmd_rx, inbox));
+        let task = runtime.spawn(shell.run(shutdown_rx, cmd_rx, inbox));
         let membership = Membership {
             shared,
             events: weak,
@@ -382,5 +386,30 @@ pub async fn query_members(
         MembershipReply::Hello(_) => Err(MembershipError::UnexpectedReply {
             node: node.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::mem::MemNetwork;
+
+    #[test]
+    fn starting_outside_a_runtime_is_an_error_not_a_panic() {
+        let net = MemNetwork::new(1);
+        let err = Membership::builder(net.endpoint("a")).start().unwrap_err();
+        assert_eq!(err, MembershipError::NoRuntime);
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_before_anything_starts() {
+        let net = MemNetwork::new(1);
+        let mut config = MembershipConfig::lan();
+        config.suspect_to_down_after = Duration::ZERO;
+        let err = Membership::builder(net.endpoint("a"))
+            .config(config)
+            .start()
+            .unwrap_err();
+        assert!(matches!(err, MembershipError::BadConfig { .. }));
     }
 }

@@ -336,6 +336,8 @@ fn status(args: StatusArgs) -> Result<(), CliError> {
                             "revision": s.revision,
                             "oldest_revision": s.oldest_revision,
                             "db_size_bytes": s.db_size_bytes,
+                            "log_entries": s.log_entries,
+                            "log_syncs": s.log_syncs,
                             "voters": s.voters.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                             "learners": s.learners.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                         }),

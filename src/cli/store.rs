@@ -199,6 +199,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     let id = match args.id {
         Some(0) => return Err(CliError::usage("--id must be a positive integer")),
         Some(id) => id,
+        None if args.join => return Err(CliError::usage("--id is required with --join")),
         None if args.peers.is_empty() => 1,
         None => return Err(CliError::usage("--id is required with --peers")),
     };

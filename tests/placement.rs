@@ -198,7 +198,11 @@ fn check(c: &Cluster, pl: &Placement) -> Result<(), String> {
     );
     let r_all = r_eff(c.replicas, members.len());
     let zmax = zone_max(c, &members);
-    let min_active = c.delay.map_or(0, |d| d.min_active_replicas);
+    let wanted = match c.replicas {
+        ReplicaCount::Count(r) => r,
+        ReplicaCount::AnyLiveInstance => usize::MAX,
+    };
+    let min_active = c.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
     for (p, list) in &pl.preference_lists {
         let set: BTreeSet<&String> = list.iter().collect();
         if set.len() != list.len() {
@@ -678,6 +682,23 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
         let again = place(&shuffled(&c, step as u64 + 1).input());
         if again != pl {
             return Err(ctx("the result depends on the order of the inputs".into()));
+        }
+        // A result is its own fixed point: placing again from it changes nothing.
+        let mut settled = c.clone();
+        settled.previous = pl.preference_lists.clone();
+        let replay = place(&settled.input());
+        if replay != pl {
+            let m = moved(&pl.preference_lists, &replay.preference_lists);
+            let diff: Vec<String> = pl
+                .preference_lists
+                .iter()
+                .filter(|(p, l)| replay.preference_lists.get(*p) != Some(l))
+                .take(3)
+                .map(|(p, l)| format!("{p}: {l:?} -> {:?}", replay.preference_lists.get(p)))
+                .collect();
+            return Err(ctx(format!(
+                "placing again from the result changed it ({m} moved): {diff:?}"
+            )));
         }
         if !(was_plain && c.plain()) || c.replicas == ReplicaCount::AnyLiveInstance {
             continue;

@@ -167,10 +167,20 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
             .filter(|&g| live[g])
             .map(|g| Member::Free(g as u32))
             .collect();
-        let active = ctx.solve(&active_members);
-        let min_active = input.delay.map_or(0, |d| d.min_active_replicas);
+        // The live-only placement starts from the "all" one: its replacements for the
+        // offline replicas are where those replicas go if the delay expires, and the same
+        // "all" result gives the same top-up (so placing again from a result keeps it).
+        let active_ctx = Ctx { prev: &all, ..ctx };
+        let active = active_ctx.solve(&active_members);
+        // As in Helix, MIN_ACTIVE_REPLICAS counts at most the replicas a partition wants.
+        let wanted = match input.replicas {
+            ReplicaCount::Count(r) => r,
+            ReplicaCount::AnyLiveInstance => usize::MAX,
+        };
+        let min_active = input.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
         delayed::top_up(
             &mut all,
+            &prev,
             &active,
             &live,
             min_active,
@@ -185,11 +195,15 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
         ctx.solve(&members)
     };
 
-    let mut preference_lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (p, list) in lists.iter().enumerate() {
-        let names = list.iter().map(|&g| insts[g as usize].name.clone()).collect();
-        preference_lists.insert(parts[p].to_string(), names);
-    }
+    // Partitions are in name order already, so collecting builds the map in bulk.
+    let preference_lists: BTreeMap<String, Vec<String>> = lists
+        .iter()
+        .enumerate()
+        .map(|(p, list)| {
+            let names = list.iter().map(|&g| insts[g as usize].name.clone()).collect();
+            (parts[p].to_string(), names)
+        })
+        .collect();
     Placement {
         preference_lists,
         next_recompute_ms: expiry.iter().flatten().copied().min(),
@@ -394,20 +408,41 @@ impl<'a> Solver<'a> {
     }
 
     /// Keeps every previous replica that is still valid, in the previous order.
+    /// Pinned (offline, delayed) instances are kept first: a list that grew past `R` for
+    /// `MIN_ACTIVE_REPLICAS` gives up its live extras, which the top-up adds back.
     fn keep_previous(&mut self) {
+        let any_pinned = self.pinned.iter().any(|&b| b);
         for p in 0..self.nparts {
             let mut k = 0;
-            for &g in &self.ctx.prev[p] {
-                if k == self.r {
-                    break;
+            let passes: &[bool] = if any_pinned { &[true, false] } else { &[false] };
+            for &pinned_pass in passes {
+                for &g in &self.ctx.prev[p] {
+                    if k == self.r {
+                        break;
+                    }
+                    let i = self.local[g as usize];
+                    if i == NONE || (any_pinned && self.pinned[i as usize] != pinned_pass) {
+                        continue;
+                    }
+                    if !self.may_join(p, i, NONE) {
+                        continue;
+                    }
+                    self.slots[p * self.r + k] = i;
+                    self.count[i as usize] += 1;
+                    k += 1;
                 }
-                let i = self.local[g as usize];
-                if i == NONE || !self.may_join(p, i, NONE) {
-                    continue;
-                }
-                self.slots[p * self.r + k] = i;
-                self.count[i as usize] += 1;
-                k += 1;
+            }
+            if any_pinned {
+                // Back to the previous order.
+                let order = &self.ctx.prev[p];
+                let local = &self.local;
+                let rank = |i: u32| {
+                    order
+                        .iter()
+                        .position(|&g| local[g as usize] == i)
+                        .unwrap_or(usize::MAX)
+                };
+                self.slots[p * self.r..p * self.r + k].sort_by_key(|&i| rank(i));
             }
         }
         self.kept.clone_from(&self.count);

@@ -116,16 +116,18 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
     });
     insts.dedup_by(|b, a| a.name == b.name);
 
-    let part_index: HashMap<&str, u32> = parts.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
     let inst_index: HashMap<&str, u32> = insts
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.as_str(), i as u32))
         .collect();
+    // Both the partitions and the previous map are in name order: merge them.
     let mut prev: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
-    for (pname, list) in input.previous {
-        if let Some(&p) = part_index.get(pname.as_str()) {
-            prev[p as usize] = list
+    let mut previous = input.previous.iter().peekable();
+    for (p, name) in parts.iter().enumerate() {
+        while previous.next_if(|(k, _)| k.as_str() < *name).is_some() {}
+        if let Some((_, list)) = previous.next_if(|(k, _)| k.as_str() == *name) {
+            prev[p] = list
                 .iter()
                 .filter_map(|n| inst_index.get(n.as_str()).copied())
                 .collect();

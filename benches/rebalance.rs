@@ -1,9 +1,19 @@
 //! FULL_AUTO placement: full placement from empty, and recomputation after one instance
-//! leaves or joins (`strand bench rebalance` prints balance and movement for the same
-//! scenarios). Inputs are fixed, so every run measures the same work.
+//! leaves or joins. First prints one JSON line per size with balance and movement against
+//! the minimum (the same report as `strand bench rebalance --json`), then runs the
+//! criterion groups. Inputs are fixed, so every run measures the same work.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use strand::cli::bench::rebalance::Scenario;
+use strand::cli::bench::rebalance::{run_scenario, Scenario, DEFAULT_SIZES};
+
+fn report(_: &mut Criterion) {
+    for (p, r, i) in DEFAULT_SIZES {
+        match serde_json::to_string(&run_scenario(p, r, i, 1)) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("report {p}x{r}x{i}: {e}"),
+        }
+    }
+}
 
 fn full(c: &mut Criterion) {
     let mut g = c.benchmark_group("placement_full");
@@ -38,5 +48,5 @@ fn recompute(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, full, recompute);
+criterion_group!(benches, report, full, recompute);
 criterion_main!(benches);

@@ -198,7 +198,11 @@ fn check(c: &Cluster, pl: &Placement) -> Result<(), String> {
     );
     let r_all = r_eff(c.replicas, members.len());
     let zmax = zone_max(c, &members);
-    let min_active = c.delay.map_or(0, |d| d.min_active_replicas);
+    let wanted = match c.replicas {
+        ReplicaCount::Count(r) => r,
+        ReplicaCount::AnyLiveInstance => usize::MAX,
+    };
+    let min_active = c.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
     for (p, list) in &pl.preference_lists {
         let set: BTreeSet<&String> = list.iter().collect();
         if set.len() != list.len() {
@@ -679,6 +683,23 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
         if again != pl {
             return Err(ctx("the result depends on the order of the inputs".into()));
         }
+        // A result is its own fixed point: placing again from it changes nothing.
+        let mut settled = c.clone();
+        settled.previous = pl.preference_lists.clone();
+        let replay = place(&settled.input());
+        if replay != pl {
+            let m = moved(&pl.preference_lists, &replay.preference_lists);
+            let diff: Vec<String> = pl
+                .preference_lists
+                .iter()
+                .filter(|(p, l)| replay.preference_lists.get(*p) != Some(l))
+                .take(3)
+                .map(|(p, l)| format!("{p}: {l:?} -> {:?}", replay.preference_lists.get(p)))
+                .collect();
+            return Err(ctx(format!(
+                "placing again from the result changed it ({m} moved): {diff:?}"
+            )));
+        }
         if !(was_plain && c.plain()) || c.replicas == ReplicaCount::AnyLiveInstance {
             continue;
         }
@@ -695,6 +716,32 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
                 let m = moved(&c.previous, &pl.preference_lists);
                 if m as f64 > 1.1 * min as f64 {
                     return Err(ctx(format!("join moved {m}, minimum {min}")));
+                }
+                // Top states: the previous first instance stays first wherever balance
+                // allows. Fixing the balance takes chains of hand-overs where the new
+                // instance shares no partition with the top-heavy ones, so the bound is
+                // looser than for replicas.
+                let old_tops: Vec<usize> = was_candidate
+                    .iter()
+                    .map(|n| old_counts.get(n).map_or(0, |v| v.1))
+                    .collect();
+                let tops: usize = old_tops.iter().sum();
+                let min_tops = min_moves_on_join(&old_tops, tops);
+                let changed = pl
+                    .preference_lists
+                    .iter()
+                    .filter(|(p, l)| c.previous.get(*p).and_then(|o| o.first()) != l.first())
+                    .count();
+                if changed > 2 * min_tops + 4 {
+                    let diff: Vec<String> = pl
+                        .preference_lists
+                        .iter()
+                        .filter(|(p, l)| c.previous.get(*p) != Some(l))
+                        .map(|(p, l)| format!("{p}: {:?} -> {l:?}", c.previous.get(p)))
+                        .collect();
+                    return Err(ctx(format!(
+                        "join changed {changed} first positions, minimum {min_tops}: {diff:#?}"
+                    )));
                 }
             }
         } else if was_candidate.contains(&name) {

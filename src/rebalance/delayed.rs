@@ -22,12 +22,15 @@ pub fn expiry(instance: &InstanceInfo, delay: &DelaySettings, now_ms: u64) -> Op
         .filter(|&e| e > now_ms)
 }
 
-/// Adds live replicas from `active` to each list of `all` until it has `min_active` live
-/// replicas (or `active` has no more to offer), never past `cap` partitions on an instance;
-/// then moves the first live replica of each list to the front.
+/// Adds live replicas to each list of `all` until it has `min_active` live replicas (or
+/// there are no more to offer), never past `cap` partitions on an instance; then moves the
+/// first live replica of each list to the front. The replicas come first from the
+/// partition's `previous` list (so the extras of the last round stay where they are and a
+/// result placed again is unchanged), then from its `active` list.
 /// Lists hold instance indices; `live[i]` says whether instance `i` is live.
 pub fn top_up(
     all: &mut [Vec<u32>],
+    previous: &[Vec<u32>],
     active: &[Vec<u32>],
     live: &[bool],
     min_active: usize,
@@ -40,13 +43,15 @@ pub fn top_up(
         }
     }
     let cap = cap.unwrap_or(usize::MAX);
-    for (list, extra) in all.iter_mut().zip(active) {
+    for (p, list) in all.iter_mut().enumerate() {
         let mut live_now = list.iter().filter(|&&i| live[i as usize]).count();
-        for &i in extra {
+        let before = previous.get(p).map_or(&[][..], Vec::as_slice);
+        let fresh = active.get(p).map_or(&[][..], Vec::as_slice);
+        for &i in before.iter().chain(fresh) {
             if live_now >= min_active {
                 break;
             }
-            if list.contains(&i) || count[i as usize] >= cap {
+            if !live[i as usize] || list.contains(&i) || count[i as usize] >= cap {
                 continue;
             }
             list.push(i);
@@ -99,8 +104,12 @@ mod tests {
         let live = [false, true, true, true];
         let mut all = vec![vec![0, 1], vec![1, 2]];
         let active = vec![vec![1, 2, 3], vec![1, 2]];
-        top_up(&mut all, &active, &live, 2, None);
+        top_up(&mut all, &[], &active, &live, 2, None);
         assert_eq!(all, vec![vec![1, 0, 2], vec![1, 2]]);
+        // The previous round's extra stays.
+        let mut again = vec![vec![0, 1], vec![1, 2]];
+        top_up(&mut again, &[vec![0, 1, 3]], &active, &live, 2, None);
+        assert_eq!(again, vec![vec![1, 0, 3], vec![1, 2]]);
     }
 
     #[test]
@@ -108,7 +117,7 @@ mod tests {
         let live = [false, true, true];
         let mut all = vec![vec![0], vec![0]];
         let active = vec![vec![1, 2], vec![1, 2]];
-        top_up(&mut all, &active, &live, 1, Some(1));
+        top_up(&mut all, &[], &active, &live, 1, Some(1));
         assert_eq!(
             all,
             vec![vec![1, 0], vec![2, 0]],

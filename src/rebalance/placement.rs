@@ -15,7 +15,10 @@
 //!  move     over-target instances hand replicas to under-target ones, in place
 //!  fill     empty slots take the valid instance with the largest deficit (two-level heap)
 //!  augment  stuck slots: shortest chain of reassignments to an instance with room
-//!  tops     first position: keep the previous holder, then fix over-target instances
+//!           (first through replicas placed this round, so nothing kept moves)
+//!  polish   single moves that even the weighted load, where targets were unreachable
+//!  tops     first position: keep the previous holder, then over-target instances hand
+//!           tops over (directly, along chains), then single hand-overs that even it
 //!        ▼
 //!  preference lists (top first) + when the next delay expires
 //! ```
@@ -25,6 +28,9 @@
 //! by a stable hash of the resource and instance names (so resources spread differently).
 //! Targets are `floor` or `ceil` of each instance's share: replica and top-state counts
 //! are within ±1 of even (weighted), as far as fault-zone isolation and caps allow.
+//! A result is its own fixed point: placing again with it as the previous placement
+//! returns it unchanged, so a controller that reruns placement every round moves nothing
+//! until something changes.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
@@ -110,16 +116,18 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
     });
     insts.dedup_by(|b, a| a.name == b.name);
 
-    let part_index: HashMap<&str, u32> = parts.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
     let inst_index: HashMap<&str, u32> = insts
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.as_str(), i as u32))
         .collect();
+    // Both the partitions and the previous map are in name order: merge them.
     let mut prev: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
-    for (pname, list) in input.previous {
-        if let Some(&p) = part_index.get(pname.as_str()) {
-            prev[p as usize] = list
+    let mut previous = input.previous.iter().peekable();
+    for (p, name) in parts.iter().enumerate() {
+        while previous.next_if(|(k, _)| k.as_str() < *name).is_some() {}
+        if let Some((_, list)) = previous.next_if(|(k, _)| k.as_str() == *name) {
+            prev[p] = list
                 .iter()
                 .filter_map(|n| inst_index.get(n.as_str()).copied())
                 .collect();
@@ -167,10 +175,20 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
             .filter(|&g| live[g])
             .map(|g| Member::Free(g as u32))
             .collect();
-        let active = ctx.solve(&active_members);
-        let min_active = input.delay.map_or(0, |d| d.min_active_replicas);
+        // The live-only placement starts from the "all" one: its replacements for the
+        // offline replicas are where those replicas go if the delay expires, and the same
+        // "all" result gives the same top-up (so placing again from a result keeps it).
+        let active_ctx = Ctx { prev: &all, ..ctx };
+        let active = active_ctx.solve(&active_members);
+        // As in Helix, MIN_ACTIVE_REPLICAS counts at most the replicas a partition wants.
+        let wanted = match input.replicas {
+            ReplicaCount::Count(r) => r,
+            ReplicaCount::AnyLiveInstance => usize::MAX,
+        };
+        let min_active = input.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
         delayed::top_up(
             &mut all,
+            &prev,
             &active,
             &live,
             min_active,
@@ -185,11 +203,15 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
         ctx.solve(&members)
     };
 
-    let mut preference_lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (p, list) in lists.iter().enumerate() {
-        let names = list.iter().map(|&g| insts[g as usize].name.clone()).collect();
-        preference_lists.insert(parts[p].to_string(), names);
-    }
+    // Partitions are in name order already, so collecting builds the map in bulk.
+    let preference_lists: BTreeMap<String, Vec<String>> = lists
+        .iter()
+        .enumerate()
+        .map(|(p, list)| {
+            let names = list.iter().map(|&g| insts[g as usize].name.clone()).collect();
+            (parts[p].to_string(), names)
+        })
+        .collect();
     Placement {
         preference_lists,
         next_recompute_ms: expiry.iter().flatten().copied().min(),
@@ -394,20 +416,41 @@ impl<'a> Solver<'a> {
     }
 
     /// Keeps every previous replica that is still valid, in the previous order.
+    /// Pinned (offline, delayed) instances are kept first: a list that grew past `R` for
+    /// `MIN_ACTIVE_REPLICAS` gives up its live extras, which the top-up adds back.
     fn keep_previous(&mut self) {
+        let any_pinned = self.pinned.iter().any(|&b| b);
         for p in 0..self.nparts {
             let mut k = 0;
-            for &g in &self.ctx.prev[p] {
-                if k == self.r {
-                    break;
+            let passes: &[bool] = if any_pinned { &[true, false] } else { &[false] };
+            for &pinned_pass in passes {
+                for &g in &self.ctx.prev[p] {
+                    if k == self.r {
+                        break;
+                    }
+                    let i = self.local[g as usize];
+                    if i == NONE || (any_pinned && self.pinned[i as usize] != pinned_pass) {
+                        continue;
+                    }
+                    if !self.may_join(p, i, NONE) {
+                        continue;
+                    }
+                    self.slots[p * self.r + k] = i;
+                    self.count[i as usize] += 1;
+                    k += 1;
                 }
-                let i = self.local[g as usize];
-                if i == NONE || !self.may_join(p, i, NONE) {
-                    continue;
-                }
-                self.slots[p * self.r + k] = i;
-                self.count[i as usize] += 1;
-                k += 1;
+            }
+            if any_pinned {
+                // Back to the previous order.
+                let order = &self.ctx.prev[p];
+                let local = &self.local;
+                let rank = |i: u32| {
+                    order
+                        .iter()
+                        .position(|&g| local[g as usize] == i)
+                        .unwrap_or(usize::MAX)
+                };
+                self.slots[p * self.r..p * self.r + k].sort_by_key(|&i| rank(i));
             }
         }
         self.kept.clone_from(&self.count);
@@ -513,12 +556,13 @@ impl<'a> Solver<'a> {
     /// Top-state targets: `tops` first positions spread by weight, at most `caps[i]` each,
     /// none on pinned instances; ties go to the instances that held more first positions.
     fn top_targets(&self, caps: &[u32], tops: u64) -> Vec<u32> {
-        self.top_bounds(caps, tops).0
+        self.top_bounds(caps, tops, &self.kept_tops).0
     }
 
     /// [`Self::top_targets`], plus the floor and ceiling of each instance's exact share:
-    /// any counts between them that sum to `tops` are balanced too.
-    fn top_bounds(&self, caps: &[u32], tops: u64) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    /// any counts between them that sum to `tops` are balanced too. Ties go to the
+    /// instances with more first positions in `held`.
+    fn top_bounds(&self, caps: &[u32], tops: u64, held: &[u32]) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
         let n = self.n();
         let hi: Vec<f64> = (0..n)
             .map(|i| if self.pinned[i] { 0.0 } else { f64::from(caps[i]) })
@@ -529,7 +573,7 @@ impl<'a> Solver<'a> {
         let x = waterfill(&self.weight, &lo, &hi, tops as f64);
         let lo_i = vec![0u64; n];
         let hi_i: Vec<u64> = hi.iter().map(|&v| v as u64).collect();
-        let k: Vec<u64> = self.kept_tops.iter().map(|&v| u64::from(v)).collect();
+        let k: Vec<u64> = held.iter().map(|&v| u64::from(v)).collect();
         let tt = apportion(&x, &lo_i, &hi_i, tops, &k, &self.tie)
             .into_iter()
             .map(|v| v as u32)
@@ -582,7 +626,13 @@ impl<'a> Solver<'a> {
             }
             let key = |p: &u32| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p);
             firsts.sort_by_key(key);
-            others.sort_by_key(key);
+            // Among the others, partitions whose top holder has too many tops go first:
+            // the instance that takes the replica can take that top as well.
+            let heavy_top = |p: &u32| {
+                let t = self.slots[*p as usize * r];
+                t != NONE && self.kept_tops[t as usize] > self.top_estimate[t as usize]
+            };
+            others.sort_by_key(|p| (!heavy_top(p), key(p)));
             let split = (top_excess.min(excess) as usize).min(firsts.len());
             let order: Vec<u32> = firsts[..split]
                 .iter()
@@ -981,9 +1031,13 @@ impl<'a> Solver<'a> {
             }
         }
         let tops: u64 = tc.iter().map(|&v| u64::from(v)).sum();
-        let (tt, low, up) = self.top_bounds(&self.count, tops);
+        // Any count between the floor and the ceiling of an instance's exact share is
+        // balanced: only what falls outside is fixed, by the fewest hand-overs (a chain
+        // from the nearest instance that can give or take), so first positions change
+        // as little as balance allows.
+        let (_, low, up) = self.top_bounds(&self.count, tops, &tc);
         let mut over: Vec<u32> = (0..n as u32)
-            .filter(|&i| tc[i as usize] > tt[i as usize])
+            .filter(|&i| tc[i as usize] > up[i as usize])
             .collect();
         over.sort_by_key(|&i| (self.tie[i as usize], i));
         // Direct hand-overs inside a partition.
@@ -992,7 +1046,7 @@ impl<'a> Solver<'a> {
             let mut mine = topped[xi].clone();
             mine.sort_by_key(|p| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p));
             for p in mine {
-                if tc[xi] <= tt[xi] {
+                if tc[xi] <= up[xi] {
                     break;
                 }
                 let pu = p as usize;
@@ -1001,9 +1055,12 @@ impl<'a> Solver<'a> {
                     .iter()
                     .enumerate()
                     .filter(|&(_, &j)| {
-                        j != NONE && !self.pinned[j as usize] && tc[j as usize] < tt[j as usize]
+                        j != NONE && !self.pinned[j as usize] && tc[j as usize] < up[j as usize]
                     })
-                    .max_by_key(|&(pos, &j)| (tt[j as usize] - tc[j as usize], std::cmp::Reverse(pos)))
+                    .max_by_key(|&(pos, &j)| {
+                        let ju = j as usize;
+                        (tc[ju] < low[ju], up[ju] - tc[ju], std::cmp::Reverse(pos))
+                    })
                     .map(|(_, &j)| j);
                 if let Some(j) = best {
                     top[pu] = j;
@@ -1016,18 +1073,9 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        // Chains for what is left.
+        // Chains for what is left: first nobody above its ceiling, then nobody below its
+        // floor.
         let mut search = Search::new(n, self.nparts);
-        for &x in &over {
-            while tc[x as usize] > tt[x as usize] {
-                if !self.top_chain(x, &mut top, &mut tc, &tt, &mut topped, &mut search) {
-                    break;
-                }
-            }
-        }
-        // Targets the chains could not reach: any count between the floor and the ceiling
-        // of the exact share will do. First nobody above its ceiling, then nobody below
-        // its floor.
         for x in 0..n as u32 {
             while tc[x as usize] > up[x as usize] {
                 if !self.top_chain(x, &mut top, &mut tc, &up, &mut topped, &mut search) {

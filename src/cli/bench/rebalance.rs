@@ -166,6 +166,18 @@ pub struct Report {
     pub moved_on_leave: usize,
     /// Replicas the leaving instance held (the fewest moves a leave needs).
     pub leaver_replicas: usize,
+    /// Partitions whose first instance (top state) changed on the join.
+    pub tops_changed_on_join: usize,
+    /// The fewest first-position changes a ±1 top balance after the join needs.
+    pub min_tops_changed_on_join: usize,
+}
+
+/// Partitions whose first instance differs between `old` and `new`.
+pub fn tops_changed(old: &Placement, new: &Placement) -> usize {
+    new.preference_lists
+        .iter()
+        .filter(|(p, l)| old.preference_lists.get(*p).and_then(|o| o.first()) != l.first())
+        .count()
 }
 
 /// p50 and max of the trials (ms).
@@ -228,6 +240,8 @@ pub fn run_scenario(partitions: usize, replicas: usize, instances: usize, trials
     };
     let replica_counts: Vec<usize> = per_instance.iter().map(|v| v.0).collect();
     let total: usize = replica_counts.iter().sum();
+    let top_counts: Vec<usize> = per_instance.iter().map(|v| v.1).collect();
+    let tops: usize = top_counts.iter().sum();
     Report {
         partitions,
         replicas,
@@ -240,6 +254,8 @@ pub fn run_scenario(partitions: usize, replicas: usize, instances: usize, trials
         min_moves_on_join: min_moves_on_join(&replica_counts, total),
         moved_on_leave: moved(&full, &left),
         leaver_replicas: c.get(gone.as_str()).map_or(0, |v| v.0),
+        tops_changed_on_join: tops_changed(&full, &joined),
+        min_tops_changed_on_join: min_moves_on_join(&top_counts, tops),
     }
 }
 

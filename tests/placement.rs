@@ -149,6 +149,34 @@ fn moved(old: &BTreeMap<String, Vec<String>>, new: &BTreeMap<String, Vec<String>
         .sum()
 }
 
+/// A compact description of a cluster and its placement, for failure messages.
+fn describe(c: &Cluster, pl: &Placement) -> String {
+    let mut out = format!(
+        "{} partitions, replicas {:?}, tag {:?}, cap {:?}, delay {:?}, now {}\n",
+        c.partitions.len(),
+        c.replicas,
+        c.tag,
+        c.cap,
+        c.delay,
+        c.now_ms
+    );
+    let cnt = counts(pl);
+    for x in &c.instances {
+        out += &format!(
+            "  {} live={} enabled={} zone={:?} weight={} tags={:?} offline_since={:?} -> {:?}\n",
+            x.name,
+            x.live,
+            x.enabled,
+            x.zone,
+            x.weight,
+            x.tags,
+            x.offline_since_ms,
+            cnt.get(&x.name)
+        );
+    }
+    out
+}
+
 /// Every invariant of one placement result. Returns a description of the first violation.
 fn check(c: &Cluster, pl: &Placement) -> Result<(), String> {
     let cands = c.candidates();
@@ -217,11 +245,11 @@ fn check(c: &Cluster, pl: &Placement) -> Result<(), String> {
             }
         }
         let live = list.iter().filter(|n| cand_names.contains(n.as_str())).count();
-        if list.len() > r_all {
-            if delayed.is_empty() || live > min_active {
-                return Err(format!("{p}: {} replicas, want {r_all}: {list:?}", list.len()));
-            }
-        } else {
+        if list.len() > r_all && (delayed.is_empty() || live > min_active) {
+            return Err(format!("{p}: {} replicas, want {r_all}: {list:?}", list.len()));
+        }
+        // Replicas added for MIN_ACTIVE_REPLICAS ignore zones (as Helix's do).
+        if delayed.is_empty() {
             let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
             for n in list {
                 let z = by_name[n.as_str()].fault_zone();
@@ -275,10 +303,26 @@ fn check_balance(
     let cnt = counts(pl);
     let get = |n: &str| cnt.get(n).copied().unwrap_or((0, 0));
     let hard = c.cap.unwrap_or(usize::MAX).min(c.partitions.len());
-    let full = pl
-        .preference_lists
-        .values()
-        .all(|l| l.len() == r_eff(c.replicas, cands.len()));
+    // A short list only when no instance with room may join it.
+    let r = r_eff(c.replicas, cands.len());
+    for (p, list) in &pl.preference_lists {
+        if list.len() >= r {
+            continue;
+        }
+        for b in cands {
+            if list.contains(&b.name) || get(&b.name).0 >= hard {
+                continue;
+            }
+            let z = b.fault_zone();
+            let in_zone = list
+                .iter()
+                .filter(|n| cands.iter().any(|x| &x.name == *n && x.fault_zone() == z))
+                .count();
+            if in_zone < zmax[z] {
+                return Err(format!("{p}: short ({list:?}) though {} has room", b.name));
+            }
+        }
+    }
     for a in cands {
         for b in cands {
             if a.name == b.name {
@@ -287,7 +331,7 @@ fn check_balance(
             let (ca, ta) = get(&a.name);
             let (cb, tb) = get(&b.name);
             let (wa, wb) = (f64::from(a.weight.max(1)), f64::from(b.weight.max(1)));
-            if ca > 0 && cb < hard && full && (ca as f64 - 1.0) / wa >= (cb as f64 + 1.0) / wb - 1e-9 {
+            if ca > 0 && cb < hard && (ca as f64 - 1.0) / wa >= (cb as f64 + 1.0) / wb - 1e-9 {
                 for (p, list) in &pl.preference_lists {
                     if !list.contains(&a.name) || list.contains(&b.name) {
                         continue;
@@ -344,6 +388,84 @@ fn min_moves_on_join(old_counts: &[usize], total: usize) -> usize {
         .zip(&targets)
         .map(|(c, t)| c.saturating_sub(*t))
         .sum()
+}
+
+/// Whether a ±1-balanced placement exists that keeps every replica but the leaver's
+/// (uniform weights, no zones): a flow from the leaver's partitions to the instances that
+/// do not hold them, each instance taking between what it lacks to the floor and to the
+/// ceiling of the new even share.
+fn only_leaver_moves_possible(
+    previous: &BTreeMap<String, Vec<String>>,
+    leaver: &str,
+    instances: &[String],
+    r: usize,
+) -> bool {
+    let parts: Vec<&Vec<String>> = previous.values().collect();
+    let (np, ni) = (parts.len(), instances.len());
+    let total = np * r;
+    let (floor, rem) = (total / ni, total % ni);
+    let ceil = floor + usize::from(rem > 0);
+    let kept: Vec<usize> = instances
+        .iter()
+        .map(|n| parts.iter().filter(|l| l.contains(n)).count())
+        .collect();
+    if kept.iter().any(|&k| k > ceil) {
+        return false;
+    }
+    // Nodes: 0 source, 1..=np partitions, then instances, then the sink.
+    let sink = 1 + np + ni;
+    let mut cap = vec![vec![0i64; sink + 1]; sink + 1];
+    let mut holes = 0;
+    for (p, l) in parts.iter().enumerate() {
+        let h = r.saturating_sub(l.iter().filter(|n| *n != leaver).count());
+        holes += h;
+        cap[0][1 + p] = h as i64;
+        for (i, n) in instances.iter().enumerate() {
+            if !l.contains(n) {
+                cap[1 + p][1 + np + i] = 1;
+            }
+        }
+    }
+    let lo: Vec<i64> = kept.iter().map(|&k| floor.saturating_sub(k) as i64).collect();
+    let hi: Vec<i64> = kept.iter().map(|&k| (ceil - k) as i64).collect();
+    let flow = |cap: &mut Vec<Vec<i64>>| -> i64 {
+        let mut total = 0;
+        loop {
+            let mut prev = vec![usize::MAX; sink + 1];
+            prev[0] = 0;
+            let mut queue = std::collections::VecDeque::from([0usize]);
+            while let Some(u) = queue.pop_front() {
+                for v in 0..=sink {
+                    if prev[v] == usize::MAX && cap[u][v] > 0 {
+                        prev[v] = u;
+                        queue.push_back(v);
+                    }
+                }
+            }
+            if prev[sink] == usize::MAX {
+                return total;
+            }
+            let mut v = sink;
+            while v != 0 {
+                let u = prev[v];
+                cap[u][v] -= 1;
+                cap[v][u] += 1;
+                v = u;
+            }
+            total += 1;
+        }
+    };
+    for i in 0..ni {
+        cap[1 + np + i][sink] = lo[i];
+    }
+    let first = flow(&mut cap);
+    if first < lo.iter().sum::<i64>() {
+        return false;
+    }
+    for i in 0..ni {
+        cap[1 + np + i][sink] += hi[i] - lo[i];
+    }
+    first + flow(&mut cap) == holes as i64
 }
 
 #[derive(Debug, Clone)]
@@ -542,7 +664,7 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
     let mut c = sc.cluster;
     let mut next_id = 0;
     let mut pl = place(&c.input());
-    check(&c, &pl).map_err(|e| TestCaseError::fail(format!("initial: {e}")))?;
+    check(&c, &pl).map_err(|e| TestCaseError::fail(format!("initial: {e}\n{}", describe(&c, &pl))))?;
     for (step, op) in sc.ops.iter().enumerate() {
         c.previous = pl.preference_lists.clone();
         let was_plain = c.plain();
@@ -550,7 +672,8 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
         let old_counts = counts(&pl);
         let change = apply(&mut c, op, &mut next_id);
         pl = place(&c.input());
-        let ctx = |e: String| TestCaseError::fail(format!("step {step} ({op:?}): {e}"));
+        let ctx =
+            |e: String| TestCaseError::fail(format!("step {step} ({op:?}): {e}\n{}", describe(&c, &pl)));
         check(&c, &pl).map_err(ctx)?;
         let again = place(&shuffled(&c, step as u64 + 1).input());
         if again != pl {
@@ -578,16 +701,10 @@ fn run_scenario(sc: Scenario) -> Result<(), TestCaseError> {
             let held = old_counts.get(&name).map_or(0, |v| v.0);
             let m = moved(&c.previous, &pl.preference_lists);
             let shrank = r_eff(c.replicas, c.candidates().len()) < r_eff(c.replicas, was_candidate.len());
-            if !shrank && m != held {
+            let names: Vec<String> = c.candidates().iter().map(|x| x.name.clone()).collect();
+            let r = r_eff(c.replicas, names.len());
+            if !shrank && m != held && only_leaver_moves_possible(&c.previous, &name, &names, r) {
                 return Err(ctx(format!("{name} left holding {held}, but {m} replicas moved")));
-            }
-            // Every other replica stays where it was.
-            for (p, list) in &c.previous {
-                for n in list {
-                    if *n != name && !pl.preference_lists[p].contains(n) {
-                        return Err(ctx(format!("{p}: {n} moved though only {name} left")));
-                    }
-                }
             }
         }
     }

@@ -199,6 +199,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     let id = match args.id {
         Some(0) => return Err(CliError::usage("--id must be a positive integer")),
         Some(id) => id,
+        None if args.join => return Err(CliError::usage("--id is required with --join")),
         None if args.peers.is_empty() => 1,
         None => return Err(CliError::usage("--id is required with --peers")),
     };
@@ -336,6 +337,8 @@ fn status(args: StatusArgs) -> Result<(), CliError> {
                             "revision": s.revision,
                             "oldest_revision": s.oldest_revision,
                             "db_size_bytes": s.db_size_bytes,
+                            "log_entries": s.log_entries,
+                            "log_syncs": s.log_syncs,
                             "voters": s.voters.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                             "learners": s.learners.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                         }),

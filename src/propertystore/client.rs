@@ -142,7 +142,7 @@ impl Drop for AbortOnDrop {
 }
 
 enum Attempt {
-    Done(StoreResponse),
+    Done(Box<StoreResponse>),
     Retry(String),
 }
 
@@ -261,7 +261,7 @@ impl PropertyStore {
                 }
                 Ok(resp) => {
                     self.set_leader(Some(to));
-                    Attempt::Done(resp)
+                    Attempt::Done(Box::new(resp))
                 }
                 Err(e) if e.is_outcome_unknown() && !safe => {
                     self.set_leader(None);
@@ -287,7 +287,7 @@ impl PropertyStore {
                 }
             };
             match attempt {
-                Attempt::Done(resp) => return Ok(resp),
+                Attempt::Done(resp) => return Ok(*resp),
                 Attempt::Retry(why) => {
                     last = why;
                     if Instant::now() >= deadline {
@@ -529,10 +529,16 @@ impl PropertyStore {
         }
     }
 
-    /// Every configured replica's status (or why it could not be asked).
+    /// The status of every configured replica and of every replica their memberships name
+    /// (or why it could not be asked).
     pub async fn status_all(&self) -> Vec<(SocketAddr, Result<ReplicaStatus, ClientError>)> {
-        let mut out = Vec::new();
-        for &ep in &self.inner.config.endpoints {
+        let mut out: Vec<(SocketAddr, Result<ReplicaStatus, ClientError>)> = Vec::new();
+        let mut todo: Vec<SocketAddr> = self.inner.config.endpoints.clone();
+        while let Some(ep) = todo.first().copied() {
+            todo.remove(0);
+            if out.iter().any(|(a, _)| *a == ep) {
+                continue;
+            }
             let r = match self.send(ep, &StoreRequest::Status, Duration::from_secs(2)).await {
                 Ok(StoreResponse::Status(s)) => Ok(s),
                 Ok(other) => Err(ClientError::Protocol {
@@ -542,6 +548,15 @@ impl PropertyStore {
                     reason: e.to_string(),
                 }),
             };
+            if let Ok(s) = &r {
+                for (_, addr) in s.voters.iter().chain(&s.learners) {
+                    if let Ok(a) = addr.parse::<SocketAddr>() {
+                        if !out.iter().any(|(x, _)| *x == a) && a != ep && !todo.contains(&a) {
+                            todo.push(a);
+                        }
+                    }
+                }
+            }
             out.push((ep, r));
         }
         out

@@ -363,6 +363,34 @@ pub enum Command {
     },
 }
 
+/// Commands proposed together as one Raft log entry (the server batches concurrent writes,
+/// because a Raft append waits for its fsync). Each command gets its own revision and
+/// outcome, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Command>);
+
+impl Command {
+    /// Roughly how many bytes the command takes (paths and values).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Compact { .. } => 16,
+            Command::Txn(t) => {
+                16 + t.success.iter().chain(&t.failure).map(Op::size).sum::<usize>()
+                    + t.conditions
+                        .iter()
+                        .map(|c| {
+                            c.path().len()
+                                + match c {
+                                    Condition::Value { value, .. } => value.len(),
+                                    _ => 8,
+                                }
+                        })
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
 /// What one operation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpOutcome {

@@ -23,7 +23,8 @@ pub mod storage;
 
 pub use self::client::{ClientError, PropertyStore, StoreClientConfig};
 pub use self::core::{
-    Cmp, Command, Condition, Event, EventKind, Op, OpOutcome, Outcome, Record, Stat, StoreError, Txn, Written,
+    Batch, Cmp, Command, Condition, Event, EventKind, Op, OpOutcome, Outcome, Record, Stat, StoreError, Txn,
+    Written,
 };
 pub use self::server::{ReplicaConfig, StoreServer};
 
@@ -35,8 +36,8 @@ pub type ReplicaId = u64;
 openraft::declare_raft_types!(
     /// openraft's type configuration for the property store.
     pub TypeConfig:
-        D = Command,
-        R = Outcome,
+        D = Batch,
+        R = Vec<Outcome>,
         NodeId = ReplicaId,
         Node = openraft::BasicNode,
 );

@@ -5,10 +5,13 @@
 //! it backs off instead of spinning; every other failure is a `Network` error and retried at
 //! the next heartbeat.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -41,6 +44,8 @@ pub struct Connection {
     target: ReplicaId,
     peer: Option<PeerAddr>,
     addr_text: String,
+    /// The last call failed because its frame was too large.
+    too_large: AtomicBool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -57,6 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             peer,
             addr_text: node.addr.clone(),
+            too_large: AtomicBool::new(false),
         }
     }
 }
@@ -84,7 +90,12 @@ impl Connection {
         };
         transport::call(&*self.transport, peer, Service::RAFT, &req, timeout)
             .await
-            .map_err(to_rpc_error)
+            .map_err(|e| {
+                if matches!(e, TransportError::FrameTooLarge { .. }) {
+                    self.too_large.store(true, Ordering::Relaxed);
+                }
+                to_rpc_error(e)
+            })
     }
 
     fn unexpected<E: std::error::Error>(&self) -> RPCError<ReplicaId, Node, E> {
@@ -99,7 +110,17 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
-        match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await? {
+        let entries = rpc.entries.len() as u64;
+        let answer = match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await {
+            // Too many entries for one frame: openraft retries with fewer.
+            Err(RPCError::Unreachable(_)) if entries > 1 && self.too_large.swap(false, Ordering::Relaxed) => {
+                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
+                    entries / 2,
+                )));
+            }
+            r => r?,
+        };
+        match answer {
             RaftResponse::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(self.unexpected()),
         }

@@ -97,6 +97,11 @@ pub struct ReplicaStatus {
     pub oldest_revision: u64,
     /// The database's approximate size on disk.
     pub db_size_bytes: u64,
+    /// Log entries appended since start (group commit: concurrent appends share one
+    /// fsync, so under load [`ReplicaStatus::log_syncs`] stays well below this).
+    pub log_entries: u64,
+    /// WAL fsyncs of the log since start.
+    pub log_syncs: u64,
     /// Voters and their addresses, as this replica knows them.
     pub voters: Vec<(ReplicaId, String)>,
     /// Learners and their addresses.

@@ -3,7 +3,8 @@
 //! ```text
 //!   Inbox(RAFT)  ──► raft.append_entries / vote / install_snapshot    (node certificates only)
 //!   Inbox(STORE) ──► one task per request:
-//!                      Write      leader? ─► raft.client_write ─► Written | StoreError
+//!                      Write      leader? ─► write batcher ─► raft.client_write(Batch) ─►
+//!                                            Written | StoreError, one per command
 //!                                 else   ─► NotLeader { leader }
 //!                      Get/Children (Linearizable) ─► read-index batcher ─► RocksDB read
 //!                      Watch      RocksDB history from a revision, long-poll on the
@@ -18,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::core::{Command, StoreError};
+use super::core::{Batch, Command, StoreError};
 use super::network::Network;
 use super::protocol::{RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
 use super::storage::{self, Db, OpenError};
@@ -122,6 +124,9 @@ struct Shared {
     db: Db,
     reads: mpsc::Sender<oneshot::Sender<Result<(), StoreResponse>>>,
     revisions: watch::Receiver<u64>,
+    appends: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+    writes: mpsc::Sender<WriteJob>,
 }
 
 impl StoreServer {
@@ -141,6 +146,7 @@ impl StoreServer {
         })?;
         let (db, log, sm) = storage::open(&config.data_dir, config.retain)?;
         let revisions = sm.revisions();
+        let (appends, syncs) = log.counters();
         let raft_config = Config {
             cluster_name: "strand-store".into(),
             heartbeat_interval: config.heartbeat.as_millis() as u64,
@@ -198,15 +204,20 @@ impl StoreServer {
         }
 
         let (reads_tx, reads_rx) = mpsc::channel(8192);
+        let (writes_tx, writes_rx) = mpsc::channel(16384);
         let shared = Arc::new(Shared {
             id: config.id,
             raft: raft.clone(),
             db: db.clone(),
             reads: reads_tx,
             revisions,
+            appends,
+            syncs,
+            writes: writes_tx,
         });
         let tasks = vec![
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
+            tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(serve_raft(raft.clone(), raft_inbox)),
             tokio::spawn(serve_store(shared, store_inbox)),
         ];
@@ -408,17 +419,80 @@ async fn write(shared: &Shared, cmd: Command) -> StoreResponse {
             leader: leader_of(&shared.raft),
         };
     }
-    match shared.raft.client_write(cmd).await {
-        Ok(resp) => match resp.data {
-            Ok(w) => StoreResponse::Written(w),
-            Err(e) => StoreResponse::Error(e),
-        },
-        // openraft also answers ForwardToLeader for an entry this replica appended and then
-        // truncated when a new leader overwrote it; another replica may still hold that entry
-        // and commit it later. So once proposed, any failure is "outcome unknown".
-        Err(e) => StoreResponse::OutcomeUnknown {
-            reason: e.to_string(),
-        },
+    let (tx, rx) = oneshot::channel();
+    if shared.writes.send((cmd, tx)).await.is_err() {
+        return StoreResponse::Unavailable {
+            reason: "shutting down".into(),
+        };
+    }
+    rx.await.unwrap_or_else(|_| StoreResponse::OutcomeUnknown {
+        reason: "the replica stopped while the write was in flight".into(),
+    })
+}
+
+/// A write waiting to be proposed, and where its answer goes.
+type WriteJob = (Command, oneshot::Sender<StoreResponse>);
+
+/// The most bytes of commands proposed in one log entry (a single larger transaction goes
+/// alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// The most commands proposed in one log entry.
+const MAX_BATCH_COMMANDS: usize = 4096;
+/// Batches proposed and not yet answered at once.
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// Group commit at the Raft level: openraft 0.9 waits for each append's fsync before the
+/// next, so concurrent writes are proposed together, as one [`Batch`] entry. A batch is
+/// formed when a slot frees up, from everything queued by then.
+async fn write_batcher(raft: StoreRaft, mut rx: mpsc::Receiver<WriteJob>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.0.approx_size();
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.0.approx_size();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<StoreResponse>>) = jobs.into_iter().unzip();
+            match raft.client_write(Batch(cmds)).await {
+                Ok(resp) => {
+                    let mut outcomes = resp.data.into_iter();
+                    for tx in txs {
+                        let answer = match outcomes.next() {
+                            Some(Ok(w)) => StoreResponse::Written(w),
+                            Some(Err(e)) => StoreResponse::Error(e),
+                            None => StoreResponse::OutcomeUnknown {
+                                reason: "the state machine gave no outcome".into(),
+                            },
+                        };
+                        let _ = tx.send(answer);
+                    }
+                }
+                // openraft also answers ForwardToLeader for an entry this replica appended and
+                // then truncated when a new leader overwrote it; another replica may still
+                // hold that entry and commit it later. So once proposed, any failure is
+                // "outcome unknown".
+                Err(e) => {
+                    let reason = e.to_string();
+                    for tx in txs {
+                        let _ = tx.send(StoreResponse::OutcomeUnknown {
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -503,6 +577,8 @@ async fn status(shared: &Shared) -> StoreResponse {
         revision: meta.revision,
         oldest_revision: meta.oldest,
         db_size_bytes: shared.db.size_bytes(),
+        log_entries: shared.appends.load(Ordering::Relaxed),
+        log_syncs: shared.syncs.load(Ordering::Relaxed),
         voters: membership.voter_ids().map(|id| (id, addr_of(id))).collect(),
         learners: membership.learner_ids().map(|id| (id, addr_of(id))).collect(),
     })

@@ -115,6 +115,8 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
+        // Reused WAL files need no metadata update on fsync (like etcd's preallocated WAL).
+        opts.set_recycle_log_file_num(4);
         let cfs = [CF_LOG, CF_RAFT, CF_KV, CF_EVENTS, CF_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
@@ -272,6 +274,8 @@ pub struct LogStore {
     syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
     /// fsyncs done by the syncer (group commits), for tests and status.
     syncs: Arc<AtomicU64>,
+    /// Entries appended.
+    appends: Arc<AtomicU64>,
 }
 
 impl Debug for LogStore {
@@ -309,12 +313,18 @@ impl LogStore {
             db,
             syncer: tx,
             syncs,
+            appends: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// How many WAL fsyncs the group commit has done.
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The counters of appends and of fsyncs, to read after the store moved into Raft.
+    pub fn counters(&self) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+        (self.appends.clone(), self.syncs.clone())
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), rocksdb::Error> {
@@ -432,8 +442,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = codec::encode(&entry).map_err(|e| sio(StorageIOError::write_logs, &e))?;
             batch.put_cf(cf, entry.log_id.index.to_be_bytes(), bytes);
         }
+        let n = batch.len() as u64;
         self.write(batch, false)
             .map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        self.appends.fetch_add(n, Ordering::Relaxed);
         if let Err(mpsc::SendError(cb)) = self.syncer.send(callback) {
             cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped")));
         }
@@ -677,7 +689,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<core::Outcome>, SError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<core::Outcome>>, SError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -688,28 +700,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => out.push(Ok(core::Written {
-                    revision: applier.meta().revision,
-                    succeeded: true,
-                    ops: Vec::new(),
-                })),
-                EntryPayload::Normal(cmd) => {
-                    let outcome = applier.apply(&cmd);
-                    if let Err(StoreError::Storage { reason }) = &outcome {
-                        return Err(sio(
-                            StorageIOError::write_state_machine,
-                            &std::io::Error::other(reason.clone()),
-                        ));
+                EntryPayload::Blank => out.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    let mut outcomes = Vec::with_capacity(batch.0.len());
+                    for cmd in &batch.0 {
+                        let outcome = applier.apply(cmd);
+                        if let Err(StoreError::Storage { reason }) = &outcome {
+                            return Err(sio(
+                                StorageIOError::write_state_machine,
+                                &std::io::Error::other(reason.clone()),
+                            ));
+                        }
+                        outcomes.push(outcome);
                     }
-                    out.push(outcome);
+                    out.push(outcomes);
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    out.push(Ok(core::Written {
-                        revision: applier.meta().revision,
-                        succeeded: true,
-                        ops: Vec::new(),
-                    }));
+                    out.push(Vec::new());
                 }
             }
         }

@@ -90,7 +90,7 @@ const NONE: u32 = u32::MAX;
 
 /// Work budget of one augmenting-path search (instances examined); past it the slot is
 /// filled by the fallback instead.
-const SEARCH_BUDGET: usize = 1 << 18;
+const SEARCH_BUDGET: usize = 1 << 21;
 
 /// Computes the preference lists of one FULL_AUTO resource. See the module documentation.
 pub fn place(input: &PlacementInput<'_>) -> Placement {
@@ -284,6 +284,14 @@ struct Solver<'a> {
     /// Replicas kept from the previous lists, per instance (before any move).
     kept: Vec<u32>,
     target: Vec<u32>,
+    /// Floor and ceiling of each instance's exact share: a ceiling unused by one
+    /// instance may pass to another whose floor is its target.
+    lower: Vec<u32>,
+    upper: Vec<u32>,
+    /// Per zone: the sum of its instances' targets, and the floor and ceiling of its share.
+    zone_target: Vec<u32>,
+    zone_low: Vec<u32>,
+    zone_up: Vec<u32>,
     /// Top-state targets used while moving, estimated from the replica targets.
     top_estimate: Vec<u32>,
     /// Partitions each instance held at the first position of the kept lists.
@@ -349,6 +357,11 @@ impl<'a> Solver<'a> {
             count: vec![0; n],
             kept: vec![0; n],
             target: vec![0; n],
+            lower: vec![0; n],
+            upper: vec![0; n],
+            zone_target: Vec::new(),
+            zone_low: Vec::new(),
+            zone_up: Vec::new(),
             top_estimate: vec![0; n],
             kept_tops: vec![0; n],
         }
@@ -465,6 +478,10 @@ impl<'a> Solver<'a> {
             })
             .collect();
         let yint = apportion(&ytot, &zlo, &zhi, total, &zkept, &self.zone_tie);
+        let (zl, zu) = share_bounds(&ytot, &zhi);
+        self.zone_low = zl.iter().zip(&zlo).map(|(&a, &b)| a.max(b as u32)).collect();
+        self.zone_up = zu;
+        self.zone_target = vec![0; nz];
         for z in 0..nz {
             let members = self.zone_members[z].clone();
             let w: Vec<f64> = members.iter().map(|&i| self.weight[i as usize]).collect();
@@ -479,8 +496,13 @@ impl<'a> Solver<'a> {
                 .collect();
             let t: Vec<u64> = members.iter().map(|&i| self.tie[i as usize]).collect();
             let ints = apportion(&x, &li, &hi_i, yint[z], &k, &t);
+            let (low, up) = share_bounds(&x, &hi_i);
             for (j, &i) in members.iter().enumerate() {
-                self.target[i as usize] = ints[j] as u32;
+                let i = i as usize;
+                self.target[i] = ints[j] as u32;
+                self.lower[i] = low[j].max(li[j] as u32).min(self.target[i]);
+                self.upper[i] = up[j].max(self.target[i]);
+                self.zone_target[z] += self.target[i];
             }
         }
         let tops = (self.nparts as u64).min(total);
@@ -628,14 +650,16 @@ impl<'a> Solver<'a> {
                 while self.row(p).contains(&NONE) {
                     let spare = (0..self.n()).any(|i| self.count[i] < self.target[i]);
                     let done = spare
-                        && (self.augment(p, false, &mut held, &mut search)
-                            || self.augment(p, true, &mut held, &mut search));
+                        && [(false, false), (false, true), (true, false), (true, true)]
+                            .into_iter()
+                            .any(|(kept, flexible)| self.augment(p, kept, flexible, &mut held, &mut search));
                     if !done && !self.overflow(p, &mut held) {
                         break;
                     }
                 }
             }
         }
+        self.polish_replicas();
         // Compact: empty slots go last, order kept.
         for p in 0..self.nparts {
             let row = &mut self.slots[p * r..(p + 1) * r];
@@ -654,16 +678,49 @@ impl<'a> Solver<'a> {
 
     /// Breadth-first search for a chain `p ← i1, q1 ← i2, …` ending at an instance below
     /// its target; applies it. With `allow_kept` false only replicas placed in this round
-    /// are reassigned (so the chain moves nothing that stayed put).
-    fn augment(&mut self, p: usize, allow_kept: bool, held: &mut [Vec<u32>], search: &mut Search) -> bool {
+    /// are reassigned (so the chain moves nothing that stayed put). With `flexible`, the
+    /// chain may also end at an instance at its target but below its ceiling, which then
+    /// takes the ceiling of an instance that will not use it.
+    fn augment(
+        &mut self,
+        p: usize,
+        allow_kept: bool,
+        flexible: bool,
+        held: &mut [Vec<u32>],
+        search: &mut Search,
+    ) -> bool {
         let n = self.n();
+        let donors: Vec<u32> = if flexible {
+            (0..n as u32)
+                .filter(|&i| {
+                    let i = i as usize;
+                    self.target[i] > self.lower[i] && self.count[i] < self.target[i]
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if flexible && donors.is_empty() {
+            return false;
+        }
+        let ends = |s: &Self, j: u32| {
+            let ju = j as usize;
+            s.count[ju] < s.target[ju] || (s.count[ju] < s.upper[ju] && s.donor_for(j, &donors).is_some())
+        };
+        let spare: Vec<u32> = (0..n as u32)
+            .filter(|&j| !self.pinned[j as usize] && ends(self, j))
+            .collect();
+        if spare.is_empty() {
+            return false;
+        }
         search.begin();
         search.mark_part(p);
         let mut budget = SEARCH_BUDGET;
         for i in 0..n as u32 {
             if !self.pinned[i as usize] && self.may_join(p, i, NONE) {
                 search.visit(i, NONE, p as u32);
-                if self.count[i as usize] < self.target[i as usize] {
+                if ends(self, i) {
+                    self.take_ceiling(i, &donors);
                     self.apply_chain(i, p, held, search);
                     return true;
                 }
@@ -671,38 +728,188 @@ impl<'a> Solver<'a> {
             }
         }
         while let Some(i) = search.queue.pop_front() {
-            let list = held[i as usize].clone();
-            for q in list {
-                let qu = q as usize;
-                if search.part_marked(qu) {
-                    continue;
+            // The partitions `i` may leave. Partitions are not marked: another instance
+            // leaving the same partition is a different move; a chain that would change
+            // one partition twice is not applied.
+            let leavable: Vec<u32> = held[i as usize]
+                .iter()
+                .copied()
+                .filter(|&q| {
+                    let qu = q as usize;
+                    !search.part_marked(qu)
+                        && self
+                            .row(qu)
+                            .iter()
+                            .position(|&x| x == i)
+                            .is_some_and(|pos| allow_kept || self.fresh[qu * self.r + pos])
+                })
+                .collect();
+            // First the instances with room (chains end there), then everyone else.
+            for &q in &leavable {
+                for &j in &spare {
+                    if budget == 0 {
+                        return false;
+                    }
+                    budget -= 1;
+                    if j == i || search.visited(j) || !self.may_join(q as usize, j, i) {
+                        continue;
+                    }
+                    search.visit(j, i, q);
+                    if search.chain_is_simple(j) {
+                        self.take_ceiling(j, &donors);
+                        self.apply_chain(j, p, held, search);
+                        return true;
+                    }
                 }
-                let pos = match self.row(qu).iter().position(|&x| x == i) {
-                    Some(pos) => pos,
-                    None => continue,
-                };
-                if !allow_kept && !self.fresh[qu * self.r + pos] {
-                    continue;
-                }
-                search.mark_part(qu);
+            }
+            for &q in &leavable {
                 for j in 0..n as u32 {
                     if budget == 0 {
                         return false;
                     }
                     budget -= 1;
-                    if j == i || self.pinned[j as usize] || search.visited(j) || !self.may_join(qu, j, i) {
+                    if j == i
+                        || self.pinned[j as usize]
+                        || search.visited(j)
+                        || !self.may_join(q as usize, j, i)
+                    {
                         continue;
                     }
                     search.visit(j, i, q);
-                    if self.count[j as usize] < self.target[j as usize] {
-                        self.apply_chain(j, p, held, search);
-                        return true;
-                    }
                     search.queue.push_back(j);
                 }
             }
         }
         false
+    }
+
+    /// Whether moving one unit from `a` (holding `ca`) to `b` (holding `cb`) evens the
+    /// weighted load: `a` stays at least as loaded as `b` becomes. Each such move lowers
+    /// `Σ c²/w`, so repeating them ends; counts within the floor and ceiling of their
+    /// shares never qualify.
+    fn evens(&self, a: u32, ca: u32, b: u32, cb: u32) -> bool {
+        let (wa, wb) = (self.weight[a as usize] as u64, self.weight[b as usize] as u64);
+        ca > 0 && u64::from(ca - 1) * wb >= u64::from(cb + 1) * wa
+    }
+
+    /// Single replica moves that even the load, for what targets and chains left uneven
+    /// (targets that zones, caps or the previous layout made unreachable).
+    fn polish_replicas(&mut self) {
+        let n = self.n();
+        let r = self.r;
+        let mut held: Option<Vec<Vec<u32>>> = None;
+        for _ in 0..64 {
+            // The lightest instance that may take one more, by (count + 1) / weight.
+            let light = (0..n as u32)
+                .filter(|&b| !self.pinned[b as usize] && self.count[b as usize] < self.hard[b as usize])
+                .min_by(|&x, &y| {
+                    let (cx, cy) = (
+                        u64::from(self.count[x as usize] + 1),
+                        u64::from(self.count[y as usize] + 1),
+                    );
+                    (cx * self.weight[y as usize] as u64).cmp(&(cy * self.weight[x as usize] as u64))
+                });
+            let Some(light) = light else { return };
+            let cl = self.count[light as usize];
+            let heavy: Vec<u32> = (0..n as u32)
+                .filter(|&a| {
+                    !self.pinned[a as usize] && a != light && self.evens(a, self.count[a as usize], light, cl)
+                })
+                .collect();
+            if heavy.is_empty() {
+                return;
+            }
+            let held = held.get_or_insert_with(|| self.held());
+            let mut changed = false;
+            'heavy: for a in heavy {
+                let list = held[a as usize].clone();
+                for q in list {
+                    let qu = q as usize;
+                    let Some(pos) = self.row(qu).iter().position(|&x| x == a) else {
+                        continue;
+                    };
+                    for b in 0..n as u32 {
+                        let bu = b as usize;
+                        if b == a
+                            || self.pinned[bu]
+                            || self.count[bu] >= self.hard[bu]
+                            || !self.evens(a, self.count[a as usize], b, self.count[bu])
+                            || !self.may_join(qu, b, a)
+                        {
+                            continue;
+                        }
+                        self.slots[qu * r + pos] = b;
+                        self.fresh[qu * r + pos] = true;
+                        self.count[a as usize] -= 1;
+                        self.count[bu] += 1;
+                        held[bu].push(q);
+                        if let Some(k) = held[a as usize].iter().position(|&x| x == q) {
+                            held[a as usize].swap_remove(k);
+                        }
+                        changed = true;
+                        continue 'heavy;
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// Single top hand-overs that even the load (see [`Self::evens`]).
+    fn polish_tops(&self, top: &mut [u32], tc: &mut [u32]) {
+        for _ in 0..64 {
+            let mut changed = false;
+            for (p, t) in top.iter_mut().enumerate() {
+                let a = *t;
+                if a == NONE {
+                    continue;
+                }
+                let better = self.row(p).iter().copied().find(|&b| {
+                    b != NONE
+                        && b != a
+                        && !self.pinned[b as usize]
+                        && self.evens(a, tc[a as usize], b, tc[b as usize])
+                });
+                if let Some(b) = better {
+                    *t = b;
+                    tc[a as usize] -= 1;
+                    tc[b as usize] += 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// A donor whose unused ceiling `j` may take: in the same zone, or in a zone whose
+    /// total stays within its own floor and ceiling, as `j`'s does.
+    fn donor_for(&self, j: u32, donors: &[u32]) -> Option<u32> {
+        let zj = self.zone[j as usize] as usize;
+        donors.iter().copied().find(|&d| {
+            let zd = self.zone[d as usize] as usize;
+            d != j
+                && (zd == zj
+                    || (self.zone_target[zd] > self.zone_low[zd] && self.zone_target[zj] < self.zone_up[zj]))
+        })
+    }
+
+    /// When `end` is at its target, it takes the ceiling of a donor that does not use it.
+    fn take_ceiling(&mut self, end: u32, donors: &[u32]) {
+        let e = end as usize;
+        if self.count[e] < self.target[e] {
+            return;
+        }
+        if let Some(d) = self.donor_for(end, donors) {
+            let d = d as usize;
+            self.target[e] += 1;
+            self.target[d] -= 1;
+            self.zone_target[self.zone[e] as usize] += 1;
+            self.zone_target[self.zone[d] as usize] -= 1;
+        }
     }
 
     /// Applies the chain found by [`Self::augment`], ending at `end`.
@@ -838,6 +1045,8 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        // Last, single hand-overs that even the load where the targets could not be met.
+        self.polish_tops(&mut top, &mut tc);
         // Top first, the rest in their order.
         for (p, &t) in top.iter().enumerate() {
             if t == NONE {
@@ -931,10 +1140,6 @@ impl<'a> Solver<'a> {
                 }
                 budget -= 1;
                 let qu = q as usize;
-                if search.part_marked(qu) {
-                    continue;
-                }
-                search.mark_part(qu);
                 let t = top[qu];
                 if t == NONE || t == i || search.visited(t) {
                     continue;
@@ -1031,8 +1236,8 @@ fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
 }
 
 /// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
-/// or the ceiling of its share; the ceilings go first to entries holding more than their
-/// floor already (`held`), then to larger fractions, then by `tie`.
+/// or the ceiling of its share; the ceilings go first to entries holding the most above
+/// their floor already (`held`), then to larger fractions, then by `tie`.
 fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &[u64]) -> Vec<u64> {
     const EPS: f64 = 1e-6;
     let n = x.len();
@@ -1045,7 +1250,10 @@ fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &
         let mut order: Vec<usize> = (0..n).filter(|&i| out[i] < hi[i]).collect();
         order.sort_by_key(|&i| {
             let f = frac(i);
-            (std::cmp::Reverse((f > 0, held[i] > out[i], f, tie[i])), i)
+            (
+                std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
+                i,
+            )
         });
         let mut need = total - sum;
         // Two rounds: ceilings first; a second only if rounding left a shortfall.
@@ -1185,6 +1393,23 @@ impl Search {
 
     fn visited(&self, i: u32) -> bool {
         self.inst_seen[i as usize] == self.generation
+    }
+
+    /// Whether the chain ending at `end` changes each partition once.
+    fn chain_is_simple(&self, end: u32) -> bool {
+        let mut seen: Vec<u32> = Vec::new();
+        let mut cur = end;
+        loop {
+            let (from, q) = self.parent[cur as usize];
+            if seen.contains(&q) {
+                return false;
+            }
+            seen.push(q);
+            if from == NONE {
+                return true;
+            }
+            cur = from;
+        }
     }
 
     fn mark_part(&mut self, p: usize) {

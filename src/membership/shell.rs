@@ -1,0 +1,664 @@
+//! The membership task: the one owner of the `Foca` instance.
+//!
+//! ```text
+//!   shutdown ─┐
+//!   commands ─┤ select! (biased, in this order)   ┌─► transport.send_datagram (SWIM, leave)
+//!   inbox ────┼──────────► foca + health guard ───┼─► timer queue (stretched by health)
+//!   joins ────┤            + member table         ├─► events (broadcast) and the shared view
+//!   timers ───┘                                   └─► answers to Hello / Members requests
+//! ```
+//!
+//! Incoming datagrams are handled before due timers, so acks that queued up while the loop
+//! was stalled count before the probe they answer is judged. The health guard sees every
+//! timer's lateness; while it holds accusations back, `ProbeRandomMember` (which turns a
+//! failed probe into a suspicion) and `ChangeSuspectToDown` are postponed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foca::{
+    AccumulatingRuntime, Codec, Foca, Member, Message, NoCustomBroadcast, OwnedNotification, PostcardCodec,
+    Timer,
+};
+use rand::rngs::StdRng;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::config::MembershipConfig;
+use super::events::{LocalChange, MembershipEvent};
+use super::health::LocalHealth;
+use super::identity::{NodeId, Roles};
+use super::timers::TimerQueue;
+use super::view::MemberTable;
+use super::wire::{Datagram, MembershipReply, MembershipRequest};
+use super::MembershipError;
+use crate::codec;
+use crate::transport::{self, Inbox, Incoming, PeerAddr, PeerRole, Service, Transport};
+
+/// How long a join's "who are you?" request to a seed may take.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the membership task shares with its handle.
+#[derive(Debug)]
+pub(crate) struct SharedState {
+    pub(crate) table: MemberTable,
+    pub(crate) local: NodeId,
+    pub(crate) health_score: u32,
+    pub(crate) stalls: u64,
+    pub(crate) running: bool,
+}
+
+pub(crate) type Shared = Arc<Mutex<SharedState>>;
+
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, SharedState> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Requests from the handle.
+pub(crate) enum Command {
+    /// Leave gracefully, then stop.
+    Leave(oneshot::Sender<()>),
+    /// Stop processing anything for this long (fault injection: an event-loop stall).
+    Stall(Duration, oneshot::Sender<()>),
+    /// Change roles and clusters.
+    UpdateMetadata(
+        Roles,
+        Vec<String>,
+        oneshot::Sender<Result<NodeId, MembershipError>>,
+    ),
+}
+
+enum Wake {
+    Foca(Timer<NodeId>),
+    IsolationCheck,
+    JoinRetry,
+}
+
+struct ProbeTrack {
+    target: String,
+    number: foca::ProbeNumber,
+    sent: Instant,
+    acked: bool,
+}
+
+type Swim = Foca<NodeId, PostcardCodec, StdRng, NoCustomBroadcast>;
+
+pub(crate) struct Shell {
+    transport: Arc<dyn Transport>,
+    foca: Swim,
+    runtime: AccumulatingRuntime<NodeId>,
+    config: MembershipConfig,
+    timers: TimerQueue<Wake>,
+    health: LocalHealth,
+    shared: Shared,
+    seeds: Vec<SocketAddr>,
+    local: NodeId,
+    incarnation: foca::Incarnation,
+    probe: Option<ProbeTrack>,
+    events: broadcast::Sender<MembershipEvent>,
+    changes: watch::Sender<u64>,
+    hello_tx: mpsc::Sender<(SocketAddr, Option<NodeId>)>,
+    hello_rx: mpsc::Receiver<(SocketAddr, Option<NodeId>)>,
+    hello_inflight: BTreeSet<SocketAddr>,
+    start: Instant,
+    start_unix_ms: u64,
+    gossip_soon: bool,
+    last_backlog: usize,
+    /// Suspects told directly that they are suspected, and when last.
+    nudged: BTreeMap<String, Instant>,
+    leaving: bool,
+}
+
+pub(crate) struct ShellParts {
+    pub transport: Arc<dyn Transport>,
+    pub local: NodeId,
+    pub config: MembershipConfig,
+    pub seeds: Vec<SocketAddr>,
+    pub rng: StdRng,
+    pub shared: Shared,
+    pub events: broadcast::Sender<MembershipEvent>,
+    pub changes: watch::Sender<u64>,
+    pub start_unix_ms: u64,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn decode_header(packet: &[u8]) -> Result<foca::Header<NodeId>, postcard::Error> {
+    <PostcardCodec as Codec<NodeId>>::decode_header(&mut PostcardCodec, packet)
+}
+
+impl Shell {
+    pub(crate) fn new(parts: ShellParts) -> Self {
+        let max_packet = parts
+            .transport
+            .max_datagram_size()
+            .saturating_sub(super::wire::DATAGRAM_OVERHEAD)
+            .max(256);
+        let foca = Foca::new(
+            parts.local.clone(),
+            parts.config.foca_config(max_packet),
+            parts.rng,
+            PostcardCodec,
+        );
+        let (hello_tx, hello_rx) = mpsc::channel(64);
+        Shell {
+            transport: parts.transport,
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            health: LocalHealth::new(parts.config.health.clone()),
+            config: parts.config,
+            timers: TimerQueue::new(),
+            shared: parts.shared,
+            seeds: parts.seeds,
+            local: parts.local,
+            incarnation: 0,
+            probe: None,
+            events: parts.events,
+            changes: parts.changes,
+            hello_tx,
+            hello_rx,
+            hello_inflight: BTreeSet::new(),
+            start: now(),
+            start_unix_ms: parts.start_unix_ms,
+            gossip_soon: false,
+            last_backlog: 0,
+            nudged: BTreeMap::new(),
+            leaving: false,
+        }
+    }
+
+    fn unix_ms(&self, at: Instant) -> u64 {
+        self.start_unix_ms + at.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbox: Inbox,
+    ) {
+        let t = now();
+        self.timers.schedule(t, Wake::JoinRetry);
+        self.timers
+            .schedule(t + self.config.isolation_after / 8, Wake::IsolationCheck);
+        loop {
+            let next = self.timers.next_due();
+            let sleep = async move {
+                match next {
+                    Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(c) => {
+                        if self.command(c).await {
+                            break;
+                        }
+                    }
+                },
+                incoming = inbox.recv() => match incoming {
+                    None => break,
+                    Some(i) => self.incoming(i),
+                },
+                Some((addr, id)) = self.hello_rx.recv() => {
+                    self.hello_inflight.remove(&addr);
+                    if let Some(id) = id {
+                        if id.name != self.local.name {
+                            let _ = self.foca.announce(id, &mut self.runtime);
+                        }
+                    }
+                }
+                () = sleep => self.fire_due(),
+            }
+            self.flush();
+        }
+        lock(&self.shared).running = false;
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Returns whether the task must stop.
+    async fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Leave(done) => {
+                self.leave().await;
+                let _ = done.send(());
+                true
+            }
+            Command::Stall(d, done) => {
+                tokio::time::sleep(d).await;
+                // The worst order after a stall: the overdue timers run before the datagrams
+                // that queued up meanwhile are read (as when a starved process wakes up and
+                // its timers win the race against its socket).
+                self.fire_due();
+                let _ = done.send(());
+                false
+            }
+            Command::UpdateMetadata(roles, clusters, done) => {
+                let mut next = self.local.clone().with_metadata(roles, clusters);
+                next.revision = next.revision.saturating_add(1);
+                let result = self
+                    .foca
+                    .change_identity(next.clone(), &mut self.runtime)
+                    .map(|()| next)
+                    .map_err(|e| MembershipError::Identity {
+                        reason: e.to_string(),
+                    });
+                if result.is_ok() {
+                    self.incarnation = 0;
+                }
+                self.flush();
+                let _ = done.send(result);
+                false
+            }
+        }
+    }
+
+    async fn leave(&mut self) {
+        self.leaving = true;
+        let notice = match codec::encode(&Datagram::Leave(self.local.clone())) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::warn!("cannot encode the leave notice: {e}");
+                return;
+            }
+        };
+        // The notices go first, a few times; SWIM's own leave (a gossiped "down") only after
+        // them, so that members hear "left" directly before anyone relays "down".
+        let peers: Vec<NodeId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+        for _ in 0..self.config.leave_repeats.max(1) {
+            for p in &peers {
+                let _ = self.transport.send_datagram(
+                    &PeerAddr::named(p.name.clone(), p.addr),
+                    Service::MEMBERSHIP,
+                    notice.clone(),
+                );
+            }
+            tokio::time::sleep(self.config.leave_spacing).await;
+        }
+        if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+            tracing::debug!("foca leave: {e}");
+        }
+        self.flush();
+    }
+
+    fn incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Datagram { from, body } => {
+                if from.role != PeerRole::Node {
+                    return;
+                }
+                match codec::decode::<Datagram>(&body) {
+                    Ok(Datagram::Swim(packet)) => self.swim_packet(&from.name, &packet),
+                    Ok(Datagram::Leave(id)) => {
+                        if id.name != from.name {
+                            tracing::debug!(peer = %from.name, "leave notice for another node ignored");
+                            return;
+                        }
+                        tracing::debug!(peer = %from.name, generation = id.generation, "leave notice");
+                        lock(&self.shared).table.record_leave(&id.name, id.generation);
+                        // Not relayed: every member gets the notice from the leaver itself,
+                        // and a relayed "down" could overtake it.
+                        let _ =
+                            self.foca
+                                .apply_many(std::iter::once(Member::down(id)), false, &mut self.runtime);
+                    }
+                    Ok(Datagram::Suspected { id, incarnation }) => {
+                        // Only about our current identity; foca refutes (bumps the
+                        // incarnation and gossips it).
+                        if id == self.local {
+                            let _ = self.foca.apply_many(
+                                std::iter::once(Member::new(id, incarnation, foca::State::Suspect)),
+                                true,
+                                &mut self.runtime,
+                            );
+                        }
+                    }
+                    Err(e) => tracing::debug!(peer = %from.name, "malformed membership datagram: {e}"),
+                }
+            }
+            Incoming::Request { from, body, reply } => match codec::decode::<MembershipRequest>(&body) {
+                Ok(MembershipRequest::Hello) => reply.ok_typed(&MembershipReply::Hello(self.local.clone())),
+                Ok(MembershipRequest::Members) => {
+                    let rows = lock(&self.shared).table.snapshot(&self.local, now());
+                    reply.ok_typed(&MembershipReply::Members(rows));
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %from.name, "malformed membership request: {e}");
+                    reply.refuse(format!("malformed membership request: {e}"));
+                }
+            },
+            Incoming::Message { .. } => {}
+        }
+    }
+
+    fn swim_packet(&mut self, from: &str, packet: &[u8]) {
+        let header = match decode_header(packet) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(peer = %from, "undecodable SWIM packet: {e}");
+                return;
+            }
+        };
+        if header.src.name != from {
+            tracing::debug!(peer = %from, claimed = %header.src.name, "SWIM packet under another name dropped");
+            return;
+        }
+        let t = now();
+        let at = self.unix_ms(t);
+        let reconnected = {
+            let mut s = lock(&self.shared);
+            s.table.heard_from(from, t);
+            if let Message::Ack(n) = header.message {
+                if let Some(p) = self.probe.as_mut() {
+                    if p.target == from && p.number == n && !p.acked {
+                        p.acked = true;
+                        let rtt = t.saturating_duration_since(p.sent);
+                        s.table.probe_acked(from, rtt);
+                        self.health
+                            .ack_received(rtt, self.health.stretch(self.config.probe_rtt));
+                    }
+                }
+            }
+            // Isolation is "no peer reached us": any packet addressed to our current
+            // identity counts (acks come once per probe period, so a single slow peer
+            // would fake an isolation; a one-way cut ends in `Rejoined` instead).
+            if header.dst == self.local {
+                s.table.acked(&self.local, t, at)
+            } else {
+                None
+            }
+        };
+        if let Some(e) = reconnected {
+            self.emit(vec![e]);
+        }
+        if let Err(e) = self.foca.handle_data(packet, &mut self.runtime) {
+            tracing::debug!(peer = %from, "SWIM packet: {e}");
+        }
+    }
+
+    fn fire_due(&mut self) {
+        let t = now();
+        while let Some((due, wake)) = self.timers.pop_due(t) {
+            self.health.timer_fired(due, t);
+            match wake {
+                Wake::Foca(timer) => {
+                    let accuses = matches!(
+                        timer,
+                        Timer::ProbeRandomMember(_) | Timer::ChangeSuspectToDown { .. }
+                    );
+                    if accuses {
+                        if let Some(until) = self.health.holding(t) {
+                            tracing::debug!("holding an accusation back for {:?}: this node lags", until - t);
+                            self.timers.schedule(until, Wake::Foca(timer));
+                            continue;
+                        }
+                    }
+                    if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
+                        tracing::debug!("SWIM timer: {e}");
+                    }
+                }
+                Wake::IsolationCheck => {
+                    self.nudge_suspects(t, false);
+                    // Just woken from a stall, the datagrams that arrived meanwhile are not
+                    // read yet: judge isolation once the hold is over.
+                    let event = if self.health.holding(t).is_some() {
+                        None
+                    } else {
+                        lock(&self.shared).table.check_isolation(
+                            &self.local,
+                            t,
+                            self.config.isolation_after,
+                            self.unix_ms(t),
+                        )
+                    };
+                    if let Some(e) = event {
+                        self.emit(vec![e]);
+                    }
+                    self.timers
+                        .schedule(t + self.config.isolation_after / 8, Wake::IsolationCheck);
+                }
+                Wake::JoinRetry => {
+                    if !self.leaving && self.foca.num_members() == 0 {
+                        self.rejoin();
+                    }
+                    self.timers.schedule(t + self.config.join_retry, Wake::JoinRetry);
+                }
+            }
+        }
+    }
+
+    /// With no live peer: ask the seeds who they are (then announce to them), and announce
+    /// to a few members known to be down (after a partition, they may be back).
+    fn rejoin(&mut self) {
+        let own = self.transport.local_addr();
+        for &seed in &self.seeds {
+            if seed == own || !self.hello_inflight.insert(seed) {
+                continue;
+            }
+            let transport = self.transport.clone();
+            let tx = self.hello_tx.clone();
+            tokio::spawn(async move {
+                let answer = transport::call::<_, MembershipReply>(
+                    &*transport,
+                    &PeerAddr::any(seed),
+                    Service::MEMBERSHIP,
+                    &MembershipRequest::Hello,
+                    HELLO_TIMEOUT,
+                )
+                .await;
+                let id = match answer {
+                    Ok(MembershipReply::Hello(id)) => Some(id),
+                    _ => None,
+                };
+                let _ = tx.send((seed, id)).await;
+            });
+        }
+        let down: Vec<NodeId> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Down)
+            .map(|m| m.id().clone())
+            .take(3)
+            .collect();
+        for id in down {
+            let _ = self.foca.announce(id, &mut self.runtime);
+        }
+    }
+
+    /// Tells suspects directly that we suspect them: new ones at once (`fresh`), the others
+    /// again every few probe periods while the suspicion lasts.
+    fn nudge_suspects(&mut self, now: Instant, fresh: bool) {
+        let again = self.config.probe_period * 4;
+        let suspects: Vec<(NodeId, foca::Incarnation)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Suspect)
+            .map(|m| (m.id().clone(), m.incarnation()))
+            .collect();
+        self.nudged
+            .retain(|name, _| suspects.iter().any(|(id, _)| id.name == *name));
+        for (id, incarnation) in suspects {
+            let due = match self.nudged.get(&id.name) {
+                None => true,
+                Some(last) => !fresh && now.saturating_duration_since(*last) >= again,
+            };
+            if !due {
+                continue;
+            }
+            self.nudged.insert(id.name.clone(), now);
+            let to = PeerAddr::named(id.name.clone(), id.addr);
+            match codec::encode(&Datagram::Suspected { id, incarnation }) {
+                Ok(b) => {
+                    let _ = self
+                        .transport
+                        .send_datagram(&to, Service::MEMBERSHIP, Bytes::from(b));
+                }
+                Err(e) => tracing::warn!("cannot encode a suspicion notice: {e}"),
+            }
+        }
+    }
+
+    fn stretched(&self, timer: &Timer<NodeId>, after: Duration) -> Duration {
+        match timer {
+            Timer::ProbeRandomMember(_)
+            | Timer::SendIndirectProbe { .. }
+            | Timer::ChangeSuspectToDown { .. } => self.health.stretch(after),
+            _ => after,
+        }
+    }
+
+    fn send(&mut self, to: NodeId, packet: Bytes) {
+        let t = now();
+        if let Ok(header) = decode_header(&packet[..]) {
+            // foca sends TurnUndead when a suspicion timer fires even if the suspect refuted
+            // meanwhile (its "still the same incarnation" check only guards the state
+            // change). Telling a member we consider alive that it is down would make it
+            // rejoin for nothing: only members we hold down (or no longer know) are told.
+            if header.message == Message::TurnUndead
+                && self
+                    .foca
+                    .iter_membership_state()
+                    .any(|m| m.id() == &header.dst && m.state() != foca::State::Down)
+            {
+                tracing::debug!(member = %header.dst, "TurnUndead to a member that refuted: not sent");
+                return;
+            }
+            if let Message::Ping(number) = header.message {
+                self.probe = Some(ProbeTrack {
+                    target: to.name.clone(),
+                    number,
+                    sent: t,
+                    acked: false,
+                });
+            }
+            if header.src_incarnation > self.incarnation {
+                // We had to refute a suspicion: likely this node is the slow one; and the
+                // refutation must travel fast.
+                self.incarnation = header.src_incarnation;
+                self.health.refuted_suspicion();
+                self.gossip_soon = true;
+            }
+        }
+        let body = match codec::encode(&Datagram::Swim(packet.to_vec())) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::warn!("cannot encode a SWIM datagram: {e}");
+                return;
+            }
+        };
+        if let Err(e) =
+            self.transport
+                .send_datagram(&PeerAddr::named(to.name, to.addr), Service::MEMBERSHIP, body)
+        {
+            tracing::debug!("SWIM datagram not sent: {e}");
+        }
+    }
+
+    /// Carries out what foca asked for, turns state changes into events and publishes them.
+    fn flush(&mut self) {
+        for _ in 0..4 {
+            let t = now();
+            while let Some((to, packet)) = self.runtime.to_send() {
+                self.send(to, packet);
+            }
+            while let Some((after, timer)) = self.runtime.to_schedule() {
+                let after = self.stretched(&timer, after);
+                self.timers.schedule(t + after, Wake::Foca(timer));
+            }
+            let mut events = Vec::new();
+            while let Some(n) = self.runtime.to_notify() {
+                match n {
+                    OwnedNotification::Rejoin(id) => {
+                        tracing::info!(
+                            generation = id.generation,
+                            "declared down by the cluster; rejoined"
+                        );
+                        self.local = id.clone();
+                        self.incarnation = 0;
+                        events.push(MembershipEvent::Rejoined(LocalChange {
+                            name: id.name.clone(),
+                            generation: id.generation,
+                            silent_ms: None,
+                            at_unix_ms: self.unix_ms(t),
+                        }));
+                    }
+                    OwnedNotification::Defunct if !self.leaving => {
+                        tracing::warn!("declared down by the cluster and cannot rejoin");
+                    }
+                    _ => {}
+                }
+            }
+            if self.foca.identity() != &self.local {
+                self.local = self.foca.identity().clone();
+            }
+            let at = self.unix_ms(t);
+            {
+                let mut s = lock(&self.shared);
+                let changed = s.table.reconcile(self.foca.iter_membership_state(), at);
+                if s.local != self.local {
+                    s.local = self.local.clone();
+                }
+                s.health_score = self.health.score();
+                s.stalls = self.health.stalls();
+                events.extend(changed);
+                if s.table.take_changed() {
+                    self.gossip_soon = true;
+                }
+            }
+            // Fresh news (a suspicion, a refutation, a down, a join) is pushed to a few
+            // members at once instead of waiting for the next periodic gossip.
+            let backlog = self.foca.updates_backlog();
+            if backlog > self.last_backlog {
+                self.gossip_soon = true;
+            }
+            self.last_backlog = backlog;
+            if events
+                .iter()
+                .any(|e| matches!(e, MembershipEvent::MemberSuspected(_)))
+            {
+                self.nudge_suspects(t, true);
+            }
+            self.emit(events);
+            if self.gossip_soon && !self.leaving && self.foca.num_members() > 0 {
+                self.gossip_soon = false;
+                // Enough random picks to reach about every member of a small cluster.
+                let rounds = self
+                    .foca
+                    .num_members()
+                    .div_ceil(self.config.num_indirect_probes.max(1))
+                    .clamp(1, 3);
+                for _ in 0..rounds {
+                    let _ = self.foca.gossip(&mut self.runtime);
+                }
+                continue;
+            }
+            self.gossip_soon = false;
+            if self.runtime.backlog() == 0 {
+                break;
+            }
+        }
+    }
+
+    fn emit(&mut self, events: Vec<MembershipEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for e in events {
+            tracing::debug!(event = e.kind(), "membership");
+            let _ = self.events.send(e);
+        }
+        self.changes.send_modify(|v| *v += 1);
+    }
+}

@@ -1,0 +1,549 @@
+//! Deterministic simulations: many members in one process over `MemNetwork`, tokio's paused
+//! clock, seeded randomness (every assertion names its seed).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strand::membership::{Membership, MembershipConfig, MembershipEvent, RecvError, Status};
+use strand::transport::mem::{MemNetwork, MemTransport};
+use strand::transport::{PeerRole, Transport};
+
+/// The seeds every scenario sweeps; `STRAND_SIM_SEEDS=FIRST..LAST` sweeps a range instead.
+fn seeds() -> Vec<u64> {
+    if let Ok(range) = std::env::var("STRAND_SIM_SEEDS") {
+        if let Some((a, b)) = range.split_once("..") {
+            if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                return (a..b).collect();
+            }
+        }
+    }
+    vec![1, 7, 42, 1234]
+}
+
+struct Node {
+    name: String,
+    addr: SocketAddr,
+    m: Membership,
+    log: Arc<Mutex<Vec<(tokio::time::Instant, MembershipEvent)>>>,
+}
+
+impl Node {
+    fn events(&self) -> Vec<(tokio::time::Instant, MembershipEvent)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn kinds_about(&self, kind: &str, name: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|(_, e)| e.kind() == kind && e.member().is_some_and(|m| m.name == name))
+            .count()
+    }
+
+    fn has_local(&self, kind: &str) -> bool {
+        self.events().iter().any(|(_, e)| e.kind() == kind)
+    }
+}
+
+struct Sim {
+    seed: u64,
+    net: MemNetwork,
+    nodes: Vec<Node>,
+}
+
+fn start_node(
+    net: &MemNetwork,
+    transport: Arc<MemTransport>,
+    seeds: Vec<SocketAddr>,
+    generation: u64,
+    rng: u64,
+    config: MembershipConfig,
+) -> Node {
+    let name = transport.local_name().to_string();
+    let addr = transport.local_addr();
+    let _ = net;
+    let (m, mut sub) = Membership::builder(transport)
+        .seeds(seeds)
+        .generation(generation)
+        .config(config)
+        .rng_seed(rng)
+        .start_subscribed()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        loop {
+            match sub.recv().await {
+                Ok(e) => sink.lock().unwrap().push((tokio::time::Instant::now(), e)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    Node { name, addr, m, log }
+}
+
+impl Sim {
+    /// `n` members, all seeded with the first one, all seeing each other alive.
+    async fn start(seed: u64, n: usize) -> Sim {
+        Self::start_with(seed, n, MembershipConfig::lan()).await
+    }
+
+    async fn start_with(seed: u64, n: usize, config: MembershipConfig) -> Sim {
+        let net = MemNetwork::new(seed);
+        let mut nodes: Vec<Node> = Vec::new();
+        for i in 0..n {
+            let t = net.endpoint(&format!("n{i}"));
+            let seeds = nodes.first().map(|n| vec![n.addr]).unwrap_or_default();
+            nodes.push(start_node(
+                &net,
+                t,
+                seeds,
+                100,
+                seed * 1000 + i as u64,
+                config.clone(),
+            ));
+        }
+        let sim = Sim { seed, net, nodes };
+        sim.wait_all_alive(&(0..n).collect::<Vec<_>>(), Duration::from_secs(10))
+            .await;
+        // Settle: let join gossip finish before any fault.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sim
+    }
+
+    /// Waits until every node in `idx` sees every other node in `idx` alive.
+    async fn wait_all_alive(&self, idx: &[usize], timeout: Duration) {
+        let names: Vec<String> = idx.iter().map(|&i| self.nodes[i].name.clone()).collect();
+        for &i in idx {
+            let node = &self.nodes[i];
+            let ok = node
+                .m
+                .wait_until(timeout, |rows| {
+                    names
+                        .iter()
+                        .filter(|n| **n != node.name)
+                        .all(|n| rows.iter().any(|r| r.name == *n && r.status == Status::Alive))
+                })
+                .await;
+            assert!(
+                ok,
+                "seed {}: {} does not see {names:?} alive: {:?}",
+                self.seed,
+                node.name,
+                node.m.members()
+            );
+        }
+    }
+
+    async fn wait_status(&self, observer: usize, name: &str, status: Status, timeout: Duration) -> bool {
+        self.nodes[observer]
+            .m
+            .wait_until(timeout, |rows| {
+                rows.iter().any(|r| r.name == name && r.status == status)
+            })
+            .await
+    }
+
+    /// Every node's events, for failure messages.
+    fn dump(&self) -> String {
+        let t0 = self.nodes[0].events().first().map(|(t, _)| *t);
+        let mut out = String::new();
+        for n in &self.nodes {
+            for (t, e) in n.events() {
+                let at = t0.map(|t0| t.saturating_duration_since(t0)).unwrap_or_default();
+                let about = e
+                    .member()
+                    .map(|m| format!("{}#{}", m.name, m.generation))
+                    .unwrap_or_default();
+                out.push_str(&format!("\n  {at:>10.3?} {} {} {about}", n.name, e.kind()));
+            }
+        }
+        out
+    }
+
+    /// MemberDown events about members that were never faulted, over every node.
+    fn false_downs(&self, faulted: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for (_, e) in n.events() {
+                if let MembershipEvent::MemberDown(m) = &e {
+                    if !faulted.contains(&m.name.as_str()) {
+                        out.push(format!("{} saw {} down", n.name, m.name));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_member_is_declared_down_by_every_survivor() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let victim = sim.nodes[4].addr;
+        let crashed_at = tokio::time::Instant::now();
+        sim.net.crash(victim);
+        for i in 0..4 {
+            assert!(
+                sim.wait_status(i, "n4", Status::Down, Duration::from_secs(5))
+                    .await,
+                "seed {seed}: n{i} does not see n4 down: {:?}",
+                sim.nodes[i].m.members()
+            );
+        }
+        let first = (0..4)
+            .filter_map(|i| {
+                sim.nodes[i]
+                    .events()
+                    .into_iter()
+                    .find(|(_, e)| e.kind() == "MemberDown")
+                    .map(|(t, _)| t - crashed_at)
+            })
+            .min()
+            .unwrap();
+        // Settle, then check nobody else was accused.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sim.false_downs(&["n4"]), Vec::<String>::new(), "seed {seed}");
+        for i in 0..4 {
+            assert_eq!(
+                sim.nodes[i].kinds_about("MemberDown", "n4"),
+                1,
+                "seed {seed}: n{i}"
+            );
+        }
+        println!("seed {seed}: first MemberDown {first:?} after the crash (virtual time)");
+        assert!(
+            first < Duration::from_secs(2),
+            "seed {seed}: detection took {first:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_falsely_suspected_member_refutes_and_is_never_declared_down() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        // Short stalls of n2 until someone suspects it (a probe of n2 falls into one).
+        let mut suspected = false;
+        for _ in 0..20 {
+            sim.nodes[2]
+                .m
+                .stall_for(Duration::from_millis(200))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            suspected = sim
+                .nodes
+                .iter()
+                .any(|n| n.name != "n2" && n.kinds_about("MemberSuspected", "n2") > 0);
+            if suspected {
+                break;
+            }
+        }
+        assert!(suspected, "seed {seed}: n2 was never suspected");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sim.false_downs(&[]), Vec::<String>::new(), "seed {seed}");
+        assert!(
+            sim.nodes.iter().all(|n| !n.has_local("Rejoined")),
+            "seed {seed}: someone had to rejoin: {}",
+            sim.dump()
+        );
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_member_comes_back_up_with_a_higher_generation() {
+    for seed in seeds() {
+        let mut sim = Sim::start(seed, 5).await;
+        let addr = sim.nodes[4].addr;
+        sim.net.crash(addr);
+        for i in 0..4 {
+            assert!(
+                sim.wait_status(i, "n4", Status::Down, Duration::from_secs(5))
+                    .await,
+                "seed {seed}"
+            );
+        }
+        let old = sim.nodes.pop().unwrap();
+        drop(old);
+        let t = sim.net.endpoint_at("n4", addr, PeerRole::Node).unwrap();
+        sim.nodes.push(start_node(
+            &sim.net,
+            t,
+            vec![sim.nodes[0].addr],
+            200,
+            seed + 99,
+            MembershipConfig::lan(),
+        ));
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(5)).await;
+        for i in 0..4 {
+            let row = sim.nodes[i]
+                .m
+                .members()
+                .into_iter()
+                .find(|r| r.name == "n4")
+                .unwrap();
+            assert_eq!(row.generation, 200, "seed {seed}: n{i}");
+            let ups: Vec<u64> = sim.nodes[i]
+                .events()
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    MembershipEvent::MemberUp(m) if m.name == "n4" => Some(m.generation),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ups.last(), Some(&200), "seed {seed}: n{i} saw {ups:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_heals_and_everyone_is_alive_again() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let a: Vec<SocketAddr> = sim.nodes[..3].iter().map(|n| n.addr).collect();
+        let b: Vec<SocketAddr> = sim.nodes[3..].iter().map(|n| n.addr).collect();
+        sim.net.partition(&a, &b);
+        // Each side declares the other down.
+        for i in 0..3 {
+            for name in ["n3", "n4"] {
+                assert!(
+                    sim.wait_status(i, name, Status::Down, Duration::from_secs(5))
+                        .await,
+                    "seed {seed}"
+                );
+            }
+        }
+        for i in 3..5 {
+            for name in ["n0", "n1", "n2"] {
+                assert!(
+                    sim.wait_status(i, name, Status::Down, Duration::from_secs(5))
+                        .await,
+                    "seed {seed}"
+                );
+            }
+        }
+        // Within a side, nobody is accused.
+        let cross = |x: &str, y: &str| {
+            let side = |n: &str| ["n0", "n1", "n2"].contains(&n);
+            side(x) != side(y)
+        };
+        for n in &sim.nodes {
+            for (_, e) in n.events() {
+                if let MembershipEvent::MemberDown(m) = &e {
+                    assert!(
+                        cross(&n.name, &m.name),
+                        "seed {seed}: {} saw {} down",
+                        n.name,
+                        m.name
+                    );
+                }
+            }
+        }
+        sim.net.heal();
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(20))
+            .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_percent_datagram_loss_causes_no_false_down() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        sim.net.set_datagram_loss(0.2);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        sim.net.set_datagram_loss(0.0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            sim.false_downs(&[]),
+            Vec::<String>::new(),
+            "seed {seed}: {}",
+            sim.dump()
+        );
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(5)).await;
+    }
+}
+
+/// Stalls n1's loop for 300 ms five times (acks 20-60 ms in flight, so stalls catch some);
+/// returns what others than n1 were accused of, as "observer saw member kind".
+async fn stall_n1_and_collect_accusations(sim: &Sim) -> Vec<String> {
+    sim.net
+        .set_delay(Duration::from_millis(10), Duration::from_millis(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = sim.nodes.iter().map(|n| n.events().len()).collect::<Vec<_>>();
+    for _ in 0..5 {
+        sim.nodes[1]
+            .m
+            .stall_for(Duration::from_millis(300))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1234)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut out = Vec::new();
+    for (n, skip) in sim.nodes.iter().zip(before) {
+        for (_, e) in n.events().into_iter().skip(skip) {
+            if let Some(m) = e.member() {
+                if matches!(e.kind(), "MemberSuspected" | "MemberDown") && m.name != "n1" {
+                    out.push(format!("{} saw {} {}", n.name, m.name, e.kind()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_whose_loop_stalls_300ms_accuses_no_one() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        // Nobody but the stalled member itself may have been suspected or declared down.
+        assert_eq!(
+            stall_n1_and_collect_accusations(&sim).await,
+            Vec::<String>::new(),
+            "seed {seed}"
+        );
+        assert!(
+            sim.nodes[1].m.stalls() >= 1,
+            "seed {seed}: the stall went unnoticed"
+        );
+        sim.nodes.iter().for_each(|n| assert!(n.m.is_running()));
+        sim.net.set_delay(Duration::ZERO, Duration::ZERO);
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(5)).await;
+    }
+}
+
+/// The control experiment: with the guard switched off, the same stalls make n1 accuse
+/// healthy members, so the test above does exercise the guard.
+#[tokio::test(start_paused = true)]
+async fn without_the_health_guard_a_stalled_member_accuses_others() {
+    let mut config = MembershipConfig::lan();
+    config.health.min_hold = Duration::ZERO;
+    config.health.max_hold = Duration::ZERO;
+    config.health.max_score = 0;
+    let mut accused = 0;
+    for seed in seeds() {
+        let sim = Sim::start_with(seed, 5, config.clone()).await;
+        accused += stall_n1_and_collect_accusations(&sim).await.len();
+    }
+    assert!(accused > 0, "the stalls never caught a probe in flight");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_isolated_member_is_told_before_the_others_declare_it_down() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let x = sim.nodes[3].addr;
+        sim.net.isolate(x);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !sim.nodes[3].has_local("Isolated") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: never isolated"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let isolated_at = sim.nodes[3]
+            .events()
+            .into_iter()
+            .find(|(_, e)| e.kind() == "Isolated")
+            .unwrap()
+            .0;
+        for i in [0, 1, 2, 4] {
+            assert!(
+                sim.wait_status(i, "n3", Status::Down, Duration::from_secs(5))
+                    .await,
+                "seed {seed}"
+            );
+        }
+        let first_down = sim
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                n.events()
+                    .into_iter()
+                    .find(|(_, e)| e.kind() == "MemberDown" && e.member().is_some_and(|m| m.name == "n3"))
+                    .map(|(t, _)| t)
+            })
+            .min()
+            .unwrap();
+        assert!(
+            isolated_at <= first_down,
+            "seed {seed}: Isolated came {:?} after the first MemberDown",
+            isolated_at - first_down
+        );
+        assert!(sim.nodes[3].m.is_isolated());
+        sim.net.heal();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !sim.nodes[3].has_local("Reconnected") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: never reconnected"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(20))
+            .await;
+        // It had been declared down, so it came back with a higher generation.
+        assert!(sim.nodes[3].m.local().generation > 100, "seed {seed}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_leave_is_seen_as_left_by_everyone_at_once() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let left_at = tokio::time::Instant::now();
+        sim.nodes[0].m.leave().await.unwrap();
+        for i in 1..5 {
+            assert!(
+                sim.wait_status(i, "n0", Status::Left, Duration::from_secs(2))
+                    .await,
+                "seed {seed}"
+            );
+            let (t, _) = sim.nodes[i]
+                .events()
+                .into_iter()
+                .find(|(_, e)| e.kind() == "MemberLeft")
+                .unwrap();
+            assert!(
+                t - left_at < Duration::from_millis(100),
+                "seed {seed}: n{i} after {:?}",
+                t - left_at
+            );
+            assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n0"), 0, "seed {seed}");
+        }
+        assert!(!sim.nodes[0].m.is_running());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_metadata_change_is_seen_as_member_updated() {
+    let sim = Sim::start(3, 3).await;
+    let roles = strand::membership::Roles::PARTICIPANT;
+    let id = sim.nodes[2]
+        .m
+        .update_metadata(roles, vec!["MYCLUSTER".into()])
+        .await
+        .unwrap();
+    assert_eq!(id.revision, 1);
+    for i in 0..2 {
+        let ok = sim.nodes[i]
+            .m
+            .wait_until(Duration::from_secs(3), |rows| {
+                rows.iter()
+                    .any(|r| r.name == "n2" && r.clusters == ["MYCLUSTER"] && r.status == Status::Alive)
+            })
+            .await;
+        assert!(ok, "n{i}: {:?}", sim.nodes[i].m.members());
+        assert_eq!(sim.nodes[i].kinds_about("MemberUpdated", "n2"), 1);
+        assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n2"), 0);
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use rand::RngExt;
 use serde_json::Value;
 
 fn strand(args: &[&str]) -> (i32, String, String) {
@@ -290,5 +291,55 @@ fn maintenance_example_recovers_masters_without_replacing() {
             .filter(|s| *s == "MASTER")
             .count();
         assert!(masters <= 1, "{p}");
+    }
+}
+
+/// Replaces one random value somewhere in `v` with a random JSON value.
+fn mutate(v: &mut Value, rng: &mut rand::rngs::StdRng) {
+    let descend = rng.random_bool(0.8);
+    match v {
+        Value::Object(m) if descend && !m.is_empty() => {
+            let k = m.keys().nth(rng.random_range(0..m.len())).unwrap().clone();
+            mutate(m.get_mut(&k).unwrap(), rng);
+        }
+        Value::Array(a) if descend && !a.is_empty() => {
+            let i = rng.random_range(0..a.len());
+            mutate(&mut a[i], rng);
+        }
+        _ => {
+            *v = match rng.random_range(0..8) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.random_bool(0.5)),
+                2 => serde_json::json!(rng.random_range(-5i64..100)),
+                3 => serde_json::json!("MASTER"),
+                4 => serde_json::json!("x"),
+                5 => serde_json::json!([]),
+                6 => serde_json::json!({}),
+                _ => serde_json::json!(-1.5),
+            }
+        }
+    }
+}
+
+#[test]
+fn mutated_examples_never_panic() {
+    use rand::SeedableRng;
+    for name in EXAMPLES {
+        let text = std::fs::read_to_string(example(name)).unwrap();
+        let original: Value = serde_json::from_str(&text).unwrap();
+        for seed in 0..150u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut v = original.clone();
+            for _ in 0..rng.random_range(1..4) {
+                mutate(&mut v, &mut rng);
+            }
+            let input = v.to_string();
+            let outcome = std::panic::catch_unwind(|| {
+                if let Ok(snap) = strand::cli::plan::parse_input(&input) {
+                    let _ = strand::rebalance::compute(&snap);
+                }
+            });
+            assert!(outcome.is_ok(), "{name}, seed {seed}: panicked on {input}");
+        }
     }
 }

@@ -33,14 +33,15 @@ pub struct HealthConfig {
 
 impl Default for HealthConfig {
     /// LAN defaults: a stall is a timer 50 ms late; score up to 4; holds of 150 ms to 2 s;
-    /// failures of two different probe targets within 2 s count against this node.
+    /// failures of two different probe targets within 250 ms (consecutive probes at the
+    /// default 100 ms period) count against this node.
     fn default() -> Self {
         HealthConfig {
             stall_threshold: Duration::from_millis(50),
             max_score: 4,
             min_hold: Duration::from_millis(150),
             max_hold: Duration::from_secs(2),
-            failure_window: Duration::from_secs(2),
+            failure_window: Duration::from_millis(250),
         }
     }
 }
@@ -267,11 +268,11 @@ mod tests {
         let t0 = Instant::now();
         let mut h = LocalHealth::new(HealthConfig::default());
         assert_eq!(h.probe_failed("a", t0), HealthChange::Unchanged);
-        assert_eq!(h.probe_failed("a", t0 + ms(400)), HealthChange::Unchanged);
+        assert_eq!(h.probe_failed("a", t0 + ms(100)), HealthChange::Unchanged);
         assert_eq!(h.score(), 0);
-        assert_eq!(h.probe_failed("b", t0 + ms(800)), HealthChange::Worse);
+        assert_eq!(h.probe_failed("b", t0 + ms(200)), HealthChange::Worse);
         // Too far apart: not correlated.
-        assert_eq!(h.probe_failed("c", t0 + ms(5000)), HealthChange::Unchanged);
+        assert_eq!(h.probe_failed("c", t0 + ms(1000)), HealthChange::Unchanged);
         assert_eq!(h.score(), 1);
     }
 

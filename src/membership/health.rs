@@ -26,16 +26,22 @@ pub struct HealthConfig {
     pub min_hold: Duration,
     /// ... and at most this long.
     pub max_hold: Duration,
+    /// Failed probes of two different members within this window implicate this node
+    /// (one dead member cannot fail two probes of different targets).
+    pub failure_window: Duration,
 }
 
 impl Default for HealthConfig {
-    /// LAN defaults: a stall is a timer 50 ms late; score up to 4; holds of 150 ms to 2 s.
+    /// LAN defaults: a stall is a timer 50 ms late; score up to 4; holds of 150 ms to 2 s;
+    /// failures of two different probe targets within 250 ms (consecutive probes at the
+    /// default 100 ms period) count against this node.
     fn default() -> Self {
         HealthConfig {
             stall_threshold: Duration::from_millis(50),
             max_score: 4,
             min_hold: Duration::from_millis(150),
             max_hold: Duration::from_secs(2),
+            failure_window: Duration::from_millis(250),
         }
     }
 }
@@ -61,6 +67,8 @@ pub struct LocalHealth {
     worst_stall: Duration,
     /// When the last stall was noticed: timers due before then belong to that stall.
     last_stall: Option<Instant>,
+    /// The last failed probe: its target and when.
+    last_failure: Option<(String, Instant)>,
 }
 
 impl LocalHealth {
@@ -73,6 +81,7 @@ impl LocalHealth {
             stalls: 0,
             worst_stall: Duration::ZERO,
             last_stall: None,
+            last_failure: None,
         }
     }
 
@@ -157,6 +166,20 @@ impl LocalHealth {
         }
     }
 
+    /// Our probe of `target` got no ack, direct or indirect, by `now`. A failure alone may be
+    /// the target's fault; failures of two different targets close together are ours.
+    pub fn probe_failed(&mut self, target: &str, now: Instant) -> HealthChange {
+        let correlated = self.last_failure.as_ref().is_some_and(|(t, at)| {
+            t != target && now.saturating_duration_since(*at) <= self.config.failure_window
+        });
+        self.last_failure = Some((target.to_string(), now));
+        if correlated {
+            self.worse()
+        } else {
+            HealthChange::Unchanged
+        }
+    }
+
     /// Someone suspected this node and it had to refute: likely the node is the slow one.
     pub fn refuted_suspicion(&mut self) -> HealthChange {
         self.worse()
@@ -238,6 +261,19 @@ mod tests {
         }
         assert_eq!(h.score(), 0);
         assert_eq!(h.ack_received(ms(1), ms(40)), HealthChange::Unchanged);
+    }
+
+    #[test]
+    fn one_dead_target_does_not_implicate_us_two_failing_targets_do() {
+        let t0 = Instant::now();
+        let mut h = LocalHealth::new(HealthConfig::default());
+        assert_eq!(h.probe_failed("a", t0), HealthChange::Unchanged);
+        assert_eq!(h.probe_failed("a", t0 + ms(100)), HealthChange::Unchanged);
+        assert_eq!(h.score(), 0);
+        assert_eq!(h.probe_failed("b", t0 + ms(200)), HealthChange::Worse);
+        // Too far apart: not correlated.
+        assert_eq!(h.probe_failed("c", t0 + ms(1000)), HealthChange::Unchanged);
+        assert_eq!(h.score(), 1);
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //!   declared down, before it rejoins.
 //! - A graceful leave is sent directly to every member (a few times), not only gossiped, so
 //!   everyone sees `MemberLeft` at once.
+//! - A suspect is told directly that it is suspected (when the suspicion starts and again
+//!   while it lasts), so refutation does not wait for gossip; any news is pushed to a few
+//!   members at once rather than at the next periodic gossip.
+//! - foca tells a member "you are down" when a suspicion timer fires even if the member has
+//!   refuted meanwhile; the shell does not send that message to members it holds alive.
 //! - The local-health guard ([`health`]) stretches probe and suspicion timeouts and holds
 //!   accusations back while the node itself lags, so a starved node accuses no one.
 //! - `Isolated` / `Reconnected` tell a node that no peer has reached it for a while,

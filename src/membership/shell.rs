@@ -360,6 +360,13 @@ impl Shell {
         let reconnected = {
             let mut s = lock(&self.shared);
             s.table.heard_from(from, t);
+            if let Message::ForwardedAck { origin, probe_number } = &header.message {
+                if let Some(p) = self.probe.as_mut() {
+                    if p.target == origin.name && p.number == *probe_number {
+                        p.acked = true;
+                    }
+                }
+            }
             if let Message::Ack(n) = header.message {
                 if let Some(p) = self.probe.as_mut() {
                     if p.target == from && p.number == n && !p.acked {
@@ -403,6 +410,12 @@ impl Shell {
                             tracing::debug!("holding an accusation back for {:?}: this node lags", until - t);
                             self.timers.schedule(until, Wake::Foca(timer));
                             continue;
+                        }
+                    }
+                    if matches!(timer, Timer::ProbeRandomMember(_)) {
+                        // The probe this timer closes got no ack at all.
+                        if let Some(p) = self.probe.take_if(|p| !p.acked) {
+                            self.health.probe_failed(&p.target, t);
                         }
                     }
                     if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {

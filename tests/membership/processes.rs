@@ -110,12 +110,20 @@ pub fn free_addr() -> SocketAddr {
     s.local_addr().unwrap()
 }
 
-pub fn wait_for(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, pred: impl FnMut() -> bool) {
+    assert!(eventually(timeout, pred), "timed out waiting for {what}");
+}
+
+/// Whether `pred` holds within `timeout`.
+pub fn eventually(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 pub struct Cluster {
@@ -168,17 +176,28 @@ impl Cluster {
         self.nodes.iter().flatten()
     }
 
+    /// Every running node's event lines, for failure messages.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for n in self.running() {
+            for v in n.lines() {
+                out.push_str(&format!(
+                    "\n  {}: {} {} #{} at {}",
+                    n.name, v["event"], v["name"], v["generation"], v["at_unix_ms"]
+                ));
+            }
+        }
+        out
+    }
+
     pub fn wait_all_up(&self) {
         for obs in self.running() {
             for other in self.running().filter(|o| o.name != obs.name) {
-                wait_for(
-                    &format!("{} to see {} up", obs.name, other.name),
-                    DEADLINE,
-                    || {
-                        let g = other.generation();
-                        g.is_some() && obs.last_about(&other.name) == Some(("MemberUp".into(), g.unwrap()))
-                    },
-                );
+                let ok = eventually(DEADLINE, || {
+                    let g = other.generation();
+                    g.is_some() && obs.last_about(&other.name) == Some(("MemberUp".into(), g.unwrap()))
+                });
+                assert!(ok, "{} does not see {} up:{}", obs.name, other.name, self.dump());
             }
         }
     }
@@ -194,9 +213,10 @@ fn five_processes_see_a_kill_a_restart_and_a_leave() {
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
     for obs in c.running() {
-        wait_for(&format!("{} to see p4 down", obs.name), DEADLINE, || {
+        let ok = eventually(DEADLINE, || {
             obs.last_about("p4") == Some(("MemberDown".into(), g4))
         });
+        assert!(ok, "{} does not see p4 down:{}", obs.name, c.dump());
     }
 
     // Restart it at the same address: up again, with a higher generation.
@@ -211,10 +231,17 @@ fn five_processes_see_a_kill_a_restart_and_a_leave() {
     let pid = nix::unistd::Pid::from_raw(leaver.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     for obs in c.running() {
-        wait_for(&format!("{} to see p3 leave", obs.name), DEADLINE, || {
+        let ok = eventually(DEADLINE, || {
             obs.last_about("p3") == Some(("MemberLeft".into(), g3))
         });
-        assert_eq!(obs.count("MemberDown", "p3"), 0, "{} saw p3 down", obs.name);
+        assert!(ok, "{} does not see p3 leave:{}", obs.name, c.dump());
+        assert_eq!(
+            obs.count("MemberDown", "p3"),
+            0,
+            "{} saw p3 down:{}",
+            obs.name,
+            c.dump()
+        );
     }
     let deadline = Instant::now() + DEADLINE;
     let status = loop {

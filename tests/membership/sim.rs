@@ -547,3 +547,21 @@ async fn a_metadata_change_is_seen_as_member_updated() {
         assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n2"), 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn twenty_members_detect_a_crash_without_accusing_anyone_else() {
+    for seed in seeds().into_iter().take(2) {
+        let sim = Sim::start(seed, 20).await;
+        let victim = sim.nodes[13].addr;
+        sim.net.crash(victim);
+        for i in (0..20).filter(|i| *i != 13) {
+            assert!(
+                sim.wait_status(i, "n13", Status::Down, Duration::from_secs(5))
+                    .await,
+                "seed {seed}: n{i} does not see n13 down"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sim.false_downs(&["n13"]), Vec::<String>::new(), "seed {seed}");
+    }
+}

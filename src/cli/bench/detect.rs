@@ -224,6 +224,15 @@ impl Bench {
             ) else {
                 continue;
             };
+            if kind == "Rejoined" {
+                // The node was declared down and came back with a new generation.
+                if let Some(p) = self.procs.values_mut().find(|p| p.slot == slot) {
+                    p.generation = generation;
+                }
+                if let Some(entry) = self.slots.get_mut(&slot) {
+                    entry.1 = generation;
+                }
+            }
             self.events.push(Ev {
                 observer: slot,
                 kind,
@@ -586,6 +595,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         "missed": missed,
         "leaves_seen_as_down": leaves_as_down,
         "isolated_events": isolated,
+        "rejoins": bench.events.iter().filter(|e| e.kind == "Rejoined").count(),
         "suspicions": suspicions,
         "config": {
             "probe_period_ms": args.probe_period_ms.unwrap_or(100),

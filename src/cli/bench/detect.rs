@@ -10,8 +10,8 @@
 //!
 //! JSON: `nodes`, `trials`, `load`, `first_detect_ms`, `all_detect_ms`, `leave_ms` (each
 //! `p50`, `p99`, `max`), `false_positives`, `missed` (trials where some survivor never saw
-//! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events` and
-//! `suspicions` (over the whole run, every node), `config`.
+//! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events`, `rejoins`
+//! and `suspicions` (over the whole run, every node), `config`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -37,8 +37,9 @@ use super::MembershipError;
 use crate::codec;
 use crate::transport::{self, Inbox, Incoming, PeerAddr, PeerRole, Service, Transport};
 
-/// How long a join's "who are you?" request to a seed may take.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a join's "who are you?" request to a seed may take (it may include the QUIC
+/// handshake, slow on a starved machine; retries do not wait for it).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the membership task shares with its handle.
 #[derive(Debug)]

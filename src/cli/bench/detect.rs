@@ -10,8 +10,8 @@
 //!
 //! JSON: `nodes`, `trials`, `load`, `first_detect_ms`, `all_detect_ms`, `leave_ms` (each
 //! `p50`, `p99`, `max`), `false_positives`, `missed` (trials where some survivor never saw
-//! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events` and
-//! `suspicions` (over the whole run, every node), `config`.
+//! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events`, `rejoins`
+//! and `suspicions` (over the whole run, every node), `config`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -58,6 +58,9 @@ pub struct DetectBenchArgs {
 }
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restarted node may take until every node sees it up (generous: a starved
+/// machine makes QUIC handshakes slow).
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn unix_ms_now() -> f64 {
     SystemTime::now()
@@ -221,6 +224,15 @@ impl Bench {
             ) else {
                 continue;
             };
+            if kind == "Rejoined" {
+                // The node was declared down and came back with a new generation.
+                if let Some(p) = self.procs.values_mut().find(|p| p.slot == slot) {
+                    p.generation = generation;
+                }
+                if let Some(entry) = self.slots.get_mut(&slot) {
+                    entry.1 = generation;
+                }
+            }
             self.events.push(Ev {
                 observer: slot,
                 kind,
@@ -261,6 +273,35 @@ impl Bench {
             .filter(|(i, _)| **i != victim)
             .map(|(_, p)| p.slot)
             .collect()
+    }
+
+    /// Who does not see whom up yet, for error messages.
+    fn not_up(&self) -> String {
+        let mut out = Vec::new();
+        for obs in self.procs.values() {
+            for p in self.procs.values().filter(|p| p.slot != obs.slot) {
+                let last = self
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        e.observer == obs.slot
+                            && e.name == p.name
+                            && matches!(e.kind.as_str(), "MemberUp" | "MemberDown" | "MemberLeft")
+                    })
+                    .map(|e| format!("{}#{}", e.kind, e.generation));
+                if last.as_deref() != Some(&format!("MemberUp#{}", p.generation)) {
+                    out.push(format!(
+                        "{} sees {}#{} as {}",
+                        obs.name,
+                        p.name,
+                        p.generation,
+                        last.unwrap_or_else(|| "nothing".into())
+                    ));
+                }
+            }
+        }
+        out.join("; ")
     }
 
     fn all_see_all_up(&self) -> bool {
@@ -493,8 +534,11 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
             all.push(times.iter().copied().fold(0.0, f64::max));
         }
         bench.spawn(victim)?;
-        if !bench.wait(Duration::from_secs(15), Bench::all_see_all_up) {
-            return Err(CliError::failed(format!("{name} did not rejoin within 15 s")));
+        if !bench.wait(REJOIN_TIMEOUT, Bench::all_see_all_up) {
+            return Err(CliError::failed(format!(
+                "{name} did not rejoin within {REJOIN_TIMEOUT:?}: {}",
+                bench.not_up()
+            )));
         }
         bench.wait(Duration::from_millis(300), |_| false);
     }
@@ -523,8 +567,11 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
             missed += 1;
         }
         bench.spawn(victim)?;
-        if !bench.wait(Duration::from_secs(15), Bench::all_see_all_up) {
-            return Err(CliError::failed(format!("{name} did not rejoin within 15 s")));
+        if !bench.wait(REJOIN_TIMEOUT, Bench::all_see_all_up) {
+            return Err(CliError::failed(format!(
+                "{name} did not rejoin within {REJOIN_TIMEOUT:?}: {}",
+                bench.not_up()
+            )));
         }
     }
     bench.wait(Duration::from_millis(500), |_| false);
@@ -548,6 +595,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         "missed": missed,
         "leaves_seen_as_down": leaves_as_down,
         "isolated_events": isolated,
+        "rejoins": bench.events.iter().filter(|e| e.kind == "Rejoined").count(),
         "suspicions": suspicions,
         "config": {
             "probe_period_ms": args.probe_period_ms.unwrap_or(100),

@@ -398,7 +398,9 @@ async fn cached_reads_never_go_behind_the_clients_own_writes_under_concurrent_wr
         let truth = setup.get(&path).await.unwrap().unwrap();
         for c in &clients {
             loop {
-                if c.cache_lookup(&path) == Some(Some(truth.clone())) || c.cache_lookup(&path).is_none() {
+                if c.cache_lookup(&path).map(|o| o.map(|r| (*r).clone())) == Some(Some(truth.clone()))
+                    || c.cache_lookup(&path).is_none()
+                {
                     break;
                 }
                 assert!(Instant::now() < deadline, "cache did not converge on {path}");

@@ -13,6 +13,9 @@
 //!          of `/` from the revision the cache started at; an entry is served only when it,
 //!          or the watch's progress, is at least the client's last acknowledged revision.
 //! ```
+//!
+//! A cache hit allocates nothing and takes no lock: one moka lookup, two atomic loads and a
+//! reference count (records are shared as `Arc<Record>`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::ops::compute::Op as CacheOp;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::core::{Command, Event, EventKind, Op, OpOutcome, Record, Stat, StoreError, Txn, Written};
@@ -82,14 +84,14 @@ impl StoreClientConfig {
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
-    record: Option<Record>,
+    record: Option<Arc<Record>>,
     as_of: u64,
 }
 
 struct Cache {
     map: moka::sync::Cache<String, Arc<CacheEntry>>,
     /// Every event up to this revision has been applied to `map`.
-    progress: watch::Sender<u64>,
+    progress: AtomicU64,
     /// Bumped when the cache is cleared; a fill started in an older generation is dropped.
     generation: AtomicU64,
     /// The watch has every event after this revision (`u64::MAX`: not started); only reads
@@ -103,11 +105,11 @@ impl Cache {
         if self.generation.load(Ordering::Acquire) == generation
             && as_of >= self.start.load(Ordering::Acquire)
         {
-            self.offer(path, record, as_of);
+            self.offer(path, record.map(Arc::new), as_of);
         }
     }
 
-    fn offer(&self, path: &str, record: Option<Record>, as_of: u64) {
+    fn offer(&self, path: &str, record: Option<Arc<Record>>, as_of: u64) {
         self.map
             .entry(path.to_string())
             .and_compute_with(|current| match current {
@@ -152,7 +154,7 @@ impl PropertyStore {
     pub fn new(transport: Arc<dyn Transport>, config: StoreClientConfig) -> PropertyStore {
         let cache = (config.cache_capacity > 0).then(|| Cache {
             map: moka::sync::Cache::new(config.cache_capacity),
-            progress: watch::channel(0).0,
+            progress: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             start: AtomicU64::new(u64::MAX),
         });
@@ -494,29 +496,46 @@ impl PropertyStore {
     /// older than this client's last acknowledged write. Otherwise reads linearizably and
     /// fills the cache. Without a cache, the same as [`PropertyStore::get`].
     pub async fn cached_get(&self, path: &str) -> Result<Option<Record>, ClientError> {
+        Ok(self
+            .cached_get_shared(path)
+            .await?
+            .map(|r| Arc::try_unwrap(r).unwrap_or_else(|r| (*r).clone())))
+    }
+
+    /// [`PropertyStore::cached_get`] returning the record shared with the cache: a hit
+    /// allocates nothing.
+    pub async fn cached_get_shared(&self, path: &str) -> Result<Option<Arc<Record>>, ClientError> {
         let Some(cache) = &self.inner.cache else {
-            return self.get(path).await;
+            return Ok(self.get(path).await?.map(Arc::new));
         };
         if let Some(hit) = self.cache_lookup(path) {
             return Ok(hit);
         }
         let generation = cache.generation.load(Ordering::Acquire);
         let (record, revision) = self.get_with(path, ReadMode::Linearizable).await?;
-        cache.fill(generation, path, record.clone(), revision);
+        let record = record.map(Arc::new);
+        if cache.generation.load(Ordering::Acquire) == generation
+            && revision >= cache.start.load(Ordering::Acquire)
+        {
+            cache.offer(path, record.clone(), revision);
+        }
         Ok(record)
     }
 
-    /// The cache's answer for `path`, if it has one it may give (no I/O).
-    pub fn cache_lookup(&self, path: &str) -> Option<Option<Record>> {
+    /// The cache's answer for `path`, if it has one it may give (no I/O, no allocation).
+    pub fn cache_lookup(&self, path: &str) -> Option<Option<Arc<Record>>> {
         let cache = self.inner.cache.as_ref()?;
         let need = self.inner.last_ack.load(Ordering::Acquire);
         let entry = cache.map.get(path)?;
-        (entry.as_of >= need || *cache.progress.borrow() >= need).then(|| entry.record.clone())
+        (entry.as_of >= need || cache.progress.load(Ordering::Acquire) >= need).then(|| entry.record.clone())
     }
 
     /// The revision up to which the cache's watch has applied every event (0: not started).
     pub fn cache_progress(&self) -> u64 {
-        self.inner.cache.as_ref().map_or(0, |c| *c.progress.borrow())
+        self.inner
+            .cache
+            .as_ref()
+            .map_or(0, |c| c.progress.load(Ordering::Acquire))
     }
 
     /// Watches `prefix` from revision `from` (0: from now).
@@ -687,26 +706,25 @@ async fn cache_watch(inner: std::sync::Weak<Inner>) {
                         match &e.kind {
                             EventKind::Put { value, stat } => cache.offer(
                                 &e.path,
-                                Some(Record {
+                                Some(Arc::new(Record {
                                     value: value.clone(),
                                     stat: *stat,
-                                }),
+                                })),
                                 e.revision,
                             ),
                             EventKind::Delete => cache.offer(&e.path, None, e.revision),
                         }
                     }
                     let upto = watcher.next.saturating_sub(1);
-                    if upto > *cache.progress.borrow() {
-                        cache.progress.send_replace(upto);
-                    }
+                    // Only this task raises it; a clear below resets it to 0.
+                    cache.progress.fetch_max(upto, Ordering::AcqRel);
                 }
                 Err(e) => {
                     // Fell behind the history (or lost the store for long): start over.
                     tracing::debug!(error = %e, "cache watch restarts; cache cleared");
                     cache.start.store(u64::MAX, Ordering::Release);
                     cache.generation.fetch_add(1, Ordering::AcqRel);
-                    cache.progress.send_replace(0);
+                    cache.progress.store(0, Ordering::Release);
                     cache.map.invalidate_all();
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     break;

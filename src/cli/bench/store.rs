@@ -162,6 +162,9 @@ pub struct Phase {
     errors: u64,
 }
 
+/// Put errors printed so far (the first few are printed).
+static REPORTED_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -295,7 +298,18 @@ async fn measure(
         let v = value.clone();
         let p = phase(&clients, c, args.ops, cap, move |cl, i| {
             let v = v.clone();
-            Box::pin(async move { cl.set(&format!("/bench/p{c}/k{i}"), &v, None).await.is_ok() })
+            Box::pin(async move {
+                match cl.set(&format!("/bench/p{c}/k{i}"), &v, None).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        // The first few errors say why, not only how many.
+                        if REPORTED_ERRORS.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("put c={c} error: {e}");
+                        }
+                        false
+                    }
+                }
+            })
         })
         .await;
         eprintln!(

@@ -362,7 +362,11 @@ fn status(args: StatusArgs) -> Result<(), CliError> {
                             s.revision.to_string(),
                             human_bytes(s.db_size_bytes),
                         ],
-                        Err(e) => vec!["?".into(), ep.to_string(), format!("unreachable: {e}")],
+                        Err(_) => {
+                            let mut row = vec!["?".into(), ep.to_string(), "unreachable".into()];
+                            row.resize(9, "-".into());
+                            row
+                        }
                     })
                     .collect();
                 print!(
@@ -372,6 +376,12 @@ fn status(args: StatusArgs) -> Result<(), CliError> {
                         &rows
                     )
                 );
+                // The reasons go below the table, so a long error does not stretch its columns.
+                for (ep, r) in &all {
+                    if let Err(e) = r {
+                        eprintln!("{ep}: {e}");
+                    }
+                }
             }
         }
         if reachable == 0 {

@@ -206,7 +206,22 @@ fn run(seed: u64, modes: &[RebalanceMode]) -> Result<(), String> {
         .iter()
         .all(|r| builtin(model_of(&snap, r).name()).is_some());
     if all_builtin {
-        return Err("no convergence after 40 quiet rounds".into());
+        let d = decide(&snap);
+        let stuck: Vec<String> = d
+            .resources
+            .iter()
+            .flat_map(|(r, rd)| {
+                rd.transitions
+                    .iter()
+                    .map(move |t| format!("{r}: sent {t:?}"))
+                    .chain(
+                        rd.held
+                            .iter()
+                            .map(move |h| format!("{r}: held {:?} ({})", h.transition, h.reason)),
+                    )
+            })
+            .collect();
+        return Err(format!("no convergence after 40 quiet rounds: {stuck:?}"));
     }
     Ok(())
 }

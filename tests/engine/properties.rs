@@ -276,3 +276,10 @@ fn random_models_have_shortest_next_hops() {
         }
     }
 }
+
+/// Regression: FULL_AUTO's previous placement counted a replica that had just dropped to
+/// OFFLINE on its way out, so placement alternated between two partitions for ever.
+#[test]
+fn full_auto_previous_placement_does_not_flip_flop_on_an_offline_replica() {
+    run(719, &modes()).unwrap_or_else(|e| panic!("seed 719: {e}"));
+}

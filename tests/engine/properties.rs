@@ -3,7 +3,8 @@
 //! partitions disabled, lists reordered, transitions completing late or failing into
 //! ERROR). Every round checks the invariants of [`check_decision`] and [`check_reported`],
 //! and that shuffled inputs give the same decision; after the churn stops, resources of
-//! built-in models must converge. A failure names its seed: rerun with `ENGINE_SEED=<seed>`.
+//! built-in models must converge. A failure names its seed: rerun with `ENGINE_SEED=<seed>`;
+//! `ENGINE_SEEDS=<count>` runs more seeds than the default.
 
 use std::collections::BTreeMap;
 
@@ -25,10 +26,13 @@ pub fn modes() -> Vec<RebalanceMode> {
     ]
 }
 
+/// The seeds to run: `ENGINE_SEED=<seed>` runs one, `ENGINE_SEEDS=<count>` runs more.
 fn seeds(default_count: u64) -> Vec<u64> {
-    match std::env::var("ENGINE_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => (0..default_count).collect(),
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    match (var("ENGINE_SEED"), var("ENGINE_SEEDS")) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(count)) => (0..count).collect(),
+        (None, None) => (0..default_count).collect(),
     }
 }
 

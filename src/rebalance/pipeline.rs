@@ -596,7 +596,7 @@ impl<'a> Cluster<'a> {
                     continue;
                 }
                 let bounds = selection::resolve_bounds(w.model, w.live_candidates, replicas);
-                let sel = selection::select(w.model, &bounds, holders, pending, candidates);
+                let sel = selection::select(w.model, &bounds, holders, pending, best, candidates);
                 candidate_moves.extend(sel.accepted.iter().map(movement));
                 for BoundRejection {
                     transition,
@@ -712,7 +712,10 @@ pub fn compute_with(
 }
 
 /// The previous placement FULL_AUTO starts from: the ideal state's listFields where present,
-/// else the current holders (live or not), highest state first, then by name.
+/// else the current holders (live or not), highest state first, then by name. A replica in
+/// the initial state serves nothing and is not a holder: counting it would make placement
+/// flip-flop while a replica is being moved out (it drops to OFFLINE, sorts last, and
+/// placement would pick another partition to take from its instance).
 fn previous_placement(
     ideal: &IdealState,
     model: &StateModelDefinition,
@@ -726,7 +729,11 @@ fn previous_placement(
             _ => {
                 let mut holders: Vec<(&String, &String)> = current
                     .get(p)
-                    .map(|h| h.iter().filter(|(_, s)| *s != DROPPED).collect())
+                    .map(|h| {
+                        h.iter()
+                            .filter(|(_, s)| *s != DROPPED && *s != model.initial_state())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 holders.sort_by_key(|(i, s)| (model.state_priority(s).unwrap_or(usize::MAX), *i));
                 holders.into_iter().map(|(i, _)| i.clone()).collect()
@@ -890,7 +897,12 @@ mod tests {
             ("db_0".to_string(), map(&[("a", "MASTER")])),
             (
                 "db_1".to_string(),
-                map(&[("a", "SLAVE"), ("b", "MASTER"), ("c", "DROPPED")]),
+                map(&[
+                    ("a", "SLAVE"),
+                    ("b", "MASTER"),
+                    ("c", "DROPPED"),
+                    ("d", "OFFLINE"),
+                ]),
             ),
         ]);
         let prev = previous_placement(&is, &ms, &parts, &current);

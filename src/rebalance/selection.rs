@@ -10,10 +10,13 @@
 //! This is what makes a MASTER hand-over safe: while `A: MASTER→SLAVE` is in flight, A still
 //! counts as a MASTER, so `B: SLAVE→MASTER` is accepted only in a round after A's
 //! transition completed. Fixed bounds (`1`) and `N` bounds are never exceeded. An `R`
-//! bound (a replica count) is never exceeded by a transition that raises a replica's state;
-//! a demotion (to a lower-priority state) is not held back by an `R` bound, because a
-//! demotion is how a surplus replica leaves (`MASTER→SLAVE` on its way to DROPPED while
-//! R SLAVEs already exist) and holding it back would stall the hand-over for ever.
+//! bound (a replica count) has one exception: a demotion of a replica that is on its way
+//! further down (its best possible state is below the transition's target, as for a MASTER
+//! leaving the partition: `MASTER→SLAVE→OFFLINE→DROPPED`) is not held back by it. A MASTER
+//! can leave only through SLAVE; when R SLAVEs already exist (a new replica came up while the
+//! old MASTER was still serving), holding that demotion back would stall the partition for
+//! ever, with the promotion of its successor waiting on it. Every other transition, and
+//! every promotion, respects `R` too.
 
 use std::collections::BTreeMap;
 
@@ -111,12 +114,14 @@ pub fn sort_by_priority(model: &StateModelDefinition, transitions: &mut [Replica
 }
 
 /// Selects, among one partition's candidates, those that keep every state within its bound,
-/// counting `current` and `pending` first (see the module docs).
+/// counting `current` and `pending` first (see the module docs). `best` is the partition's
+/// best possible map (instance → state), which the `R` exception looks at.
 pub fn select(
     model: &StateModelDefinition,
     bounds: &BTreeMap<String, ResolvedBound>,
     current: &BTreeMap<String, String>,
     pending: &[ReplicaTransition],
+    best: &BTreeMap<String, String>,
     mut candidates: Vec<ReplicaTransition>,
 ) -> Selection {
     let mut counts = counts_in_flight(current, pending);
@@ -127,7 +132,7 @@ pub fn select(
         let verdict = match bounds.get(&t.to) {
             None => Ok(()),
             Some(b) if count < b.max => Ok(()),
-            Some(b) if b.replica_bound && is_demotion(model, &t) => Ok(()),
+            Some(b) if b.replica_bound && passes_through(model, &t, best.get(&t.instance)) => Ok(()),
             Some(b) => Err(b.max),
         };
         match verdict {
@@ -143,6 +148,19 @@ pub fn select(
         }
     }
     out
+}
+
+/// Whether `t` is a demotion of a replica whose best possible state is lower still (it only
+/// passes through `t.to` on its way down).
+fn passes_through(model: &StateModelDefinition, t: &ReplicaTransition, target: Option<&String>) -> bool {
+    let below = match (
+        target.and_then(|s| model.state_priority(s)),
+        model.state_priority(&t.to),
+    ) {
+        (Some(target), Some(to)) => target > to,
+        _ => false,
+    };
+    below && is_demotion(model, t)
 }
 
 /// Whether a transition moves a replica to a lower-priority state.
@@ -167,6 +185,21 @@ mod tests {
 
     fn t(instance: &str, from: &str, to: &str) -> ReplicaTransition {
         ReplicaTransition::new("p", instance, from, to)
+    }
+
+    /// [`select`] with every candidate's target being its `to` (no replica passes through).
+    fn sel(
+        m: &StateModelDefinition,
+        b: &BTreeMap<String, ResolvedBound>,
+        current: &BTreeMap<String, String>,
+        pending: &[ReplicaTransition],
+        candidates: Vec<ReplicaTransition>,
+    ) -> Selection {
+        let best = candidates
+            .iter()
+            .map(|t| (t.instance.clone(), t.to.clone()))
+            .collect();
+        select(m, b, current, pending, &best, candidates)
     }
 
     fn ms() -> (StateModelDefinition, BTreeMap<String, ResolvedBound>) {
@@ -211,7 +244,7 @@ mod tests {
         let (m, b) = ms();
         // Round 1: A is MASTER; both transitions are candidates; only A's demotion passes.
         let current = map(&[("a", "MASTER"), ("b", "SLAVE")]);
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,
@@ -222,7 +255,7 @@ mod tests {
         assert_eq!(s.rejected.len(), 1);
         assert_eq!(s.rejected[0].state, "MASTER");
         // Round 2: A's demotion is still in flight: B must wait.
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,
@@ -232,7 +265,7 @@ mod tests {
         assert!(s.accepted.is_empty());
         // Round 3: A completed.
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE")]);
-        let s = select(&m, &b, &current, &[], vec![t("b", "SLAVE", "MASTER")]);
+        let s = sel(&m, &b, &current, &[], vec![t("b", "SLAVE", "MASTER")]);
         assert_eq!(s.accepted, vec![t("b", "SLAVE", "MASTER")]);
     }
 
@@ -240,7 +273,7 @@ mod tests {
     fn pending_promotion_blocks_a_second_one() {
         let (m, b) = ms();
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE")]);
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,
@@ -254,7 +287,7 @@ mod tests {
     fn two_promotions_in_one_round_take_only_the_first() {
         let (m, b) = ms();
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE")]);
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,
@@ -265,20 +298,34 @@ mod tests {
     }
 
     #[test]
-    fn replica_bound_holds_for_promotions_but_not_demotions() {
+    fn replica_bound_lets_only_a_leaving_replica_pass() {
         let (m, b) = ms();
-        // Three SLAVEs already (R = 3): a fourth OFFLINE→SLAVE waits, a MASTER→SLAVE passes.
+        // Three SLAVEs already (R = 3) and d, the old MASTER, is leaving the partition: its
+        // MASTER→SLAVE passes (it only passes through SLAVE); a fourth OFFLINE→SLAVE waits.
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "SLAVE"), ("d", "MASTER")]);
+        let best = map(&[
+            ("a", "MASTER"),
+            ("b", "SLAVE"),
+            ("c", "SLAVE"),
+            ("d", "DROPPED"),
+            ("e", "SLAVE"),
+        ]);
         let s = select(
             &m,
             &b,
             &current,
             &[],
+            &best,
             vec![t("e", "OFFLINE", "SLAVE"), t("d", "MASTER", "SLAVE")],
         );
         assert_eq!(s.accepted, vec![t("d", "MASTER", "SLAVE")]);
         assert_eq!(s.rejected[0].transition, t("e", "OFFLINE", "SLAVE"));
         assert_eq!(s.rejected[0].bound, 3);
+        // A MASTER that stays as a SLAVE waits for room like everybody else.
+        let best = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "DROPPED"), ("d", "SLAVE")]);
+        let s = select(&m, &b, &current, &[], &best, vec![t("d", "MASTER", "SLAVE")]);
+        assert!(s.accepted.is_empty());
+        assert_eq!(s.rejected[0].state, "SLAVE");
     }
 
     #[test]
@@ -301,7 +348,7 @@ mod tests {
         // b is SLAVE and a wants SLAVE too: a's OFFLINE→SLAVE is looked at first but SLAVE is
         // full (b counts until its promotion completes), so only b's promotion is sent.
         let current = map(&[("b", "SLAVE")]);
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,
@@ -311,7 +358,7 @@ mod tests {
         assert_eq!(s.accepted, vec![t("b", "SLAVE", "MASTER")]);
         assert_eq!(s.rejected[0].transition, t("a", "OFFLINE", "SLAVE"));
         // With SLAVE free, the higher-priority OFFLINE→SLAVE goes first and takes the slot.
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &map(&[("c", "MASTER")]),
@@ -325,7 +372,7 @@ mod tests {
     fn unbounded_states_always_pass() {
         let (m, b) = ms();
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE")]);
-        let s = select(
+        let s = sel(
             &m,
             &b,
             &current,

@@ -3,7 +3,8 @@
 //! partitions disabled, lists reordered, transitions completing late or failing into
 //! ERROR). Every round checks the invariants of [`check_decision`] and [`check_reported`],
 //! and that shuffled inputs give the same decision; after the churn stops, resources of
-//! built-in models must converge. A failure names its seed: rerun with `ENGINE_SEED=<seed>`.
+//! built-in models must converge. A failure names its seed: rerun with `ENGINE_SEED=<seed>`;
+//! `ENGINE_SEEDS=<count>` runs more seeds than the default.
 
 use std::collections::BTreeMap;
 
@@ -25,10 +26,13 @@ pub fn modes() -> Vec<RebalanceMode> {
     ]
 }
 
+/// The seeds to run: `ENGINE_SEED=<seed>` runs one, `ENGINE_SEEDS=<count>` runs more.
 fn seeds(default_count: u64) -> Vec<u64> {
-    match std::env::var("ENGINE_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => (0..default_count).collect(),
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    match (var("ENGINE_SEED"), var("ENGINE_SEEDS")) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(count)) => (0..count).collect(),
+        (None, None) => (0..default_count).collect(),
     }
 }
 
@@ -206,7 +210,22 @@ fn run(seed: u64, modes: &[RebalanceMode]) -> Result<(), String> {
         .iter()
         .all(|r| builtin(model_of(&snap, r).name()).is_some());
     if all_builtin {
-        return Err("no convergence after 40 quiet rounds".into());
+        let d = decide(&snap);
+        let stuck: Vec<String> = d
+            .resources
+            .iter()
+            .flat_map(|(r, rd)| {
+                rd.transitions
+                    .iter()
+                    .map(move |t| format!("{r}: sent {t:?}"))
+                    .chain(
+                        rd.held
+                            .iter()
+                            .map(move |h| format!("{r}: held {:?} ({})", h.transition, h.reason)),
+                    )
+            })
+            .collect();
+        return Err(format!("no convergence after 40 quiet rounds: {stuck:?}"));
     }
     Ok(())
 }
@@ -260,4 +279,11 @@ fn random_models_have_shortest_next_hops() {
             }
         }
     }
+}
+
+/// Regression: FULL_AUTO's previous placement counted a replica that had just dropped to
+/// OFFLINE on its way out, so placement alternated between two partitions for ever.
+#[test]
+fn full_auto_previous_placement_does_not_flip_flop_on_an_offline_replica() {
+    run(719, &modes()).unwrap_or_else(|e| panic!("seed 719: {e}"));
 }

@@ -366,9 +366,14 @@ pub fn check_decision(snap: &ClusterSnapshot, d: &Decision) -> Result<(), String
                     UpperBound::Count(n) => after <= n,
                     UpperBound::LiveCandidates => after <= live_enabled.max(b),
                     UpperBound::Replicas => {
+                        // Only a replica on its way further down may pass an R bound.
                         let demotions = into
                             .iter()
-                            .filter(|t| model.state_priority(&t.to) > model.state_priority(&t.from))
+                            .filter(|t| {
+                                let target = best.get(&t.instance).and_then(|b| model.state_priority(b));
+                                model.state_priority(&t.to) > model.state_priority(&t.from)
+                                    && target > model.state_priority(&t.to)
+                            })
                             .count();
                         after - demotions <= replicas.max(b)
                     }

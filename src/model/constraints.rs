@@ -306,14 +306,9 @@ impl ClusterConstraints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::map;
     use ConstraintAttribute as A;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn parses_helix_message_constraints() {

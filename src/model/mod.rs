@@ -26,3 +26,14 @@ pub use record::{Record, RecordError};
 pub use resource_config::ResourceConfig;
 pub use throttle::{RebalanceType, StateTransitionThrottleConfig, ThrottleScope};
 pub use views::*;
+
+/// Helpers shared by the unit tests of the model and of the engine.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::collections::BTreeMap;
+
+    /// A string map from literal pairs.
+    pub(crate) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+}

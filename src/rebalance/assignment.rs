@@ -235,14 +235,9 @@ pub fn assign_maintenance(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| s.to_string()).collect()
     }

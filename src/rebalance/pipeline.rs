@@ -860,14 +860,9 @@ pub fn rebalance_ideal_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn missing_states_make_a_recovery_and_a_missing_top_state_is_most_urgent() {

@@ -174,14 +174,9 @@ pub fn is_demotion(model: &StateModelDefinition, t: &ReplicaTransition) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::map;
     use crate::statemodel::{builtin, StateModelDefinition};
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn t(instance: &str, from: &str, to: &str) -> ReplicaTransition {
         ReplicaTransition::new("p", instance, from, to)

@@ -89,14 +89,9 @@ pub fn partition_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn offline_to_master_goes_through_slave() {

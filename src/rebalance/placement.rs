@@ -1713,6 +1713,21 @@ mod tests {
     }
 
     #[test]
+    fn replicas_and_tops_follow_the_weights() {
+        let parts = names("db", 30);
+        let mut insts = instances(3);
+        insts[0].weight = 500;
+        insts[2].weight = 1500;
+        let prev = BTreeMap::new();
+        let pl = place(&input(&parts, &insts, &prev, 2));
+        let c = counts(&pl);
+        // 60 replicas and 30 tops over weights 1:2:3, one replica per partition each.
+        assert_eq!(c[&insts[0].name], (10, 5));
+        assert_eq!(c[&insts[1].name], (20, 10));
+        assert_eq!(c[&insts[2].name], (30, 15));
+    }
+
+    #[test]
     fn apportion_gives_ceilings_to_holders_first() {
         let x = [1.5, 1.5, 1.0];
         let out = apportion(&x, &[0; 3], &[5; 3], 4, &[1, 2, 0], &[1, 2, 3]);

@@ -1264,7 +1264,7 @@ fn share_bounds(x: &[f64], hi: &[u64]) -> (Vec<u32>, Vec<u32>) {
 /// Finds `λ` in `[0, max]` with `f(λ) ≈ target` for a non-decreasing `f`.
 fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
     let (mut lo, mut hi) = (0.0, max);
-    for _ in 0..100 {
+    for _ in 0..64 {
         let mid = 0.5 * (lo + hi);
         if f(mid) < target {
             lo = mid;
@@ -1277,10 +1277,13 @@ fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
 
 /// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
 fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
+    let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
+    if w.len() == 1 {
+        return vec![total.clamp(lo[0], hi[0])];
+    }
     let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
-    let at = |l: f64| -> Vec<f64> { (0..w.len()).map(|i| (l * w[i]).clamp(lo[i], hi[i])).collect() };
-    let lambda = bisect(lambda_max, total, |l| at(l).iter().sum());
-    at(lambda)
+    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
+    (0..w.len()).map(|i| at(lambda, i)).collect()
 }
 
 /// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor

@@ -187,6 +187,16 @@ pub struct Timing {
     pub p50: f64,
     /// Slowest.
     pub max: f64,
+    /// Median CPU time of the computing thread (ms), where the OS reports it
+    /// (`/proc/thread-self/schedstat`): on a busy machine it excludes time spent waiting
+    /// for a core.
+    pub cpu_p50: Option<f64>,
+}
+
+/// CPU time of the calling thread so far (ns), from Linux's schedstat.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 /// Replicas and top states per instance, most and fewest.
@@ -204,16 +214,23 @@ pub struct Balance {
 
 fn timed(trials: usize, mut f: impl FnMut() -> Placement) -> (Timing, Placement) {
     let mut times = Vec::with_capacity(trials);
+    let mut cpu = Vec::with_capacity(trials);
     let mut last = Placement::default();
     for _ in 0..trials.max(1) {
+        let c = thread_cpu_ns();
         let t = Instant::now();
         last = f();
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if let (Some(a), Some(b)) = (c, thread_cpu_ns()) {
+            cpu.push(b.saturating_sub(a) as f64 / 1e6);
+        }
     }
     times.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     let timing = Timing {
         p50: times[times.len() / 2],
         max: times[times.len() - 1],
+        cpu_p50: (cpu.len() == times.len()).then(|| cpu[cpu.len() / 2]),
     };
     (timing, last)
 }

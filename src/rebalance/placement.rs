@@ -625,14 +625,14 @@ impl<'a> Solver<'a> {
                 }
             }
             let key = |p: &u32| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p);
-            firsts.sort_by_key(key);
+            firsts.sort_by_cached_key(key);
             // Among the others, partitions whose top holder has too many tops go first:
             // the instance that takes the replica can take that top as well.
             let heavy_top = |p: &u32| {
                 let t = self.slots[*p as usize * r];
                 t != NONE && self.kept_tops[t as usize] > self.top_estimate[t as usize]
             };
-            others.sort_by_key(|p| (!heavy_top(p), key(p)));
+            others.sort_by_cached_key(|p| (!heavy_top(p), key(p)));
             let split = (top_excess.min(excess) as usize).min(firsts.len());
             let order: Vec<u32> = firsts[..split]
                 .iter()
@@ -1044,7 +1044,7 @@ impl<'a> Solver<'a> {
         for &x in &over {
             let xi = x as usize;
             let mut mine = topped[xi].clone();
-            mine.sort_by_key(|p| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p));
+            mine.sort_by_cached_key(|p| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p));
             for p in mine {
                 if tc[xi] <= up[xi] {
                     break;

@@ -189,7 +189,8 @@ pub struct Timing {
     pub max: f64,
     /// Median CPU time of the computing thread (ms), where the OS reports it
     /// (`/proc/thread-self/schedstat`): on a busy machine it excludes time spent waiting
-    /// for a core.
+    /// for a core. It advances at scheduler ticks, so runs shorter than a few
+    /// milliseconds may read 0.
     pub cpu_p50: Option<f64>,
 }
 

@@ -625,14 +625,14 @@ impl<'a> Solver<'a> {
                 }
             }
             let key = |p: &u32| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p);
-            firsts.sort_by_key(key);
+            firsts.sort_by_cached_key(key);
             // Among the others, partitions whose top holder has too many tops go first:
             // the instance that takes the replica can take that top as well.
             let heavy_top = |p: &u32| {
                 let t = self.slots[*p as usize * r];
                 t != NONE && self.kept_tops[t as usize] > self.top_estimate[t as usize]
             };
-            others.sort_by_key(|p| (!heavy_top(p), key(p)));
+            others.sort_by_cached_key(|p| (!heavy_top(p), key(p)));
             let split = (top_excess.min(excess) as usize).min(firsts.len());
             let order: Vec<u32> = firsts[..split]
                 .iter()
@@ -1044,7 +1044,7 @@ impl<'a> Solver<'a> {
         for &x in &over {
             let xi = x as usize;
             let mut mine = topped[xi].clone();
-            mine.sort_by_key(|p| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p));
+            mine.sort_by_cached_key(|p| (mix(self.ctx.part_tie[*p as usize] ^ self.tie[xi]), *p));
             for p in mine {
                 if tc[xi] <= up[xi] {
                     break;
@@ -1264,7 +1264,7 @@ fn share_bounds(x: &[f64], hi: &[u64]) -> (Vec<u32>, Vec<u32>) {
 /// Finds `λ` in `[0, max]` with `f(λ) ≈ target` for a non-decreasing `f`.
 fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
     let (mut lo, mut hi) = (0.0, max);
-    for _ in 0..100 {
+    for _ in 0..64 {
         let mid = 0.5 * (lo + hi);
         if f(mid) < target {
             lo = mid;
@@ -1277,10 +1277,13 @@ fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
 
 /// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
 fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
+    let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
+    if w.len() == 1 {
+        return vec![total.clamp(lo[0], hi[0])];
+    }
     let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
-    let at = |l: f64| -> Vec<f64> { (0..w.len()).map(|i| (l * w[i]).clamp(lo[i], hi[i])).collect() };
-    let lambda = bisect(lambda_max, total, |l| at(l).iter().sum());
-    at(lambda)
+    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
+    (0..w.len()).map(|i| at(lambda, i)).collect()
 }
 
 /// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
@@ -1710,6 +1713,21 @@ mod tests {
         let pl = place(&inp);
         assert!(pl.preference_lists.values().all(|l| !l.contains(&insts[0].name)));
         assert_eq!(pl.next_recompute_ms, None);
+    }
+
+    #[test]
+    fn replicas_and_tops_follow_the_weights() {
+        let parts = names("db", 30);
+        let mut insts = instances(3);
+        insts[0].weight = 500;
+        insts[2].weight = 1500;
+        let prev = BTreeMap::new();
+        let pl = place(&input(&parts, &insts, &prev, 2));
+        let c = counts(&pl);
+        // 60 replicas and 30 tops over weights 1:2:3, one replica per partition each.
+        assert_eq!(c[&insts[0].name], (10, 5));
+        assert_eq!(c[&insts[1].name], (20, 10));
+        assert_eq!(c[&insts[2].name], (30, 15));
     }
 
     #[test]

@@ -324,6 +324,7 @@ impl Shell {
                                 true,
                                 &mut self.runtime,
                             );
+                            self.answer_accuser(&from.name);
                         }
                     }
                     Err(e) => tracing::debug!(peer = %from.name, "malformed membership datagram: {e}"),
@@ -488,6 +489,25 @@ impl Shell {
             .collect();
         for id in down {
             let _ = self.foca.announce(id, &mut self.runtime);
+        }
+    }
+
+    /// Sends our refutation straight back to a member that told us it suspects us: every
+    /// SWIM header carries the sender's incarnation, so a small `Announce` brings the
+    /// accuser our refuted incarnation before its suspicion timer runs out, instead of
+    /// leaving it to random gossip (a starved suspect that wakes late has no time to spare).
+    fn answer_accuser(&mut self, accuser: &str) {
+        let Some(id) = self
+            .foca
+            .iter_members()
+            .map(|m| m.id())
+            .find(|id| id.name == accuser)
+            .cloned()
+        else {
+            return;
+        };
+        if let Err(e) = self.foca.announce(id, &mut self.runtime) {
+            tracing::debug!(peer = %accuser, "cannot answer a suspicion: {e}");
         }
     }
 

@@ -561,6 +561,28 @@ async fn a_graceful_leave_is_seen_as_left_by_everyone_at_once() {
     }
 }
 
+/// `five_processes_see_a_kill_a_restart_and_a_leave` failed under load: a member that just
+/// restarted lost the leaver's notice datagrams (no connection yet) and saw it down. The
+/// notice also goes over a stream, so even with every datagram lost everyone sees "left".
+#[tokio::test(start_paused = true)]
+async fn a_leave_is_seen_as_left_even_when_every_datagram_is_lost() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        sim.net.set_datagram_loss(1.0);
+        sim.nodes[0].m.leave().await.unwrap();
+        sim.net.set_datagram_loss(0.0);
+        for i in 1..5 {
+            assert!(
+                sim.wait_status(i, "n0", Status::Left, Duration::from_secs(2))
+                    .await,
+                "seed {seed}: n{i}: {}",
+                sim.dump()
+            );
+            assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n0"), 0, "seed {seed}");
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_metadata_change_is_seen_as_member_updated() {
     let sim = Sim::start(3, 3).await;

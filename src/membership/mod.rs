@@ -388,7 +388,7 @@ pub async fn query_members(
     .await?;
     match answer {
         MembershipReply::Members(rows) => Ok(rows),
-        MembershipReply::Hello(_) => Err(MembershipError::UnexpectedReply {
+        MembershipReply::Hello(_) | MembershipReply::LeaveNoted => Err(MembershipError::UnexpectedReply {
             node: node.to_string(),
         }),
     }

@@ -41,6 +41,9 @@ use crate::transport::{self, Inbox, Incoming, PeerAddr, PeerRole, Service, Trans
 /// handshake, slow on a starved machine; retries do not wait for it).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a leaving node waits for each member to acknowledge its leave notice.
+const LEAVE_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What the membership task shares with its handle.
 #[derive(Debug)]
 pub(crate) struct SharedState {
@@ -288,6 +291,31 @@ impl Shell {
             }
             tokio::time::sleep(self.config.leave_spacing).await;
         }
+        // Datagrams are lost on a starved machine, or dropped while the connection to a
+        // member that just (re)started is still being set up: the same notice then goes
+        // over a stream to every member at once, each answer awaited at most
+        // LEAVE_ACK_TIMEOUT (a member that does not answer hears "down" by gossip instead).
+        let transport = self.transport.clone();
+        let local = self.local.clone();
+        let calls = peers.iter().map(|p| {
+            let transport = transport.clone();
+            let request = MembershipRequest::Leave(local.clone());
+            let to = PeerAddr::named(p.name.clone(), p.addr);
+            async move {
+                let answer = transport::call::<_, MembershipReply>(
+                    &*transport,
+                    &to,
+                    Service::MEMBERSHIP,
+                    &request,
+                    LEAVE_ACK_TIMEOUT,
+                )
+                .await;
+                if let Err(e) = answer {
+                    tracing::debug!(peer = %to, "leave notice not acknowledged: {e}");
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
         if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
             tracing::debug!("foca leave: {e}");
         }
@@ -302,19 +330,7 @@ impl Shell {
                 }
                 match codec::decode::<Datagram>(&body) {
                     Ok(Datagram::Swim(packet)) => self.swim_packet(&from.name, &packet),
-                    Ok(Datagram::Leave(id)) => {
-                        if id.name != from.name {
-                            tracing::debug!(peer = %from.name, "leave notice for another node ignored");
-                            return;
-                        }
-                        tracing::debug!(peer = %from.name, generation = id.generation, "leave notice");
-                        lock(&self.shared).table.record_leave(&id.name, id.generation);
-                        // Not relayed: every member gets the notice from the leaver itself,
-                        // and a relayed "down" could overtake it.
-                        let _ =
-                            self.foca
-                                .apply_many(std::iter::once(Member::down(id)), false, &mut self.runtime);
-                    }
+                    Ok(Datagram::Leave(id)) => self.leave_notice(&from.name, id),
                     Ok(Datagram::Suspected { id, incarnation }) => {
                         // Only about our current identity; foca refutes (bumps the
                         // incarnation and gossips it).
@@ -324,6 +340,7 @@ impl Shell {
                                 true,
                                 &mut self.runtime,
                             );
+                            self.answer_accuser(&from.name);
                         }
                     }
                     Err(e) => tracing::debug!(peer = %from.name, "malformed membership datagram: {e}"),
@@ -335,6 +352,10 @@ impl Shell {
                     let rows = lock(&self.shared).table.snapshot(&self.local, now());
                     reply.ok_typed(&MembershipReply::Members(rows));
                 }
+                Ok(MembershipRequest::Leave(id)) => {
+                    self.leave_notice(&from.name, id);
+                    reply.ok_typed(&MembershipReply::LeaveNoted);
+                }
                 Err(e) => {
                     tracing::debug!(peer = %from.name, "malformed membership request: {e}");
                     reply.refuse(format!("malformed membership request: {e}"));
@@ -342,6 +363,21 @@ impl Shell {
             },
             Incoming::Message { .. } => {}
         }
+    }
+
+    /// `from` told us it leaves (by datagram or by request; either may come first).
+    fn leave_notice(&mut self, from: &str, id: NodeId) {
+        if id.name != from {
+            tracing::debug!(peer = %from, "leave notice for another node ignored");
+            return;
+        }
+        tracing::debug!(peer = %from, generation = id.generation, "leave notice");
+        lock(&self.shared).table.record_leave(&id.name, id.generation);
+        // Not relayed: every member gets the notice from the leaver itself, and a relayed
+        // "down" could overtake it.
+        let _ = self
+            .foca
+            .apply_many(std::iter::once(Member::down(id)), false, &mut self.runtime);
     }
 
     fn swim_packet(&mut self, from: &str, packet: &[u8]) {
@@ -488,6 +524,25 @@ impl Shell {
             .collect();
         for id in down {
             let _ = self.foca.announce(id, &mut self.runtime);
+        }
+    }
+
+    /// Sends our refutation straight back to a member that told us it suspects us: every
+    /// SWIM header carries the sender's incarnation, so a small `Announce` brings the
+    /// accuser our refuted incarnation before its suspicion timer runs out, instead of
+    /// leaving it to random gossip (a starved suspect that wakes late has no time to spare).
+    fn answer_accuser(&mut self, accuser: &str) {
+        let Some(id) = self
+            .foca
+            .iter_members()
+            .map(|m| m.id())
+            .find(|id| id.name == accuser)
+            .cloned()
+        else {
+            return;
+        };
+        if let Err(e) = self.foca.announce(id, &mut self.runtime) {
+            tracing::debug!(peer = %accuser, "cannot answer a suspicion: {e}");
         }
     }
 

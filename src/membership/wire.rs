@@ -5,6 +5,7 @@
 //!                                     envelope(Datagram::Leave(identity))
 //!                                     envelope(Datagram::Suspected { identity, incarnation })
 //!   request  on Service::MEMBERSHIP:  envelope(MembershipRequest) → envelope(MembershipReply)
+//!                                     (Hello, Members, Leave(identity) → LeaveNoted)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,9 @@ pub enum MembershipRequest {
     Hello,
     /// The node's membership view.
     Members,
+    /// The sender leaves the cluster now: the same notice as [`Datagram::Leave`], over a
+    /// stream, so it survives datagram loss and a connection still being set up.
+    Leave(NodeId),
 }
 
 /// A node's answer to a [`MembershipRequest`].
@@ -51,4 +55,6 @@ pub enum MembershipReply {
     Hello(NodeId),
     /// The node's view; its own row first.
     Members(Vec<MemberStatus>),
+    /// The leave notice was recorded.
+    LeaveNoted,
 }

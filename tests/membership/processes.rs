@@ -63,10 +63,14 @@ impl NodeProc {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The node's current generation: its `Started` one, or the latest `Rejoined` one (a
+    /// node declared down under load comes back with a higher generation; waiting for the
+    /// old one would time out and hide what happened).
     pub fn generation(&self) -> Option<u64> {
         self.lines()
             .iter()
-            .find(|v| v["event"] == "Started")
+            .rev()
+            .find(|v| v["event"] == "Started" || v["event"] == "Rejoined")
             .and_then(|v| v["generation"].as_u64())
     }
 

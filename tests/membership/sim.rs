@@ -258,6 +258,43 @@ async fn a_falsely_suspected_member_refutes_and_is_never_declared_down() {
     }
 }
 
+/// A member whose loop stalls for 280 ms (most of probe period + suspicion timeout), at
+/// every phase of the probe period, wakes with little time left to refute: it must still
+/// never be declared down nor have to rejoin. (This guards the refutation path; it does not
+/// reproduce the one `bench detect --load` rejoin, which was not seen again.)
+#[tokio::test(start_paused = true)]
+async fn a_suspect_starved_for_most_of_the_suspicion_window_is_never_declared_down() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let mut suspected = 0;
+        // Stalls that start at every phase of the probe period.
+        for i in 0..30u64 {
+            sim.nodes[2]
+                .m
+                .stall_for(Duration::from_millis(280))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(700 + 7 * i)).await;
+        }
+        for n in sim.nodes.iter().filter(|n| n.name != "n2") {
+            suspected += n.kinds_about("MemberSuspected", "n2");
+        }
+        assert!(suspected > 0, "seed {seed}: n2 was never suspected");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            sim.false_downs(&[]),
+            Vec::<String>::new(),
+            "seed {seed}: {}",
+            sim.dump()
+        );
+        assert!(
+            sim.nodes.iter().all(|n| !n.has_local("Rejoined")),
+            "seed {seed}: someone had to rejoin: {}",
+            sim.dump()
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_restarted_member_comes_back_up_with_a_higher_generation() {
     for seed in seeds() {
@@ -521,6 +558,28 @@ async fn a_graceful_leave_is_seen_as_left_by_everyone_at_once() {
             assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n0"), 0, "seed {seed}");
         }
         assert!(!sim.nodes[0].m.is_running());
+    }
+}
+
+/// `five_processes_see_a_kill_a_restart_and_a_leave` failed under load: a member that just
+/// restarted lost the leaver's notice datagrams (no connection yet) and saw it down. The
+/// notice also goes over a stream, so even with every datagram lost everyone sees "left".
+#[tokio::test(start_paused = true)]
+async fn a_leave_is_seen_as_left_even_when_every_datagram_is_lost() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        sim.net.set_datagram_loss(1.0);
+        sim.nodes[0].m.leave().await.unwrap();
+        sim.net.set_datagram_loss(0.0);
+        for i in 1..5 {
+            assert!(
+                sim.wait_status(i, "n0", Status::Left, Duration::from_secs(2))
+                    .await,
+                "seed {seed}: n{i}: {}",
+                sim.dump()
+            );
+            assert_eq!(sim.nodes[i].kinds_about("MemberDown", "n0"), 0, "seed {seed}");
+        }
     }
 }
 

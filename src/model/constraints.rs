@@ -309,7 +309,6 @@ mod tests {
     use crate::model::test_util::map;
     use ConstraintAttribute as A;
 
-
     #[test]
     fn parses_helix_message_constraints() {
         let mut r = Record::new("MESSAGE_CONSTRAINT");

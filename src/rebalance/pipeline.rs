@@ -863,7 +863,6 @@ mod tests {
     use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
-
     #[test]
     fn missing_states_make_a_recovery_and_a_missing_top_state_is_most_urgent() {
         let ms = builtin("MasterSlave").unwrap();

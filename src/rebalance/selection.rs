@@ -177,7 +177,6 @@ mod tests {
     use crate::model::test_util::map;
     use crate::statemodel::{builtin, StateModelDefinition};
 
-
     fn t(instance: &str, from: &str, to: &str) -> ReplicaTransition {
         ReplicaTransition::new("p", instance, from, to)
     }

@@ -92,7 +92,6 @@ mod tests {
     use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
-
     #[test]
     fn offline_to_master_goes_through_slave() {
         let ms = builtin("MasterSlave").unwrap();

@@ -14,6 +14,7 @@ pub mod members;
 pub mod node;
 pub mod output;
 pub mod plan;
+pub mod process;
 pub mod statemodel;
 pub mod store;
 pub mod tls;

@@ -15,8 +15,8 @@ use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
 use crate::transport::{PeerRole, Transport};
 
-/// The environment variable that makes a node die with its parent process.
-pub const EXIT_WITH_PARENT_ENV: &str = "STRAND_EXIT_WITH_PARENT";
+pub use super::process::EXIT_WITH_PARENT_ENV;
+use super::process::{honour_exit_with_parent, init_logging};
 
 /// Arguments of `strand node`.
 #[derive(Debug, clap::Args)]
@@ -69,20 +69,6 @@ pub fn run(args: NodeArgs) -> Result<(), CliError> {
     }
 }
 
-/// Makes this process receive SIGKILL when its parent dies, if `STRAND_EXIT_WITH_PARENT=1`.
-pub fn honour_exit_with_parent() {
-    if std::env::var_os(EXIT_WITH_PARENT_ENV).is_some_and(|v| v == "1") {
-        let parent = nix::unistd::getppid();
-        if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
-            eprintln!("warning: cannot arrange to exit with the parent process");
-        }
-        // The parent may have died before the call: then we were re-parented already.
-        if nix::unistd::getppid() != parent {
-            std::process::exit(1);
-        }
-    }
-}
-
 fn config_from(args: &NodeRunArgs) -> Result<MembershipConfig, CliError> {
     let mut config = MembershipConfig::lan();
     if let Some(ms) = args.probe_period_ms {
@@ -103,19 +89,9 @@ fn print_line(line: &str) {
     let _ = out.flush();
 }
 
-/// Logs to stderr (stdout carries the events), filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .try_init();
-}
-
 fn run_node(args: NodeRunArgs) -> Result<(), CliError> {
     honour_exit_with_parent();
-    init_logging();
+    init_logging("info");
     let mut roles = Roles::NONE;
     for r in &args.roles {
         roles = roles.union(Roles::parse_one(r).map_err(CliError::usage)?);

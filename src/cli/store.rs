@@ -23,8 +23,8 @@ use crate::transport::PeerRole;
 pub const DEFAULT_PORT: u16 = 7400;
 /// The name of the CLI's client certificate.
 pub const CLIENT_NAME: &str = "strand-cli";
-/// Set to `1` in a child process to have it killed when its parent dies.
-pub const EXIT_WITH_PARENT_ENV: &str = "STRAND_EXIT_WITH_PARENT";
+pub use super::process::EXIT_WITH_PARENT_ENV;
+use super::process::{honour_exit_with_parent, init_logging};
 
 /// Arguments of `strand store`.
 #[derive(Debug, clap::Args)]
@@ -146,24 +146,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))
 }
 
-/// Makes this process die with its parent when `STRAND_EXIT_WITH_PARENT=1`.
-pub fn exit_with_parent_if_asked() -> Result<(), CliError> {
-    if std::env::var_os(EXIT_WITH_PARENT_ENV).is_some_and(|v| v == "1") {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(|e| CliError::failed(format!("cannot set the parent-death signal: {e}")))?;
-    }
-    Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,strand=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// The default data directory of `strand store run`.
 pub fn default_data_dir() -> Result<PathBuf, CliError> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -193,8 +175,8 @@ pub fn parse_peer(text: &str) -> Result<(u64, SocketAddr), CliError> {
 }
 
 fn run_replica(args: RunArgs) -> Result<(), CliError> {
-    exit_with_parent_if_asked()?;
-    init_logging();
+    honour_exit_with_parent();
+    init_logging("warn,strand=info");
     let settings = Settings::load(&args.settings).map_err(CliError::usage)?;
     let id = match args.id {
         Some(0) => return Err(CliError::usage("--id must be a positive integer")),

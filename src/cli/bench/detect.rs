@@ -404,7 +404,7 @@ fn summary(xs: &[f64]) -> Value {
 }
 
 fn busy_loop() -> Result<(), CliError> {
-    crate::cli::node::honour_exit_with_parent();
+    crate::cli::process::honour_exit_with_parent();
     let end = Instant::now() + Duration::from_secs(3600);
     let mut x: u64 = 1;
     while Instant::now() < end {

@@ -275,6 +275,18 @@ impl Bench {
             .collect()
     }
 
+    /// Starts node `i` again (named `name`) and waits until every node sees every node up.
+    fn restart(&mut self, i: usize, name: &str) -> Result<(), CliError> {
+        self.spawn(i)?;
+        if !self.wait(REJOIN_TIMEOUT, Bench::all_see_all_up) {
+            return Err(CliError::failed(format!(
+                "{name} did not rejoin within {REJOIN_TIMEOUT:?}: {}",
+                self.not_up()
+            )));
+        }
+        Ok(())
+    }
+
     /// Who does not see whom up yet, for error messages.
     fn not_up(&self) -> String {
         let mut out = Vec::new();
@@ -533,13 +545,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         if ok {
             all.push(times.iter().copied().fold(0.0, f64::max));
         }
-        bench.spawn(victim)?;
-        if !bench.wait(REJOIN_TIMEOUT, Bench::all_see_all_up) {
-            return Err(CliError::failed(format!(
-                "{name} did not rejoin within {REJOIN_TIMEOUT:?}: {}",
-                bench.not_up()
-            )));
-        }
+        bench.restart(victim, &name)?;
         bench.wait(Duration::from_millis(300), |_| false);
     }
 
@@ -566,13 +572,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         } else {
             missed += 1;
         }
-        bench.spawn(victim)?;
-        if !bench.wait(REJOIN_TIMEOUT, Bench::all_see_all_up) {
-            return Err(CliError::failed(format!(
-                "{name} did not rejoin within {REJOIN_TIMEOUT:?}: {}",
-                bench.not_up()
-            )));
-        }
+        bench.restart(victim, &name)?;
     }
     bench.wait(Duration::from_millis(500), |_| false);
     let false_positives = bench.false_positives();

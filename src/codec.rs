@@ -91,6 +91,52 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// `#[serde(with = "crate::codec::bytes")]` for a `Vec<u8>` field: one length and one copy
+/// instead of a sequence of single bytes. postcard writes both forms identically (a varint
+/// length, then the bytes), so data written either way reads either way.
+pub mod bytes {
+    use std::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Serializes `v` as a byte string.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Deserializes a byte string, or a sequence of bytes (JSON's form).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +186,29 @@ mod tests {
             decode::<Probe>(&bytes),
             Err(CodecError::Malformed { .. })
         ));
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Plain {
+        value: Vec<u8>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct AsBytes {
+        #[serde(with = "super::bytes")]
+        value: Vec<u8>,
+    }
+
+    #[test]
+    fn byte_fields_read_and_write_like_plain_vectors() {
+        for value in [vec![], vec![0u8, 1, 255], vec![7u8; 300]] {
+            let plain = encode(&Plain { value: value.clone() }).unwrap();
+            let bytes = encode(&AsBytes { value: value.clone() }).unwrap();
+            assert_eq!(plain, bytes, "the same bytes on the wire and on disk");
+            assert_eq!(decode::<AsBytes>(&plain).unwrap().value, value);
+            assert_eq!(decode::<Plain>(&bytes).unwrap().value, value);
+            let json = serde_json::to_string(&AsBytes { value: value.clone() }).unwrap();
+            assert_eq!(serde_json::from_str::<AsBytes>(&json).unwrap().value, value);
+        }
     }
 }

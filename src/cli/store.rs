@@ -321,6 +321,8 @@ fn status(args: StatusArgs) -> Result<(), CliError> {
                             "db_size_bytes": s.db_size_bytes,
                             "log_entries": s.log_entries,
                             "log_syncs": s.log_syncs,
+                            "lease_reads": s.lease_reads,
+                            "index_reads": s.index_reads,
                             "voters": s.voters.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                             "learners": s.learners.iter().map(|(i, a)| serde_json::json!({"id": i, "addr": a})).collect::<Vec<_>>(),
                         }),

@@ -173,6 +173,7 @@ pub struct Stat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The value.
+    #[serde(with = "crate::codec::bytes")]
     pub value: Vec<u8>,
     /// The metadata.
     pub stat: Stat,
@@ -186,6 +187,7 @@ pub enum Op {
         /// The key.
         path: String,
         /// Its value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
     },
     /// Sets a key (creating it when `expected_version` is `None` and it is absent).
@@ -193,6 +195,7 @@ pub enum Op {
         /// The key.
         path: String,
         /// The new value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
         /// Only at this version (0: only if absent).
         expected_version: Option<u64>,
@@ -276,6 +279,7 @@ pub enum Condition {
         /// The comparison.
         cmp: Cmp,
         /// The value compared with.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
     },
 }
@@ -430,6 +434,7 @@ pub enum EventKind {
     /// Created or set, with the new value.
     Put {
         /// The new value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
         /// The new metadata.
         stat: Stat,

@@ -16,6 +16,8 @@
 
 pub mod client;
 pub mod core;
+pub mod durable;
+pub mod lease;
 pub mod network;
 pub mod protocol;
 pub mod server;

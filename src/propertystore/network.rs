@@ -5,9 +5,9 @@
 //! it backs off instead of spinning; every other failure is a `Network` error and retried at
 //! the next heartbeat.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -19,6 +19,8 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
+use super::durable::Durability;
+use super::lease::Lease;
 use super::protocol::{RaftRequest, RaftResponse};
 use super::{replica_name, ReplicaId, TypeConfig};
 use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
@@ -29,18 +31,36 @@ type Node = BasicNode;
 #[derive(Clone)]
 pub struct Network {
     transport: Arc<dyn Transport>,
+    fences: Fences,
+}
+
+/// What every connection shares: the log's durability (to clamp the advertised commit index)
+/// and the leader's lease (fed with accepted AppendEntries).
+#[derive(Clone)]
+pub struct Fences {
+    /// This replica's log on disk.
+    pub durability: Arc<Durability>,
+    /// Acknowledgements of this leader's term.
+    pub lease: Arc<Lease>,
+    /// Set when an AppendEntries went out with its commit index held back; the server sends a
+    /// heartbeat once the log's fsync catches up, so followers learn the commit promptly.
+    pub held_back: Arc<AtomicBool>,
+    /// The highest commit index sent to any follower: what a follower may have applied and
+    /// shown to a client, so what a lease read must reflect.
+    pub advertised: Arc<AtomicU64>,
 }
 
 impl Network {
     /// Raft RPCs through `transport`.
-    pub fn new(transport: Arc<dyn Transport>) -> Self {
-        Network { transport }
+    pub fn new(transport: Arc<dyn Transport>, fences: Fences) -> Self {
+        Network { transport, fences }
     }
 }
 
 /// The way to one peer.
 pub struct Connection {
     transport: Arc<dyn Transport>,
+    fences: Fences,
     target: ReplicaId,
     peer: Option<PeerAddr>,
     addr_text: String,
@@ -59,6 +79,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .map(|addr| PeerAddr::named(replica_name(target), addr));
         Connection {
             transport: self.transport.clone(),
+            fences: self.fences.clone(),
             target,
             peer,
             addr_text: node.addr.clone(),
@@ -107,9 +128,20 @@ impl Connection {
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
+        // The second rule of `durable`: advertise no commit beyond this replica's disk.
+        let durable = self.fences.durability.durable();
+        if durable.map(|d| d.index) < rpc.leader_commit.map(|c| c.index) {
+            rpc.leader_commit = durable;
+            self.fences.held_back.store(true, Ordering::Relaxed);
+        }
+        if let Some(c) = rpc.leader_commit {
+            self.fences.advertised.fetch_max(c.index, Ordering::SeqCst);
+        }
+        let term = rpc.vote.leader_id.term;
+        let sent = Instant::now();
         let entries = rpc.entries.len() as u64;
         let answer = match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await {
             // Too many entries for one frame: openraft retries with fewer.
@@ -121,7 +153,15 @@ impl RaftNetwork<TypeConfig> for Connection {
             r => r?,
         };
         match answer {
-            RaftResponse::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            RaftResponse::Append(r) => {
+                let r = r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
+                // Everything but HigherVote means the follower took this leader's term and
+                // renewed its lease.
+                if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                    self.fences.lease.acked(self.target, term, sent);
+                }
+                Ok(r)
+            }
             _ => Err(self.unexpected()),
         }
     }

@@ -102,6 +102,10 @@ pub struct ReplicaStatus {
     pub log_entries: u64,
     /// WAL fsyncs of the log since start.
     pub log_syncs: u64,
+    /// Linearizable reads served under the leader's lease since start.
+    pub lease_reads: u64,
+    /// Linearizable reads served after a read-index round since start.
+    pub index_reads: u64,
     /// Voters and their addresses, as this replica knows them.
     pub voters: Vec<(ReplicaId, String)>,
     /// Learners and their addresses.

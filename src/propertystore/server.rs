@@ -12,24 +12,27 @@
 //!                      Status / AddReplica / RemoveReplica
 //! ```
 //!
-//! Linearizable reads use read-index: every read queued while one `ensure_linearizable`
-//! round runs shares the next round, so a burst of N concurrent reads costs one quorum
-//! heartbeat instead of N. A read only joins a round that starts after it arrived.
+//! Linearizable reads are served under the leader's lease ([`super::lease`]) when it holds,
+//! with no message at all; otherwise by read-index: every read queued while one
+//! `ensure_linearizable` round runs shares the next round, so a burst of N concurrent reads
+//! costs one quorum heartbeat instead of N. A read only joins a round that starts after it
+//! arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, LogId, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::core::{Batch, Command, StoreError};
-use super::network::Network;
+use super::lease::Lease;
+use super::network::{Fences, Network};
 use super::protocol::{RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
@@ -88,6 +91,9 @@ pub struct ReplicaConfig {
     pub heartbeat: Duration,
     /// Raft election timeout range.
     pub election_timeout: (Duration, Duration),
+    /// Serve linearizable reads under the leader's lease (half the shortest election
+    /// timeout) when it holds; off, every linearizable read takes a read-index round.
+    pub lease_reads: bool,
 }
 
 impl ReplicaConfig {
@@ -105,6 +111,7 @@ impl ReplicaConfig {
             snapshot_every: 20_000,
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            lease_reads: true,
         }
     }
 }
@@ -127,6 +134,14 @@ struct Shared {
     appends: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
     writes: mpsc::Sender<WriteJob>,
+    fences: Fences,
+    /// How long a quorum's acknowledgement lets the leader read alone; `None`: never.
+    read_lease: Option<Duration>,
+    /// The state machine's last applied entry.
+    applied: watch::Receiver<Option<LogId<ReplicaId>>>,
+    /// Linearizable reads served under the lease, and by read-index.
+    lease_reads: AtomicU64,
+    index_reads: AtomicU64,
 }
 
 impl StoreServer {
@@ -144,8 +159,15 @@ impl StoreServer {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Config {
             reason: format!("cannot create {}: {e}", config.data_dir.display()),
         })?;
-        let (db, log, sm) = storage::open(&config.data_dir, config.retain)?;
+        let (db, log, sm) = storage::open(&config.data_dir, config.retain, config.id)?;
         let revisions = sm.revisions();
+        let applied = sm.applied();
+        let fences = Fences {
+            durability: log.durability(),
+            lease: Arc::new(Lease::new()),
+            held_back: Arc::new(AtomicBool::new(false)),
+            advertised: Arc::new(AtomicU64::new(0)),
+        };
         let (appends, syncs) = log.counters();
         let raft_config = Config {
             cluster_name: "strand-store".into(),
@@ -168,7 +190,7 @@ impl StoreServer {
         let raft = openraft::Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(transport.clone()),
+            Network::new(transport.clone(), fences.clone()),
             log,
             sm,
         )
@@ -214,11 +236,17 @@ impl StoreServer {
             appends,
             syncs,
             writes: writes_tx,
+            fences: fences.clone(),
+            read_lease: config.lease_reads.then(|| config.election_timeout.0 / 2),
+            applied,
+            lease_reads: AtomicU64::new(0),
+            index_reads: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
-            tokio::spawn(serve_raft(raft.clone(), raft_inbox)),
+            tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
+            tokio::spawn(serve_raft(raft.clone(), fences.lease.clone(), raft_inbox)),
             tokio::spawn(serve_store(shared, store_inbox)),
         ];
         tracing::info!(id = config.id, addr = %transport.local_addr(), "store replica started");
@@ -290,7 +318,19 @@ async fn read_index_batcher(
     }
 }
 
-async fn serve_raft(raft: StoreRaft, mut inbox: crate::transport::Inbox) {
+/// When the network held back a commit index because the leader's fsync lagged, sends a
+/// heartbeat as soon as the fsync lands, so followers apply without waiting for the next
+/// write or the heartbeat interval.
+async fn advertise_commits(raft: StoreRaft, fences: Fences) {
+    let mut durable = fences.durability.subscribe();
+    while durable.changed().await.is_ok() {
+        if fences.held_back.swap(false, Ordering::Relaxed) && raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_raft(raft: StoreRaft, lease: Arc<Lease>, mut inbox: crate::transport::Inbox) {
     while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
@@ -300,11 +340,16 @@ async fn serve_raft(raft: StoreRaft, mut inbox: crate::transport::Inbox) {
             continue;
         }
         let raft = raft.clone();
+        let lease = lease.clone();
         tokio::spawn(async move {
             let req: RaftRequest = match codec::decode(&body) {
                 Ok(r) => r,
                 Err(e) => return reply.refuse(format!("bad raft request: {e}")),
             };
+            if matches!(req, RaftRequest::Vote(_)) {
+                // Counted before openraft may grant it: a lease read in progress sees it.
+                lease.vote_request_seen();
+            }
             let resp = match req {
                 RaftRequest::Append(r) => RaftResponse::Append(raft.append_entries(r).await),
                 RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
@@ -350,26 +395,28 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
     };
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
-        StoreRequest::Get { path, mode } => match read_barrier(&shared, mode).await {
-            Err(r) => r,
-            Ok(()) => match super::core::validate_path(&path).and_then(|()| {
+        StoreRequest::Get { path, mode } => {
+            let get = || {
+                super::core::validate_path(&path)?;
                 let revision = shared.db.meta()?.revision;
                 Ok((shared.db.get(&path)?, revision))
-            }) {
+            };
+            match read(&shared, mode, get).await {
                 Ok((record, revision)) => StoreResponse::Value { record, revision },
-                Err(e) => StoreResponse::Error(e),
-            },
-        },
-        StoreRequest::Children { path, mode } => match read_barrier(&shared, mode).await {
-            Err(r) => r,
-            Ok(()) => match super::core::validate_path(&path).and_then(|()| {
+                Err(r) => r,
+            }
+        }
+        StoreRequest::Children { path, mode } => {
+            let children = || {
+                super::core::validate_path(&path)?;
                 let revision = shared.db.meta()?.revision;
                 Ok((shared.db.children(&path)?, revision))
-            }) {
+            };
+            match read(&shared, mode, children).await {
                 Ok((names, revision)) => StoreResponse::Children { names, revision },
-                Err(e) => StoreResponse::Error(e),
-            },
-        },
+                Err(r) => r,
+            }
+        }
         StoreRequest::Watch {
             prefix,
             from,
@@ -383,28 +430,107 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
     reply.ok_typed(&resp);
 }
 
-async fn read_barrier(shared: &Shared, mode: ReadMode) -> Result<(), StoreResponse> {
-    match mode {
-        ReadMode::Serializable => Ok(()),
-        ReadMode::Linearizable => {
-            if !is_leader(shared) {
-                return Err(StoreResponse::NotLeader {
-                    leader: leader_of(&shared.raft),
-                });
-            }
-            let (tx, rx) = oneshot::channel();
-            if shared.reads.send(tx).await.is_err() {
-                return Err(StoreResponse::Unavailable {
-                    reason: "shutting down".into(),
-                });
-            }
-            match rx.await {
-                Ok(r) => r,
-                Err(_) => Err(StoreResponse::Unavailable {
-                    reason: "shutting down".into(),
-                }),
+/// Runs `get` against the state machine as `mode` asks: as it is (serializable), or
+/// linearizable — under the lease when it holds, else after a read-index round.
+async fn read<T>(
+    shared: &Shared,
+    mode: ReadMode,
+    get: impl Fn() -> Result<T, StoreError>,
+) -> Result<T, StoreResponse> {
+    if mode == ReadMode::Linearizable {
+        if let Some(lease) = LeaseRead::begin(shared).await {
+            let value = get();
+            if lease.held(shared) {
+                shared.lease_reads.fetch_add(1, Ordering::Relaxed);
+                return value.map_err(StoreResponse::Error);
             }
         }
+        read_index(shared).await?;
+        shared.index_reads.fetch_add(1, Ordering::Relaxed);
+    }
+    get().map_err(StoreResponse::Error)
+}
+
+/// A read under the leader's lease: the conditions taken before the read, checked again
+/// after it (see [`super::lease`]).
+struct LeaseRead {
+    votes_seen: u64,
+    term: u64,
+    expires: Instant,
+}
+
+/// The longest a lease read waits for the leader's state machine to catch up with the
+/// commit index it advertised, before it takes the read-index path instead.
+const LEASE_APPLY_WAIT: Duration = Duration::from_millis(100);
+
+impl LeaseRead {
+    async fn begin(shared: &Shared) -> Option<LeaseRead> {
+        let lease_for = shared.read_lease?;
+        // Both taken first: a vote request or a commit that follows is the read's own
+        // business; one that came before must be reflected.
+        let votes_seen = shared.fences.lease.votes_seen();
+        let advertised = shared.fences.advertised.load(Ordering::SeqCst);
+        let (term, voters) = {
+            let m = shared.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader || m.current_leader != Some(shared.id) {
+                return None;
+            }
+            let membership = m.membership_config.membership();
+            if membership.get_joint_config().len() != 1 {
+                return None;
+            }
+            (m.current_term, membership.voter_ids().collect::<BTreeSet<_>>())
+        };
+        // The leader's first entry applied (so every earlier leader's writes are in the state
+        // machine), and everything a follower may have applied and shown already.
+        let up_to_date = |a: &Option<LogId<ReplicaId>>| {
+            a.is_some_and(|a| a.leader_id.term == term && a.index >= advertised)
+        };
+        let mut applied = shared.applied.clone();
+        tokio::time::timeout(LEASE_APPLY_WAIT, applied.wait_for(up_to_date))
+            .await
+            .ok()?
+            .ok()?;
+        let now = Instant::now();
+        let acked = shared.fences.lease.quorum_acked(shared.id, &voters, term, now)?;
+        let expires = acked + lease_for;
+        (now < expires).then_some(LeaseRead {
+            votes_seen,
+            term,
+            expires,
+        })
+    }
+
+    /// Whether the lease still held once the read was done.
+    fn held(&self, shared: &Shared) -> bool {
+        if Instant::now() >= self.expires || shared.fences.lease.votes_seen() != self.votes_seen {
+            return false;
+        }
+        let m = shared.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_term == self.term
+    }
+}
+
+/// A read-index round (shared with every read queued meanwhile); leader only.
+async fn read_index(shared: &Shared) -> Result<(), StoreResponse> {
+    if !is_leader(shared) {
+        return Err(StoreResponse::NotLeader {
+            leader: leader_of(&shared.raft),
+        });
+    }
+    let (tx, rx) = oneshot::channel();
+    if shared.reads.send(tx).await.is_err() {
+        return Err(StoreResponse::Unavailable {
+            reason: "shutting down".into(),
+        });
+    }
+    match rx.await {
+        Ok(r) => r,
+        Err(_) => Err(StoreResponse::Unavailable {
+            reason: "shutting down".into(),
+        }),
     }
 }
 
@@ -579,6 +705,8 @@ async fn status(shared: &Shared) -> StoreResponse {
         db_size_bytes: shared.db.size_bytes(),
         log_entries: shared.appends.load(Ordering::Relaxed),
         log_syncs: shared.syncs.load(Ordering::Relaxed),
+        lease_reads: shared.lease_reads.load(Ordering::Relaxed),
+        index_reads: shared.index_reads.load(Ordering::Relaxed),
         voters: membership.voter_ids().map(|id| (id, addr_of(id))).collect(),
         learners: membership.learner_ids().map(|id| (id, addr_of(id))).collect(),
     })

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::core::{self, Applier, Changes, Event, KvRead, Meta, Record, StoreError};
+use super::durable::Durability;
 use super::{ReplicaId, TypeConfig};
 use crate::codec;
 
@@ -271,11 +272,24 @@ impl KvRead for Db {
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
-    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// This replica's id: appends of its own entries while it leads are acknowledged early.
+    id: ReplicaId,
+    /// The vote as last saved.
+    vote: Arc<Mutex<Option<Vote<ReplicaId>>>>,
+    durability: Arc<Durability>,
+    syncer: mpsc::Sender<SyncItem>,
     /// fsyncs done by the syncer (group commits), for tests and status.
     syncs: Arc<AtomicU64>,
     /// Entries appended.
     appends: Arc<AtomicU64>,
+}
+
+/// What the syncer thread is handed after an append.
+enum SyncItem {
+    /// A follower's (or candidate's) append: openraft learns of it only after the fsync.
+    Flush(LogFlushed<TypeConfig>),
+    /// A leader's append, already acknowledged: the fsync only advances [`Durability`].
+    Durable,
 }
 
 impl Debug for LogStore {
@@ -285,35 +299,53 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// The log store over `db`; starts its syncer thread, which ends with the last clone.
-    pub fn new(db: Db) -> LogStore {
-        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+    /// The log store of replica `id` over `db`; starts its syncer thread, which ends with the
+    /// last clone. Syncs the write-ahead log first, so that what the database holds now is
+    /// durable (a process killed before its fsync leaves its writes in the page cache only).
+    pub fn new(db: Db, id: ReplicaId) -> Result<LogStore, OpenError> {
+        let corrupt = |reason: String| OpenError::Corrupt {
+            path: db.db.path().display().to_string(),
+            reason,
+        };
+        db.db.flush_wal(true).map_err(|e| corrupt(e.to_string()))?;
+        let vote = db
+            .get_typed::<Vote<ReplicaId>>(CF_RAFT, b"vote")
+            .map_err(|e| corrupt(e.to_string()))?;
+        let last = last_log_id(&db, None).map_err(corrupt)?;
+        let durability = Arc::new(Durability::new(last));
+        let (tx, rx) = mpsc::channel::<SyncItem>();
         let syncs = Arc::new(AtomicU64::new(0));
         let sync_db = db.db.clone();
         let counter = syncs.clone();
+        let tracker = durability.clone();
         std::thread::Builder::new()
             .name("store-log-sync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter());
-                    let result = sync_db.flush_wal(true).map_err(std::io::Error::other);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    for cb in batch {
-                        let r = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(std::io::Error::other(e.to_string())),
-                        };
-                        cb.log_io_completed(r);
-                    }
-                }
-            })
-            .expect("spawn the log syncer thread");
-        LogStore {
+            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &rx))
+            .map_err(|e| corrupt(format!("cannot start the log syncer: {e}")))?;
+        Ok(LogStore {
             db,
+            id,
+            vote: Arc::new(Mutex::new(vote)),
+            durability,
             syncer: tx,
             syncs,
             appends: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// What of this log is on disk; shared with the state machine and the Raft network.
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durability.clone()
+    }
+
+    /// Whether `entries` are this replica's own proposals as the leader of the saved vote.
+    fn leads(&self, entries: &[Entry<TypeConfig>]) -> bool {
+        let vote = self.vote.lock().unwrap_or_else(|p| p.into_inner());
+        match *vote {
+            Some(v) if v.is_committed() && v.leader_id.node_id == self.id => {
+                entries.iter().all(|e| e.log_id.leader_id == v.leader_id)
+            }
+            _ => false,
         }
     }
 
@@ -340,6 +372,61 @@ impl LogStore {
             .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")
             .map_err(|e| sio(StorageIOError::read_logs, &e))?
             .flatten())
+    }
+}
+
+/// The id of the last log entry with an index below `below` (of all entries with `None`),
+/// else of the last purged one.
+fn last_log_id(db: &Db, below: Option<u64>) -> Result<Option<LogId<ReplicaId>>, String> {
+    let read = |e: &dyn std::fmt::Display| format!("cannot read the log: {e}");
+    let purged = db
+        .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")
+        .map_err(|e| read(&e))?
+        .flatten();
+    let cf = db.cf(CF_LOG);
+    let from = match below {
+        Some(0) => return Ok(purged),
+        Some(b) => Some((b - 1).to_be_bytes()),
+        None => None,
+    };
+    let mut it = match &from {
+        Some(key) => db.db.iterator_cf(cf, IteratorMode::From(key, Direction::Reverse)),
+        None => db.db.iterator_cf(cf, IteratorMode::End),
+    };
+    match it.next() {
+        Some(item) => {
+            let (_, v) = item.map_err(|e| read(&e))?;
+            let entry: Entry<TypeConfig> = codec::decode(&v).map_err(|e| read(&e))?;
+            Ok(Some(entry.log_id))
+        }
+        None => Ok(purged),
+    }
+}
+
+/// The syncer thread: takes every append queued while the previous fsync ran, syncs the WAL
+/// once, advances [`Durability`] and completes the followers' callbacks.
+fn sync_loop(db: &DB, durability: &Durability, syncs: &AtomicU64, rx: &mpsc::Receiver<SyncItem>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let mark = durability.before_sync();
+        let result = db.flush_wal(true);
+        syncs.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(()) => durability.synced(mark),
+            Err(e) if batch.iter().any(|i| matches!(i, SyncItem::Durable)) => {
+                // The leader already counted these entries as on its disk; that cannot be
+                // taken back, and going on could lose acknowledged writes.
+                tracing::error!(error = %e, "fsync of the Raft log failed after the leader acknowledged it; aborting");
+                std::process::abort();
+            }
+            Err(_) => {}
+        }
+        for item in batch {
+            if let SyncItem::Flush(cb) = item {
+                cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            }
+        }
     }
 }
 
@@ -381,16 +468,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
         let last_purged = self.last_purged()?;
-        let mut it = self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::End);
-        let last = match it.next() {
-            Some(item) => {
-                let (_, v) = item.map_err(|e| sio(StorageIOError::read_logs, &e))?;
-                let entry: Entry<TypeConfig> =
-                    codec::decode(&v).map_err(|e| sio(StorageIOError::read_logs, &e))?;
-                Some(entry.log_id)
-            }
-            None => last_purged,
-        };
+        let last = last_log_id(&self.db, None).map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -406,7 +484,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.db.cf(CF_RAFT), b"vote", bytes);
         self.write(batch, true)
-            .map_err(|e| sio(StorageIOError::write_vote, &e))
+            .map_err(|e| sio(StorageIOError::write_vote, &e))?;
+        *self.vote.lock().unwrap_or_else(|p| p.into_inner()) = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<ReplicaId>>, SError> {
@@ -436,18 +516,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
         let mut batch = WriteBatch::default();
         let cf = self.db.cf(CF_LOG);
-        for entry in entries {
-            let bytes = codec::encode(&entry).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        for entry in &entries {
+            let bytes = codec::encode(entry).map_err(|e| sio(StorageIOError::write_logs, &e))?;
             batch.put_cf(cf, entry.log_id.index.to_be_bytes(), bytes);
         }
         let n = batch.len() as u64;
         self.write(batch, false)
             .map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        self.durability.written(last);
         self.appends.fetch_add(n, Ordering::Relaxed);
-        if let Err(mpsc::SendError(cb)) = self.syncer.send(callback) {
-            cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped")));
+        // The leader's own entries: openraft may replicate them now, while the syncer writes
+        // them to disk; see `durable` for why that is safe.
+        let item = if self.leads(&entries) {
+            callback.log_io_completed(Ok(()));
+            SyncItem::Durable
+        } else {
+            SyncItem::Flush(callback)
+        };
+        if let Err(mpsc::SendError(item)) = self.syncer.send(item) {
+            match item {
+                SyncItem::Flush(cb) => cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped"))),
+                SyncItem::Durable => {
+                    return Err(sio(
+                        StorageIOError::write_logs,
+                        &std::io::Error::other("the log syncer has stopped"),
+                    ))
+                }
+            }
         }
         Ok(())
     }
@@ -461,7 +563,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         batch.delete_cf(self.db.cf(CF_LOG), u64::MAX.to_be_bytes());
         self.write(batch, true)
-            .map_err(|e| sio(StorageIOError::write_logs, &e))
+            .map_err(|e| sio(StorageIOError::write_logs, &e))?;
+        let last = last_log_id(&self.db, Some(log_id.index))
+            .map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
+        self.durability.truncated(last);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<ReplicaId>) -> Result<(), SError> {
@@ -506,8 +612,11 @@ pub struct StateMachine {
     membership: StoredMembership<ReplicaId, Node>,
     meta: Meta,
     revision_tx: Arc<watch::Sender<u64>>,
+    applied_tx: Arc<watch::Sender<Option<LogId<ReplicaId>>>>,
     snapshot_seq: Arc<AtomicU64>,
     snapshot_lock: Arc<Mutex<()>>,
+    /// When set, entries are applied only once this replica's log holds them on disk.
+    durability: Option<Arc<Durability>>,
 }
 
 impl Debug for StateMachine {
@@ -543,14 +652,28 @@ impl StateMachine {
             membership,
             meta,
             revision_tx: Arc::new(tx),
+            applied_tx: Arc::new(watch::channel(applied).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             snapshot_lock: Arc::new(Mutex::new(())),
+            durability: None,
         })
+    }
+
+    /// Applies entries only once `durability` says they are on this replica's disk (the
+    /// first rule in [`super::durable`]).
+    pub fn apply_when_durable(mut self, durability: Arc<Durability>) -> Self {
+        self.durability = Some(durability);
+        self
     }
 
     /// A receiver of the applied revision: changes after every applied batch.
     pub fn revisions(&self) -> watch::Receiver<u64> {
         self.revision_tx.subscribe()
+    }
+
+    /// A receiver of the last applied log id: changes after every applied batch.
+    pub fn applied(&self) -> watch::Receiver<Option<LogId<ReplicaId>>> {
+        self.applied_tx.subscribe()
     }
 
     fn write_changes(&mut self, changes: Changes) -> Result<(), StoreError> {
@@ -588,6 +711,7 @@ impl StateMachine {
         db.db.write(batch).map_err(rerr)?;
         self.meta = changes.meta;
         self.revision_tx.send_replace(self.meta.revision);
+        self.applied_tx.send_replace(self.applied);
         Ok(())
     }
 
@@ -694,6 +818,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if let (Some(durability), Some(last)) = (&self.durability, entries.last()) {
+            durability.wait_for(last.log_id.index).await;
+        }
         let db = self.db.clone();
         let mut applier = Applier::new(&db, self.meta, self.retain);
         let mut out = Vec::new();
@@ -775,6 +903,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.meta = data.meta;
         self.revision_tx.send_replace(self.meta.revision);
+        self.applied_tx.send_replace(self.applied);
         Ok(())
     }
 
@@ -794,11 +923,13 @@ fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, SError> {
     codec::encode(v).map_err(|e| sio(StorageIOError::write_snapshot_none, &e))
 }
 
-/// Opens the log store and state machine in `dir`.
-pub fn open(dir: &Path, retain: u64) -> Result<(Db, LogStore, StateMachine), OpenError> {
+/// Opens replica `id`'s log store and state machine in `dir`, the state machine applying
+/// only what the log holds on disk.
+pub fn open(dir: &Path, retain: u64, id: ReplicaId) -> Result<(Db, LogStore, StateMachine), OpenError> {
     let db = Db::open(dir)?;
-    let sm = StateMachine::new(db.clone(), retain)?;
-    Ok((db.clone(), LogStore::new(db), sm))
+    let log = LogStore::new(db.clone(), id)?;
+    let sm = StateMachine::new(db.clone(), retain)?.apply_when_durable(log.durability());
+    Ok((db, log, sm))
 }
 
 #[cfg(test)]
@@ -812,7 +943,12 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SError> {
             let dir = tempfile::tempdir().map_err(|e| sio(StorageIOError::write_logs, &e))?;
-            let (_, log, sm) = open(dir.path(), 1000).map_err(|e| sio(StorageIOError::write_logs, &e))?;
+            // The suite applies entries it never appended, so its state machine does not
+            // wait for the log's durability.
+            let io = |e: OpenError| sio(StorageIOError::write_logs, &e);
+            let db = Db::open(dir.path()).map_err(io)?;
+            let log = LogStore::new(db.clone(), 0).map_err(io)?;
+            let sm = StateMachine::new(db, 1000).map_err(io)?;
             Ok((dir, log, sm))
         }
     }

@@ -1,6 +1,7 @@
 //! The property store end to end: replicas as real processes on loopback, SIGKILLed leaders
 //! and followers, a linearizability check across a leader kill, watches across leader changes
-//! and reconnects, compaction, cache coherence, bad input and TLS refusal.
+//! and reconnects, compaction, cache coherence, bad input and TLS refusal; the leader's
+//! early acknowledgement and lease reads with in-process replicas (`fences`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,8 @@ use strand::propertystore::{ClientError, EventKind, PropertyStore, StoreError};
 mod cli;
 #[path = "store/cluster.rs"]
 mod cluster;
+#[path = "store/fences.rs"]
+mod fences;
 #[path = "store/linearizability.rs"]
 mod linearizability;
 

@@ -21,7 +21,7 @@
 //! An fsync that fails after an early acknowledgement cannot be taken back; the process
 //! aborts, as etcd and PostgreSQL do.
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use openraft::LogId;
 use tokio::sync::watch;
@@ -33,6 +33,9 @@ use super::ReplicaId;
 pub struct Durability {
     state: Mutex<State>,
     durable: watch::Sender<Option<LogId<ReplicaId>>>,
+    /// Fault injection: while set, the syncer does not start an fsync (a stalled disk).
+    stalled: Mutex<bool>,
+    unstalled: Condvar,
 }
 
 #[derive(Debug)]
@@ -61,6 +64,23 @@ impl Durability {
                 generation: 0,
             }),
             durable,
+            stalled: Mutex::new(false),
+            unstalled: Condvar::new(),
+        }
+    }
+
+    /// Fault injection for tests and drills: `true` holds every fsync of this log back (as a
+    /// stalled disk would) until called with `false`.
+    pub fn stall_syncs(&self, stalled: bool) {
+        *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+        self.unstalled.notify_all();
+    }
+
+    /// Blocks the calling (syncer) thread while fsyncs are stalled.
+    pub fn wait_unstalled(&self) {
+        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        while *stalled {
+            stalled = self.unstalled.wait(stalled).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -175,7 +195,11 @@ mod tests {
         assert_eq!(d.durable(), Some(id(1, 7)));
         d.written(id(2, 9));
         d.synced(stale);
-        assert_eq!(d.durable(), Some(id(1, 7)), "the fsync began before the truncation");
+        assert_eq!(
+            d.durable(),
+            Some(id(1, 7)),
+            "the fsync began before the truncation"
+        );
         let mark = d.before_sync();
         d.synced(mark);
         assert_eq!(d.durable(), Some(id(2, 9)));

@@ -59,7 +59,13 @@ impl Lease {
 
     /// The latest instant at which a majority of `voters` had acknowledged `term`, counting
     /// `me` (the leader) as acknowledging at `now`. `None` without such a majority.
-    pub fn quorum_acked(&self, me: ReplicaId, voters: &BTreeSet<ReplicaId>, term: u64, now: Instant) -> Option<Instant> {
+    pub fn quorum_acked(
+        &self,
+        me: ReplicaId,
+        voters: &BTreeSet<ReplicaId>,
+        term: u64,
+        now: Instant,
+    ) -> Option<Instant> {
         let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
         let mut times: Vec<Instant> = voters
             .iter()
@@ -95,7 +101,11 @@ mod tests {
         let lease = Lease::new();
         let now = Instant::now();
         let t = |ms| now - Duration::from_millis(ms);
-        assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), None, "no acks yet");
+        assert_eq!(
+            lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now),
+            None,
+            "no acks yet"
+        );
         lease.acked(2, 5, t(40));
         assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), Some(t(40)));
         lease.acked(3, 5, t(10));

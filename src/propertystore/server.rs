@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::core::{Batch, Command, StoreError};
+use super::durable::Durability;
 use super::lease::Lease;
 use super::network::{Fences, Network};
 use super::protocol::{RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
@@ -121,6 +122,7 @@ pub struct StoreServer {
     id: ReplicaId,
     raft: StoreRaft,
     db: Db,
+    durability: Arc<Durability>,
     transport: Arc<dyn Transport>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -254,9 +256,16 @@ impl StoreServer {
             id: config.id,
             raft,
             db,
+            durability: fences.durability.clone(),
             transport,
             tasks,
         })
+    }
+
+    /// What of this replica's log is on disk; [`Durability::stall_syncs`] simulates a
+    /// stalled disk.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 
     /// This replica's id.
@@ -567,9 +576,9 @@ const MAX_BATCH_COMMANDS: usize = 4096;
 /// Batches proposed and not yet answered at once.
 const MAX_BATCHES_IN_FLIGHT: usize = 2;
 
-/// Group commit at the Raft level: openraft 0.9 waits for each append's fsync before the
-/// next, so concurrent writes are proposed together, as one [`Batch`] entry. A batch is
-/// formed when a slot frees up, from everything queued by then.
+/// Group commit at the Raft level: concurrent writes are proposed together, as one [`Batch`]
+/// entry, so that openraft's per-entry work (log id, replication bookkeeping, apply) is paid
+/// once per batch. A batch is formed when a slot frees up, from everything queued by then.
 async fn write_batcher(raft: StoreRaft, mut rx: mpsc::Receiver<WriteJob>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {

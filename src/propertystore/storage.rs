@@ -409,6 +409,7 @@ fn sync_loop(db: &DB, durability: &Durability, syncs: &AtomicU64, rx: &mpsc::Rec
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        durability.wait_unstalled();
         let mark = durability.before_sync();
         let result = db.flush_wal(true);
         syncs.fetch_add(1, Ordering::Relaxed);
@@ -424,7 +425,12 @@ fn sync_loop(db: &DB, durability: &Durability, syncs: &AtomicU64, rx: &mpsc::Rec
         }
         for item in batch {
             if let SyncItem::Flush(cb) = item {
-                cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+                cb.log_io_completed(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::other(e.to_string())),
+                );
             }
         }
     }
@@ -468,7 +474,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
         let last_purged = self.last_purged()?;
-        let last = last_log_id(&self.db, None).map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
+        let last = last_log_id(&self.db, None)
+            .map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -542,7 +549,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         if let Err(mpsc::SendError(item)) = self.syncer.send(item) {
             match item {
-                SyncItem::Flush(cb) => cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped"))),
+                SyncItem::Flush(cb) => {
+                    cb.log_io_completed(Err(std::io::Error::other("the log syncer has stopped")))
+                }
                 SyncItem::Durable => {
                     return Err(sio(
                         StorageIOError::write_logs,

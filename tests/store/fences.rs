@@ -1,0 +1,191 @@
+//! The leader's early acknowledgement and the lease, with replicas in this process so that a
+//! test can stall one replica's disk (`Durability::stall_syncs`).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strand::propertystore::protocol::ReplicaStatus;
+use strand::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
+use strand::settings::{self, Settings, SettingsFlags};
+use strand::transport::quic::{QuicConfig, QuicTransport};
+use strand::transport::{PeerRole, Transport};
+
+struct InProcess {
+    _dir: tempfile::TempDir,
+    settings: Settings,
+    addrs: Vec<SocketAddr>,
+    servers: Vec<StoreServer>,
+}
+
+fn free_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl InProcess {
+    async fn start(n: u64, lease_reads: bool) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::load_with_env(
+            &SettingsFlags {
+                tls_dir: Some(dir.path().join("tls")),
+                store: vec![],
+            },
+            |_| None,
+        )
+        .unwrap();
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+        let peers: Vec<(u64, SocketAddr)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, *a))
+            .collect();
+        let mut servers = Vec::new();
+        for (id, addr) in &peers {
+            let tls = settings::tls_material_for(&settings, &replica_name(*id), PeerRole::Node).unwrap();
+            let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
+            config.peers = peers.clone();
+            config.lease_reads = lease_reads;
+            servers.push(StoreServer::start(config).await.unwrap());
+        }
+        InProcess {
+            _dir: dir,
+            settings,
+            addrs,
+            servers,
+        }
+    }
+
+    fn client(&self) -> PropertyStore {
+        let tls = settings::tls_material_for(&self.settings, "test-client", PeerRole::Client).unwrap();
+        let transport = QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls)).unwrap();
+        let mut config = StoreClientConfig::new(self.addrs.clone());
+        config.request_timeout = Duration::from_secs(2);
+        config.deadline = Duration::from_secs(30);
+        PropertyStore::new(transport as Arc<dyn Transport>, config)
+    }
+
+    async fn statuses(&self, client: &PropertyStore) -> Vec<ReplicaStatus> {
+        client
+            .status_all()
+            .await
+            .into_iter()
+            .map(|(ep, r)| r.unwrap_or_else(|e| panic!("status of {ep}: {e}")))
+            .collect()
+    }
+
+    /// The index of the replica that leads, once one does and a write went through.
+    async fn leader(&self, client: &PropertyStore) -> usize {
+        client.set("/fences/warmup", b"x", None).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(i) = self
+                .statuses(client)
+                .await
+                .iter()
+                .position(|s| s.role == "leader")
+            {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        for s in self.servers {
+            s.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_becomes_visible_only_once_the_leaders_own_disk_holds_it() {
+    let cluster = InProcess::start(3, true).await;
+    let client = cluster.client();
+    let leader = cluster.leader(&client).await;
+    let before = cluster.statuses(&client).await;
+
+    cluster.servers[leader].durability().stall_syncs(true);
+    let writer = tokio::spawn({
+        let client = cluster.client();
+        async move { client.set("/fences/k", b"v", None).await }
+    });
+
+    // openraft counts the leader's early acknowledgement and a follower's fsync as a commit…
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = &cluster.statuses(&client).await[leader];
+        if s.commit_index > before[leader].applied_index {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached a commit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …but while the leader's disk is stalled, nobody applies the write or answers it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "the write was answered before the leader's fsync"
+    );
+    for (i, s) in cluster.statuses(&client).await.iter().enumerate() {
+        assert_eq!(
+            s.applied_index,
+            before[i].applied_index,
+            "replica {} applied an entry the leader's disk does not hold",
+            i + 1
+        );
+    }
+
+    cluster.servers[leader].durability().stall_syncs(false);
+    let stat = tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("the write is answered once the fsync lands")
+        .unwrap()
+        .expect("the write succeeds");
+    assert_eq!(stat.version, 1);
+    // Every follower learns the commit without another write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster
+        .statuses(&client)
+        .await
+        .iter()
+        .any(|s| s.revision < stat.mod_revision)
+    {
+        assert!(Instant::now() < deadline, "a follower did not apply the write");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linearizable_reads_use_the_lease_when_it_holds_and_read_index_when_it_is_off() {
+    for lease_reads in [true, false] {
+        let cluster = InProcess::start(3, lease_reads).await;
+        let client = cluster.client();
+        let leader = cluster.leader(&client).await;
+        // Heartbeats renew the lease; give the followers one round.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..50u32 {
+            let stat = client.set("/fences/read", &i.to_be_bytes(), None).await.unwrap();
+            let record = client.get("/fences/read").await.unwrap().expect("the key exists");
+            assert_eq!(record.value, i.to_be_bytes(), "a read sees the write before it");
+            assert_eq!(record.stat.version, stat.version);
+        }
+        let s = &cluster.statuses(&client).await[leader];
+        if lease_reads {
+            assert!(
+                s.lease_reads >= 40,
+                "lease reads: {}, read-index: {}",
+                s.lease_reads,
+                s.index_reads
+            );
+        } else {
+            assert_eq!(s.lease_reads, 0);
+            assert!(s.index_reads >= 50, "read-index reads: {}", s.index_reads);
+        }
+        cluster.shutdown().await;
+    }
+}

@@ -42,8 +42,9 @@ pub struct Fences {
     pub durability: Arc<Durability>,
     /// Acknowledgements of this leader's term.
     pub lease: Arc<Lease>,
-    /// Set when an AppendEntries went out with its commit index held back; the server sends a
-    /// heartbeat once the log's fsync catches up, so followers learn the commit promptly.
+    /// Whether the last AppendEntries went out with its commit index held back; the server
+    /// sends a heartbeat once the log's fsync catches up (unless a later AppendEntries carried
+    /// the commit meanwhile), so followers learn the commit promptly.
     pub held_back: Arc<AtomicBool>,
     /// The highest commit index sent to any follower: what a follower may have applied and
     /// shown to a client, so what a lease read must reflect.
@@ -133,10 +134,11 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
         // The second rule of `durable`: advertise no commit beyond this replica's disk.
         let durable = self.fences.durability.durable();
-        if durable.map(|d| d.index) < rpc.leader_commit.map(|c| c.index) {
+        let hold_back = durable.map(|d| d.index) < rpc.leader_commit.map(|c| c.index);
+        if hold_back {
             rpc.leader_commit = durable;
-            self.fences.held_back.store(true, Ordering::Relaxed);
         }
+        self.fences.held_back.store(hold_back, Ordering::Relaxed);
         if let Some(c) = rpc.leader_commit {
             self.fences.advertised.fetch_max(c.index, Ordering::SeqCst);
         }

@@ -333,6 +333,11 @@ async fn read_index_batcher(
 async fn advertise_commits(raft: StoreRaft, fences: Fences) {
     let mut durable = fences.durability.subscribe();
     while durable.changed().await.is_ok() {
+        if !fences.held_back.load(Ordering::Relaxed) {
+            continue;
+        }
+        // Under load the next AppendEntries, already on its way, carries the commit.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         if fences.held_back.swap(false, Ordering::Relaxed) && raft.trigger().heartbeat().await.is_err() {
             return;
         }

@@ -3,16 +3,17 @@
 //!
 //! ```text
 //!   client (PropertyStore) ──Service::STORE──► server ──► Raft (openraft 0.9) ──► storage
-//!     moka cache ◄── watch                       │  read-index batches      log + vote (fsync,
+//!     moka cache ◄── watch                       │  lease / read-index      log + vote (fsync,
 //!                                                 │                           group commit)
 //!                                                 └──Service::RAFT──► peers   state machine CFs
 //! ```
 //!
 //! Paths mirror Helix's znodes (`/MYCLUSTER/IDEALSTATES/myDB`). [`core`] is the pure data
 //! model and state machine; [`storage`] puts it and the Raft log in RocksDB behind openraft's
-//! storage traits; [`network`] carries Raft RPCs over strand's transport; [`server`] runs a
-//! replica and answers clients; [`client`] finds the leader, retries what is safe and keeps
-//! the cache.
+//! storage traits; [`durable`] tracks what of the log is on disk and holds the two rules that
+//! let the leader replicate before its own fsync; [`lease`] is the leader's lease for reads;
+//! [`network`] carries Raft RPCs over strand's transport; [`server`] runs a replica and
+//! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache.
 
 pub mod client;
 pub mod core;

@@ -6,7 +6,7 @@
 //!                      Write      leader? ─► write batcher ─► raft.client_write(Batch) ─►
 //!                                            Written | StoreError, one per command
 //!                                 else   ─► NotLeader { leader }
-//!                      Get/Children (Linearizable) ─► read-index batcher ─► RocksDB read
+//!                      Get/Children (Linearizable) ─► lease, else read-index batcher ─► RocksDB read
 //!                      Watch      RocksDB history from a revision, long-poll on the
 //!                                 applied-revision channel
 //!                      Status / AddReplica / RemoveReplica

@@ -15,7 +15,9 @@
 //!
 //! Group commit: `append` writes its entries without waiting for the disk and hands the
 //! completion callback to a syncer thread; the syncer takes every callback queued while the
-//! previous fsync ran and completes them all after one `SyncWAL`. The vote is written with
+//! previous fsync ran and completes them all after one `SyncWAL`. The leader's own entries
+//! are acknowledged at once and only synced by the syncer (see [`super::durable`] for why that
+//! is safe); every fsync advances [`Durability`]. The vote is written with
 //! `sync = true` before `save_vote` returns. State machine writes are not synced on their own:
 //! they are re-derived from the (durable) log after a crash, and the WAL keeps them ordered
 //! before any later purge.

@@ -17,7 +17,8 @@
 //! The acknowledgements come from the Raft network ([`super::network`]), which knows when it
 //! sent each AppendEntries and whether the follower accepted the leader's term.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -59,26 +60,27 @@ impl Lease {
 
     /// The latest instant at which a majority of `voters` had acknowledged `term`, counting
     /// `me` (the leader) as acknowledging at `now`. `None` without such a majority.
-    pub fn quorum_acked(
-        &self,
-        me: ReplicaId,
-        voters: &BTreeSet<ReplicaId>,
-        term: u64,
-        now: Instant,
-    ) -> Option<Instant> {
+    pub fn quorum_acked<I>(&self, me: ReplicaId, voters: I, term: u64, now: Instant) -> Option<Instant>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<ReplicaId>,
+    {
         let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut count = 0;
         let mut times: Vec<Instant> = voters
-            .iter()
+            .into_iter()
             .filter_map(|id| {
-                if *id == me {
+                count += 1;
+                let id = *id.borrow();
+                if id == me {
                     Some(now)
                 } else {
-                    acks.get(id).filter(|(t, _)| *t == term).map(|(_, at)| *at)
+                    acks.get(&id).filter(|(t, _)| *t == term).map(|(_, at)| *at)
                 }
             })
             .collect();
-        let majority = voters.len() / 2 + 1;
-        if voters.is_empty() || times.len() < majority {
+        let majority = count / 2 + 1;
+        if count == 0 || times.len() < majority {
             return None;
         }
         times.sort_unstable_by(|a, b| b.cmp(a));
@@ -89,6 +91,8 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::collections::BTreeSet;
 
     use super::*;
 
@@ -102,22 +106,22 @@ mod tests {
         let now = Instant::now();
         let t = |ms| now - Duration::from_millis(ms);
         assert_eq!(
-            lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now),
+            lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now),
             None,
             "no acks yet"
         );
         lease.acked(2, 5, t(40));
-        assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), Some(t(40)));
+        assert_eq!(lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now), Some(t(40)));
         lease.acked(3, 5, t(10));
         assert_eq!(
-            lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now),
+            lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now),
             Some(t(10)),
             "the fresher of the two followers is enough"
         );
         lease.acked(4, 5, t(20));
         lease.acked(5, 5, t(30));
         assert_eq!(
-            lease.quorum_acked(1, &voters(&[1, 2, 3, 4, 5]), 5, now),
+            lease.quorum_acked(1, voters(&[1, 2, 3, 4, 5]), 5, now),
             Some(t(20)),
             "five voters: the leader and the two freshest"
         );
@@ -129,9 +133,9 @@ mod tests {
         let now = Instant::now();
         lease.acked(2, 4, now);
         lease.acked(3, 4, now);
-        assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), None);
+        assert_eq!(lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now), None);
         lease.acked(2, 5, now);
-        assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), Some(now));
+        assert_eq!(lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now), Some(now));
     }
 
     #[test]
@@ -140,7 +144,7 @@ mod tests {
         let now = Instant::now();
         lease.acked(2, 5, now);
         lease.acked(2, 5, now - Duration::from_millis(50));
-        assert_eq!(lease.quorum_acked(1, &voters(&[1, 2, 3]), 5, now), Some(now));
+        assert_eq!(lease.quorum_acked(1, voters(&[1, 2, 3]), 5, now), Some(now));
     }
 
     #[test]
@@ -148,9 +152,9 @@ mod tests {
         let lease = Lease::new();
         let now = Instant::now();
         lease.acked(2, 5, now);
-        assert_eq!(lease.quorum_acked(1, &voters(&[2, 3, 4]), 5, now), None);
+        assert_eq!(lease.quorum_acked(1, voters(&[2, 3, 4]), 5, now), None);
         lease.acked(3, 5, now);
-        assert_eq!(lease.quorum_acked(1, &voters(&[2, 3, 4]), 5, now), Some(now));
+        assert_eq!(lease.quorum_acked(1, voters(&[2, 3, 4]), 5, now), Some(now));
     }
 
     #[test]

@@ -484,17 +484,13 @@ impl LeaseRead {
         // business; one that came before must be reflected.
         let votes_seen = shared.fences.lease.votes_seen();
         let advertised = shared.fences.advertised.load(Ordering::SeqCst);
-        let (term, voters) = {
+        let term = {
             let m = shared.raft.metrics();
             let m = m.borrow();
             if m.state != ServerState::Leader || m.current_leader != Some(shared.id) {
                 return None;
             }
-            let membership = m.membership_config.membership();
-            if membership.get_joint_config().len() != 1 {
-                return None;
-            }
-            (m.current_term, membership.voter_ids().collect::<BTreeSet<_>>())
+            m.current_term
         };
         // The leader's first entry applied (so every earlier leader's writes are in the state
         // machine), and everything a follower may have applied and shown already.
@@ -507,7 +503,18 @@ impl LeaseRead {
             .ok()?
             .ok()?;
         let now = Instant::now();
-        let acked = shared.fences.lease.quorum_acked(shared.id, &voters, term, now)?;
+        let acked = {
+            let m = shared.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            if m.current_term != term || membership.get_joint_config().len() != 1 {
+                return None;
+            }
+            shared
+                .fences
+                .lease
+                .quorum_acked(shared.id, membership.voter_ids(), term, now)?
+        };
         let expires = acked + lease_for;
         (now < expires).then_some(LeaseRead {
             votes_seen,

@@ -313,7 +313,8 @@ impl LogStore {
         let vote = db
             .get_typed::<Vote<ReplicaId>>(CF_RAFT, b"vote")
             .map_err(|e| corrupt(e.to_string()))?;
-        let last = last_log_id(&db, None).map_err(corrupt)?;
+        let purged = last_purged(&db).map_err(|e| corrupt(e.to_string()))?;
+        let last = last_log_id(&db, None, purged).map_err(corrupt)?;
         let durability = Arc::new(Durability::new(last));
         let (tx, rx) = mpsc::channel::<SyncItem>();
         let syncs = Arc::new(AtomicU64::new(0));
@@ -369,22 +370,36 @@ impl LogStore {
 
     #[allow(clippy::result_large_err)] // openraft's error type
     fn last_purged(&self) -> Result<Option<LogId<ReplicaId>>, SError> {
-        Ok(self
-            .db
-            .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")
-            .map_err(|e| sio(StorageIOError::read_logs, &e))?
-            .flatten())
+        last_purged(&self.db).map_err(|e| sio(StorageIOError::read_logs, &e))
+    }
+
+    /// [`last_log_id`] with errors as openraft's.
+    #[allow(clippy::result_large_err)] // openraft's error type
+    fn last_log_id(
+        &self,
+        below: Option<u64>,
+        purged: Option<LogId<ReplicaId>>,
+    ) -> Result<Option<LogId<ReplicaId>>, SError> {
+        last_log_id(&self.db, below, purged)
+            .map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))
     }
 }
 
+/// The id of the last purged log entry.
+fn last_purged(db: &Db) -> Result<Option<LogId<ReplicaId>>, StoreError> {
+    Ok(db
+        .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")?
+        .flatten())
+}
+
 /// The id of the last log entry with an index below `below` (of all entries with `None`),
-/// else of the last purged one.
-fn last_log_id(db: &Db, below: Option<u64>) -> Result<Option<LogId<ReplicaId>>, String> {
+/// else `purged` (the last purged one).
+fn last_log_id(
+    db: &Db,
+    below: Option<u64>,
+    purged: Option<LogId<ReplicaId>>,
+) -> Result<Option<LogId<ReplicaId>>, String> {
     let read = |e: &dyn std::fmt::Display| format!("cannot read the log: {e}");
-    let purged = db
-        .get_typed::<Option<LogId<ReplicaId>>>(CF_RAFT, b"purged")
-        .map_err(|e| read(&e))?
-        .flatten();
     let cf = db.cf(CF_LOG);
     let from = match below {
         Some(0) => return Ok(purged),
@@ -476,8 +491,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
         let last_purged = self.last_purged()?;
-        let last = last_log_id(&self.db, None)
-            .map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
+        let last = self.last_log_id(None, last_purged)?;
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -575,8 +589,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.delete_cf(self.db.cf(CF_LOG), u64::MAX.to_be_bytes());
         self.write(batch, true)
             .map_err(|e| sio(StorageIOError::write_logs, &e))?;
-        let last = last_log_id(&self.db, Some(log_id.index))
-            .map_err(|e| sio(StorageIOError::read_logs, &std::io::Error::other(e)))?;
+        let last = self.last_log_id(Some(log_id.index), self.last_purged()?)?;
         self.durability.truncated(last);
         Ok(())
     }

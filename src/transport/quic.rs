@@ -498,13 +498,14 @@ impl Inner {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Bytes, TransportError> {
-        let peer = to.to_string();
+        // Named only when an error needs it: formatting the address on every request costs.
+        let peer = || to.to_string();
         let mut retried = false;
         let (mut send, mut recv) = loop {
             let link = match tokio::time::timeout_at(deadline, self.link(to.addr)).await {
                 Err(_) => {
                     return Err(TransportError::Unreachable {
-                        peer,
+                        peer: peer(),
                         reason: "not connected before the deadline".into(),
                     })
                 }
@@ -513,7 +514,7 @@ impl Inner {
             if let Some(expected) = &to.name {
                 if *expected != link.peer.name {
                     return Err(TransportError::Authentication {
-                        peer,
+                        peer: peer(),
                         reason: format!(
                             "the certificate at {} names {:?}, expected {expected:?}",
                             to.addr, link.peer.name
@@ -526,7 +527,7 @@ impl Inner {
                 Err(e) => {
                     // Nothing was written: safe to try once more on a fresh connection.
                     self.forget(to.addr, link.conn.stable_id());
-                    let err = map_connection_error(&peer, &e, false);
+                    let err = map_connection_error(&peer(), &e, false);
                     if !retried && matches!(err, TransportError::Unreachable { .. }) {
                         retried = true;
                         continue;
@@ -549,10 +550,10 @@ impl Inner {
             }
             // The peer refused before reading it all; its reason follows on the other half.
             Err(WriteError::Stopped(_)) => {}
-            Err(WriteError::ConnectionLost(e)) => return Err(map_connection_error(&peer, &e, true)),
+            Err(WriteError::ConnectionLost(e)) => return Err(map_connection_error(&peer(), &e, true)),
             Err(e) => {
                 return Err(TransportError::Lost {
-                    peer,
+                    peer: peer(),
                     reason: e.to_string(),
                 })
             }
@@ -560,7 +561,7 @@ impl Inner {
         let mut head = [0u8; ANSWER_HEADER_LEN];
         recv.read_exact(&mut head)
             .await
-            .map_err(|e| read_error(&peer, e))?;
+            .map_err(|e| read_error(&peer(), e))?;
         let answer = match AnswerHeader::decode(&head, self.max_frame) {
             Ok(answer) => answer,
             Err(e) => {
@@ -571,17 +572,17 @@ impl Inner {
                     }
                     other => other.to_string(),
                 };
-                return Err(TransportError::Refused { peer, reason });
+                return Err(TransportError::Refused { peer: peer(), reason });
             }
         };
         let mut buf = vec![0u8; answer.len as usize];
         recv.read_exact(&mut buf)
             .await
-            .map_err(|e| read_error(&peer, e))?;
+            .map_err(|e| read_error(&peer(), e))?;
         match answer.status {
             Status::Ok => Ok(Bytes::from(buf)),
             Status::Refused => Err(TransportError::Refused {
-                peer,
+                peer: peer(),
                 reason: String::from_utf8_lossy(&buf).into_owned(),
             }),
         }
@@ -881,7 +882,7 @@ impl Transport for QuicTransport {
         async move {
             prepared?;
             let deadline = Instant::now() + timeout;
-            let peer = to.to_string();
+            let addr = to.clone();
             match tokio::time::timeout_at(
                 deadline,
                 inner.exchange(to, Kind::Request, service, body, deadline),
@@ -889,7 +890,10 @@ impl Transport for QuicTransport {
             .await
             {
                 Ok(result) => result,
-                Err(_) => Err(TransportError::TimedOut { peer, after: timeout }),
+                Err(_) => Err(TransportError::TimedOut {
+                    peer: addr.to_string(),
+                    after: timeout,
+                }),
             }
         }
         .boxed()
@@ -908,7 +912,7 @@ impl Transport for QuicTransport {
         async move {
             prepared?;
             let deadline = Instant::now() + timeout;
-            let peer = to.to_string();
+            let addr = to.clone();
             match tokio::time::timeout_at(
                 deadline,
                 inner.exchange(to, Kind::Message, service, body, deadline),
@@ -916,7 +920,10 @@ impl Transport for QuicTransport {
             .await
             {
                 Ok(result) => result.map(|_| ()),
-                Err(_) => Err(TransportError::TimedOut { peer, after: timeout }),
+                Err(_) => Err(TransportError::TimedOut {
+                    peer: addr.to_string(),
+                    after: timeout,
+                }),
             }
         }
         .boxed()

@@ -26,9 +26,10 @@ use moka::ops::compute::Op as CacheOp;
 use tokio::time::Instant;
 
 use super::core::{Command, Event, EventKind, Op, OpOutcome, Record, Stat, StoreError, Txn, Written};
+use super::lanes::Lanes;
 use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
 use super::ReplicaId;
-use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
+use crate::transport::{Transport, TransportError};
 
 /// Why a client operation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +121,7 @@ impl Cache {
 }
 
 struct Inner {
-    transport: Arc<dyn Transport>,
+    lanes: Lanes,
     config: StoreClientConfig,
     leader: Mutex<Option<SocketAddr>>,
     next: AtomicUsize,
@@ -160,7 +161,7 @@ impl PropertyStore {
         });
         let has_cache = cache.is_some();
         let inner = Arc::new(Inner {
-            transport,
+            lanes: Lanes::new(transport),
             config,
             leader: Mutex::new(None),
             next: AtomicUsize::new(0),
@@ -207,14 +208,7 @@ impl PropertyStore {
         req: &StoreRequest,
         timeout: Duration,
     ) -> Result<StoreResponse, TransportError> {
-        transport::call(
-            &*self.inner.transport,
-            &PeerAddr::any(to),
-            Service::STORE,
-            req,
-            timeout,
-        )
-        .await
+        self.inner.lanes.send(to, req, timeout).await
     }
 
     /// Sends `req` to the leader, following redirects. `safe` requests (reads) are retried

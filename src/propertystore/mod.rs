@@ -13,11 +13,13 @@
 //! storage traits; [`durable`] tracks what of the log is on disk and holds the two rules that
 //! let the leader replicate before its own fsync; [`lease`] is the leader's lease for reads;
 //! [`network`] carries Raft RPCs over strand's transport; [`server`] runs a replica and
-//! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache.
+//! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache,
+//! sending a client's concurrent writes to one replica in shared frames (`lanes`).
 
 pub mod client;
 pub mod core;
 pub mod durable;
+mod lanes;
 pub mod lease;
 pub mod network;
 pub mod protocol;

@@ -68,7 +68,15 @@ pub enum StoreRequest {
         /// Its id.
         id: ReplicaId,
     },
+    /// Several writes in one frame (a client's concurrent writes to one replica, see
+    /// [`super::client`]), at most [`MAX_WRITES_PER_REQUEST`]. Answered by
+    /// [`StoreResponse::Many`]: one answer per write, in order, each as a lone
+    /// [`StoreRequest::Write`] would have been answered.
+    Writes(Vec<Command>),
 }
+
+/// The most writes one [`StoreRequest::Writes`] frame may carry.
+pub const MAX_WRITES_PER_REQUEST: usize = 1024;
 
 /// One replica's view, as `strand store status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +172,8 @@ pub enum StoreResponse {
         /// The voters after it.
         voters: Vec<ReplicaId>,
     },
+    /// The answers to a [`StoreRequest::Writes`], in its order.
+    Many(Vec<StoreResponse>),
 }
 
 /// A Raft RPC between replicas.

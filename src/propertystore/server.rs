@@ -34,7 +34,9 @@ use super::core::{Batch, Command, StoreError};
 use super::durable::Durability;
 use super::lease::Lease;
 use super::network::{Fences, Network};
-use super::protocol::{RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
+use super::protocol::{
+    RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, MAX_WRITES_PER_REQUEST,
+};
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
 use crate::codec;
@@ -440,6 +442,17 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
         StoreRequest::Status => status(&shared).await,
         StoreRequest::AddReplica { id, addr } => add_replica(&shared, id, addr).await,
         StoreRequest::RemoveReplica { id } => remove_replica(&shared, id).await,
+        StoreRequest::Writes(cmds) => {
+            if cmds.len() > MAX_WRITES_PER_REQUEST {
+                return reply.refuse(format!(
+                    "bad store request: {} writes in one frame, at most {MAX_WRITES_PER_REQUEST}",
+                    cmds.len()
+                ));
+            }
+            // Queued for the write batcher in order; they usually share one log entry.
+            let answers = futures::future::join_all(cmds.into_iter().map(|cmd| write(&shared, cmd)));
+            StoreResponse::Many(answers.await)
+        }
     };
     reply.ok_typed(&resp);
 }

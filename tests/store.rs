@@ -1,7 +1,8 @@
 //! The property store end to end: replicas as real processes on loopback, SIGKILLed leaders
 //! and followers, a linearizability check across a leader kill, watches across leader changes
 //! and reconnects, compaction, cache coherence, bad input and TLS refusal; the leader's
-//! early acknowledgement and lease reads with in-process replicas (`fences`).
+//! early acknowledgement and lease reads with in-process replicas (`fences`); a partitioned
+//! leader on the in-memory network (`partition`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,8 @@ mod cluster;
 mod fences;
 #[path = "store/linearizability.rs"]
 mod linearizability;
+#[path = "store/partition.rs"]
+mod partition;
 
 use cluster::Cluster;
 

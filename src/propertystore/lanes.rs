@@ -247,20 +247,22 @@ mod tests {
         addr
     }
 
+    /// `n` writes sent through `lanes` to `to` at once (one task polling them all).
+    async fn concurrent_sets(lanes: &Lanes, to: SocketAddr, n: usize) -> Vec<Answer> {
+        let calls = (0..n).map(|i| async move {
+            let req = StoreRequest::Write(set(&format!("/k{i}")));
+            lanes.send(to, &req, Duration::from_secs(10)).await
+        });
+        futures::future::join_all(calls).await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_share_frames_and_each_gets_its_own_answer() {
         let net = MemNetwork::new(7);
         let frames = Arc::new(Mutex::new(Vec::new()));
         let to = answering(&net, frames.clone(), true);
-        let lanes = Arc::new(Lanes::new(net.client("c")));
-        let calls = (0..200).map(|i| {
-            let lanes = lanes.clone();
-            async move {
-                let req = StoreRequest::Write(set(&format!("/k{i}")));
-                lanes.send(to, &req, Duration::from_secs(10)).await
-            }
-        });
-        let answers = futures::future::join_all(calls).await;
+        let lanes = Lanes::new(net.client("c"));
+        let answers = concurrent_sets(&lanes, to, 200).await;
         let mut revisions: Vec<u64> = answers
             .into_iter()
             .map(|a| match a.unwrap() {
@@ -296,15 +298,8 @@ mod tests {
         let net = MemNetwork::new(9);
         let frames = Arc::new(Mutex::new(Vec::new()));
         let to = answering(&net, frames.clone(), false);
-        let lanes = Arc::new(Lanes::new(net.client("c")));
-        let calls = (0..50).map(|i| {
-            let lanes = lanes.clone();
-            async move {
-                let req = StoreRequest::Write(set(&format!("/k{i}")));
-                lanes.send(to, &req, Duration::from_secs(10)).await
-            }
-        });
-        let answers = futures::future::join_all(calls).await;
+        let lanes = Lanes::new(net.client("c"));
+        let answers = concurrent_sets(&lanes, to, 50).await;
         let batched: usize = frames.lock().unwrap().iter().filter(|&&n| n > 1).sum();
         let unknown = answers
             .iter()
@@ -320,16 +315,10 @@ mod tests {
     #[tokio::test]
     async fn a_frame_to_nobody_fails_every_write_in_it_as_not_delivered() {
         let net = MemNetwork::new(10);
-        let lanes = Arc::new(Lanes::new(net.client("c")));
+        let lanes = Lanes::new(net.client("c"));
         let nobody: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let calls = (0..20).map(|i| {
-            let lanes = lanes.clone();
-            async move {
-                let req = StoreRequest::Write(set(&format!("/k{i}")));
-                lanes.send(nobody, &req, Duration::from_secs(5)).await
-            }
-        });
-        for a in futures::future::join_all(calls).await {
+        let answers = concurrent_sets(&lanes, nobody, 20).await;
+        for a in answers {
             assert!(matches!(&a, Err(e) if e.is_not_delivered()), "{a:?}");
         }
     }

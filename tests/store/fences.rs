@@ -18,6 +18,27 @@ struct InProcess {
     servers: Vec<StoreServer>,
 }
 
+/// Settings that keep the TLS material under `dir/tls` and read no environment.
+pub fn settings_in(dir: &std::path::Path) -> Settings {
+    Settings::load_with_env(
+        &SettingsFlags {
+            tls_dir: Some(dir.join("tls")),
+            store: vec![],
+        },
+        |_| None,
+    )
+    .unwrap()
+}
+
+/// The initial voters: replica ids 1, 2, … at `addrs`.
+pub fn numbered(addrs: &[SocketAddr]) -> Vec<(u64, SocketAddr)> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, *a))
+        .collect()
+}
+
 fn free_addr() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
@@ -25,20 +46,9 @@ fn free_addr() -> SocketAddr {
 impl InProcess {
     async fn start(n: u64, lease_reads: bool) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::load_with_env(
-            &SettingsFlags {
-                tls_dir: Some(dir.path().join("tls")),
-                store: vec![],
-            },
-            |_| None,
-        )
-        .unwrap();
+        let settings = settings_in(dir.path());
         let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
-        let peers: Vec<(u64, SocketAddr)> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i as u64 + 1, *a))
-            .collect();
+        let peers = numbered(&addrs);
         let mut servers = Vec::new();
         for (id, addr) in &peers {
             let tls = settings::tls_material_for(&settings, &replica_name(*id), PeerRole::Node).unwrap();

@@ -13,9 +13,11 @@ use strand::propertystore::protocol::ReplicaStatus;
 use strand::propertystore::{
     replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer,
 };
-use strand::settings::{self, Settings, SettingsFlags};
+use strand::settings;
 use strand::transport::mem::MemNetwork;
 use strand::transport::{PeerRole, Transport};
+
+use super::fences::{numbered, settings_in};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -30,22 +32,11 @@ struct Partitioned {
 impl Partitioned {
     async fn start(lease_reads: bool) -> Partitioned {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::load_with_env(
-            &SettingsFlags {
-                tls_dir: Some(dir.path().join("tls")),
-                store: vec![],
-            },
-            |_| None,
-        )
-        .unwrap();
+        let settings = settings_in(dir.path());
         let net = MemNetwork::new(0x9a57);
         let endpoints: Vec<_> = (1..=3u64).map(|id| net.endpoint(&replica_name(id))).collect();
         let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
-        let peers: Vec<(u64, SocketAddr)> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i as u64 + 1, *a))
-            .collect();
+        let peers = numbered(&addrs);
         let mut servers = Vec::new();
         for ((id, addr), endpoint) in peers.iter().zip(endpoints) {
             // The in-memory network checks names, not certificates; the material is unused.

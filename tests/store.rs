@@ -461,6 +461,35 @@ async fn bad_input_gets_clear_errors_and_foreign_certificates_get_nothing() {
         }))
     );
 
+    // More writes in one frame than a replica takes: refused, and none of them applied.
+    let too_many = strand::propertystore::protocol::StoreRequest::Writes(
+        (0..=strand::propertystore::protocol::MAX_WRITES_PER_REQUEST)
+            .map(|i| {
+                strand::propertystore::Command::Txn(strand::propertystore::Txn::single(
+                    strand::propertystore::Op::Set {
+                        path: format!("/many/k{i}"),
+                        value: b"x".to_vec(),
+                        expected_version: None,
+                    },
+                ))
+            })
+            .collect(),
+    );
+    let r: Result<strand::propertystore::protocol::StoreResponse, _> = strand::transport::call(
+        &*cluster.client_transport(),
+        &strand::transport::PeerAddr::any(cluster.addrs[0]),
+        strand::transport::Service::STORE,
+        &too_many,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(strand::transport::TransportError::Refused { reason, .. })
+            if reason.contains("1025 writes in one frame, at most 1024")),
+        "{r:?}"
+    );
+    assert_eq!(client.children("/many").await, Ok(vec![]));
+
     // A client whose certificate comes from another CA: nothing.
     let other = tempfile::tempdir().unwrap();
     let settings = strand::settings::Settings::load_with_env(

@@ -78,6 +78,10 @@ pub enum StoreRequest {
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
 pub const MAX_WRITES_PER_REQUEST: usize = 1024;
 
+/// How a replica's refusal of a request it cannot decode or accept begins; nothing of such a
+/// request was done.
+pub const BAD_REQUEST: &str = "bad store request";
+
 /// One replica's view, as `strand store status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {

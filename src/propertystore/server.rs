@@ -35,7 +35,8 @@ use super::durable::Durability;
 use super::lease::Lease;
 use super::network::{Fences, Network};
 use super::protocol::{
-    RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, MAX_WRITES_PER_REQUEST,
+    RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
+    MAX_WRITES_PER_REQUEST,
 };
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
@@ -407,7 +408,7 @@ fn is_leader(shared: &Shared) -> bool {
 async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
     let req: StoreRequest = match codec::decode(&body) {
         Ok(r) => r,
-        Err(e) => return reply.refuse(format!("bad store request: {e}")),
+        Err(e) => return reply.refuse(format!("{BAD_REQUEST}: {e}")),
     };
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
@@ -445,11 +446,22 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
         StoreRequest::Writes(cmds) => {
             if cmds.len() > MAX_WRITES_PER_REQUEST {
                 return reply.refuse(format!(
-                    "bad store request: {} writes in one frame, at most {MAX_WRITES_PER_REQUEST}",
+                    "{BAD_REQUEST}: {} writes in one frame, at most {MAX_WRITES_PER_REQUEST}",
                     cmds.len()
                 ));
             }
-            // Queued for the write batcher in order; they usually share one log entry.
+            if !is_leader(&shared) {
+                let leader = leader_of(&shared.raft);
+                return reply.ok_typed(&StoreResponse::Many(
+                    cmds.iter()
+                        .map(|_| StoreResponse::NotLeader {
+                            leader: leader.clone(),
+                        })
+                        .collect(),
+                ));
+            }
+            // Queued for the write batcher in order; they usually share one log entry. (The
+            // frame is answered when its last write is: writes that fail at once wait too.)
             let answers = futures::future::join_all(cmds.into_iter().map(|cmd| write(&shared, cmd)));
             StoreResponse::Many(answers.await)
         }

@@ -133,17 +133,22 @@ impl Cluster {
         }
     }
 
-    /// A client of every replica.
-    pub fn client(&self, cache: u64) -> PropertyStore {
+    /// A client endpoint with the test client's certificate (for raw requests).
+    pub fn client_transport(&self) -> Arc<dyn Transport> {
         let tls = settings::tls_material_for(&self.settings(), "test-client", PeerRole::Client).unwrap();
         let mut qc = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls);
         qc.handshake_timeout = Duration::from_millis(800);
-        let transport = QuicTransport::client(qc).unwrap();
+        QuicTransport::client(qc).unwrap()
+    }
+
+    /// A client of every replica.
+    pub fn client(&self, cache: u64) -> PropertyStore {
+        let transport = self.client_transport();
         let mut config = StoreClientConfig::new(self.addrs.clone());
         config.cache_capacity = cache;
         config.request_timeout = Duration::from_secs(2);
         config.deadline = Duration::from_secs(20);
-        PropertyStore::new(transport as Arc<dyn Transport>, config)
+        PropertyStore::new(transport, config)
     }
 
     /// Each live replica's status.

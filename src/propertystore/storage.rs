@@ -298,11 +298,41 @@ pub struct LogStore {
     /// The vote as last saved.
     vote: Arc<Mutex<Option<Vote<ReplicaId>>>>,
     durability: Arc<Durability>,
-    syncer: mpsc::Sender<SyncItem>,
+    syncer: Arc<Syncer>,
     /// fsyncs done by the syncer (group commits), for tests and status.
     syncs: Arc<AtomicU64>,
     /// Entries appended.
     appends: Arc<AtomicU64>,
+}
+
+/// The syncer thread and its queue. Dropped with the last clone of the log store: the
+/// queue closes and the thread is joined, so the thread's share of the database is released
+/// before the drop returns (a detached thread closing RocksDB while the process exits
+/// aborts it).
+struct Syncer {
+    tx: Option<mpsc::Sender<SyncItem>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    durability: Arc<Durability>,
+}
+
+impl Syncer {
+    fn send(&self, item: SyncItem) -> Result<(), mpsc::SendError<SyncItem>> {
+        match &self.tx {
+            Some(tx) => tx.send(item),
+            None => Err(mpsc::SendError(item)),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.tx = None;
+        // A stalled disk (fault injection) must not hold the drop forever.
+        self.durability.stall_syncs(false);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the syncer thread is handed after an append.
@@ -340,16 +370,21 @@ impl LogStore {
         let sync_db = db.db.clone();
         let counter = syncs.clone();
         let tracker = durability.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-log-sync".into())
             .spawn(move || sync_loop(&sync_db, &tracker, &counter, &rx))
             .map_err(|e| corrupt(format!("cannot start the log syncer: {e}")))?;
+        let syncer = Arc::new(Syncer {
+            tx: Some(tx),
+            thread: Some(thread),
+            durability: durability.clone(),
+        });
         Ok(LogStore {
             db,
             id,
             vote: Arc::new(Mutex::new(vote)),
             durability,
-            syncer: tx,
+            syncer,
             syncs,
             appends: Arc::new(AtomicU64::new(0)),
         })

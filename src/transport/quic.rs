@@ -492,7 +492,7 @@ impl Inner {
     /// deadline; this bounds the connection phase by it, so that phase ends as `Unreachable`.
     async fn exchange(
         self: Arc<Self>,
-        to: PeerAddr,
+        to: &PeerAddr,
         kind: Kind,
         service: Service,
         body: Bytes,
@@ -882,16 +882,15 @@ impl Transport for QuicTransport {
         async move {
             prepared?;
             let deadline = Instant::now() + timeout;
-            let addr = to.clone();
             match tokio::time::timeout_at(
                 deadline,
-                inner.exchange(to, Kind::Request, service, body, deadline),
+                inner.exchange(&to, Kind::Request, service, body, deadline),
             )
             .await
             {
                 Ok(result) => result,
                 Err(_) => Err(TransportError::TimedOut {
-                    peer: addr.to_string(),
+                    peer: to.to_string(),
                     after: timeout,
                 }),
             }
@@ -912,16 +911,15 @@ impl Transport for QuicTransport {
         async move {
             prepared?;
             let deadline = Instant::now() + timeout;
-            let addr = to.clone();
             match tokio::time::timeout_at(
                 deadline,
-                inner.exchange(to, Kind::Message, service, body, deadline),
+                inner.exchange(&to, Kind::Message, service, body, deadline),
             )
             .await
             {
                 Ok(result) => result.map(|_| ()),
                 Err(_) => Err(TransportError::TimedOut {
-                    peer: addr.to_string(),
+                    peer: to.to_string(),
                     after: timeout,
                 }),
             }

@@ -37,6 +37,9 @@ const MAX_IDLE_LANES: usize = 64;
 
 type Answer = Result<StoreResponse, TransportError>;
 
+/// Where a batched write's answer goes, and how long its caller waits.
+type Waiter = (Duration, oneshot::Sender<Answer>);
+
 struct Job {
     cmd: Command,
     timeout: Duration,
@@ -204,17 +207,20 @@ async fn send_frame(
         return;
     }
     let timeout = jobs.iter().map(|j| j.timeout).max().unwrap_or_default();
-    let cmds: Vec<Command> = jobs.iter().map(|j| j.cmd.clone()).collect();
-    let n = cmds.len();
-    let answer_all = |jobs: Vec<Job>, e: TransportError| {
-        for job in jobs {
-            let _ = job.answer.send(Err(e.clone()));
+    let n = jobs.len();
+    // The commands move into the request (no copy); a refused frame gives them back.
+    let (cmds, waiters): (Vec<Command>, Vec<Waiter>) =
+        jobs.into_iter().map(|j| (j.cmd, (j.timeout, j.answer))).unzip();
+    let request = StoreRequest::Writes(cmds);
+    let answer_all = |waiters: Vec<Waiter>, e: TransportError| {
+        for (_, answer) in waiters {
+            let _ = answer.send(Err(e.clone()));
         }
     };
-    match direct(&*transport, to, &StoreRequest::Writes(cmds), timeout).await {
+    match direct(&*transport, to, &request, timeout).await {
         Ok(StoreResponse::Many(list)) if list.len() == n => {
-            for (job, resp) in jobs.into_iter().zip(list) {
-                let _ = job.answer.send(Ok(resp));
+            for ((_, answer), resp) in waiters.into_iter().zip(list) {
+                let _ = answer.send(Ok(resp));
             }
         }
         // The replica took the frame and answered something else: it may have applied the
@@ -228,16 +234,23 @@ async fn send_frame(
                 peer: to.to_string(),
                 reason: format!("the answer to {n} writes was {got}"),
             };
-            answer_all(jobs, e);
+            answer_all(waiters, e);
         }
         // Refused before anything was proposed (a replica that does not know `Writes`):
         // nothing happened, so each write may go again on its own.
         Err(TransportError::Refused { reason, .. }) if reason.starts_with(BAD_REQUEST) => {
             tracing::debug!(%to, %reason, "the replica refused batched writes; sending them one by one");
             singles.store(true, Ordering::Release);
-            send_singly(&transport, to, jobs).await;
+            if let StoreRequest::Writes(cmds) = request {
+                let jobs = cmds
+                    .into_iter()
+                    .zip(waiters)
+                    .map(|(cmd, (timeout, answer))| Job { cmd, timeout, answer })
+                    .collect();
+                send_singly(&transport, to, jobs).await;
+            }
         }
-        Err(e) => answer_all(jobs, e),
+        Err(e) => answer_all(waiters, e),
     }
 }
 
@@ -374,6 +387,15 @@ mod tests {
         }
     }
 
+    /// The first write (sent alone) was answered; every write of the frame behind it is
+    /// outcome unknown.
+    fn assert_lone_answered_rest_unknown(answers: &[Answer]) {
+        assert_eq!(answered_path(&answers[0]), "/k0");
+        for a in &answers[1..] {
+            assert!(matches!(a, Err(e) if e.is_outcome_unknown()), "{a:?}");
+        }
+    }
+
     #[tokio::test]
     async fn concurrent_writes_share_a_frame_and_each_gets_its_own_answer() {
         let net = MemNetwork::new(7);
@@ -413,10 +435,7 @@ mod tests {
         let lanes = Lanes::new(net.client("c"));
         let answers = concurrent_sets(&lanes, replica.addr, "k", 50).await;
         assert_eq!(replica.frame_sizes(), vec![1, 49]);
-        assert_eq!(answered_path(&answers[0]), "/k0");
-        for a in &answers[1..] {
-            assert!(matches!(a, Err(e) if e.is_outcome_unknown()), "{a:?}");
-        }
+        assert_lone_answered_rest_unknown(&answers);
     }
 
     #[tokio::test]
@@ -451,11 +470,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(net.crash(to));
-        let answers = writes.await.unwrap();
-        assert_eq!(answered_path(&answers[0]), "/k0");
-        for a in &answers[1..] {
-            assert!(matches!(a, Err(e) if e.is_outcome_unknown()), "{a:?}");
-        }
+        assert_lone_answered_rest_unknown(&writes.await.unwrap());
     }
 
     #[tokio::test]

@@ -118,7 +118,9 @@ async fn assert_all_present(client: &PropertyStore, acked: &BTreeMap<String, u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(3, 100);
-    let client = cluster.client(0);
+    // Requests may wait 30 s for an answer: the writes in flight on the dead leader's
+    // connection must end long before that, once the followers name a new leader.
+    let client = cluster.client_with(0, Duration::from_secs(30));
     let leader = cluster.wait_leader(&client, None).await;
     let writers = Writers::start(&client, 8, "/kill");
     writers.wait_for(200).await;
@@ -126,7 +128,16 @@ async fn leader_sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
         .as_ref()
         .map(|s| s.applied_index);
     cluster.kill(leader);
+    let killed = Instant::now();
     let before = writers.count();
+    // More acknowledgements than the 8 writers can have had in flight at the kill.
+    writers.wait_for(before + 20).await;
+    let resumed = killed.elapsed();
+    eprintln!("writes resumed {resumed:?} after the leader's SIGKILL");
+    assert!(
+        resumed < Duration::from_secs(15),
+        "writes resumed only after {resumed:?}: requests waited for their 30 s timeout"
+    );
     let new_leader = cluster.wait_leader(&client, Some(leader)).await;
     assert_ne!(new_leader, leader);
     // Writes resume under the new leader, long enough for it to snapshot and purge past

@@ -14,6 +14,14 @@
 //!          or the watch's progress, is at least the client's last acknowledged revision.
 //! ```
 //!
+//! A request that has waited [`PROBE_AFTER`] on the replica it believes leads starts (or
+//! joins) one probe of that replica's leadership: the other replicas are asked for their
+//! status every [`PROBE_EVERY`], and once the most recent term among them names another
+//! leader the request stops waiting: a write ends as `OutcomeUnknown`, a read goes to the
+//! new leader. A SIGKILLed leader's connection stays open until QUIC's idle timeout; without
+//! the probe every request in flight on it would wait out its whole timeout, and the
+//! followers' hints would send the next ones back to it until the election ends.
+//!
 //! A cache hit allocates nothing and takes no lock: one moka lookup, two atomic loads and a
 //! reference count (records are shared as `Arc<Record>`).
 
@@ -120,10 +128,21 @@ impl Cache {
     }
 }
 
+/// How long a request to the believed leader waits before its leadership is probed.
+pub const PROBE_AFTER: Duration = Duration::from_millis(300);
+/// How often a probe asks the other replicas who leads.
+pub const PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// A running probe of one replica's leadership: yields the new leader's address once the
+/// other replicas name one; closed when the probe gave up.
+type Deposed = tokio::sync::watch::Receiver<Option<SocketAddr>>;
+
 struct Inner {
     lanes: Lanes,
     config: StoreClientConfig,
     leader: Mutex<Option<SocketAddr>>,
+    /// Probes in progress, by the replica probed.
+    probes: Mutex<std::collections::HashMap<SocketAddr, Deposed>>,
     next: AtomicUsize,
     last_ack: AtomicU64,
     cache: Option<Cache>,
@@ -149,6 +168,79 @@ enum Attempt {
     Retry(String),
 }
 
+/// How a request to the believed leader ended.
+#[allow(clippy::large_enum_variant)] // returned and matched at once, never stored
+enum Answer {
+    /// The replica answered, or the transport gave up.
+    Reply(Result<StoreResponse, TransportError>),
+    /// The other replicas name this leader while the request was still in flight.
+    Deposed(SocketAddr),
+}
+
+/// Which leader the statuses of the replicas other than `probed` name: the leader named at
+/// the most recent term among them, when that is another replica (with a known address).
+fn named_leader(probed: SocketAddr, statuses: &[ReplicaStatus]) -> Option<SocketAddr> {
+    let term = statuses.iter().map(|s| s.term).max()?;
+    let leader = statuses
+        .iter()
+        .filter(|s| s.term == term)
+        .find_map(|s| s.leader)?;
+    let addr = statuses
+        .iter()
+        .flat_map(|s| s.voters.iter().chain(&s.learners))
+        .find(|(id, _)| *id == leader)
+        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())?;
+    (addr != probed).then_some(addr)
+}
+
+/// Probes `probed`'s leadership until the other replicas name another leader (sent on `tx`)
+/// or `until`; ends early when the client is gone or nobody waits for the answer.
+async fn probe(
+    inner: std::sync::Weak<Inner>,
+    probed: SocketAddr,
+    tx: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    until: Instant,
+) {
+    // The probes map holds one receiver; the others are requests still waiting.
+    while Instant::now() < until && tx.receiver_count() > 1 {
+        let Some(client) = inner.upgrade() else { return };
+        let others: Vec<SocketAddr> = client
+            .config
+            .endpoints
+            .iter()
+            .copied()
+            .filter(|a| *a != probed)
+            .collect();
+        if others.is_empty() {
+            break;
+        }
+        let asks = others
+            .iter()
+            .map(|a| client.lanes.send(*a, &StoreRequest::Status, PROBE_EVERY * 3));
+        let statuses: Vec<ReplicaStatus> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(StoreResponse::Status(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
+        drop(client);
+        if let Some(leader) = named_leader(probed, &statuses) {
+            tx.send_replace(Some(leader));
+            break;
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    if let Some(client) = inner.upgrade() {
+        client
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&probed);
+    }
+}
+
 impl PropertyStore {
     /// A client over `transport` (usually a client QUIC endpoint). With a cache configured,
     /// starts the watch that keeps it coherent (needs a tokio runtime).
@@ -164,6 +256,7 @@ impl PropertyStore {
             lanes: Lanes::new(transport),
             config,
             leader: Mutex::new(None),
+            probes: Mutex::new(std::collections::HashMap::new()),
             next: AtomicUsize::new(0),
             last_ack: AtomicU64::new(0),
             cache,
@@ -211,6 +304,43 @@ impl PropertyStore {
         self.inner.lanes.send(to, req, timeout).await
     }
 
+    /// The running probe of `to`'s leadership, started if there is none.
+    fn probe(&self, to: SocketAddr, timeout: Duration) -> Deposed {
+        let mut probes = self.inner.probes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = probes.get(&to) {
+            if rx.has_changed().is_ok() {
+                return rx.clone();
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        probes.insert(to, rx.clone());
+        let until = Instant::now() + timeout;
+        tokio::spawn(probe(Arc::downgrade(&self.inner), to, tx, until));
+        rx
+    }
+
+    /// Sends `req` to `to`, the believed leader; after [`PROBE_AFTER`] without an answer,
+    /// also watches the probe of `to`'s leadership.
+    async fn send_to_leader(&self, to: SocketAddr, req: &StoreRequest, timeout: Duration) -> Answer {
+        let send = self.send(to, req, timeout);
+        tokio::pin!(send);
+        tokio::select! {
+            r = &mut send => return Answer::Reply(r),
+            _ = tokio::time::sleep(PROBE_AFTER) => {}
+        }
+        let mut deposed = self.probe(to, timeout);
+        let new_leader = async move {
+            match deposed.wait_for(Option::is_some).await {
+                Ok(leader) => *leader,
+                Err(_) => None,
+            }
+        };
+        tokio::select! {
+            r = send => Answer::Reply(r),
+            Some(leader) = new_leader => Answer::Deposed(leader),
+        }
+    }
+
     /// Sends `req` to the leader, following redirects. `safe` requests (reads) are retried
     /// after timeouts too; others end with `OutcomeUnknown` then.
     async fn leader_request(
@@ -227,10 +357,22 @@ impl PropertyStore {
                 return Err(ClientError::Unavailable { reason: last });
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = match self
-                .send(to, req, timeout.min(remaining.max(Duration::from_millis(50))))
+            let reply = match self
+                .send_to_leader(to, req, timeout.min(remaining.max(Duration::from_millis(50))))
                 .await
             {
+                Answer::Reply(r) => r,
+                Answer::Deposed(leader) => {
+                    self.set_leader(Some(leader));
+                    let why = format!("{to} lost the leadership to {leader} while the request was in flight");
+                    if !safe {
+                        return Err(ClientError::OutcomeUnknown { reason: why });
+                    }
+                    last = why;
+                    continue;
+                }
+            };
+            let attempt = match reply {
                 Ok(StoreResponse::NotLeader { leader }) => {
                     let hint = leader.and_then(|(_, a)| a.parse::<SocketAddr>().ok());
                     if hint.is_some() && hint != Some(to) {
@@ -728,5 +870,65 @@ async fn cache_watch(inner: std::sync::Weak<Inner>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: ReplicaId, term: u64, leader: Option<ReplicaId>) -> ReplicaStatus {
+        let voters = (1..=3).map(|i| (i, format!("127.0.0.1:700{i}"))).collect();
+        ReplicaStatus {
+            id,
+            addr: format!("127.0.0.1:700{id}"),
+            role: "Follower".into(),
+            term,
+            leader,
+            commit_index: None,
+            applied_index: None,
+            snapshot_index: None,
+            purged_index: None,
+            revision: 0,
+            oldest_revision: 1,
+            db_size_bytes: 0,
+            log_entries: 0,
+            log_syncs: 0,
+            lease_reads: 0,
+            index_reads: 0,
+            voters,
+            learners: Vec::new(),
+        }
+    }
+
+    fn addr(id: ReplicaId) -> SocketAddr {
+        format!("127.0.0.1:700{id}").parse().unwrap()
+    }
+
+    #[test]
+    fn a_probed_leader_is_deposed_only_by_another_leader_at_the_newest_term() {
+        // Followers still following the probed replica: not deposed.
+        assert_eq!(
+            named_leader(addr(1), &[status(2, 4, Some(1)), status(3, 4, Some(1))]),
+            None
+        );
+        // An election is under way, nobody leads yet: not yet.
+        assert_eq!(
+            named_leader(addr(1), &[status(2, 5, None), status(3, 4, Some(1))]),
+            None
+        );
+        // A new leader at the newest term, even if another replica has not heard of it.
+        assert_eq!(
+            named_leader(addr(1), &[status(2, 5, None), status(3, 5, Some(3))]),
+            Some(addr(3))
+        );
+        // A lagging replica naming an older leader does not outvote the newest term.
+        assert_eq!(
+            named_leader(addr(1), &[status(2, 3, Some(2)), status(3, 4, Some(1))]),
+            None
+        );
+        // A leader id without a known address is no evidence.
+        assert_eq!(named_leader(addr(1), &[status(2, 5, Some(9))]), None);
+        assert_eq!(named_leader(addr(1), &[]), None);
     }
 }

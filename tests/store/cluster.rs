@@ -143,11 +143,16 @@ impl Cluster {
 
     /// A client of every replica.
     pub fn client(&self, cache: u64) -> PropertyStore {
+        self.client_with(cache, Duration::from_secs(2))
+    }
+
+    /// A client of every replica whose requests wait up to `request_timeout` for an answer.
+    pub fn client_with(&self, cache: u64, request_timeout: Duration) -> PropertyStore {
         let transport = self.client_transport();
         let mut config = StoreClientConfig::new(self.addrs.clone());
         config.cache_capacity = cache;
-        config.request_timeout = Duration::from_secs(2);
-        config.deadline = Duration::from_secs(20);
+        config.request_timeout = request_timeout;
+        config.deadline = request_timeout + Duration::from_secs(18);
         PropertyStore::new(transport, config)
     }
 

@@ -1156,6 +1156,20 @@ mod tests {
             .unwrap()
     }
 
+    /// Writes [`entry`]`(index)` to the log through the WAL (as `append` does) and syncs it,
+    /// marks it committed and applies it.
+    async fn commit_and_apply(db: &Db, log: &mut LogStore, sm: &mut StateMachine, index: u64) {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            db.cf(CF_LOG),
+            index.to_be_bytes(),
+            codec::encode(&entry(index)).unwrap(),
+        );
+        log.write(batch, true).unwrap();
+        log.save_committed(Some(entry(index).log_id)).await.unwrap();
+        sm.apply([entry(index)]).await.unwrap();
+    }
+
     /// The child: appends and applies [`ENTRIES`] entries (snapshotting and purging after
     /// `snapshot_at` of them when not 0), then dies without closing the database.
     fn crash_child(dir: &Path, snapshot_at: u64) -> ! {
@@ -1164,16 +1178,7 @@ mod tests {
             let mut log = LogStore::new(db.clone(), 0).unwrap();
             let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
             for index in 0..=ENTRIES {
-                // The log through the WAL (as `append` writes it), synced: on disk at once.
-                let mut batch = WriteBatch::default();
-                batch.put_cf(
-                    db.cf(CF_LOG),
-                    index.to_be_bytes(),
-                    codec::encode(&entry(index)).unwrap(),
-                );
-                log.write(batch, true).unwrap();
-                log.save_committed(Some(entry(index).log_id)).await.unwrap();
-                sm.apply([entry(index)]).await.unwrap();
+                commit_and_apply(&db, &mut log, &mut sm, index).await;
                 if snapshot_at > 0 && index == snapshot_at {
                     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
                     log.purge(snapshot.meta.last_log_id.unwrap()).await.unwrap();
@@ -1262,14 +1267,7 @@ mod tests {
             let mut log = LogStore::new(db.clone(), 0).unwrap();
             let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
             for index in 1..=10u64 {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(
-                    db.cf(CF_LOG),
-                    index.to_be_bytes(),
-                    codec::encode(&entry(index)).unwrap(),
-                );
-                log.write(batch, true).unwrap();
-                sm.apply([entry(index)]).await.unwrap();
+                commit_and_apply(&db, &mut log, &mut sm, index).await;
             }
             let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
             log.purge(snapshot.meta.last_log_id.unwrap()).await.unwrap();

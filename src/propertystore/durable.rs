@@ -76,6 +76,11 @@ impl Durability {
         self.unstalled.notify_all();
     }
 
+    /// Whether fsyncs are stalled now.
+    pub fn is_stalled(&self) -> bool {
+        *self.stalled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Blocks the calling (syncer) thread while fsyncs are stalled.
     pub fn wait_unstalled(&self) {
         let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());

@@ -39,7 +39,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -329,7 +329,7 @@ pub struct LogStore {
     vote: Arc<Mutex<Option<Vote<ReplicaId>>>>,
     durability: Arc<Durability>,
     syncer: Arc<Syncer>,
-    /// fsyncs done by the syncer (group commits), for tests and status.
+    /// fsyncs of the log (the syncer's group commits and followers' inline ones).
     syncs: Arc<AtomicU64>,
     /// Entries appended.
     appends: Arc<AtomicU64>,
@@ -343,14 +343,25 @@ struct Syncer {
     tx: Option<mpsc::Sender<SyncItem>>,
     thread: Option<std::thread::JoinHandle<()>>,
     durability: Arc<Durability>,
+    /// Items sent and not yet completed by the thread (queued or in its current fsync).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Syncer {
     fn send(&self, item: SyncItem) -> Result<(), mpsc::SendError<SyncItem>> {
-        match &self.tx {
-            Some(tx) => tx.send(item),
-            None => Err(mpsc::SendError(item)),
-        }
+        let Some(tx) = &self.tx else {
+            return Err(mpsc::SendError(item));
+        };
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        tx.send(item).inspect_err(|_| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Whether an fsync may run on the caller's thread instead: nothing is queued or in
+    /// flight on the syncer (so completions stay in log order) and the disk is not stalled.
+    fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0 && !self.durability.is_stalled()
     }
 }
 
@@ -397,17 +408,20 @@ impl LogStore {
         let durability = Arc::new(Durability::new(last));
         let (tx, rx) = mpsc::channel::<SyncItem>();
         let syncs = Arc::new(AtomicU64::new(0));
+        let pending = Arc::new(AtomicUsize::new(0));
         let sync_db = db.db.clone();
         let counter = syncs.clone();
         let tracker = durability.clone();
+        let in_flight = pending.clone();
         let thread = std::thread::Builder::new()
             .name("store-log-sync".into())
-            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &rx))
+            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &in_flight, &rx))
             .map_err(|e| corrupt(format!("cannot start the log syncer: {e}")))?;
         let syncer = Arc::new(Syncer {
             tx: Some(tx),
             thread: Some(thread),
             durability: durability.clone(),
+            pending,
         });
         Ok(LogStore {
             db,
@@ -506,35 +520,52 @@ fn last_log_id(
 
 /// The syncer thread: takes every append queued while the previous fsync ran, syncs the WAL
 /// once, advances [`Durability`] and completes the followers' callbacks.
-fn sync_loop(db: &DB, durability: &Durability, syncs: &AtomicU64, rx: &mpsc::Receiver<SyncItem>) {
+fn sync_loop(
+    db: &DB,
+    durability: &Durability,
+    syncs: &AtomicU64,
+    pending: &AtomicUsize,
+    rx: &mpsc::Receiver<SyncItem>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         durability.wait_unstalled();
-        let mark = durability.before_sync();
-        let result = db.flush_wal(true);
-        syncs.fetch_add(1, Ordering::Relaxed);
-        match &result {
-            Ok(()) => durability.synced(mark),
-            Err(e) if batch.iter().any(|i| matches!(i, SyncItem::Durable)) => {
+        let result = sync_wal(db, durability, syncs);
+        if let Err(e) = &result {
+            if batch.iter().any(|i| matches!(i, SyncItem::Durable)) {
                 // The leader already counted these entries as on its disk; that cannot be
                 // taken back, and going on could lose acknowledged writes.
                 tracing::error!(error = %e, "fsync of the Raft log failed after the leader acknowledged it; aborting");
                 std::process::abort();
             }
-            Err(_) => {}
         }
+        let n = batch.len();
         for item in batch {
             if let SyncItem::Flush(cb) = item {
-                cb.log_io_completed(
-                    result
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| std::io::Error::other(e.to_string())),
-                );
+                cb.log_io_completed(io_result(&result));
             }
         }
+        pending.fetch_sub(n, Ordering::AcqRel);
     }
+}
+
+/// One fsync of the WAL; on success everything written before it is durable.
+fn sync_wal(db: &DB, durability: &Durability, syncs: &AtomicU64) -> Result<(), rocksdb::Error> {
+    let mark = durability.before_sync();
+    let result = db.flush_wal(true);
+    syncs.fetch_add(1, Ordering::Relaxed);
+    if result.is_ok() {
+        durability.synced(mark);
+    }
+    result
+}
+
+fn io_result(result: &Result<(), rocksdb::Error>) -> Result<(), std::io::Error> {
+    result
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 fn bound_start(b: Bound<&u64>) -> u64 {
@@ -644,6 +675,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let item = if self.leads(&entries) {
             callback.log_io_completed(Ok(()));
             SyncItem::Durable
+        } else if self.syncer.idle() {
+            // A follower's append: openraft 0.9's core waits for its flush before it does
+            // anything else (and the leader for the answer before it sends more entries), so
+            // handing it to the syncer thread batches nothing and costs a thread wake-up
+            // each way.
+            let result = sync_wal(&self.db.db, &self.durability, &self.syncs);
+            callback.log_io_completed(io_result(&result));
+            return Ok(());
         } else {
             SyncItem::Flush(callback)
         };

@@ -219,3 +219,60 @@ async fn linearizable_reads_use_the_lease_when_it_holds_and_read_index_when_it_i
         cluster.shutdown().await;
     }
 }
+
+/// A follower syncs its appends inline while its syncer is idle and queues them while its
+/// disk is stalled: the stalled follower holds nothing up, applies nothing its disk lacks,
+/// and catches up in order once the disk is back. (Its Raft core waits for the flush, so it
+/// does not answer status meanwhile; the test reads its metrics directly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_with_a_stalled_disk_holds_nothing_up_and_catches_up() {
+    let cluster = InProcess::start(3, true).await;
+    let client = cluster.client();
+    let leader = cluster.leader(&client).await;
+    let follower = (leader + 1) % 3;
+    let before = cluster.statuses(&client).await;
+
+    cluster.servers[follower].durability().stall_syncs(true);
+    let mut last = None;
+    for i in 0..20u32 {
+        let stat = client
+            .set(&format!("/fences/stalled/{i}"), &i.to_be_bytes(), None)
+            .await
+            .expect("the leader and the other follower commit without the stalled disk");
+        last = Some(stat);
+    }
+    let last = last.unwrap();
+    let applied = cluster.servers[follower]
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .map(|l| l.index);
+    assert_eq!(
+        applied, before[follower].applied_index,
+        "the stalled follower applied an entry its disk does not hold"
+    );
+
+    cluster.servers[follower].durability().stall_syncs(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = &cluster.statuses(&client).await[follower];
+        if s.revision >= last.mod_revision {
+            assert!(s.log_syncs > before[follower].log_syncs, "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the follower did not catch up: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Writes after the stall take the inline path again and reach the follower too.
+    let stat = client.set("/fences/stalled/after", b"x", None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.statuses(&client).await[follower].revision < stat.mod_revision {
+        assert!(
+            Instant::now() < deadline,
+            "the follower missed a write after the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}

@@ -17,7 +17,9 @@
 //! completion callback to a syncer thread; the syncer takes every callback queued while the
 //! previous fsync ran and completes them all after one `SyncWAL`. The leader's own entries
 //! are acknowledged at once and only synced by the syncer (see [`super::durable`] for why that
-//! is safe); every fsync advances [`Durability`]. The vote is written with
+//! is safe). A follower's entries are synced inline, on the appending task, while the syncer
+//! has nothing queued or in flight: openraft waits for that flush anyway, so the thread
+//! would batch nothing. Every fsync advances [`Durability`]. The vote is written with
 //! `sync = true` before `save_vote` returns.
 //!
 //! The state machine is written once, not three times: its batches (kv, events, meta) skip
@@ -519,7 +521,7 @@ fn last_log_id(
 }
 
 /// The syncer thread: takes every append queued while the previous fsync ran, syncs the WAL
-/// once, advances [`Durability`] and completes the followers' callbacks.
+/// once, advances [`Durability`] and completes the queued followers' callbacks.
 fn sync_loop(
     db: &DB,
     durability: &Durability,

@@ -8,6 +8,7 @@
 mod constraints;
 mod current_state;
 mod external_view;
+pub mod layout;
 mod live_instance;
 mod message;
 mod record;
@@ -20,6 +21,7 @@ pub use constraints::{
 };
 pub use current_state::CurrentState;
 pub use external_view::ExternalView;
+pub use layout::Layout;
 pub use live_instance::LiveInstance;
 pub use message::{Message, MessageState, MessageType, StateTransitionBuilder};
 pub use record::{Record, RecordError};

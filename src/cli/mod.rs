@@ -10,14 +10,18 @@ use clap::{Parser, Subcommand};
 
 pub mod admin;
 pub mod bench;
+pub mod controller;
 pub mod members;
 pub mod node;
+pub mod node_setup;
 pub mod output;
+pub mod participant;
 pub mod plan;
 pub mod process;
 pub mod statemodel;
 pub mod store;
 pub mod tls;
+pub mod watch;
 
 pub use output::OutputFormat;
 
@@ -49,6 +53,12 @@ pub enum Command {
     Admin(admin::AdminArgs),
     /// Benchmarks that print JSON.
     Bench(bench::BenchArgs),
+    /// Run a controller (several may run; one leads each cluster).
+    Controller(controller::ControllerArgs),
+    /// Run the ready-made participant, which logs every transition as a JSON line.
+    Participant(participant::ParticipantArgs),
+    /// The live external view of a cluster.
+    Watch(watch::WatchArgs),
 }
 
 /// A command's failure, printed as `error: …`.
@@ -112,6 +122,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Store(args) => store::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Participant(args) => participant::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 

@@ -351,6 +351,15 @@ impl Membership {
         rx.await.map_err(|_| MembershipError::Stopped)
     }
 
+    /// Adds addresses to join through; while the node has no live peer it asks them at once
+    /// (and again every join retry), as it does its first seeds.
+    pub async fn add_seeds(&self, seeds: Vec<SocketAddr>) -> Result<(), MembershipError> {
+        self.commands
+            .send(Command::AddSeeds(seeds))
+            .await
+            .map_err(|_| MembershipError::Stopped)
+    }
+
     /// Changes this node's roles and clusters; members see `MemberUpdated`.
     pub async fn update_metadata(
         &self,

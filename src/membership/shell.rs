@@ -72,6 +72,8 @@ pub(crate) enum Command {
         Vec<String>,
         oneshot::Sender<Result<NodeId, MembershipError>>,
     ),
+    /// More addresses to join through (used while the node has no live peer).
+    AddSeeds(Vec<SocketAddr>),
 }
 
 enum Wake {
@@ -247,6 +249,17 @@ impl Shell {
                 // its timers win the race against its socket).
                 self.fire_due();
                 let _ = done.send(());
+                false
+            }
+            Command::AddSeeds(seeds) => {
+                for seed in seeds {
+                    if !self.seeds.contains(&seed) {
+                        self.seeds.push(seed);
+                    }
+                }
+                if !self.leaving && self.foca.num_members() == 0 {
+                    self.rejoin();
+                }
                 false
             }
             Command::UpdateMetadata(roles, clusters, done) => {

@@ -147,6 +147,13 @@ impl Layout {
         format!("/{}/INSTANCES/{instance}", self.cluster)
     }
 
+    /// `/<C>/INSTANCES/<i>/GENERATION`: the last session generation the instance used, so
+    /// that the next is higher even if the clock stepped back (strand's; Helix's sessions
+    /// come from ZooKeeper).
+    pub fn session_generation(&self, instance: &str) -> String {
+        format!("/{}/INSTANCES/{instance}/GENERATION", self.cluster)
+    }
+
     /// `/<C>/INSTANCES/<i>/CURRENTSTATES`.
     pub fn current_states(&self, instance: &str) -> String {
         format!("/{}/INSTANCES/{instance}/CURRENTSTATES", self.cluster)

@@ -92,6 +92,24 @@ impl Record {
         })
     }
 
+    /// The bytes a record is stored as in the property store: Helix's pretty JSON, so
+    /// `strand admin get` shows what zkCli shows.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_helix_json().into_bytes()
+    }
+
+    /// A record from a store value; `Ok(None)` for an empty value (a directory key, as
+    /// `addCluster` writes them).
+    pub fn from_stored(value: &[u8]) -> Result<Option<Self>, RecordError> {
+        if value.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let text = std::str::from_utf8(value).map_err(|e| RecordError::Json {
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        Self::from_json(text).map(Some)
+    }
+
     /// Parses a record from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Self, RecordError> {
         serde_json::from_value(value).map_err(|e| RecordError::Json {

@@ -402,7 +402,7 @@ impl Drop for Bench {
 }
 
 /// p50, p99 and max of `xs` (nearest rank), rounded to 0.1 ms.
-fn summary(xs: &[f64]) -> Value {
+pub(crate) fn summary(xs: &[f64]) -> Value {
     if xs.is_empty() {
         return serde_json::json!({"p50": null, "p99": null, "max": null, "n": 0});
     }

@@ -1,0 +1,456 @@
+//! The controller's shell for one cluster: stand by, take leadership, lead until fenced.
+//! Every decision it carries out is made by [`super::election`], [`super::snapshot`],
+//! [`super::round`] and the engine; this file only reads, writes, waits and sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::election::{self, Vacancy};
+use super::mirror::Mirror;
+use super::round::{self, Leader};
+use super::snapshot::{self, Liveness};
+use super::Role;
+use crate::membership::{Membership, MembershipEvent, RecvError, Status};
+use crate::model::layout::Key;
+use crate::model::{Layout, Record};
+use crate::participant::register::{ADDR_FIELD, GOSSIP_GENERATION_FIELD};
+use crate::participant::wire::{ParticipantReply, ParticipantRequest};
+use crate::propertystore::{ClientError, Event, Op, OpOutcome, PropertyStore};
+use crate::rebalance::compute;
+use crate::transport::{self, PeerAddr, Service, Transport};
+
+/// What one cluster's task needs.
+pub(super) struct Ctx {
+    pub layout: Layout,
+    pub name: String,
+    pub session: String,
+    pub store: PropertyStore,
+    pub transport: Arc<dyn Transport>,
+    pub membership: Arc<Membership>,
+    pub started: Instant,
+    pub grace: Duration,
+    pub role: watch::Sender<Role>,
+    pub stop: watch::Receiver<Option<bool>>,
+}
+
+enum Ended {
+    /// Asked to stop; gracefully or not.
+    Stopped(bool),
+    /// Another controller took over.
+    Fenced,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn stopped(ctx: &Ctx) -> Option<bool> {
+    *ctx.stop.borrow()
+}
+
+/// Runs the cluster's task until the controller stops.
+pub(super) async fn run(mut ctx: Ctx) {
+    loop {
+        let Some((epoch, mine)) = standby(&mut ctx).await else { return };
+        tracing::info!(cluster = %ctx.layout.cluster(), controller = %ctx.name, epoch, "leading");
+        let _ = ctx.role.send(Role::Leader { epoch });
+        match lead(&mut ctx, epoch, &mine).await {
+            Ended::Stopped(graceful) => {
+                if graceful {
+                    resign(&ctx, &mine).await;
+                }
+                let _ = ctx.role.send(Role::Standby);
+                return;
+            }
+            Ended::Fenced => {
+                tracing::warn!(cluster = %ctx.layout.cluster(), controller = %ctx.name, epoch, "another controller took over; standing by");
+                let _ = ctx.role.send(Role::Standby);
+            }
+        }
+    }
+}
+
+/// Forwards a store watch into a channel; the task ends when the receiver is dropped.
+fn forward_watch(store: &PropertyStore, prefix: String, from: u64) -> mpsc::Receiver<Result<(Vec<Event>, u64), ClientError>> {
+    let (tx, rx) = mpsc::channel(256);
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut w = store.watch(&prefix, from);
+        loop {
+            let r = tokio::select! {
+                _ = tx.closed() => return,
+                r = w.next_batch() => r,
+            };
+            let failed = r.is_err();
+            let item = r.map(|events| (events, w.next_revision().saturating_sub(1)));
+            if tx.send(item).await.is_err() {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until leadership is vacant and takes it; `None` when the controller stops.
+async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
+    let path = ctx.layout.leader();
+    let mut gossip = ctx.membership.subscribe();
+    let mut leader_changes = forward_watch(&ctx.store, path.clone(), 0);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        if stopped(ctx).is_some() {
+            return None;
+        }
+        let seen = match ctx.store.get(&path).await {
+            Ok(r) => r.map(|r| r.value),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the leader record");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if ctx.membership.is_isolated() {
+            // An isolated controller takes nothing: it would judge everyone gone.
+            tokio::select! {
+                biased;
+                _ = ctx.stop.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            continue;
+        }
+        let members = ctx.membership.members();
+        match election::judge(seen.as_deref(), &ctx.name, &members, ctx.started.elapsed(), ctx.grace) {
+            Vacancy::Vacant { seen } => {
+                let local = ctx.membership.local();
+                let mine = election::leader_record(&ctx.name, &ctx.session, local.addr, local.generation, now_ms())
+                    .to_bytes();
+                match ctx.store.txn(election::take(&path, seen.as_deref(), &mine)).await {
+                    Ok(w) if w.succeeded => return Some((w.revision, mine)),
+                    Ok(_) => continue, // someone else was first: judge again
+                    Err(e) => {
+                        tracing::debug!(error = %e, "taking leadership");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            Vacancy::Held { by } => {
+                // Make sure the gossip knows where the leader is, so its death is seen.
+                if let Some(addr) = seen
+                    .as_deref()
+                    .and_then(|v| Record::from_stored(v).ok().flatten())
+                    .and_then(|r| r.simple(ADDR_FIELD).and_then(|a| a.parse().ok()))
+                {
+                    if !members.iter().any(|m| m.name == by && m.status.is_active()) {
+                        let _ = ctx.membership.add_seeds(vec![addr]).await;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = ctx.stop.changed() => {}
+            _ = leader_changes.recv() => {}
+            e = gossip.recv() => if let Err(RecvError::Closed) = e { return None; },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+async fn resign(ctx: &Ctx, mine: &[u8]) {
+    let path = ctx.layout.leader();
+    let txn = crate::propertystore::Txn {
+        conditions: vec![election::fence(&path, mine)],
+        success: vec![Op::Delete {
+            path,
+            expected_version: None,
+            recursive: false,
+        }],
+        failure: Vec::new(),
+    };
+    if let Err(e) = ctx.store.txn(txn).await {
+        tracing::debug!(error = %e, "giving up leadership");
+    }
+}
+
+/// Whether the leader record still holds `mine`.
+async fn still_leading(ctx: &Ctx, mine: &[u8]) -> bool {
+    match ctx.store.get(&ctx.layout.leader()).await {
+        Ok(Some(r)) => r.value == mine,
+        Ok(None) => false,
+        Err(_) => true, // unknown: the next fenced write tells
+    }
+}
+
+struct Lead<'a> {
+    ctx: &'a Ctx,
+    mine: &'a [u8],
+    leader: Leader,
+    mirror: Mirror,
+    liveness: Liveness,
+    rng: StdRng,
+}
+
+async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
+    let (entries, revision) = loop {
+        match ctx.store.range(&ctx.layout.root()).await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the cluster");
+                if !still_leading(ctx, mine).await {
+                    return Ended::Fenced;
+                }
+                if let Some(g) = stopped(ctx) {
+                    return Ended::Stopped(g);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut events = forward_watch(&ctx.store, format!("{}/", ctx.layout.root()), revision + 1);
+    let mut gossip = ctx.membership.subscribe();
+    let now = now_ms();
+    let mut lead = Lead {
+        ctx,
+        mine,
+        leader: Leader {
+            name: ctx.name.clone(),
+            session: ctx.session.clone(),
+            epoch,
+        },
+        mirror: Mirror::load(ctx.layout.clone(), entries, revision),
+        liveness: Liveness {
+            now_ms: now,
+            ..Default::default()
+        },
+        rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
+    };
+    lead.reconcile_sessions();
+    let mut stop = ctx.stop.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut next_round: Option<u64> = None;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            dirty = false;
+            match lead.round().await {
+                Ok(next) => next_round = next,
+                Err(RoundError::Fenced) => return Ended::Fenced,
+                Err(RoundError::Retry) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    dirty = true;
+                }
+            }
+        }
+        let wake = next_round.map(|ms| {
+            let wait = ms.saturating_sub(now_ms());
+            Instant::now() + Duration::from_millis(wait)
+        });
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                if let Some(g) = *stop.borrow() { return Ended::Stopped(g); }
+            }
+            batch = events.recv() => {
+                let mut batch = batch;
+                loop {
+                    match batch {
+                        Some(Ok((evs, covered))) => {
+                            dirty |= lead.mirror.apply(&evs);
+                            lead.note_offline(&evs);
+                            lead.mirror.advance(covered);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "cluster watch failed; reloading");
+                            // Stand by: the record is still ours, so it is taken again at once with a
+                            // new epoch, from a fresh read of the cluster.
+                            return Ended::Fenced;
+                        }
+                        None => return Ended::Fenced,
+                    }
+                    match events.try_recv() {
+                        Ok(b) => batch = Some(b),
+                        Err(_) => break,
+                    }
+                }
+            }
+            e = gossip.recv() => match e {
+                Ok(MembershipEvent::MemberDown(m)) | Ok(MembershipEvent::MemberLeft(m)) => {
+                    dirty |= lead.member_gone(&m.name, m.generation);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ended::Stopped(false),
+            },
+            _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
+                next_round = None;
+                dirty = true;
+            }
+            _ = tick.tick() => dirty |= lead.reconcile_sessions(),
+        }
+    }
+}
+
+enum RoundError {
+    /// A fenced write failed: another controller leads.
+    Fenced,
+    /// The store did not answer; try again.
+    Retry,
+}
+
+impl Lead<'_> {
+    /// Sessions whose participant the gossip says is gone (or has never heard of, once the
+    /// grace period is over) stop counting. Returns whether anything changed.
+    fn reconcile_sessions(&mut self) -> bool {
+        let members = self.ctx.membership.members();
+        let past_grace = self.ctx.started.elapsed() >= self.ctx.grace;
+        let prefix = format!("{}/", self.mirror.layout().live_instances());
+        let mut changed = false;
+        let lives: Vec<(String, u64)> = self
+            .mirror
+            .under(&prefix)
+            .filter_map(|(path, e)| {
+                let name = path[prefix.len()..].to_string();
+                let generation = e
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.simple(GOSSIP_GENERATION_FIELD))
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(0);
+                Some((name, generation))
+            })
+            .collect();
+        for (name, generation) in lives {
+            if self.liveness.down.get(&name).is_some_and(|d| *d >= generation) {
+                continue;
+            }
+            let gone = match members.iter().find(|m| m.name == name && !m.is_local) {
+                Some(m) if m.generation >= generation => matches!(m.status, Status::Down | Status::Left),
+                _ => past_grace,
+            };
+            if gone {
+                changed |= self.member_gone(&name, generation);
+            }
+        }
+        changed
+    }
+
+    /// A participant's gossip generation `generation` is gone: its session of that
+    /// generation or older stops counting. Returns whether it had one.
+    fn member_gone(&mut self, name: &str, generation: u64) -> bool {
+        let entry = self.liveness.down.entry(name.to_string()).or_insert(0);
+        if *entry >= generation {
+            return false;
+        }
+        *entry = generation;
+        self.liveness.offline_since.insert(name.to_string(), now_ms());
+        self.mirror.get(&self.mirror.layout().live_instance(name)).is_some()
+    }
+
+    /// Live-instance deletions seen in the watch start an instance's offline time.
+    fn note_offline(&mut self, events: &[Event]) {
+        for e in events {
+            if matches!(e.kind, crate::propertystore::EventKind::Delete) {
+                if let Some(Key::LiveInstance(i)) = self.mirror.layout().classify(&e.path) {
+                    self.liveness.offline_since.insert(i.to_string(), now_ms());
+                }
+            }
+        }
+    }
+
+    fn new_id(rng: &mut StdRng) -> String {
+        let a: u64 = rng.random();
+        let b: u64 = rng.random();
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    async fn round(&mut self) -> Result<Option<u64>, RoundError> {
+        let now = now_ms();
+        self.liveness.now_ms = now;
+        let view = snapshot::build(&self.mirror, &self.liveness);
+        let decision = match compute(&view.snapshot) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(cluster = %self.ctx.layout.cluster(), error = %e, "cannot rebalance; waiting for a change");
+                return Ok(None);
+            }
+        };
+        let rng = &mut self.rng;
+        let plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || Self::new_id(rng));
+        let fence = election::fence(&self.ctx.layout.leader(), self.mine);
+        for mut txn in plan.txns {
+            txn.conditions.insert(0, fence.clone());
+            let ops = txn.success.clone();
+            match self.ctx.store.txn(txn).await {
+                Ok(w) if w.succeeded => {
+                    for (op, outcome) in ops.iter().zip(&w.ops) {
+                        match (op, outcome) {
+                            (Op::Set { path, value, .. } | Op::Create { path, value }, OpOutcome::Put { stat, .. }) => {
+                                self.mirror
+                                    .apply_own_put(path, value.clone(), stat.version, stat.mod_revision);
+                            }
+                            (Op::Delete { path, .. }, _) => self.mirror.apply_own_delete(path),
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(_) => {
+                    if !still_leading(self.ctx, self.mine).await {
+                        return Err(RoundError::Fenced);
+                    }
+                    // Its own condition failed (a record changed meanwhile): the watch brings
+                    // the change and the next round decides again.
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a round's write failed");
+                    if !still_leading(self.ctx, self.mine).await {
+                        return Err(RoundError::Fenced);
+                    }
+                    return Err(RoundError::Retry);
+                }
+            }
+        }
+        for (instance, (addr, records)) in plan.sends {
+            let transport = self.ctx.transport.clone();
+            let texts = records.iter().map(Record::to_helix_json).collect();
+            tokio::spawn(async move {
+                let to = PeerAddr::named(instance.clone(), addr);
+                let r: Result<ParticipantReply, _> = transport::call(
+                    &*transport,
+                    &to,
+                    Service::MESSAGING,
+                    &ParticipantRequest::Transitions(texts),
+                    Duration::from_secs(2),
+                )
+                .await;
+                match r {
+                    Ok(ParticipantReply::Verdicts(v)) => {
+                        for verdict in v.iter().filter(|v| v.starts_with("discarded")) {
+                            tracing::debug!(%instance, verdict, "participant discarded a message");
+                        }
+                    }
+                    // The store copy of the message is the fallback: the participant watches it.
+                    Err(e) => tracing::debug!(%instance, error = %e, "sending transitions"),
+                }
+            });
+        }
+        Ok(decision.next_recompute_ms)
+    }
+}

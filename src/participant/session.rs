@@ -1,0 +1,654 @@
+//! The participant's session task: the one owner of the [`Ledger`], the handler tasks it
+//! starts, and the session's registration in the store (see the module diagram in
+//! [`super`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
+use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
+use super::register::{self, Registered};
+use super::wire::{ParticipantReply, ParticipantRequest};
+use super::writer::{self, WriteJob};
+use super::{now_us, Participant, ParticipantError, Phase, SessionStatus, TransitionEvent};
+use crate::codec;
+use crate::membership::{Membership, MembershipConfig, MembershipEvent, RecvError, Roles, Subscription};
+use crate::model::fields::SESSION_ID;
+use crate::model::{CurrentState, Layout, Record};
+use crate::propertystore::{EventKind, PropertyStore};
+use crate::statemodel::{self, StateModelDefinition, DROPPED};
+use crate::transport::{Inbox, Incoming, Service, Transport};
+
+/// What [`start`] needs.
+#[derive(Clone)]
+pub(super) struct Settings {
+    pub cluster: String,
+    pub instance: String,
+    pub store: PropertyStore,
+    pub transport: Arc<dyn Transport>,
+    pub handler: Arc<dyn StateModelHandler>,
+    pub membership: MembershipConfig,
+    pub max_per_resource: usize,
+    pub zone: Option<String>,
+    pub tags: BTreeSet<String>,
+    pub join_timeout: Duration,
+}
+
+/// The handle a [`Participant`] holds.
+pub(super) struct Handle {
+    pub instance: String,
+    pub events: broadcast::Sender<TransitionEvent>,
+    /// A receiver taken before the session task started, so the first subscriber misses
+    /// nothing.
+    pub first_events: std::sync::Mutex<Option<broadcast::Receiver<TransitionEvent>>>,
+    pub status: watch::Receiver<SessionStatus>,
+    pub membership: Arc<Membership>,
+    stop: watch::Sender<Option<bool>>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    pub(super) async fn shutdown(&self, graceful: bool) {
+        let _ = self.stop.send(Some(graceful));
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(Some(false));
+    }
+}
+
+fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Joins the cluster and starts the session task.
+pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> {
+    let layout = Layout::new(&s.cluster);
+    register::admit(&s.store, &layout, &s.instance, s.zone.as_deref(), &s.tags).await?;
+    let inbox = s.transport.register(Service::MESSAGING, 4096)?;
+    let seeds = register::seeds(&s.store, &layout, &s.instance).await?;
+    let (generation, _) = register::next_generation(&s.store, &layout, &s.instance, now_ms()).await?;
+    let (membership, gossip) = Membership::builder(s.transport.clone())
+        .roles(Roles::PARTICIPANT)
+        .clusters(vec![s.cluster.clone()])
+        .seeds(seeds.clone())
+        .generation(generation)
+        .config(s.membership.clone())
+        .start_subscribed()
+        .map_err(|e| ParticipantError::Membership { reason: e.to_string() })?;
+    if !seeds.is_empty() {
+        let joined = membership
+            .wait_until(s.join_timeout, |m| m.iter().any(|x| !x.is_local && x.status.is_active()))
+            .await;
+        if !joined {
+            tracing::warn!(instance = %s.instance, "no gossip peer answered yet; registering anyway");
+        }
+    }
+    let membership = Arc::new(membership);
+    let registered = register::register(
+        &s.store,
+        &layout,
+        &s.instance,
+        s.transport.local_addr(),
+        membership.local().generation,
+        now_ms,
+    )
+    .await?;
+    register::clear_old_sessions(&s.store, &layout, &s.instance, &registered.session).await;
+    tracing::info!(instance = %s.instance, session = %registered.session, "session registered");
+
+    let (events, first_events) = broadcast::channel(8192);
+    let (status_tx, status) = watch::channel(SessionStatus::Live(registered.session.clone()));
+    let (stop, stop_rx) = watch::channel(None);
+    let (writes, writes_rx) = mpsc::channel(4096);
+    let writer = tokio::spawn(writer::run(s.store.clone(), writes_rx));
+    let (completions_tx, completions) = mpsc::channel(4096);
+    let (store_tx, store_rx) = mpsc::channel(1024);
+    let mut task = SessionTask {
+        ledger: Ledger::new(&s.instance, &registered.session),
+        layout,
+        settings: s.clone(),
+        membership: membership.clone(),
+        registered,
+        events: events.clone(),
+        status: status_tx,
+        writes,
+        writer,
+        completions_tx,
+        running: HashMap::new(),
+        models: HashMap::new(),
+        semaphores: HashMap::new(),
+        current: HashMap::new(),
+        store_tx,
+        watchers: Vec::new(),
+    };
+    task.start_watches();
+    let gossip_events = membership.subscribe();
+    drop(gossip);
+    let handle = tokio::spawn(task.run(stop_rx, inbox, completions, store_rx, gossip_events));
+    Ok(Participant {
+        inner: Handle {
+            instance: s.instance,
+            events,
+            first_events: std::sync::Mutex::new(Some(first_events)),
+            status,
+            membership,
+            stop,
+            task: std::sync::Mutex::new(Some(handle)),
+        },
+    })
+}
+
+/// A change the store watches report.
+enum StoreNews {
+    /// A message record appeared.
+    Message(Record),
+    /// Our live-instance record changed or went: `Some(session)` it names, `None` deleted.
+    Live(Option<String>),
+}
+
+struct Running {
+    message: TransitionMessage,
+    cancel: CancelHandle,
+}
+
+struct SessionTask {
+    ledger: Ledger,
+    layout: Layout,
+    settings: Settings,
+    membership: Arc<Membership>,
+    registered: Registered,
+    events: broadcast::Sender<TransitionEvent>,
+    status: watch::Sender<SessionStatus>,
+    writes: mpsc::Sender<WriteJob>,
+    writer: JoinHandle<()>,
+    completions_tx: mpsc::Sender<(String, Outcome)>,
+    running: HashMap<String, Running>,
+    models: HashMap<String, Option<StateModelDefinition>>,
+    semaphores: HashMap<String, Arc<Semaphore>>,
+    /// resource → the current-state record of this session.
+    current: HashMap<String, CurrentState>,
+    store_tx: mpsc::Sender<StoreNews>,
+    watchers: Vec<JoinHandle<()>>,
+}
+
+impl SessionTask {
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<Option<bool>>,
+        mut inbox: Inbox,
+        mut completions: mpsc::Receiver<(String, Outcome)>,
+        mut store_rx: mpsc::Receiver<StoreNews>,
+        mut gossip: Subscription,
+    ) {
+        let graceful = loop {
+            tokio::select! {
+                biased;
+                r = stop.changed() => {
+                    let v = if r.is_ok() { *stop.borrow() } else { Some(false) };
+                    if let Some(g) = v { break g; }
+                }
+                Some((id, outcome)) = completions.recv() => self.on_finished(&id, outcome),
+                Some(incoming) = inbox.recv() => self.on_request(incoming).await,
+                Some(news) = store_rx.recv() => match news {
+                    StoreNews::Message(record) => { self.on_message(record).await; }
+                    StoreNews::Live(session) => {
+                        if session.as_deref() != Some(self.registered.session.as_str()) {
+                            self.lose_session("the session was ended in the store", true).await;
+                        }
+                    }
+                },
+                e = gossip.recv() => match e {
+                    Ok(MembershipEvent::Isolated(_)) => {
+                        self.lose_session("no gossip peer reached this node (isolated)", false).await;
+                    }
+                    Ok(MembershipEvent::Rejoined(_)) => {
+                        self.lose_session("the gossip declared this node down", false).await;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break false,
+                },
+            }
+        };
+        for w in self.watchers.drain(..) {
+            w.abort();
+        }
+        for (_, r) in self.running.drain() {
+            r.cancel.cancel();
+        }
+        let store = self.settings.store.clone();
+        if graceful {
+            register::unregister(&store, &self.layout, &self.settings.instance, &self.registered.live_value).await;
+            let _ = self.membership.leave().await;
+        } else {
+            self.membership.shutdown().await;
+        }
+        let _ = self.status.send(SessionStatus::Stopped);
+        drop(self.writes);
+        if graceful {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
+        }
+        self.writer.abort();
+        self.settings.transport.shutdown().await;
+    }
+
+    fn start_watches(&mut self) {
+        for w in self.watchers.drain(..) {
+            w.abort();
+        }
+        let from = self.registered.revision + 1;
+        let store = self.settings.store.clone();
+        let messages = format!("{}/", self.layout.messages(&self.settings.instance));
+        let tx = self.store_tx.clone();
+        self.watchers.push(tokio::spawn(async move {
+            let mut w = store.watch(&messages, from);
+            loop {
+                match w.next_batch().await {
+                    Ok(events) => {
+                        for e in events {
+                            if let EventKind::Put { value, .. } = e.kind {
+                                if let Ok(Some(r)) = Record::from_stored(&value) {
+                                    if tx.send(StoreNews::Message(r)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "message watch failed; resuming");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if matches!(e, crate::propertystore::ClientError::Store(_)) {
+                            w = store.watch(&messages, 0);
+                        }
+                    }
+                }
+            }
+        }));
+        let store = self.settings.store.clone();
+        let live = self.layout.live_instance(&self.settings.instance);
+        let tx = self.store_tx.clone();
+        self.watchers.push(tokio::spawn(async move {
+            let mut w = store.watch(&live, from);
+            loop {
+                match w.next_batch().await {
+                    Ok(events) => {
+                        for e in events.into_iter().filter(|e| e.path == live) {
+                            let session = match e.kind {
+                                EventKind::Put { value, .. } => Record::from_stored(&value)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(|r| r.simple(SESSION_ID).map(str::to_string)),
+                                EventKind::Delete => None,
+                            };
+                            if tx.send(StoreNews::Live(session)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live-instance watch failed; resuming");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if matches!(e, crate::propertystore::ClientError::Store(_)) {
+                            w = store.watch(&live, 0);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    fn emit(&self, m: &TransitionMessage, from: &str, to: &str, phase: Phase, reason: Option<String>) {
+        let _ = self.events.send(TransitionEvent {
+            ts_us: now_us(),
+            instance: self.settings.instance.clone(),
+            session: self.ledger.session().to_string(),
+            resource: m.resource.clone(),
+            partition: m.partition.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
+            phase,
+            msg_id: m.id.clone(),
+            epoch: m.epoch,
+            reason,
+        });
+    }
+
+    async fn model(&mut self, name: &str) -> Option<StateModelDefinition> {
+        if let Some(m) = self.models.get(name) {
+            return m.clone();
+        }
+        let found = match self.settings.store.get(&self.layout.state_model(name)).await {
+            Ok(Some(r)) => Record::from_stored(&r.value)
+                .ok()
+                .flatten()
+                .and_then(|rec| StateModelDefinition::from_record(&rec).ok()),
+            _ => None,
+        }
+        .or_else(|| statemodel::builtin(name));
+        self.models.insert(name.to_string(), found.clone());
+        found
+    }
+
+    async fn on_request(&mut self, incoming: Incoming) {
+        let Incoming::Request { body, reply, .. } = incoming else {
+            return;
+        };
+        let request: ParticipantRequest = match codec::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return reply.refuse(format!("bad participant request: {e}")),
+        };
+        let ParticipantRequest::Transitions(texts) = request;
+        let mut verdicts = Vec::with_capacity(texts.len());
+        for text in texts {
+            let v = match Record::from_json(&text) {
+                Ok(record) => match self.on_message(record).await {
+                    Verdict::Run(_) => "run".to_string(),
+                    Verdict::Duplicate => "duplicate".to_string(),
+                    Verdict::Discard(d) => format!("discarded: {d}"),
+                },
+                Err(e) => format!("discarded: malformed: {e}"),
+            };
+            verdicts.push(v);
+        }
+        reply.ok_typed(&ParticipantReply::Verdicts(verdicts));
+    }
+
+    async fn on_message(&mut self, record: Record) -> Verdict {
+        let model_name = record
+            .simple(crate::model::fields::STATE_MODEL_DEF)
+            .unwrap_or_default()
+            .to_string();
+        let model = self.model(&model_name).await;
+        let verdict = self.ledger.handle_message(&record, |_| {
+            model
+                .as_ref()
+                .map_or_else(|| "OFFLINE".to_string(), |m| m.initial_state().to_string())
+        });
+        match &verdict {
+            Verdict::Run(m) => self.spawn_transition(m.clone()),
+            Verdict::Duplicate => {}
+            Verdict::Discard(d) => {
+                if let Ok(m) = TransitionMessage::parse(&record) {
+                    self.emit(&m, &m.from, &m.to, Phase::Discarded, Some(d.to_string()));
+                }
+                if !matches!(d, Discard::WrongInstance { .. }) {
+                    let path = self.layout.message(&self.settings.instance, &record.id);
+                    let _ = self.writes.send(WriteJob::DeleteMessage(path)).await;
+                }
+            }
+        }
+        verdict
+    }
+
+    fn spawn_transition(&mut self, m: TransitionMessage) {
+        self.emit(&m, &m.from, &m.to, Phase::Begin, None);
+        let (cancel_handle, cancel) = Cancellation::new();
+        let semaphore = self
+            .semaphores
+            .entry(m.resource.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_resource)))
+            .clone();
+        let handler = self.settings.handler.clone();
+        let tx = self.completions_tx.clone();
+        let t = Transition {
+            msg_id: m.id.clone(),
+            resource: m.resource.clone(),
+            partition: m.partition.clone(),
+            state_model: m.state_model.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            epoch: m.epoch,
+        };
+        let timeout = m.timeout_ms.map(Duration::from_millis);
+        let id = m.id.clone();
+        self.running.insert(
+            m.id.clone(),
+            Running {
+                message: m,
+                cancel: cancel_handle,
+            },
+        );
+        tokio::spawn(async move {
+            let outcome = run_handler(handler, t, cancel, timeout, semaphore).await;
+            let _ = tx.send((id, outcome)).await;
+        });
+    }
+
+    fn on_finished(&mut self, id: &str, outcome: Outcome) {
+        let Some(running) = self.running.remove(id) else {
+            return; // a transition of an earlier session
+        };
+        let m = running.message;
+        let finished = self.ledger.handle_finished(id, &outcome);
+        match (&outcome, finished) {
+            (Outcome::Cancelled, _) | (_, None) => {
+                self.emit(&m, &m.from, &m.to, Phase::Cancelled, Some("cancelled".into()));
+            }
+            (_, Some(f)) => {
+                let reason = match &outcome {
+                    Outcome::Failed(r) => Some(r.clone()),
+                    _ => None,
+                };
+                let phase = if reason.is_some() { Phase::Error } else { Phase::Ok };
+                if let Some(r) = &reason {
+                    let t = Transition {
+                        msg_id: m.id.clone(),
+                        resource: m.resource.clone(),
+                        partition: m.partition.clone(),
+                        state_model: m.state_model.clone(),
+                        from: m.from.clone(),
+                        to: m.to.clone(),
+                        epoch: m.epoch,
+                    };
+                    self.settings.handler.on_error(&t, r);
+                }
+                self.emit(&m, &m.from, &m.to, phase, reason.clone());
+                self.record_state(&m, &f.state, reason.as_deref(), Some(m.id.clone()));
+            }
+        }
+    }
+
+    /// Updates this session's current-state record of `m.resource` and queues its write
+    /// (with the deletion of message `msg_id`).
+    fn record_state(&mut self, m: &TransitionMessage, state: &str, info: Option<&str>, msg_id: Option<String>) {
+        let session = self.ledger.session().to_string();
+        let cs = self
+            .current
+            .entry(m.resource.clone())
+            .or_insert_with(|| CurrentState::create(&m.resource, &session, &m.state_model));
+        if state == DROPPED {
+            cs.remove_partition(&m.partition);
+        } else {
+            let now = now_ms();
+            cs.record_transition(&m.partition, &m.from, state, now, now);
+            if let Some(i) = info {
+                cs.set_info(&m.partition, i);
+            }
+        }
+        let record = (!cs.record.map_fields.is_empty()).then(|| cs.record.clone());
+        if record.is_none() {
+            self.current.remove(&m.resource);
+        }
+        let job = WriteJob::CurrentState {
+            path: self
+                .layout
+                .current_state(&self.settings.instance, &session, &m.resource),
+            record,
+            message: msg_id.map(|id| self.layout.message(&self.settings.instance, &id)),
+        };
+        if let Err(e) = self.writes.try_send(job) {
+            tracing::error!(error = %e, "the current-state writer is gone or full");
+        }
+    }
+
+    /// The session is over: stop what runs, step every replica down to its initial state
+    /// through the handler (reporting each step), and register a new session.
+    async fn lose_session(&mut self, reason: &str, await_renewal: bool) {
+        tracing::warn!(instance = %self.settings.instance, session = %self.registered.session, reason, "session lost; stepping down");
+        let _ = self.status.send(SessionStatus::Connecting);
+        for w in self.watchers.drain(..) {
+            w.abort();
+        }
+        for (_, r) in self.running.drain() {
+            r.cancel.cancel();
+            let m = r.message;
+            let _ = self.events.send(TransitionEvent {
+                ts_us: now_us(),
+                instance: self.settings.instance.clone(),
+                session: self.registered.session.clone(),
+                resource: m.resource.clone(),
+                partition: m.partition.clone(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                phase: Phase::Cancelled,
+                msg_id: m.id.clone(),
+                epoch: m.epoch,
+                reason: Some(reason.to_string()),
+            });
+        }
+        self.step_down_all().await;
+        let store = self.settings.store.clone();
+        // A controller ends a session only once SWIM declared its gossip generation down;
+        // registering again at that generation would be ended again. Give the gossip a
+        // moment to tell us and renew (Rejoined), then register at the new generation.
+        let declared = self.membership.local().generation;
+        for _ in 0..if await_renewal { 50 } else { 0 } {
+            if self.membership.local().generation != declared || self.membership.is_isolated() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        register::unregister(&store, &self.layout, &self.settings.instance, &self.registered.live_value).await;
+        self.current.clear();
+        let mut delay = Duration::from_millis(50);
+        let registered = loop {
+            match register::register(
+                &store,
+                &self.layout,
+                &self.settings.instance,
+                self.settings.transport.local_addr(),
+                self.membership.local().generation,
+                now_ms,
+            )
+            .await
+            {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register a new session yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+        register::clear_old_sessions(&store, &self.layout, &self.settings.instance, &registered.session).await;
+        tracing::info!(instance = %self.settings.instance, session = %registered.session, "new session registered");
+        self.ledger.renew(&registered.session);
+        self.registered = registered;
+        self.start_watches();
+        let _ = self.status.send(SessionStatus::Live(self.registered.session.clone()));
+    }
+
+    /// Walks every held replica to its model's initial state (MASTER → SLAVE → OFFLINE),
+    /// one hop at a time through the handler, all replicas in parallel.
+    async fn step_down_all(&mut self) {
+        let held = self.ledger.held();
+        let mut walks = Vec::new();
+        for (resource, model_name, partition, state) in held {
+            let Some(model) = self.model(&model_name).await else { continue };
+            let handler = self.settings.handler.clone();
+            let events = self.events.clone();
+            let instance = self.settings.instance.clone();
+            let session = self.registered.session.clone();
+            walks.push(async move {
+                let initial = model.initial_state().to_string();
+                let mut current = state;
+                let mut hops = 0;
+                while current != initial && hops < 8 {
+                    hops += 1;
+                    let Some(next) = model.next_hop(&current, &initial).map(str::to_string) else {
+                        break;
+                    };
+                    let id = format!("local-stepdown-{}-{}-{hops}", now_us(), partition);
+                    let t = Transition {
+                        msg_id: id.clone(),
+                        resource: resource.clone(),
+                        partition: partition.clone(),
+                        state_model: model_name.clone(),
+                        from: current.clone(),
+                        to: next.clone(),
+                        epoch: 0,
+                    };
+                    let ev = |phase, reason: Option<String>| TransitionEvent {
+                        ts_us: now_us(),
+                        instance: instance.clone(),
+                        session: session.clone(),
+                        resource: resource.clone(),
+                        partition: partition.clone(),
+                        from: current.clone(),
+                        to: next.clone(),
+                        phase,
+                        msg_id: id.clone(),
+                        epoch: 0,
+                        reason,
+                    };
+                    let _ = events.send(ev(Phase::Begin, None));
+                    let (_cancel, c) = Cancellation::new();
+                    let r = tokio::time::timeout(Duration::from_secs(5), handler.on_transition(t, c)).await;
+                    let reason = match r {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.reason),
+                        Err(_) => Some("step-down timed out".into()),
+                    };
+                    // The replica stops counting as `current` either way: a failed step-down
+                    // is reported, and the session's state is gone with the session.
+                    let phase = if reason.is_some() { Phase::Error } else { Phase::Ok };
+                    let _ = events.send(ev(phase, reason));
+                    current = next;
+                }
+            });
+        }
+        futures::future::join_all(walks).await;
+    }
+}
+
+async fn run_handler(
+    handler: Arc<dyn StateModelHandler>,
+    t: Transition,
+    cancel: Cancellation,
+    timeout: Option<Duration>,
+    semaphore: Arc<Semaphore>,
+) -> Outcome {
+    let mut watch_cancel = cancel.clone();
+    let work = async {
+        let _permit = semaphore.acquire_owned().await;
+        handler.on_transition(t, cancel).await
+    };
+    let timed = async {
+        match timeout {
+            Some(d) => match tokio::time::timeout(d, work).await {
+                Ok(r) => r.map_err(|e| e.reason),
+                Err(_) => Err(format!("timed out after {} ms", d.as_millis())),
+            },
+            None => work.await.map_err(|e| e.reason),
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = watch_cancel.cancelled() => Outcome::Cancelled,
+        r = timed => match r {
+            Ok(()) => Outcome::Completed,
+            Err(reason) => Outcome::Failed(reason),
+        },
+    }
+}

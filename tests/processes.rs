@@ -1,0 +1,238 @@
+//! The runtime as real processes (`strand store run`, `strand controller run`,
+//! `strand participant run`), where the process boundary is the point: SIGKILL, and a
+//! controller paused by SIGSTOP and resumed after a takeover. After each test, the
+//! participants' transition logs are checked for two MASTERs at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use strand::admin::{AddResource, Admin};
+use strand::cli::local_cluster::LocalCluster;
+use strand::model::RebalanceMode;
+use strand::participant::audit;
+use strand::spectator::Spectator;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn local(cluster: &str) -> LocalCluster {
+    LocalCluster::new(None, cluster)
+        .unwrap()
+        .with_exe(env!("CARGO_BIN_EXE_strand"))
+}
+
+async fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !pred() {
+        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn admin_of(cluster: &LocalCluster) -> Admin {
+    let admin = Admin::new(cluster.client().unwrap());
+    let deadline = Instant::now() + WAIT;
+    while admin.list_clusters().await.is_err() {
+        assert!(Instant::now() < deadline, "the store never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin
+}
+
+fn assert_never_two_masters(cluster: &LocalCluster) {
+    let lines = audit::parse_lines(&cluster.transition_log());
+    assert!(!lines.is_empty(), "no participant reported a transition");
+    let v = audit::violations(&lines, "MASTER", 1, &cluster.ends);
+    assert!(v.is_empty(), "two MASTERs at once: {v:#?}");
+}
+
+fn one_master_each(states: &BTreeMap<String, BTreeMap<String, String>>, n: usize) -> bool {
+    states.len() == n && states.values().all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_nothing_when_resumed() {
+    let mut cluster = local("PROC");
+    cluster.start_store(1).unwrap();
+    let admin = admin_of(&cluster).await;
+    admin.add_cluster("PROC").await.unwrap();
+    for i in 0..3 {
+        admin.add_instance("PROC", &format!("localhost:{}", 12913 + i)).await.unwrap();
+    }
+    let mut spec = AddResource::new(6, "MasterSlave");
+    spec.mode = RebalanceMode::FullAuto;
+    admin.add_resource("PROC", "db", &spec).await.unwrap();
+    admin.set_resource_property("PROC", "db", "REPLICAS", "3").await.unwrap();
+    let spectator = Spectator::connect(cluster.client().unwrap(), "PROC").await.unwrap();
+    cluster.start_controller("ctl-a").unwrap();
+    wait_for("ctl-a to lead", || cluster.leading_controller().is_some()).await;
+    cluster.start_controller("ctl-b").unwrap();
+    let instances: Vec<String> = (0..3).map(|i| format!("localhost_{}", 12913 + i)).collect();
+    for i in &instances {
+        cluster.start_participant(i, &[]).unwrap();
+    }
+    wait_for("convergence", || {
+        let s = spectator.table().states("db");
+        one_master_each(&s, 6) && s.values().all(|m| m.len() == 3)
+    })
+    .await;
+
+    // SIGKILL the participant with the most MASTERs.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for m in spectator.table().states("db").values() {
+        for (i, s) in m {
+            if s == "MASTER" {
+                *counts.entry(i.clone()).or_default() += 1;
+            }
+        }
+    }
+    let victim = counts.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    cluster.end_participant(&victim, false).unwrap();
+    wait_for("a MASTER for every partition without the victim", || {
+        let s = spectator.table().states("db");
+        one_master_each(&s, 6) && s.values().all(|m| !m.contains_key(&victim))
+    })
+    .await;
+    cluster.start_participant(&victim, &[]).unwrap();
+    wait_for("the victim back", || {
+        let s = spectator.table().states("db");
+        one_master_each(&s, 6) && s.values().all(|m| m.len() == 3)
+    })
+    .await;
+
+    // Pause the leading controller; the standby takes over and acts.
+    let (old, old_epoch, _) = cluster.leading_controller().unwrap();
+    cluster.controllers[&old].signal(Signal::SIGSTOP);
+    wait_for("the standby to lead", || {
+        cluster.leading_controller().is_some_and(|(n, e, _)| n != old && e > old_epoch)
+    })
+    .await;
+    let mut spec = AddResource::new(2, "OnlineOffline");
+    spec.mode = RebalanceMode::FullAuto;
+    admin.add_resource("PROC", "after", &spec).await.unwrap();
+    admin.set_resource_property("PROC", "after", "REPLICAS", "2").await.unwrap();
+    wait_for("the new leader to place the new resource", || {
+        let s = spectator.table().states("after");
+        s.len() == 2 && s.values().all(|m| m.len() == 2 && m.values().all(|st| st == "ONLINE"))
+    })
+    .await;
+
+    // Resume the old leader: it finds itself fenced and stands by; nothing it sends runs.
+    let resumed_us = strand::participant::now_us();
+    cluster.controllers[&old].signal(Signal::SIGCONT);
+    wait_for("the old leader to stand by", || {
+        cluster.controllers[&old]
+            .lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.text).ok())
+            .any(|v| v["role"] == "standby")
+    })
+    .await;
+    // A change after the resume is still carried out by the new leader only.
+    cluster.end_participant(&instances[0], false).unwrap();
+    wait_for("failover under the new leader", || {
+        let s = spectator.table().states("db");
+        one_master_each(&s, 6) && s.values().all(|m| !m.contains_key(&instances[0]))
+    })
+    .await;
+    let log = audit::parse_lines(&cluster.transition_log());
+    let raw = cluster.transition_log();
+    let stale_runs = raw
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["epoch"].as_u64() == Some(old_epoch)
+                && v["phase"] == "begin"
+                && v["ts_us"].as_u64().is_some_and(|t| t > resumed_us)
+        })
+        .count();
+    assert_eq!(stale_runs, 0, "a transition of the stale leader ran after it resumed");
+    assert!(!log.is_empty());
+    assert_never_two_masters(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_accept_helix_options_and_print_their_transitions() {
+    let mut cluster = local("MYCLUSTER");
+    cluster.start_store(1).unwrap();
+    let admin = admin_of(&cluster).await;
+    admin.add_cluster("MYCLUSTER").await.unwrap();
+    admin.add_instance("MYCLUSTER", "localhost:12913").await.unwrap();
+    admin
+        .add_resource("MYCLUSTER", "myDB", &AddResource::new(2, "MasterSlave"))
+        .await
+        .unwrap();
+    admin.rebalance("MYCLUSTER", "myDB", 1, None).await.unwrap();
+    cluster.start_controller("ctl").unwrap();
+    // start-helix-participant.sh's options, verbatim (the instance name comes from them).
+    let mut p = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args([
+            "participant",
+            "run",
+            "--zkSvr",
+            &cluster.store_flag(),
+            "--cluster",
+            "MYCLUSTER",
+            "--host",
+            "localhost",
+            "--port",
+            "12913",
+            "--stateModelType",
+            "MasterSlave",
+            "--fail",
+            "myDB_1:OFFLINE-SLAVE",
+        ])
+        .env("STRAND_TLS_DIR", cluster.tls_dir())
+        .env("STRAND_EXIT_WITH_PARENT", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = p.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&l) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    wait_for("myDB_0 MASTER and myDB_1 in ERROR", || {
+        let l = lines.lock().unwrap();
+        l.iter().any(|v| v["partition"] == "myDB_0" && v["to"] == "MASTER" && v["phase"] == "ok")
+            && l.iter().any(|v| v["partition"] == "myDB_1" && v["to"] == "SLAVE" && v["phase"] == "error")
+    })
+    .await;
+    let first = lines.lock().unwrap()[0].clone();
+    for key in ["ts_us", "instance", "session", "resource", "partition", "from", "to", "phase", "msg_id", "epoch"] {
+        assert!(first.get(key).is_some(), "no {key} in {first}");
+    }
+    assert_eq!(first["instance"], "localhost_12913");
+    assert!(first["epoch"].as_u64().unwrap() > 0);
+    let _ = p.kill();
+    let _ = p.wait();
+}
+
+#[test]
+fn bad_participant_and_controller_arguments_get_one_clear_line_and_exit_2() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, err) = run(&["participant", "run", "--cluster", "C"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--instance"), "{err}");
+    let (code, err) = run(&["participant", "run", "--cluster", "C", "--instance", "a", "--fail", "nonsense"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("PARTITION:FROM-TO"), "{err}");
+    let (code, err) = run(&["participant", "run", "--cluster", "C", "--instance", "bad name!"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["controller", "run", "--cluster", "C", "--mode", "WEIRD"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod admin;
 pub mod bench;
+pub mod helix_admin;
 pub mod members;
 pub mod node;
 pub mod output;
@@ -45,8 +46,11 @@ pub enum Command {
     Members(members::MembersArgs),
     /// The property store: run a replica, show status, add or remove replicas.
     Store(store::StoreArgs),
-    /// Administration: raw store access (ls, get, put, rm, watch) and, later, helix-admin's commands.
+    /// Administration: clusters, instances, resources, partitions, state models, configs,
+    /// constraints; raw store access (ls, get, put, rm, watch).
     Admin(admin::AdminArgs),
+    /// helix-admin.sh's options, verbatim (`--zkSvr ADDR --addCluster C`, …).
+    HelixAdmin(helix_admin::HelixAdminArgs),
     /// Benchmarks that print JSON.
     Bench(bench::BenchArgs),
 }
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Members(args) => members::run(args),
         Command::Store(args) => store::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::HelixAdmin(args) => helix_admin::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

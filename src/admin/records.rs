@@ -14,7 +14,7 @@ use crate::propertystore::{Cmp, Condition, Op, Txn};
 use super::{Admin, AdminError};
 
 /// How many times a read-modify-write is tried before [`AdminError::Conflict`].
-const UPDATE_ATTEMPTS: usize = 8;
+const UPDATE_ATTEMPTS: usize = 16;
 
 /// A record as read, with its key's version (0: no such key).
 #[derive(Debug, Clone, Default)]

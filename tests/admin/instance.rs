@@ -226,3 +226,33 @@ async fn disabled_partitions_are_a_comma_list_per_resource() {
     assert!(disabled().await.1.is_empty(), "failed calls changed nothing");
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_tag_changes_are_never_lost() {
+    let store = Store::start().await;
+    let admin = store.admin();
+    support::cluster_with_instances(&admin, "C", 1).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            // Separate clients, so the writes really race.
+            let admin = strand::admin::Admin::new(store.client());
+            tokio::spawn(async move {
+                admin
+                    .add_instance_tag("C", "localhost_12913", &format!("t{t}"))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let mut tags = admin
+        .instance_config("C", "localhost_12913")
+        .await
+        .unwrap()
+        .tags()
+        .to_vec();
+    tags.sort();
+    assert_eq!(tags, (0..8).map(|t| format!("t{t}")).collect::<Vec<_>>());
+    store.shutdown().await;
+}

@@ -418,3 +418,29 @@ async fn property(p: PropertyArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Record;
+
+    #[test]
+    fn resource_info_prints_like_helix_admin() {
+        let mut info = ResourceInfo {
+            resource: "myDB".into(),
+            ideal_state: Record::new("myDB"),
+            external_view: None,
+            config: None,
+        };
+        let empty = "{\n  \"id\" : \"myDB\",\n  \"mapFields\" : {\n  },\n  \"listFields\" : {\n  },\n  \"simpleFields\" : {\n  }\n}";
+        assert_eq!(
+            helix_resource_info(&info),
+            format!("IdealState for myDB:\n{empty}\n\nNo externalView for myDB\n")
+        );
+        info.external_view = Some(Record::new("myDB"));
+        assert_eq!(
+            helix_resource_info(&info),
+            format!("IdealState for myDB:\n{empty}\n\nExternalView for myDB:\n{empty}\n")
+        );
+    }
+}

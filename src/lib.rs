@@ -16,6 +16,7 @@
 //! See `ARCHITECTURE.md` for the layers, data flows and invariants.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod codec;
 pub mod config;

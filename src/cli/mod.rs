@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand};
 pub mod admin;
 pub mod bench;
 pub mod controller;
+pub mod demo;
+pub mod helix_admin;
+pub mod local_cluster;
 pub mod members;
 pub mod node;
 pub mod node_setup;
@@ -37,6 +40,9 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A whole local cluster: Helix's tutorial, then a participant's and a controller's
+    /// SIGKILL, with the failover times measured.
+    Demo(demo::DemoArgs),
     /// What-if placement and transition plan for a JSON cluster description, offline.
     Plan(plan::PlanArgs),
     /// State model definitions: validate a STATEMODELDEFS record, list or show built-ins.
@@ -49,8 +55,11 @@ pub enum Command {
     Members(members::MembersArgs),
     /// The property store: run a replica, show status, add or remove replicas.
     Store(store::StoreArgs),
-    /// Administration: raw store access (ls, get, put, rm, watch) and, later, helix-admin's commands.
+    /// Administration: clusters, instances, resources, partitions, state models, configs,
+    /// constraints; raw store access (ls, get, put, rm, watch).
     Admin(admin::AdminArgs),
+    /// helix-admin.sh's options, verbatim (`--zkSvr ADDR --addCluster C`, …).
+    HelixAdmin(helix_admin::HelixAdminArgs),
     /// Benchmarks that print JSON.
     Bench(bench::BenchArgs),
     /// Run a controller (several may run; one leads each cluster).
@@ -114,6 +123,7 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Statemodel(args) => statemodel::run(args),
         Command::Tls(args) => tls::run(args),
@@ -121,6 +131,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Members(args) => members::run(args),
         Command::Store(args) => store::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::HelixAdmin(args) => helix_admin::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Participant(args) => participant::run(args),

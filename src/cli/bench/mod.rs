@@ -3,6 +3,7 @@
 use super::CliError;
 
 pub mod detect;
+pub mod failover;
 pub mod rebalance;
 pub mod store;
 
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Detect(detect::DetectBenchArgs),
     /// The property store: replicas as real processes, puts, gets, cached gets, watches.
     Store(store::StoreBenchArgs),
+    /// Failover of a real cluster: participant and controller SIGKILLs, convergence.
+    Failover(failover::FailoverBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -31,5 +34,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchCommand::Rebalance(a) => rebalance::run(a),
         BenchCommand::Detect(a) => detect::run(a),
         BenchCommand::Store(a) => store::run(a),
+        BenchCommand::Failover(a) => failover::run(a),
     }
 }

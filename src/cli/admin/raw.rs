@@ -4,34 +4,11 @@
 
 use std::io::Read;
 
-use super::output::{table, OutputFormat};
-use super::store::{connect, runtime};
-use super::CliError;
+use crate::cli::output::{table, OutputFormat};
+use crate::cli::store::connect;
+use crate::cli::CliError;
 use crate::propertystore::{ClientError, Event, EventKind, Record, StoreError};
 use crate::settings::SettingsFlags;
-
-/// Arguments of `strand admin`.
-#[derive(Debug, clap::Args)]
-pub struct AdminArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: AdminCommand,
-}
-
-/// `strand admin …` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum AdminCommand {
-    /// List a path's children.
-    Ls(PathArgs),
-    /// Print a key's value and metadata.
-    Get(PathArgs),
-    /// Write a key.
-    Put(PutArgs),
-    /// Delete a key.
-    Rm(RmArgs),
-    /// Stream changes under a path as JSON lines.
-    Watch(WatchArgs),
-}
 
 /// A read of one path.
 #[derive(Debug, clap::Args)]
@@ -105,20 +82,6 @@ pub struct WatchArgs {
     pub settings: SettingsFlags,
 }
 
-/// Runs `strand admin`.
-pub fn run(args: AdminArgs) -> Result<(), CliError> {
-    let rt = runtime()?;
-    rt.block_on(async move {
-        match args.command {
-            AdminCommand::Ls(a) => ls(a).await,
-            AdminCommand::Get(a) => get(a).await,
-            AdminCommand::Put(a) => put(a).await,
-            AdminCommand::Rm(a) => rm(a).await,
-            AdminCommand::Watch(a) => watch(a).await,
-        }
-    })
-}
-
 /// A client error as a CLI error: bad input is a usage error (exit 2), the rest failures.
 fn cli_error(e: ClientError) -> CliError {
     match &e {
@@ -172,7 +135,7 @@ pub fn event_json(e: &Event) -> serde_json::Value {
     }
 }
 
-async fn ls(a: PathArgs) -> Result<(), CliError> {
+pub(super) async fn ls(a: PathArgs) -> Result<(), CliError> {
     check_path(&a.path)?;
     let client = connect(&a.settings)?;
     let names = client.children(&a.path).await.map_err(cli_error)?;
@@ -187,7 +150,7 @@ async fn ls(a: PathArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn get(a: PathArgs) -> Result<(), CliError> {
+pub(super) async fn get(a: PathArgs) -> Result<(), CliError> {
     check_path(&a.path)?;
     let client = connect(&a.settings)?;
     let record = client.get(&a.path).await.map_err(cli_error)?;
@@ -214,7 +177,7 @@ async fn get(a: PathArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn put(a: PutArgs) -> Result<(), CliError> {
+pub(super) async fn put(a: PutArgs) -> Result<(), CliError> {
     check_path(&a.path)?;
     let value = if a.value == "-" {
         let mut buf = Vec::new();
@@ -252,7 +215,7 @@ async fn put(a: PutArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn rm(a: RmArgs) -> Result<(), CliError> {
+pub(super) async fn rm(a: RmArgs) -> Result<(), CliError> {
     check_path(&a.path)?;
     let client = connect(&a.settings)?;
     let count = client
@@ -266,7 +229,7 @@ async fn rm(a: RmArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn watch(a: WatchArgs) -> Result<(), CliError> {
+pub(super) async fn watch(a: WatchArgs) -> Result<(), CliError> {
     check_path(&a.path)?;
     let client = connect(&a.settings)?;
     let mut watcher = client.watch(&a.path, a.from.unwrap_or(0));

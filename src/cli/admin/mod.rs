@@ -1,0 +1,88 @@
+//! `strand admin …`: raw store access (`ls|get|put|rm|watch PATH`, like zkCli or etcdctl)
+//! and every helix-admin command as `strand admin <noun> <verb>`.
+//!
+//! ```text
+//!   strand admin cluster    add|list|drop|info|pause|resume|maintenance
+//!   strand admin instance   add|drop|list|info|enable|disable|tag|untag|zone|weight|reset|swap
+//!   strand admin resource   add|add-ideal-state|drop|list|info|rebalance|enable|disable|reset|property
+//!   strand admin partition  enable|disable|reset|info
+//!   strand admin statemodel add|list|show
+//!   strand admin config     set|get|rm
+//!   strand admin constraint set|get|rm
+//! ```
+//!
+//! The files here only parse and print; every decision is in [`crate::admin`].
+
+mod cluster;
+mod common;
+mod config;
+mod constraint;
+mod instance;
+mod partition;
+mod raw;
+mod resource;
+mod statemodel;
+
+pub use raw::{event_json, PathArgs, PutArgs, RmArgs, WatchArgs};
+pub use resource::helix_resource_info;
+
+use super::store::runtime;
+use super::CliError;
+
+/// Arguments of `strand admin`.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `strand admin …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// List a path's children.
+    Ls(PathArgs),
+    /// Print a key's value and metadata.
+    Get(PathArgs),
+    /// Write a key.
+    Put(PutArgs),
+    /// Delete a key.
+    Rm(RmArgs),
+    /// Stream changes under a path as JSON lines.
+    Watch(WatchArgs),
+    /// Clusters: add, list, drop, info, pause, resume, maintenance.
+    Cluster(cluster::ClusterArgs),
+    /// Instances: add, drop, list, info, enable, disable, tags, zone, weight, reset.
+    Instance(instance::InstanceArgs),
+    /// Resources: add, drop, list, info, rebalance, enable, disable, reset, properties.
+    Resource(resource::ResourceArgs),
+    /// Partitions on an instance: enable, disable, reset; where a partition is.
+    Partition(partition::PartitionArgs),
+    /// State model definitions of a cluster: add, list, show.
+    Statemodel(statemodel::StatemodelArgs),
+    /// Scoped configs (CLUSTER, PARTICIPANT, RESOURCE, PARTITION): set, get, rm.
+    Config(config::ConfigArgs),
+    /// Message and state constraints: set, get, rm.
+    Constraint(constraint::ConstraintArgs),
+}
+
+/// Runs `strand admin`.
+pub fn run(args: AdminArgs) -> Result<(), CliError> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match args.command {
+            AdminCommand::Ls(a) => raw::ls(a).await,
+            AdminCommand::Get(a) => raw::get(a).await,
+            AdminCommand::Put(a) => raw::put(a).await,
+            AdminCommand::Rm(a) => raw::rm(a).await,
+            AdminCommand::Watch(a) => raw::watch(a).await,
+            AdminCommand::Cluster(a) => cluster::run(a).await,
+            AdminCommand::Instance(a) => instance::run(a).await,
+            AdminCommand::Resource(a) => resource::run(a).await,
+            AdminCommand::Partition(a) => partition::run(a).await,
+            AdminCommand::Statemodel(a) => statemodel::run(a).await,
+            AdminCommand::Config(a) => config::run(a).await,
+            AdminCommand::Constraint(a) => constraint::run(a).await,
+        }
+    })
+}

@@ -296,9 +296,10 @@ impl Participant {
         &self.inner.membership
     }
 
-    /// Leaves gracefully: ends the session in the store (its replicas leave the external
-    /// view at once), leaves the gossip and stops. Replicas are not stepped down first:
-    /// like Helix's participant, a process that leaves simply stops serving.
+    /// Leaves gracefully: steps every replica down to its initial state through the handler
+    /// (so the application stops serving before any other replica is promoted), ends the
+    /// session in the store (its replicas leave the external view at once), leaves the
+    /// gossip and stops.
     pub async fn shutdown(self) {
         self.inner.shutdown(true).await;
     }

@@ -228,6 +228,9 @@ impl SessionTask {
         }
         let store = self.settings.store.clone();
         if graceful {
+            // Stop serving before the session ends, so no other replica is promoted while
+            // this one may still act on its state (and so it is reported).
+            self.step_down_all().await;
             register::unregister(&store, &self.layout, &self.settings.instance, &self.registered.live_value).await;
             let _ = self.membership.leave().await;
         } else {

@@ -628,6 +628,28 @@ impl PropertyStore {
         }
     }
 
+    /// Every key equal to `path` or under `path/` (for `/`, every key), sorted by key, read
+    /// linearizably and all as of the revision returned: a mirror built from it and then
+    /// fed by a watch from that revision + 1 misses nothing. Fails with
+    /// [`StoreError::RangeTooLarge`] when the entries would not fit in one reply.
+    pub async fn range(&self, path: &str) -> Result<(Vec<(String, Record)>, u64), ClientError> {
+        super::core::validate_path(path)?;
+        let req = StoreRequest::Range {
+            prefix: path.into(),
+            mode: ReadMode::Linearizable,
+        };
+        match self
+            .leader_request(&req, true, self.inner.config.request_timeout)
+            .await?
+        {
+            StoreResponse::Range { entries, revision } => Ok((entries, revision)),
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// Reads `path` from the cache when it can answer without going back in time: never
     /// older than this client's last acknowledged write. Otherwise reads linearizably and
     /// fills the cache. Without a cache, the same as [`PropertyStore::get`].

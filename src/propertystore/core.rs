@@ -99,6 +99,20 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// A range read's entries would not fit in one reply frame; nothing was returned. (New
+    /// variants go last: older encodings keep decoding.)
+    #[error(
+        "the keys under {path} take more than {max} bytes (at least {bytes} when the read stopped); \
+         read narrower paths"
+    )]
+    RangeTooLarge {
+        /// The path asked for.
+        path: String,
+        /// The encoded size of the entries read when the limit was passed.
+        bytes: usize,
+        /// The most bytes of entries one reply may carry.
+        max: usize,
+    },
 }
 
 /// Checks a path: absolute, `/`-separated non-empty segments without `.`/`..`, no trailing

@@ -73,6 +73,16 @@ pub enum StoreRequest {
     /// [`StoreResponse::Many`]: one answer per write, in order, each as a lone
     /// [`StoreRequest::Write`] would have been answered.
     Writes(Vec<Command>),
+    /// Every key equal to `prefix` or under `prefix/` (every key for `/`), sorted by key, all
+    /// as of one revision. Answered by [`StoreResponse::Range`], or by
+    /// [`StoreError::RangeTooLarge`] when the entries would take more than half the
+    /// transport's frame limit.
+    Range {
+        /// The path whose key and subtree are read.
+        prefix: String,
+        /// How.
+        mode: ReadMode,
+    },
 }
 
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
@@ -178,6 +188,13 @@ pub enum StoreResponse {
     },
     /// The answers to a [`StoreRequest::Writes`], in its order.
     Many(Vec<StoreResponse>),
+    /// The answer to a [`StoreRequest::Range`].
+    Range {
+        /// The keys and their records, sorted by key.
+        entries: Vec<(String, Record)>,
+        /// The revision every entry was read at.
+        revision: u64,
+    },
 }
 
 /// A Raft RPC between replicas.

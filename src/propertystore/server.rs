@@ -6,7 +6,8 @@
 //!                      Write      leader? ─► write batcher ─► raft.client_write(Batch) ─►
 //!                                            Written | StoreError, one per command
 //!                                 else   ─► NotLeader { leader }
-//!                      Get/Children (Linearizable) ─► lease, else read-index batcher ─► RocksDB read
+//!                      Get/Children/Range (Linearizable) ─► lease, else read-index batcher ─►
+//!                                 RocksDB read (a range: one RocksDB snapshot)
 //!                      Watch      RocksDB history from a revision, long-poll on the
 //!                                 applied-revision channel
 //!                      Status / AddReplica / RemoveReplica
@@ -147,6 +148,8 @@ struct Shared {
     /// Linearizable reads served under the lease, and by read-index.
     lease_reads: AtomicU64,
     index_reads: AtomicU64,
+    /// The most bytes of entries one answer may carry: half the transport's frame limit.
+    max_reply: usize,
 }
 
 impl StoreServer {
@@ -246,6 +249,7 @@ impl StoreServer {
             applied,
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
+            max_reply: transport.max_frame_size() / 2,
         });
         let tasks = vec![
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
@@ -431,6 +435,16 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
             };
             match read(&shared, mode, children).await {
                 Ok((names, revision)) => StoreResponse::Children { names, revision },
+                Err(r) => r,
+            }
+        }
+        StoreRequest::Range { prefix, mode } => {
+            let range = || {
+                super::core::validate_path(&prefix)?;
+                shared.db.range(&prefix, shared.max_reply)
+            };
+            match read(&shared, mode, range).await {
+                Ok((entries, revision)) => StoreResponse::Range { entries, revision },
                 Err(r) => r,
             }
         }

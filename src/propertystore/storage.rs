@@ -122,6 +122,14 @@ fn cerr(e: codec::CodecError) -> StoreError {
     }
 }
 
+/// An upper bound of the bytes one `(key, record)` entry of a range read takes in a reply,
+/// from the key and the stored record: the stored record is the record's postcard encoding
+/// (as the reply carries it) behind a 3-byte envelope header, and the key gains a length
+/// prefix of at most 5 bytes.
+fn range_entry_size(key: &[u8], stored_record: &[u8]) -> usize {
+    key.len() + stored_record.len() + 8
+}
+
 fn event_key(revision: u64, seq: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&revision.to_be_bytes());
@@ -230,6 +238,54 @@ impl Db {
     pub fn children(&self, path: &str) -> Result<Vec<String>, StoreError> {
         let prefix = core::child_prefix(path);
         core::list_children(path, |from| self.seek(from, &prefix))
+    }
+
+    /// Every key equal to `path` or under `path/` (every key for `/`), in key order, and the
+    /// revision they were all read at. One RocksDB snapshot serves the counters and the keys,
+    /// and the state machine writes both in one batch, so the entries are exactly the state
+    /// at that revision even while batches apply. Fails with [`StoreError::RangeTooLarge`]
+    /// as soon as the entries' encoded size passes `max_bytes`.
+    pub fn range(&self, path: &str, max_bytes: usize) -> Result<(Vec<(String, Record)>, u64), StoreError> {
+        let snap = self.db.snapshot();
+        let meta: Meta = match snap.get_cf(self.cf(CF_META), b"meta").map_err(rerr)? {
+            Some(bytes) => codec::decode(&bytes).map_err(cerr)?,
+            None => Meta::default(),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut take = |key: &[u8], value: &[u8]| -> Result<(), StoreError> {
+            bytes += range_entry_size(key, value);
+            if bytes > max_bytes {
+                return Err(StoreError::RangeTooLarge {
+                    path: path.to_string(),
+                    bytes,
+                    max: max_bytes,
+                });
+            }
+            let record: Record = codec::decode(value).map_err(cerr)?;
+            out.push((String::from_utf8_lossy(key).into_owned(), record));
+            Ok(())
+        };
+        // `path` itself sorts before its descendants, but keys such as `path-x` or `path.x`
+        // sort between them: the key and the subtree are read apart.
+        if path != "/" {
+            if let Some(value) = snap.get_cf(self.cf(CF_KV), path.as_bytes()).map_err(rerr)? {
+                take(path.as_bytes(), &value)?;
+            }
+        }
+        let prefix = core::child_prefix(path);
+        let it = snap.iterator_cf(
+            self.cf(CF_KV),
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        );
+        for item in it {
+            let (key, value) = item.map_err(rerr)?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            take(&key, &value)?;
+        }
+        Ok((out, meta.revision))
     }
 
     /// Up to `max` events under `prefix` from revision `from` on, and the revision the scan
@@ -1135,6 +1191,8 @@ fn catch_up_to_purged(db: &Db, sm: &mut StateMachine) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
@@ -1297,6 +1355,136 @@ mod tests {
             "a_crash_after_a_snapshot_and_purge_reapplies_from_the_snapshot_on",
             200,
         );
+    }
+
+    /// Entry `index` of the range test: sets and deletes under `/a`, and writes next to it
+    /// (`/ab`, `/a-b`, `/a.x`) that a range of `/a` must leave out.
+    fn range_entry(index: u64) -> Entry<TypeConfig> {
+        let set = |path: String| {
+            core::Command::Txn(core::Txn::single(core::Op::Set {
+                path,
+                value: format!("v{index}").into_bytes(),
+                expected_version: None,
+            }))
+        };
+        let mut cmds = vec![
+            set(format!("/a/k{}", index % 17)),
+            set(format!("/a/k{}/sub", index % 5)),
+            set(format!("/ab/k{}", index % 3)),
+            set("/a-b".into()),
+            set("/a.x".into()),
+        ];
+        if index % 4 == 0 {
+            cmds.push(set("/a".into()));
+        }
+        if index % 3 == 0 {
+            // Fails (nothing changes) when the key has children or is already gone.
+            cmds.push(core::Command::Txn(core::Txn::single(core::Op::Delete {
+                path: format!("/a/k{}", (index * 7) % 17),
+                expected_version: None,
+                recursive: index % 2 == 0,
+            })));
+        }
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(core::Batch(cmds)),
+        }
+    }
+
+    /// A range read while batches apply (another thread) is the state at exactly the revision
+    /// it returns, as the watch history replays it: the key itself and its subtree, in key
+    /// order, and none of the keys beside it.
+    #[test]
+    fn a_range_read_during_applies_is_the_state_at_its_revision() {
+        const ENTRIES: u64 = 1500;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1_000_000).unwrap();
+        let writer = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                for index in 1..=ENTRIES {
+                    sm.apply([range_entry(index)]).await.unwrap();
+                }
+            })
+        });
+        let mut reads = vec![db.range("/a", usize::MAX).unwrap()];
+        while !writer.is_finished() {
+            reads.push(db.range("/a", usize::MAX).unwrap());
+        }
+        writer.join().unwrap();
+        reads.push(db.range("/a", usize::MAX).unwrap());
+
+        let (history, _) = db.events("/", 1, usize::MAX).unwrap();
+        let in_range = |k: &str| k == "/a" || k.starts_with("/a/");
+        let mut distinct: Vec<u64> = reads.iter().map(|(_, r)| *r).collect();
+        distinct.dedup();
+        eprintln!(
+            "{} range reads at {} distinct revisions",
+            reads.len(),
+            distinct.len()
+        );
+        for (entries, revision) in &reads {
+            let mut state: BTreeMap<String, core::Record> = BTreeMap::new();
+            for e in history.iter().take_while(|e| e.revision <= *revision) {
+                match &e.kind {
+                    core::EventKind::Put { value, stat } => {
+                        state.insert(
+                            e.path.clone(),
+                            core::Record {
+                                value: value.clone(),
+                                stat: *stat,
+                            },
+                        );
+                    }
+                    core::EventKind::Delete => {
+                        state.remove(&e.path);
+                    }
+                }
+            }
+            let expected: Vec<(String, core::Record)> =
+                state.into_iter().filter(|(k, _)| in_range(k)).collect();
+            assert_eq!(entries, &expected, "the range read at revision {revision}");
+        }
+        let (last, revision) = reads.last().unwrap();
+        assert_eq!(*revision, db.meta().unwrap().revision);
+        assert!(last.iter().any(|(k, _)| k == "/a") && last.iter().any(|(k, _)| k.contains("/sub")));
+        let (all, _) = db.range("/", usize::MAX).unwrap();
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted: {keys:?}");
+        for outside in ["/ab/k0", "/a-b", "/a.x"] {
+            assert!(keys.contains(&outside), "/ holds {outside}");
+        }
+    }
+
+    /// A range whose entries pass the byte limit is refused with the sizes, not truncated.
+    #[test]
+    fn a_range_larger_than_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
+        runtime().block_on(async {
+            for index in 1..=20 {
+                sm.apply([range_entry(index)]).await.unwrap();
+            }
+        });
+        let (entries, _) = db.range("/a", usize::MAX).unwrap();
+        let exact: usize = entries
+            .iter()
+            .map(|(k, r)| range_entry_size(k.as_bytes(), &codec::encode(r).unwrap()))
+            .sum();
+        assert_eq!(db.range("/a", exact).unwrap().0, entries);
+        // The estimate bounds the reply: the entries plus the answer's own few bytes.
+        let reply = super::super::protocol::StoreResponse::Range {
+            entries: entries.clone(),
+            revision: u64::MAX,
+        };
+        assert!(codec::encode(&reply).unwrap().len() <= exact + 32);
+        match db.range("/a", exact - 1) {
+            Err(StoreError::RangeTooLarge { path, bytes, max }) => {
+                assert_eq!((path.as_str(), bytes, max), ("/a", exact, exact - 1));
+            }
+            other => panic!("expected RangeTooLarge, got {other:?}"),
+        }
     }
 
     /// Rule 2: a state machine on disk behind the purged log starts from the stored snapshot.

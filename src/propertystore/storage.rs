@@ -55,7 +55,9 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::core::{self, Applier, Changes, Event, KvRead, Meta, Record, StoreError};
+use super::core::{
+    self, Applier, Changes, Event, KvRead, Meta, Offered, PageLimits, Pager, Position, Record, StoreError,
+};
 use super::durable::Durability;
 use super::{ReplicaId, TypeConfig};
 use crate::codec;
@@ -135,6 +137,22 @@ fn event_key(revision: u64, seq: u32) -> [u8; 12] {
     k[..8].copy_from_slice(&revision.to_be_bytes());
     k[8..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The position an events key names.
+fn position_of(key: &[u8]) -> Result<Position, StoreError> {
+    match <[u8; 12]>::try_from(key) {
+        Ok(k) => {
+            let (revision, seq) = k.split_at(8);
+            Ok(Position {
+                revision: u64::from_be_bytes(revision.try_into().unwrap_or_default()),
+                seq: u32::from_be_bytes(seq.try_into().unwrap_or_default()),
+            })
+        }
+        Err(_) => Err(StoreError::Storage {
+            reason: format!("an events key of {} bytes, not 12", key.len()),
+        }),
+    }
 }
 
 /// Per column family options. Every put and create reads the key's current record first,
@@ -288,46 +306,52 @@ impl Db {
         Ok((out, meta.revision))
     }
 
-    /// Up to `max` events under `prefix` from revision `from` on, and the revision the scan
-    /// covered up to (inclusive). Fails with [`StoreError::Compacted`] below the history.
-    pub fn events(&self, prefix: &str, from: u64, max: usize) -> Result<(Vec<Event>, u64), StoreError> {
+    /// One watch answer: the events under `prefix` from `from` on, cut by `limits` (see
+    /// [`core::Pager`]), and where the next answer starts. Fails with
+    /// [`StoreError::Compacted`] below the history.
+    pub fn events(
+        &self,
+        prefix: &str,
+        from: Position,
+        limits: PageLimits,
+    ) -> Result<(Vec<Event>, Position), StoreError> {
         // Read the counters first: events up to `meta.revision` are all written by then.
         let meta = self.meta()?;
-        if from < meta.oldest {
+        if from.revision < meta.oldest {
             return Err(StoreError::Compacted {
-                requested: from,
+                requested: from.revision,
                 oldest: meta.oldest,
             });
         }
-        let start = event_key(from, 0);
+        let start = event_key(from.revision, from.seq);
         let it = self
             .db
             .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&start, Direction::Forward));
-        let mut out = Vec::new();
-        let mut covered = meta.revision;
+        let mut pager = Pager::new(limits);
         for item in it {
-            let (_, v) = item.map_err(rerr)?;
+            let (k, v) = item.map_err(rerr)?;
+            let at = position_of(&k)?;
+            if at.revision > meta.revision {
+                break;
+            }
             let event: Event = codec::decode(&v).map_err(cerr)?;
-            if event.revision > meta.revision {
+            // The stored event is its answer's encoding behind the 3-byte envelope header.
+            let wanted = event.path.starts_with(prefix).then_some(event);
+            if pager.offer(at, v.len(), wanted) == Offered::Full {
                 break;
-            }
-            if out.len() >= max && out.last().is_some_and(|e: &Event| e.revision != event.revision) {
-                covered = out.last().map_or(from.saturating_sub(1), |e| e.revision);
-                break;
-            }
-            if event.path.starts_with(prefix) {
-                out.push(event);
             }
         }
+        let end = Position::at(meta.revision + 1).max(from);
+        let page = pager.finish(end);
         // A compaction may have raced with the scan: check again.
         let after = self.meta()?;
-        if from < after.oldest {
+        if from.revision < after.oldest {
             return Err(StoreError::Compacted {
-                requested: from,
+                requested: from.revision,
                 oldest: after.oldest,
             });
         }
-        Ok((out, covered))
+        Ok(page)
     }
 
     /// The approximate size of the database on disk, in bytes.
@@ -1217,6 +1241,13 @@ mod tests {
         Suite::test_all(Builder).unwrap();
     }
 
+    /// Limits that never cut an answer.
+    const UNLIMITED: PageLimits = PageLimits {
+        max_events: usize::MAX,
+        max_bytes: usize::MAX,
+        split: true,
+    };
+
     /// Set in the child process of the crash tests: the data directory to write and abort in.
     const CRASH_DIR: &str = "STRAND_STORAGE_TEST_CRASH_DIR";
     /// Set in the child: after how many entries it snapshots and purges ("0": never).
@@ -1337,8 +1368,8 @@ mod tests {
                 assert_eq!(record.value, format!("v{i}").into_bytes());
                 assert_eq!(record.stat.mod_revision, i);
             }
-            let (events, covered) = db.events("/crash/", 1, 10_000).unwrap();
-            assert_eq!(covered, ENTRIES);
+            let (events, next) = db.events("/crash/", Position::at(1), UNLIMITED).unwrap();
+            assert_eq!(next, Position::at(ENTRIES + 1));
             let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
             assert_eq!(revisions, (1..=ENTRIES).collect::<Vec<_>>());
         });
@@ -1414,7 +1445,7 @@ mod tests {
         writer.join().unwrap();
         reads.push(db.range("/a", usize::MAX).unwrap());
 
-        let (history, _) = db.events("/", 1, usize::MAX).unwrap();
+        let (history, _) = db.events("/", Position::at(1), UNLIMITED).unwrap();
         let in_range = |k: &str| k == "/a" || k.starts_with("/a/");
         let mut distinct: Vec<u64> = reads.iter().map(|(_, r)| *r).collect();
         distinct.dedup();
@@ -1485,6 +1516,70 @@ mod tests {
             }
             other => panic!("expected RangeTooLarge, got {other:?}"),
         }
+    }
+
+    /// A revision larger than an answer (a recursive delete) is cut, and the answers resume
+    /// inside it where the last one stopped: together they are the history once.
+    #[test]
+    fn a_revision_larger_than_an_answer_is_read_in_pieces_from_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
+        let set = |i: u64| {
+            core::Command::Txn(core::Txn::single(core::Op::Set {
+                path: format!("/d/k{i:03}"),
+                value: vec![b'v'; 50],
+                expected_version: None,
+            }))
+        };
+        let delete = core::Command::Txn(core::Txn::single(core::Op::Delete {
+            path: "/d".into(),
+            expected_version: None,
+            recursive: true,
+        }));
+        let entry = |index: u64, cmds: Vec<core::Command>| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(core::Batch(cmds)),
+        };
+        runtime().block_on(async {
+            sm.apply([entry(1, (0..100).map(set).collect())]).await.unwrap();
+            sm.apply([entry(2, vec![delete])]).await.unwrap();
+        });
+        let (all, end) = db.events("/d/", Position::at(1), UNLIMITED).unwrap();
+        assert_eq!((all.len(), end), (200, Position::at(102)));
+        let limits = PageLimits {
+            max_events: 1000,
+            max_bytes: 300,
+            split: true,
+        };
+        let mut from = Position::at(101);
+        let mut pieces = Vec::new();
+        while from < end {
+            let (events, next) = db.events("/d/", from, limits).unwrap();
+            assert!(!events.is_empty() && next > from);
+            assert!(events.iter().all(|e| e.revision == 101));
+            pieces.push(events.len());
+            from = next;
+        }
+        assert!(pieces.len() > 3, "cut into {pieces:?}");
+        let deletes: Vec<_> = all.iter().filter(|e| e.revision == 101).cloned().collect();
+        let mut again = Vec::new();
+        let mut from = Position::at(101);
+        while from < end {
+            let (events, next) = db.events("/d/", from, limits).unwrap();
+            again.extend(events);
+            from = next;
+        }
+        assert_eq!(again, deletes);
+        // Whole revisions only (older clients): the revision goes whole.
+        let whole = PageLimits {
+            split: false,
+            ..limits
+        };
+        assert_eq!(
+            db.events("/d/", Position::at(101), whole).unwrap(),
+            (deletes, end)
+        );
     }
 
     /// Rule 2: a state machine on disk behind the purged log starts from the stored snapshot.

@@ -2,7 +2,8 @@
 //! and followers, a linearizability check across a leader kill, watches across leader changes
 //! and reconnects, compaction, cache coherence, bad input and TLS refusal; the leader's
 //! early acknowledgement and lease reads with in-process replicas (`fences`); a partitioned
-//! leader on the in-memory network (`partition`).
+//! leader on the in-memory network (`partition`); range reads at one revision (`range`); watches of
+//! bursts larger than a frame (`watch`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,10 @@ mod fences;
 mod linearizability;
 #[path = "store/partition.rs"]
 mod partition;
+#[path = "store/range.rs"]
+mod range;
+#[path = "store/watch.rs"]
+mod watch;
 
 use cluster::Cluster;
 

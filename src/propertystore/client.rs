@@ -33,9 +33,11 @@ use std::time::Duration;
 use moka::ops::compute::Op as CacheOp;
 use tokio::time::Instant;
 
-use super::core::{Command, Event, EventKind, Op, OpOutcome, Record, Stat, StoreError, Txn, Written};
+use super::core::{
+    Command, Event, EventKind, Op, OpOutcome, Position, Record, Stat, StoreError, Txn, Written,
+};
 use super::lanes::Lanes;
-use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
+use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST};
 use super::ReplicaId;
 use crate::transport::{Transport, TransportError};
 
@@ -628,6 +630,28 @@ impl PropertyStore {
         }
     }
 
+    /// Every key equal to `path` or under `path/` (for `/`, every key), sorted by key, read
+    /// linearizably and all as of the revision returned: a mirror built from it and then
+    /// fed by a watch from that revision + 1 misses nothing. Fails with
+    /// [`StoreError::RangeTooLarge`] when the entries would not fit in one reply.
+    pub async fn range(&self, path: &str) -> Result<(Vec<(String, Record)>, u64), ClientError> {
+        super::core::validate_path(path)?;
+        let req = StoreRequest::Range {
+            prefix: path.into(),
+            mode: ReadMode::Linearizable,
+        };
+        match self
+            .leader_request(&req, true, self.inner.config.request_timeout)
+            .await?
+        {
+            StoreResponse::Range { entries, revision } => Ok((entries, revision)),
+            StoreResponse::Error(e) => Err(ClientError::Store(e)),
+            other => Err(ClientError::Protocol {
+                what: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// Reads `path` from the cache when it can answer without going back in time: never
     /// older than this client's last acknowledged write. Otherwise reads linearizably and
     /// fills the cache. Without a cache, the same as [`PropertyStore::get`].
@@ -681,6 +705,7 @@ impl PropertyStore {
             prefix: prefix.to_string(),
             next: from,
             wait: Duration::from_millis(1000),
+            whole_revisions_only: false,
         }
     }
 
@@ -745,11 +770,17 @@ impl PropertyStore {
 
 /// A watch of a prefix: events in revision order, none skipped or repeated, resumed across
 /// reconnects and leader changes from the last revision seen. Dropping it ends it.
+///
+/// A replica's answer is bounded by bytes, so it may carry part of a revision larger than a
+/// frame; the watcher asks for the rest at once, and [`Watcher::next_batch`] always returns
+/// whole revisions.
 pub struct Watcher {
     client: PropertyStore,
     prefix: String,
     next: u64,
     wait: Duration,
+    /// A replica refused `WatchPage` (an older version): plain `Watch` requests only.
+    whole_revisions_only: bool,
 }
 
 impl Watcher {
@@ -758,20 +789,45 @@ impl Watcher {
         self.next
     }
 
-    /// The next events (possibly none when `wait` passed without any). Transport failures
-    /// and leader changes are retried; a compacted start is an error.
+    /// The next events, whole revisions only (possibly none when `wait` passed without any).
+    /// Transport failures and leader changes are retried; a compacted start is an error.
     pub async fn next_batch(&mut self) -> Result<Vec<Event>, ClientError> {
-        let req = StoreRequest::Watch {
-            prefix: self.prefix.clone(),
-            from: self.next,
-            max: 1000,
-            wait_ms: self.wait.as_millis() as u32,
-        };
-        let timeout = self.wait + self.client.inner.config.request_timeout;
+        let mut out = Vec::new();
+        let mut from = Position::at(self.next);
+        loop {
+            // The rest of a cut revision is there already: no waiting for it.
+            let wait = if from.seq == 0 { self.wait } else { Duration::ZERO };
+            let (events, next) = self.page(from, wait).await?;
+            out.extend(events);
+            from = next;
+            if from.seq == 0 {
+                self.next = from.revision;
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One answer from `from`, from whichever replica answers.
+    async fn page(&mut self, from: Position, wait: Duration) -> Result<(Vec<Event>, Position), ClientError> {
+        let timeout = wait + self.client.inner.config.request_timeout;
         let deadline = Instant::now() + self.client.inner.config.deadline;
         loop {
-            let to = self.client.pick();
-            let r = match to {
+            let req = if self.whole_revisions_only {
+                StoreRequest::Watch {
+                    prefix: self.prefix.clone(),
+                    from: from.revision,
+                    max: WATCH_MAX_EVENTS,
+                    wait_ms: wait.as_millis() as u32,
+                }
+            } else {
+                StoreRequest::WatchPage {
+                    prefix: self.prefix.clone(),
+                    from,
+                    max: WATCH_MAX_EVENTS,
+                    wait_ms: wait.as_millis() as u32,
+                }
+            };
+            let r = match self.client.pick() {
                 Some(to) => self.client.send(to, &req, timeout).await,
                 None => {
                     return Err(ClientError::Unavailable {
@@ -780,10 +836,8 @@ impl Watcher {
                 }
             };
             match r {
-                Ok(StoreResponse::Events { events, next }) => {
-                    self.next = next;
-                    return Ok(events);
-                }
+                Ok(StoreResponse::EventPage { events, next }) => return Ok((events, next)),
+                Ok(StoreResponse::Events { events, next }) => return Ok((events, Position::at(next))),
                 Ok(StoreResponse::Error(e)) => return Err(ClientError::Store(e)),
                 Ok(other) => {
                     return Err(ClientError::Protocol {
@@ -794,6 +848,20 @@ impl Watcher {
                     return Err(ClientError::Unavailable {
                         reason: format!("authentication with {peer} failed: {reason}"),
                     })
+                }
+                Err(TransportError::Refused { reason, .. })
+                    if reason.starts_with(BAD_REQUEST) && !self.whole_revisions_only =>
+                {
+                    // A replica of an older version: it resumes at revision boundaries only.
+                    if from.seq > 0 {
+                        return Err(ClientError::Protocol {
+                            what: format!(
+                                "a replica cannot resume inside revision {}: {reason}",
+                                from.revision
+                            ),
+                        });
+                    }
+                    self.whole_revisions_only = true;
                 }
                 Err(e) => {
                     self.client.set_leader(None);
@@ -808,6 +876,9 @@ impl Watcher {
         }
     }
 }
+
+/// The most events a watcher asks for in one answer.
+const WATCH_MAX_EVENTS: u32 = 1000;
 
 async fn cache_watch(inner: std::sync::Weak<Inner>) {
     loop {

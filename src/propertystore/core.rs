@@ -99,6 +99,20 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// A range read's entries would not fit in one reply frame; nothing was returned. (New
+    /// variants go last: older encodings keep decoding.)
+    #[error(
+        "the keys under {path} take more than {max} bytes (at least {bytes} when the read stopped); \
+         read narrower paths"
+    )]
+    RangeTooLarge {
+        /// The path asked for.
+        path: String,
+        /// The encoded size of the entries read when the limit was passed.
+        bytes: usize,
+        /// The most bytes of entries one reply may carry.
+        max: usize,
+    },
 }
 
 /// Checks a path: absolute, `/`-separated non-empty segments without `.`/`..`, no trailing
@@ -763,6 +777,136 @@ impl<'a, K: KvRead + ?Sized> Applier<'a, K> {
     }
 }
 
+/// Where a watch continues in the history: a revision, and the position of an event within
+/// it (0: its first event). Positions count every event of the revision, whatever its path,
+/// and are the same on every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Position {
+    /// The revision.
+    pub revision: u64,
+    /// The position of the next event within it.
+    pub seq: u32,
+}
+
+impl Position {
+    /// The start of `revision`.
+    pub fn at(revision: u64) -> Position {
+        Position { revision, seq: 0 }
+    }
+}
+
+/// How large one watch answer may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// The most events.
+    pub max_events: usize,
+    /// The most bytes of encoded events.
+    pub max_bytes: usize,
+    /// Whether a revision that alone passes a limit may be cut (its remaining events go in
+    /// the next answers); otherwise such a revision goes whole (what older clients, which
+    /// resume only at revision boundaries, get).
+    pub split: bool,
+}
+
+/// Cuts the watch history into answers of bounded size. Fed the history's events in order
+/// (from a [`Position`]), it keeps those under the watched prefix and says when the answer is
+/// full.
+///
+/// An answer holds whole revisions while they fit; it ends at the start of the first
+/// revision that does not fit, unless that revision is the answer's first: then, when
+/// [`PageLimits::split`] allows, it is cut after the last event that fits (an answer always
+/// holds at least one event) and the next answer continues from the cut. No event is skipped
+/// or repeated, and only a revision larger than a whole answer is ever cut.
+#[derive(Debug)]
+pub struct Pager {
+    limits: PageLimits,
+    events: Vec<Event>,
+    bytes: usize,
+    current: Option<OpenRevision>,
+    /// Where the next answer starts once this one is full.
+    cut: Option<Position>,
+}
+
+/// The revision a [`Pager`] is reading.
+#[derive(Debug, Clone, Copy)]
+struct OpenRevision {
+    revision: u64,
+    /// Where its events begin in the answer.
+    start: usize,
+    /// The answer's bytes before them.
+    bytes: usize,
+}
+
+/// What [`Pager::offer`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Taken or passed over; offer the next event.
+    More,
+    /// The answer is full; the event offered was not taken.
+    Full,
+}
+
+impl Pager {
+    /// An empty answer.
+    pub fn new(limits: PageLimits) -> Pager {
+        Pager {
+            limits,
+            events: Vec::new(),
+            bytes: 0,
+            current: None,
+            cut: None,
+        }
+    }
+
+    /// Offers the history's event at `at`, of `size` encoded bytes: `Some` when it is under
+    /// the watched prefix, `None` when it only advances the position.
+    pub fn offer(&mut self, at: Position, size: usize, event: Option<Event>) -> Offered {
+        if self.cut.is_some() {
+            return Offered::Full;
+        }
+        let open = match self.current {
+            Some(open) if open.revision == at.revision => open,
+            _ => {
+                let open = OpenRevision {
+                    revision: at.revision,
+                    start: self.events.len(),
+                    bytes: self.bytes,
+                };
+                self.current = Some(open);
+                open
+            }
+        };
+        let Some(event) = event else {
+            return Offered::More;
+        };
+        let fits = self.events.len() < self.limits.max_events
+            && self.bytes.saturating_add(size) <= self.limits.max_bytes;
+        if !fits {
+            if open.start > 0 {
+                // Whole revisions are in: end before this one.
+                self.events.truncate(open.start);
+                self.bytes = open.bytes;
+                self.cut = Some(Position::at(at.revision));
+                return Offered::Full;
+            }
+            if self.limits.split && !self.events.is_empty() {
+                self.cut = Some(at);
+                return Offered::Full;
+            }
+            // The answer's first event, or a revision that may not be cut: taken anyway.
+        }
+        self.events.push(event);
+        self.bytes += size;
+        Offered::More
+    }
+
+    /// The answer, and where the next one starts: the cut, or `end` when the history was
+    /// offered up to it.
+    pub fn finish(self, end: Position) -> (Vec<Event>, Position) {
+        (self.events, self.cut.unwrap_or(end))
+    }
+}
+
 /// The names of the direct children of `path`, given its descendants in key order.
 ///
 /// `seek` returns the first key at or after its argument that starts with the prefix; the
@@ -874,6 +1018,161 @@ impl MemKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A history for the pager tests: revision r (1..=revisions) has a seeded number of
+    /// events (sometimes many), of seeded sizes, some under the watched prefix `/w/`.
+    fn paged_history(seed: u64, revisions: u64) -> Vec<(Position, usize, Event)> {
+        let mut x = seed | 1;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut out = Vec::new();
+        for revision in 1..=revisions {
+            let events = if rand(10) == 0 { 20 + rand(40) } else { 1 + rand(4) };
+            for seq in 0..events as u32 {
+                let under = rand(3) > 0;
+                let event = Event {
+                    revision,
+                    path: format!("{}/k{seq}", if under { "/w" } else { "/other" }),
+                    kind: EventKind::Delete,
+                };
+                out.push((Position { revision, seq }, 10 + rand(90) as usize, event));
+            }
+        }
+        out
+    }
+
+    /// One answer from `from`, as storage builds it.
+    fn page(
+        history: &[(Position, usize, Event)],
+        from: Position,
+        limits: PageLimits,
+    ) -> (Vec<Event>, Position) {
+        let mut pager = Pager::new(limits);
+        for (at, size, event) in history.iter().filter(|(at, _, _)| *at >= from) {
+            let wanted = event.path.starts_with("/w/").then(|| event.clone());
+            if pager.offer(*at, *size, wanted) == Offered::Full {
+                break;
+            }
+        }
+        let last = history.last().map_or(0, |(at, _, _)| at.revision);
+        pager.finish(Position::at(last + 1).max(from))
+    }
+
+    #[test]
+    fn watch_answers_are_bounded_and_together_are_the_history_once_in_order() {
+        for seed in 1..=40u64 {
+            let history = paged_history(seed, 60);
+            let size_of = |e: &Event| {
+                history
+                    .iter()
+                    .find(|(_, _, h)| h == e)
+                    .map(|(_, size, _)| *size)
+                    .unwrap()
+            };
+            let wanted: Vec<Event> = history
+                .iter()
+                .map(|(_, _, e)| e.clone())
+                .filter(|e| e.path.starts_with("/w/"))
+                .collect();
+            for (max_events, max_bytes, split) in [
+                (1000, 300, true),
+                (5, 100_000, true),
+                (3, 150, true),
+                (4, 250, false),
+            ] {
+                let limits = PageLimits {
+                    max_events,
+                    max_bytes,
+                    split,
+                };
+                let mut from = Position::at(1);
+                let mut got = Vec::new();
+                loop {
+                    let (events, next) = page(&history, from, limits);
+                    assert!(next > from || events.is_empty(), "seed {seed}: progress");
+                    if !split {
+                        assert_eq!(next.seq, 0, "seed {seed}: whole revisions only");
+                    }
+                    let bytes: usize = events.iter().map(size_of).sum();
+                    let over = events.len() > max_events || bytes > max_bytes;
+                    if over {
+                        // Only a single revision larger than an answer: cut when allowed,
+                        // else whole.
+                        let first = events[0].revision;
+                        assert!(events.iter().all(|e| e.revision == first), "seed {seed}");
+                        assert!(
+                            events.len() == 1 || !split,
+                            "seed {seed}: {} events, {bytes} bytes",
+                            events.len()
+                        );
+                    }
+                    // A cut inside a revision only when the answer is that one revision.
+                    if next.seq > 0 {
+                        assert!(events.iter().all(|e| e.revision == next.revision), "seed {seed}");
+                    }
+                    got.extend(events);
+                    if next.revision > 60 {
+                        break;
+                    }
+                    from = next;
+                }
+                assert_eq!(got, wanted, "seed {seed}, limits {limits:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_pager_takes_at_least_one_event_and_never_cuts_whole_revisions_short() {
+        let event = |revision: u64, seq: u32| Event {
+            revision,
+            path: format!("/w/{seq}"),
+            kind: EventKind::Delete,
+        };
+        let limits = PageLimits {
+            max_events: 10,
+            max_bytes: 100,
+            split: true,
+        };
+        // A first event larger than the whole budget still goes.
+        let mut pager = Pager::new(limits);
+        assert_eq!(
+            pager.offer(Position::at(3), 500, Some(event(3, 0))),
+            Offered::More
+        );
+        assert_eq!(
+            pager.offer(Position { revision: 3, seq: 1 }, 1, Some(event(3, 1))),
+            Offered::Full
+        );
+        assert_eq!(
+            pager.finish(Position::at(9)),
+            (vec![event(3, 0)], Position { revision: 3, seq: 1 })
+        );
+        // Revision 4 fits whole; revision 5 does not: the answer ends before it, even though
+        // some of its events would fit.
+        let mut pager = Pager::new(limits);
+        for seq in 0..3 {
+            assert_eq!(
+                pager.offer(Position { revision: 4, seq }, 20, Some(event(4, seq))),
+                Offered::More
+            );
+        }
+        assert_eq!(pager.offer(Position::at(5), 20, Some(event(5, 0))), Offered::More);
+        assert_eq!(
+            pager.offer(Position { revision: 5, seq: 1 }, 30, Some(event(5, 1))),
+            Offered::Full
+        );
+        let (events, next) = pager.finish(Position::at(9));
+        assert_eq!(events.len(), 3);
+        assert_eq!(next, Position::at(5));
+        // Events outside the prefix cost nothing but move the position.
+        let mut pager = Pager::new(limits);
+        assert_eq!(pager.offer(Position::at(6), 1000, None), Offered::More);
+        assert_eq!(pager.finish(Position::at(7)), (vec![], Position::at(7)));
+    }
 
     fn set(path: &str, value: &str) -> Command {
         Command::Txn(Txn::single(Op::Set {

@@ -28,8 +28,8 @@ pub mod storage;
 
 pub use self::client::{ClientError, PropertyStore, StoreClientConfig};
 pub use self::core::{
-    Batch, Cmp, Command, Condition, Event, EventKind, Op, OpOutcome, Outcome, Record, Stat, StoreError, Txn,
-    Written,
+    Batch, Cmp, Command, Condition, Event, EventKind, Op, OpOutcome, Outcome, Position, Record, Stat,
+    StoreError, Txn, Written,
 };
 pub use self::server::{ReplicaConfig, StoreServer};
 

@@ -12,7 +12,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::core::{Command, Event, Record, StoreError, Written};
+use super::core::{Command, Event, Position, Record, StoreError, Written};
 use super::{ReplicaId, TypeConfig};
 
 /// How a read is served.
@@ -73,6 +73,32 @@ pub enum StoreRequest {
     /// [`StoreResponse::Many`]: one answer per write, in order, each as a lone
     /// [`StoreRequest::Write`] would have been answered.
     Writes(Vec<Command>),
+    /// Every key equal to `prefix` or under `prefix/` (every key for `/`), sorted by key, all
+    /// as of one revision. Answered by [`StoreResponse::Range`], or by
+    /// [`StoreError::RangeTooLarge`] when the entries would take more than half the
+    /// transport's frame limit.
+    Range {
+        /// The path whose key and subtree are read.
+        prefix: String,
+        /// How.
+        mode: ReadMode,
+    },
+    /// [`StoreRequest::Watch`] from a position that may lie inside a revision, answered by
+    /// [`StoreResponse::EventPage`]. An answer carries at most `max` events and half the
+    /// transport's frame limit of them: whole revisions while they fit; a revision larger
+    /// than that alone is cut, and the answer names where the next one continues (see
+    /// [`super::core::Pager`]). A plain `Watch` is answered in whole revisions only, so a
+    /// revision larger than a frame cannot reach an older client.
+    WatchPage {
+        /// Key prefix (`/` for all).
+        prefix: String,
+        /// Where to start (revision 0: from now).
+        from: Position,
+        /// The most events in one answer.
+        max: u32,
+        /// How long to wait when there is nothing yet.
+        wait_ms: u32,
+    },
 }
 
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
@@ -178,6 +204,21 @@ pub enum StoreResponse {
     },
     /// The answers to a [`StoreRequest::Writes`], in its order.
     Many(Vec<StoreResponse>),
+    /// The answer to a [`StoreRequest::Range`].
+    Range {
+        /// The keys and their records, sorted by key.
+        entries: Vec<(String, Record)>,
+        /// The revision every entry was read at.
+        revision: u64,
+    },
+    /// The answer to a [`StoreRequest::WatchPage`].
+    EventPage {
+        /// The events, in history order.
+        events: Vec<Event>,
+        /// Where to continue: inside revision `next.revision` when `next.seq > 0` (the
+        /// revision was cut), else at its start.
+        next: Position,
+    },
 }
 
 /// A Raft RPC between replicas.

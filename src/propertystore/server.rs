@@ -6,9 +6,11 @@
 //!                      Write      leader? ─► write batcher ─► raft.client_write(Batch) ─►
 //!                                            Written | StoreError, one per command
 //!                                 else   ─► NotLeader { leader }
-//!                      Get/Children (Linearizable) ─► lease, else read-index batcher ─► RocksDB read
-//!                      Watch      RocksDB history from a revision, long-poll on the
-//!                                 applied-revision channel
+//!                      Get/Children/Range (Linearizable) ─► lease, else read-index batcher ─►
+//!                                 RocksDB read (a range: one RocksDB snapshot)
+//!                      Watch      RocksDB history from a revision (WatchPage: from a position
+//!                                 inside one), long-poll on the applied-revision channel;
+//!                                 an answer is bounded by bytes (`core::Pager`)
 //!                      Status / AddReplica / RemoveReplica
 //! ```
 //!
@@ -30,7 +32,7 @@ use openraft::{BasicNode, ChangeMembers, Config, LogId, ServerState, SnapshotPol
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::core::{Batch, Command, StoreError};
+use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::durable::Durability;
 use super::lease::Lease;
 use super::network::{Fences, Network};
@@ -147,6 +149,8 @@ struct Shared {
     /// Linearizable reads served under the lease, and by read-index.
     lease_reads: AtomicU64,
     index_reads: AtomicU64,
+    /// The most bytes of entries one answer may carry: half the transport's frame limit.
+    max_reply: usize,
 }
 
 impl StoreServer {
@@ -246,6 +250,7 @@ impl StoreServer {
             applied,
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
+            max_reply: transport.max_frame_size() / 2,
         });
         let tasks = vec![
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
@@ -434,12 +439,37 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
                 Err(r) => r,
             }
         }
+        StoreRequest::Range { prefix, mode } => {
+            let range = || {
+                super::core::validate_path(&prefix)?;
+                shared.db.range(&prefix, shared.max_reply)
+            };
+            match read(&shared, mode, range).await {
+                Ok((entries, revision)) => StoreResponse::Range { entries, revision },
+                Err(r) => r,
+            }
+        }
         StoreRequest::Watch {
             prefix,
             from,
             max,
             wait_ms,
-        } => watch_events(&shared, prefix, from, max, wait_ms).await,
+        } => match watch_events(&shared, prefix, Position::at(from), max, wait_ms, false).await {
+            Ok((events, next)) => StoreResponse::Events {
+                events,
+                next: next.revision,
+            },
+            Err(e) => StoreResponse::Error(e),
+        },
+        StoreRequest::WatchPage {
+            prefix,
+            from,
+            max,
+            wait_ms,
+        } => match watch_events(&shared, prefix, from, max, wait_ms, true).await {
+            Ok((events, next)) => StoreResponse::EventPage { events, next },
+            Err(e) => StoreResponse::Error(e),
+        },
         StoreRequest::Status => status(&shared).await,
         StoreRequest::AddReplica { id, addr } => add_replica(&shared, id, addr).await,
         StoreRequest::RemoveReplica { id } => remove_replica(&shared, id).await,
@@ -668,8 +698,21 @@ async fn write_batcher(raft: StoreRaft, mut rx: mpsc::Receiver<WriteJob>) {
     }
 }
 
-async fn watch_events(shared: &Shared, prefix: String, from: u64, max: u32, wait_ms: u32) -> StoreResponse {
-    if let Err(e) = super::core::validate_path(&prefix).or_else(|e| {
+/// Room in a watch answer for everything but its events (variant, lengths, cursor).
+const ANSWER_ROOM: usize = 64;
+
+/// One watch answer from `from` (revision 0: from the next revision), waiting up to
+/// `wait_ms` for a first event. `split`: the answer may cut a revision (the client resumes
+/// inside it); otherwise revisions go whole.
+async fn watch_events(
+    shared: &Shared,
+    prefix: String,
+    from: Position,
+    max: u32,
+    wait_ms: u32,
+    split: bool,
+) -> Result<(Vec<Event>, Position), StoreError> {
+    super::core::validate_path(&prefix).or_else(|e| {
         // A prefix may end with '/' to mean "children only".
         let trimmed = prefix.trim_end_matches('/');
         if trimmed.is_empty() {
@@ -677,32 +720,24 @@ async fn watch_events(shared: &Shared, prefix: String, from: u64, max: u32, wait
         } else {
             super::core::validate_path(trimmed).map_err(|_| e)
         }
-    }) {
-        return StoreResponse::Error(e);
-    }
-    let max = max.clamp(1, 10_000) as usize;
+    })?;
+    let limits = PageLimits {
+        max_events: max.clamp(1, 10_000) as usize,
+        max_bytes: shared.max_reply.saturating_sub(ANSWER_ROOM),
+        split,
+    };
     let mut revisions = shared.revisions.clone();
-    let from = if from == 0 {
-        match shared.db.meta() {
-            Ok(m) => m.revision + 1,
-            Err(e) => return StoreResponse::Error(e),
-        }
+    let from = if from.revision == 0 {
+        Position::at(shared.db.meta()?.revision + 1)
     } else {
         from
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms.min(60_000)));
     loop {
         revisions.borrow_and_update();
-        match shared.db.events(&prefix, from, max) {
-            Err(e) => return StoreResponse::Error(e),
-            Ok((events, covered)) => {
-                if !events.is_empty() || tokio::time::Instant::now() >= deadline {
-                    return StoreResponse::Events {
-                        events,
-                        next: covered.max(from.saturating_sub(1)) + 1,
-                    };
-                }
-            }
+        let (events, next) = shared.db.events(&prefix, from, limits)?;
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok((events, next));
         }
         if tokio::time::timeout_at(deadline, revisions.changed())
             .await

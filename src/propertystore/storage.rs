@@ -55,7 +55,9 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::core::{self, Applier, Changes, Event, KvRead, Meta, Record, StoreError};
+use super::core::{
+    self, Applier, Changes, Event, KvRead, Meta, Offered, PageLimits, Pager, Position, Record, StoreError,
+};
 use super::durable::Durability;
 use super::{ReplicaId, TypeConfig};
 use crate::codec;
@@ -122,11 +124,35 @@ fn cerr(e: codec::CodecError) -> StoreError {
     }
 }
 
+/// An upper bound of the bytes one `(key, record)` entry of a range read takes in a reply,
+/// from the key and the stored record: the stored record is the record's postcard encoding
+/// (as the reply carries it) behind a 3-byte envelope header, and the key gains a length
+/// prefix of at most 5 bytes.
+fn range_entry_size(key: &[u8], stored_record: &[u8]) -> usize {
+    key.len() + stored_record.len() + 8
+}
+
 fn event_key(revision: u64, seq: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&revision.to_be_bytes());
     k[8..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The position an events key names.
+fn position_of(key: &[u8]) -> Result<Position, StoreError> {
+    match <[u8; 12]>::try_from(key) {
+        Ok(k) => {
+            let (revision, seq) = k.split_at(8);
+            Ok(Position {
+                revision: u64::from_be_bytes(revision.try_into().unwrap_or_default()),
+                seq: u32::from_be_bytes(seq.try_into().unwrap_or_default()),
+            })
+        }
+        Err(_) => Err(StoreError::Storage {
+            reason: format!("an events key of {} bytes, not 12", key.len()),
+        }),
+    }
 }
 
 /// Per column family options. Every put and create reads the key's current record first,
@@ -232,46 +258,100 @@ impl Db {
         core::list_children(path, |from| self.seek(from, &prefix))
     }
 
-    /// Up to `max` events under `prefix` from revision `from` on, and the revision the scan
-    /// covered up to (inclusive). Fails with [`StoreError::Compacted`] below the history.
-    pub fn events(&self, prefix: &str, from: u64, max: usize) -> Result<(Vec<Event>, u64), StoreError> {
+    /// Every key equal to `path` or under `path/` (every key for `/`), in key order, and the
+    /// revision they were all read at. One RocksDB snapshot serves the counters and the keys,
+    /// and the state machine writes both in one batch, so the entries are exactly the state
+    /// at that revision even while batches apply. Fails with [`StoreError::RangeTooLarge`]
+    /// as soon as the entries' encoded size passes `max_bytes`.
+    pub fn range(&self, path: &str, max_bytes: usize) -> Result<(Vec<(String, Record)>, u64), StoreError> {
+        let snap = self.db.snapshot();
+        let meta: Meta = match snap.get_cf(self.cf(CF_META), b"meta").map_err(rerr)? {
+            Some(bytes) => codec::decode(&bytes).map_err(cerr)?,
+            None => Meta::default(),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut take = |key: &[u8], value: &[u8]| -> Result<(), StoreError> {
+            bytes += range_entry_size(key, value);
+            if bytes > max_bytes {
+                return Err(StoreError::RangeTooLarge {
+                    path: path.to_string(),
+                    bytes,
+                    max: max_bytes,
+                });
+            }
+            let record: Record = codec::decode(value).map_err(cerr)?;
+            out.push((String::from_utf8_lossy(key).into_owned(), record));
+            Ok(())
+        };
+        // `path` itself sorts before its descendants, but keys such as `path-x` or `path.x`
+        // sort between them: the key and the subtree are read apart.
+        if path != "/" {
+            if let Some(value) = snap.get_cf(self.cf(CF_KV), path.as_bytes()).map_err(rerr)? {
+                take(path.as_bytes(), &value)?;
+            }
+        }
+        let prefix = core::child_prefix(path);
+        let it = snap.iterator_cf(
+            self.cf(CF_KV),
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        );
+        for item in it {
+            let (key, value) = item.map_err(rerr)?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            take(&key, &value)?;
+        }
+        Ok((out, meta.revision))
+    }
+
+    /// One watch answer: the events under `prefix` from `from` on, cut by `limits` (see
+    /// [`core::Pager`]), and where the next answer starts. Fails with
+    /// [`StoreError::Compacted`] below the history.
+    pub fn events(
+        &self,
+        prefix: &str,
+        from: Position,
+        limits: PageLimits,
+    ) -> Result<(Vec<Event>, Position), StoreError> {
         // Read the counters first: events up to `meta.revision` are all written by then.
         let meta = self.meta()?;
-        if from < meta.oldest {
+        if from.revision < meta.oldest {
             return Err(StoreError::Compacted {
-                requested: from,
+                requested: from.revision,
                 oldest: meta.oldest,
             });
         }
-        let start = event_key(from, 0);
+        let start = event_key(from.revision, from.seq);
         let it = self
             .db
             .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&start, Direction::Forward));
-        let mut out = Vec::new();
-        let mut covered = meta.revision;
+        let mut pager = Pager::new(limits);
         for item in it {
-            let (_, v) = item.map_err(rerr)?;
+            let (k, v) = item.map_err(rerr)?;
+            let at = position_of(&k)?;
+            if at.revision > meta.revision {
+                break;
+            }
             let event: Event = codec::decode(&v).map_err(cerr)?;
-            if event.revision > meta.revision {
+            // The stored event is its answer's encoding behind the 3-byte envelope header.
+            let wanted = event.path.starts_with(prefix).then_some(event);
+            if pager.offer(at, v.len(), wanted) == Offered::Full {
                 break;
-            }
-            if out.len() >= max && out.last().is_some_and(|e: &Event| e.revision != event.revision) {
-                covered = out.last().map_or(from.saturating_sub(1), |e| e.revision);
-                break;
-            }
-            if event.path.starts_with(prefix) {
-                out.push(event);
             }
         }
+        let end = Position::at(meta.revision + 1).max(from);
+        let page = pager.finish(end);
         // A compaction may have raced with the scan: check again.
         let after = self.meta()?;
-        if from < after.oldest {
+        if from.revision < after.oldest {
             return Err(StoreError::Compacted {
-                requested: from,
+                requested: from.revision,
                 oldest: after.oldest,
             });
         }
-        Ok((out, covered))
+        Ok(page)
     }
 
     /// The approximate size of the database on disk, in bytes.
@@ -1135,6 +1215,8 @@ fn catch_up_to_purged(db: &Db, sm: &mut StateMachine) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
@@ -1158,6 +1240,13 @@ mod tests {
     fn openraft_storage_suite() {
         Suite::test_all(Builder).unwrap();
     }
+
+    /// Limits that never cut an answer.
+    const UNLIMITED: PageLimits = PageLimits {
+        max_events: usize::MAX,
+        max_bytes: usize::MAX,
+        split: true,
+    };
 
     /// Set in the child process of the crash tests: the data directory to write and abort in.
     const CRASH_DIR: &str = "STRAND_STORAGE_TEST_CRASH_DIR";
@@ -1279,8 +1368,8 @@ mod tests {
                 assert_eq!(record.value, format!("v{i}").into_bytes());
                 assert_eq!(record.stat.mod_revision, i);
             }
-            let (events, covered) = db.events("/crash/", 1, 10_000).unwrap();
-            assert_eq!(covered, ENTRIES);
+            let (events, next) = db.events("/crash/", Position::at(1), UNLIMITED).unwrap();
+            assert_eq!(next, Position::at(ENTRIES + 1));
             let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
             assert_eq!(revisions, (1..=ENTRIES).collect::<Vec<_>>());
         });
@@ -1296,6 +1385,200 @@ mod tests {
         crash_and_recover(
             "a_crash_after_a_snapshot_and_purge_reapplies_from_the_snapshot_on",
             200,
+        );
+    }
+
+    /// Entry `index` of the range test: sets and deletes under `/a`, and writes next to it
+    /// (`/ab`, `/a-b`, `/a.x`) that a range of `/a` must leave out.
+    fn range_entry(index: u64) -> Entry<TypeConfig> {
+        let set = |path: String| {
+            core::Command::Txn(core::Txn::single(core::Op::Set {
+                path,
+                value: format!("v{index}").into_bytes(),
+                expected_version: None,
+            }))
+        };
+        let mut cmds = vec![
+            set(format!("/a/k{}", index % 17)),
+            set(format!("/a/k{}/sub", index % 5)),
+            set(format!("/ab/k{}", index % 3)),
+            set("/a-b".into()),
+            set("/a.x".into()),
+        ];
+        if index % 4 == 0 {
+            cmds.push(set("/a".into()));
+        }
+        if index % 3 == 0 {
+            // Fails (nothing changes) when the key has children or is already gone.
+            cmds.push(core::Command::Txn(core::Txn::single(core::Op::Delete {
+                path: format!("/a/k{}", (index * 7) % 17),
+                expected_version: None,
+                recursive: index % 2 == 0,
+            })));
+        }
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(core::Batch(cmds)),
+        }
+    }
+
+    /// A range read while batches apply (another thread) is the state at exactly the revision
+    /// it returns, as the watch history replays it: the key itself and its subtree, in key
+    /// order, and none of the keys beside it.
+    #[test]
+    fn a_range_read_during_applies_is_the_state_at_its_revision() {
+        const ENTRIES: u64 = 1500;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1_000_000).unwrap();
+        let writer = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                for index in 1..=ENTRIES {
+                    sm.apply([range_entry(index)]).await.unwrap();
+                }
+            })
+        });
+        let mut reads = vec![db.range("/a", usize::MAX).unwrap()];
+        while !writer.is_finished() {
+            reads.push(db.range("/a", usize::MAX).unwrap());
+        }
+        writer.join().unwrap();
+        reads.push(db.range("/a", usize::MAX).unwrap());
+
+        let (history, _) = db.events("/", Position::at(1), UNLIMITED).unwrap();
+        let in_range = |k: &str| k == "/a" || k.starts_with("/a/");
+        let mut distinct: Vec<u64> = reads.iter().map(|(_, r)| *r).collect();
+        distinct.dedup();
+        eprintln!(
+            "{} range reads at {} distinct revisions",
+            reads.len(),
+            distinct.len()
+        );
+        for (entries, revision) in &reads {
+            let mut state: BTreeMap<String, core::Record> = BTreeMap::new();
+            for e in history.iter().take_while(|e| e.revision <= *revision) {
+                match &e.kind {
+                    core::EventKind::Put { value, stat } => {
+                        state.insert(
+                            e.path.clone(),
+                            core::Record {
+                                value: value.clone(),
+                                stat: *stat,
+                            },
+                        );
+                    }
+                    core::EventKind::Delete => {
+                        state.remove(&e.path);
+                    }
+                }
+            }
+            let expected: Vec<(String, core::Record)> =
+                state.into_iter().filter(|(k, _)| in_range(k)).collect();
+            assert_eq!(entries, &expected, "the range read at revision {revision}");
+        }
+        let (last, revision) = reads.last().unwrap();
+        assert_eq!(*revision, db.meta().unwrap().revision);
+        assert!(last.iter().any(|(k, _)| k == "/a") && last.iter().any(|(k, _)| k.contains("/sub")));
+        let (all, _) = db.range("/", usize::MAX).unwrap();
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted: {keys:?}");
+        for outside in ["/ab/k0", "/a-b", "/a.x"] {
+            assert!(keys.contains(&outside), "/ holds {outside}");
+        }
+    }
+
+    /// A range whose entries pass the byte limit is refused with the sizes, not truncated.
+    #[test]
+    fn a_range_larger_than_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
+        runtime().block_on(async {
+            for index in 1..=20 {
+                sm.apply([range_entry(index)]).await.unwrap();
+            }
+        });
+        let (entries, _) = db.range("/a", usize::MAX).unwrap();
+        let exact: usize = entries
+            .iter()
+            .map(|(k, r)| range_entry_size(k.as_bytes(), &codec::encode(r).unwrap()))
+            .sum();
+        assert_eq!(db.range("/a", exact).unwrap().0, entries);
+        // The estimate bounds the reply: the entries plus the answer's own few bytes.
+        let reply = super::super::protocol::StoreResponse::Range {
+            entries: entries.clone(),
+            revision: u64::MAX,
+        };
+        assert!(codec::encode(&reply).unwrap().len() <= exact + 32);
+        match db.range("/a", exact - 1) {
+            Err(StoreError::RangeTooLarge { path, bytes, max }) => {
+                assert_eq!((path.as_str(), bytes, max), ("/a", exact, exact - 1));
+            }
+            other => panic!("expected RangeTooLarge, got {other:?}"),
+        }
+    }
+
+    /// A revision larger than an answer (a recursive delete) is cut, and the answers resume
+    /// inside it where the last one stopped: together they are the history once.
+    #[test]
+    fn a_revision_larger_than_an_answer_is_read_in_pieces_from_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
+        let set = |i: u64| {
+            core::Command::Txn(core::Txn::single(core::Op::Set {
+                path: format!("/d/k{i:03}"),
+                value: vec![b'v'; 50],
+                expected_version: None,
+            }))
+        };
+        let delete = core::Command::Txn(core::Txn::single(core::Op::Delete {
+            path: "/d".into(),
+            expected_version: None,
+            recursive: true,
+        }));
+        let entry = |index: u64, cmds: Vec<core::Command>| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(core::Batch(cmds)),
+        };
+        runtime().block_on(async {
+            sm.apply([entry(1, (0..100).map(set).collect())]).await.unwrap();
+            sm.apply([entry(2, vec![delete])]).await.unwrap();
+        });
+        let (all, end) = db.events("/d/", Position::at(1), UNLIMITED).unwrap();
+        assert_eq!((all.len(), end), (200, Position::at(102)));
+        let limits = PageLimits {
+            max_events: 1000,
+            max_bytes: 300,
+            split: true,
+        };
+        let mut from = Position::at(101);
+        let mut pieces = Vec::new();
+        while from < end {
+            let (events, next) = db.events("/d/", from, limits).unwrap();
+            assert!(!events.is_empty() && next > from);
+            assert!(events.iter().all(|e| e.revision == 101));
+            pieces.push(events.len());
+            from = next;
+        }
+        assert!(pieces.len() > 3, "cut into {pieces:?}");
+        let deletes: Vec<_> = all.iter().filter(|e| e.revision == 101).cloned().collect();
+        let mut again = Vec::new();
+        let mut from = Position::at(101);
+        while from < end {
+            let (events, next) = db.events("/d/", from, limits).unwrap();
+            again.extend(events);
+            from = next;
+        }
+        assert_eq!(again, deletes);
+        // Whole revisions only (older clients): the revision goes whole.
+        let whole = PageLimits {
+            split: false,
+            ..limits
+        };
+        assert_eq!(
+            db.events("/d/", Position::at(101), whole).unwrap(),
+            (deletes, end)
         );
     }
 

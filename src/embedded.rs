@@ -18,7 +18,9 @@ use std::time::Duration;
 use crate::controller::{Controller, ControllerError, Role};
 use crate::model::{Layout, Record};
 use crate::participant::{AcceptAll, Participant, ParticipantError, StateModelHandler};
-use crate::propertystore::{replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
+use crate::propertystore::{
+    replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer,
+};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::spectator::Spectator;
 use crate::transport::mem::MemNetwork;
@@ -174,10 +176,12 @@ impl EmbeddedCluster {
 
     /// The name of the controller leading `cluster`, and its epoch, if one leads.
     pub fn leader(&self, cluster: &str) -> Option<(String, u64)> {
-        self.controllers.iter().find_map(|(name, c)| match c.role(cluster).map(|r| *r.borrow()) {
-            Some(Role::Leader { epoch }) => Some((name.clone(), epoch)),
-            _ => None,
-        })
+        self.controllers
+            .iter()
+            .find_map(|(name, c)| match c.role(cluster).map(|r| *r.borrow()) {
+                Some(Role::Leader { epoch }) => Some((name.clone(), epoch)),
+                _ => None,
+            })
     }
 
     /// Waits until some controller leads `cluster`, at most `timeout`.

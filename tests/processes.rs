@@ -47,7 +47,10 @@ fn assert_never_two_masters(cluster: &LocalCluster) {
 }
 
 fn one_master_each(states: &BTreeMap<String, BTreeMap<String, String>>, n: usize) -> bool {
-    states.len() == n && states.values().all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
+    states.len() == n
+        && states
+            .values()
+            .all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,13 +60,21 @@ async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_noth
     let admin = admin_of(&cluster).await;
     admin.add_cluster("PROC").await.unwrap();
     for i in 0..3 {
-        admin.add_instance("PROC", &format!("localhost:{}", 12913 + i)).await.unwrap();
+        admin
+            .add_instance("PROC", &format!("localhost:{}", 12913 + i))
+            .await
+            .unwrap();
     }
     let mut spec = AddResource::new(6, "MasterSlave");
     spec.mode = RebalanceMode::FullAuto;
     admin.add_resource("PROC", "db", &spec).await.unwrap();
-    admin.set_resource_property("PROC", "db", "REPLICAS", "3").await.unwrap();
-    let spectator = Spectator::connect(cluster.client().unwrap(), "PROC").await.unwrap();
+    admin
+        .set_resource_property("PROC", "db", "REPLICAS", "3")
+        .await
+        .unwrap();
+    let spectator = Spectator::connect(cluster.client().unwrap(), "PROC")
+        .await
+        .unwrap();
     cluster.start_controller("ctl-a").unwrap();
     wait_for("ctl-a to lead", || cluster.leading_controller().is_some()).await;
     cluster.start_controller("ctl-b").unwrap();
@@ -104,16 +115,23 @@ async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_noth
     let (old, old_epoch, _) = cluster.leading_controller().unwrap();
     cluster.controllers[&old].signal(Signal::SIGSTOP);
     wait_for("the standby to lead", || {
-        cluster.leading_controller().is_some_and(|(n, e, _)| n != old && e > old_epoch)
+        cluster
+            .leading_controller()
+            .is_some_and(|(n, e, _)| n != old && e > old_epoch)
     })
     .await;
     let mut spec = AddResource::new(2, "OnlineOffline");
     spec.mode = RebalanceMode::FullAuto;
     admin.add_resource("PROC", "after", &spec).await.unwrap();
-    admin.set_resource_property("PROC", "after", "REPLICAS", "2").await.unwrap();
+    admin
+        .set_resource_property("PROC", "after", "REPLICAS", "2")
+        .await
+        .unwrap();
     wait_for("the new leader to place the new resource", || {
         let s = spectator.table().states("after");
-        s.len() == 2 && s.values().all(|m| m.len() == 2 && m.values().all(|st| st == "ONLINE"))
+        s.len() == 2
+            && s.values()
+                .all(|m| m.len() == 2 && m.values().all(|st| st == "ONLINE"))
     })
     .await;
 
@@ -146,7 +164,10 @@ async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_noth
                 && v["ts_us"].as_u64().is_some_and(|t| t > resumed_us)
         })
         .count();
-    assert_eq!(stale_runs, 0, "a transition of the stale leader ran after it resumed");
+    assert_eq!(
+        stale_runs, 0,
+        "a transition of the stale leader ran after it resumed"
+    );
     assert!(!log.is_empty());
     assert_never_two_masters(&cluster);
 }
@@ -201,12 +222,25 @@ async fn participants_accept_helix_options_and_print_their_transitions() {
     });
     wait_for("myDB_0 MASTER and myDB_1 in ERROR", || {
         let l = lines.lock().unwrap();
-        l.iter().any(|v| v["partition"] == "myDB_0" && v["to"] == "MASTER" && v["phase"] == "ok")
-            && l.iter().any(|v| v["partition"] == "myDB_1" && v["to"] == "SLAVE" && v["phase"] == "error")
+        l.iter()
+            .any(|v| v["partition"] == "myDB_0" && v["to"] == "MASTER" && v["phase"] == "ok")
+            && l.iter()
+                .any(|v| v["partition"] == "myDB_1" && v["to"] == "SLAVE" && v["phase"] == "error")
     })
     .await;
     let first = lines.lock().unwrap()[0].clone();
-    for key in ["ts_us", "instance", "session", "resource", "partition", "from", "to", "phase", "msg_id", "epoch"] {
+    for key in [
+        "ts_us",
+        "instance",
+        "session",
+        "resource",
+        "partition",
+        "from",
+        "to",
+        "phase",
+        "msg_id",
+        "epoch",
+    ] {
         assert!(first.get(key).is_some(), "no {key} in {first}");
     }
     assert_eq!(first["instance"], "localhost_12913");
@@ -222,12 +256,24 @@ fn bad_participant_and_controller_arguments_get_one_clear_line_and_exit_2() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let (code, err) = run(&["participant", "run", "--cluster", "C"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--instance"), "{err}");
-    let (code, err) = run(&["participant", "run", "--cluster", "C", "--instance", "a", "--fail", "nonsense"]);
+    let (code, err) = run(&[
+        "participant",
+        "run",
+        "--cluster",
+        "C",
+        "--instance",
+        "a",
+        "--fail",
+        "nonsense",
+    ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("PARTITION:FROM-TO"), "{err}");
     let (code, err) = run(&["participant", "run", "--cluster", "C", "--instance", "bad name!"]);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::local_cluster::LocalCluster;
 use super::CliError;
-use crate::admin::{Admin, AddResource};
+use crate::admin::{AddResource, Admin};
 use crate::model::{Layout, RebalanceMode};
 use crate::propertystore::{EventKind, PropertyStore};
 use crate::spectator::{RoutingTable, Spectator};
@@ -54,7 +54,9 @@ fn ms(d: Duration) -> String {
 /// Runs `strand demo`.
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
     if args.participants < 3 {
-        return Err(CliError::usage("--participants: at least 3 (the tutorial uses 3 replicas)"));
+        return Err(CliError::usage(
+            "--participants: at least 3 (the tutorial uses 3 replicas)",
+        ));
     }
     if args.store_replicas != 1 && args.store_replicas != 3 {
         return Err(CliError::usage("--store-replicas: 1 or 3"));
@@ -95,9 +97,16 @@ fn stop_all(cluster: &mut LocalCluster) {
 fn print_keep(cluster: &LocalCluster) {
     println!();
     println!("The cluster keeps running (Ctrl-C stops it). Explore it with:");
-    println!("  export STRAND_TLS_DIR={} STRAND_STORE={}", cluster.tls_dir().display(), cluster.store_flag());
+    println!(
+        "  export STRAND_TLS_DIR={} STRAND_STORE={}",
+        cluster.tls_dir().display(),
+        cluster.store_flag()
+    );
     println!("  strand watch --cluster {CLUSTER}");
-    println!("  strand helix-admin --zkSvr {} --listResourceInfo {CLUSTER} {RESOURCE}", cluster.store_addrs[0]);
+    println!(
+        "  strand helix-admin --zkSvr {} --listResourceInfo {CLUSTER} {RESOURCE}",
+        cluster.store_addrs[0]
+    );
     println!("  strand admin ls /{CLUSTER}");
 }
 
@@ -141,7 +150,10 @@ fn show_live(spectator: &Spectator, start: Instant) -> tokio::task::JoinHandle<(
 }
 
 /// Records when each live instance's session ended (its LIVEINSTANCES key deleted).
-fn watch_sessions(store: PropertyStore, from: u64) -> tokio::sync::watch::Receiver<BTreeMap<String, Instant>> {
+fn watch_sessions(
+    store: PropertyStore,
+    from: u64,
+) -> tokio::sync::watch::Receiver<BTreeMap<String, Instant>> {
     let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
     let prefix = format!("{}/", Layout::new(CLUSTER).live_instances());
     tokio::spawn(async move {
@@ -189,19 +201,27 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
     let deadline = Instant::now() + WAIT;
     while admin.list_clusters().await.is_err() {
         if Instant::now() > deadline {
-            return Err(CliError::failed("the store did not start (see its log in the demo's directory)"));
+            return Err(CliError::failed(
+                "the store did not start (see its log in the demo's directory)",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     say(
         start,
-        format!("store: {} replica(s) at {} (Raft, RocksDB), ready", args.store_replicas, cluster.store_flag()),
+        format!(
+            "store: {} replica(s) at {} (Raft, RocksDB), ready",
+            args.store_replicas,
+            cluster.store_flag()
+        ),
     );
 
     // 2. The tutorial's helix-admin steps.
     admin.add_cluster(CLUSTER).await.map_err(CliError::failed)?;
     say(start, format!("helix-admin --addCluster {CLUSTER}"));
-    let instances: Vec<String> = (0..args.participants).map(|i| format!("localhost_{}", 12913 + i)).collect();
+    let instances: Vec<String> = (0..args.participants)
+        .map(|i| format!("localhost_{}", 12913 + i))
+        .collect();
     for i in &instances {
         let id = i.replace('_', ":");
         admin.add_instance(CLUSTER, &id).await.map_err(CliError::failed)?;
@@ -213,12 +233,18 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
         .add_resource(CLUSTER, RESOURCE, &spec)
         .await
         .map_err(CliError::failed)?;
-    say(start, format!("helix-admin --addResource {CLUSTER} {RESOURCE} 6 MasterSlave"));
+    say(
+        start,
+        format!("helix-admin --addResource {CLUSTER} {RESOURCE} 6 MasterSlave"),
+    );
     let ideal = admin
         .rebalance(CLUSTER, RESOURCE, 3, None)
         .await
         .map_err(CliError::failed)?;
-    say(start, format!("helix-admin --rebalance {CLUSTER} {RESOURCE} 3; the ideal state:"));
+    say(
+        start,
+        format!("helix-admin --rebalance {CLUSTER} {RESOURCE} 3; the ideal state:"),
+    );
     let mut ideal_table = BTreeMap::new();
     for (p, m) in &ideal.record.map_fields {
         ideal_table.insert(p.clone(), m.clone());
@@ -231,11 +257,16 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
 
     // 3. Watch the external view and the sessions.
     let (_, revision) = store
-        .get_with(&Layout::new(CLUSTER).root(), crate::propertystore::protocol::ReadMode::Linearizable)
+        .get_with(
+            &Layout::new(CLUSTER).root(),
+            crate::propertystore::protocol::ReadMode::Linearizable,
+        )
         .await
         .map_err(CliError::failed)?;
     let sessions = watch_sessions(store.clone(), revision + 1);
-    let spectator = Spectator::connect(store.clone(), CLUSTER).await.map_err(CliError::failed)?;
+    let spectator = Spectator::connect(store.clone(), CLUSTER)
+        .await
+        .map_err(CliError::failed)?;
     let printer = show_live(&spectator, start);
 
     // 4. Two controllers.
@@ -244,14 +275,24 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
     }
     wait_for("a controller to lead", || cluster.leading_controller().is_some()).await?;
     let (leader, epoch, _) = cluster.leading_controller().expect("checked");
-    say(start, format!("controllers started; {leader} leads (epoch {epoch}), the other stands by"));
+    say(
+        start,
+        format!("controllers started; {leader} leads (epoch {epoch}), the other stands by"),
+    );
 
     // 5. Participants; convergence.
     let started = Instant::now();
     for i in &instances {
         cluster.start_participant(i, &[])?;
     }
-    say(start, format!("{} participants started ({})", instances.len(), instances.join(", ")));
+    say(
+        start,
+        format!(
+            "{} participants started ({})",
+            instances.len(),
+            instances.join(", ")
+        ),
+    );
     let converged = wait_for("the external view to equal the ideal state", || {
         spectator.table().states(RESOURCE) == ideal_table
     })
@@ -269,22 +310,41 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
         .max_by_key(|(i, n)| (**n, std::cmp::Reverse((*i).clone())))
         .map(|(i, _)| i.clone())
         .unwrap_or_else(|| instances[0].clone());
-    say(start, format!("SIGKILL {victim} (MASTER of {} partitions)", masters.get(&victim).copied().unwrap_or(0)));
-    let killed = cluster.end_participant(&victim, false).unwrap_or_else(Instant::now);
+    say(
+        start,
+        format!(
+            "SIGKILL {victim} (MASTER of {} partitions)",
+            masters.get(&victim).copied().unwrap_or(0)
+        ),
+    );
+    let killed = cluster
+        .end_participant(&victim, false)
+        .unwrap_or_else(Instant::now);
     let detected = wait_for("the session to end", || {
         sessions.borrow().get(&victim).is_some_and(|t| *t >= killed)
     })
     .await?;
     let recovered = wait_for("a MASTER for every partition", || {
         let t = spectator.table();
-        one_master_each(&t, 6)
-            && t.states(RESOURCE).values().all(|m| !m.contains_key(&victim))
+        one_master_each(&t, 6) && t.states(RESOURCE).values().all(|m| !m.contains_key(&victim))
     })
     .await?;
     let detection = detected - killed;
     let failover = recovered - killed;
-    say(start, format!("{victim}'s session ended {} after the kill (SWIM: down)", ms(detection)));
-    say(start, format!("every partition has a MASTER again {} after the kill", ms(failover)));
+    say(
+        start,
+        format!(
+            "{victim}'s session ended {} after the kill (SWIM: down)",
+            ms(detection)
+        ),
+    );
+    say(
+        start,
+        format!(
+            "every partition has a MASTER again {} after the kill",
+            ms(failover)
+        ),
+    );
 
     // 7. Restart it: back to the ideal state.
     cluster.start_participant(&victim, &[])?;
@@ -292,13 +352,19 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
         spectator.table().states(RESOURCE) == ideal_table
     })
     .await?;
-    say(start, format!("{victim} restarted: the external view equals the ideal state again"));
+    say(
+        start,
+        format!("{victim} restarted: the external view equals the ideal state again"),
+    );
 
     // 8. SIGKILL the leading controller.
     let (leader, epoch, _) = cluster
         .leading_controller()
         .ok_or_else(|| CliError::failed("no controller leads"))?;
-    say(start, format!("SIGKILL {leader} (the leading controller, epoch {epoch})"));
+    say(
+        start,
+        format!("SIGKILL {leader} (the leading controller, epoch {epoch})"),
+    );
     let ctl_killed = Instant::now();
     if let Some(mut p) = cluster.controllers.remove(&leader) {
         p.kill();
@@ -311,7 +377,13 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
     .await?;
     let (new_leader, new_epoch, _) = cluster.leading_controller().expect("checked");
     let takeover = took_over - ctl_killed;
-    say(start, format!("{new_leader} leads (epoch {new_epoch}) {} after the kill", ms(takeover)));
+    say(
+        start,
+        format!(
+            "{new_leader} leads (epoch {new_epoch}) {} after the kill",
+            ms(takeover)
+        ),
+    );
 
     // 9. The new leader handles a participant failure.
     let masters = super::watch::masters_by_instance(&spectator.table(), RESOURCE);
@@ -321,14 +393,22 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
         .map(|(i, _)| i.clone())
         .unwrap_or_else(|| instances[1].clone());
     say(start, format!("SIGKILL {second} under the new leader"));
-    let killed2 = cluster.end_participant(&second, false).unwrap_or_else(Instant::now);
+    let killed2 = cluster
+        .end_participant(&second, false)
+        .unwrap_or_else(Instant::now);
     let recovered2 = wait_for("a MASTER for every partition", || {
         let t = spectator.table();
         one_master_each(&t, 6) && t.states(RESOURCE).values().all(|m| !m.contains_key(&second))
     })
     .await?;
     let failover2 = recovered2 - killed2;
-    say(start, format!("every partition has a MASTER again {} after the kill", ms(failover2)));
+    say(
+        start,
+        format!(
+            "every partition has a MASTER again {} after the kill",
+            ms(failover2)
+        ),
+    );
     cluster.start_participant(&second, &[])?;
 
     // 10. What was measured, and the invariant over every participant's log.
@@ -337,13 +417,34 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
     printer.abort();
     println!();
     println!("measured (one run; `strand bench failover` for p50/p99 over many):");
-    println!("  convergence after start (incl. process start-up)   {}", ms(convergence));
-    println!("  participant SIGKILL → session ended (detection)     {}", ms(detection));
-    println!("  participant SIGKILL → every partition has a MASTER  {}", ms(failover));
-    println!("  leading controller SIGKILL → standby leads           {}", ms(takeover));
-    println!("  participant SIGKILL under the new leader → MASTERs  {}", ms(failover2));
-    println!("  transitions reported: {}; two MASTERs at once: {}", lines.len(), violations.len());
-    println!("  Helix on ZooKeeper: ≥ 30 s to fail over with the default session timeout (4 s at its minimum)");
+    println!(
+        "  convergence after start (incl. process start-up)   {}",
+        ms(convergence)
+    );
+    println!(
+        "  participant SIGKILL → session ended (detection)     {}",
+        ms(detection)
+    );
+    println!(
+        "  participant SIGKILL → every partition has a MASTER  {}",
+        ms(failover)
+    );
+    println!(
+        "  leading controller SIGKILL → standby leads           {}",
+        ms(takeover)
+    );
+    println!(
+        "  participant SIGKILL under the new leader → MASTERs  {}",
+        ms(failover2)
+    );
+    println!(
+        "  transitions reported: {}; two MASTERs at once: {}",
+        lines.len(),
+        violations.len()
+    );
+    println!(
+        "  Helix on ZooKeeper: ≥ 30 s to fail over with the default session timeout (4 s at its minimum)"
+    );
     if !violations.is_empty() {
         return Err(CliError::failed(format!("two MASTERs at once: {violations:?}")));
     }

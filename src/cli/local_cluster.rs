@@ -122,7 +122,8 @@ impl LocalCluster {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let exe = std::env::current_exe().map_err(|e| CliError::failed(format!("cannot find strand itself: {e}")))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::failed(format!("cannot find strand itself: {e}")))?;
         Ok(LocalCluster {
             dir,
             _temp: temp,

@@ -32,7 +32,11 @@ impl NodeSettings {
 
 /// A node endpoint named `name` at `listen`, with a certificate from the settings' TLS
 /// directory (issued on first use by the development CA).
-pub fn endpoint(flags: &SettingsFlags, name: &str, listen: SocketAddr) -> Result<Arc<dyn Transport>, CliError> {
+pub fn endpoint(
+    flags: &SettingsFlags,
+    name: &str,
+    listen: SocketAddr,
+) -> Result<Arc<dyn Transport>, CliError> {
     let settings = Settings::load(flags).map_err(CliError::usage)?;
     let tls = settings::tls_material_for(&settings, name, PeerRole::Node).map_err(CliError::failed)?;
     let t = QuicTransport::bind(QuicConfig::new(listen, tls))
@@ -48,8 +52,10 @@ pub fn store(flags: &SettingsFlags) -> Result<PropertyStore, CliError> {
 /// Completes on SIGTERM or SIGINT.
 pub async fn terminated() -> Result<(), CliError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -80,7 +80,11 @@ pub struct RunArgs {
 
 /// `PARTITION:FROM-TO` → (partition, from, to).
 fn parse_rule(flag: &str, text: &str) -> Result<(String, String, String), CliError> {
-    let bad = || CliError::usage(format!("--{flag} {text:?}: expected PARTITION:FROM-TO, like myDB_0:OFFLINE-SLAVE"));
+    let bad = || {
+        CliError::usage(format!(
+            "--{flag} {text:?}: expected PARTITION:FROM-TO, like myDB_0:OFFLINE-SLAVE"
+        ))
+    };
     let (partition, transition) = text.rsplit_once(':').ok_or_else(bad)?;
     let (from, to) = transition.split_once('-').ok_or_else(bad)?;
     if partition.is_empty() || from.is_empty() || to.is_empty() {
@@ -109,7 +113,11 @@ impl ScriptedHandler {
 }
 
 impl StateModelHandler for ScriptedHandler {
-    fn on_transition(&self, t: Transition, mut cancel: Cancellation) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn on_transition(
+        &self,
+        t: Transition,
+        mut cancel: Cancellation,
+    ) -> BoxFuture<'static, Result<(), HandlerError>> {
         let fail = Self::matches(&self.fail, &t);
         let hang = Self::matches(&self.hang, &t);
         let delay = self.delay;
@@ -143,8 +151,12 @@ fn instance_name(args: &RunArgs) -> Result<String, CliError> {
     match (&args.instance, &args.host, args.port) {
         (Some(i), None, None) => Ok(i.clone()),
         (None, Some(h), Some(p)) => Ok(format!("{h}_{p}")),
-        (None, None, None) => Err(CliError::usage("give --instance NAME, or Helix's --host HOST --port PORT")),
-        (Some(_), _, _) => Err(CliError::usage("give either --instance or --host/--port, not both")),
+        (None, None, None) => Err(CliError::usage(
+            "give --instance NAME, or Helix's --host HOST --port PORT",
+        )),
+        (Some(_), _, _) => Err(CliError::usage(
+            "give either --instance or --host/--port, not both",
+        )),
         _ => Err(CliError::usage("--host and --port go together")),
     }
 }
@@ -216,7 +228,10 @@ mod tests {
         );
         assert_eq!(parse_rule("fail", "*:SLAVE-MASTER").unwrap().0, "*");
         for bad in ["", "myDB_0", "myDB_0:OFFLINE", ":A-B", "p:-B", "p:A-"] {
-            assert!(matches!(parse_rule("fail", bad), Err(CliError::Usage(_))), "{bad}");
+            assert!(
+                matches!(parse_rule("fail", bad), Err(CliError::Usage(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -88,7 +88,10 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         loop {
             let t = spectator.table();
             if json {
-                for r in t.resources().filter(|r| args.resource.as_deref().is_none_or(|o| o == *r)) {
+                for r in t
+                    .resources()
+                    .filter(|r| args.resource.as_deref().is_none_or(|o| o == *r))
+                {
                     let states = t.states(r);
                     if last.get(r) != Some(&states) {
                         let line = serde_json::json!({
@@ -101,7 +104,12 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
             } else {
                 let mut out = std::io::stdout().lock();
                 let _ = write!(out, "\x1b[2J\x1b[H{}", render(&t, args.resource.as_deref()));
-                let _ = writeln!(out, "cluster {} at revision {} (Ctrl-C to stop)", args.cluster, t.revision());
+                let _ = writeln!(
+                    out,
+                    "cluster {} at revision {} (Ctrl-C to stop)",
+                    args.cluster,
+                    t.revision()
+                );
                 let _ = out.flush();
             }
             shown += 1;

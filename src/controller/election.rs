@@ -23,7 +23,13 @@ use crate::propertystore::{Cmp, Condition, Op, Txn};
 pub const TAKEN_FIELD: &str = "STRAND_TAKEN_MS";
 
 /// The record a controller writes when it takes leadership.
-pub fn leader_record(name: &str, session: &str, addr: SocketAddr, gossip_generation: u64, now_ms: u64) -> Record {
+pub fn leader_record(
+    name: &str,
+    session: &str,
+    addr: SocketAddr,
+    gossip_generation: u64,
+    now_ms: u64,
+) -> Record {
     let mut r = LiveInstance::create(
         name,
         session,
@@ -98,7 +104,9 @@ pub fn take(path: &str, seen: Option<&[u8]>, mine: &[u8]) -> Txn {
             cmp: Cmp::Eq,
             value: v.to_vec(),
         },
-        None => Condition::Missing { path: path.to_string() },
+        None => Condition::Missing {
+            path: path.to_string(),
+        },
     };
     Txn {
         conditions: vec![condition],
@@ -145,21 +153,43 @@ mod tests {
         let young = Duration::from_millis(100);
         assert_eq!(judge(None, "c2", &[], young, g), Vacancy::Vacant { seen: None });
         let held = Vacancy::Held { by: "c1".into() };
-        assert_eq!(judge(Some(&rec), "c2", &[member("c1", 10, Status::Alive)], young, g), held);
-        assert_eq!(judge(Some(&rec), "c2", &[member("c1", 10, Status::Suspect)], young, g), held);
-        let vacant = Vacancy::Vacant { seen: Some(rec.clone()) };
-        assert_eq!(judge(Some(&rec), "c2", &[member("c1", 10, Status::Down)], young, g), vacant);
-        assert_eq!(judge(Some(&rec), "c2", &[member("c1", 11, Status::Left)], young, g), vacant);
+        assert_eq!(
+            judge(Some(&rec), "c2", &[member("c1", 10, Status::Alive)], young, g),
+            held
+        );
+        assert_eq!(
+            judge(Some(&rec), "c2", &[member("c1", 10, Status::Suspect)], young, g),
+            held
+        );
+        let vacant = Vacancy::Vacant {
+            seen: Some(rec.clone()),
+        };
+        assert_eq!(
+            judge(Some(&rec), "c2", &[member("c1", 10, Status::Down)], young, g),
+            vacant
+        );
+        assert_eq!(
+            judge(Some(&rec), "c2", &[member("c1", 11, Status::Left)], young, g),
+            vacant
+        );
         // Unknown to the view: held during the grace period, vacant after it.
         assert_eq!(judge(Some(&rec), "c2", &[], young, g), held);
         assert_eq!(judge(Some(&rec), "c2", &[], g * 2, g), vacant);
         // A down member of an older generation says nothing about the leader's generation.
-        assert_eq!(judge(Some(&rec), "c2", &[member("c1", 9, Status::Down)], young, g), held);
+        assert_eq!(
+            judge(Some(&rec), "c2", &[member("c1", 9, Status::Down)], young, g),
+            held
+        );
         // Our own earlier run, or garbage, can be taken over.
-        assert_eq!(judge(Some(&rec), "c1", &[member("c1", 10, Status::Alive)], young, g), vacant);
+        assert_eq!(
+            judge(Some(&rec), "c1", &[member("c1", 10, Status::Alive)], young, g),
+            vacant
+        );
         assert_eq!(
             judge(Some(b"not json"), "c2", &[], young, g),
-            Vacancy::Vacant { seen: Some(b"not json".to_vec()) }
+            Vacancy::Vacant {
+                seen: Some(b"not json".to_vec())
+            }
         );
     }
 }

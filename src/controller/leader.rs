@@ -59,10 +59,12 @@ fn stopped(ctx: &Ctx) -> Option<bool> {
 /// Runs the cluster's task until the controller stops.
 pub(super) async fn run(mut ctx: Ctx) {
     loop {
-        let Some((epoch, mine)) = standby(&mut ctx).await else { return };
+        let Some((epoch, mine)) = standby(&mut ctx).await else {
+            return;
+        };
         tracing::info!(cluster = %ctx.layout.cluster(), controller = %ctx.name, epoch, "leading");
         let _ = ctx.role.send(Role::Leader { epoch });
-        match lead(&mut ctx, epoch, &mine).await {
+        match lead(&ctx, epoch, &mine).await {
             Ended::Stopped(graceful) => {
                 if graceful {
                     resign(&ctx, &mine).await;
@@ -79,7 +81,11 @@ pub(super) async fn run(mut ctx: Ctx) {
 }
 
 /// Forwards a store watch into a channel; the task ends when the receiver is dropped.
-fn forward_watch(store: &PropertyStore, prefix: String, from: u64) -> mpsc::Receiver<Result<(Vec<Event>, u64), ClientError>> {
+fn forward_watch(
+    store: &PropertyStore,
+    prefix: String,
+    from: u64,
+) -> mpsc::Receiver<Result<(Vec<Event>, u64), ClientError>> {
     let (tx, rx) = mpsc::channel(256);
     let store = store.clone();
     tokio::spawn(async move {
@@ -130,11 +136,18 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
             continue;
         }
         let members = ctx.membership.members();
-        match election::judge(seen.as_deref(), &ctx.name, &members, ctx.started.elapsed(), ctx.grace) {
+        match election::judge(
+            seen.as_deref(),
+            &ctx.name,
+            &members,
+            ctx.started.elapsed(),
+            ctx.grace,
+        ) {
             Vacancy::Vacant { seen } => {
                 let local = ctx.membership.local();
-                let mine = election::leader_record(&ctx.name, &ctx.session, local.addr, local.generation, now_ms())
-                    .to_bytes();
+                let mine =
+                    election::leader_record(&ctx.name, &ctx.session, local.addr, local.generation, now_ms())
+                        .to_bytes();
                 match ctx.store.txn(election::take(&path, seen.as_deref(), &mine)).await {
                     Ok(w) if w.succeeded => return Some((w.revision, mine)),
                     Ok(_) => continue, // someone else was first: judge again
@@ -319,7 +332,7 @@ impl Lead<'_> {
         let lives: Vec<(String, u64)> = self
             .mirror
             .under(&prefix)
-            .filter_map(|(path, e)| {
+            .map(|(path, e)| {
                 let name = path[prefix.len()..].to_string();
                 let generation = e
                     .record
@@ -327,7 +340,7 @@ impl Lead<'_> {
                     .and_then(|r| r.simple(GOSSIP_GENERATION_FIELD))
                     .and_then(|g| g.parse().ok())
                     .unwrap_or(0);
-                Some((name, generation))
+                (name, generation)
             })
             .collect();
         for (name, generation) in lives {
@@ -354,7 +367,9 @@ impl Lead<'_> {
         }
         *entry = generation;
         self.liveness.offline_since.insert(name.to_string(), now_ms());
-        self.mirror.get(&self.mirror.layout().live_instance(name)).is_some()
+        self.mirror
+            .get(&self.mirror.layout().live_instance(name))
+            .is_some()
     }
 
     /// Live-instance deletions seen in the watch start an instance's offline time.
@@ -393,7 +408,9 @@ impl Lead<'_> {
             }
         };
         let rng = &mut self.rng;
-        let plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || Self::new_id(rng));
+        let plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
+            Self::new_id(rng)
+        });
         let fence = election::fence(&self.ctx.layout.leader(), self.mine);
         for mut txn in plan.txns {
             txn.conditions.insert(0, fence.clone());
@@ -402,9 +419,16 @@ impl Lead<'_> {
                 Ok(w) if w.succeeded => {
                     for (op, outcome) in ops.iter().zip(&w.ops) {
                         match (op, outcome) {
-                            (Op::Set { path, value, .. } | Op::Create { path, value }, OpOutcome::Put { stat, .. }) => {
-                                self.mirror
-                                    .apply_own_put(path, value.clone(), stat.version, stat.mod_revision);
+                            (
+                                Op::Set { path, value, .. } | Op::Create { path, value },
+                                OpOutcome::Put { stat, .. },
+                            ) => {
+                                self.mirror.apply_own_put(
+                                    path,
+                                    value.clone(),
+                                    stat.version,
+                                    stat.mod_revision,
+                                );
                             }
                             (Op::Delete { path, .. }, _) => self.mirror.apply_own_delete(path),
                             _ => {}

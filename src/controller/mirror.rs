@@ -126,7 +126,10 @@ impl Mirror {
     }
 
     fn matters(&self, path: &str) -> bool {
-        !matches!(self.layout.classify(path), Some(Key::ExternalView(_)) | Some(Key::Other) | None)
+        !matches!(
+            self.layout.classify(path),
+            Some(Key::ExternalView(_)) | Some(Key::Other) | None
+        )
     }
 
     /// The entry at `path`.

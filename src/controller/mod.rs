@@ -140,7 +140,9 @@ impl ControllerBuilder {
             .generation(generation)
             .config(self.membership)
             .start()
-            .map_err(|e| ControllerError::Membership { reason: e.to_string() })?;
+            .map_err(|e| ControllerError::Membership {
+                reason: e.to_string(),
+            })?;
         let membership = Arc::new(membership);
         let (stop_tx, stop_rx) = watch::channel(None);
         let mut roles = BTreeMap::new();
@@ -189,7 +191,10 @@ async fn next_generation(store: &PropertyStore, clusters: &[String], name: &str)
         .collect();
     for p in &paths {
         if let Some(r) = store.get(p).await? {
-            if let Some(last) = std::str::from_utf8(&r.value).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            if let Some(last) = std::str::from_utf8(&r.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            {
                 generation = generation.max(last.saturating_add(1));
             }
         }
@@ -224,7 +229,9 @@ pub struct Controller {
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controller").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Controller")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

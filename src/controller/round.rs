@@ -116,7 +116,9 @@ pub fn plan(
     // Messages for the selected transitions.
     let mut creates = Vec::new();
     for (resource, t) in decision.all_transitions() {
-        let Some(session) = view.sessions.get(&t.instance) else { continue };
+        let Some(session) = view.sessions.get(&t.instance) else {
+            continue;
+        };
         let model = &decision.resources[resource].state_model;
         let id = new_id();
         let mut builder = Message::state_transition(&id)
@@ -135,7 +137,9 @@ pub fn plan(
         {
             builder = builder.timeout_ms(ms);
         }
-        let Ok(mut msg) = builder.build(now_ms) else { continue };
+        let Ok(mut msg) = builder.build(now_ms) else {
+            continue;
+        };
         msg.record.set_simple(EPOCH_FIELD, leader.epoch);
         msg.record.set_simple("SRC_INSTANCE_TYPE", "CONTROLLER");
         creates.push(Op::Create {
@@ -155,7 +159,11 @@ pub fn plan(
     // External views, and the rest of the unconditional writes.
     let mut ops = creates;
     let mut resources: Vec<&String> = view.ideal_states.keys().collect();
-    resources.extend(view.held_models.keys().filter(|r| !view.ideal_states.contains_key(*r)));
+    resources.extend(
+        view.held_models
+            .keys()
+            .filter(|r| !view.ideal_states.contains_key(*r)),
+    );
     for resource in resources {
         let path = layout.external_view(resource);
         let existing = mirror.record(&path);
@@ -219,7 +227,9 @@ pub fn plan(
         if rd.mode != Some(crate::model::RebalanceMode::FullAuto) {
             continue;
         }
-        let Some(is) = view.ideal_states.get(resource) else { continue };
+        let Some(is) = view.ideal_states.get(resource) else {
+            continue;
+        };
         let path = layout.ideal_state(resource);
         let Some(entry) = mirror.get(&path) else { continue };
         let lists: BTreeMap<String, Vec<String>> = rd

@@ -152,7 +152,9 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
             ended.insert(instance.clone(), raw.clone());
             continue;
         }
-        let Some(id) = record.simple(SESSION_ID) else { continue };
+        let Some(id) = record.simple(SESSION_ID) else {
+            continue;
+        };
         sessions.insert(
             instance.clone(),
             Session {
@@ -230,7 +232,13 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
             info.offline_since_ms = if live {
                 None
             } else {
-                Some(liveness.offline_since.get(name).copied().unwrap_or(liveness.now_ms))
+                Some(
+                    liveness
+                        .offline_since
+                        .get(name)
+                        .copied()
+                        .unwrap_or(liveness.now_ms),
+                )
             };
             info
         })
@@ -312,7 +320,12 @@ mod tests {
         let mut m = Mirror::load(l.clone(), Vec::new(), 0);
         let mut rev = 0;
         for i in ["a", "b"] {
-            put(&mut m, &mut rev, l.instance_config(i), &InstanceConfig::create(i).record);
+            put(
+                &mut m,
+                &mut rev,
+                l.instance_config(i),
+                &InstanceConfig::create(i).record,
+            );
         }
         let is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
         put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
@@ -348,7 +361,10 @@ mod tests {
         let db = v.snapshot.resources.iter().find(|r| r.name == "db").unwrap();
         assert_eq!(db.current_state["db_1"]["a"], "SLAVE");
         assert!(!db.current_state.contains_key("db_0"));
-        assert_eq!(db.pending, vec![ReplicaTransition::new("db_1", "a", "SLAVE", "MASTER")]);
+        assert_eq!(
+            db.pending,
+            vec![ReplicaTransition::new("db_1", "a", "SLAVE", "MASTER")]
+        );
         assert_eq!(v.stale_messages, vec![l.message("a", "m1")]);
 
         // SWIM declared b down at its generation: b's session ends; a later one would count.
@@ -368,7 +384,12 @@ mod tests {
         let l = Layout::new("C");
         let mut m = Mirror::load(l.clone(), Vec::new(), 0);
         let mut rev = 0;
-        put(&mut m, &mut rev, l.instance_config("a"), &InstanceConfig::create("a").record);
+        put(
+            &mut m,
+            &mut rev,
+            l.instance_config("a"),
+            &InstanceConfig::create("a").record,
+        );
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
         let mut cs = CurrentState::create("gone", "s", "OnlineOffline");
         cs.set_state("gone_0", "ONLINE");

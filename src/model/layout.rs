@@ -41,7 +41,13 @@ pub const CONFIG_DIRS: [&str; 3] = ["CLUSTER", "PARTICIPANT", "RESOURCE"];
 pub const CONTROLLER_DIRS: [&str; 4] = ["ERRORS", "HISTORY", "MESSAGES", "STATUSUPDATES"];
 
 /// The directories under `INSTANCES/<i>`.
-pub const INSTANCE_DIRS: [&str; 5] = ["CURRENTSTATES", "ERRORS", "HEALTHREPORT", "MESSAGES", "STATUSUPDATES"];
+pub const INSTANCE_DIRS: [&str; 5] = [
+    "CURRENTSTATES",
+    "ERRORS",
+    "HEALTHREPORT",
+    "MESSAGES",
+    "STATUSUPDATES",
+];
 
 /// Paths of one cluster's records.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -321,7 +327,13 @@ mod tests {
                 resource: "r"
             })
         );
-        assert_eq!(l.classify(&l.message("i", "m1")), Some(Key::Message { instance: "i", id: "m1" }));
+        assert_eq!(
+            l.classify(&l.message("i", "m1")),
+            Some(Key::Message {
+                instance: "i",
+                id: "m1"
+            })
+        );
         assert_eq!(l.classify(&l.leader()), Some(Key::Leader));
         assert_eq!(l.classify("/MYCLUSTER/IDEALSTATES"), Some(Key::Other));
         assert_eq!(l.classify("/OTHER/IDEALSTATES/x"), None);

@@ -80,20 +80,24 @@ pub fn intervals(
         if l.to == state && (l.phase == "error" || l.phase == "cancelled") {
             // It never got there.
             if let Some(start) = open.remove(&key) {
-                out.entry((key.0.clone(), key.1.clone())).or_default().push(Interval {
-                    instance: key.2.clone(),
-                    start_us: start,
-                    end_us: l.ts_us,
-                });
+                out.entry((key.0.clone(), key.1.clone()))
+                    .or_default()
+                    .push(Interval {
+                        instance: key.2.clone(),
+                        start_us: start,
+                        end_us: l.ts_us,
+                    });
             }
         }
         if l.from == state && matches!(l.phase.as_str(), "ok" | "error" | "cancelled") {
             if let Some(start) = open.remove(&key) {
-                out.entry((key.0.clone(), key.1.clone())).or_default().push(Interval {
-                    instance: key.2.clone(),
-                    start_us: start,
-                    end_us: l.ts_us.min(end_after(&key.2, start)),
-                });
+                out.entry((key.0.clone(), key.1.clone()))
+                    .or_default()
+                    .push(Interval {
+                        instance: key.2.clone(),
+                        start_us: start,
+                        end_us: l.ts_us.min(end_after(&key.2, start)),
+                    });
             }
         }
     }

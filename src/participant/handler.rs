@@ -38,7 +38,9 @@ pub struct HandlerError {
 impl HandlerError {
     /// An error with a reason.
     pub fn new(reason: impl Into<String>) -> Self {
-        HandlerError { reason: reason.into() }
+        HandlerError {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -83,7 +85,11 @@ impl CancelHandle {
 /// The application's side of a participant.
 pub trait StateModelHandler: Send + Sync + 'static {
     /// Runs one transition. `Ok` moves the replica to `t.to`; `Err` puts it in `ERROR`.
-    fn on_transition(&self, t: Transition, cancel: Cancellation) -> BoxFuture<'static, Result<(), HandlerError>>;
+    fn on_transition(
+        &self,
+        t: Transition,
+        cancel: Cancellation,
+    ) -> BoxFuture<'static, Result<(), HandlerError>>;
 
     /// Told after a transition ended in `ERROR` (failed or timed out).
     fn on_error(&self, _t: &Transition, _reason: &str) {}
@@ -94,7 +100,11 @@ pub trait StateModelHandler: Send + Sync + 'static {
 pub struct AcceptAll;
 
 impl StateModelHandler for AcceptAll {
-    fn on_transition(&self, _t: Transition, _cancel: Cancellation) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn on_transition(
+        &self,
+        _t: Transition,
+        _cancel: Cancellation,
+    ) -> BoxFuture<'static, Result<(), HandlerError>> {
         Box::pin(async { Ok(()) })
     }
 }

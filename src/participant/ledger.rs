@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::model::fields::{
-    FROM_STATE, MSG_TYPE, PARTITION_NAME, RESOURCE_NAME, STATE_MODEL_DEF, SRC_NAME, TGT_NAME, TGT_SESSION_ID,
+    FROM_STATE, MSG_TYPE, PARTITION_NAME, RESOURCE_NAME, SRC_NAME, STATE_MODEL_DEF, TGT_NAME, TGT_SESSION_ID,
     TIMEOUT, TO_STATE,
 };
 use crate::model::Record;
@@ -71,7 +71,10 @@ impl TransitionMessage {
         };
         let kind = field(MSG_TYPE)?;
         if kind != "STATE_TRANSITION" {
-            return Err(format!("message {} is a {kind}, not a STATE_TRANSITION", record.id));
+            return Err(format!(
+                "message {} is a {kind}, not a STATE_TRANSITION",
+                record.id
+            ));
         }
         let epoch = match record.simple(EPOCH_FIELD) {
             None => 0,
@@ -159,7 +162,7 @@ impl std::fmt::Display for Discard {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Run the transition; the replica is busy until [`Ledger::handle_finished`].
-    Run(TransitionMessage),
+    Run(Box<TransitionMessage>),
     /// Already handled in this session.
     Duplicate,
     /// Not run, for this reason (the message can be deleted).
@@ -265,7 +268,10 @@ impl Ledger {
         if self.busy.contains(&key) {
             return Verdict::Discard(Discard::Busy);
         }
-        let current = self.state(&msg.resource, &msg.partition).unwrap_or(&initial).to_string();
+        let current = self
+            .state(&msg.resource, &msg.partition)
+            .unwrap_or(&initial)
+            .to_string();
         if msg.from != current {
             return Verdict::Discard(Discard::StateMismatch { current });
         }
@@ -277,7 +283,7 @@ impl Ledger {
                 states: BTreeMap::new(),
             });
         self.in_flight.insert(msg.id.clone(), msg.clone());
-        Verdict::Run(msg)
+        Verdict::Run(Box::new(msg))
     }
 
     /// Records how a transition ended; `None` if the id is not in flight (ended already,
@@ -331,7 +337,14 @@ impl Ledger {
     }
 
     /// Sets a replica's state directly (a local step-down, run outside messages).
-    pub fn set_local_state(&mut self, resource: &str, state_model: &str, partition: &str, state: &str, initial: &str) {
+    pub fn set_local_state(
+        &mut self,
+        resource: &str,
+        state_model: &str,
+        partition: &str,
+        state: &str,
+        initial: &str,
+    ) {
         let entry = self
             .resources
             .entry(resource.to_string())
@@ -393,7 +406,10 @@ mod tests {
     #[test]
     fn stale_epochs_other_sessions_and_wrong_states_are_discarded_and_change_nothing() {
         let mut l = Ledger::new("i1", "s1");
-        assert!(matches!(l.handle_message(&msg("m1", "s1", "OFFLINE", "SLAVE", 7), offline), Verdict::Run(_)));
+        assert!(matches!(
+            l.handle_message(&msg("m1", "s1", "OFFLINE", "SLAVE", 7), offline),
+            Verdict::Run(_)
+        ));
         l.handle_finished("m1", &Outcome::Completed);
         assert_eq!(
             l.handle_message(&msg("m2", "s1", "SLAVE", "MASTER", 6), offline),
@@ -406,7 +422,9 @@ mod tests {
         assert_eq!(l.highest_epoch(), 7);
         assert_eq!(
             l.handle_message(&msg("m4", "s1", "OFFLINE", "SLAVE", 9), offline),
-            Verdict::Discard(Discard::StateMismatch { current: "SLAVE".into() })
+            Verdict::Discard(Discard::StateMismatch {
+                current: "SLAVE".into()
+            })
         );
         // None of those moved the replica; only the last (a newer controller's) raised the
         // epoch.
@@ -417,7 +435,10 @@ mod tests {
     #[test]
     fn a_busy_replica_takes_no_second_transition() {
         let mut l = Ledger::new("i1", "s1");
-        assert!(matches!(l.handle_message(&msg("m1", "s1", "OFFLINE", "SLAVE", 1), offline), Verdict::Run(_)));
+        assert!(matches!(
+            l.handle_message(&msg("m1", "s1", "OFFLINE", "SLAVE", 1), offline),
+            Verdict::Run(_)
+        ));
         assert_eq!(
             l.handle_message(&msg("m2", "s1", "OFFLINE", "SLAVE", 1), offline),
             Verdict::Discard(Discard::Busy)
@@ -431,7 +452,12 @@ mod tests {
         assert_eq!(l.handle_finished("m1", &Outcome::Cancelled), None);
         assert_eq!(l.state("db", "db_0"), None);
         l.handle_message(&msg("m2", "s1", "OFFLINE", "SLAVE", 1), offline);
-        assert_eq!(l.handle_finished("m2", &Outcome::Failed("boom".into())).unwrap().state, "ERROR");
+        assert_eq!(
+            l.handle_finished("m2", &Outcome::Failed("boom".into()))
+                .unwrap()
+                .state,
+            "ERROR"
+        );
         // An operator's reset is accepted whatever the epoch.
         let reset = msg("m3", "s1", "ERROR", "OFFLINE", 0);
         assert!(matches!(l.handle_message(&reset, offline), Verdict::Run(_)));
@@ -452,7 +478,10 @@ mod tests {
         assert!(l.held().is_empty());
         assert_eq!(l.highest_epoch(), 4);
         // The same id in the new session is new (ids are per session).
-        assert!(matches!(l.handle_message(&msg("m1", "s2", "OFFLINE", "SLAVE", 4), offline), Verdict::Run(_)));
+        assert!(matches!(
+            l.handle_message(&msg("m1", "s2", "OFFLINE", "SLAVE", 4), offline),
+            Verdict::Run(_)
+        ));
     }
 
     #[test]
@@ -460,9 +489,15 @@ mod tests {
         let mut l = Ledger::new("i1", "s1");
         let mut r = Record::new("x");
         r.set_simple(MSG_TYPE, "STATE_TRANSITION");
-        assert!(matches!(l.handle_message(&r, offline), Verdict::Discard(Discard::Malformed(_))));
+        assert!(matches!(
+            l.handle_message(&r, offline),
+            Verdict::Discard(Discard::Malformed(_))
+        ));
         let mut bad_epoch = msg("m9", "s1", "OFFLINE", "SLAVE", 1);
         bad_epoch.set_simple(EPOCH_FIELD, "abc");
-        assert!(matches!(l.handle_message(&bad_epoch, offline), Verdict::Discard(Discard::Malformed(_))));
+        assert!(matches!(
+            l.handle_message(&bad_epoch, offline),
+            Verdict::Discard(Discard::Malformed(_))
+        ));
     }
 }

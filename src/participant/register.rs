@@ -78,10 +78,10 @@ pub async fn admit(
         config.record.set_simple(crate::model::fields::HELIX_ZONE_ID, z);
     }
     if !tags.is_empty() {
-        config
-            .record
-            .list_fields
-            .insert(crate::model::fields::TAG_LIST.to_string(), tags.iter().cloned().collect());
+        config.record.list_fields.insert(
+            crate::model::fields::TAG_LIST.to_string(),
+            tags.iter().cloned().collect(),
+        );
     }
     let mut success = vec![Op::Create {
         path: path.clone(),
@@ -93,7 +93,10 @@ pub async fn admit(
         let p = format!("{base}{dir}");
         if store.get(&p).await?.is_none() {
             conditions.push(Condition::Missing { path: p.clone() });
-            success.push(Op::Create { path: p, value: Vec::new() });
+            success.push(Op::Create {
+                path: p,
+                value: Vec::new(),
+            });
         }
     }
     let written = store
@@ -112,7 +115,11 @@ pub async fn admit(
 
 /// Gossip seeds from the store: the leading controllers of the cluster and every live
 /// instance's address, except `own_name`.
-pub async fn seeds(store: &PropertyStore, layout: &Layout, own_name: &str) -> Result<Vec<SocketAddr>, ClientError> {
+pub async fn seeds(
+    store: &PropertyStore,
+    layout: &Layout,
+    own_name: &str,
+) -> Result<Vec<SocketAddr>, ClientError> {
     let mut out = Vec::new();
     let mut add = |record: Option<Record>| {
         if let Some(r) = record {
@@ -213,11 +220,13 @@ pub async fn register(
             });
         }
     }
-    Err(ParticipantError::Store(ClientError::Store(StoreError::VersionMismatch {
-        path: layout.session_generation(instance),
-        expected: 0,
-        actual: 0,
-    })))
+    Err(ParticipantError::Store(ClientError::Store(
+        StoreError::VersionMismatch {
+            path: layout.session_generation(instance),
+            expected: 0,
+            actual: 0,
+        },
+    )))
 }
 
 /// Ends our own session in the store if it is still ours (a graceful leave, or the cleanup

@@ -85,10 +85,14 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
         .generation(generation)
         .config(s.membership.clone())
         .start_subscribed()
-        .map_err(|e| ParticipantError::Membership { reason: e.to_string() })?;
+        .map_err(|e| ParticipantError::Membership {
+            reason: e.to_string(),
+        })?;
     if !seeds.is_empty() {
         let joined = membership
-            .wait_until(s.join_timeout, |m| m.iter().any(|x| !x.is_local && x.status.is_active()))
+            .wait_until(s.join_timeout, |m| {
+                m.iter().any(|x| !x.is_local && x.status.is_active())
+            })
             .await;
         if !joined {
             tracing::warn!(instance = %s.instance, "no gossip peer answered yet; registering anyway");
@@ -231,7 +235,13 @@ impl SessionTask {
             // Stop serving before the session ends, so no other replica is promoted while
             // this one may still act on its state (and so it is reported).
             self.step_down_all().await;
-            register::unregister(&store, &self.layout, &self.settings.instance, &self.registered.live_value).await;
+            register::unregister(
+                &store,
+                &self.layout,
+                &self.settings.instance,
+                &self.registered.live_value,
+            )
+            .await;
             let _ = self.membership.leave().await;
         } else {
             self.membership.shutdown().await;
@@ -379,7 +389,7 @@ impl SessionTask {
                 .map_or_else(|| "OFFLINE".to_string(), |m| m.initial_state().to_string())
         });
         match &verdict {
-            Verdict::Run(m) => self.spawn_transition(m.clone()),
+            Verdict::Run(m) => self.spawn_transition((**m).clone()),
             Verdict::Duplicate => {}
             Verdict::Discard(d) => {
                 if let Ok(m) = TransitionMessage::parse(&record) {
@@ -464,7 +474,13 @@ impl SessionTask {
 
     /// Updates this session's current-state record of `m.resource` and queues its write
     /// (with the deletion of message `msg_id`).
-    fn record_state(&mut self, m: &TransitionMessage, state: &str, info: Option<&str>, msg_id: Option<String>) {
+    fn record_state(
+        &mut self,
+        m: &TransitionMessage,
+        state: &str,
+        info: Option<&str>,
+        msg_id: Option<String>,
+    ) {
         let session = self.ledger.session().to_string();
         let cs = self
             .current
@@ -532,7 +548,13 @@ impl SessionTask {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        register::unregister(&store, &self.layout, &self.settings.instance, &self.registered.live_value).await;
+        register::unregister(
+            &store,
+            &self.layout,
+            &self.settings.instance,
+            &self.registered.live_value,
+        )
+        .await;
         self.current.clear();
         let mut delay = Duration::from_millis(50);
         let registered = loop {
@@ -554,12 +576,15 @@ impl SessionTask {
                 }
             }
         };
-        register::clear_old_sessions(&store, &self.layout, &self.settings.instance, &registered.session).await;
+        register::clear_old_sessions(&store, &self.layout, &self.settings.instance, &registered.session)
+            .await;
         tracing::info!(instance = %self.settings.instance, session = %registered.session, "new session registered");
         self.ledger.renew(&registered.session);
         self.registered = registered;
         self.start_watches();
-        let _ = self.status.send(SessionStatus::Live(self.registered.session.clone()));
+        let _ = self
+            .status
+            .send(SessionStatus::Live(self.registered.session.clone()));
     }
 
     /// Walks every held replica to its model's initial state (MASTER → SLAVE → OFFLINE),
@@ -568,7 +593,9 @@ impl SessionTask {
         let held = self.ledger.held();
         let mut walks = Vec::new();
         for (resource, model_name, partition, state) in held {
-            let Some(model) = self.model(&model_name).await else { continue };
+            let Some(model) = self.model(&model_name).await else {
+                continue;
+            };
             let handler = self.settings.handler.clone();
             let events = self.events.clone();
             let instance = self.settings.instance.clone();

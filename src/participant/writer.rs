@@ -39,7 +39,11 @@ pub async fn run(store: PropertyStore, mut rx: mpsc::Receiver<WriteJob>) {
         let mut records: BTreeMap<String, Option<Record>> = BTreeMap::new();
         let mut messages: Vec<String> = Vec::new();
         let mut add = |job: WriteJob| match job {
-            WriteJob::CurrentState { path, record, message } => {
+            WriteJob::CurrentState {
+                path,
+                record,
+                message,
+            } => {
                 records.insert(path, record);
                 messages.extend(message);
             }

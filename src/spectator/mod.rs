@@ -78,7 +78,9 @@ impl Spectator {
                         let mut last = revision;
                         for e in events {
                             last = e.revision;
-                            let Some(name) = e.path.strip_prefix(&prefix) else { continue };
+                            let Some(name) = e.path.strip_prefix(&prefix) else {
+                                continue;
+                            };
                             match e.kind {
                                 EventKind::Put { value, .. } => match Record::from_stored(&value) {
                                     Ok(Some(rec)) => {

@@ -37,7 +37,12 @@ impl RoutingTable {
         self.views
             .get(resource)
             .and_then(|ev| ev.state_map(partition))
-            .map(|m| m.iter().filter(|(_, s)| *s == state).map(|(i, _)| i.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, s)| *s == state)
+                    .map(|(i, _)| i.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

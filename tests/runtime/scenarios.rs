@@ -27,7 +27,10 @@ fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("node_{i}")).collect()
 }
 
-async fn start(instances: &[String], config: &[(&str, &str)]) -> (EmbeddedCluster, strand::spectator::Spectator) {
+async fn start(
+    instances: &[String],
+    config: &[(&str, &str)],
+) -> (EmbeddedCluster, strand::spectator::Spectator) {
     let mut c = EmbeddedCluster::start(11).await.unwrap();
     let refs: Vec<&str> = instances.iter().map(String::as_str).collect();
     cluster(&mut c, C, &refs, config).await;
@@ -51,7 +54,9 @@ async fn full_auto_balances_and_a_killed_masters_partitions_get_a_new_master() {
     ideal_state(&mut c, C, &full_auto("db", 8, 3, "MasterSlave")).await;
     wait_ev_where(&s, "db", "balanced with one MASTER per partition", |ev| {
         one_master_each(ev, 8)
-            && ev.values().all(|m| m.len() == 3 && m.values().all(|st| st == "MASTER" || st == "SLAVE"))
+            && ev
+                .values()
+                .all(|m| m.len() == 3 && m.values().all(|st| st == "MASTER" || st == "SLAVE"))
             && count_in(ev, "MASTER").values().all(|n| *n == 2)
     })
     .await;
@@ -59,9 +64,12 @@ async fn full_auto_balances_and_a_killed_masters_partitions_get_a_new_master() {
     let victim = nodes[0].clone();
     c.kill_participant(&victim).await.unwrap();
     journal.ended(&victim);
-    wait_ev_where(&s, "db", "a MASTER for every partition without the victim", |ev| {
-        one_master_each(ev, 8) && ev.values().all(|m| !m.contains_key(&victim) && m.len() == 3)
-    })
+    wait_ev_where(
+        &s,
+        "db",
+        "a MASTER for every partition without the victim",
+        |ev| one_master_each(ev, 8) && ev.values().all(|m| !m.contains_key(&victim) && m.len() == 3),
+    )
     .await;
     journal.assert_never_two_masters();
     c.shutdown().await;
@@ -76,7 +84,10 @@ async fn a_standby_takes_over_when_the_leader_dies_and_acts_with_a_higher_epoch(
     let journal = Journal::default();
     join_all(&mut c, &nodes, &journal).await;
     ideal_state(&mut c, C, &full_auto("db", 4, 2, "MasterSlave")).await;
-    wait_ev_where(&s, "db", "converged", |ev| one_master_each(ev, 4) && ev.values().all(|m| m.len() == 2)).await;
+    wait_ev_where(&s, "db", "converged", |ev| {
+        one_master_each(ev, 4) && ev.values().all(|m| m.len() == 2)
+    })
+    .await;
     assert_eq!(first, "ctl-1");
 
     c.kill_controller(&first).await.unwrap();
@@ -96,7 +107,10 @@ async fn a_standby_takes_over_when_the_leader_dies_and_acts_with_a_higher_epoch(
     // The new leader acts: a new resource converges.
     ideal_state(&mut c, C, &full_auto("other", 2, 2, "OnlineOffline")).await;
     wait_ev_where(&s, "other", "ONLINE on both", |ev| {
-        ev.len() == 2 && ev.values().all(|m| m.len() == 2 && m.values().all(|st| st == "ONLINE"))
+        ev.len() == 2
+            && ev
+                .values()
+                .all(|m| m.len() == 2 && m.values().all(|st| st == "ONLINE"))
     })
     .await;
     // Its messages carry its epoch.
@@ -106,7 +120,10 @@ async fn a_standby_takes_over_when_the_leader_dies_and_acts_with_a_higher_epoch(
         .filter(|e| e.resource == "other")
         .map(|e| e.epoch)
         .collect();
-    assert!(!epochs.is_empty() && epochs.iter().all(|e| *e == epoch2), "{epochs:?}");
+    assert!(
+        !epochs.is_empty() && epochs.iter().all(|e| *e == epoch2),
+        "{epochs:?}"
+    );
     journal.assert_never_two_masters();
     c.shutdown().await;
 }
@@ -118,12 +135,18 @@ async fn disabling_an_instance_or_a_partition_takes_its_replicas_offline_and_ena
     let journal = Journal::default();
     join_all(&mut c, &nodes, &journal).await;
     ideal_state(&mut c, C, &full_auto("db", 3, 3, "MasterSlave")).await;
-    wait_ev_where(&s, "db", "converged", |ev| one_master_each(ev, 3) && ev.values().all(|m| m.len() == 3)).await;
+    wait_ev_where(&s, "db", "converged", |ev| {
+        one_master_each(ev, 3) && ev.values().all(|m| m.len() == 3)
+    })
+    .await;
 
     let off = nodes[1].clone();
     add_instance(&mut c, C, &off, |ic| ic.record.set_simple(HELIX_ENABLED, false)).await;
     wait_ev_where(&s, "db", "the disabled instance OFFLINE everywhere", |ev| {
-        one_master_each(ev, 3) && ev.values().all(|m| m.get(&off).map(String::as_str) == Some("OFFLINE"))
+        one_master_each(ev, 3)
+            && ev
+                .values()
+                .all(|m| m.get(&off).map(String::as_str) == Some("OFFLINE"))
     })
     .await;
     add_instance(&mut c, C, &off, |_| {}).await;
@@ -135,9 +158,10 @@ async fn disabling_an_instance_or_a_partition_takes_its_replicas_offline_and_ena
     // Disable one partition on one instance.
     let on = nodes[2].clone();
     add_instance(&mut c, C, &on, |ic| {
-        ic.record
-            .map_fields
-            .insert(HELIX_DISABLED_PARTITION.into(), BTreeMap::from([("db".into(), "db_0".into())]));
+        ic.record.map_fields.insert(
+            HELIX_DISABLED_PARTITION.into(),
+            BTreeMap::from([("db".into(), "db_0".into())]),
+        );
     })
     .await;
     wait_ev_where(&s, "db", "db_0 OFFLINE on the instance", |ev| {
@@ -173,11 +197,20 @@ async fn a_failed_transition_is_error_until_reset_and_a_timeout_is_an_error_too(
     wait_ev(
         &s,
         "db",
-        &states(&[("db_0", "node_0", "ERROR"), ("db_1", "node_0", "ERROR"), ("db_2", "node_0", "ONLINE")]),
+        &states(&[
+            ("db_0", "node_0", "ERROR"),
+            ("db_1", "node_0", "ERROR"),
+            ("db_2", "node_0", "ONLINE"),
+        ]),
     )
     .await;
     let errors = handler.errors.lock().unwrap().clone();
-    assert!(errors.iter().any(|(t, r)| t.partition == "db_1" && r.contains("timed out")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|(t, r)| t.partition == "db_1" && r.contains("timed out")),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|(t, _)| t.partition == "db_0"));
 
     // ERROR stays ERROR (the engine never plans a way out)…
@@ -194,11 +227,20 @@ async fn a_failed_transition_is_error_until_reset_and_a_timeout_is_an_error_too(
         .transition("ERROR", "OFFLINE")
         .build(1)
         .unwrap();
-    c.put_record(&l.message("node_0", "reset-1"), &reset.record).await.unwrap();
-    wait_ev_where(&s, "db", "db_0 back ONLINE", |ev| ev["db_0"]["node_0"] == "ONLINE").await;
+    c.put_record(&l.message("node_0", "reset-1"), &reset.record)
+        .await
+        .unwrap();
+    wait_ev_where(&s, "db", "db_0 back ONLINE", |ev| {
+        ev["db_0"]["node_0"] == "ONLINE"
+    })
+    .await;
     // The reset message was consumed.
     let store = c.store();
-    assert!(store.get(&l.message("node_0", "reset-1")).await.unwrap().is_none());
+    assert!(store
+        .get(&l.message("node_0", "reset-1"))
+        .await
+        .unwrap()
+        .is_none());
     c.shutdown().await;
 }
 
@@ -250,11 +292,16 @@ async fn dropping_a_resource_walks_every_replica_to_dropped_and_removes_its_trac
         if left.is_empty() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "current states left on {left:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "current states left on {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let calls = handler.calls.lock().unwrap().clone();
-    assert!(calls.iter().any(|t| t.partition == "db_1" && t.from == "ERROR" && t.to == "DROPPED"));
+    assert!(calls
+        .iter()
+        .any(|t| t.partition == "db_1" && t.from == "ERROR" && t.to == "DROPPED"));
     c.shutdown().await;
 }
 
@@ -273,7 +320,10 @@ async fn a_paused_cluster_sends_nothing_and_resumes_where_it_was() {
     assert!(s.table().states("db").is_empty());
     assert!(journal.events().is_empty());
     c.store().delete(&l.pause(), None, false).await.unwrap();
-    wait_ev_where(&s, "db", "converged after resume", |ev| one_master_each(ev, 2) && ev.values().all(|m| m.len() == 2)).await;
+    wait_ev_where(&s, "db", "converged after resume", |ev| {
+        one_master_each(ev, 2) && ev.values().all(|m| m.len() == 2)
+    })
+    .await;
     c.shutdown().await;
 }
 
@@ -304,7 +354,12 @@ async fn semi_auto_failover_gives_the_new_node_nothing_and_failback_returns_the_
     // The master dies: its SLAVE is promoted; the new node still gets nothing.
     c.kill_participant(&nodes[0]).await.unwrap();
     journal.ended(&nodes[0]);
-    wait_ev(&s, "db", &states(&[("db_0", &nodes[1], "MASTER"), ("db_1", &nodes[1], "MASTER")])).await;
+    wait_ev(
+        &s,
+        "db",
+        &states(&[("db_0", &nodes[1], "MASTER"), ("db_1", &nodes[1], "MASTER")]),
+    )
+    .await;
     // It comes back: its MASTERs go back to it (failback).
     journal.follow(c.add_participant(C, &nodes[0], None).await.unwrap());
     wait_ev(&s, "db", &home).await;
@@ -318,7 +373,9 @@ async fn tags_and_max_partitions_per_instance_bound_placement() {
     let (mut c, s) = start(&nodes, &[]).await;
     for n in &nodes[..2] {
         add_instance(&mut c, C, n, |ic: &mut InstanceConfig| {
-            ic.record.list_fields.insert("TAG_LIST".into(), vec!["ssd".into()]);
+            ic.record
+                .list_fields
+                .insert("TAG_LIST".into(), vec!["ssd".into()]);
         })
         .await;
     }
@@ -328,7 +385,10 @@ async fn tags_and_max_partitions_per_instance_bound_placement() {
     tagged.record.set_simple("INSTANCE_GROUP_TAG", "ssd");
     ideal_state(&mut c, C, &tagged).await;
     wait_ev_where(&s, "tagged", "only on ssd nodes", |ev| {
-        one_master_each(ev, 4) && ev.values().all(|m| m.len() == 2 && m.keys().all(|i| i == &nodes[0] || i == &nodes[1]))
+        one_master_each(ev, 4)
+            && ev
+                .values()
+                .all(|m| m.len() == 2 && m.keys().all(|i| i == &nodes[0] || i == &nodes[1]))
     })
     .await;
     let mut capped = full_auto("capped", 8, 1, "OnlineOffline");
@@ -351,7 +411,8 @@ async fn storage_schemata_masters_every_live_instance() {
     is.record.set_simple("REPLICAS", "ANY_LIVEINSTANCE");
     ideal_state(&mut c, C, &is).await;
     wait_ev_where(&s, "schemata", "MASTER on all three (bound N)", |ev| {
-        ev.get("schemata_0").is_some_and(|m| m.len() == 3 && m.values().all(|st| st == "MASTER"))
+        ev.get("schemata_0")
+            .is_some_and(|m| m.len() == 3 && m.values().all(|st| st == "MASTER"))
     })
     .await;
     c.shutdown().await;
@@ -367,7 +428,12 @@ async fn an_unregistered_participant_is_refused_unless_the_cluster_allows_auto_j
     cc.set_simple("allowParticipantAutoJoin", "true");
     c.put_record(&l.cluster_config(), &cc).await.unwrap();
     c.add_participant(C, "stranger", None).await.unwrap();
-    assert!(c.store().get(&l.instance_config("stranger")).await.unwrap().is_some());
+    assert!(c
+        .store()
+        .get(&l.instance_config("stranger"))
+        .await
+        .unwrap()
+        .is_some());
     c.shutdown().await;
 }
 
@@ -378,7 +444,10 @@ async fn manual_and_automatic_maintenance_keep_replicas_where_they_are() {
     let journal = Journal::default();
     join_all(&mut c, &nodes, &journal).await;
     ideal_state(&mut c, C, &full_auto("db", 3, 2, "MasterSlave")).await;
-    wait_ev_where(&s, "db", "converged", |ev| one_master_each(ev, 3) && ev.values().all(|m| m.len() == 2)).await;
+    wait_ev_where(&s, "db", "converged", |ev| {
+        one_master_each(ev, 3) && ev.values().all(|m| m.len() == 2)
+    })
+    .await;
     // One instance dies: more offline than allowed, so the controller enters maintenance by
     // itself and re-places nothing (lost MASTERs are still recovered from SLAVEs).
     let victim = nodes[0].clone();
@@ -425,7 +494,10 @@ async fn delayed_rebalance_keeps_a_dead_instances_places_until_the_delay_and_min
     is.record.set_simple("MIN_ACTIVE_REPLICAS", 2);
     is.record.set_simple("DELAY_REBALANCE_ENABLED", "true");
     ideal_state(&mut c, C, &is).await;
-    wait_ev_where(&s, "db", "converged", |ev| one_master_each(ev, 4) && ev.values().all(|m| m.len() == 3)).await;
+    wait_ev_where(&s, "db", "converged", |ev| {
+        one_master_each(ev, 4) && ev.values().all(|m| m.len() == 3)
+    })
+    .await;
     let victim = nodes[0].clone();
     let lost: Vec<String> = s
         .table()

@@ -9,7 +9,9 @@ use futures::future::BoxFuture;
 use strand::embedded::EmbeddedCluster;
 use strand::model::{ClusterConfig, IdealState, InstanceConfig, Layout, RebalanceMode, Record};
 use strand::participant::audit::{self, LogLine};
-use strand::participant::{Cancellation, HandlerError, Participant, StateModelHandler, Transition, TransitionEvent};
+use strand::participant::{
+    Cancellation, HandlerError, Participant, StateModelHandler, Transition, TransitionEvent,
+};
 
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -23,14 +25,22 @@ pub async fn cluster(c: &mut EmbeddedCluster, name: &str, instances: &[&str], co
     for (k, v) in config {
         cc.record.set_simple(*k, *v);
     }
-    store.set(&l.cluster_config(), &cc.record.to_bytes(), None).await.unwrap();
+    store
+        .set(&l.cluster_config(), &cc.record.to_bytes(), None)
+        .await
+        .unwrap();
     for i in instances {
         add_instance(c, name, i, |_| {}).await;
     }
 }
 
 /// Adds an instance config, shaped by `edit`.
-pub async fn add_instance(c: &mut EmbeddedCluster, cluster: &str, instance: &str, edit: impl FnOnce(&mut InstanceConfig)) {
+pub async fn add_instance(
+    c: &mut EmbeddedCluster,
+    cluster: &str,
+    instance: &str,
+    edit: impl FnOnce(&mut InstanceConfig),
+) {
     let mut ic = InstanceConfig::create(instance);
     edit(&mut ic);
     c.put_record(&Layout::new(cluster).instance_config(instance), &ic.record)
@@ -76,7 +86,9 @@ pub fn tutorial_ideal_state() -> IdealState {
 pub fn states(rows: &[(&str, &str, &str)]) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (p, i, s) in rows {
-        out.entry(p.to_string()).or_default().insert(i.to_string(), s.to_string());
+        out.entry(p.to_string())
+            .or_default()
+            .insert(i.to_string(), s.to_string());
     }
     out
 }
@@ -127,7 +139,11 @@ impl Journal {
                 partition: e.partition,
                 from: e.from,
                 to: e.to,
-                phase: serde_json::to_value(e.phase).unwrap().as_str().unwrap().to_string(),
+                phase: serde_json::to_value(e.phase)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             })
             .collect();
         assert!(!lines.is_empty(), "no transition was reported at all");
@@ -159,7 +175,11 @@ impl TestHandler {
 }
 
 impl StateModelHandler for TestHandler {
-    fn on_transition(&self, t: Transition, mut cancel: Cancellation) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn on_transition(
+        &self,
+        t: Transition,
+        mut cancel: Cancellation,
+    ) -> BoxFuture<'static, Result<(), HandlerError>> {
         self.calls.lock().unwrap().push(t.clone());
         let fail = Self::has(&self.fail, &t);
         let hang = Self::has(&self.hang, &t);
@@ -224,5 +244,8 @@ pub fn count_in(states: &BTreeMap<String, BTreeMap<String, String>>, state: &str
 
 /// Every partition has exactly one MASTER.
 pub fn one_master_each(states: &BTreeMap<String, BTreeMap<String, String>>, partitions: usize) -> bool {
-    states.len() == partitions && states.values().all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
+    states.len() == partitions
+        && states
+            .values()
+            .all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
 }

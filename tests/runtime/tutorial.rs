@@ -38,9 +38,11 @@ async fn the_tutorial_step_for_step() {
 
     // A controller alone writes an empty external view with the ideal state's fields.
     c.add_controller("controller-1", &[C]).await.unwrap();
-    assert!(spectator
-        .wait_until(WAIT, |t| t.external_view("myDB").is_some())
-        .await);
+    assert!(
+        spectator
+            .wait_until(WAIT, |t| t.external_view("myDB").is_some())
+            .await
+    );
     let ev = spectator.table().external_view("myDB").unwrap().clone();
     assert!(ev.record.map_fields.is_empty());
     assert_eq!(ev.record.simple("NUM_PARTITIONS"), Some("6"));
@@ -48,7 +50,17 @@ async fn the_tutorial_step_for_step() {
 
     // One participant: it is MASTER of everything.
     journal.follow(c.add_participant(C, I1, None).await.unwrap());
-    let all_on_one = states(&(0..6).map(|p| (["myDB_0", "myDB_1", "myDB_2", "myDB_3", "myDB_4", "myDB_5"][p], I1, "MASTER")).collect::<Vec<_>>());
+    let all_on_one = states(
+        &(0..6)
+            .map(|p| {
+                (
+                    ["myDB_0", "myDB_1", "myDB_2", "myDB_3", "myDB_4", "myDB_5"][p],
+                    I1,
+                    "MASTER",
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     wait_ev(&spectator, "myDB", &all_on_one).await;
 
     // Two: MASTERs spread by the preference lists, a SLAVE of each on the other.

@@ -129,12 +129,17 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
     }
     let mut spec = AddResource::new(PARTITIONS, "MasterSlave");
     spec.mode = RebalanceMode::FullAuto;
-    admin.add_resource(CLUSTER, RESOURCE, &spec).await.map_err(CliError::failed)?;
+    admin
+        .add_resource(CLUSTER, RESOURCE, &spec)
+        .await
+        .map_err(CliError::failed)?;
     admin
         .set_resource_property(CLUSTER, RESOURCE, "REPLICAS", "3")
         .await
         .map_err(CliError::failed)?;
-    let spectator = Spectator::connect(store.clone(), CLUSTER).await.map_err(CliError::failed)?;
+    let spectator = Spectator::connect(store.clone(), CLUSTER)
+        .await
+        .map_err(CliError::failed)?;
     for name in ["controller-1", "controller-2"] {
         cluster.start_controller(name)?;
     }
@@ -186,7 +191,10 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
         }
         let mut spec = AddResource::new(1, "OnlineOffline");
         spec.mode = RebalanceMode::FullAuto;
-        admin.add_resource(CLUSTER, &probe, &spec).await.map_err(CliError::failed)?;
+        admin
+            .add_resource(CLUSTER, &probe, &spec)
+            .await
+            .map_err(CliError::failed)?;
         admin
             .set_resource_property(CLUSTER, &probe, "REPLICAS", "1")
             .await
@@ -207,7 +215,10 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
         }
         controller.push(ms(done - killed));
         eprintln!("controller trial {trial}: {:.1} ms", ms(done - killed));
-        admin.drop_resource(CLUSTER, &probe).await.map_err(CliError::failed)?;
+        admin
+            .drop_resource(CLUSTER, &probe)
+            .await
+            .map_err(CliError::failed)?;
         cluster.start_controller(&leader)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -221,11 +232,20 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
             .await
             .map_err(CliError::failed)?;
         let t0 = Instant::now();
-        let ideal = admin.rebalance(CLUSTER, &name, 3, None).await.map_err(CliError::failed)?;
+        let ideal = admin
+            .rebalance(CLUSTER, &name, 3, None)
+            .await
+            .map_err(CliError::failed)?;
         let want: BTreeMap<String, BTreeMap<String, String>> = ideal.record.map_fields.clone();
-        let done = wait_for("the tutorial resource to converge", || spectator.table().states(&name) == want).await?;
+        let done = wait_for("the tutorial resource to converge", || {
+            spectator.table().states(&name) == want
+        })
+        .await?;
         convergence.push(ms(done - t0));
-        admin.drop_resource(CLUSTER, &name).await.map_err(CliError::failed)?;
+        admin
+            .drop_resource(CLUSTER, &name)
+            .await
+            .map_err(CliError::failed)?;
         wait_for("the tutorial resource to be dropped", || {
             spectator.table().external_view(&name).is_none()
         })

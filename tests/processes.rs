@@ -282,3 +282,71 @@ fn bad_participant_and_controller_arguments_get_one_clear_line_and_exit_2() {
     assert_eq!(code, Some(2), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Runs `strand helix-admin --zkSvr STORE ARGS…` and returns its stdout (fails the test on a
+/// non-zero exit).
+fn helix_admin(cluster: &LocalCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+        .arg("helix-admin")
+        .args(["--zkSvr", &cluster.store_addrs[0].to_string()])
+        .args(args)
+        .env("STRAND_TLS_DIR", cluster.tls_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helix-admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The record printed after `heading` in `--listResourceInfo` output.
+fn printed_record(text: &str, heading: &str) -> Option<strand::model::Record> {
+    let start = text.find(heading)? + heading.len();
+    let rest = &text[start..];
+    let end = rest.find("\n}").map(|i| i + 2)?;
+    strand::model::Record::from_json(rest[..end].trim()).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorial_with_helix_admin_options_verbatim() {
+    let mut cluster = local("MYCLUSTER");
+    cluster.start_store(1).unwrap();
+    admin_of(&cluster).await;
+    helix_admin(&cluster, &["--addCluster", "MYCLUSTER"]);
+    for port in ["12913", "12914", "12915"] {
+        helix_admin(&cluster, &["--addNode", "MYCLUSTER", &format!("localhost:{port}")]);
+    }
+    helix_admin(&cluster, &["--addResource", "MYCLUSTER", "myDB", "6", "MasterSlave"]);
+    let before = helix_admin(&cluster, &["--listResourceInfo", "MYCLUSTER", "myDB"]);
+    assert!(before.contains("No externalView for myDB"), "{before}");
+    helix_admin(&cluster, &["--rebalance", "MYCLUSTER", "myDB", "3"]);
+    cluster.start_controller("controller").unwrap();
+    for port in [12913, 12914, 12915] {
+        // start-helix-participant.sh's options.
+        let instance = format!("localhost_{port}");
+        cluster
+            .start_participant(&instance, &["--stateModelType".to_string(), "MasterSlave".to_string()])
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = helix_admin(&cluster, &["--listResourceInfo", "MYCLUSTER", "myDB"]);
+        let ideal = printed_record(&text, "IdealState for myDB:").expect("an ideal state is printed");
+        if let Some(ev) = printed_record(&text, "ExternalView for myDB:") {
+            if ev.map_fields == ideal.map_fields {
+                // The tutorial's shape: 2 MASTERs and 4 SLAVEs per instance.
+                for i in ["localhost_12913", "localhost_12914", "localhost_12915"] {
+                    let masters = ev.map_fields.values().filter(|m| m.get(i).map(String::as_str) == Some("MASTER")).count();
+                    let slaves = ev.map_fields.values().filter(|m| m.get(i).map(String::as_str) == Some("SLAVE")).count();
+                    assert_eq!((masters, slaves), (2, 4), "{i}: {text}");
+                }
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the external view never equalled the ideal state:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_never_two_masters(&cluster);
+}

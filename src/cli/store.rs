@@ -71,6 +71,13 @@ pub struct RunArgs {
     /// Revisions of watch history to keep.
     #[arg(long, default_value_t = crate::propertystore::server::DEFAULT_RETAIN)]
     pub retain: u64,
+    /// The Raft heartbeat interval in ms (default: the replica's, see `ReplicaConfig`).
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// The election timeout range in ms, MIN,MAX (default: the replica's). Every replica of a
+    /// store should use the same values: the read lease is half of MIN.
+    #[arg(long, value_name = "MIN,MAX", value_delimiter = ',', num_args = 2)]
+    pub election_timeout_ms: Vec<u64>,
     /// TLS directory.
     #[command(flatten)]
     pub settings: SettingsFlags,
@@ -213,6 +220,12 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     config.join = args.join;
     config.snapshot_every = args.snapshot_every;
     config.retain = args.retain;
+    if let Some(h) = args.heartbeat_ms {
+        config.heartbeat = Duration::from_millis(h);
+    }
+    if let [min, max] = args.election_timeout_ms[..] {
+        config.election_timeout = (Duration::from_millis(min), Duration::from_millis(max));
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let server = StoreServer::start(config).await.map_err(CliError::failed)?;

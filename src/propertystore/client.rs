@@ -19,8 +19,12 @@
 //! status every [`PROBE_EVERY`], and once the most recent term among them names another
 //! leader the request stops waiting: a write ends as `OutcomeUnknown`, a read goes to the
 //! new leader. A SIGKILLed leader's connection stays open until QUIC's idle timeout; without
-//! the probe every request in flight on it would wait out its whole timeout, and the
-//! followers' hints would send the next ones back to it until the election ends.
+//! the probe every request in flight on it would wait out its whole timeout. The deposed
+//! replica is then avoided for [`DEPOSED_FOR`], and leader hints naming it (from replicas
+//! that have not heard of the new leader yet) are not followed.
+//!
+//! A watcher long-polls for [`WATCH_WAIT`] and gives a silent replica [`WATCH_GRACE`] more
+//! before it moves to another; it also moves as soon as the client learns of a new leader.
 //!
 //! A cache hit allocates nothing and takes no lock: one moka lookup, two atomic loads and a
 //! reference count (records are shared as `Arc<Record>`).
@@ -130,10 +134,21 @@ impl Cache {
     }
 }
 
-/// How long a request to the believed leader waits before its leadership is probed.
-pub const PROBE_AFTER: Duration = Duration::from_millis(300);
+/// How long a request to the believed leader waits before its leadership is probed (a
+/// write takes about a millisecond; a probe costs a status request to each other replica
+/// per [`PROBE_EVERY`] while requests wait).
+pub const PROBE_AFTER: Duration = Duration::from_millis(100);
 /// How often a probe asks the other replicas who leads.
-pub const PROBE_EVERY: Duration = Duration::from_millis(100);
+pub const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// How long a replica that others no longer name leader is avoided: leader hints that name it
+/// are stale (from replicas at an older term) and are not followed.
+pub const DEPOSED_FOR: Duration = Duration::from_secs(1);
+/// How long a replica holds a watch's long-poll when it has nothing to send.
+pub const WATCH_WAIT: Duration = Duration::from_millis(250);
+/// How long past [`WATCH_WAIT`] a watch waits for its replica's answer before it takes the
+/// replica for dead and moves to another (doubled after each such move in a row, up to the
+/// request timeout, so that an overloaded store is still waited for).
+pub const WATCH_GRACE: Duration = Duration::from_millis(250);
 
 /// A running probe of one replica's leadership: yields the new leader's address once the
 /// other replicas name one; closed when the probe gave up.
@@ -142,7 +157,11 @@ type Deposed = tokio::sync::watch::Receiver<Option<SocketAddr>>;
 struct Inner {
     lanes: Lanes,
     config: StoreClientConfig,
-    leader: Mutex<Option<SocketAddr>>,
+    /// The replica believed to lead; watchers follow its changes.
+    leader: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    /// Replicas that lost the leadership while this client waited on them, until when they
+    /// are avoided.
+    deposed: Mutex<std::collections::HashMap<SocketAddr, Instant>>,
     /// Probes in progress, by the replica probed.
     probes: Mutex<std::collections::HashMap<SocketAddr, Deposed>>,
     next: AtomicUsize,
@@ -257,7 +276,8 @@ impl PropertyStore {
         let inner = Arc::new(Inner {
             lanes: Lanes::new(transport),
             config,
-            leader: Mutex::new(None),
+            leader: tokio::sync::watch::channel(None).0,
+            deposed: Mutex::new(std::collections::HashMap::new()),
             probes: Mutex::new(std::collections::HashMap::new()),
             next: AtomicUsize::new(0),
             last_ack: AtomicU64::new(0),
@@ -278,23 +298,53 @@ impl PropertyStore {
 
     /// The replica this client currently believes leads.
     pub fn leader_guess(&self) -> Option<SocketAddr> {
-        *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner())
+        *self.inner.leader.borrow()
     }
 
-    fn pick(&self) -> Option<SocketAddr> {
-        if let Some(l) = self.leader_guess() {
+    /// Where a request goes: the believed leader, else the next configured replica, passing
+    /// over replicas recently deposed and those `avoid` rejects (unless every one is).
+    fn pick_avoiding(&self, avoid: impl Fn(SocketAddr) -> bool) -> Option<SocketAddr> {
+        let shunned = |a: SocketAddr| avoid(a) || self.is_deposed(a);
+        if let Some(l) = self.leader_guess().filter(|l| !shunned(*l)) {
             return Some(l);
         }
         let eps = &self.inner.config.endpoints;
-        if eps.is_empty() {
-            return None;
+        let mut first = None;
+        for _ in 0..eps.len() {
+            let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            let a = eps[i % eps.len()];
+            if !shunned(a) {
+                return Some(a);
+            }
+            first.get_or_insert(a);
         }
-        let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        Some(eps[i % eps.len()])
+        first
+    }
+
+    fn pick(&self) -> Option<SocketAddr> {
+        self.pick_avoiding(|_| false)
     }
 
     fn set_leader(&self, addr: Option<SocketAddr>) {
-        *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+        self.inner.leader.send_if_modified(|l| {
+            let changed = *l != addr;
+            *l = addr;
+            changed
+        });
+    }
+
+    /// `addr` lost the leadership to another replica: avoided, and hints naming it ignored,
+    /// for [`DEPOSED_FOR`].
+    fn deposed(&self, addr: SocketAddr) {
+        let mut deposed = self.inner.deposed.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        deposed.retain(|_, until| *until > now);
+        deposed.insert(addr, now + DEPOSED_FOR);
+    }
+
+    fn is_deposed(&self, addr: SocketAddr) -> bool {
+        let deposed = self.inner.deposed.lock().unwrap_or_else(|e| e.into_inner());
+        deposed.get(&addr).is_some_and(|until| *until > Instant::now())
     }
 
     async fn send(
@@ -365,6 +415,7 @@ impl PropertyStore {
             {
                 Answer::Reply(r) => r,
                 Answer::Deposed(leader) => {
+                    self.deposed(to);
                     self.set_leader(Some(leader));
                     let why = format!("{to} lost the leadership to {leader} while the request was in flight");
                     if !safe {
@@ -376,7 +427,11 @@ impl PropertyStore {
             };
             let attempt = match reply {
                 Ok(StoreResponse::NotLeader { leader }) => {
-                    let hint = leader.and_then(|(_, a)| a.parse::<SocketAddr>().ok());
+                    // A hint naming a replica the others already replaced comes from a
+                    // replica that has not heard of the new leader yet: not followed.
+                    let hint = leader
+                        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
+                        .filter(|a| !self.is_deposed(*a));
                     if hint.is_some() && hint != Some(to) {
                         self.set_leader(hint);
                         redirects += 1;
@@ -704,8 +759,11 @@ impl PropertyStore {
             client: self.clone(),
             prefix: prefix.to_string(),
             next: from,
-            wait: Duration::from_millis(1000),
+            wait: WATCH_WAIT,
             whole_revisions_only: false,
+            at: None,
+            silent: std::collections::HashMap::new(),
+            grace: WATCH_GRACE,
         }
     }
 
@@ -774,6 +832,12 @@ impl PropertyStore {
 /// A replica's answer is bounded by bytes, so it may carry part of a revision larger than a
 /// frame; the watcher asks for the rest at once, and [`Watcher::next_batch`] always returns
 /// whole revisions.
+///
+/// The watcher polls the client's believed leader when it can, else the replica that last
+/// answered it. A poll that is not answered within [`WATCH_WAIT`] + [`WATCH_GRACE`] is given
+/// up and the replica avoided for [`DEPOSED_FOR`] (a SIGKILLed replica's connection stays
+/// open, so the transport alone would wait out the whole request timeout); a poll is also
+/// given up as soon as the client learns of another leader.
 pub struct Watcher {
     client: PropertyStore,
     prefix: String,
@@ -781,6 +845,22 @@ pub struct Watcher {
     wait: Duration,
     /// A replica refused `WatchPage` (an older version): plain `Watch` requests only.
     whole_revisions_only: bool,
+    /// The replica that answered last.
+    at: Option<SocketAddr>,
+    /// Replicas that left a poll unanswered, until when they are avoided.
+    silent: std::collections::HashMap<SocketAddr, Instant>,
+    /// How long past its wait a poll is given its answer.
+    grace: Duration,
+}
+
+/// How a watch poll ended.
+enum Poll {
+    /// The replica answered, or the transport gave up.
+    Answered(Result<StoreResponse, TransportError>),
+    /// No answer within the wait and the grace.
+    Silent,
+    /// The client learned that another replica leads.
+    LeaderMoved,
 }
 
 impl Watcher {
@@ -807,9 +887,38 @@ impl Watcher {
         }
     }
 
+    fn is_silent(&self, addr: SocketAddr) -> bool {
+        self.silent
+            .get(&addr)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// The replica to poll: the believed leader, else the one that answered last, else the
+    /// next configured one; never a silent or deposed one while another is left.
+    fn choose(&self) -> Option<SocketAddr> {
+        let leader = self.client.leader_guess();
+        let usable = |a: &SocketAddr| !self.is_silent(*a) && !self.client.is_deposed(*a);
+        leader
+            .filter(usable)
+            .or(self.at.filter(usable))
+            .or_else(|| self.client.pick_avoiding(|a| self.is_silent(a)))
+    }
+
+    /// Sends one poll to `to`, giving it up when `to` stays silent or another replica leads.
+    async fn poll(&self, to: SocketAddr, req: &StoreRequest, wait: Duration) -> Poll {
+        let mut leader = self.client.inner.leader.subscribe();
+        let elsewhere = |l: &Option<SocketAddr>| l.is_some_and(|l| l != to && !self.is_silent(l));
+        let moved = leader.wait_for(elsewhere);
+        let timeout = wait + self.client.inner.config.request_timeout;
+        tokio::select! {
+            r = self.client.send(to, req, timeout) => Poll::Answered(r),
+            _ = tokio::time::sleep(wait + self.grace) => Poll::Silent,
+            Ok(_) = moved => Poll::LeaderMoved,
+        }
+    }
+
     /// One answer from `from`, from whichever replica answers.
     async fn page(&mut self, from: Position, wait: Duration) -> Result<(Vec<Event>, Position), ClientError> {
-        let timeout = wait + self.client.inner.config.request_timeout;
         let deadline = Instant::now() + self.client.inner.config.deadline;
         loop {
             let req = if self.whole_revisions_only {
@@ -827,14 +936,33 @@ impl Watcher {
                     wait_ms: wait.as_millis() as u32,
                 }
             };
-            let r = match self.client.pick() {
-                Some(to) => self.client.send(to, &req, timeout).await,
-                None => {
-                    return Err(ClientError::Unavailable {
-                        reason: "no store endpoints configured".into(),
-                    })
+            let Some(to) = self.choose() else {
+                return Err(ClientError::Unavailable {
+                    reason: "no store endpoints configured".into(),
+                });
+            };
+            let r = match self.poll(to, &req, wait).await {
+                Poll::Answered(r) => r,
+                Poll::LeaderMoved => continue,
+                Poll::Silent => {
+                    self.silent.retain(|_, until| *until > Instant::now());
+                    self.silent.insert(to, Instant::now() + DEPOSED_FOR);
+                    self.grace = (self.grace * 2).min(self.client.inner.config.request_timeout);
+                    if self.client.leader_guess() == Some(to) {
+                        self.client.set_leader(None);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::Unavailable {
+                            reason: format!("no replica answered a watch within {:?}", wait + self.grace),
+                        });
+                    }
+                    continue;
                 }
             };
+            if r.is_ok() {
+                self.at = Some(to);
+                self.grace = WATCH_GRACE;
+            }
             match r {
                 Ok(StoreResponse::EventPage { events, next }) => return Ok((events, next)),
                 Ok(StoreResponse::Events { events, next }) => return Ok((events, Position::at(next))),
@@ -865,6 +993,8 @@ impl Watcher {
                 }
                 Err(e) => {
                     self.client.set_leader(None);
+                    self.at = None;
+                    self.silent.insert(to, Instant::now() + DEPOSED_FOR);
                     if Instant::now() >= deadline {
                         return Err(ClientError::Unavailable {
                             reason: e.to_string(),
@@ -906,7 +1036,7 @@ async fn cache_watch(inner: std::sync::Weak<Inner>) {
                             .map_or(watcher.next, |e| e.revision)
                             .saturating_sub(1);
                         cache.start.store(start, Ordering::Release);
-                        watcher.wait = Duration::from_millis(500);
+                        watcher.wait = WATCH_WAIT;
                         first = false;
                     }
                     for e in &events {

@@ -104,7 +104,9 @@ pub struct ReplicaConfig {
 
 impl ReplicaConfig {
     /// A configuration with defaults: 20 000 revisions of history, a snapshot every 20 000
-    /// entries, 100 ms heartbeats, 500–1000 ms election timeouts.
+    /// entries, 50 ms heartbeats, 150–300 ms election timeouts (so a follower that hears no
+    /// heartbeat calls an election 450–600 ms after the last one: openraft adds its leader
+    /// lease, `election_timeout_max`, to the drawn timeout), a read lease of 75 ms.
     pub fn new(id: ReplicaId, listen: SocketAddr, data_dir: PathBuf, tls: TlsMaterial) -> Self {
         ReplicaConfig {
             id,
@@ -115,8 +117,8 @@ impl ReplicaConfig {
             join: false,
             retain: DEFAULT_RETAIN,
             snapshot_every: 20_000,
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
             lease_reads: true,
         }
     }

@@ -55,20 +55,87 @@ pub struct StoreBenchArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Measure leader failover instead: this many trials, each SIGKILLs the leader and times
+    /// the first acknowledged write and the first watch event after the kill (then restarts
+    /// the killed replica and waits for it to catch up).
+    #[arg(long, default_value_t = 0)]
+    pub failover_trials: u32,
+    /// The replicas' Raft heartbeat interval (`strand store run --heartbeat-ms`).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// The replicas' election timeout range, MIN,MAX in ms (`strand store run
+    /// --election-timeout-ms`).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub election_timeout_ms: Vec<u64>,
 }
 
+/// The replica processes; killed (and their directory removed) when dropped.
 struct Replicas {
-    children: Vec<Child>,
+    children: Vec<Option<Child>>,
+    addrs: Vec<SocketAddr>,
     dir: PathBuf,
+    /// `strand store run` arguments every replica gets beyond its own.
+    extra: Vec<String>,
 }
 
 impl Drop for Replicas {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Replicas {
+    /// Starts (or restarts) replica `i` (id `i + 1`), its log appended to `replica-<id>.log`.
+    fn spawn(&mut self, i: usize) -> Result<(), CliError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+        let id = i + 1;
+        let peers = self
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}@{a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("replica-{id}.log")))
+            .map_err(CliError::failed)?;
+        let child = Command::new(&exe)
+            .args([
+                "store",
+                "run",
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &self.addrs[i].to_string(),
+            ])
+            .args(["--peers", &peers, "--data-dir"])
+            .arg(self.dir.join(format!("data-{id}")))
+            .arg("--tls-dir")
+            .arg(self.dir.join("tls"))
+            .args(&self.extra)
+            .env(EXIT_WITH_PARENT_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| CliError::failed(format!("cannot start replica {id}: {e}")))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs replica `i` and reaps it.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -78,12 +145,9 @@ fn free_port() -> Result<u16, CliError> {
     Ok(s.local_addr().map_err(CliError::failed)?.port())
 }
 
-fn start_replicas(n: u64, dir: &Path) -> Result<(Replicas, Vec<SocketAddr>), CliError> {
-    let exe =
-        std::env::current_exe().map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
-    let tls_dir = dir.join("tls");
+fn start_replicas(n: u64, dir: &Path, extra: Vec<String>) -> Result<(Replicas, Vec<SocketAddr>), CliError> {
     let settings = Settings::load(&SettingsFlags {
-        tls_dir: Some(tls_dir.clone()),
+        tls_dir: Some(dir.join("tls")),
         store: vec![],
     })
     .map_err(CliError::failed)?;
@@ -92,39 +156,14 @@ fn start_replicas(n: u64, dir: &Path) -> Result<(Replicas, Vec<SocketAddr>), Cli
         settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).map_err(CliError::failed)?;
         addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
     }
-    let peers = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}@{a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
     let mut reps = Replicas {
-        children: Vec::new(),
+        children: addrs.iter().map(|_| None).collect(),
+        addrs: addrs.clone(),
         dir: dir.to_path_buf(),
+        extra,
     };
-    for (i, a) in addrs.iter().enumerate() {
-        let id = i + 1;
-        let log = std::fs::File::create(dir.join(format!("replica-{id}.log"))).map_err(CliError::failed)?;
-        let child = Command::new(&exe)
-            .args([
-                "store",
-                "run",
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &a.to_string(),
-            ])
-            .args(["--peers", &peers, "--data-dir"])
-            .arg(dir.join(format!("data-{id}")))
-            .arg("--tls-dir")
-            .arg(&tls_dir)
-            .env(EXIT_WITH_PARENT_ENV, "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| CliError::failed(format!("cannot start replica {id}: {e}")))?;
-        reps.children.push(child);
+    for i in 0..addrs.len() {
+        reps.spawn(i)?;
     }
     Ok((reps, addrs))
 }
@@ -238,6 +277,11 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
             "--replicas, --ops, --conns and every --clients value must be positive",
         ));
     }
+    if args.failover_trials > 0 && args.replicas < 3 {
+        return Err(CliError::usage(
+            "--failover-trials needs at least 3 --replicas (a majority must survive the kill)",
+        ));
+    }
     if args.value_size > crate::propertystore::core::MAX_VALUE_LEN {
         return Err(CliError::usage(
             "--value-size exceeds the store's 1 MiB value limit",
@@ -250,9 +294,20 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
     let dir = std::env::temp_dir().join(format!("strand-bench-store-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let (replicas, eps) = start_replicas(args.replicas, &dir)?;
+    let mut extra = Vec::new();
+    if let Some(h) = args.heartbeat_ms {
+        extra.extend(["--heartbeat-ms".to_string(), h.to_string()]);
+    }
+    if let [min, max] = args.election_timeout_ms[..] {
+        extra.extend(["--election-timeout-ms".to_string(), format!("{min},{max}")]);
+    }
+    let (mut replicas, eps) = start_replicas(args.replicas, &dir, extra)?;
     let rt = runtime()?;
-    let result = rt.block_on(measure(&args, &dir, &eps));
+    let result = if args.failover_trials > 0 {
+        rt.block_on(failover(&args, &mut replicas))
+    } else {
+        rt.block_on(measure(&args, &dir, &eps))
+    };
     drop(replicas);
     let out = result?;
     if args.json {
@@ -442,5 +497,203 @@ async fn measure(
         "gets": gets,
         "cached_gets": { "ops_per_s": cached_ops, "p50_us": cached_p50_us },
         "watch_latency_us": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99) },
+    }))
+}
+
+/// What the failover trials' writer and watcher saw, and when.
+#[derive(Default)]
+struct Seen {
+    /// Write `i + 1`: when it was sent, and when it was acknowledged (`None`: not).
+    writes: Vec<(Instant, Option<Instant>)>,
+    /// Write index → when the watcher first held its event.
+    events: std::collections::BTreeMap<u64, Instant>,
+    /// Writes whose outcome was unknown.
+    unknown: u64,
+}
+
+/// Waits until every replica answers, all name one leader, and each has applied what the
+/// leader had when they first agreed; returns the leader's index.
+async fn steady(probe: &PropertyStore, addrs: &[SocketAddr]) -> Result<usize, CliError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut target: Option<(usize, u64)> = None;
+    loop {
+        if Instant::now() > deadline {
+            return Err(CliError::failed(
+                "the replicas did not settle on a leader within 60 s",
+            ));
+        }
+        let statuses = probe.status_all().await;
+        let of = |a: &SocketAddr| {
+            statuses
+                .iter()
+                .find(|(x, _)| x == a)
+                .and_then(|(_, r)| r.as_ref().ok())
+        };
+        let all: Option<Vec<_>> = addrs.iter().map(of).collect();
+        let leader = all.as_ref().and_then(|all| {
+            let l = all.first()?.leader?;
+            all.iter().all(|s| s.leader == Some(l)).then_some(l)
+        });
+        match (all, leader, target) {
+            (Some(all), Some(l), None) => {
+                let revision = all.iter().map(|s| s.revision).max().unwrap_or(0);
+                target = Some((l as usize - 1, revision));
+            }
+            (Some(all), Some(l), Some((t, revision))) if l as usize - 1 == t => {
+                if all.iter().all(|s| s.revision >= revision) {
+                    return Ok(t);
+                }
+            }
+            _ => target = None,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Percentiles of a sample in ms, one decimal.
+fn summary_ms(samples: &[Duration]) -> serde_json::Value {
+    let mut us: Vec<u64> = samples.iter().map(|d| d.as_micros() as u64).collect();
+    us.sort_unstable();
+    let ms = |v: u64| (v as f64 / 100.0).round() / 10.0;
+    serde_json::json!({
+        "p50": ms(percentile(&us, 0.5)),
+        "p99": ms(percentile(&us, 0.99)),
+        "max": ms(us.last().copied().unwrap_or(0)),
+    })
+}
+
+/// `strand bench store --failover-trials N`: a writer (one put after another) and a watcher
+/// (a separate client, attached to the leader) run throughout; each trial waits for a
+/// settled store, SIGKILLs the leader, and takes the time from the kill to (a) the first
+/// acknowledged write among those sent after it and (b) the watcher holding the event of
+/// the first write sent after it; then restarts the killed replica.
+async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_json::Value, CliError> {
+    let tls_dir = reps.dir.join("tls");
+    let eps = reps.addrs.clone();
+    let writer = client(&tls_dir, &eps, 0)?;
+    let watch_client = client(&tls_dir, &eps, 0)?;
+    let probe = client(&tls_dir, &eps, 0)?;
+    let ready = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = writer.set("/failover/ready", b"1", None).await {
+        if Instant::now() > ready {
+            return Err(CliError::failed(format!("the store did not become ready: {e}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let write_task = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let sent = Instant::now();
+                let r = writer
+                    .set(&format!("/failover/k{i}"), &i.to_le_bytes(), None)
+                    .await;
+                let done = Instant::now();
+                let unknown = matches!(r, Err(crate::propertystore::ClientError::OutcomeUnknown { .. }));
+                {
+                    let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    s.writes.push((sent, r.is_ok().then_some(done)));
+                    s.unknown += u64::from(unknown);
+                }
+                if r.is_err() && !unknown {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    let watch_task = {
+        let (seen, stop, watch_client) = (seen.clone(), stop.clone(), watch_client.clone());
+        tokio::spawn(async move {
+            let mut watcher = watch_client.watch("/failover/", 0);
+            while !stop.load(Ordering::Relaxed) {
+                match watcher.next_batch().await {
+                    Ok(events) => {
+                        let now = Instant::now();
+                        let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        for e in events {
+                            if let EventKind::Put { value, .. } = e.kind {
+                                if let Ok(b) = <[u8; 8]>::try_from(value.as_slice()) {
+                                    s.events.entry(u64::from_le_bytes(b)).or_insert(now);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("watch: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let mut writes = Vec::new();
+    let mut watches = Vec::new();
+    let mut samples = Vec::new();
+    let mut missed = 0u32;
+    for trial in 1..=args.failover_trials {
+        let leader = steady(&probe, &eps).await?;
+        // The watcher's client learns the leader from a linearizable read, so its watch
+        // polls the replica about to be killed.
+        let _ = watch_client.get("/failover/ready").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let killed_at = Instant::now();
+        reps.kill(leader);
+        let give_up = killed_at + Duration::from_secs(15);
+        let (write, watch) = loop {
+            let (write, watch) = {
+                let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                match s.writes.iter().position(|(sent, _)| *sent >= killed_at) {
+                    Some(p) => (
+                        s.writes[p..].iter().find_map(|(_, done)| *done),
+                        s.events.range(p as u64 + 1..).map(|(_, t)| *t).min(),
+                    ),
+                    None => (None, None),
+                }
+            };
+            if (write.is_some() && watch.is_some()) || Instant::now() > give_up {
+                break (write.map(|t| t - killed_at), watch.map(|t| t - killed_at));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_micros() as f64 / 100.0).round() / 10.0);
+        eprintln!(
+            "trial {trial}: killed replica {}; write after {:?} ms, watch event after {:?} ms",
+            leader + 1,
+            ms(write),
+            ms(watch)
+        );
+        samples.push(serde_json::json!({
+            "killed": leader + 1,
+            "write_after_kill_ms": ms(write),
+            "watch_after_kill_ms": ms(watch),
+        }));
+        match (write, watch) {
+            (Some(w), Some(v)) => {
+                writes.push(w);
+                watches.push(v);
+            }
+            _ => missed += 1,
+        }
+        reps.spawn(leader)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = write_task.await;
+    watch_task.abort();
+    let unknown = seen.lock().unwrap_or_else(|e| e.into_inner()).unknown;
+    Ok(serde_json::json!({
+        "replicas": args.replicas,
+        "trials": args.failover_trials,
+        "missed": missed,
+        "heartbeat_ms": args.heartbeat_ms,
+        "election_timeout_ms": args.election_timeout_ms,
+        "write_after_kill_ms": summary_ms(&writes),
+        "watch_after_kill_ms": summary_ms(&watches),
+        "unknown_writes": unknown,
+        "samples": samples,
     }))
 }

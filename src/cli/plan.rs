@@ -141,6 +141,9 @@ pub fn parse_input(text: &str) -> Result<ClusterSnapshot, String> {
     if let Some(v) = get(top, "messageConstraints") {
         snap.message_constraints = Some(ClusterConstraints::new(record("messageConstraints", v)?));
     }
+    if let Some(v) = get(top, "stateConstraints") {
+        snap.state_constraints = Some(ClusterConstraints::new(record("stateConstraints", v)?));
+    }
     if let Some(v) = get(top, "maintenance") {
         snap.maintenance = boolean("maintenance", v)?;
     }

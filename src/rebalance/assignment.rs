@@ -1,7 +1,7 @@
 //! State assignment: the best possible state of every replica, down each preference list.
 //!
 //! ```text
-//!   preference list [A, B, C]   state counts MASTER:1, SLAVE:2   (bounds, N, R)
+//!   preference list [A, B, C]   state counts MASTER:1, SLAVE:2   (StateBounds, N, R)
 //!        │  walk the states in priority order, the list in order,
 //!        │  skipping dead and disabled instances; the top state goes to a replica that
 //!        │  already holds the top state or a secondary one when the list's choice holds
@@ -15,10 +15,13 @@
 //! holds a replica but is not in the list gets DROPPED. Dead instances are never candidates
 //! (their current states no longer count), so SEMI_AUTO, whose lists the application owns,
 //! never re-places a dead instance's replicas. CUSTOMIZED takes the given map on live
-//! instances only. Every function here is pure and deterministic.
+//! instances only. The state counts come from the resource's [`StateBounds`]: the state
+//! model's bounds unless a `STATE_CONSTRAINT` overrides them. Every function here is pure
+//! and deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::bounds::StateBounds;
 use crate::statemodel::{StateModelDefinition, DROPPED, ERROR};
 
 /// Which instances may serve one partition.
@@ -52,11 +55,13 @@ pub fn secondary_states(model: &StateModelDefinition) -> BTreeSet<&str> {
 
 /// The best possible states of one partition in FULL_AUTO or SEMI_AUTO.
 ///
-/// `current` holds the current states of live instances only. `replicas` is the replica
-/// count (the `R` bound). The live candidates (the `N` bound) are the eligible instances of
-/// the list.
+/// `current` holds the current states of live instances only. `bounds` are the resource's
+/// state bounds (the model's, or a `STATE_CONSTRAINT`'s). `replicas` is the replica count
+/// (the `R` bound). The live candidates (the `N` bound) are the eligible instances of the
+/// list.
 pub fn assign_auto(
     model: &StateModelDefinition,
+    bounds: &StateBounds,
     preference_list: &[String],
     current: &BTreeMap<String, String>,
     who: Eligibility<'_>,
@@ -102,7 +107,7 @@ pub fn assign_auto(
     let secondary = secondary_states(model);
     let mut assigned: BTreeSet<&String> = BTreeSet::new();
     let mut queue: std::collections::VecDeque<&String> = candidates.iter().copied().collect();
-    for (state, count) in model.state_counts(total, replicas) {
+    for (state, count) in bounds.state_counts(model, total, replicas) {
         let mut count = count;
         while let Some(&peek) = queue.front() {
             if count == 0 {
@@ -195,6 +200,7 @@ pub fn assign_dropped(current: &BTreeMap<String, String>) -> BTreeMap<String, St
 /// is promoted to it.
 pub fn assign_maintenance(
     model: &StateModelDefinition,
+    bounds: &StateBounds,
     order: &[String],
     current: &BTreeMap<String, String>,
     who: Eligibility<'_>,
@@ -214,8 +220,8 @@ pub fn assign_maintenance(
         best.insert(instance.clone(), target.to_string());
     }
     let top = model.top_state();
-    let wants_top = model
-        .state_counts(best.len(), replicas)
+    let wants_top = bounds
+        .state_counts(model, best.len(), replicas)
         .first()
         .is_some_and(|(s, n)| s == top && *n > 0);
     if wants_top && !best.values().any(|s| s == top) {
@@ -268,7 +274,14 @@ mod tests {
     fn fresh_partition_goes_down_the_list() {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
-        let best = assign_auto(&ms, &list(&["b", "c", "a"]), &BTreeMap::new(), c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["b", "c", "a"]),
+            &BTreeMap::new(),
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("b", "MASTER"), ("c", "SLAVE"), ("a", "SLAVE")]));
     }
 
@@ -278,11 +291,25 @@ mod tests {
         let c = Case::new(&["a", "b", "c"], &[]);
         // a is first in the list but OFFLINE; c is already SLAVE.
         let current = map(&[("a", "OFFLINE"), ("c", "SLAVE")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "MASTER")]));
         // Once a is a SLAVE, the top state moves to the list's first.
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "MASTER")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]));
     }
 
@@ -291,7 +318,14 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
         let current = map(&[("b", "MASTER"), ("c", "SLAVE")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best["b"], "MASTER");
         assert_eq!(best["a"], "SLAVE");
     }
@@ -301,8 +335,32 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["b", "c"], &[]);
         let current = map(&[("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("b", "MASTER"), ("c", "SLAVE")]));
+    }
+
+    #[test]
+    fn a_state_constraint_of_two_masters_gives_two_masters() {
+        let ms = builtin("MasterSlave").unwrap();
+        let mut bounds = StateBounds::of_model(&ms);
+        bounds.set("MASTER", crate::statemodel::UpperBound::Count(2));
+        let c = Case::new(&["a", "b", "c"], &[]);
+        let best = assign_auto(
+            &ms,
+            &bounds,
+            &list(&["b", "c", "a"]),
+            &BTreeMap::new(),
+            c.who(),
+            3,
+        );
+        assert_eq!(best, map(&[("b", "MASTER"), ("c", "MASTER"), ("a", "SLAVE")]));
     }
 
     #[test]
@@ -310,11 +368,25 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &["a"]);
         let current = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("a", "OFFLINE"), ("b", "MASTER"), ("c", "SLAVE")]));
         // A disabled resource: everybody disabled.
         let c = Case::new(&["a", "b", "c"], &["a", "b", "c"]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert!(best.values().all(|s| s == "OFFLINE"), "{best:?}");
     }
 
@@ -323,12 +395,26 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
         let current = map(&[("a", "ERROR"), ("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best["a"], "ERROR");
         assert_eq!(best.values().filter(|s| *s == "MASTER").count(), 1);
         // Disabled and in ERROR: still ERROR.
         let c = Case::new(&["a", "b", "c"], &["a"]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best["a"], "ERROR");
     }
 
@@ -337,7 +423,14 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c", "d"], &[]);
         let current = map(&[("d", "MASTER"), ("a", "SLAVE"), ("x", "DROPPED")]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best["d"], "DROPPED");
         assert!(!best.contains_key("x"));
         assert_eq!(best["a"], "MASTER");
@@ -347,7 +440,14 @@ mod tests {
     fn fewer_live_candidates_than_replicas_fill_the_top_state_first() {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["c"], &[]);
-        let best = assign_auto(&ms, &list(&["a", "b", "c"]), &BTreeMap::new(), c.who(), 3);
+        let best = assign_auto(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &BTreeMap::new(),
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("c", "MASTER")]));
     }
 
@@ -355,7 +455,14 @@ mod tests {
     fn storage_schemata_makes_every_candidate_master() {
         let ss = builtin("StorageSchemata").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
-        let best = assign_auto(&ss, &list(&["a", "b", "c"]), &BTreeMap::new(), c.who(), 3);
+        let best = assign_auto(
+            &ss,
+            &StateBounds::of_model(&ss),
+            &list(&["a", "b", "c"]),
+            &BTreeMap::new(),
+            c.who(),
+            3,
+        );
         assert!(best.values().all(|s| s == "MASTER") && best.len() == 3);
     }
 
@@ -376,7 +483,14 @@ mod tests {
         let m = builtin("OnlineOfflineWithBootstrap").unwrap();
         let c = Case::new(&["a", "b"], &[]);
         let current = map(&[("a", "OFFLINE"), ("b", "BOOTSTRAP")]);
-        let best = assign_auto(&m, &list(&["a", "b"]), &current, c.who(), 1);
+        let best = assign_auto(
+            &m,
+            &StateBounds::of_model(&m),
+            &list(&["a", "b"]),
+            &current,
+            c.who(),
+            1,
+        );
         assert_eq!(best["b"], "ONLINE");
         assert_eq!(best["a"], "OFFLINE");
     }
@@ -407,11 +521,25 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["b", "c"], &[]);
         let current = map(&[("b", "OFFLINE"), ("c", "SLAVE")]);
-        let best = assign_maintenance(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
+        let best = assign_maintenance(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["a", "b", "c"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, map(&[("b", "OFFLINE"), ("c", "MASTER")]));
         // With a MASTER present nothing changes, even off-balance.
         let current = map(&[("b", "MASTER"), ("c", "OFFLINE")]);
-        let best = assign_maintenance(&ms, &list(&["c", "b"]), &current, c.who(), 3);
+        let best = assign_maintenance(
+            &ms,
+            &StateBounds::of_model(&ms),
+            &list(&["c", "b"]),
+            &current,
+            c.who(),
+            3,
+        );
         assert_eq!(best, current);
     }
 }

@@ -69,11 +69,11 @@ pub enum RebalanceError {
         /// The repeated name.
         resource: String,
     },
-    /// A message constraint's attribute is not a valid regular expression.
-    #[error(
-        "message constraint {id}: {attribute} = '{pattern}' is not a valid regular expression: {reason}"
-    )]
+    /// A message or state constraint's attribute is not a valid regular expression.
+    #[error("{record} {id}: {attribute} = '{pattern}' is not a valid regular expression: {reason}")]
     InvalidConstraintPattern {
+        /// Which record: `message constraint` or `state constraint`.
+        record: &'static str,
         /// The constraint's id (its mapField key).
         id: String,
         /// The attribute.

@@ -5,6 +5,7 @@
 //!        │
 //!        ├─ placement   FULL_AUTO: preference lists (sticky, balanced, zone-aware)
 //!        ├─ delayed     keep offline instances' places until their delay expires
+//!        ├─ bounds      state bounds: the model's, or a STATE_CONSTRAINT's override
 //!        ├─ assignment  best possible state per replica (down each preference list)
 //!        ├─ transitions next hop toward the best possible state
 //!        ├─ selection   accept transitions only while every state bound holds
@@ -25,6 +26,7 @@ pub mod placement;
 
 // Everything after placement (assignment .. pipeline).
 pub mod assignment;
+pub mod bounds;
 pub mod error;
 pub mod pipeline;
 pub mod selection;

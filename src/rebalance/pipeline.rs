@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!   ClusterSnapshot (instances, cluster config, resources with ideal state, current and
-//!                    pending states, state models, maintenance/pause, now_ms)
+//!                    pending states, state models, state and message constraints,
+//!                    maintenance/pause, now_ms)
+//!     │ per resource:       state bounds (the model's, STATE_CONSTRAINT overrides)
 //!     │ per resource, per partition:
 //!     │   preference list   FULL_AUTO: placement::place · SEMI_AUTO: listFields ·
 //!     │                     CUSTOMIZED: the mapField's instances · dropped: none
@@ -25,6 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::assignment::{self, Eligibility};
+use super::bounds::{StateBounds, StateConstraints};
 use super::error::RebalanceError;
 use super::placement::{self, DelaySettings, Placement, PlacementInput, ReplicaCount};
 use super::selection::{self, BoundRejection};
@@ -90,6 +93,9 @@ pub struct ClusterSnapshot {
     pub state_models: BTreeMap<String, StateModelDefinition>,
     /// The `MESSAGE_CONSTRAINT` record, if any.
     pub message_constraints: Option<ClusterConstraints>,
+    /// The `STATE_CONSTRAINT` record, if any: overrides of the state models' bounds, per
+    /// resource and state (see [`super::bounds`]).
+    pub state_constraints: Option<ClusterConstraints>,
     /// Maintenance mode was switched on by an operator.
     pub maintenance: bool,
     /// The cluster is paused: nothing is sent.
@@ -217,6 +223,8 @@ type PendingByPartition = BTreeMap<String, Vec<ReplicaTransition>>;
 struct ResourceWork<'a> {
     name: &'a str,
     model: &'a StateModelDefinition,
+    /// The model's state bounds with the `STATE_CONSTRAINT` overrides for this resource.
+    bounds: StateBounds,
     decision: ResourceDecision,
     /// Live, enabled instances the resource may use (`N`).
     live_candidates: usize,
@@ -237,6 +245,7 @@ struct Cluster<'a> {
     live: BTreeSet<String>,
     maintenance: Option<MaintenanceReason>,
     throttles: Throttles,
+    state_constraints: StateConstraints,
     max_partitions_per_instance: Option<usize>,
     delay_enabled: bool,
     delay_ms: Option<u64>,
@@ -283,6 +292,7 @@ impl<'a> Cluster<'a> {
             live,
             maintenance,
             throttles,
+            state_constraints: StateConstraints::new(snapshot.state_constraints.as_ref())?,
             max_partitions_per_instance: config.max_partitions_per_instance().map_err(cfg_err)?,
             delay_enabled: config.delay_rebalance_enabled().map_err(cfg_err)?,
             delay_ms: config.rebalance_delay_ms().map_err(cfg_err)?,
@@ -335,6 +345,7 @@ impl<'a> Cluster<'a> {
         let mut work = ResourceWork {
             name: &res.name,
             model,
+            bounds: self.state_constraints.bounds_for(&res.name, model),
             decision: ResourceDecision {
                 state_model: model_name.clone(),
                 ..Default::default()
@@ -448,9 +459,9 @@ impl<'a> Cluster<'a> {
                 let map = ideal.instance_state_map(p).unwrap_or(&empty);
                 assignment::assign_customized(model, map, holders, who)
             } else if in_maintenance {
-                assignment::assign_maintenance(model, list, holders, who, replicas)
+                assignment::assign_maintenance(model, &work.bounds, list, holders, who, replicas)
             } else {
-                assignment::assign_auto(model, list, holders, who, replicas)
+                assignment::assign_auto(model, &work.bounds, list, holders, who, replicas)
             };
             work.replicas.insert(p.clone(), replicas);
             work.decision.best_possible.insert(p.clone(), best);
@@ -595,7 +606,7 @@ impl<'a> Cluster<'a> {
                 if candidates.is_empty() {
                     continue;
                 }
-                let bounds = selection::resolve_bounds(w.model, w.live_candidates, replicas);
+                let bounds = selection::resolve_bounds(&w.bounds, w.live_candidates, replicas);
                 let sel = selection::select(w.model, &bounds, holders, pending, best, candidates);
                 candidate_moves.extend(sel.accepted.iter().map(movement));
                 for BoundRejection {
@@ -795,8 +806,8 @@ pub fn sort_transitions(transitions: &mut [ReplicaTransition]) {
 /// Fills a FULL_AUTO or SEMI_AUTO ideal state the way `helix-admin --rebalance` does: places
 /// `replicas` replicas of every partition over `instances` (all of them, live or not, as
 /// Helix does), writes the preference lists into listFields and the resulting states
-/// (every listed instance up) into mapFields, and sets `REPLICAS`. A CUSTOMIZED ideal state
-/// is returned unchanged apart from `REPLICAS`.
+/// (every listed instance up, the state model's bounds) into mapFields, and sets `REPLICAS`.
+/// A CUSTOMIZED ideal state is returned unchanged apart from `REPLICAS`.
 pub fn rebalance_ideal_state(
     ideal: &IdealState,
     instances: &[InstanceInfo],
@@ -848,9 +859,10 @@ pub fn rebalance_ideal_state(
     };
     let mut names = partitions.clone();
     sort_partitions(&mut names);
+    let bounds = StateBounds::of_model(model);
     for p in names {
         let list = placed.preference_lists.get(&p).cloned().unwrap_or_default();
-        let states = assignment::assign_auto(model, &list, &BTreeMap::new(), who, replicas);
+        let states = assignment::assign_auto(model, &bounds, &list, &BTreeMap::new(), who, replicas);
         record.list_fields.insert(p.clone(), list);
         record.map_fields.insert(p, states);
     }

@@ -17,9 +17,13 @@
 //! old MASTER was still serving), holding that demotion back would stall the partition for
 //! ever, with the promotion of its successor waiting on it. Every other transition, and
 //! every promotion, respects `R` too.
+//!
+//! The bounds are the resource's [`StateBounds`]: the state model's, unless a
+//! `STATE_CONSTRAINT` item overrides them (see [`super::bounds`]).
 
 use std::collections::BTreeMap;
 
+use super::bounds::StateBounds;
 use super::transitions::ReplicaTransition;
 use crate::statemodel::{StateModelDefinition, UpperBound, DROPPED};
 
@@ -32,27 +36,24 @@ pub struct ResolvedBound {
     pub replica_bound: bool,
 }
 
-/// Every bounded state of `model`, resolved with the number of live candidate instances
+/// Every bounded state of a resource, resolved with the number of live candidate instances
 /// (`N`) and the replica count (`R`). Unbounded states are absent.
 pub fn resolve_bounds(
-    model: &StateModelDefinition,
+    bounds: &StateBounds,
     live_candidates: usize,
     replicas: usize,
 ) -> BTreeMap<String, ResolvedBound> {
-    model
-        .states()
+    bounds
         .iter()
-        .filter_map(|s| {
-            let bound = model.upper_bound(s);
-            (bound != UpperBound::Unbounded).then(|| {
-                (
-                    s.clone(),
-                    ResolvedBound {
-                        max: bound.resolve(live_candidates, replicas),
-                        replica_bound: bound == UpperBound::Replicas,
-                    },
-                )
-            })
+        .filter(|(_, bound)| *bound != UpperBound::Unbounded)
+        .map(|(s, bound)| {
+            (
+                s.to_string(),
+                ResolvedBound {
+                    max: bound.resolve(live_candidates, replicas),
+                    replica_bound: bound == UpperBound::Replicas,
+                },
+            )
         })
         .collect()
 }
@@ -198,7 +199,7 @@ mod tests {
 
     fn ms() -> (StateModelDefinition, BTreeMap<String, ResolvedBound>) {
         let m = builtin("MasterSlave").unwrap();
-        let b = resolve_bounds(&m, 3, 3);
+        let b = resolve_bounds(&StateBounds::of_model(&m), 3, 3);
         (m, b)
     }
 
@@ -221,7 +222,7 @@ mod tests {
         );
         assert!(!b.contains_key("OFFLINE"));
         let ss = builtin("StorageSchemata").unwrap();
-        assert_eq!(resolve_bounds(&ss, 5, 3)["MASTER"].max, 5);
+        assert_eq!(resolve_bounds(&StateBounds::of_model(&ss), 5, 3)["MASTER"].max, 5);
     }
 
     #[test]
@@ -338,7 +339,7 @@ mod tests {
             .transition_with_priority("SLAVE", "OFFLINE", 4)
             .build()
             .unwrap();
-        let b = resolve_bounds(&m, 3, 2);
+        let b = resolve_bounds(&StateBounds::of_model(&m), 3, 2);
         // b is SLAVE and a wants SLAVE too: a's OFFLINE→SLAVE is looked at first but SLAVE is
         // full (b counts until its promotion completes), so only b's promotion is sent.
         let current = map(&[("b", "SLAVE")]);
@@ -360,6 +361,31 @@ mod tests {
             vec![t("b", "OFFLINE", "SLAVE"), t("a", "OFFLINE", "SLAVE")],
         );
         assert_eq!(s.accepted, vec![t("a", "OFFLINE", "SLAVE")]);
+    }
+
+    #[test]
+    fn a_state_constraint_of_two_masters_lets_two_promotions_through() {
+        let m = builtin("MasterSlave").unwrap();
+        let mut bounds = StateBounds::of_model(&m);
+        bounds.set("MASTER", UpperBound::Count(2));
+        let b = resolve_bounds(&bounds, 3, 3);
+        let current = map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "SLAVE")]);
+        let s = sel(
+            &m,
+            &b,
+            &current,
+            &[],
+            vec![
+                t("a", "SLAVE", "MASTER"),
+                t("b", "SLAVE", "MASTER"),
+                t("c", "SLAVE", "MASTER"),
+            ],
+        );
+        assert_eq!(
+            s.accepted,
+            vec![t("a", "SLAVE", "MASTER"), t("b", "SLAVE", "MASTER")]
+        );
+        assert_eq!(s.rejected[0].bound, 2);
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl Throttles {
                 for (attr, pattern) in &item.attributes {
                     let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
                         RebalanceError::InvalidConstraintPattern {
+                            record: "message constraint",
                             id: id.clone(),
                             attribute: attr.as_str().to_string(),
                             pattern: pattern.clone(),

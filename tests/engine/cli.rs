@@ -33,7 +33,7 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "maintenance.json",
     "dropped.json",
     "tutorial.json",
@@ -42,6 +42,7 @@ const EXAMPLES: [&str; 8] = [
     "customized.json",
     "throttled.json",
     "zones.json",
+    "state_constraint.json",
 ];
 
 #[test]
@@ -129,6 +130,24 @@ fn throttled_example_holds_transitions_with_reasons() {
         .collect();
     assert!(reasons.iter().any(|r| r.contains("INSTANCE")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("slow12915")), "{reasons:?}");
+}
+
+#[test]
+fn state_constraint_example_gives_my_db_two_masters_per_partition() {
+    let v = plan_json(&example("state_constraint.json"));
+    let r = &v["resources"]["myDB"];
+    for (p, states) in r["bestPossible"].as_object().unwrap() {
+        let masters = states
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|s| *s == "MASTER")
+            .count();
+        assert_eq!(masters, 2, "{p}: {states}");
+    }
+    let sent = r["transitions"].as_array().unwrap();
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert!(sent.iter().all(|t| t["from"] == "SLAVE" && t["to"] == "MASTER"));
 }
 
 #[test]

@@ -394,6 +394,75 @@ fn message_constraint_limits_one_transition_type() {
 }
 
 #[test]
+fn state_constraint_overrides_the_master_bound_of_one_resource() {
+    let mut snap = tutorial_cluster();
+    let mut other = ResourceSnapshot::new(ideal("other", 3, 3, "MasterSlave", RebalanceMode::SemiAuto));
+    for p in 0..3 {
+        let list: Vec<String> = names(3).into_iter().cycle().skip(p).take(3).collect();
+        other
+            .ideal_state
+            .as_mut()
+            .unwrap()
+            .record
+            .list_fields
+            .insert(format!("other_{p}"), list);
+    }
+    snap.resources.push(other);
+    let mut r = Record::new("STATE_CONSTRAINT");
+    r.map_fields.insert(
+        "everyResource".into(),
+        map(&[("STATE", "MASTER"), ("RESOURCE", ".*"), ("CONSTRAINT_VALUE", "1")]),
+    );
+    r.map_fields.insert(
+        "myDB".into(),
+        map(&[
+            ("STATE", "MASTER"),
+            ("RESOURCE", "myDB"),
+            ("CONSTRAINT_VALUE", "2"),
+        ]),
+    );
+    r.map_fields.insert(
+        "elsewhere".into(),
+        map(&[
+            ("STATE", "MASTER"),
+            ("RESOURCE", "nowhere"),
+            ("CONSTRAINT_VALUE", "3"),
+        ]),
+    );
+    snap.state_constraints = Some(ClusterConstraints::new(r));
+    let masters = |snap: &ClusterSnapshot, resource: &str| -> Vec<usize> {
+        let res = snap.resources.iter().find(|r| r.name == resource).unwrap();
+        res.current_state
+            .values()
+            .map(|h| h.values().filter(|s| *s == "MASTER").count())
+            .collect()
+    };
+    // Every round is checked against the overridden bounds (never three MASTERs).
+    converge(&mut snap, 10);
+    assert_eq!(masters(&snap, "myDB"), vec![2; 6]);
+    assert_eq!(masters(&snap, "other"), vec![1; 3]);
+    // The record is part of the input: without it, myDB's best possible has one MASTER
+    // again and the extra MASTERs are demoted.
+    let mut plain = snap.clone();
+    plain.state_constraints = None;
+    let d = decide(&plain);
+    let r = &d.resources["myDB"];
+    for (p, best) in &r.best_possible {
+        assert_eq!(best.values().filter(|s| *s == "MASTER").count(), 1, "{p}");
+    }
+    assert_eq!(r.transitions.len(), 6);
+    assert!(r
+        .transitions
+        .iter()
+        .all(|t| t.from == "MASTER" && t.to == "SLAVE"));
+    // A failover keeps two MASTERs on the two instances left.
+    kill(&mut snap, "localhost_12913");
+    converge(&mut snap, 10);
+    assert_eq!(masters(&snap, "myDB"), vec![2; 6]);
+    assert_eq!(masters(&snap, "other"), vec![1; 3]);
+}
+
+#[test]
 fn same_decision_whatever_the_input_order() {
     let mut snap = tutorial_cluster();
     let mut other = ResourceSnapshot::new(ideal("other", 4, 2, "OnlineOffline", RebalanceMode::SemiAuto));

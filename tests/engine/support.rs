@@ -54,6 +54,55 @@ pub fn model_of(snap: &ClusterSnapshot, res: &ResourceSnapshot) -> StateModelDef
         .unwrap_or_else(|| panic!("no state model {name}"))
 }
 
+/// The bound of `state` for `res`: the state model's, unless an item of the snapshot's
+/// `STATE_CONSTRAINT` record names the state (plainly, or `.*`) and the resource (plainly,
+/// `.*` or not at all); a resource-named item beats the others, then the smaller number.
+/// A plain re-reading of the rule for the checks, independent of the engine's.
+pub fn state_bound(
+    snap: &ClusterSnapshot,
+    res: &ResourceSnapshot,
+    model: &StateModelDefinition,
+    state: &str,
+) -> UpperBound {
+    let Some(c) = &snap.state_constraints else {
+        return model.upper_bound(state);
+    };
+    if state == DROPPED || state == ERROR {
+        return UpperBound::Unbounded;
+    }
+    let mut best: Option<(bool, UpperBound)> = None;
+    for item in c.record.map_fields.values() {
+        let resource = item.get("RESOURCE").map(String::as_str);
+        let named = resource.is_some_and(|r| r == res.name);
+        let applies = item.get("STATE").is_some_and(|s| s == state || s == ".*")
+            && (named || matches!(resource, None | Some(".*")))
+            && item
+                .keys()
+                .all(|k| ["STATE", "RESOURCE", "CONSTRAINT_VALUE"].contains(&k.as_str()));
+        if !applies {
+            continue;
+        }
+        let bound = match item["CONSTRAINT_VALUE"].as_str() {
+            "N" => UpperBound::LiveCandidates,
+            "R" => UpperBound::Replicas,
+            "ANY" => UpperBound::Unbounded,
+            n => UpperBound::Count(n.parse().unwrap()),
+        };
+        let better = match best {
+            None => true,
+            Some((was_named, was)) => {
+                named && !was_named
+                    || named == was_named
+                        && matches!((bound, was), (UpperBound::Count(a), UpperBound::Count(b)) if a < b)
+            }
+        };
+        if better {
+            best = Some((named, bound));
+        }
+    }
+    best.map_or_else(|| model.upper_bound(state), |(_, b)| b)
+}
+
 /// Runs the engine, failing the test on an error.
 pub fn decide(snap: &ClusterSnapshot) -> Decision {
     compute(snap).unwrap_or_else(|e| panic!("compute failed: {e}"))
@@ -191,7 +240,7 @@ pub fn check_reported(snap: &ClusterSnapshot) -> Result<(), String> {
         let model = model_of(snap, res);
         for (p, holders) in live_current(snap, res) {
             for s in model.states() {
-                if let UpperBound::Count(n) = model.upper_bound(s) {
+                if let UpperBound::Count(n) = state_bound(snap, res, &model, s) {
                     let c = holders.values().filter(|x| *x == s).count();
                     if c > n {
                         return Err(format!(
@@ -241,7 +290,7 @@ pub fn check_decision(snap: &ClusterSnapshot, d: &Decision) -> Result<(), String
         for (p, best) in &rd.best_possible {
             let holders = current.get(p).unwrap_or(&empty);
             for s in model.states() {
-                if let UpperBound::Count(n) = model.upper_bound(s) {
+                if let UpperBound::Count(n) = state_bound(snap, res, &model, s) {
                     let c = best.values().filter(|x| *x == s).count();
                     if c > n {
                         return Err(format!(
@@ -355,7 +404,7 @@ pub fn check_decision(snap: &ClusterSnapshot, d: &Decision) -> Result<(), String
                 list_len
             };
             for s in model.states() {
-                let bound = model.upper_bound(s);
+                let bound = state_bound(snap, res, &model, s);
                 if bound == UpperBound::Unbounded || s == DROPPED {
                     continue;
                 }

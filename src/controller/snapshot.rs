@@ -92,6 +92,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
     let mut state_models: BTreeMap<String, StateModelDefinition> = BTreeMap::new();
     let mut cluster_config = ClusterConfig::default();
     let mut message_constraints = None;
+    let mut state_constraints = None;
     let mut paused = false;
     let mut maintenance_trigger = None;
     let layout = mirror.layout();
@@ -129,6 +130,9 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
             }
             Key::Constraint("MESSAGE_CONSTRAINT") => {
                 message_constraints = Some(ClusterConstraints::new(record.clone()));
+            }
+            Key::Constraint("STATE_CONSTRAINT") => {
+                state_constraints = Some(ClusterConstraints::new(record.clone()));
             }
             Key::Pause => paused = true,
             Key::Maintenance => {
@@ -212,6 +216,37 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         }
     }
 
+    // Two messages for one replica (a write whose outcome was unknown, planned again): the
+    // engine takes one per replica. Count the one that could raise the replica highest, so
+    // a bound is never passed whichever of them the participant runs (it runs one).
+    for (resource, list) in pending.iter_mut() {
+        let model_name = ideal_states
+            .get(resource)
+            .and_then(|is| is.state_model().ok().map(str::to_string))
+            .or_else(|| held_models.get(resource).cloned());
+        let model = model_name.as_deref().and_then(|m| {
+            state_models
+                .get(m)
+                .cloned()
+                .or_else(|| crate::statemodel::builtin(m))
+        });
+        let rank = |state: &str| {
+            model
+                .as_ref()
+                .and_then(|m| m.state_priority(state))
+                .unwrap_or(usize::MAX)
+        };
+        list.sort_by(|a, b| {
+            (&a.partition, &a.instance, rank(&a.to), rank(&a.from)).cmp(&(
+                &b.partition,
+                &b.instance,
+                rank(&b.to),
+                rank(&b.from),
+            ))
+        });
+        list.dedup_by(|later, kept| later.partition == kept.partition && later.instance == kept.instance);
+    }
+
     let instances = configs
         .iter()
         .map(|(name, config)| {
@@ -271,6 +306,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
             resources,
             state_models,
             message_constraints,
+            state_constraints,
             maintenance: manual_maintenance,
             paused,
             now_ms: liveness.now_ms,
@@ -377,6 +413,41 @@ mod tests {
         assert_eq!(b.offline_since_ms, Some(1000));
         liveness.down.insert("b".into(), 2);
         assert!(build(&m, &liveness).sessions.contains_key("b"));
+    }
+
+    #[test]
+    fn two_messages_for_one_replica_count_as_the_one_that_raises_it_highest() {
+        let l = Layout::new("C");
+        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
+        let mut rev = 0;
+        put(
+            &mut m,
+            &mut rev,
+            l.instance_config("a"),
+            &InstanceConfig::create("a").record,
+        );
+        let is = IdealState::create("db", 1, "MasterSlave", RebalanceMode::FullAuto);
+        put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
+        put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
+        for (id, to) in [("m1", "OFFLINE"), ("m2", "MASTER")] {
+            let msg = Message::state_transition(id)
+                .source("ctl", "x")
+                .target("a", "s")
+                .replica("db", "db_0")
+                .state_model("MasterSlave")
+                .transition("SLAVE", to)
+                .build(1)
+                .unwrap();
+            put(&mut m, &mut rev, l.message("a", id), &msg.record);
+        }
+        let v = build(&m, &Liveness::default());
+        let db = v.snapshot.resources.iter().find(|r| r.name == "db").unwrap();
+        assert_eq!(
+            db.pending,
+            vec![ReplicaTransition::new("db_0", "a", "SLAVE", "MASTER")]
+        );
+        // And the engine accepts it (it refuses two pending transitions of one replica).
+        assert!(crate::rebalance::compute(&v.snapshot).is_ok());
     }
 
     #[test]

@@ -209,6 +209,23 @@ impl Decision {
     }
 }
 
+/// The states replicas will hold once their pending transitions complete: `current` with
+/// each pending transition's target, except that ERROR stays ERROR (it leaves only by an
+/// operator's reset) and a replica on its way to DROPPED keeps its state until it is gone.
+fn expected_states(
+    current: &BTreeMap<String, String>,
+    pending: &[ReplicaTransition],
+) -> BTreeMap<String, String> {
+    let mut out = current.clone();
+    for t in pending {
+        let in_error = current.get(&t.instance).is_some_and(|s| s == ERROR);
+        if !in_error && t.to != DROPPED && t.to != ERROR {
+            out.insert(t.instance.clone(), t.to.clone());
+        }
+    }
+    out
+}
+
 /// Computes the decision for a snapshot with FULL_AUTO placement by [`placement::place`].
 pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
     compute_with(snapshot, placement::place)
@@ -461,7 +478,19 @@ impl<'a> Cluster<'a> {
             } else if in_maintenance {
                 assignment::assign_maintenance(model, &work.bounds, list, holders, who, replicas)
             } else {
-                assignment::assign_auto(model, &work.bounds, list, holders, who, replicas)
+                // Replicas with a transition in flight count as already in its target state:
+                // a SLAVE about to be one keeps the list's top-state choice, instead of the
+                // first replica to finish its OFFLINE→SLAVE taking MASTER and handing it over
+                // again a round later.
+                let expected = work.pending.get(p).map(|list| expected_states(holders, list));
+                assignment::assign_auto(
+                    model,
+                    &work.bounds,
+                    list,
+                    expected.as_ref().unwrap_or(holders),
+                    who,
+                    replicas,
+                )
             };
             work.replicas.insert(p.clone(), replicas);
             work.decision.best_possible.insert(p.clone(), best);

@@ -527,3 +527,38 @@ async fn delayed_rebalance_keeps_a_dead_instances_places_until_the_delay_and_min
     journal.assert_never_two_masters();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_constraint_record_changes_a_states_bound_live() {
+    let nodes = names(3);
+    let (mut c, s) = start(&nodes, &[]).await;
+    let journal = Journal::default();
+    join_all(&mut c, &nodes, &journal).await;
+    ideal_state(&mut c, C, &full_auto("db", 2, 3, "MasterSlave")).await;
+    wait_ev_where(&s, "db", "one MASTER each", |ev| {
+        one_master_each(ev, 2) && ev.values().all(|m| m.len() == 3)
+    })
+    .await;
+    let admin = strand::admin::Admin::new(c.store());
+    admin
+        .set_constraint(
+            C,
+            strand::model::ConstraintType::StateConstraint,
+            "twoMasters",
+            &BTreeMap::from([
+                ("STATE".to_string(), "MASTER".to_string()),
+                ("RESOURCE".to_string(), "db".to_string()),
+                ("CONSTRAINT_VALUE".to_string(), "2".to_string()),
+            ]),
+        )
+        .await
+        .unwrap();
+    wait_ev_where(&s, "db", "two MASTERs per partition", |ev| {
+        ev.len() == 2
+            && ev
+                .values()
+                .all(|m| m.values().filter(|st| *st == "MASTER").count() == 2)
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -408,11 +408,11 @@ impl Lead<'_> {
             }
         };
         let rng = &mut self.rng;
-        let plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
+        let mut plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
         });
         let fence = election::fence(&self.ctx.layout.leader(), self.mine);
-        for mut txn in plan.txns {
+        for mut txn in std::mem::take(&mut plan.txns) {
             txn.conditions.insert(0, fence.clone());
             let ops = txn.success.clone();
             match self.ctx.store.txn(txn).await {
@@ -436,6 +436,8 @@ impl Lead<'_> {
                     }
                 }
                 Ok(_) => {
+                    // Nothing of it was recorded: its messages must not be sent.
+                    plan.unrecorded(&self.ctx.layout, &ops);
                     if !still_leading(self.ctx, self.mine).await {
                         return Err(RoundError::Fenced);
                     }

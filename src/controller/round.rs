@@ -54,6 +54,29 @@ pub struct Plan {
     pub messages: usize,
 }
 
+impl Plan {
+    /// Forgets the sends of the messages created by `failed`, the operations of a transaction
+    /// that did not succeed: it recorded nothing, and a message is sent only once it is recorded (an
+    /// unrecorded one is invisible to the next round and to a new leader, which could then
+    /// plan a second promotion while this one runs).
+    pub fn unrecorded(&mut self, layout: &crate::model::Layout, failed: &[Op]) {
+        let paths: std::collections::BTreeSet<&str> = failed
+            .iter()
+            .filter_map(|op| match op {
+                Op::Create { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        for (instance, (_, records)) in self.sends.iter_mut() {
+            records.retain(|r| !paths.contains(layout.message(instance, &r.id).as_str()));
+        }
+        self.sends.retain(|_, (_, records)| !records.is_empty());
+    }
+}
+
 fn delete(path: &str) -> Op {
     Op::Delete {
         path: path.to_string(),
@@ -350,6 +373,48 @@ mod tests {
         assert!(ops
             .iter()
             .any(|o| matches!(o, Op::Create { path, .. } if path.starts_with(&l.messages("a")))));
+    }
+
+    #[test]
+    fn a_message_whose_create_did_not_succeed_is_not_sent() {
+        let l = Layout::new("C");
+        let mut live = LiveInstance::create("a", "s1", "v", "1@h").record;
+        live.set_simple(ADDR_FIELD, "127.0.0.1:9000");
+        live.set_simple(GOSSIP_GENERATION_FIELD, 1);
+        let mut is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::SemiAuto);
+        is.record.set_simple("REPLICAS", 1);
+        is.record.list_fields.insert("db_0".into(), vec!["a".into()]);
+        is.record.list_fields.insert("db_1".into(), vec!["a".into()]);
+        let m = mirror_with(vec![
+            (l.instance_config("a"), InstanceConfig::create("a").record),
+            (l.ideal_state("db"), is.record.clone()),
+            (l.live_instance("a"), live),
+        ]);
+        let view = build(&m, &Liveness::default());
+        let decision = compute(&view.snapshot).unwrap();
+        let mut n = 0;
+        let mut plan = plan(&view, &decision, &m, &leader(), 7, || {
+            n += 1;
+            format!("m{n}")
+        });
+        assert_eq!(plan.sends["a"].1.len(), 2);
+        // A transaction without creates (a stale message's delete) changes nothing.
+        let unrelated = Txn {
+            conditions: Vec::new(),
+            success: vec![delete(&l.message("a", "old"))],
+            failure: Vec::new(),
+        };
+        plan.unrecorded(&l, &unrelated.success);
+        assert_eq!(plan.sends["a"].1.len(), 2);
+        // The transaction creating both messages failed: neither may be sent.
+        let creates = plan
+            .txns
+            .iter()
+            .find(|t| t.success.iter().any(|o| matches!(o, Op::Create { .. })))
+            .unwrap()
+            .clone();
+        plan.unrecorded(&l, &creates.success);
+        assert!(plan.sends.is_empty());
     }
 
     #[test]

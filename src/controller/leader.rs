@@ -212,6 +212,10 @@ struct Lead<'a> {
     leader: Leader,
     mirror: Mirror,
     liveness: Liveness,
+    /// instance → (gossip generation of its live-instance record, when this leader first
+    /// saw that generation): the grace period of a session the gossip cannot confirm runs
+    /// from then, not from the controller's start.
+    first_seen: std::collections::HashMap<String, (u64, Instant)>,
     rng: StdRng,
 }
 
@@ -247,6 +251,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
             now_ms: now,
             ..Default::default()
         },
+        first_seen: Default::default(),
         rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
     };
     lead.reconcile_sessions();
@@ -322,11 +327,12 @@ enum RoundError {
 }
 
 impl Lead<'_> {
-    /// Sessions whose participant the gossip says is gone (or has never heard of, once the
-    /// grace period is over) stop counting. Returns whether anything changed.
+    /// Sessions whose participant the gossip says is gone (or has not heard of at the
+    /// session's generation for the grace period since this leader first saw the session)
+    /// stop counting. Returns whether anything changed.
     fn reconcile_sessions(&mut self) -> bool {
         let members = self.ctx.membership.members();
-        let past_grace = self.ctx.started.elapsed() >= self.ctx.grace;
+        let now = Instant::now();
         let prefix = format!("{}/", self.mirror.layout().live_instances());
         let mut changed = false;
         let lives: Vec<(String, u64)> = self
@@ -343,18 +349,25 @@ impl Lead<'_> {
                 (name, generation)
             })
             .collect();
+        let mut first_seen = std::collections::HashMap::with_capacity(lives.len());
         for (name, generation) in lives {
+            let since = match self.first_seen.get(&name) {
+                Some((g, t)) if *g == generation => *t,
+                _ => now,
+            };
+            first_seen.insert(name.clone(), (generation, since));
             if self.liveness.down.get(&name).is_some_and(|d| *d >= generation) {
                 continue;
             }
             let gone = match members.iter().find(|m| m.name == name && !m.is_local) {
                 Some(m) if m.generation >= generation => matches!(m.status, Status::Down | Status::Left),
-                _ => past_grace,
+                _ => since.elapsed() >= self.ctx.grace,
             };
             if gone {
                 changed |= self.member_gone(&name, generation);
             }
         }
+        self.first_seen = first_seen;
         changed
     }
 

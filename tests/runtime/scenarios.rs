@@ -527,3 +527,36 @@ async fn delayed_rebalance_keeps_a_dead_instances_places_until_the_delay_and_min
     journal.assert_never_two_masters();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_gossip_has_not_heard_of_yet_gets_the_grace_period_from_its_registration() {
+    // A participant that restarts registers a new gossip generation; the leader's gossip
+    // may learn of it a little after the live-instance record arrives. Ending that session
+    // at once would be for good: the participant registers again at the same generation
+    // (nobody declared it down, so it is not renewed) and is ended again, forever.
+    let nodes = names(1);
+    let (mut c, _s) = start(&nodes, &[]).await;
+    c.wait_leader(C, WAIT).await.expect("a leader");
+    // Well past the controller's own grace period (1.5 s from its start).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let l = Layout::new(C);
+    let mut live = strand::model::LiveInstance::create(&nodes[0], "abc", "v", "1@h").record;
+    live.set_simple(strand::participant::register::ADDR_FIELD, "127.0.0.1:9");
+    live.set_simple(strand::participant::register::GOSSIP_GENERATION_FIELD, 12345);
+    c.put_record(&l.live_instance(&nodes[0]), &live).await.unwrap();
+    let store = c.store();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        store.get(&l.live_instance(&nodes[0])).await.unwrap().is_some(),
+        "a session registered 1 s ago was ended before the grace period"
+    );
+    // Still unknown to the gossip once the grace period is over: ended.
+    let ended = tokio::time::timeout(WAIT, async {
+        while store.get(&l.live_instance(&nodes[0])).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "an unconfirmed session is never ended");
+    c.shutdown().await;
+}

@@ -32,7 +32,6 @@ pub(super) struct Ctx {
     pub store: PropertyStore,
     pub transport: Arc<dyn Transport>,
     pub membership: Arc<Membership>,
-    pub started: Instant,
     pub grace: Duration,
     pub role: watch::Sender<Role>,
     pub stop: watch::Receiver<Option<bool>>,
@@ -114,6 +113,9 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
     let mut gossip = ctx.membership.subscribe();
     let mut leader_changes = forward_watch(&ctx.store, path.clone(), 0);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // The record's value and when this standby first read it: a leader the gossip has not
+    // heard of (at the record's generation) is given the grace period from then.
+    let mut first_read: Option<(Option<Vec<u8>>, Instant)> = None;
     loop {
         if stopped(ctx).is_some() {
             return None;
@@ -135,12 +137,20 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
             }
             continue;
         }
+        let since = match &first_read {
+            Some((v, t)) if *v == seen => *t,
+            _ => {
+                let now = Instant::now();
+                first_read = Some((seen.clone(), now));
+                now
+            }
+        };
         let members = ctx.membership.members();
         match election::judge(
             seen.as_deref(),
             &ctx.name,
             &members,
-            ctx.started.elapsed(),
+            since.elapsed(),
             ctx.grace,
         ) {
             Vacancy::Vacant { seen } => {

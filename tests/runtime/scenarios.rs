@@ -560,3 +560,38 @@ async fn a_session_the_gossip_has_not_heard_of_yet_gets_the_grace_period_from_it
     assert!(ended.is_ok(), "an unconfirmed session is never ended");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_record_the_gossip_has_not_heard_of_yet_is_not_taken_over_before_the_grace_period() {
+    // A leader that restarts takes the record at a new gossip generation; the standbys'
+    // gossip may learn of it a little later. Taking over at once would depose a live leader.
+    let (mut c, _s) = start(&[], &[]).await;
+    c.wait_leader(C, WAIT).await.expect("a leader");
+    c.add_controller("ctl-2", &[C]).await.unwrap();
+    // Well past both controllers' own grace period (1.5 s from their start).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let l = Layout::new(C);
+    let ghost = strand::controller::election::leader_record("ctl-9", "s", "127.0.0.1:9".parse().unwrap(), 12345, 1);
+    c.put_record(&l.leader(), &ghost).await.unwrap();
+    let store = c.store();
+    let holder = |r: Option<strand::propertystore::Record>| {
+        r.and_then(|r| Record::from_stored(&r.value).ok().flatten())
+            .map(|r| r.id)
+            .unwrap_or_default()
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        holder(store.get(&l.leader()).await.unwrap()),
+        "ctl-9",
+        "a leader record written 1 s ago was taken over before the grace period"
+    );
+    // Still unknown to the gossip once the grace period is over: taken over.
+    let taken = tokio::time::timeout(WAIT, async {
+        while holder(store.get(&l.leader()).await.unwrap()) == "ctl-9" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "a leader nobody hears of is never replaced");
+    c.shutdown().await;
+}

@@ -282,7 +282,24 @@ impl SessionTask {
                         tracing::warn!(error = %e, "message watch failed; resuming");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         if matches!(e, crate::propertystore::ClientError::Store(_)) {
-                            w = store.watch(&messages, 0);
+                            // The history was compacted past the watch: a watch "from now"
+                            // would never show the messages written meanwhile. Read what is
+                            // there (the ledger ignores ids it has seen), then watch on.
+                            let Ok((entries, revision)) = store.range(messages.trim_end_matches('/')).await
+                            else {
+                                continue;
+                            };
+                            for (path, r) in entries {
+                                if !path.starts_with(&messages) {
+                                    continue;
+                                }
+                                if let Ok(Some(r)) = Record::from_stored(&r.value) {
+                                    if tx.send(StoreNews::Message(r)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            w = store.watch(&messages, revision + 1);
                         }
                     }
                 }
@@ -313,7 +330,20 @@ impl SessionTask {
                         tracing::warn!(error = %e, "live-instance watch failed; resuming");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         if matches!(e, crate::propertystore::ClientError::Store(_)) {
-                            w = store.watch(&live, 0);
+                            // Compacted past the watch: the session may have been ended
+                            // meanwhile. Read the record as it is now, then watch on.
+                            let Ok((entries, revision)) = store.range(&live).await else {
+                                continue;
+                            };
+                            let session = entries
+                                .iter()
+                                .find(|(p, _)| *p == live)
+                                .and_then(|(_, r)| Record::from_stored(&r.value).ok().flatten())
+                                .and_then(|r| r.simple(SESSION_ID).map(str::to_string));
+                            if tx.send(StoreNews::Live(session)).await.is_err() {
+                                return;
+                            }
+                            w = store.watch(&live, revision + 1);
                         }
                     }
                 }

@@ -595,3 +595,59 @@ async fn a_leader_record_the_gossip_has_not_heard_of_yet_is_not_taken_over_befor
     assert!(taken.is_ok(), "a leader nobody hears of is never replaced");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_while_the_participants_watch_fell_behind_a_compaction_is_still_run() {
+    // The participant's store client is cut off; meanwhile a message is recorded and the
+    // history compacted past the participant's watch. When it reconnects, resuming the
+    // watch "from now" would never show that message (the controller would count it as
+    // pending forever): it must read what is there.
+    let nodes = names(1);
+    let mut c = EmbeddedCluster::start(11).await.unwrap();
+    let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    cluster(&mut c, C, &refs, &[]).await;
+    let journal = Journal::default();
+    let p = c.add_participant(C, &nodes[0], None).await.unwrap();
+    journal.follow(p);
+    let session = p.session().expect("a session");
+    // The participant's store client took the port just below its node endpoint.
+    let node = p.membership().local().addr;
+    let client = std::net::SocketAddr::new(node.ip(), node.port() - 1);
+    for port in 10_000..10_100 {
+        if port != client.port() {
+            c.network().block(client, std::net::SocketAddr::new(node.ip(), port));
+        }
+    }
+    // Let the watch's pending long poll end, so its next one is cut off.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let l = Layout::new(C);
+    let msg = Message::state_transition("m-compacted")
+        .source("operator", "x")
+        .target(&nodes[0], &session)
+        .replica("db", "db_0")
+        .state_model("OnlineOffline")
+        .transition("OFFLINE", "ONLINE")
+        .build(1)
+        .unwrap();
+    c.put_record(&l.message(&nodes[0], "m-compacted"), &msg.record)
+        .await
+        .unwrap();
+    let store = c.store();
+    store.compact(u64::MAX).await.unwrap();
+    c.network().heal();
+    let ran = tokio::time::timeout(WAIT, async {
+        loop {
+            if journal
+                .events()
+                .iter()
+                .any(|e| e.msg_id == "m-compacted" && e.phase == strand::participant::Phase::Ok)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ran.is_ok(), "the message was never run: {:#?}", journal.events());
+    c.shutdown().await;
+}

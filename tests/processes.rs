@@ -316,9 +316,15 @@ async fn the_tutorial_with_helix_admin_options_verbatim() {
     admin_of(&cluster).await;
     helix_admin(&cluster, &["--addCluster", "MYCLUSTER"]);
     for port in ["12913", "12914", "12915"] {
-        helix_admin(&cluster, &["--addNode", "MYCLUSTER", &format!("localhost:{port}")]);
+        helix_admin(
+            &cluster,
+            &["--addNode", "MYCLUSTER", &format!("localhost:{port}")],
+        );
     }
-    helix_admin(&cluster, &["--addResource", "MYCLUSTER", "myDB", "6", "MasterSlave"]);
+    helix_admin(
+        &cluster,
+        &["--addResource", "MYCLUSTER", "myDB", "6", "MasterSlave"],
+    );
     let before = helix_admin(&cluster, &["--listResourceInfo", "MYCLUSTER", "myDB"]);
     assert!(before.contains("No externalView for myDB"), "{before}");
     helix_admin(&cluster, &["--rebalance", "MYCLUSTER", "myDB", "3"]);
@@ -327,7 +333,10 @@ async fn the_tutorial_with_helix_admin_options_verbatim() {
         // start-helix-participant.sh's options.
         let instance = format!("localhost_{port}");
         cluster
-            .start_participant(&instance, &["--stateModelType".to_string(), "MasterSlave".to_string()])
+            .start_participant(
+                &instance,
+                &["--stateModelType".to_string(), "MasterSlave".to_string()],
+            )
             .unwrap();
     }
     let deadline = Instant::now() + WAIT;
@@ -338,14 +347,25 @@ async fn the_tutorial_with_helix_admin_options_verbatim() {
             if ev.map_fields == ideal.map_fields {
                 // The tutorial's shape: 2 MASTERs and 4 SLAVEs per instance.
                 for i in ["localhost_12913", "localhost_12914", "localhost_12915"] {
-                    let masters = ev.map_fields.values().filter(|m| m.get(i).map(String::as_str) == Some("MASTER")).count();
-                    let slaves = ev.map_fields.values().filter(|m| m.get(i).map(String::as_str) == Some("SLAVE")).count();
+                    let masters = ev
+                        .map_fields
+                        .values()
+                        .filter(|m| m.get(i).map(String::as_str) == Some("MASTER"))
+                        .count();
+                    let slaves = ev
+                        .map_fields
+                        .values()
+                        .filter(|m| m.get(i).map(String::as_str) == Some("SLAVE"))
+                        .count();
                     assert_eq!((masters, slaves), (2, 4), "{i}: {text}");
                 }
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "the external view never equalled the ideal state:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the external view never equalled the ideal state:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_never_two_masters(&cluster);

@@ -146,13 +146,7 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
             }
         };
         let members = ctx.membership.members();
-        match election::judge(
-            seen.as_deref(),
-            &ctx.name,
-            &members,
-            since.elapsed(),
-            ctx.grace,
-        ) {
+        match election::judge(seen.as_deref(), &ctx.name, &members, since.elapsed(), ctx.grace) {
             Vacancy::Vacant { seen } => {
                 let local = ctx.membership.local();
                 let mine =

@@ -571,7 +571,8 @@ async fn a_leader_record_the_gossip_has_not_heard_of_yet_is_not_taken_over_befor
     // Well past both controllers' own grace period (1.5 s from their start).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let l = Layout::new(C);
-    let ghost = strand::controller::election::leader_record("ctl-9", "s", "127.0.0.1:9".parse().unwrap(), 12345, 1);
+    let ghost =
+        strand::controller::election::leader_record("ctl-9", "s", "127.0.0.1:9".parse().unwrap(), 12345, 1);
     c.put_record(&l.leader(), &ghost).await.unwrap();
     let store = c.store();
     let holder = |r: Option<strand::propertystore::Record>| {
@@ -615,7 +616,8 @@ async fn a_message_written_while_the_participants_watch_fell_behind_a_compaction
     let client = std::net::SocketAddr::new(node.ip(), node.port() - 1);
     for port in 10_000..10_100 {
         if port != client.port() {
-            c.network().block(client, std::net::SocketAddr::new(node.ip(), port));
+            c.network()
+                .block(client, std::net::SocketAddr::new(node.ip(), port));
         }
     }
     // Let the watch's pending long poll end, so its next one is cut off.

@@ -59,8 +59,9 @@ pub enum Vacancy {
 }
 
 /// Judges whether the leadership record names a live controller. `leader` is the record's
-/// raw value; `members` the gossip view; a leader the view does not know yet counts as
-/// alive until this node's gossip has run for `grace`.
+/// raw value; `members` the gossip view; a leader the view does not know yet (at the
+/// record's generation) counts as alive until `gossip_age`, how long this node has known
+/// the record (never more than its gossip has run), reaches `grace`.
 pub fn judge(
     leader: Option<&[u8]>,
     my_name: &str,

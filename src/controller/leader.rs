@@ -32,7 +32,6 @@ pub(super) struct Ctx {
     pub store: PropertyStore,
     pub transport: Arc<dyn Transport>,
     pub membership: Arc<Membership>,
-    pub started: Instant,
     pub grace: Duration,
     pub role: watch::Sender<Role>,
     pub stop: watch::Receiver<Option<bool>>,
@@ -114,6 +113,9 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
     let mut gossip = ctx.membership.subscribe();
     let mut leader_changes = forward_watch(&ctx.store, path.clone(), 0);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // The record's value and when this standby first read it: a leader the gossip has not
+    // heard of (at the record's generation) is given the grace period from then.
+    let mut first_read: Option<(Option<Vec<u8>>, Instant)> = None;
     loop {
         if stopped(ctx).is_some() {
             return None;
@@ -135,14 +137,16 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
             }
             continue;
         }
+        let since = match &first_read {
+            Some((v, t)) if *v == seen => *t,
+            _ => {
+                let now = Instant::now();
+                first_read = Some((seen.clone(), now));
+                now
+            }
+        };
         let members = ctx.membership.members();
-        match election::judge(
-            seen.as_deref(),
-            &ctx.name,
-            &members,
-            ctx.started.elapsed(),
-            ctx.grace,
-        ) {
+        match election::judge(seen.as_deref(), &ctx.name, &members, since.elapsed(), ctx.grace) {
             Vacancy::Vacant { seen } => {
                 let local = ctx.membership.local();
                 let mine =
@@ -212,6 +216,10 @@ struct Lead<'a> {
     leader: Leader,
     mirror: Mirror,
     liveness: Liveness,
+    /// instance → (gossip generation of its live-instance record, when this leader first
+    /// saw that generation): the grace period of a session the gossip cannot confirm runs
+    /// from then, not from the controller's start.
+    first_seen: std::collections::HashMap<String, (u64, Instant)>,
     rng: StdRng,
 }
 
@@ -247,6 +255,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
             now_ms: now,
             ..Default::default()
         },
+        first_seen: Default::default(),
         rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
     };
     lead.reconcile_sessions();
@@ -260,10 +269,9 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
             match lead.round().await {
                 Ok(next) => next_round = next,
                 Err(RoundError::Fenced) => return Ended::Fenced,
-                Err(RoundError::Retry) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    dirty = true;
-                }
+                // Try again shortly (through the wake below, so events and the stop signal
+                // are still handled meanwhile).
+                Err(RoundError::Retry) => next_round = Some(now_ms() + 50),
             }
         }
         let wake = next_round.map(|ms| {
@@ -322,11 +330,12 @@ enum RoundError {
 }
 
 impl Lead<'_> {
-    /// Sessions whose participant the gossip says is gone (or has never heard of, once the
-    /// grace period is over) stop counting. Returns whether anything changed.
+    /// Sessions whose participant the gossip says is gone (or has not heard of at the
+    /// session's generation for the grace period since this leader first saw the session)
+    /// stop counting. Returns whether anything changed.
     fn reconcile_sessions(&mut self) -> bool {
         let members = self.ctx.membership.members();
-        let past_grace = self.ctx.started.elapsed() >= self.ctx.grace;
+        let now = Instant::now();
         let prefix = format!("{}/", self.mirror.layout().live_instances());
         let mut changed = false;
         let lives: Vec<(String, u64)> = self
@@ -343,18 +352,25 @@ impl Lead<'_> {
                 (name, generation)
             })
             .collect();
+        let mut first_seen = std::collections::HashMap::with_capacity(lives.len());
         for (name, generation) in lives {
+            let since = match self.first_seen.get(&name) {
+                Some((g, t)) if *g == generation => *t,
+                _ => now,
+            };
+            first_seen.insert(name.clone(), (generation, since));
             if self.liveness.down.get(&name).is_some_and(|d| *d >= generation) {
                 continue;
             }
             let gone = match members.iter().find(|m| m.name == name && !m.is_local) {
                 Some(m) if m.generation >= generation => matches!(m.status, Status::Down | Status::Left),
-                _ => past_grace,
+                _ => since.elapsed() >= self.ctx.grace,
             };
             if gone {
                 changed |= self.member_gone(&name, generation);
             }
         }
+        self.first_seen = first_seen;
         changed
     }
 
@@ -408,11 +424,11 @@ impl Lead<'_> {
             }
         };
         let rng = &mut self.rng;
-        let plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
+        let mut plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
         });
         let fence = election::fence(&self.ctx.layout.leader(), self.mine);
-        for mut txn in plan.txns {
+        for mut txn in std::mem::take(&mut plan.txns) {
             txn.conditions.insert(0, fence.clone());
             let ops = txn.success.clone();
             match self.ctx.store.txn(txn).await {
@@ -436,6 +452,8 @@ impl Lead<'_> {
                     }
                 }
                 Ok(_) => {
+                    // Nothing of it was recorded: its messages must not be sent.
+                    plan.unrecorded(&self.ctx.layout, &ops);
                     if !still_leading(self.ctx, self.mine).await {
                         return Err(RoundError::Fenced);
                     }

@@ -104,8 +104,9 @@ impl ControllerBuilder {
         self
     }
 
-    /// How long a member the gossip has never heard of counts as alive after start
-    /// (default 1.5 s): a leader or session it cannot confirm is taken over or ended then.
+    /// How long a leader record or a session the gossip has not heard of (at its
+    /// generation) counts as alive from when this controller first read it (default 1.5 s):
+    /// it is taken over or ended then.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -147,7 +148,6 @@ impl ControllerBuilder {
         let (stop_tx, stop_rx) = watch::channel(None);
         let mut roles = BTreeMap::new();
         let mut tasks = Vec::new();
-        let started = tokio::time::Instant::now();
         for c in &self.clusters {
             let (role_tx, role_rx) = watch::channel(Role::Standby);
             roles.insert(c.clone(), role_rx);
@@ -158,7 +158,6 @@ impl ControllerBuilder {
                 store: store.clone(),
                 transport: transport.clone(),
                 membership: membership.clone(),
-                started,
                 grace: self.grace,
                 role: role_tx,
                 stop: stop_rx.clone(),

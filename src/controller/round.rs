@@ -31,6 +31,9 @@ use crate::rebalance::Decision;
 
 /// Operations per transaction at most (the store allows 256 operations and conditions).
 const OPS_PER_TXN: usize = 200;
+/// Bytes of paths and values per transaction at most (the store allows 4 MiB); a single
+/// larger record goes alone and the store refuses it with a clear error.
+const BYTES_PER_TXN: usize = 2 << 20;
 
 /// Who leads, as messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,29 @@ pub struct Plan {
     pub messages: usize,
 }
 
+impl Plan {
+    /// Forgets the sends of the messages created by `failed`, the operations of a transaction
+    /// that did not succeed: it recorded nothing, and a message is sent only once it is recorded (an
+    /// unrecorded one is invisible to the next round and to a new leader, which could then
+    /// plan a second promotion while this one runs).
+    pub fn unrecorded(&mut self, layout: &crate::model::Layout, failed: &[Op]) {
+        let paths: std::collections::BTreeSet<&str> = failed
+            .iter()
+            .filter_map(|op| match op {
+                Op::Create { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        for (instance, (_, records)) in self.sends.iter_mut() {
+            records.retain(|r| !paths.contains(layout.message(instance, &r.id).as_str()));
+        }
+        self.sends.retain(|_, (_, records)| !records.is_empty());
+    }
+}
+
 fn delete(path: &str) -> Op {
     Op::Delete {
         path: path.to_string(),
@@ -71,10 +97,28 @@ fn set(path: String, record: &Record) -> Op {
 }
 
 fn chunked(ops: Vec<Op>) -> Vec<Txn> {
-    ops.chunks(OPS_PER_TXN)
-        .map(|c| Txn {
+    let mut txns = Vec::new();
+    let mut current: Vec<Op> = Vec::new();
+    let mut bytes = 0usize;
+    for op in ops {
+        let size = match &op {
+            Op::Create { path, value } | Op::Set { path, value, .. } => path.len() + value.len(),
+            Op::Delete { path, .. } => path.len(),
+        };
+        if !current.is_empty() && (current.len() >= OPS_PER_TXN || bytes + size > BYTES_PER_TXN) {
+            txns.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(op);
+    }
+    if !current.is_empty() {
+        txns.push(current);
+    }
+    txns.into_iter()
+        .map(|success| Txn {
             conditions: Vec::new(),
-            success: c.to_vec(),
+            success,
             failure: Vec::new(),
         })
         .collect()
@@ -350,6 +394,74 @@ mod tests {
         assert!(ops
             .iter()
             .any(|o| matches!(o, Op::Create { path, .. } if path.starts_with(&l.messages("a")))));
+    }
+
+    #[test]
+    fn a_message_whose_create_did_not_succeed_is_not_sent() {
+        let l = Layout::new("C");
+        let mut live = LiveInstance::create("a", "s1", "v", "1@h").record;
+        live.set_simple(ADDR_FIELD, "127.0.0.1:9000");
+        live.set_simple(GOSSIP_GENERATION_FIELD, 1);
+        let mut is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::SemiAuto);
+        is.record.set_simple("REPLICAS", 1);
+        is.record.list_fields.insert("db_0".into(), vec!["a".into()]);
+        is.record.list_fields.insert("db_1".into(), vec!["a".into()]);
+        let m = mirror_with(vec![
+            (l.instance_config("a"), InstanceConfig::create("a").record),
+            (l.ideal_state("db"), is.record.clone()),
+            (l.live_instance("a"), live),
+        ]);
+        let view = build(&m, &Liveness::default());
+        let decision = compute(&view.snapshot).unwrap();
+        let mut n = 0;
+        let mut plan = plan(&view, &decision, &m, &leader(), 7, || {
+            n += 1;
+            format!("m{n}")
+        });
+        assert_eq!(plan.sends["a"].1.len(), 2);
+        // A transaction without creates (a stale message's delete) changes nothing.
+        let unrelated = Txn {
+            conditions: Vec::new(),
+            success: vec![delete(&l.message("a", "old"))],
+            failure: Vec::new(),
+        };
+        plan.unrecorded(&l, &unrelated.success);
+        assert_eq!(plan.sends["a"].1.len(), 2);
+        // The transaction creating both messages failed: neither may be sent.
+        let creates = plan
+            .txns
+            .iter()
+            .find(|t| t.success.iter().any(|o| matches!(o, Op::Create { .. })))
+            .unwrap()
+            .clone();
+        plan.unrecorded(&l, &creates.success);
+        assert!(plan.sends.is_empty());
+    }
+
+    #[test]
+    fn transactions_are_cut_by_operations_and_by_bytes() {
+        let op = |n: usize| Op::Set {
+            path: format!("/C/x{n}"),
+            value: vec![b'v'; 600 << 10],
+            expected_version: None,
+        };
+        // 600 KiB each: at most 3 per 2 MiB transaction.
+        let txns = chunked((0..7).map(op).collect());
+        assert_eq!(
+            txns.iter().map(|t| t.success.len()).collect::<Vec<_>>(),
+            vec![3, 3, 1]
+        );
+        let small = (0..450)
+            .map(|n| Op::Delete {
+                path: format!("/C/y{n}"),
+                expected_version: None,
+                recursive: false,
+            })
+            .collect();
+        assert_eq!(
+            chunked(small).iter().map(|t| t.success.len()).collect::<Vec<_>>(),
+            vec![200, 200, 50]
+        );
     }
 
     #[test]

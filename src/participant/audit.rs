@@ -3,9 +3,9 @@
 //! `strand participant run` prints, or [`super::TransitionEvent`]s).
 //!
 //! A replica counts as holding a state conservatively: from the `begin` of the transition
-//! into it (the application may start serving then) until the end (`ok`, `error`,
-//! `cancelled`) of the transition out of it, or until its process was killed (the caller
-//! gives kill times), or the end of the log. Two such intervals of one partition in a
+//! into it (the application may start serving then) until the end (`ok` or `error`; a
+//! `cancelled` one leaves the replica where it was) of the transition out of it, or until
+//! its process was killed (the caller gives kill times), or the end of the log. Two such intervals of one partition in a
 //! bounded state that overlap are a violation.
 
 use std::collections::BTreeMap;
@@ -89,7 +89,9 @@ pub fn intervals(
                     });
             }
         }
-        if l.from == state && matches!(l.phase.as_str(), "ok" | "error" | "cancelled") {
+        // A cancelled transition out of the state leaves the replica in it (the step-down
+        // that follows reports when it really leaves).
+        if l.from == state && matches!(l.phase.as_str(), "ok" | "error") {
             if let Some(start) = open.remove(&key) {
                 out.entry((key.0.clone(), key.1.clone()))
                     .or_default()
@@ -201,6 +203,27 @@ mod tests {
             line(13, "b", "SLAVE", "MASTER", "begin"),
         ];
         assert!(violations(&failed, "MASTER", 1, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_demotion_leaves_the_replica_master_until_its_step_down_ends() {
+        // The session ends while MASTER→SLAVE runs: the demotion is cancelled (the replica is
+        // unchanged, still MASTER), then the step-down walks it MASTER→SLAVE for real. A
+        // promotion elsewhere before that step-down ends is two MASTERs.
+        let lines = vec![
+            line(10, "a", "SLAVE", "MASTER", "begin"),
+            line(11, "a", "SLAVE", "MASTER", "ok"),
+            line(20, "a", "MASTER", "SLAVE", "begin"),
+            line(21, "a", "MASTER", "SLAVE", "cancelled"),
+            line(25, "b", "SLAVE", "MASTER", "begin"),
+            line(30, "a", "MASTER", "SLAVE", "begin"),
+            line(31, "a", "MASTER", "SLAVE", "ok"),
+        ];
+        assert_eq!(violations(&lines, "MASTER", 1, &BTreeMap::new()).len(), 1);
+        // The promotion after the step-down is fine.
+        let mut later = lines.clone();
+        later[4].ts_us = 35;
+        assert!(violations(&later, "MASTER", 1, &BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -20,7 +20,13 @@
 //! (a discarded id stays discarded). A new session forgets everything: a participant that
 //! rejoins holds nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// How many message ids a session remembers (the oldest are forgotten first). A message is
+/// deleted once handled, so an id comes back only as a late duplicate of a recent delivery;
+/// one that comes back after this many others is still refused unless its FROM state
+/// matches, and then it is indistinguishable from a new order.
+pub const SEEN_CAPACITY: usize = 100_000;
 
 use crate::model::fields::{
     FROM_STATE, MSG_TYPE, PARTITION_NAME, RESOURCE_NAME, SRC_NAME, STATE_MODEL_DEF, TGT_NAME, TGT_SESSION_ID,
@@ -203,6 +209,7 @@ pub struct Ledger {
     session: String,
     highest_epoch: u64,
     seen: HashSet<String>,
+    seen_order: VecDeque<String>,
     resources: BTreeMap<String, ResourceEntry>,
     /// msg id → message, for transitions in flight.
     in_flight: BTreeMap<String, TransitionMessage>,
@@ -218,10 +225,25 @@ impl Ledger {
             session: session.into(),
             highest_epoch: 0,
             seen: HashSet::new(),
+            seen_order: VecDeque::new(),
             resources: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             busy: HashSet::new(),
         }
+    }
+
+    /// Remembers `id`; false if it was already remembered.
+    fn remember(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_string()) {
+            return false;
+        }
+        self.seen_order.push_back(id.to_string());
+        while self.seen_order.len() > SEEN_CAPACITY {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
     }
 
     /// The session.
@@ -240,7 +262,7 @@ impl Ledger {
         let msg = match TransitionMessage::parse(record) {
             Ok(m) => m,
             Err(reason) => {
-                if !self.seen.insert(record.id.clone()) {
+                if !self.remember(&record.id) {
                     return Verdict::Duplicate;
                 }
                 return Verdict::Discard(Discard::Malformed(reason));
@@ -252,7 +274,7 @@ impl Ledger {
         if msg.session != self.session {
             return Verdict::Discard(Discard::WrongSession { target: msg.session });
         }
-        if !self.seen.insert(msg.id.clone()) {
+        if !self.remember(&msg.id) {
             return Verdict::Duplicate;
         }
         let initial = initial_state(&msg.state_model);

@@ -135,6 +135,7 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
         current: HashMap::new(),
         store_tx,
         watchers: Vec::new(),
+        stop: stop_rx.clone(),
     };
     task.start_watches();
     let gossip_events = membership.subscribe();
@@ -184,6 +185,8 @@ struct SessionTask {
     current: HashMap<String, CurrentState>,
     store_tx: mpsc::Sender<StoreNews>,
     watchers: Vec<JoinHandle<()>>,
+    /// The stop signal, for loops outside the main select (re-registration).
+    stop: watch::Receiver<Option<bool>>,
 }
 
 impl SessionTask {
@@ -282,7 +285,24 @@ impl SessionTask {
                         tracing::warn!(error = %e, "message watch failed; resuming");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         if matches!(e, crate::propertystore::ClientError::Store(_)) {
-                            w = store.watch(&messages, 0);
+                            // The history was compacted past the watch: a watch "from now"
+                            // would never show the messages written meanwhile. Read what is
+                            // there (the ledger ignores ids it has seen), then watch on.
+                            let Ok((entries, revision)) = store.range(messages.trim_end_matches('/')).await
+                            else {
+                                continue;
+                            };
+                            for (path, r) in entries {
+                                if !path.starts_with(&messages) {
+                                    continue;
+                                }
+                                if let Ok(Some(r)) = Record::from_stored(&r.value) {
+                                    if tx.send(StoreNews::Message(r)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            w = store.watch(&messages, revision + 1);
                         }
                     }
                 }
@@ -313,7 +333,20 @@ impl SessionTask {
                         tracing::warn!(error = %e, "live-instance watch failed; resuming");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         if matches!(e, crate::propertystore::ClientError::Store(_)) {
-                            w = store.watch(&live, 0);
+                            // Compacted past the watch: the session may have been ended
+                            // meanwhile. Read the record as it is now, then watch on.
+                            let Ok((entries, revision)) = store.range(&live).await else {
+                                continue;
+                            };
+                            let session = entries
+                                .iter()
+                                .find(|(p, _)| *p == live)
+                                .and_then(|(_, r)| Record::from_stored(&r.value).ok().flatten())
+                                .and_then(|r| r.simple(SESSION_ID).map(str::to_string));
+                            if tx.send(StoreNews::Live(session)).await.is_err() {
+                                return;
+                            }
+                            w = store.watch(&live, revision + 1);
                         }
                     }
                 }
@@ -346,10 +379,15 @@ impl SessionTask {
                 .ok()
                 .flatten()
                 .and_then(|rec| StateModelDefinition::from_record(&rec).ok()),
-            _ => None,
+            Ok(None) => None,
+            // Unknown (the store did not answer): not cached, asked again next time.
+            Err(_) => return statemodel::builtin(name),
         }
         .or_else(|| statemodel::builtin(name));
-        self.models.insert(name.to_string(), found.clone());
+        // Only what the store answered is kept (a model missing now may be added later).
+        if found.is_some() {
+            self.models.insert(name.to_string(), found.clone());
+        }
         found
     }
 
@@ -569,6 +607,7 @@ impl SessionTask {
             .await
             {
                 Ok(r) => break r,
+                Err(_) if self.stop.borrow().is_some() => return, // stopping: the main loop ends
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register a new session yet");
                     tokio::time::sleep(delay).await;

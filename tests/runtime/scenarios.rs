@@ -562,3 +562,129 @@ async fn a_state_constraint_record_changes_a_states_bound_live() {
     .await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_gossip_has_not_heard_of_yet_gets_the_grace_period_from_its_registration() {
+    // A participant that restarts registers a new gossip generation; the leader's gossip
+    // may learn of it a little after the live-instance record arrives. Ending that session
+    // at once would be for good: the participant registers again at the same generation
+    // (nobody declared it down, so it is not renewed) and is ended again, forever.
+    let nodes = names(1);
+    let (mut c, _s) = start(&nodes, &[]).await;
+    c.wait_leader(C, WAIT).await.expect("a leader");
+    // Well past the controller's own grace period (1.5 s from its start).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let l = Layout::new(C);
+    let mut live = strand::model::LiveInstance::create(&nodes[0], "abc", "v", "1@h").record;
+    live.set_simple(strand::participant::register::ADDR_FIELD, "127.0.0.1:9");
+    live.set_simple(strand::participant::register::GOSSIP_GENERATION_FIELD, 12345);
+    c.put_record(&l.live_instance(&nodes[0]), &live).await.unwrap();
+    let store = c.store();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        store.get(&l.live_instance(&nodes[0])).await.unwrap().is_some(),
+        "a session registered 1 s ago was ended before the grace period"
+    );
+    // Still unknown to the gossip once the grace period is over: ended.
+    let ended = tokio::time::timeout(WAIT, async {
+        while store.get(&l.live_instance(&nodes[0])).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "an unconfirmed session is never ended");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_record_the_gossip_has_not_heard_of_yet_is_not_taken_over_before_the_grace_period() {
+    // A leader that restarts takes the record at a new gossip generation; the standbys'
+    // gossip may learn of it a little later. Taking over at once would depose a live leader.
+    let (mut c, _s) = start(&[], &[]).await;
+    c.wait_leader(C, WAIT).await.expect("a leader");
+    c.add_controller("ctl-2", &[C]).await.unwrap();
+    // Well past both controllers' own grace period (1.5 s from their start).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let l = Layout::new(C);
+    let ghost =
+        strand::controller::election::leader_record("ctl-9", "s", "127.0.0.1:9".parse().unwrap(), 12345, 1);
+    c.put_record(&l.leader(), &ghost).await.unwrap();
+    let store = c.store();
+    let holder = |r: Option<strand::propertystore::Record>| {
+        r.and_then(|r| Record::from_stored(&r.value).ok().flatten())
+            .map(|r| r.id)
+            .unwrap_or_default()
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        holder(store.get(&l.leader()).await.unwrap()),
+        "ctl-9",
+        "a leader record written 1 s ago was taken over before the grace period"
+    );
+    // Still unknown to the gossip once the grace period is over: taken over.
+    let taken = tokio::time::timeout(WAIT, async {
+        while holder(store.get(&l.leader()).await.unwrap()) == "ctl-9" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "a leader nobody hears of is never replaced");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_while_the_participants_watch_fell_behind_a_compaction_is_still_run() {
+    // The participant's store client is cut off; meanwhile a message is recorded and the
+    // history compacted past the participant's watch. When it reconnects, resuming the
+    // watch "from now" would never show that message (the controller would count it as
+    // pending forever): it must read what is there.
+    let nodes = names(1);
+    let mut c = EmbeddedCluster::start(11).await.unwrap();
+    let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    cluster(&mut c, C, &refs, &[]).await;
+    let journal = Journal::default();
+    let p = c.add_participant(C, &nodes[0], None).await.unwrap();
+    journal.follow(p);
+    let session = p.session().expect("a session");
+    // The participant's store client took the port just below its node endpoint.
+    let node = p.membership().local().addr;
+    let client = std::net::SocketAddr::new(node.ip(), node.port() - 1);
+    for port in 10_000..10_100 {
+        if port != client.port() {
+            c.network()
+                .block(client, std::net::SocketAddr::new(node.ip(), port));
+        }
+    }
+    // Let the watch's pending long poll end, so its next one is cut off.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let l = Layout::new(C);
+    let msg = Message::state_transition("m-compacted")
+        .source("operator", "x")
+        .target(&nodes[0], &session)
+        .replica("db", "db_0")
+        .state_model("OnlineOffline")
+        .transition("OFFLINE", "ONLINE")
+        .build(1)
+        .unwrap();
+    c.put_record(&l.message(&nodes[0], "m-compacted"), &msg.record)
+        .await
+        .unwrap();
+    let store = c.store();
+    store.compact(u64::MAX).await.unwrap();
+    c.network().heal();
+    let ran = tokio::time::timeout(WAIT, async {
+        loop {
+            if journal
+                .events()
+                .iter()
+                .any(|e| e.msg_id == "m-compacted" && e.phase == strand::participant::Phase::Ok)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ran.is_ok(), "the message was never run: {:#?}", journal.events());
+    c.shutdown().await;
+}

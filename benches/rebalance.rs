@@ -1,10 +1,12 @@
 //! FULL_AUTO placement: full placement from empty, and recomputation after one instance
-//! leaves or joins. First prints one JSON line per size with balance and movement against
-//! the minimum (the same report as `strand bench rebalance --json`), then runs the
-//! criterion groups. Inputs are fixed, so every run measures the same work.
+//! leaves or joins; and whole pipeline rounds (`rebalance::compute`) on a steady cluster and
+//! after one instance fails. First prints one JSON line per placement size with balance and
+//! movement against the minimum (the same report as `strand bench rebalance --json`), then
+//! runs the criterion groups. Inputs are fixed, so every run measures the same work.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use strand::cli::bench::rebalance::{run_scenario, Scenario, DEFAULT_SIZES};
+use strand::cli::bench::rebalance::{run_scenario, RoundScenario, Scenario, DEFAULT_SIZES, PIPELINE_SIZES};
+use strand::rebalance::compute;
 
 fn report(_: &mut Criterion) {
     for (p, r, i) in DEFAULT_SIZES {
@@ -48,5 +50,24 @@ fn recompute(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, report, full, recompute);
+fn pipeline(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline_round");
+    g.sample_size(10);
+    for (p, r, i) in PIPELINE_SIZES {
+        let sc = RoundScenario::new(p, r, i, 10);
+        let id = format!("{p}x{r}x{i}");
+        g.bench_function(BenchmarkId::new("steady", &id), |b| {
+            b.iter(|| compute(&sc.steady))
+        });
+        g.bench_function(BenchmarkId::new("after_failure", &id), |b| {
+            b.iter(|| compute(&sc.after_failure))
+        });
+        g.bench_function(BenchmarkId::new("in_flight", &id), |b| {
+            b.iter(|| compute(&sc.in_flight))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, report, full, recompute, pipeline);
 criterion_main!(benches);

@@ -1,21 +1,47 @@
-//! `strand bench rebalance`: FULL_AUTO placement speed, balance and movement.
+//! `strand bench rebalance`: FULL_AUTO placement speed, balance and movement, and the
+//! time of a whole controller pipeline round.
 //!
-//! Each scenario places `partitions × replicas` on `instances` from an empty previous
-//! placement (`full`), then recomputes after the instance in the middle of the name order
-//! leaves (`leave`) and after a new instance joins (`join`), each from the full placement.
-//! It reports times (p50 and max over the trials), the balance of the full placement, and
-//! the replicas moved against the minimum. The criterion benchmark `benches/rebalance.rs`
-//! runs the same [`Scenario`].
+//! A placement scenario places `partitions × replicas` on `instances` from an empty
+//! previous placement (`full`), then recomputes after the instance in the middle of the
+//! name order leaves (`leave`) and after a new instance joins (`join`), each from the full
+//! placement. It reports times (p50 and max over the trials), the balance of the full
+//! placement, and the replicas moved against the minimum.
+//!
+//! A pipeline scenario ([`RoundScenario`]) times [`crate::rebalance::compute`] on a steady
+//! FULL_AUTO MasterSlave cluster (every replica at its best possible state, the preference
+//! lists persisted in the ideal states as the controller writes them, throttle configs and
+//! a message constraint set, nothing in flight), on the round after one instance fails (it
+//! is not live; its current states are still in the snapshot and must be ignored), and on
+//! the round after that, with the failure's transitions in flight. The criterion benchmark
+//! `benches/rebalance.rs` runs the same [`Scenario`] and [`RoundScenario`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cli::CliError;
+use crate::model::{ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, Record};
+use crate::rebalance::pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};
 use crate::rebalance::placement::{place, Placement, PlacementInput, ReplicaCount};
 use crate::rebalance::InstanceInfo;
 
-/// The default sizes: 1k×3 on 10, 10k×3 on 100, 100k×3 on 1000.
+/// The default placement sizes: 1k×3 on 10, 10k×3 on 100, 100k×3 on 1000.
 pub const DEFAULT_SIZES: [(usize, usize, usize); 3] = [(1_000, 3, 10), (10_000, 3, 100), (100_000, 3, 1_000)];
+
+/// The default pipeline sizes (partitions, replicas, instances): 30k replicas on 100
+/// instances, and 100k replicas (33,334 × 3) on 1,000 instances.
+pub const PIPELINE_SIZES: [(usize, usize, usize); 2] = [(10_000, 3, 100), (33_334, 3, 1_000)];
+
+/// Which scenarios `strand bench rebalance` runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchKind {
+    /// Placement and pipeline scenarios.
+    #[default]
+    All,
+    /// FULL_AUTO placement only.
+    Placement,
+    /// Whole pipeline rounds only.
+    Pipeline,
+}
 
 /// Arguments of `strand bench rebalance`.
 #[derive(Debug, clap::Args)]
@@ -30,9 +56,18 @@ pub struct RebalanceBenchArgs {
     /// Instances.
     #[arg(long)]
     pub instances: Option<usize>,
-    /// Timed runs of each computation.
+    /// Timed runs of each placement computation.
     #[arg(long, default_value_t = 5)]
     pub trials: usize,
+    /// Timed pipeline rounds of each kind (steady, after a failure, with transitions in flight).
+    #[arg(long, default_value_t = 21)]
+    pub rounds: usize,
+    /// Resources the pipeline scenarios split the partitions over.
+    #[arg(long, default_value_t = 10)]
+    pub resources: usize,
+    /// Which scenarios to run.
+    #[arg(long, value_enum, default_value_t)]
+    pub only: BenchKind,
     /// Print one JSON object per scenario (the default prints a table).
     #[arg(long)]
     pub json: bool,
@@ -141,9 +176,11 @@ pub fn min_moves_on_join(counts: &[usize], total: usize) -> usize {
         .sum()
 }
 
-/// The measured figures of one scenario.
+/// The measured figures of one placement scenario.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// `"placement"`.
+    pub scenario: &'static str,
     /// Partitions.
     pub partitions: usize,
     /// Replicas per partition.
@@ -213,19 +250,22 @@ pub struct Balance {
     pub min_top: usize,
 }
 
-fn timed(trials: usize, mut f: impl FnMut() -> Placement) -> (Timing, Placement) {
+/// Runs `f` `trials` times (at least once); the times exclude dropping the results.
+fn timed<T>(trials: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
     let mut times = Vec::with_capacity(trials);
     let mut cpu = Vec::with_capacity(trials);
-    let mut last = Placement::default();
+    let mut last = None;
     for _ in 0..trials.max(1) {
         let c = thread_cpu_ns();
         let t = Instant::now();
-        last = f();
+        let out = f();
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if let (Some(a), Some(b)) = (c, thread_cpu_ns()) {
             cpu.push(b.saturating_sub(a) as f64 / 1e6);
         }
+        last = Some(out);
     }
+    let last = last.expect("at least one trial ran");
     times.sort_by(f64::total_cmp);
     cpu.sort_by(f64::total_cmp);
     let timing = Timing {
@@ -261,6 +301,7 @@ pub fn run_scenario(partitions: usize, replicas: usize, instances: usize, trials
     let top_counts: Vec<usize> = per_instance.iter().map(|v| v.1).collect();
     let tops: usize = top_counts.iter().sum();
     Report {
+        scenario: "placement",
         partitions,
         replicas,
         instances,
@@ -277,29 +318,238 @@ pub fn run_scenario(partitions: usize, replicas: usize, instances: usize, trials
     }
 }
 
+/// A whole pipeline round at scale: a steady FULL_AUTO MasterSlave cluster and the same
+/// cluster after one instance failed (see the module docs).
+#[derive(Debug, Clone)]
+pub struct RoundScenario {
+    /// Every replica at its best possible state, the preference lists persisted in the ideal
+    /// states' listFields, nothing in flight.
+    pub steady: ClusterSnapshot,
+    /// The steady cluster after the instance in the middle of the name order failed: it is
+    /// not live (went offline at `now_ms`); its current states are still listed.
+    pub after_failure: ClusterSnapshot,
+    /// `after_failure` with the transitions its round sends in flight.
+    pub in_flight: ClusterSnapshot,
+    /// The failed instance.
+    pub failed: String,
+}
+
+/// Throttles the pipeline scenarios run with: Helix-style per-instance recovery and
+/// cluster-wide load-balance throttles, and a message constraint per instance.
+fn throttled_config() -> (ClusterConfig, ClusterConstraints) {
+    let mut config = Record::new("BENCH");
+    config.list_fields.insert(
+        "STATE_TRANSITION_THROTTLE_CONFIGS".into(),
+        vec![
+            r#"{"THROTTLE_SCOPE":"INSTANCE","MAX_PARTITION_IN_TRANSITION":"50","REBALANCE_TYPE":"RECOVERY_BALANCE"}"#
+                .into(),
+            r#"{"THROTTLE_SCOPE":"CLUSTER","MAX_PARTITION_IN_TRANSITION":"1000","REBALANCE_TYPE":"LOAD_BALANCE"}"#
+                .into(),
+        ],
+    );
+    let mut constraints = Record::new("MESSAGE_CONSTRAINT");
+    constraints.map_fields.insert(
+        "perInstance".into(),
+        BTreeMap::from([
+            ("MESSAGE_TYPE".to_string(), "STATE_TRANSITION".to_string()),
+            ("INSTANCE".to_string(), ".*".to_string()),
+            ("CONSTRAINT_VALUE".to_string(), "100".to_string()),
+        ]),
+    );
+    (ClusterConfig::new(config), ClusterConstraints::new(constraints))
+}
+
+/// Every replica's transitions applied: the current states become the best possible ones.
+fn apply(snapshot: &mut ClusterSnapshot, d: &Decision) {
+    for res in &mut snapshot.resources {
+        if let Some(rd) = d.resources.get(&res.name) {
+            res.current_state = rd.best_possible.clone();
+            if let Some(is) = res.ideal_state.as_mut() {
+                is.record.list_fields = rd.preference_lists.clone();
+            }
+        }
+    }
+}
+
+impl RoundScenario {
+    /// `partitions × replicas` split over `resources` FULL_AUTO MasterSlave resources
+    /// (`bench0`, `bench1`, …) on `instances` instances, brought to a steady state.
+    pub fn new(partitions: usize, replicas: usize, instances: usize, resources: usize) -> Self {
+        let resources = resources.clamp(1, partitions.max(1));
+        let (config, constraints) = throttled_config();
+        let mut steady = ClusterSnapshot {
+            instances: (0..instances)
+                .map(|i| InstanceInfo::new(format!("node_{i:05}")))
+                .collect(),
+            cluster_config: config,
+            message_constraints: Some(constraints),
+            now_ms: 1_000_000,
+            ..Default::default()
+        };
+        for r in 0..resources {
+            let n = partitions / resources + usize::from(r < partitions % resources);
+            let mut is = IdealState::create(&format!("bench{r}"), n, "MasterSlave", RebalanceMode::FullAuto);
+            is.record.set_simple("REPLICAS", replicas);
+            steady.resources.push(ResourceSnapshot::new(is));
+        }
+        // Place, then let every replica reach its best possible state (placement is its own
+        // fixed point, so one application is normally enough).
+        for _ in 0..5 {
+            let d = compute(&steady).expect("the bench cluster is valid");
+            if d.moved == 0 && d.resources.values().all(|r| r.transitions.is_empty()) {
+                break;
+            }
+            apply(&mut steady, &d);
+        }
+        let mut after_failure = steady.clone();
+        let failed = after_failure.instances[instances / 2].name.clone();
+        let now = after_failure.now_ms;
+        for i in &mut after_failure.instances {
+            if i.name == failed {
+                i.live = false;
+                i.offline_since_ms = Some(now);
+            }
+        }
+        let d = compute(&after_failure).expect("the bench cluster is valid");
+        let mut in_flight = after_failure.clone();
+        for res in &mut in_flight.resources {
+            if let Some(rd) = d.resources.get(&res.name) {
+                res.pending = rd.transitions.clone();
+            }
+        }
+        RoundScenario {
+            steady,
+            after_failure,
+            in_flight,
+            failed,
+        }
+    }
+
+    /// Replicas in the steady cluster.
+    pub fn replicas(&self) -> usize {
+        self.steady
+            .resources
+            .iter()
+            .flat_map(|r| r.current_state.values())
+            .map(|h| h.len())
+            .sum()
+    }
+
+    /// Replicas the failed instance held.
+    pub fn failed_replicas(&self) -> usize {
+        self.steady
+            .resources
+            .iter()
+            .flat_map(|r| r.current_state.values())
+            .filter(|h| h.contains_key(&self.failed))
+            .count()
+    }
+}
+
+/// The measured figures of one pipeline scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoundReport {
+    /// `"pipeline"`.
+    pub scenario: &'static str,
+    /// Resources.
+    pub resources: usize,
+    /// Partitions over all resources.
+    pub partitions: usize,
+    /// Replicas per partition.
+    pub replicas: usize,
+    /// Instances.
+    pub instances: usize,
+    /// Replicas in the steady cluster.
+    pub total_replicas: usize,
+    /// Timed rounds of each kind.
+    pub rounds: usize,
+    /// A round on the steady cluster.
+    pub pipeline_round_ms: Timing,
+    /// The round after one instance failed.
+    pub pipeline_round_after_failure_ms: Timing,
+    /// The round after that, with the failure's transitions in flight.
+    pub pipeline_round_in_flight_ms: Timing,
+    /// Transitions the steady round sends (0: it is steady).
+    pub sent_steady: usize,
+    /// Replicas the failed instance held.
+    pub failed_instance_replicas: usize,
+    /// Transitions the round after the failure sends.
+    pub sent_after_failure: usize,
+    /// Candidates that round holds back (bounds, throttles).
+    pub held_after_failure: usize,
+    /// Transitions the round with the failure's transitions in flight sends.
+    pub sent_in_flight: usize,
+}
+
+fn sent(d: &Decision) -> usize {
+    d.resources.values().map(|r| r.transitions.len()).sum()
+}
+
+/// Runs one pipeline scenario, `rounds` timed rounds of each kind.
+pub fn run_round_scenario(
+    partitions: usize,
+    replicas: usize,
+    instances: usize,
+    resources: usize,
+    rounds: usize,
+) -> RoundReport {
+    let sc = RoundScenario::new(partitions, replicas, instances, resources);
+    let round = |snap: &ClusterSnapshot| compute(snap).expect("the bench cluster is valid");
+    let (steady_ms, steady) = timed(rounds, || round(&sc.steady));
+    let (failure_ms, failure) = timed(rounds, || round(&sc.after_failure));
+    let (in_flight_ms, in_flight) = timed(rounds, || round(&sc.in_flight));
+    RoundReport {
+        scenario: "pipeline",
+        resources: sc.steady.resources.len(),
+        partitions,
+        replicas,
+        instances,
+        total_replicas: sc.replicas(),
+        rounds: rounds.max(1),
+        pipeline_round_ms: steady_ms,
+        pipeline_round_after_failure_ms: failure_ms,
+        pipeline_round_in_flight_ms: in_flight_ms,
+        sent_steady: sent(&steady),
+        failed_instance_replicas: sc.failed_replicas(),
+        sent_after_failure: sent(&failure),
+        held_after_failure: failure.resources.values().map(|r| r.held.len()).sum(),
+        sent_in_flight: sent(&in_flight),
+    }
+}
+
 /// Runs `strand bench rebalance`.
 pub fn run(args: RebalanceBenchArgs) -> Result<(), CliError> {
-    let sizes: Vec<(usize, usize, usize)> =
-        if args.partitions.is_none() && args.replicas.is_none() && args.instances.is_none() {
-            DEFAULT_SIZES.to_vec()
-        } else {
-            vec![(
-                args.partitions.unwrap_or(10_000),
-                args.replicas.unwrap_or(3),
-                args.instances.unwrap_or(100),
-            )]
-        };
-    for &(p, r, i) in &sizes {
+    let custom = args.partitions.is_some() || args.replicas.is_some() || args.instances.is_some();
+    let one = || {
+        vec![(
+            args.partitions.unwrap_or(10_000),
+            args.replicas.unwrap_or(3),
+            args.instances.unwrap_or(100),
+        )]
+    };
+    let sizes: Vec<(usize, usize, usize)> = match args.only {
+        BenchKind::Pipeline => Vec::new(),
+        _ if custom => one(),
+        _ => DEFAULT_SIZES.to_vec(),
+    };
+    let round_sizes: Vec<(usize, usize, usize)> = match args.only {
+        BenchKind::Placement => Vec::new(),
+        _ if custom => one(),
+        _ => PIPELINE_SIZES.to_vec(),
+    };
+    for &(p, r, i) in sizes.iter().chain(&round_sizes) {
         if p == 0 || r == 0 || i < 2 {
             return Err(CliError::usage(format!(
                 "need at least 1 partition, 1 replica and 2 instances (got {p}, {r}, {i})"
             )));
         }
     }
-    if args.trials == 0 {
-        return Err(CliError::usage("--trials must be at least 1"));
+    if args.trials == 0 || args.rounds == 0 || args.resources == 0 {
+        return Err(CliError::usage(
+            "--trials, --rounds and --resources must be at least 1",
+        ));
     }
-    if !args.json {
+    if !args.json && !sizes.is_empty() {
         println!(
             "{:>9} {:>3} {:>6} {:>10} {:>10} {:>10} {:>11} {:>9} {:>12} {:>13}",
             "PARTS",
@@ -336,6 +586,41 @@ pub fn run(args: RebalanceBenchArgs) -> Result<(), CliError> {
             );
         }
     }
+    if !args.json && !round_sizes.is_empty() {
+        println!(
+            "{:>4} {:>9} {:>3} {:>6} {:>9} {:>16} {:>16} {:>16} {:>13}",
+            "RES",
+            "PARTS",
+            "R",
+            "INSTS",
+            "REPLICAS",
+            "ROUND_MS",
+            "AFTER_FAIL_MS",
+            "IN_FLIGHT_MS",
+            "SENT/HELD"
+        );
+    }
+    for (p, r, i) in round_sizes {
+        let rep = run_round_scenario(p, r, i, args.resources, args.rounds);
+        if args.json {
+            let line = serde_json::to_string(&rep).map_err(CliError::failed)?;
+            println!("{line}");
+        } else {
+            let t = |t: Timing| format!("{:.2} (max {:.1})", t.p50, t.max);
+            println!(
+                "{:>4} {:>9} {:>3} {:>6} {:>9} {:>16} {:>16} {:>16} {:>13}",
+                rep.resources,
+                p,
+                r,
+                i,
+                rep.total_replicas,
+                t(rep.pipeline_round_ms),
+                t(rep.pipeline_round_after_failure_ms),
+                t(rep.pipeline_round_in_flight_ms),
+                format!("{}/{}", rep.sent_after_failure, rep.held_after_failure),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -367,6 +652,16 @@ mod tests {
             rep.tops_changed_on_join,
             rep.min_tops_changed_on_join
         );
+    }
+
+    #[test]
+    fn a_small_pipeline_scenario_is_steady_and_reacts_to_the_failure() {
+        let rep = run_round_scenario(60, 3, 6, 2, 1);
+        assert_eq!(rep.total_replicas, 180);
+        assert_eq!(rep.sent_steady, 0, "the steady cluster sends nothing");
+        assert_eq!(rep.failed_instance_replicas, 30);
+        // The failed instance's MASTERs are taken over and its replicas placed elsewhere.
+        assert!(rep.sent_after_failure >= 30, "{rep:?}");
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct RunArgs {
     pub heartbeat_ms: Option<u64>,
     /// The election timeout range in ms, MIN,MAX (default: the replica's). Every replica of a
     /// store should use the same values: the read lease is half of MIN.
-    #[arg(long, value_name = "MIN,MAX", value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_name = "MIN,MAX", value_delimiter = ',')]
     pub election_timeout_ms: Vec<u64>,
     /// TLS directory.
     #[command(flatten)]
@@ -223,8 +223,16 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     if let Some(h) = args.heartbeat_ms {
         config.heartbeat = Duration::from_millis(h);
     }
-    if let [min, max] = args.election_timeout_ms[..] {
-        config.election_timeout = (Duration::from_millis(min), Duration::from_millis(max));
+    match args.election_timeout_ms[..] {
+        [] => {}
+        [min, max] if min < max => {
+            config.election_timeout = (Duration::from_millis(min), Duration::from_millis(max))
+        }
+        _ => {
+            return Err(CliError::usage(
+                "--election-timeout-ms takes MIN,MAX with MIN < MAX, like 150,300",
+            ))
+        }
     }
     let rt = runtime()?;
     rt.block_on(async move {

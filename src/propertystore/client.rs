@@ -143,12 +143,15 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(50);
 /// How long a replica that others no longer name leader is avoided: leader hints that name it
 /// are stale (from replicas at an older term) and are not followed.
 pub const DEPOSED_FOR: Duration = Duration::from_secs(1);
+/// How long a client that believes no replica leads waits for the replicas' statuses before
+/// its request (see [`discovered`]).
+pub const DISCOVER_WAIT: Duration = Duration::from_millis(150);
 /// How long a replica holds a watch's long-poll when it has nothing to send.
-pub const WATCH_WAIT: Duration = Duration::from_millis(250);
+pub const WATCH_WAIT: Duration = Duration::from_millis(200);
 /// How long past [`WATCH_WAIT`] a watch waits for its replica's answer before it takes the
 /// replica for dead and moves to another (doubled after each such move in a row, up to the
 /// request timeout, so that an overloaded store is still waited for).
-pub const WATCH_GRACE: Duration = Duration::from_millis(250);
+pub const WATCH_GRACE: Duration = Duration::from_millis(100);
 
 /// A running probe of one replica's leadership: yields the new leader's address once the
 /// other replicas name one; closed when the probe gave up.
@@ -212,6 +215,56 @@ fn named_leader(probed: SocketAddr, statuses: &[ReplicaStatus]) -> Option<Socket
         .find(|(id, _)| *id == leader)
         .and_then(|(_, a)| a.parse::<SocketAddr>().ok())?;
     (addr != probed).then_some(addr)
+}
+
+/// What the statuses of the replicas asked say about who leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    /// The replica named at the newest term answered as that term's leader.
+    Leader(SocketAddr),
+    /// The replica named at the newest term was asked and did not answer: it may be dead,
+    /// and the others have not elected another yet.
+    Silent(SocketAddr),
+    /// A leader is named that was not asked or answered otherwise (a view in transition).
+    Named(SocketAddr),
+    /// Nobody is named.
+    Unknown,
+}
+
+/// Who leads, from the statuses of the replicas `asked` that answered (by the address they
+/// were asked at): the leader named at the newest term among them, and whether it answered as
+/// such.
+fn discovered(asked: &[SocketAddr], answers: &[(SocketAddr, ReplicaStatus)]) -> Discovery {
+    let Some(term) = answers.iter().map(|(_, s)| s.term).max() else {
+        return Discovery::Unknown;
+    };
+    let Some(leader) = answers
+        .iter()
+        .filter(|(_, s)| s.term == term)
+        .find_map(|(_, s)| s.leader)
+    else {
+        return Discovery::Unknown;
+    };
+    if let Some((addr, _)) = answers
+        .iter()
+        .find(|(_, s)| s.id == leader && s.term == term && s.role == "leader")
+    {
+        return Discovery::Leader(*addr);
+    }
+    let Some(addr) = answers
+        .iter()
+        .flat_map(|(_, s)| s.voters.iter().chain(&s.learners))
+        .find(|(id, _)| *id == leader)
+        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
+    else {
+        return Discovery::Unknown;
+    };
+    let answered = answers.iter().any(|(a, _)| *a == addr);
+    if asked.contains(&addr) && !answered {
+        Discovery::Silent(addr)
+    } else {
+        Discovery::Named(addr)
+    }
 }
 
 /// Probes `probed`'s leadership until the other replicas name another leader (sent on `tx`)
@@ -393,6 +446,38 @@ impl PropertyStore {
         }
     }
 
+    /// Asks every replica not avoided for its status, for up to [`DISCOVER_WAIT`], and takes
+    /// the leader they name if it answered as one. A named leader that did not answer is
+    /// treated as deposed: hints naming it are not followed until the others elect another.
+    /// Without this a new client (one `strand admin put`) asked a follower, which still named
+    /// a leader SIGKILLed a moment ago, and then waited on that leader.
+    async fn discover(&self) {
+        let asked: Vec<SocketAddr> = self
+            .inner
+            .config
+            .endpoints
+            .iter()
+            .copied()
+            .filter(|a| !self.is_deposed(*a))
+            .collect();
+        let asks = asked.iter().map(|a| async move {
+            match self.send(*a, &StoreRequest::Status, DISCOVER_WAIT).await {
+                Ok(StoreResponse::Status(s)) => Some((*a, s)),
+                _ => None,
+            }
+        });
+        let answers: Vec<(SocketAddr, ReplicaStatus)> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match discovered(&asked, &answers) {
+            Discovery::Leader(a) | Discovery::Named(a) => self.set_leader(Some(a)),
+            Discovery::Silent(a) => self.deposed(a),
+            Discovery::Unknown => {}
+        }
+    }
+
     /// Sends `req` to the leader, following redirects. `safe` requests (reads) are retried
     /// after timeouts too; others end with `OutcomeUnknown` then.
     async fn leader_request(
@@ -404,6 +489,9 @@ impl PropertyStore {
         let deadline = Instant::now() + self.inner.config.deadline;
         let mut last = String::from("no store endpoints configured");
         let mut redirects = 0;
+        if self.leader_guess().is_none() && self.inner.config.endpoints.len() > 1 {
+            self.discover().await;
+        }
         loop {
             let Some(to) = self.pick() else {
                 return Err(ClientError::Unavailable { reason: last });
@@ -1105,6 +1193,39 @@ mod tests {
 
     fn addr(id: ReplicaId) -> SocketAddr {
         format!("127.0.0.1:700{id}").parse().unwrap()
+    }
+
+    #[test]
+    fn discovery_takes_a_leader_only_when_it_answers_as_one() {
+        let asked = [addr(1), addr(2), addr(3)];
+        let leading = |id, term| ReplicaStatus {
+            role: "leader".into(),
+            ..status(id, term, Some(id))
+        };
+        // Everyone answers: the leader says so itself.
+        let all = [
+            (addr(1), leading(1, 4)),
+            (addr(2), status(2, 4, Some(1))),
+            (addr(3), status(3, 4, Some(1))),
+        ];
+        assert_eq!(discovered(&asked, &all), Discovery::Leader(addr(1)));
+        // The leader was SIGKILLed; the followers still name it: silent, not followed.
+        let stale = [(addr(2), status(2, 4, Some(1))), (addr(3), status(3, 4, Some(1)))];
+        assert_eq!(discovered(&asked, &stale), Discovery::Silent(addr(1)));
+        // A new leader at a newer term wins over an older view.
+        let newer = [(addr(2), status(2, 4, Some(1))), (addr(3), leading(3, 5))];
+        assert_eq!(discovered(&asked, &newer), Discovery::Leader(addr(3)));
+        // A follower names a leader that was not asked (not among the endpoints): named.
+        assert_eq!(
+            discovered(&asked[1..], &[(addr(2), status(2, 4, Some(1)))]),
+            Discovery::Named(addr(1))
+        );
+        // An election under way, or nobody answered.
+        assert_eq!(
+            discovered(&asked, &[(addr(2), status(2, 5, None))]),
+            Discovery::Unknown
+        );
+        assert_eq!(discovered(&asked, &[]), Discovery::Unknown);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! model and state machine; [`storage`] puts it and the Raft log in RocksDB behind openraft's
 //! storage traits; [`durable`] tracks what of the log is on disk and holds the two rules that
 //! let the leader replicate before its own fsync; [`lease`] is the leader's lease for reads;
+//! [`elector`] decides when a follower calls an election;
 //! [`network`] carries Raft RPCs over strand's transport; [`server`] runs a replica and
 //! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache,
 //! sending a client's concurrent writes to one replica in shared frames (`lanes`).
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod core;
 pub mod durable;
+pub mod elector;
 mod lanes;
 pub mod lease;
 pub mod network;

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::durable::Durability;
+use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
 use super::network::{Fences, Network};
 use super::protocol::{
@@ -104,9 +105,9 @@ pub struct ReplicaConfig {
 
 impl ReplicaConfig {
     /// A configuration with defaults: 20 000 revisions of history, a snapshot every 20 000
-    /// entries, 50 ms heartbeats, 150–300 ms election timeouts (so a follower that hears no
-    /// heartbeat calls an election 450–600 ms after the last one: openraft adds its leader
-    /// lease, `election_timeout_max`, to the drawn timeout), a read lease of 75 ms.
+    /// entries, 50 ms heartbeats (also openraft's AppendEntries timeout), 150–300 ms election
+    /// timeouts, so a follower that hears no heartbeat calls an election 450–600 ms after the
+    /// last one (see [`super::elector`]), and a read lease of 75 ms (see [`super::lease`]).
     pub fn new(id: ReplicaId, listen: SocketAddr, data_dir: PathBuf, tls: TlsMaterial) -> Self {
         ReplicaConfig {
             id,
@@ -209,6 +210,10 @@ impl StoreServer {
         .map_err(|e| ServerError::Raft {
             reason: e.to_string(),
         })?;
+        // Elections are called by strand's elector (fresh timeouts for every wait), not by
+        // openraft's timer; `initialize` below still elects at once.
+        raft.runtime_config().elect(false);
+        let (heard_tx, heard_rx) = watch::channel(Instant::now());
 
         if !config.join {
             let initialized = raft.is_initialized().await.map_err(|e| ServerError::Raft {
@@ -254,11 +259,26 @@ impl StoreServer {
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
         });
+        let timing = Timing {
+            min: config.election_timeout.0,
+            max: config.election_timeout.1,
+        };
+        let seed = config.id
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        tracing::debug!(seed, "election timer seeded");
         let tasks = vec![
+            tokio::spawn(run_elector(raft.clone(), config.id, heard_rx, timing, seed)),
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
-            tokio::spawn(serve_raft(raft.clone(), fences.lease.clone(), raft_inbox)),
+            tokio::spawn(serve_raft(
+                raft.clone(),
+                fences.lease.clone(),
+                heard_tx,
+                raft_inbox,
+            )),
             tokio::spawn(serve_store(shared, store_inbox)),
         ];
         tracing::info!(id = config.id, addr = %transport.local_addr(), "store replica started");
@@ -354,7 +374,77 @@ async fn advertise_commits(raft: StoreRaft, fences: Fences) {
     }
 }
 
-async fn serve_raft(raft: StoreRaft, lease: Arc<Lease>, mut inbox: crate::transport::Inbox) {
+/// Calls elections when [`Elector`] says so. `heard` is when this replica last accepted a
+/// leader's AppendEntries or snapshot; a change of its vote counts as hearing too.
+async fn run_elector(
+    raft: StoreRaft,
+    id: ReplicaId,
+    mut heard: watch::Receiver<Instant>,
+    timing: Timing,
+    seed: u64,
+) {
+    let mut elector = Elector::new(timing, seed);
+    let mut metrics = raft.metrics();
+    let mut last_vote = metrics.borrow().vote;
+    let mut vote_changed = Instant::now();
+    loop {
+        let (role, vote) = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let voters = membership.voter_ids().count();
+            let role = if m.state == ServerState::Leader {
+                Role::Leader
+            } else if !membership.voter_ids().any(|v| v == id) {
+                Role::NonVoter
+            } else if voters == 1 {
+                Role::SoleVoter
+            } else {
+                Role::Voter {
+                    committed: m.vote.is_committed(),
+                }
+            };
+            (role, m.vote)
+        };
+        if vote != last_vote {
+            last_vote = vote;
+            vote_changed = Instant::now();
+        }
+        let heard_at = (*heard.borrow_and_update()).max(vote_changed);
+        let until = match elector.decide(Instant::now(), role, heard_at) {
+            Next::Elect => {
+                tracing::info!(
+                    term = vote.leader_id().term + 1,
+                    "no leader heard: calling an election"
+                );
+                if raft.trigger().elect().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Next::Idle => None,
+            Next::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
+        };
+        let sleep = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            r = metrics.changed() => if r.is_err() { return },
+            r = heard.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+async fn serve_raft(
+    raft: StoreRaft,
+    lease: Arc<Lease>,
+    heard: watch::Sender<Instant>,
+    mut inbox: crate::transport::Inbox,
+) {
+    let heard = Arc::new(heard);
     while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
@@ -365,6 +455,7 @@ async fn serve_raft(raft: StoreRaft, lease: Arc<Lease>, mut inbox: crate::transp
         }
         let raft = raft.clone();
         let lease = lease.clone();
+        let heard = heard.clone();
         tokio::spawn(async move {
             let req: RaftRequest = match codec::decode(&body) {
                 Ok(r) => r,
@@ -379,6 +470,17 @@ async fn serve_raft(raft: StoreRaft, lease: Arc<Lease>, mut inbox: crate::transp
                 RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
                 RaftRequest::Snapshot(r) => RaftResponse::Snapshot(raft.install_snapshot(r).await),
             };
+            // The leader was heard: this replica accepted its term.
+            let accepted = match &resp {
+                RaftResponse::Append(r) => r
+                    .as_ref()
+                    .is_ok_and(|a| !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))),
+                RaftResponse::Snapshot(r) => r.is_ok(),
+                RaftResponse::Vote(_) => false,
+            };
+            if accepted {
+                heard.send_replace(Instant::now());
+            }
             reply.ok_typed(&resp);
         });
     }

@@ -10,6 +10,10 @@
 //! `cached_get` does on a hit) on every core over up to 10 000 filled keys;
 //! `watch_latency_us` is from the moment a put is sent until a watcher of its prefix holds the
 //! event (so it includes the put's commit).
+//!
+//! `--failover-trials N` measures leader failover instead (three or more replicas): see
+//! [`failover`]. `--heartbeat-ms` and `--election-timeout-ms` pass Raft timing to the
+//! replicas, to compare settings.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -65,8 +69,11 @@ pub struct StoreBenchArgs {
     pub heartbeat_ms: Option<u64>,
     /// The replicas' election timeout range, MIN,MAX in ms (`strand store run
     /// --election-timeout-ms`).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub election_timeout_ms: Vec<u64>,
+    /// Keep the replicas' directory (data and `replica-<id>.log`) and print where it is.
+    #[arg(long)]
+    pub keep_dir: bool,
 }
 
 /// The replica processes; killed (and their directory removed) when dropped.
@@ -76,6 +83,8 @@ struct Replicas {
     dir: PathBuf,
     /// `strand store run` arguments every replica gets beyond its own.
     extra: Vec<String>,
+    /// Leave `dir` in place when dropped.
+    keep: bool,
 }
 
 impl Drop for Replicas {
@@ -84,7 +93,11 @@ impl Drop for Replicas {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.keep {
+            eprintln!("replica data and logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -161,6 +174,7 @@ fn start_replicas(n: u64, dir: &Path, extra: Vec<String>) -> Result<(Replicas, V
         addrs: addrs.clone(),
         dir: dir.to_path_buf(),
         extra,
+        keep: false,
     };
     for i in 0..addrs.len() {
         reps.spawn(i)?;
@@ -181,6 +195,24 @@ fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStor
     let mut config = StoreClientConfig::new(eps.to_vec());
     config.cache_capacity = cache;
     config.deadline = Duration::from_secs(30);
+    Ok(PropertyStore::new(transport as Arc<dyn Transport>, config))
+}
+
+/// A client as `strand admin put` makes one (`cli::store::connect`): a new endpoint, a
+/// 1-second handshake timeout, the default request timeout and deadline, no cache.
+fn cli_client(tls_dir: &Path, eps: &[SocketAddr]) -> Result<PropertyStore, CliError> {
+    let settings = Settings::load(&SettingsFlags {
+        tls_dir: Some(tls_dir.to_path_buf()),
+        store: vec![],
+    })
+    .map_err(CliError::failed)?;
+    let tls =
+        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let mut qc = QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls);
+    qc.handshake_timeout = Duration::from_secs(1);
+    let transport = QuicTransport::client(qc).map_err(CliError::failed)?;
+    let mut config = StoreClientConfig::new(eps.to_vec());
+    config.cache_capacity = 0;
     Ok(PropertyStore::new(transport as Arc<dyn Transport>, config))
 }
 
@@ -277,6 +309,9 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
             "--replicas, --ops, --conns and every --clients value must be positive",
         ));
     }
+    if !matches!(args.election_timeout_ms[..], [] | [_, _]) {
+        return Err(CliError::usage("--election-timeout-ms takes MIN,MAX"));
+    }
     if args.failover_trials > 0 && args.replicas < 3 {
         return Err(CliError::usage(
             "--failover-trials needs at least 3 --replicas (a majority must survive the kill)",
@@ -302,6 +337,7 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
         extra.extend(["--election-timeout-ms".to_string(), format!("{min},{max}")]);
     }
     let (mut replicas, eps) = start_replicas(args.replicas, &dir, extra)?;
+    replicas.keep = args.keep_dir;
     let rt = runtime()?;
     let result = if args.failover_trials > 0 {
         rt.block_on(failover(&args, &mut replicas))
@@ -565,8 +601,10 @@ fn summary_ms(samples: &[Duration]) -> serde_json::Value {
 /// `strand bench store --failover-trials N`: a writer (one put after another) and a watcher
 /// (a separate client, attached to the leader) run throughout; each trial waits for a
 /// settled store, SIGKILLs the leader, and takes the time from the kill to (a) the first
-/// acknowledged write among those sent after it and (b) the watcher holding the event of
-/// the first write sent after it; then restarts the killed replica.
+/// acknowledged write among those sent after it, (b) the watcher holding the event of the
+/// first write sent after it, and (c) the first success of new clients started one after
+/// another from the kill, each putting one key (as `strand admin put` runs); then restarts
+/// the killed replica.
 async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_json::Value, CliError> {
     let tls_dir = reps.dir.join("tls");
     let eps = reps.addrs.clone();
@@ -633,6 +671,7 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
 
     let mut writes = Vec::new();
     let mut watches = Vec::new();
+    let mut clis = Vec::new();
     let mut samples = Vec::new();
     let mut missed = 0u32;
     for trial in 1..=args.failover_trials {
@@ -644,6 +683,25 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
         let killed_at = Instant::now();
         reps.kill(leader);
         let give_up = killed_at + Duration::from_secs(15);
+        // New clients, one after another from the kill on, each putting one key as one
+        // `strand admin put` does, until one succeeds.
+        let fresh = {
+            let (tls_dir, eps) = (tls_dir.clone(), eps.clone());
+            tokio::spawn(async move {
+                let mut attempts = 0u32;
+                while Instant::now() < give_up {
+                    attempts += 1;
+                    let Ok(c) = cli_client(&tls_dir, &eps) else {
+                        break;
+                    };
+                    let key = format!("/failover/cli-{trial}-{attempts}");
+                    if c.set(&key, b"1", None).await.is_ok() {
+                        return (Some(Instant::now()), attempts);
+                    }
+                }
+                (None, attempts)
+            })
+        };
         let (write, watch) = loop {
             let (write, watch) = {
                 let s = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -660,22 +718,29 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
+        let (cli_done, cli_attempts) = fresh.await.unwrap_or((None, 0));
+        let cli = cli_done.map(|t| t - killed_at);
         let ms = |d: Option<Duration>| d.map(|d| (d.as_micros() as f64 / 100.0).round() / 10.0);
         eprintln!(
-            "trial {trial}: killed replica {}; write after {:?} ms, watch event after {:?} ms",
+            "trial {trial}: killed replica {}; write after {:?} ms, watch event after {:?} ms, \
+             new client's write after {:?} ms ({cli_attempts} attempts)",
             leader + 1,
             ms(write),
-            ms(watch)
+            ms(watch),
+            ms(cli),
         );
         samples.push(serde_json::json!({
             "killed": leader + 1,
             "write_after_kill_ms": ms(write),
             "watch_after_kill_ms": ms(watch),
+            "new_client_write_after_kill_ms": ms(cli),
+            "new_client_attempts": cli_attempts,
         }));
-        match (write, watch) {
-            (Some(w), Some(v)) => {
+        match (write, watch, cli) {
+            (Some(w), Some(v), Some(c)) => {
                 writes.push(w);
                 watches.push(v);
+                clis.push(c);
             }
             _ => missed += 1,
         }
@@ -693,6 +758,7 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
         "election_timeout_ms": args.election_timeout_ms,
         "write_after_kill_ms": summary_ms(&writes),
         "watch_after_kill_ms": summary_ms(&watches),
+        "new_client_write_after_kill_ms": summary_ms(&clis),
         "unknown_writes": unknown,
         "samples": samples,
     }))

@@ -85,50 +85,7 @@ impl StateBounds {
         live_candidates: usize,
         replicas: usize,
     ) -> Vec<(String, usize)> {
-        let initial = model.initial_state();
-        let targets = || {
-            model
-                .states()
-                .iter()
-                .filter(|s| *s != initial && *s != DROPPED && *s != ERROR)
-        };
-        let mut out: Vec<(String, usize)> = Vec::new();
-        let mut candidates = live_candidates;
-        let mut remaining = replicas;
-        for state in targets() {
-            if candidates == 0 {
-                break;
-            }
-            match self.get(state) {
-                UpperBound::LiveCandidates => {
-                    out.push((state.clone(), candidates));
-                    remaining = remaining.saturating_sub(candidates);
-                    candidates = 0;
-                    break;
-                }
-                UpperBound::Count(n) if n > 0 => {
-                    let count = n.min(candidates).min(remaining);
-                    if count > 0 {
-                        out.push((state.clone(), count));
-                    }
-                    candidates -= count;
-                    remaining -= count;
-                }
-                _ => {}
-            }
-        }
-        if let Some(r_state) = targets().find(|s| self.get(s) == UpperBound::Replicas) {
-            let count = remaining.min(candidates);
-            if count > 0 {
-                // Keep the result in priority order.
-                let at = out
-                    .iter()
-                    .position(|(s, _)| model.state_priority(s) > model.state_priority(r_state))
-                    .unwrap_or(out.len());
-                out.insert(at, (r_state.clone(), count));
-            }
-        }
-        out
+        model.state_counts_with(|s| self.get(s), live_candidates, replicas)
     }
 }
 

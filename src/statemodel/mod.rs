@@ -185,6 +185,17 @@ impl StateModelDefinition {
     /// left; an `N` state takes all remaining candidates; the `R` state takes what is left
     /// of the replicas. The initial state, DROPPED and ERROR are never targets.
     pub fn state_counts(&self, live_candidates: usize, replicas: usize) -> Vec<(String, usize)> {
+        self.state_counts_with(|s| self.upper_bound(s), live_candidates, replicas)
+    }
+
+    /// [`StateModelDefinition::state_counts`] with the bounds given by `bound` (the model's
+    /// own, or overridden by `STATE_CONSTRAINT` records).
+    pub fn state_counts_with(
+        &self,
+        bound: impl Fn(&str) -> UpperBound,
+        live_candidates: usize,
+        replicas: usize,
+    ) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         let mut candidates = live_candidates;
         let mut remaining = replicas;
@@ -197,7 +208,7 @@ impl StateModelDefinition {
             if candidates == 0 {
                 break;
             }
-            match self.upper_bound(state) {
+            match bound(state) {
                 UpperBound::LiveCandidates => {
                     out.push((state.clone(), candidates));
                     remaining = remaining.saturating_sub(candidates);
@@ -215,7 +226,7 @@ impl StateModelDefinition {
                 _ => {}
             }
         }
-        if let Some(r_state) = targets().find(|s| self.upper_bound(s) == UpperBound::Replicas) {
+        if let Some(r_state) = targets().find(|s| bound(s) == UpperBound::Replicas) {
             let count = remaining.min(candidates);
             if count > 0 {
                 // Keep the result in priority order.

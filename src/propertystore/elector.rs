@@ -75,8 +75,9 @@ pub struct Elector {
     rng: StdRng,
     /// The instant the current deadline counts from, and the deadline.
     deadline: Option<(Instant, Instant)>,
-    /// Another replica holds a greater log: the next election waits longer.
-    back_off: bool,
+    /// When a vote exchange last showed another replica holding a greater log: an election
+    /// that would follow it waits longer (until a leader is heard again).
+    back_off: Option<Instant>,
 }
 
 impl Elector {
@@ -86,14 +87,15 @@ impl Elector {
             timing,
             rng: StdRng::seed_from_u64(seed),
             deadline: None,
-            back_off: false,
+            back_off: None,
         }
     }
 
-    /// Another replica holds a greater log than this one (a vote exchange showed it): this
-    /// one waits `2 × max` more before its next election, as openraft's own timer does.
-    pub fn saw_greater_log(&mut self) {
-        self.back_off = true;
+    /// At `now`, a vote exchange showed another replica holding a greater log than this one:
+    /// its next election, unless a leader is heard first, waits `2 × max` longer, as openraft's
+    /// own timer does.
+    pub fn saw_greater_log(&mut self, now: Instant) {
+        self.back_off = Some(now);
     }
 
     /// Decides at `now`, for a replica in `role` that last heard a leader (an accepted
@@ -129,7 +131,8 @@ impl Elector {
                 at
             }
         };
-        let deadline = if self.back_off {
+        // Only news from this silence counts: a leader heard since makes it stale.
+        let deadline = if self.back_off.is_some_and(|at| at >= heard) {
             deadline + self.timing.max * 2
         } else {
             deadline
@@ -138,7 +141,7 @@ impl Elector {
             return Next::WaitUntil(deadline);
         }
         // The candidacy changes the vote, so `heard` moves on; until it does, another wait.
-        self.back_off = false;
+        self.back_off = None;
         let again = now + self.draw();
         self.deadline = Some((heard, again));
         Next::Elect
@@ -248,7 +251,7 @@ mod tests {
         let Next::WaitUntil(at) = e.decide(heard, candidate, heard) else {
             panic!("waits first");
         };
-        e.saw_greater_log();
+        e.saw_greater_log(heard);
         assert_eq!(
             e.decide(heard, candidate, heard),
             Next::WaitUntil(at + TIMING.max * 2)
@@ -260,6 +263,17 @@ mod tests {
             panic!("waits again");
         };
         assert!(next - voted < TIMING.max);
+        // News from before a leader was heard again is stale.
+        e.saw_greater_log(voted);
+        let heard_again = voted + Duration::from_millis(5);
+        let Next::WaitUntil(after) = e.decide(heard_again, follower(), heard_again) else {
+            panic!("waits");
+        };
+        assert!(
+            after - heard_again < TIMING.max * 2,
+            "no back-off: {:?}",
+            after - heard_again
+        );
     }
 
     #[test]

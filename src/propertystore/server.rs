@@ -424,7 +424,7 @@ async fn run_elector(
         let greater = greater_logs.load(Ordering::Relaxed);
         if greater != greater_seen {
             greater_seen = greater;
-            elector.saw_greater_log();
+            elector.saw_greater_log(Instant::now());
         }
         let heard_at = (*heard.borrow_and_update()).max(vote_changed);
         let until = match elector.decide(Instant::now(), role, heard_at) {

@@ -66,7 +66,7 @@ async fn a_range_read_under_concurrent_writes_is_the_state_at_its_revision() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let key = format!("/r/a/t{t}/k{}", i % 13);
-                    let r = if i % 5 == 0 {
+                    let r = if i.is_multiple_of(5) {
                         client.delete(&key, None, false).await.map(|_| ())
                     } else {
                         client
@@ -82,7 +82,7 @@ async fn a_range_read_under_concurrent_writes_is_the_state_at_its_revision() {
                         | Err(ClientError::OutcomeUnknown { .. }) => {}
                         Err(e) => panic!("write {key}: {e}"),
                     }
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         let _ = client.set("/r/ab/y", b"beside", None).await;
                     }
                 }

@@ -47,6 +47,7 @@ pub struct Watcher {
 }
 
 /// How a watch poll ended.
+#[allow(clippy::large_enum_variant)] // returned and matched at once, never stored
 enum Poll {
     /// The replica answered, or the transport gave up.
     Answered(Result<StoreResponse, TransportError>),

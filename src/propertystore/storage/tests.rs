@@ -198,15 +198,15 @@ fn range_entry(index: u64) -> Entry<TypeConfig> {
         set("/a-b".into()),
         set("/a.x".into()),
     ];
-    if index % 4 == 0 {
+    if index.is_multiple_of(4) {
         cmds.push(set("/a".into()));
     }
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         // Fails (nothing changes) when the key has children or is already gone.
         cmds.push(core::Command::Txn(core::Txn::single(core::Op::Delete {
             path: format!("/a/k{}", (index * 7) % 17),
             expected_version: None,
-            recursive: index % 2 == 0,
+            recursive: index.is_multiple_of(2),
         })));
     }
     Entry {

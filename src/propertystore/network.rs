@@ -49,6 +49,10 @@ pub struct Fences {
     /// The highest commit index sent to any follower: what a follower may have applied and
     /// shown to a client, so what a lease read must reflect.
     pub advertised: Arc<AtomicU64>,
+    /// Counts vote exchanges that showed another replica holding a greater log than this
+    /// one's; the elector then waits longer, so that replica wins (see
+    /// [`super::elector::Elector::saw_greater_log`]).
+    pub greater_logs: Arc<AtomicU64>,
 }
 
 impl Network {
@@ -189,8 +193,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<ReplicaId>,
         option: RPCOption,
     ) -> Result<VoteResponse<ReplicaId>, RPCError<ReplicaId, Node, RaftError<ReplicaId>>> {
+        let mine = rpc.last_log_id;
         match self.call(RaftRequest::Vote(rpc), option.hard_ttl()).await? {
-            RaftResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            RaftResponse::Vote(r) => {
+                if let Ok(resp) = &r {
+                    if !resp.vote_granted && resp.last_log_id > mine {
+                        self.fences.greater_logs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(self.unexpected()),
         }
     }

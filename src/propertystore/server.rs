@@ -179,6 +179,7 @@ impl StoreServer {
             lease: Arc::new(Lease::new()),
             held_back: Arc::new(AtomicBool::new(false)),
             advertised: Arc::new(AtomicU64::new(0)),
+            greater_logs: Arc::new(AtomicU64::new(0)),
         };
         let (appends, syncs) = log.counters();
         let raft_config = Config {
@@ -269,7 +270,14 @@ impl StoreServer {
                 .map_or(0, |d| d.as_nanos() as u64);
         tracing::debug!(seed, "election timer seeded");
         let tasks = vec![
-            tokio::spawn(run_elector(raft.clone(), config.id, heard_rx, timing, seed)),
+            tokio::spawn(run_elector(
+                raft.clone(),
+                config.id,
+                heard_rx,
+                fences.greater_logs.clone(),
+                timing,
+                seed,
+            )),
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
@@ -277,6 +285,7 @@ impl StoreServer {
                 raft.clone(),
                 fences.lease.clone(),
                 heard_tx,
+                fences.greater_logs.clone(),
                 raft_inbox,
             )),
             tokio::spawn(serve_store(shared, store_inbox)),
@@ -376,14 +385,17 @@ async fn advertise_commits(raft: StoreRaft, fences: Fences) {
 
 /// Calls elections when [`Elector`] says so. `heard` is when this replica last accepted a
 /// leader's AppendEntries or snapshot; a change of its vote counts as hearing too.
+/// `greater_logs` counts vote exchanges that showed a greater log elsewhere.
 async fn run_elector(
     raft: StoreRaft,
     id: ReplicaId,
     mut heard: watch::Receiver<Instant>,
+    greater_logs: Arc<AtomicU64>,
     timing: Timing,
     seed: u64,
 ) {
     let mut elector = Elector::new(timing, seed);
+    let mut greater_seen = greater_logs.load(Ordering::Relaxed);
     let mut metrics = raft.metrics();
     let mut last_vote = metrics.borrow().vote;
     let mut vote_changed = Instant::now();
@@ -408,6 +420,11 @@ async fn run_elector(
         if vote != last_vote {
             last_vote = vote;
             vote_changed = Instant::now();
+        }
+        let greater = greater_logs.load(Ordering::Relaxed);
+        if greater != greater_seen {
+            greater_seen = greater;
+            elector.saw_greater_log(Instant::now());
         }
         let heard_at = (*heard.borrow_and_update()).max(vote_changed);
         let until = match elector.decide(Instant::now(), role, heard_at) {
@@ -442,6 +459,7 @@ async fn serve_raft(
     raft: StoreRaft,
     lease: Arc<Lease>,
     heard: watch::Sender<Instant>,
+    greater_logs: Arc<AtomicU64>,
     mut inbox: crate::transport::Inbox,
 ) {
     let heard = Arc::new(heard);
@@ -456,12 +474,17 @@ async fn serve_raft(
         let raft = raft.clone();
         let lease = lease.clone();
         let heard = heard.clone();
+        let greater_logs = greater_logs.clone();
         tokio::spawn(async move {
             let req: RaftRequest = match codec::decode(&body) {
                 Ok(r) => r,
                 Err(e) => return reply.refuse(format!("bad raft request: {e}")),
             };
-            if matches!(req, RaftRequest::Vote(_)) {
+            let candidate_log = match &req {
+                RaftRequest::Vote(v) => Some(v.last_log_id),
+                _ => None,
+            };
+            if candidate_log.is_some() {
                 // Counted before openraft may grant it: a lease read in progress sees it.
                 lease.vote_request_seen();
             }
@@ -471,6 +494,12 @@ async fn serve_raft(
                 RaftRequest::Snapshot(r) => RaftResponse::Snapshot(raft.install_snapshot(r).await),
             };
             // The leader was heard: this replica accepted its term.
+            // A candidate with a greater log than this replica's: let it win.
+            if let (Some(candidate), RaftResponse::Vote(Ok(r))) = (&candidate_log, &resp) {
+                if !r.vote_granted && *candidate > r.last_log_id {
+                    greater_logs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             let accepted = match &resp {
                 RaftResponse::Append(r) => r
                     .as_ref()

@@ -33,7 +33,9 @@
 //! until something changes.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
+use super::cluster::Fnv;
 use super::delayed;
 use super::InstanceInfo;
 
@@ -116,7 +118,7 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
     });
     insts.dedup_by(|b, a| a.name == b.name);
 
-    let inst_index: HashMap<&str, u32> = insts
+    let inst_index: HashMap<&str, u32, BuildHasherDefault<Fnv>> = insts
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.as_str(), i as u32))
@@ -526,6 +528,27 @@ impl<'a> Solver<'a> {
         self.zone_up = zu;
         self.zone_target = vec![0; nz];
         for z in 0..nz {
+            if let [i] = self.zone_members[z][..] {
+                // A zone of one instance (every instance without a zone): the same
+                // computation as below on one-element slices, without their allocations.
+                let i = i as usize;
+                let x = [ytot[z].clamp(lo[i], hi[i])];
+                let (li, hi_i) = ([lo[i] as u64], [hi[i] as u64]);
+                let ints = apportion(
+                    &x,
+                    &li,
+                    &hi_i,
+                    yint[z],
+                    &[u64::from(self.kept[i])],
+                    &[self.tie[i]],
+                );
+                let (low, up) = share_bounds(&x, &hi_i);
+                self.target[i] = ints[0] as u32;
+                self.lower[i] = low[0].max(li[0] as u32).min(self.target[i]);
+                self.upper[i] = up[0].max(self.target[i]);
+                self.zone_target[z] += self.target[i];
+                continue;
+            }
             let members = self.zone_members[z].clone();
             let w: Vec<f64> = members.iter().map(|&i| self.weight[i as usize]).collect();
             let l: Vec<f64> = members.iter().map(|&i| lo[i as usize]).collect();

@@ -37,6 +37,7 @@ use std::hash::BuildHasherDefault;
 
 use super::cluster::Fnv;
 use super::delayed;
+pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
 
 /// How many replicas each partition wants.
@@ -46,15 +47,6 @@ pub enum ReplicaCount {
     Count(usize),
     /// One on every eligible live instance (`REPLICAS: "ANY_LIVEINSTANCE"`).
     AnyLiveInstance,
-}
-
-/// Delayed rebalance settings, resolved from the resource and the cluster config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DelaySettings {
-    /// How long an offline instance keeps its place (ms).
-    pub delay_ms: u64,
-    /// `MIN_ACTIVE_REPLICAS`: below this many live replicas, add replicas at once.
-    pub min_active_replicas: usize,
 }
 
 /// Everything [`place`] needs for one resource.

@@ -22,13 +22,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::bounds::StateBounds;
+use super::NameSet;
 use crate::statemodel::{StateModelDefinition, DROPPED, ERROR};
 
 /// Which instances may serve one partition.
 #[derive(Debug, Clone, Copy)]
 pub struct Eligibility<'a> {
     /// Instances with a live session.
-    pub live: &'a BTreeSet<String>,
+    pub live: &'a NameSet,
     /// Instances that must not serve this partition: the instance is disabled, the partition
     /// is disabled on it, or the whole resource is disabled.
     pub disabled: &'a BTreeSet<String>,
@@ -44,13 +45,18 @@ impl Eligibility<'_> {
 /// The states from which the top state is one hop away (Helix's secondary states: SLAVE for
 /// MasterSlave, STANDBY for LeaderStandby, BOOTSTRAP for OnlineOfflineWithBootstrap).
 pub fn secondary_states(model: &StateModelDefinition) -> BTreeSet<&str> {
-    let top = model.top_state();
     model
-        .transitions()
+        .states()
         .iter()
-        .filter(|t| t.to == top && t.from != top && t.from != ERROR)
-        .map(|t| t.from.as_str())
+        .map(String::as_str)
+        .filter(|s| is_secondary(model, s))
         .collect()
+}
+
+/// Whether `state` is one of [`secondary_states`].
+fn is_secondary(model: &StateModelDefinition, state: &str) -> bool {
+    let top = model.top_state();
+    state != top && state != ERROR && model.is_transition(state, top)
 }
 
 /// The best possible states of one partition in FULL_AUTO or SEMI_AUTO.
@@ -92,62 +98,69 @@ pub fn assign_auto(
         }
     }
     let total = candidates.len();
-    // The same candidates by current state priority (highest first), ties in list order.
-    let priority_of = |i: &str| {
-        current
-            .get(i)
-            .and_then(|s| model.state_priority(s))
-            .unwrap_or(usize::MAX)
-    };
-    let mut by_current: Vec<&String> = candidates.clone();
-    by_current.sort_by_key(|i| priority_of(i));
-    let mut by_current = by_current.into_iter();
+    // The same candidates (indices) by current state priority, highest first, ties in list
+    // order; sorted only when the top state looks for a one-hop holder.
+    let mut by_current: Option<Vec<usize>> = None;
+    let mut next_by_current = 0;
 
     let top = model.top_state();
-    let secondary = secondary_states(model);
-    let mut assigned: BTreeSet<&String> = BTreeSet::new();
-    let mut queue: std::collections::VecDeque<&String> = candidates.iter().copied().collect();
-    for (state, count) in bounds.state_counts(model, total, replicas) {
+    // Candidates are taken in list order from `front`; `assigned` marks those that got a state.
+    let mut assigned = vec![false; total];
+    let mut assigned_count = 0;
+    let mut front = 0;
+    for (state, count) in bounds.state_counts(total, replicas) {
         let mut count = count;
-        while let Some(&peek) = queue.front() {
-            if count == 0 {
-                break;
-            }
-            if assigned.contains(peek) {
-                queue.pop_front();
+        while front < total && count > 0 {
+            if assigned[front] {
+                front += 1;
                 continue;
             }
-            let held = current.get(peek.as_str()).map_or(initial, String::as_str);
+            let peek = front;
+            let held = current
+                .get(candidates[peek].as_str())
+                .map_or(initial, String::as_str);
             let mut proposed = peek;
             // Keep the top state where it can be had in one hop, unless every remaining
             // candidate needs a state anyway.
-            if count < total - assigned.len() && state == top && held != top && !secondary.contains(held) {
-                for other in by_current.by_ref() {
-                    if !assigned.contains(other) {
+            if count < total - assigned_count && state == top && held != top && !is_secondary(model, held) {
+                let order = by_current.get_or_insert_with(|| {
+                    let priority_of = |k: &usize| {
+                        current
+                            .get(candidates[*k].as_str())
+                            .and_then(|s| model.state_priority(s))
+                            .unwrap_or(usize::MAX)
+                    };
+                    let mut order: Vec<usize> = (0..total).collect();
+                    order.sort_by_key(priority_of);
+                    order
+                });
+                while let Some(&other) = order.get(next_by_current) {
+                    next_by_current += 1;
+                    if !assigned[other] {
                         proposed = other;
                         break;
                     }
                 }
             }
             if proposed == peek {
-                queue.pop_front();
+                front += 1;
             }
-            if current.get(proposed.as_str()).is_some_and(|s| s == ERROR) {
-                best.insert(proposed.clone(), ERROR.to_string());
+            let name = candidates[proposed];
+            if current.get(name.as_str()).is_some_and(|s| s == ERROR) {
+                best.insert(name.clone(), ERROR.to_string());
             } else {
-                best.insert(proposed.clone(), state.clone());
+                best.insert(name.clone(), state.to_string());
                 count -= 1;
             }
-            assigned.insert(proposed);
+            assigned[proposed] = true;
+            assigned_count += 1;
         }
     }
     // Candidates that got no state: ERROR stays, a held replica goes to the initial state.
-    for c in candidates {
-        if !assigned.contains(c) {
-            if let Some(state) = current.get(c.as_str()) {
-                let target = if state == ERROR { ERROR } else { initial };
-                best.insert(c.clone(), target.to_string());
-            }
+    for (c, _) in candidates.iter().zip(&assigned).filter(|(_, a)| !**a) {
+        if let Some(state) = current.get(c.as_str()) {
+            let target = if state == ERROR { ERROR } else { initial };
+            best.insert((*c).clone(), target.to_string());
         }
     }
     best
@@ -221,9 +234,9 @@ pub fn assign_maintenance(
     }
     let top = model.top_state();
     let wants_top = bounds
-        .state_counts(model, best.len(), replicas)
+        .state_counts(best.len(), replicas)
         .first()
-        .is_some_and(|(s, n)| s == top && *n > 0);
+        .is_some_and(|(s, n)| *s == top && *n > 0);
     if wants_top && !best.values().any(|s| s == top) {
         let rank = |i: &String| order.iter().position(|o| o == i).unwrap_or(usize::MAX);
         let chosen = best
@@ -252,13 +265,13 @@ mod tests {
     }
 
     struct Case {
-        live: BTreeSet<String>,
+        live: NameSet,
         disabled: BTreeSet<String>,
     }
     impl Case {
         fn new(live: &[&str], disabled: &[&str]) -> Self {
             Case {
-                live: set(live),
+                live: live.iter().map(|s| s.to_string()).collect(),
                 disabled: set(disabled),
             }
         }

@@ -1,6 +1,7 @@
 //! The engine's view of the cluster's instances.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Helix's default `INSTANCE_WEIGHT`.
 pub const DEFAULT_INSTANCE_WEIGHT: u32 = 1000;
@@ -76,3 +77,31 @@ impl InstanceInfo {
         tag.is_none_or(|t| self.tags.contains(t))
     }
 }
+
+/// FNV-1a: a fixed, seedless hash for the engine's name lookups. Sets and maps hashed with it
+/// are only queried, never iterated, so no decision depends on their order.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A set of names (instances) for membership tests: faster than a `BTreeSet` of strings,
+/// and never iterated.
+pub type NameSet = HashSet<String, BuildHasherDefault<Fnv>>;

@@ -1,14 +1,25 @@
 //! Delayed rebalance: offline instances keep their places until the delay expires, while
 //! `MIN_ACTIVE_REPLICAS` holds.
 //!
-//! [`super::placement::place`] runs placement twice when some instance is inside its delay
-//! window: once over the live instances plus the offline ones that keep their places
-//! ("all"), once over the live instances only ("active"). The result is the "all" lists,
-//! each topped up from its "active" list with just enough live replicas to reach
-//! `MIN_ACTIVE_REPLICAS`. This is Helix's delayed auto rebalancer, on integer indices.
+//! Placement runs twice when some instance is inside its delay window: once over the live
+//! instances plus the offline ones that keep their places ("all"), once over the live
+//! instances only ("active"). The result is the "all" lists, each topped up from its
+//! "active" list with just enough live replicas to reach `MIN_ACTIVE_REPLICAS`. This is
+//! Helix's delayed auto rebalancer, on integer indices.
+//!
+//! Placement uses this module, never the other way round: the settings live here and
+//! `placement` re-exports them.
 
-use super::placement::DelaySettings;
 use super::InstanceInfo;
+
+/// Delayed rebalance settings, resolved from the resource and the cluster config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelaySettings {
+    /// How long an offline instance keeps its place (ms).
+    pub delay_ms: u64,
+    /// `MIN_ACTIVE_REPLICAS`: below this many live replicas, add replicas at once.
+    pub min_active_replicas: usize,
+}
 
 /// When `instance`'s delay window closes, if it is still open at `now_ms`: the instance is
 /// offline, went offline at a known time, and `offline_since_ms + delay_ms > now_ms`.

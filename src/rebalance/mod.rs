@@ -33,6 +33,6 @@ pub mod selection;
 pub mod throttle;
 pub mod transitions;
 
-pub use cluster::InstanceInfo;
+pub use cluster::{InstanceInfo, NameSet};
 pub use error::RebalanceError;
 pub use pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};

@@ -24,16 +24,20 @@
 //! that FULL_AUTO's previous placement remembers where replicas were, which delayed
 //! rebalance needs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 
 use super::assignment::{self, Eligibility};
 use super::bounds::{StateBounds, StateConstraints};
+use super::cluster::Fnv;
+use super::delayed::DelaySettings;
 use super::error::RebalanceError;
-use super::placement::{self, DelaySettings, Placement, PlacementInput, ReplicaCount};
+use super::placement::{self, Placement, PlacementInput, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
 use super::transitions::{self, ReplicaTransition};
-use super::InstanceInfo;
+use super::{InstanceInfo, NameSet};
 use crate::model::{
     sort_partitions, ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, RebalanceType, Record,
     RecordError, Replicas,
@@ -231,10 +235,14 @@ pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
     compute_with(snapshot, placement::place)
 }
 
-/// partition → {instance → state}.
-type StatesByPartition = BTreeMap<String, BTreeMap<String, String>>;
+/// partition → {instance → state}: borrowed from the snapshot where every holder counts,
+/// a filtered copy where some do not (dead instances, DROPPED).
+type StatesByPartition<'a> = BTreeMap<&'a str, Cow<'a, BTreeMap<String, String>>>;
 /// partition → transitions in flight.
 type PendingByPartition = BTreeMap<String, Vec<ReplicaTransition>>;
+
+/// No holders.
+static NO_STATES: BTreeMap<String, String> = BTreeMap::new();
 
 /// What the pipeline knows of one resource while deciding.
 struct ResourceWork<'a> {
@@ -245,12 +253,26 @@ struct ResourceWork<'a> {
     decision: ResourceDecision,
     /// Live, enabled instances the resource may use (`N`).
     live_candidates: usize,
-    /// partition → replica count (`R`).
-    replicas: BTreeMap<String, usize>,
+    /// `REPLICAS` (`None` for a dropped resource).
+    replicas_field: Option<Replicas>,
     /// Live instances' current states.
-    current: StatesByPartition,
+    current: StatesByPartition<'a>,
     /// Live instances' pending transitions, ordered.
     pending: PendingByPartition,
+}
+
+impl ResourceWork<'_> {
+    /// A partition's replica count (`R`): `REPLICAS`, the list's length when it is 0, the
+    /// live candidates for `ANY_LIVEINSTANCE`; for a partition without a preference list
+    /// (dropped, or no longer in the ideal state), the size of its best possible map.
+    fn replicas_of(&self, partition: &str, best_len: usize) -> usize {
+        match (self.replicas_field, self.decision.preference_lists.get(partition)) {
+            (Some(Replicas::Count(0)), Some(list)) => list.len(),
+            (Some(Replicas::Count(n)), Some(_)) => n,
+            (Some(Replicas::AnyLiveInstance), Some(_)) => self.live_candidates,
+            _ => best_len,
+        }
+    }
 }
 
 /// The cluster-wide inputs every resource is decided with.
@@ -259,7 +281,7 @@ struct Cluster<'a> {
     builtins: BTreeMap<String, StateModelDefinition>,
     /// Every instance, by name.
     instances: Vec<InstanceInfo>,
-    live: BTreeSet<String>,
+    live: NameSet,
     maintenance: Option<MaintenanceReason>,
     throttles: Throttles,
     state_constraints: StateConstraints,
@@ -368,7 +390,7 @@ impl<'a> Cluster<'a> {
                 ..Default::default()
             },
             live_candidates: self.live.len(),
-            replicas: BTreeMap::new(),
+            replicas_field: None,
             current,
             pending,
         };
@@ -377,7 +399,7 @@ impl<'a> Cluster<'a> {
             for (partition, holders) in &work.current {
                 work.decision
                     .best_possible
-                    .insert(partition.clone(), assignment::assign_dropped(holders));
+                    .insert(partition.to_string(), assignment::assign_dropped(holders));
             }
             return Ok(work);
         };
@@ -391,6 +413,7 @@ impl<'a> Cluster<'a> {
             .filter(|i| i.live && i.enabled && i.has_tag(tag))
             .count();
         let replicas_field = ideal.replicas().map_err(rec_err)?;
+        work.replicas_field = Some(replicas_field);
         let partitions = ideal.partitions().map_err(rec_err)?;
         let in_maintenance = self.maintenance.is_some() && mode != RebalanceMode::Customized;
         let empty = BTreeMap::new();
@@ -416,10 +439,19 @@ impl<'a> Cluster<'a> {
                 }
             }
             RebalanceMode::FullAuto => {
-                let previous = previous_placement(ideal, model, &partitions, &res.current_state);
                 if in_maintenance {
-                    *lists = previous;
+                    *lists = previous_placement(ideal, model, &partitions, &res.current_state);
                 } else {
+                    // The persisted lists are the previous placement when every partition has
+                    // one (placement skips the keys that are not partitions); otherwise the
+                    // current holders fill the gaps.
+                    let owned;
+                    let previous = if has_every_list(&ideal.record.list_fields, &partitions) {
+                        &ideal.record.list_fields
+                    } else {
+                        owned = previous_placement(ideal, model, &partitions, &res.current_state);
+                        &owned
+                    };
                     let replicas_hint = match replicas_field {
                         Replicas::Count(n) => n,
                         Replicas::AnyLiveInstance => work.live_candidates,
@@ -432,7 +464,7 @@ impl<'a> Cluster<'a> {
                             Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
                         },
                         instances: &self.instances,
-                        previous: &previous,
+                        previous,
                         instance_group_tag: tag,
                         max_partitions_per_instance: ideal
                             .max_partitions_per_instance()
@@ -446,27 +478,39 @@ impl<'a> Cluster<'a> {
                         *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
                     }
                     *lists = placed.preference_lists;
-                    for p in &partitions {
-                        lists.entry(p.clone()).or_default();
+                    // Placement lists every partition it was given; this is only a guard.
+                    if lists.len() < partitions.len() {
+                        for p in &partitions {
+                            lists.entry(p.clone()).or_default();
+                        }
                     }
                 }
             }
         }
 
-        // Best possible states.
-        let disabled = self.disabled_by_partition(ideal)?;
-        for p in &partitions {
-            let holders = work.current.get(p).unwrap_or(&empty);
-            let none = BTreeSet::new();
+        // Best possible states: every partition of the ideal state (the keys of the preference
+        // lists) and the held partitions no longer in it, which are dropped; both maps are in
+        // name order, so they are merged rather than looked up.
+        let disabled = self.disabled_by_partition(ideal, &partitions)?;
+        let none = BTreeSet::new();
+        let mut best_possible = Vec::with_capacity(work.decision.preference_lists.len());
+        let mut held = work.current.iter().peekable();
+        for (p, list) in &work.decision.preference_lists {
+            while let Some((q, holders)) = held.next_if(|e| *e.0 < p.as_str()) {
+                best_possible.push((q.to_string(), assignment::assign_dropped(holders)));
+            }
+            let holders = held
+                .next_if(|e| *e.0 == p.as_str())
+                .map_or(&NO_STATES, |(_, c)| &**c);
             let who = Eligibility {
                 live: &self.live,
-                disabled: disabled.get(p.as_str()).unwrap_or(&none),
+                disabled: if disabled.is_empty() {
+                    &none
+                } else {
+                    disabled.get(p.as_str()).unwrap_or(&none)
+                },
             };
-            let list = work
-                .decision
-                .preference_lists
-                .get(p)
-                .map_or(&[][..], Vec::as_slice);
+            let list = list.as_slice();
             let replicas = match replicas_field {
                 Replicas::Count(0) => list.len(),
                 Replicas::Count(n) => n,
@@ -492,41 +536,49 @@ impl<'a> Cluster<'a> {
                     replicas,
                 )
             };
-            work.replicas.insert(p.clone(), replicas);
-            work.decision.best_possible.insert(p.clone(), best);
+            best_possible.push((p.clone(), best));
         }
-        // Partitions held but no longer in the ideal state are dropped.
-        for (p, holders) in &work.current {
-            if !work.decision.best_possible.contains_key(p) {
-                work.decision
-                    .best_possible
-                    .insert(p.clone(), assignment::assign_dropped(holders));
-            }
+        for (q, holders) in held {
+            best_possible.push((q.to_string(), assignment::assign_dropped(holders)));
         }
+        work.decision.best_possible = best_possible.into_iter().collect();
         Ok(work)
     }
 
     /// Current states and pending transitions of live instances, checked against the model.
     fn live_states(
         &self,
-        res: &ResourceSnapshot,
+        res: &'a ResourceSnapshot,
         model: &StateModelDefinition,
         unknown: &dyn Fn(&str, &str, &'static str, &str) -> RebalanceError,
-    ) -> Result<(StatesByPartition, PendingByPartition), RebalanceError> {
-        let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    ) -> Result<(StatesByPartition<'a>, PendingByPartition), RebalanceError> {
+        let mut current: Vec<(&'a str, Cow<'a, BTreeMap<String, String>>)> =
+            Vec::with_capacity(res.current_state.len());
         for (partition, holders) in &res.current_state {
+            let mut all_count = true;
             for (instance, state) in holders {
                 if !model.has_state(state) {
                     return Err(unknown(partition, instance, "current state", state));
                 }
-                if self.live.contains(instance) && state != DROPPED {
-                    current
-                        .entry(partition.clone())
-                        .or_default()
-                        .insert(instance.clone(), state.clone());
-                }
+                all_count &= state != DROPPED && self.live.contains(instance);
+            }
+            let states = if all_count {
+                Cow::Borrowed(holders)
+            } else {
+                Cow::Owned(
+                    holders
+                        .iter()
+                        .filter(|(i, s)| *s != DROPPED && self.live.contains(*i))
+                        .map(|(i, s)| (i.clone(), s.clone()))
+                        .collect(),
+                )
+            };
+            if !states.is_empty() {
+                current.push((partition, states));
             }
         }
+        // In key order already: the map is built in bulk.
+        let current: StatesByPartition<'a> = current.into_iter().collect();
         let mut pending: BTreeMap<String, Vec<ReplicaTransition>> = BTreeMap::new();
         for p in &res.pending {
             if let Some(s) = [&p.from, &p.to].into_iter().find(|s| !model.has_state(s)) {
@@ -572,13 +624,11 @@ impl<'a> Cluster<'a> {
     fn disabled_by_partition(
         &self,
         ideal: &IdealState,
+        partitions: &[String],
     ) -> Result<BTreeMap<String, BTreeSet<String>>, RebalanceError> {
         let resource = ideal.resource();
         let enabled = ideal
             .enabled()
-            .map_err(|e| RebalanceError::record(format!("resource {resource}"), e))?;
-        let partitions = ideal
-            .partitions()
             .map_err(|e| RebalanceError::record(format!("resource {resource}"), e))?;
         let everywhere: BTreeSet<String> = self
             .instances
@@ -588,7 +638,7 @@ impl<'a> Cluster<'a> {
             .collect();
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if !everywhere.is_empty() {
-            for p in &partitions {
+            for p in partitions {
                 out.insert(p.clone(), everywhere.clone());
             }
         }
@@ -605,21 +655,44 @@ impl<'a> Cluster<'a> {
     /// Candidate transitions of every partition, selected under the state bounds; returns
     /// the pending transitions and the selected ones as movements for throttling.
     fn select(&self, works: &mut [ResourceWork<'_>]) -> (Vec<Movement>, Vec<Movement>) {
-        let empty = BTreeMap::new();
         let mut pending_moves = Vec::new();
         let mut candidate_moves = Vec::new();
+        let mut held = Vec::new();
         for w in works.iter_mut() {
-            let mut partitions: Vec<&String> =
-                w.decision.best_possible.keys().chain(w.pending.keys()).collect();
-            partitions.sort();
-            partitions.dedup();
-            for p in partitions {
-                let holders = w.current.get(p).unwrap_or(&empty);
-                let best = w.decision.best_possible.get(p).unwrap_or(&empty);
+            // Partitions with a best possible map or something in flight, in name order
+            // (both maps are).
+            let mut partitions: Vec<(&String, &BTreeMap<String, String>)> =
+                Vec::with_capacity(w.decision.best_possible.len());
+            let mut best_maps = w.decision.best_possible.iter().peekable();
+            let mut pending_keys = w.pending.keys().peekable();
+            loop {
+                let next = match (best_maps.peek(), pending_keys.peek()) {
+                    (Some((a, _)), Some(b)) if a == b => {
+                        pending_keys.next();
+                        best_maps.next()
+                    }
+                    (Some((a, _)), Some(b)) if b < a => pending_keys.next().map(|p| (p, &NO_STATES)),
+                    (Some(_), _) => best_maps.next(),
+                    (None, _) => pending_keys.next().map(|p| (p, &NO_STATES)),
+                };
+                match next {
+                    Some(entry) => partitions.push(entry),
+                    None => break,
+                }
+            }
+            let mut current = w.current.iter().peekable();
+            for (p, best) in partitions {
+                while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
+                let holders = current
+                    .next_if(|e| *e.0 == p.as_str())
+                    .map_or(&NO_STATES, |(_, c)| &**c);
                 let pending = w.pending.get(p).map_or(&[][..], Vec::as_slice);
                 let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
                 let candidates = transitions::partition_candidates(w.model, p, holders, best, &busy);
-                let replicas = w.replicas.get(p).copied().unwrap_or(best.len());
+                if candidates.is_empty() && pending.is_empty() {
+                    continue;
+                }
+                let replicas = w.replicas_of(p, best.len());
                 let (kind, urgency) = classify(w.model, holders, best);
                 let movement = |t: &ReplicaTransition| Movement {
                     resource: w.name.to_string(),
@@ -644,12 +717,13 @@ impl<'a> Cluster<'a> {
                     bound,
                 } in sel.rejected
                 {
-                    w.decision.held.push(HeldTransition {
+                    held.push(HeldTransition {
                         transition,
                         reason: HoldReason::Bound { state, bound },
                     });
                 }
             }
+            w.decision.held.append(&mut held);
         }
         (pending_moves, candidate_moves)
     }
@@ -691,38 +765,58 @@ impl<'a> Cluster<'a> {
             maintenance: self.maintenance,
             paused: self.snapshot.paused,
             next_recompute_ms,
-            stats: self
-                .instances
-                .iter()
-                .map(|i| (i.name.clone(), InstanceStats::default()))
-                .collect(),
             ..Default::default()
         };
+        // Counted by instance index; `self.instances` is sorted by name.
+        let index: HashMap<&str, usize, BuildHasherDefault<Fnv>> = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(k, i)| (i.name.as_str(), k))
+            .collect();
+        let mut stats = vec![InstanceStats::default(); self.instances.len()];
+        let mut other: BTreeMap<String, InstanceStats> = BTreeMap::new();
+        let mut resources = Vec::with_capacity(works.len());
         for w in works {
             let mut d = w.decision;
             sort_transitions(&mut d.transitions);
             d.held
                 .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
             let (top, initial) = (w.model.top_state(), w.model.initial_state());
+            let mut current = w.current.iter().peekable();
             for (p, best) in &d.best_possible {
+                while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
+                let holders = current.next_if(|e| *e.0 == p.as_str()).map(|(_, c)| c);
                 for (instance, state) in best {
                     if state == DROPPED || state == initial {
                         continue;
                     }
-                    let s = decision.stats.entry(instance.clone()).or_default();
+                    let s = match index.get(instance.as_str()) {
+                        Some(&k) => &mut stats[k],
+                        None => other.entry(instance.clone()).or_default(),
+                    };
                     s.replicas += 1;
                     if state == top {
                         s.top_states += 1;
                     }
-                    let held = w.current.get(p).is_some_and(|h| h.contains_key(instance));
+                    let held = holders.is_some_and(|h| h.contains_key(instance));
                     if !held && state != ERROR {
                         d.moved += 1;
                     }
                 }
             }
             decision.moved += d.moved;
-            decision.resources.insert(w.name.to_string(), d);
+            resources.push((w.name.to_string(), d));
         }
+        // Both in name order: the maps are built in bulk.
+        decision.resources = resources.into_iter().collect();
+        decision.stats = self
+            .instances
+            .iter()
+            .map(|i| i.name.clone())
+            .zip(stats)
+            .chain(other)
+            .collect();
         decision
     }
 }
@@ -749,6 +843,19 @@ pub fn compute_with(
     let (pending, candidates) = cluster.select(&mut works);
     cluster.throttle(&mut works, pending, candidates);
     Ok(cluster.finish(works, next_recompute_ms))
+}
+
+/// Whether `lists` (an ideal state's listFields) has a non-empty list for every partition.
+fn has_every_list(lists: &BTreeMap<String, Vec<String>>, partitions: &[String]) -> bool {
+    let mut sorted: Vec<&str> = partitions.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut entries = lists.iter().peekable();
+    sorted.into_iter().all(|p| {
+        while entries.next_if(|(k, _)| k.as_str() < p).is_some() {}
+        entries
+            .peek()
+            .is_some_and(|(k, l)| k.as_str() == p && !l.is_empty())
+    })
 }
 
 /// The previous placement FULL_AUTO starts from: the ideal state's listFields where present,
@@ -880,7 +987,7 @@ pub fn rebalance_ideal_state(
         now_ms: 0,
     };
     let placed = placement::place(&input);
-    let live: BTreeSet<String> = all_up.iter().map(|i| i.name.clone()).collect();
+    let live: NameSet = all_up.iter().map(|i| i.name.clone()).collect();
     let none = BTreeSet::new();
     let who = Eligibility {
         live: &live,

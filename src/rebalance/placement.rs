@@ -33,8 +33,11 @@
 //! until something changes.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
+use super::cluster::Fnv;
 use super::delayed;
+pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
 
 /// How many replicas each partition wants.
@@ -44,15 +47,6 @@ pub enum ReplicaCount {
     Count(usize),
     /// One on every eligible live instance (`REPLICAS: "ANY_LIVEINSTANCE"`).
     AnyLiveInstance,
-}
-
-/// Delayed rebalance settings, resolved from the resource and the cluster config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DelaySettings {
-    /// How long an offline instance keeps its place (ms).
-    pub delay_ms: u64,
-    /// `MIN_ACTIVE_REPLICAS`: below this many live replicas, add replicas at once.
-    pub min_active_replicas: usize,
 }
 
 /// Everything [`place`] needs for one resource.
@@ -116,7 +110,7 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
     });
     insts.dedup_by(|b, a| a.name == b.name);
 
-    let inst_index: HashMap<&str, u32> = insts
+    let inst_index: HashMap<&str, u32, BuildHasherDefault<Fnv>> = insts
         .iter()
         .enumerate()
         .map(|(i, x)| (x.name.as_str(), i as u32))
@@ -526,6 +520,27 @@ impl<'a> Solver<'a> {
         self.zone_up = zu;
         self.zone_target = vec![0; nz];
         for z in 0..nz {
+            if let [i] = self.zone_members[z][..] {
+                // A zone of one instance (every instance without a zone): the same
+                // computation as below on one-element slices, without their allocations.
+                let i = i as usize;
+                let x = [ytot[z].clamp(lo[i], hi[i])];
+                let (li, hi_i) = ([lo[i] as u64], [hi[i] as u64]);
+                let ints = apportion(
+                    &x,
+                    &li,
+                    &hi_i,
+                    yint[z],
+                    &[u64::from(self.kept[i])],
+                    &[self.tie[i]],
+                );
+                let (low, up) = share_bounds(&x, &hi_i);
+                self.target[i] = ints[0] as u32;
+                self.lower[i] = low[0].max(li[0] as u32).min(self.target[i]);
+                self.upper[i] = up[0].max(self.target[i]);
+                self.zone_target[z] += self.target[i];
+                continue;
+            }
             let members = self.zone_members[z].clone();
             let w: Vec<f64> = members.iter().map(|&i| self.weight[i as usize]).collect();
             let l: Vec<f64> = members.iter().map(|&i| lo[i as usize]).collect();

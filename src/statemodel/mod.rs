@@ -185,59 +185,15 @@ impl StateModelDefinition {
     /// left; an `N` state takes all remaining candidates; the `R` state takes what is left
     /// of the replicas. The initial state, DROPPED and ERROR are never targets.
     pub fn state_counts(&self, live_candidates: usize, replicas: usize) -> Vec<(String, usize)> {
-        self.state_counts_with(|s| self.upper_bound(s), live_candidates, replicas)
-    }
-
-    /// [`StateModelDefinition::state_counts`] with the bounds given by `bound` (the model's
-    /// own, or overridden by `STATE_CONSTRAINT` records).
-    pub fn state_counts_with(
-        &self,
-        bound: impl Fn(&str) -> UpperBound,
-        live_candidates: usize,
-        replicas: usize,
-    ) -> Vec<(String, usize)> {
-        let mut out: Vec<(String, usize)> = Vec::new();
-        let mut candidates = live_candidates;
-        let mut remaining = replicas;
-        let targets = || {
-            self.states
-                .iter()
-                .filter(|s| *s != &self.initial_state && *s != DROPPED && *s != ERROR)
-        };
-        for state in targets() {
-            if candidates == 0 {
-                break;
-            }
-            match bound(state) {
-                UpperBound::LiveCandidates => {
-                    out.push((state.clone(), candidates));
-                    remaining = remaining.saturating_sub(candidates);
-                    candidates = 0;
-                    break;
-                }
-                UpperBound::Count(n) if n > 0 => {
-                    let count = n.min(candidates).min(remaining);
-                    if count > 0 {
-                        out.push((state.clone(), count));
-                    }
-                    candidates -= count;
-                    remaining -= count;
-                }
-                _ => {}
-            }
-        }
-        if let Some(r_state) = targets().find(|s| bound(s) == UpperBound::Replicas) {
-            let count = remaining.min(candidates);
-            if count > 0 {
-                // Keep the result in priority order.
-                let at = out
-                    .iter()
-                    .position(|(s, _)| self.state_priority(s) > self.state_priority(r_state))
-                    .unwrap_or(out.len());
-                out.insert(at, (r_state.clone(), count));
-            }
-        }
-        out
+        let targets = self
+            .states
+            .iter()
+            .filter(|s| *s != &self.initial_state && *s != DROPPED && *s != ERROR)
+            .map(|s| (s.as_str(), self.upper_bound(s)));
+        count_states(targets, live_candidates, replicas)
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), n))
+            .collect()
     }
 
     /// Builds the definition from parts, computing the next-hop table by shortest paths
@@ -313,3 +269,49 @@ fn shortest_path_table(
 
 #[cfg(test)]
 mod tests;
+
+/// The state-count walk behind [`StateModelDefinition::state_counts`] and the engine's
+/// per-resource bounds: `targets` are the states that may be targets (not the initial
+/// state, DROPPED or ERROR) with their bounds, highest priority first. Fixed bounds are
+/// filled in order, capped by the candidates left; an `N` state takes every remaining
+/// candidate; the `R` state takes what is left of the replicas. The result keeps priority
+/// order.
+pub fn count_states<'a, I>(targets: I, live_candidates: usize, replicas: usize) -> Vec<(&'a str, usize)>
+where
+    I: Iterator<Item = (&'a str, UpperBound)> + Clone,
+{
+    let mut out: Vec<(usize, &str, usize)> = Vec::new();
+    let mut candidates = live_candidates;
+    let mut remaining = replicas;
+    for (k, (state, bound)) in targets.clone().enumerate() {
+        if candidates == 0 {
+            break;
+        }
+        match bound {
+            UpperBound::LiveCandidates => {
+                out.push((k, state, candidates));
+                remaining = remaining.saturating_sub(candidates);
+                candidates = 0;
+                break;
+            }
+            UpperBound::Count(n) if n > 0 => {
+                let count = n.min(candidates).min(remaining);
+                if count > 0 {
+                    out.push((k, state, count));
+                }
+                candidates -= count;
+                remaining -= count;
+            }
+            _ => {}
+        }
+    }
+    let r_state = targets.enumerate().find(|(_, (_, b))| *b == UpperBound::Replicas);
+    if let Some((k, (state, _))) = r_state {
+        let count = remaining.min(candidates);
+        if count > 0 {
+            let at = out.iter().position(|(j, _, _)| *j > k).unwrap_or(out.len());
+            out.insert(at, (k, state, count));
+        }
+    }
+    out.into_iter().map(|(_, s, n)| (s, n)).collect()
+}

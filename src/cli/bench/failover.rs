@@ -44,6 +44,10 @@ pub struct FailoverBenchArgs {
     /// Print one JSON document (the default prints it too, with a summary on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Keep every process's data and log (`<name>.log`, with `STRAND_LOG` passed on) in
+    /// this directory instead of a temporary one removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 const CLUSTER: &str = "BENCH";
@@ -94,7 +98,7 @@ pub fn run(args: FailoverBenchArgs) -> Result<(), CliError> {
     crate::cli::process::init_logging("error");
     let rt = crate::cli::node_setup::runtime()?;
     rt.block_on(async move {
-        let mut cluster = LocalCluster::new(None, CLUSTER)?;
+        let mut cluster = LocalCluster::new(args.dir.as_deref(), CLUSTER)?;
         let result = bench(&mut cluster, &args).await;
         for p in cluster.participants.values_mut() {
             p.kill();

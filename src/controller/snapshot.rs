@@ -367,6 +367,22 @@ mod tests {
         }]);
     }
 
+    /// A mirror of cluster C with these instances registered.
+    fn with_instances(names: &[&str]) -> (Layout, Mirror, u64) {
+        let l = Layout::new("C");
+        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
+        let mut rev = 0;
+        for i in names {
+            put(
+                &mut m,
+                &mut rev,
+                l.instance_config(i),
+                &InstanceConfig::create(i).record,
+            );
+        }
+        (l, m, rev)
+    }
+
     fn live(instance: &str, session: &str, generation: u64) -> Record {
         let mut r = crate::model::LiveInstance::create(instance, session, "v", "1@h").record;
         r.set_simple(GOSSIP_GENERATION_FIELD, generation);
@@ -376,17 +392,7 @@ mod tests {
 
     #[test]
     fn only_current_sessions_count_and_messages_to_others_are_stale() {
-        let l = Layout::new("C");
-        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
-        let mut rev = 0;
-        for i in ["a", "b"] {
-            put(
-                &mut m,
-                &mut rev,
-                l.instance_config(i),
-                &InstanceConfig::create(i).record,
-            );
-        }
+        let (l, mut m, mut rev) = with_instances(&["a", "b"]);
         let is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
         put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s2", 7));
@@ -441,17 +447,7 @@ mod tests {
 
     #[test]
     fn offline_times_are_recorded_and_a_new_leader_reads_them_back() {
-        let l = Layout::new("C");
-        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
-        let mut rev = 0;
-        for i in ["a", "b"] {
-            put(
-                &mut m,
-                &mut rev,
-                l.instance_config(i),
-                &InstanceConfig::create(i).record,
-            );
-        }
+        let (l, mut m, mut rev) = with_instances(&["a", "b"]);
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
         // This leader saw b go offline at 700: both facts are to be recorded.
         let mut liveness = Liveness {

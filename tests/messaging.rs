@@ -545,3 +545,6 @@ async fn bad_criteria_and_bad_bodies_get_clear_errors() {
     );
     c.shutdown().await;
 }
+
+#[path = "messaging/cli.rs"]
+mod cli;

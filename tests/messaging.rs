@@ -122,6 +122,30 @@ fn converged(v: &strand::messaging::ClusterView) -> bool {
         && v.leader.is_some()
 }
 
+/// A message built by hand, as a sender (or a bad one) would put it on the wire or in the
+/// store.
+fn hand_made(id: &str, target: &str, session: &str, body: &str, persistent: bool) -> AppMessage {
+    AppMessage {
+        id: id.into(),
+        correlation_id: id.into(),
+        cluster: C.into(),
+        msg_type: "NOTE".into(),
+        subtype: None,
+        src_name: "tester".into(),
+        src_type: "ADMIN".into(),
+        tgt_name: target.into(),
+        tgt_session: session.into(),
+        resource: None,
+        partition: None,
+        partition_state: None,
+        body: body.into(),
+        created_ms: 0,
+        expiry_ms: None,
+        persistent,
+        retry: 0,
+    }
+}
+
 fn ask(text: &str) -> Criteria {
     Criteria::parse(text).unwrap()
 }
@@ -323,6 +347,22 @@ async fn helix_messaging_scenario_by_instance_partition_state_and_data_source() 
             .as_str()
     );
 
+    // A spectator sends from a client endpoint; replies come back on the same requests.
+    let spectator = c.spectator(C).await.unwrap();
+    let sm = spectator
+        .messaging("spectator-1", c.network().client("spectator-1"))
+        .unwrap();
+    wait_view(&sm, "TestDB converged in the spectator's view", converged).await;
+    let r = sm
+        .send_and_wait(
+            &ask("instanceName=%,resource=TestDB,partition=TestDB_0"),
+            Outgoing::new("ECHO"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.replies.len(), 3, "{r:?}");
+
     // Controller-addressed: answered by the leader only.
     wait_view(&p0, "TestDB converged", converged).await;
     let r = p0
@@ -398,25 +438,7 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
     assert_eq!(waiting.len(), 1);
     // A session-specific message for node_1's old session, as a sender that resolved it
     // before the restart would have written it.
-    let stale = AppMessage {
-        id: "stale-0".into(),
-        correlation_id: "stale".into(),
-        cluster: C.into(),
-        msg_type: "NOTE".into(),
-        subtype: None,
-        src_name: "node_0".into(),
-        src_type: "PARTICIPANT".into(),
-        tgt_name: "node_1".into(),
-        tgt_session: old_session,
-        resource: None,
-        partition: None,
-        partition_state: None,
-        body: "\"stale\"".into(),
-        created_ms: 0,
-        expiry_ms: None,
-        persistent: true,
-        retry: 0,
-    };
+    let stale = hand_made("stale-0", "node_1", &old_session, "\"stale\"", true);
     store
         .set(
             &Layout::new(C).message("node_1", "stale-0"),
@@ -493,25 +515,7 @@ async fn bad_criteria_and_bad_bodies_get_clear_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("message type"), "{e}");
     // A malformed body sent by hand over the wire is answered with an error.
-    let bad = AppMessage {
-        id: "x-0".into(),
-        correlation_id: "x".into(),
-        cluster: C.into(),
-        msg_type: "ECHO".into(),
-        subtype: None,
-        src_name: "t".into(),
-        src_type: "ADMIN".into(),
-        tgt_name: "node_0".into(),
-        tgt_session: "*".into(),
-        resource: None,
-        partition: None,
-        partition_state: None,
-        body: "{not json".into(),
-        created_ms: 0,
-        expiry_ms: None,
-        persistent: false,
-        retry: 0,
-    };
+    let bad = hand_made("x-0", "node_0", "*", "{not json", false);
     let client = c.network().client("tester");
     let addr = m.view(C, WAIT).await.unwrap().live["node_0"].addr.unwrap();
     let answer: strand::messaging::wire::AppAnswer = strand::transport::call(

@@ -125,11 +125,10 @@ impl Spectator {
         &self,
         name: &str,
         transport: Arc<dyn crate::transport::Transport>,
-    ) -> crate::messaging::Messaging {
+    ) -> Result<crate::messaging::Messaging, crate::messaging::MessagingError> {
         crate::messaging::Messaging::builder(name, &self.cluster, transport, self.store.clone())
             .sender_type("SPECTATOR")
             .build()
-            .expect("a handle that does not receive registers nothing and cannot fail")
     }
 
     /// The routing table now (a cheap, lock-free snapshot).

@@ -277,7 +277,7 @@ async fn helix_messaging_scenario_by_instance_partition_state_and_data_source() 
     let ev = p0.view(C, WAIT).await.unwrap().external_views["TestDB"].clone();
     let count = |pred: &dyn Fn(&str, &str) -> bool| -> usize {
         ev.iter()
-            .flat_map(|(p, m)| m.iter().map(move |(_, s)| (p.clone(), s.clone())))
+            .flat_map(|(p, m)| m.values().map(move |s| (p.clone(), s.clone())))
             .filter(|(p, s)| pred(p, s))
             .count()
     };

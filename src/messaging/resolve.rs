@@ -132,7 +132,9 @@ fn resolve_participants(
     sender: &str,
     include_offline: bool,
 ) -> Vec<Target> {
-    let mut rows: BTreeSet<(String, Option<String>, Option<String>, Option<String>)> = BTreeSet::new();
+    // (instance, resource, partition, state), the last three only when the criteria name them.
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let mut rows: BTreeSet<Row> = BTreeSet::new();
     let mut consider = |instance: &str, resource: &str, partition: &str, state: &str| {
         let ok = c.instance.matches(instance)
             && c.resource.as_ref().is_none_or(|l| l.matches(resource))

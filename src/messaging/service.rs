@@ -111,6 +111,8 @@ impl Outgoing {
 }
 
 type SessionFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+/// Handlers by (type, subtype); subtype `None` serves every subtype without its own.
+type Handlers = HashMap<(String, Option<String>), Arc<dyn MessageHandler>>;
 type ServesFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Builds a [`Messaging`] handle.
@@ -206,7 +208,7 @@ struct Inner {
     transport: Arc<dyn Transport>,
     store: PropertyStore,
     views: Mutex<HashMap<String, Arc<ViewHandle>>>,
-    handlers: RwLock<HashMap<(String, Option<String>), Arc<dyn MessageHandler>>>,
+    handlers: RwLock<Handlers>,
     seen: Mutex<Seen>,
     waiters: Mutex<HashMap<String, Vec<Responder>>>,
     session: SessionFn,

@@ -185,7 +185,8 @@ impl MessagingBuilder {
             server: Mutex::new(None),
             stored: self.stored,
         });
-        inner.view(&self.cluster);
+        // The view starts with the first send (or `view()`): a member that never sends
+        // keeps no watch.
         if self.serve {
             let inbox = self
                 .transport

@@ -34,6 +34,7 @@ impl TableReader {
 
 /// A running spectator of one cluster. Dropping it stops it.
 pub struct Spectator {
+    app_store: crate::config::AppPropertyStore,
     table: Arc<ArcSwap<RoutingTable>>,
     changes: watch::Receiver<u64>,
     task: JoinHandle<()>,
@@ -57,6 +58,7 @@ impl Spectator {
         let layout = Layout::new(cluster);
         let dir = layout.external_views();
         let (entries, revision) = store.range(&dir).await?;
+        let app_store = crate::config::AppPropertyStore::new(store.clone(), cluster);
         let prefix = format!("{dir}/");
         let mut views = std::collections::BTreeMap::new();
         for (path, r) in entries {
@@ -105,7 +107,18 @@ impl Spectator {
                 }
             }
         });
-        Ok(Spectator { table, changes, task })
+        Ok(Spectator {
+            app_store,
+            table,
+            changes,
+            task,
+        })
+    }
+
+    /// The cluster's application property store (`/<C>/PROPERTYSTORE`), sharing this
+    /// spectator's store client and cache.
+    pub fn property_store(&self) -> &crate::config::AppPropertyStore {
+        &self.app_store
     }
 
     /// The routing table now (a cheap, lock-free snapshot).

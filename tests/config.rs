@@ -557,3 +557,95 @@ async fn notifications_resume_without_a_gap_after_the_store_leader_is_sigkilled(
         .all(|w| w[0].revision < w[1].revision && w[1].old == w[0].new));
     assert_eq!(changes[0].old, None);
 }
+
+/// `strand admin config …`, `helix-admin --setConfig/--getConfig`, `strand admin propertystore …`
+/// against a replica process, bad input included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_gets_watches_and_refuses_bad_input() {
+    let c = cluster::Cluster::start(1, 100_000);
+    let client = c.client(0);
+    c.wait_leader(&client, None).await;
+    let tls = c.tls_dir();
+    let store = c.addrs[0].to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(args)
+            .arg("--tls-dir")
+            .arg(&tls)
+            .args(["--store", &store])
+            .env("STRAND_EXIT_WITH_PARENT", "1")
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    // helix-admin's flags take the store as --zkSvr; the rest as strand's flags.
+    let helix = |args: &[&str]| {
+        let mut all = vec!["helix-admin", "--zkSvr", store.as_str()];
+        all.extend(args);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(&all)
+            .env("STRAND_TLS_DIR", &tls)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    helix(&["--addCluster", "C"]);
+    helix(&["--setConfig", "CLUSTER", "C", "k=1,other=x"]);
+    ok(&["admin", "config", "set", "--scope", "CLUSTER=C", "k=2"]);
+    ok(&["admin", "config", "rm", "--scope", "CLUSTER=C", "other"]);
+    assert!(helix(&["--getConfig", "CLUSTER", "C", "k"]).contains("\"k\" : \"2\""));
+    let got = ok(&["admin", "config", "get", "--scope", "CLUSTER=C", "k", "-o", "json"]);
+    assert!(got.contains(r#""k":"2""#), "{got}");
+    // Replayed from revision 1: every change with its old value, one JSON line each.
+    let lines = ok(&[
+        "admin", "config", "watch", "--scope", "CLUSTER=C", "--from", "1", "--count", "4", "-o", "json",
+    ]);
+    let changes: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kv: Vec<(String, serde_json::Value, serde_json::Value)> = changes
+        .iter()
+        .map(|c| (c["key"].as_str().unwrap().to_string(), c["old"].clone(), c["new"].clone()))
+        .collect();
+    use serde_json::json;
+    assert_eq!(
+        kv,
+        [
+            ("k".to_string(), json!(null), json!("1")),
+            ("other".to_string(), json!(null), json!("x")),
+            ("k".to_string(), json!("1"), json!("2")),
+            ("other".to_string(), json!("x"), json!(null)),
+        ]
+    );
+
+    ok(&["admin", "propertystore", "set", "--cluster", "C", "/app/conf", "hello"]);
+    let (code, _, err) = run(&["admin", "propertystore", "create", "--cluster", "C", "/app/conf", "again"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let v = ok(&["admin", "propertystore", "get", "--cluster", "C", "/app/conf", "-o", "json"]);
+    assert!(v.contains(r#""value":"hello""#) && v.contains(r#""version":1"#), "{v}");
+    assert!(ok(&["admin", "propertystore", "ls", "--cluster", "C", "/app"]).contains("conf"));
+    ok(&["admin", "propertystore", "rm", "--cluster", "C", "/app"]);
+    let (code, _, err) = run(&["admin", "propertystore", "get", "--cluster", "C", "/app/conf"]);
+    assert_eq!(code, Some(1), "{err}");
+
+    for (args, needle) in [
+        (vec!["admin", "config", "set", "--scope", "NODE=C", "k=v"], "PARTICIPANT=C,INSTANCE"),
+        (vec!["admin", "config", "set", "--scope", "CLUSTER=C", "novalue"], "not key=value"),
+        (vec!["admin", "config", "watch", "--scope", "CLUSTER=*"], "cluster cannot be '*'"),
+        (vec!["admin", "propertystore", "set", "--cluster", "C", "/../CONFIGS", "x"], "cannot leave"),
+        (vec!["admin", "propertystore", "get", "--cluster", "C", "rel/path"], "starts with '/'"),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["admin", "config", "set", "--scope", "CLUSTER=nope", "k=v"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cluster nope does not exist"), "{err}");
+}

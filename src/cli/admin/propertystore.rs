@@ -45,7 +45,7 @@ pub enum PropertystoreCommand {
         value: String,
         /// Only if the path is at this version (0: only if absent).
         #[arg(long)]
-        version: Option<u64>,
+        if_version: Option<u64>,
         #[command(flatten)]
         common: Common,
     },
@@ -136,11 +136,11 @@ pub async fn run(args: PropertystoreArgs) -> Result<(), CliError> {
         PropertystoreCommand::Set {
             at,
             value,
-            version,
+            if_version,
             common,
         } => {
             let store = open(&at, &common)?;
-            let v = match version {
+            let v = match if_version {
                 Some(n) => store.set_if(&at.path, value.as_bytes(), n).await,
                 None => store.set(&at.path, value.as_bytes()).await,
             }
@@ -214,4 +214,16 @@ pub async fn run(args: PropertystoreArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Args;
+
+    #[test]
+    fn the_config_and_propertystore_commands_are_well_formed() {
+        super::PropertystoreArgs::augment_args(clap::Command::new("propertystore")).debug_assert();
+        super::super::config::ConfigArgs::augment_args(clap::Command::new("config")).debug_assert();
+        crate::cli::bench::config_notify::ConfigBenchArgs::augment_args(clap::Command::new("bench")).debug_assert();
+    }
 }

@@ -593,7 +593,11 @@ async fn the_cli_sets_gets_watches_and_refuses_bad_input() {
             .env("STRAND_TLS_DIR", &tls)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     helix(&["--addCluster", "C"]);
@@ -601,16 +605,41 @@ async fn the_cli_sets_gets_watches_and_refuses_bad_input() {
     ok(&["admin", "config", "set", "--scope", "CLUSTER=C", "k=2"]);
     ok(&["admin", "config", "rm", "--scope", "CLUSTER=C", "other"]);
     assert!(helix(&["--getConfig", "CLUSTER", "C", "k"]).contains("\"k\" : \"2\""));
-    let got = ok(&["admin", "config", "get", "--scope", "CLUSTER=C", "k", "-o", "json"]);
+    let got = ok(&[
+        "admin",
+        "config",
+        "get",
+        "--scope",
+        "CLUSTER=C",
+        "k",
+        "-o",
+        "json",
+    ]);
     assert!(got.contains(r#""k":"2""#), "{got}");
     // Replayed from revision 1: every change with its old value, one JSON line each.
     let lines = ok(&[
-        "admin", "config", "watch", "--scope", "CLUSTER=C", "--from", "1", "--count", "4", "-o", "json",
+        "admin",
+        "config",
+        "watch",
+        "--scope",
+        "CLUSTER=C",
+        "--from",
+        "1",
+        "--count",
+        "4",
+        "-o",
+        "json",
     ]);
     let changes: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let kv: Vec<(String, serde_json::Value, serde_json::Value)> = changes
         .iter()
-        .map(|c| (c["key"].as_str().unwrap().to_string(), c["old"].clone(), c["new"].clone()))
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["old"].clone(),
+                c["new"].clone(),
+            )
+        })
         .collect();
     use serde_json::json;
     assert_eq!(
@@ -623,23 +652,74 @@ async fn the_cli_sets_gets_watches_and_refuses_bad_input() {
         ]
     );
 
-    ok(&["admin", "propertystore", "set", "--cluster", "C", "/app/conf", "hello"]);
-    let (code, _, err) = run(&["admin", "propertystore", "create", "--cluster", "C", "/app/conf", "again"]);
+    ok(&[
+        "admin",
+        "propertystore",
+        "set",
+        "--cluster",
+        "C",
+        "/app/conf",
+        "hello",
+    ]);
+    let (code, _, err) = run(&[
+        "admin",
+        "propertystore",
+        "create",
+        "--cluster",
+        "C",
+        "/app/conf",
+        "again",
+    ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("already exists"), "{err}");
-    let v = ok(&["admin", "propertystore", "get", "--cluster", "C", "/app/conf", "-o", "json"]);
-    assert!(v.contains(r#""value":"hello""#) && v.contains(r#""version":1"#), "{v}");
+    let v = ok(&[
+        "admin",
+        "propertystore",
+        "get",
+        "--cluster",
+        "C",
+        "/app/conf",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        v.contains(r#""value":"hello""#) && v.contains(r#""version":1"#),
+        "{v}"
+    );
     assert!(ok(&["admin", "propertystore", "ls", "--cluster", "C", "/app"]).contains("conf"));
     ok(&["admin", "propertystore", "rm", "--cluster", "C", "/app"]);
     let (code, _, err) = run(&["admin", "propertystore", "get", "--cluster", "C", "/app/conf"]);
     assert_eq!(code, Some(1), "{err}");
 
     for (args, needle) in [
-        (vec!["admin", "config", "set", "--scope", "NODE=C", "k=v"], "PARTICIPANT=C,INSTANCE"),
-        (vec!["admin", "config", "set", "--scope", "CLUSTER=C", "novalue"], "not key=value"),
-        (vec!["admin", "config", "watch", "--scope", "CLUSTER=*"], "cluster cannot be '*'"),
-        (vec!["admin", "propertystore", "set", "--cluster", "C", "/../CONFIGS", "x"], "cannot leave"),
-        (vec!["admin", "propertystore", "get", "--cluster", "C", "rel/path"], "starts with '/'"),
+        (
+            vec!["admin", "config", "set", "--scope", "NODE=C", "k=v"],
+            "PARTICIPANT=C,INSTANCE",
+        ),
+        (
+            vec!["admin", "config", "set", "--scope", "CLUSTER=C", "novalue"],
+            "not key=value",
+        ),
+        (
+            vec!["admin", "config", "watch", "--scope", "CLUSTER=*"],
+            "cluster cannot be '*'",
+        ),
+        (
+            vec![
+                "admin",
+                "propertystore",
+                "set",
+                "--cluster",
+                "C",
+                "/../CONFIGS",
+                "x",
+            ],
+            "cannot leave",
+        ),
+        (
+            vec!["admin", "propertystore", "get", "--cluster", "C", "rel/path"],
+            "starts with '/'",
+        ),
     ] {
         let (code, _, err) = run(&args);
         assert_eq!(code, Some(2), "{args:?}: {err}");

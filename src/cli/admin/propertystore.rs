@@ -224,6 +224,7 @@ mod tests {
     fn the_config_and_propertystore_commands_are_well_formed() {
         super::PropertystoreArgs::augment_args(clap::Command::new("propertystore")).debug_assert();
         super::super::config::ConfigArgs::augment_args(clap::Command::new("config")).debug_assert();
-        crate::cli::bench::config_notify::ConfigBenchArgs::augment_args(clap::Command::new("bench")).debug_assert();
+        crate::cli::bench::config_notify::ConfigBenchArgs::augment_args(clap::Command::new("bench"))
+            .debug_assert();
     }
 }

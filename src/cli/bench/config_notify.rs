@@ -121,14 +121,16 @@ fn summary(mut v: Vec<u64>) -> serde_json::Value {
 
 /// Measures `samples` config changes against the store at `eps` (TLS material in `tls_dir`):
 /// from the start of `ConfigAccessor::set` here to a listener in another process having the
-/// new value. Returns `{"config_notify_us": {p50, p99, max, samples}, "set_ack_us": {…}}`.
+/// new value. Returns `{"config_notify_us": {p50, p99, max, samples}, …}` with, for where the
+/// time goes, the set's own acknowledgement, the listener's lag behind it (0 when it was
+/// first), and a linearizable get and a durable put timed alone.
 pub async fn measure_config_notify(
     tls_dir: &Path,
     eps: &[SocketAddr],
     samples: usize,
 ) -> Result<serde_json::Value, CliError> {
     let store = client(tls_dir, eps, 0)?;
-    let admin = Admin::new(store);
+    let admin = Admin::new(store.clone());
     let cluster = format!("bench{}", now_us());
     admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
     let scope = ConfigScope::Cluster { cluster };
@@ -152,7 +154,11 @@ pub async fn measure_config_notify(
         }
     }
     while tokio::task::block_in_place(|| listener.lines.try_recv()).is_ok() {}
-    let (mut notify, mut ack) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    let (mut notify, mut ack, mut after_ack) = (Vec::new(), Vec::new(), Vec::new());
+    // Where the time goes: a set is a linearizable read of the record and one durable
+    // transaction; both are timed alone too, on the same client.
+    let (mut read, mut put) = (Vec::new(), Vec::new());
+    let raw = format!("{}/bench_raw", crate::model::Layout::new(scope.cluster()).root());
     for i in 0..samples + 20 {
         let v = format!("v{i}");
         let t0 = now_us();
@@ -162,12 +168,29 @@ pub async fn measure_config_notify(
             .map_err(CliError::failed)?;
         let t_ack = now_us();
         let at = received(&listener, &v).await?;
+        let t1 = now_us();
+        store.get(&scope.path()).await.map_err(CliError::failed)?;
+        let t2 = now_us();
+        store
+            .set(&raw, v.as_bytes(), None)
+            .await
+            .map_err(CliError::failed)?;
+        let t3 = now_us();
         if i >= 20 {
             notify.push(at.saturating_sub(t0));
             ack.push(t_ack - t0);
+            after_ack.push(at.saturating_sub(t_ack));
+            read.push(t2 - t1);
+            put.push(t3 - t2);
         }
     }
-    Ok(json!({ "config_notify_us": summary(notify), "set_ack_us": summary(ack) }))
+    Ok(json!({
+        "config_notify_us": summary(notify),
+        "set_ack_us": summary(ack),
+        "notify_after_ack_us": summary(after_ack),
+        "linearizable_get_us": summary(read),
+        "durable_put_us": summary(put),
+    }))
 }
 
 /// Runs `strand bench config`.

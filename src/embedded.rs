@@ -112,6 +112,16 @@ impl EmbeddedCluster {
         PropertyStore::new(endpoint as Arc<dyn Transport>, config)
     }
 
+    /// The application property store of `cluster`, over a new store client.
+    pub fn property_store(&mut self, cluster: &str) -> crate::config::AppPropertyStore {
+        crate::config::AppPropertyStore::new(self.store(), cluster)
+    }
+
+    /// A config accessor over a new store client.
+    pub fn config_accessor(&mut self) -> crate::config::ConfigAccessor {
+        crate::config::ConfigAccessor::new(self.store())
+    }
+
     /// Starts a controller of `clusters` named `name`.
     pub async fn add_controller(&mut self, name: &str, clusters: &[&str]) -> Result<(), EmbeddedError> {
         let store = self.store();

@@ -218,7 +218,9 @@ impl ParticipantBuilder {
         let transport = self.transport.ok_or_else(|| ParticipantError::Builder {
             what: "no transport (call .transport(…))".into(),
         })?;
-        session::start(session::Settings {
+        let app_store = crate::config::AppPropertyStore::new(store.clone(), &self.cluster);
+        let config = crate::config::ConfigAccessor::new(store.clone());
+        let inner = session::start(session::Settings {
             cluster: self.cluster,
             instance: self.instance,
             store,
@@ -230,7 +232,12 @@ impl ParticipantBuilder {
             tags: self.tags,
             join_timeout: self.join_timeout,
         })
-        .await
+        .await?;
+        Ok(Participant {
+            inner,
+            app_store,
+            config,
+        })
     }
 }
 
@@ -238,6 +245,8 @@ impl ParticipantBuilder {
 /// [`Participant::shutdown`] to leave gracefully.
 pub struct Participant {
     inner: session::Handle,
+    app_store: crate::config::AppPropertyStore,
+    config: crate::config::ConfigAccessor,
 }
 
 impl std::fmt::Debug for Participant {
@@ -263,6 +272,17 @@ impl Participant {
             tags: BTreeSet::new(),
             join_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// The cluster's application property store (`/<C>/PROPERTYSTORE`), sharing this
+    /// participant's store client and cache.
+    pub fn property_store(&self) -> &crate::config::AppPropertyStore {
+        &self.app_store
+    }
+
+    /// Scoped config of the cluster, with change subscriptions.
+    pub fn config_accessor(&self) -> &crate::config::ConfigAccessor {
+        &self.config
     }
 
     /// The instance name.

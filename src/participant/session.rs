@@ -14,7 +14,7 @@ use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
 use super::writer::{self, WriteJob};
-use super::{now_us, Participant, ParticipantError, Phase, SessionStatus, TransitionEvent};
+use super::{now_us, ParticipantError, Phase, SessionStatus, TransitionEvent};
 use crate::codec;
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, RecvError, Roles, Subscription};
 use crate::messaging::{service::is_application_message, Messaging};
@@ -74,7 +74,7 @@ fn now_ms() -> u64 {
 }
 
 /// Joins the cluster and starts the session task.
-pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> {
+pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
     let layout = Layout::new(&s.cluster);
     register::admit(&s.store, &layout, &s.instance, s.zone.as_deref(), &s.tags).await?;
     let inbox = s.transport.register(Service::MESSAGING, 4096)?;
@@ -155,17 +155,15 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
     let gossip_events = membership.subscribe();
     drop(gossip);
     let handle = tokio::spawn(task.run(stop_rx, inbox, completions, store_rx, gossip_events));
-    Ok(Participant {
-        inner: Handle {
-            instance: s.instance,
-            events,
-            first_events: std::sync::Mutex::new(Some(first_events)),
-            status,
-            membership,
-            messaging,
-            stop,
-            task: std::sync::Mutex::new(Some(handle)),
-        },
+    Ok(Handle {
+        instance: s.instance,
+        events,
+        first_events: std::sync::Mutex::new(Some(first_events)),
+        status,
+        membership,
+        messaging,
+        stop,
+        task: std::sync::Mutex::new(Some(handle)),
     })
 }
 

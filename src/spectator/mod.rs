@@ -36,6 +36,7 @@ impl TableReader {
 pub struct Spectator {
     store: PropertyStore,
     cluster: String,
+    app_store: crate::config::AppPropertyStore,
     table: Arc<ArcSwap<RoutingTable>>,
     changes: watch::Receiver<u64>,
     task: JoinHandle<()>,
@@ -60,6 +61,7 @@ impl Spectator {
         let dir = layout.external_views();
         let (entries, revision) = store.range(&dir).await?;
         let own_store = store.clone();
+        let app_store = crate::config::AppPropertyStore::new(store.clone(), cluster);
         let prefix = format!("{dir}/");
         let mut views = std::collections::BTreeMap::new();
         for (path, r) in entries {
@@ -111,6 +113,7 @@ impl Spectator {
         Ok(Spectator {
             store: own_store,
             cluster: cluster.to_string(),
+            app_store,
             table,
             changes,
             task,
@@ -129,6 +132,12 @@ impl Spectator {
         crate::messaging::Messaging::builder(name, &self.cluster, transport, self.store.clone())
             .sender_type("SPECTATOR")
             .build()
+    }
+
+    /// The cluster's application property store (`/<C>/PROPERTYSTORE`), sharing this
+    /// spectator's store client and cache.
+    pub fn property_store(&self) -> &crate::config::AppPropertyStore {
+        &self.app_store
     }
 
     /// The routing table now (a cheap, lock-free snapshot).

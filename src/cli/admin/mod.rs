@@ -7,7 +7,8 @@
 //!   strand admin resource   add|add-ideal-state|drop|list|info|rebalance|enable|disable|reset|property
 //!   strand admin partition  enable|disable|reset|info
 //!   strand admin statemodel add|list|show
-//!   strand admin config     set|get|rm
+//!   strand admin config     set|get|rm|watch
+//!   strand admin propertystore get|set|create|ls|rm|watch   (the application property store)
 //!   strand admin constraint set|get|rm
 //!   strand admin send       --cluster C --criteria '…' --type T [--body JSON] [--wait]
 //! ```
@@ -20,6 +21,7 @@ mod config;
 mod constraint;
 mod instance;
 mod partition;
+mod propertystore;
 mod raw;
 mod resource;
 mod send;
@@ -62,8 +64,10 @@ pub enum AdminCommand {
     Partition(partition::PartitionArgs),
     /// State model definitions of a cluster: add, list, show.
     Statemodel(statemodel::StatemodelArgs),
-    /// Scoped configs (CLUSTER, PARTICIPANT, RESOURCE, PARTITION): set, get, rm.
+    /// Scoped configs (CLUSTER, PARTICIPANT, RESOURCE, PARTITION): set, get, rm, watch.
     Config(config::ConfigArgs),
+    /// The application property store (`/<C>/PROPERTYSTORE`): get, set, create, ls, rm, watch.
+    Propertystore(propertystore::PropertystoreArgs),
     /// Message and state constraints: set, get, rm.
     Constraint(constraint::ConstraintArgs),
     /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
@@ -86,6 +90,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Partition(a) => partition::run(a).await,
             AdminCommand::Statemodel(a) => statemodel::run(a).await,
             AdminCommand::Config(a) => config::run(a).await,
+            AdminCommand::Propertystore(a) => propertystore::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
             AdminCommand::Send(a) => send::run(a).await,
         }

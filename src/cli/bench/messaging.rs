@@ -13,8 +13,8 @@
 //! collecting every reply; then messages per second with 64 in flight to one recipient
 //! (one connection) and spread over every recipient (many connections).
 //!
-//! `config_notify_us` belongs to the config issue's `strand bench config`; the lead folds it
-//! into this JSON at merge (see [`CONFIG_NOTIFY_KEY`]).
+//! Last, `config_notify_us` as `strand bench config` measures it (3 store replicas as
+//! processes, a listener in another process; `--config-samples 0` skips it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
 use crate::transport::{PeerRole, Transport};
 
-/// The key the config notification figures go under, when folded in.
+/// The key the config notification figures go under.
 pub const CONFIG_NOTIFY_KEY: &str = "config_notify_us";
 
 /// Arguments of `strand bench messaging`.
@@ -52,6 +52,9 @@ pub struct MessagingBenchArgs {
     /// Messages for each throughput phase.
     #[arg(long, default_value_t = 20_000)]
     pub throughput_msgs: usize,
+    /// Config notifications to time (`config_notify_us`, as `strand bench config`); 0 skips.
+    #[arg(long, default_value_t = 1000)]
+    pub config_samples: usize,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -89,8 +92,8 @@ pub fn run(args: MessagingBenchArgs) -> Result<(), CliError> {
     if args.recipients < 10 {
         return Err(CliError::usage("--recipients must be at least 10"));
     }
-    let rt = runtime()?;
-    rt.block_on(measure(args))
+    let out = runtime()?.block_on(measure(&args))?;
+    print(out, &args)
 }
 
 async fn timed(m: &Messaging, criteria: &Criteria, expect: usize, n: usize) -> Result<Vec<u64>, CliError> {
@@ -146,7 +149,7 @@ async fn throughput(m: &Messaging, targets: &[String], total: usize) -> Result<f
     Ok((per_task * 64) as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn measure(args: MessagingBenchArgs) -> Result<(), CliError> {
+async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliError> {
     let dir = tempfile::tempdir().map_err(CliError::failed)?;
     let flags = SettingsFlags {
         tls_dir: Some(dir.path().join("tls")),
@@ -238,6 +241,17 @@ async fn measure(args: MessagingBenchArgs) -> Result<(), CliError> {
         CONFIG_NOTIFY_KEY: serde_json::Value::Null,
         "loadavg_at_start": la.trim(),
     });
+    drop(recipients);
+    server.shutdown().await;
+    Ok(out)
+}
+
+/// Prints the messaging figures with the config notification figures folded in.
+fn print(mut out: serde_json::Value, args: &MessagingBenchArgs) -> Result<(), CliError> {
+    if args.config_samples > 0 {
+        let config = super::config_notify::collect(3, args.config_samples)?;
+        out[CONFIG_NOTIFY_KEY] = config[CONFIG_NOTIFY_KEY].clone();
+    }
     if args.json {
         println!("{out}");
     } else {
@@ -246,7 +260,5 @@ async fn measure(args: MessagingBenchArgs) -> Result<(), CliError> {
             serde_json::to_string_pretty(&out).map_err(CliError::failed)?
         );
     }
-    drop(recipients);
-    server.shutdown().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use super::CliError;
 
+pub mod config_notify;
 pub mod detect;
 pub mod failover;
 pub mod messaging;
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Detect(detect::DetectBenchArgs),
     /// The property store: replicas as real processes, puts, gets, cached gets, watches.
     Store(store::StoreBenchArgs),
+    /// Config change notifications: from a `set` in one process to a listener in another.
+    Config(config_notify::ConfigBenchArgs),
     /// Failover of a real cluster: participant and controller SIGKILLs, convergence.
     Failover(failover::FailoverBenchArgs),
     /// Criteria-addressed messaging over real QUIC: send_and_wait, fan-outs, throughput.
@@ -39,5 +42,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Failover(a) => failover::run(a),
         BenchCommand::Messaging(a) => messaging::run(a),
+        BenchCommand::Config(a) => config_notify::run(a),
     }
 }

@@ -77,7 +77,7 @@ pub struct StoreBenchArgs {
 }
 
 /// The replica processes; killed (and their directory removed) when dropped.
-struct Replicas {
+pub(super) struct Replicas {
     children: Vec<Option<Child>>,
     addrs: Vec<SocketAddr>,
     dir: PathBuf,
@@ -158,7 +158,11 @@ fn free_port() -> Result<u16, CliError> {
     Ok(s.local_addr().map_err(CliError::failed)?.port())
 }
 
-fn start_replicas(n: u64, dir: &Path, extra: Vec<String>) -> Result<(Replicas, Vec<SocketAddr>), CliError> {
+pub(super) fn start_replicas(
+    n: u64,
+    dir: &Path,
+    extra: Vec<String>,
+) -> Result<(Replicas, Vec<SocketAddr>), CliError> {
     let settings = Settings::load(&SettingsFlags {
         tls_dir: Some(dir.join("tls")),
         store: vec![],
@@ -182,7 +186,7 @@ fn start_replicas(n: u64, dir: &Path, extra: Vec<String>) -> Result<(Replicas, V
     Ok((reps, addrs))
 }
 
-fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStore, CliError> {
+pub(super) fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStore, CliError> {
     let settings = Settings::load(&SettingsFlags {
         tls_dir: Some(tls_dir.to_path_buf()),
         store: vec![],
@@ -236,7 +240,7 @@ pub struct Phase {
 /// Put errors printed so far (the first few are printed).
 static REPORTED_ERRORS: AtomicU64 = AtomicU64::new(0);
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(super) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -549,7 +553,7 @@ struct Seen {
 
 /// Waits until every replica answers, all name one leader, and each has applied what the
 /// leader had when they first agreed; returns the leader's index.
-async fn steady(probe: &PropertyStore, addrs: &[SocketAddr]) -> Result<usize, CliError> {
+pub(super) async fn steady(probe: &PropertyStore, addrs: &[SocketAddr]) -> Result<usize, CliError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut target: Option<(usize, u64)> = None;
     loop {

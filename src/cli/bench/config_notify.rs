@@ -1,0 +1,229 @@
+//! `strand bench config --json`: config change notification latency across processes.
+//!
+//! ```text
+//!   this process                           3 × `strand store run`     `strand admin config watch
+//!   t0 = clock; ConfigAccessor::set ──────► leader: read, txn ───────► --timestamps -o json` (a child
+//!   t_ack = clock                            replicate, fsync, apply ─► process): prints the change
+//!   notify = received_unix_us − t0   ◄──── stdout line ◄───────────── with received_unix_us
+//! ```
+//!
+//! Both clocks are the same machine's wall clock. [`measure_config_notify`] is the measurement
+//! alone, for other benchmarks (`strand bench messaging`) that already run a store.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::store::{client, percentile, start_replicas, steady};
+use crate::admin::{Admin, ConfigScope};
+use crate::cli::store::{runtime, EXIT_WITH_PARENT_ENV};
+use crate::cli::CliError;
+use crate::config::ConfigAccessor;
+use crate::participant::now_us;
+
+/// Arguments of `strand bench config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigBenchArgs {
+    /// Store replicas (processes).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u64,
+    /// Measured changes (after 20 unmeasured ones).
+    #[arg(long, default_value_t = 1000)]
+    pub samples: usize,
+    /// One line of JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The listener process; killed when dropped.
+struct Listener {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_listener(tls_dir: &Path, eps: &[SocketAddr], scope: &ConfigScope) -> Result<Listener, CliError> {
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+    let store = eps.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let mut child = Command::new(exe)
+        .args([
+            "admin",
+            "config",
+            "watch",
+            "--timestamps",
+            "-o",
+            "json",
+            "--scope",
+        ])
+        .arg(scope.to_string())
+        .arg("--tls-dir")
+        .arg(tls_dir)
+        .args(["--store", &store])
+        .env(EXIT_WITH_PARENT_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| CliError::failed(format!("cannot start the listener: {e}")))?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::failed("the listener has no stdout"))?;
+    let (tx, lines) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Listener { child, lines })
+}
+
+/// Waits (off the runtime's threads) for the listener's line about value `want`.
+async fn received(listener: &Listener, want: &str) -> Result<u64, CliError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = tokio::task::block_in_place(|| listener.lines.recv_timeout(left))
+            .map_err(|_| CliError::failed(format!("the listener printed no change to {want} within 10 s")))?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| CliError::failed(format!("the listener printed {line:?}: {e}")))?;
+        if v["new"].as_str() == Some(want) {
+            return v["received_unix_us"]
+                .as_u64()
+                .ok_or_else(|| CliError::failed(format!("no received_unix_us in {line:?}")));
+        }
+    }
+}
+
+fn summary(mut v: Vec<u64>) -> serde_json::Value {
+    v.sort_unstable();
+    json!({
+        "p50": percentile(&v, 0.5),
+        "p99": percentile(&v, 0.99),
+        "max": v.last().copied().unwrap_or(0),
+        "samples": v.len(),
+    })
+}
+
+/// Measures `samples` config changes against the store at `eps` (TLS material in `tls_dir`):
+/// from the start of `ConfigAccessor::set` here to a listener in another process having the
+/// new value. Returns `{"config_notify_us": {p50, p99, max, samples}, …}` with, for where the
+/// time goes, the set's own acknowledgement, the listener's lag behind it (0 when it was
+/// first), and a linearizable get and a durable put timed alone.
+pub async fn measure_config_notify(
+    tls_dir: &Path,
+    eps: &[SocketAddr],
+    samples: usize,
+) -> Result<serde_json::Value, CliError> {
+    let store = client(tls_dir, eps, 0)?;
+    let admin = Admin::new(store.clone());
+    let cluster = format!("bench{}", now_us());
+    admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
+    let scope = ConfigScope::Cluster { cluster };
+    let config = ConfigAccessor::from_admin(admin);
+    let listener = start_listener(tls_dir, eps, &scope)?;
+    // The listener subscribes when it has started: write until it reports a change.
+    let mut warm = 0u64;
+    loop {
+        warm += 1;
+        let v = format!("warm-{warm}");
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        let ready = tokio::task::block_in_place(|| listener.lines.recv_timeout(Duration::from_millis(500)));
+        if ready.is_ok() {
+            break;
+        }
+        if warm > 60 {
+            return Err(CliError::failed("the listener reported nothing within 30 s"));
+        }
+    }
+    while tokio::task::block_in_place(|| listener.lines.try_recv()).is_ok() {}
+    let (mut notify, mut ack, mut after_ack) = (Vec::new(), Vec::new(), Vec::new());
+    // Where the time goes: a set is a linearizable read of the record and one durable
+    // transaction; both are timed alone too, on the same client.
+    let (mut read, mut put) = (Vec::new(), Vec::new());
+    let raw = format!("{}/bench_raw", crate::model::Layout::new(scope.cluster()).root());
+    for i in 0..samples + 20 {
+        let v = format!("v{i}");
+        let t0 = now_us();
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        let t_ack = now_us();
+        let at = received(&listener, &v).await?;
+        let t1 = now_us();
+        store.get(&scope.path()).await.map_err(CliError::failed)?;
+        let t2 = now_us();
+        store
+            .set(&raw, v.as_bytes(), None)
+            .await
+            .map_err(CliError::failed)?;
+        let t3 = now_us();
+        if i >= 20 {
+            notify.push(at.saturating_sub(t0));
+            ack.push(t_ack - t0);
+            after_ack.push(at.saturating_sub(t_ack));
+            read.push(t2 - t1);
+            put.push(t3 - t2);
+        }
+    }
+    Ok(json!({
+        "config_notify_us": summary(notify),
+        "set_ack_us": summary(ack),
+        "notify_after_ack_us": summary(after_ack),
+        "linearizable_get_us": summary(read),
+        "durable_put_us": summary(put),
+    }))
+}
+
+/// Starts `replicas` store replicas as processes, measures `samples` config notifications
+/// against them ([`measure_config_notify`]) and stops them.
+pub fn collect(replicas: u64, samples: usize) -> Result<serde_json::Value, CliError> {
+    let dir = std::env::temp_dir().join(format!("strand-bench-config-{}-{}", std::process::id(), now_us()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let (procs, eps) = start_replicas(replicas, &dir, Vec::new())?;
+    let rt = runtime()?;
+    let tls_dir = dir.join("tls");
+    let result = rt.block_on(async {
+        let probe = client(&tls_dir, &eps, 0)?;
+        steady(&probe, &eps).await?;
+        let mut out = measure_config_notify(&tls_dir, &eps, samples).await?;
+        out["replicas"] = json!(replicas);
+        Ok::<_, CliError>(out)
+    });
+    drop(procs);
+    result
+}
+
+/// Runs `strand bench config`.
+pub fn run(args: ConfigBenchArgs) -> Result<(), CliError> {
+    if args.replicas == 0 || args.samples == 0 {
+        return Err(CliError::usage("--replicas and --samples must be positive"));
+    }
+    let out = collect(args.replicas, args.samples)?;
+    let text = if args.json {
+        serde_json::to_string(&out)
+    } else {
+        serde_json::to_string_pretty(&out)
+    };
+    println!("{}", text.map_err(CliError::failed)?);
+    Ok(())
+}

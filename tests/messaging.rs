@@ -423,6 +423,18 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
         .await
         .unwrap();
     assert_eq!(r.queued, vec!["node_1".to_string()], "{r:?}");
+    // One that expires before node_1 is back is refused then, and deleted unrun.
+    let r = p0
+        .send(
+            &ask("instanceName=node_1,dataSource=INSTANCES"),
+            Outgoing::new("NOTE")
+                .body(json!("expired"))
+                .persistent()
+                .expiry(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.queued.len(), 1, "{r:?}");
     // A non-persistent one has nobody to go to.
     let r = p0
         .send(
@@ -435,7 +447,8 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
     let store = c.store();
     let dir = Layout::new(C).messages("node_1");
     let waiting = store.children(&dir).await.unwrap();
-    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting.len(), 2);
+    tokio::time::sleep(Duration::from_millis(5)).await;
     // A session-specific message for node_1's old session, as a sender that resolved it
     // before the restart would have written it.
     let stale = hand_made("stale-0", "node_1", &old_session, "\"stale\"", true);
@@ -487,7 +500,7 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_criteria_and_bad_bodies_get_clear_errors() {
-    let nodes = names(1);
+    let nodes = names(2);
     let mut c = EmbeddedCluster::start(29).await.unwrap();
     cluster(&mut c, &nodes).await;
     let p = c.add_participant(C, "node_0", None).await.unwrap();
@@ -503,6 +516,21 @@ async fn bad_criteria_and_bad_bodies_get_clear_errors() {
             "{text}: {e}"
         );
     }
+    // A live instance whose endpoint is gone (crashed, its record still there): each copy
+    // is sent again (2 retries by default), then reported failed.
+    c.add_participant(C, "node_1", None).await.unwrap();
+    wait_view(&m, "node_1 live", |v| v.live.contains_key("node_1")).await;
+    c.kill_participant("node_1").await.unwrap();
+    let r = m
+        .send_and_wait(
+            &ask("instanceName=node_1,dataSource=LIVEINSTANCES"),
+            Outgoing::new("ECHO"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(r.replies.is_empty(), "{r:?}");
+    assert!(r.failed[0].reason.contains("after 3 attempts"), "{r:?}");
     // No controller leads: a controller-addressed message is an error, not silence.
     let e = m
         .send(&Criteria::controller(), Outgoing::new("X"))

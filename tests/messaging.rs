@@ -484,6 +484,30 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
         "ran once, the stale session's message never: {got:?}"
     );
 
+    // Persistent to a live instance: the QUIC copy and the store copy run it once between
+    // them, the sender gets the one reply, and the store copy is deleted.
+    wait_view(&p0, "node_1 back", |v| v.live.len() == 2).await;
+    let r = p0
+        .send_and_wait(
+            &ask("instanceName=node_1,dataSource=LIVEINSTANCES"),
+            Outgoing::new("NOTE").body(json!("both ways")).persistent(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.replies.len(), 1, "{r:?}");
+    assert_eq!(r.replies[0].body, "\"noted\"");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !store.children(&dir).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handled copy was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(notes.lock().unwrap().len(), 2, "{:?}", notes.lock().unwrap());
+
     // Session-specific to a live instance is accepted by its current session.
     wait_view(&p0, "node_1 back", |v| v.live.len() == 2).await;
     let r = p0

@@ -423,6 +423,18 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
         .await
         .unwrap();
     assert_eq!(r.queued, vec!["node_1".to_string()], "{r:?}");
+    // One that expires before node_1 is back is refused then, and deleted unrun.
+    let r = p0
+        .send(
+            &ask("instanceName=node_1,dataSource=INSTANCES"),
+            Outgoing::new("NOTE")
+                .body(json!("expired"))
+                .persistent()
+                .expiry(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.queued.len(), 1, "{r:?}");
     // A non-persistent one has nobody to go to.
     let r = p0
         .send(
@@ -435,7 +447,8 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
     let store = c.store();
     let dir = Layout::new(C).messages("node_1");
     let waiting = store.children(&dir).await.unwrap();
-    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting.len(), 2);
+    tokio::time::sleep(Duration::from_millis(5)).await;
     // A session-specific message for node_1's old session, as a sender that resolved it
     // before the restart would have written it.
     let stale = hand_made("stale-0", "node_1", &old_session, "\"stale\"", true);
@@ -471,6 +484,30 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
         "ran once, the stale session's message never: {got:?}"
     );
 
+    // Persistent to a live instance: the QUIC copy and the store copy run it once between
+    // them, the sender gets the one reply, and the store copy is deleted.
+    wait_view(&p0, "node_1 back", |v| v.live.len() == 2).await;
+    let r = p0
+        .send_and_wait(
+            &ask("instanceName=node_1,dataSource=LIVEINSTANCES"),
+            Outgoing::new("NOTE").body(json!("both ways")).persistent(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.replies.len(), 1, "{r:?}");
+    assert_eq!(r.replies[0].body, "\"noted\"");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !store.children(&dir).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handled copy was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(notes.lock().unwrap().len(), 2, "{:?}", notes.lock().unwrap());
+
     // Session-specific to a live instance is accepted by its current session.
     wait_view(&p0, "node_1 back", |v| v.live.len() == 2).await;
     let r = p0
@@ -487,7 +524,7 @@ async fn a_persistent_message_reaches_a_recipient_that_was_down_and_a_later_sess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_criteria_and_bad_bodies_get_clear_errors() {
-    let nodes = names(1);
+    let nodes = names(2);
     let mut c = EmbeddedCluster::start(29).await.unwrap();
     cluster(&mut c, &nodes).await;
     let p = c.add_participant(C, "node_0", None).await.unwrap();
@@ -503,6 +540,21 @@ async fn bad_criteria_and_bad_bodies_get_clear_errors() {
             "{text}: {e}"
         );
     }
+    // A live instance whose endpoint is gone (crashed, its record still there): each copy
+    // is sent again (2 retries by default), then reported failed.
+    c.add_participant(C, "node_1", None).await.unwrap();
+    wait_view(&m, "node_1 live", |v| v.live.contains_key("node_1")).await;
+    c.kill_participant("node_1").await.unwrap();
+    let r = m
+        .send_and_wait(
+            &ask("instanceName=node_1,dataSource=LIVEINSTANCES"),
+            Outgoing::new("ECHO"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(r.replies.is_empty(), "{r:?}");
+    assert!(r.failed[0].reason.contains("after 3 attempts"), "{r:?}");
     // No controller leads: a controller-addressed message is an error, not silence.
     let e = m
         .send(&Criteria::controller(), Outgoing::new("X"))

@@ -46,7 +46,7 @@ async fn admin_send_prints_echo_replies_and_exits_non_zero_on_timeouts_and_bad_i
     }
     cluster.start_participant("fast_1", &[]).unwrap();
     cluster
-        .start_participant("slow_2", &["--reply-delay-ms".into(), "3000".into()])
+        .start_participant("slow_2", &["--reply-delay-ms".into(), "30000".into()])
         .unwrap();
     let store = cluster.client().unwrap();
     let live = strand::model::Layout::new("MSG").live_instances();
@@ -82,7 +82,7 @@ async fn admin_send_prints_echo_replies_and_exits_non_zero_on_timeouts_and_bad_i
     );
     assert_eq!(lines[1]["summary"]["recipients"], 1);
 
-    // Both, with a timeout shorter than slow_2's reply delay: one reply, one timed out, exit 1.
+    // Both, with a timeout (3 s) shorter than slow_2's reply delay (30 s): one reply, one timed out, exit 1.
     let out = send(
         &cluster,
         &[

@@ -10,6 +10,7 @@
 //!   strand admin config     set|get|rm|watch
 //!   strand admin propertystore get|set|create|ls|rm|watch   (the application property store)
 //!   strand admin constraint set|get|rm
+//!   strand admin send       --cluster C --criteria '…' --type T [--body JSON] [--wait]
 //! ```
 //!
 //! The files here only parse and print; every decision is in [`crate::admin`].
@@ -23,6 +24,7 @@ mod partition;
 mod propertystore;
 mod raw;
 mod resource;
+mod send;
 mod statemodel;
 
 pub use raw::{event_json, PathArgs, PutArgs, RmArgs, WatchArgs};
@@ -68,6 +70,8 @@ pub enum AdminCommand {
     Propertystore(propertystore::PropertystoreArgs),
     /// Message and state constraints: set, get, rm.
     Constraint(constraint::ConstraintArgs),
+    /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
+    Send(send::SendArgs),
 }
 
 /// Runs `strand admin`.
@@ -88,6 +92,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Config(a) => config::run(a).await,
             AdminCommand::Propertystore(a) => propertystore::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
+            AdminCommand::Send(a) => send::run(a).await,
         }
     })
 }

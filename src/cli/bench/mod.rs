@@ -5,6 +5,7 @@ use super::CliError;
 pub mod config_notify;
 pub mod detect;
 pub mod failover;
+pub mod messaging;
 pub mod rebalance;
 pub mod store;
 
@@ -29,6 +30,8 @@ pub enum BenchCommand {
     Config(config_notify::ConfigBenchArgs),
     /// Failover of a real cluster: participant and controller SIGKILLs, convergence.
     Failover(failover::FailoverBenchArgs),
+    /// Criteria-addressed messaging over real QUIC: send_and_wait, fan-outs, throughput.
+    Messaging(messaging::MessagingBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -39,5 +42,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Failover(a) => failover::run(a),
         BenchCommand::Config(a) => config_notify::run(a),
+        BenchCommand::Messaging(a) => messaging::run(a),
     }
 }

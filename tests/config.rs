@@ -187,6 +187,8 @@ async fn a_subscription_resumes_from_its_revision_without_a_gap_or_a_repeat() {
         .subscribe(filter.clone(), ConfigStart::From(resume))
         .await
         .unwrap();
+    // Before it returned anything, it would resume where it was asked to start.
+    assert_eq!(second.resume_revision(), resume);
     let rest = next_changes(&mut second, 5).await;
     let all: Vec<_> = seen.iter().chain(&rest).collect();
     for (i, c) in all.iter().enumerate() {

@@ -65,6 +65,11 @@ impl ConfigFold {
         }
     }
 
+    /// The first revision whose changes are delivered.
+    pub fn deliver_from(&self) -> u64 {
+        self.deliver_from
+    }
+
     /// The subscription's filter.
     pub fn filter(&self) -> &ConfigFilter {
         &self.filter

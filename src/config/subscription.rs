@@ -107,7 +107,9 @@ impl ConfigSubscription {
         }
     }
 
-    /// The next change.
+    /// The next change. A revision can hold several changes (one transaction); resuming
+    /// after only part of one was returned repeats that part — use
+    /// [`ConfigSubscription::next_batch`] where that matters.
     pub async fn next(&mut self) -> Result<ConfigChange, ConfigError> {
         loop {
             if let Some(c) = self.pending.pop_front() {
@@ -123,7 +125,8 @@ impl ConfigSubscription {
     pub fn resume_revision(&self) -> u64 {
         match self.pending.front() {
             Some(c) => c.revision,
-            None => self.watcher.next_revision(),
+            // While replaying towards `From(r)` the watch is still below r.
+            None => self.watcher.next_revision().max(self.fold.deliver_from()),
         }
     }
 

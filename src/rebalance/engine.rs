@@ -47,8 +47,7 @@ struct Entry {
 impl Entry {
     /// Whether the entry is this round's decision for `res` at `now_ms`.
     fn holds_for(&self, res: &ResourceSnapshot, now_ms: u64) -> bool {
-        let clock_ok = true
-            || !self.clock_sensitive
+        let clock_ok = !self.clock_sensitive
             || (now_ms >= self.now_ms && self.next_recompute_ms.is_none_or(|t| now_ms < t));
         clock_ok && self.input == *res
     }
@@ -300,6 +299,44 @@ mod tests {
                 reused: 0
             }
         );
+    }
+
+    #[test]
+    fn a_delay_window_closing_decides_the_resource_again_though_nothing_else_changed() {
+        let mut snap = cluster();
+        snap.cluster_config.record.set_simple("DELAY_REBALANCE_TIME", 500);
+        snap.now_ms = 10_000;
+        let mut engine = Engine::new();
+        let placed = engine.round(&snap).unwrap().clone();
+        for res in &mut snap.resources {
+            res.current_state = placed.resources[&res.name].best_possible.clone();
+        }
+        snap.instances[1].live = false;
+        snap.instances[1].offline_since_ms = Some(10_000);
+        let delayed = engine.round(&snap).unwrap().clone();
+        assert_eq!(delayed, compute(&snap).unwrap());
+        assert_eq!(delayed.next_recompute_ms, Some(10_500));
+        // Inside the window: reused. At its end: decided again, the places given up.
+        snap.now_ms = 10_499;
+        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
+        assert_eq!(
+            engine.last_round(),
+            RoundStats {
+                decided: 0,
+                reused: 3
+            }
+        );
+        snap.now_ms = 10_500;
+        let after = engine.round(&snap).unwrap().clone();
+        assert_eq!(after, compute(&snap).unwrap());
+        assert_eq!(
+            engine.last_round(),
+            RoundStats {
+                decided: 3,
+                reused: 0
+            }
+        );
+        assert_ne!(after.resources, delayed.resources);
     }
 
     #[test]

@@ -156,9 +156,11 @@ fn run(seed: u64) -> Result<(), String> {
         match (&full, incremental) {
             (Ok(f), Ok(i)) if f == i => {}
             (Err(f), Err(i)) if f.to_string() == i.to_string() => {}
-            (f, i) => return Err(format!(
+            (f, i) => {
+                return Err(format!(
                 "step {step}: incremental round differs from the full one\nfull: {f:?}\nincremental: {i:?}"
-            )),
+            ))
+            }
         }
         if let (Ok(d), false) = (full, quiet) {
             send(&mut snap, &d);

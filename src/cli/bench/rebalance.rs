@@ -26,8 +26,8 @@ use std::time::Instant;
 use crate::cli::CliError;
 use crate::model::{ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, Record};
 use crate::rebalance::pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};
-use crate::rebalance::Engine;
 use crate::rebalance::placement::{place, Placement, PlacementInput, ReplicaCount};
+use crate::rebalance::Engine;
 use crate::rebalance::InstanceInfo;
 
 /// The default placement sizes: 1k×3 on 10, 10k×3 on 100, 100k×3 on 1000.
@@ -442,7 +442,12 @@ impl RoundScenario {
             }
         }
         let mut updated = in_flight.clone();
-        for res in updated.resources.iter_mut().filter(|r| !r.pending.is_empty()).take(5) {
+        for res in updated
+            .resources
+            .iter_mut()
+            .filter(|r| !r.pending.is_empty())
+            .take(5)
+        {
             let t = res.pending.remove(0);
             res.current_state
                 .entry(t.partition.clone())

@@ -241,26 +241,19 @@ mod tests {
         snap
     }
 
+    /// Runs a round, checks it against the full one, and returns (decided, reused).
+    fn checked(engine: &mut Engine, snap: &ClusterSnapshot) -> (usize, usize) {
+        assert_eq!(*engine.round(snap).unwrap(), compute(snap).unwrap());
+        let s = engine.last_round();
+        (s.decided, s.reused)
+    }
+
     #[test]
     fn an_unchanged_round_reuses_every_resource_and_equals_the_full_round() {
         let snap = cluster();
         let mut engine = Engine::new();
-        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 3,
-                reused: 0
-            }
-        );
-        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 0,
-                reused: 3
-            }
-        );
+        assert_eq!(checked(&mut engine, &snap), (3, 0));
+        assert_eq!(checked(&mut engine, &snap), (0, 3));
     }
 
     #[test]
@@ -275,14 +268,7 @@ mod tests {
             .entry(t.partition.clone())
             .or_default()
             .insert(t.instance.clone(), t.to.clone());
-        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 1,
-                reused: 2
-            }
-        );
+        assert_eq!(checked(&mut engine, &snap), (1, 2));
     }
 
     #[test]
@@ -291,14 +277,7 @@ mod tests {
         let mut engine = Engine::new();
         engine.round(&snap).unwrap();
         snap.instances[1].live = false;
-        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 3,
-                reused: 0
-            }
-        );
+        assert_eq!(checked(&mut engine, &snap), (3, 0));
     }
 
     #[test]
@@ -318,25 +297,10 @@ mod tests {
         assert_eq!(delayed.next_recompute_ms, Some(10_500));
         // Inside the window: reused. At its end: decided again, the places given up.
         snap.now_ms = 10_499;
-        assert_eq!(*engine.round(&snap).unwrap(), compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 0,
-                reused: 3
-            }
-        );
+        assert_eq!(checked(&mut engine, &snap), (0, 3));
         snap.now_ms = 10_500;
-        let after = engine.round(&snap).unwrap().clone();
-        assert_eq!(after, compute(&snap).unwrap());
-        assert_eq!(
-            engine.last_round(),
-            RoundStats {
-                decided: 3,
-                reused: 0
-            }
-        );
-        assert_ne!(after.resources, delayed.resources);
+        assert_eq!(checked(&mut engine, &snap), (3, 0));
+        assert_ne!(compute(&snap).unwrap().resources, delayed.resources);
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn run(seed: u64) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut snap = random_cluster(&mut rng, &modes());
     snap.now_ms = 1_000;
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         // Delayed rebalance on from the start: the clock decides when places are given up.
         snap.cluster_config.record.set_simple(DELAY_REBALANCE_TIME, 200);
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use super::error::RebalanceError;
 use super::pipeline::{
     order_output, sorted_resources, Cluster, ClusterInputs, ClusterSnapshot, Decision, HeldTransition,
-    InstanceStats, Planned, ResourceSnapshot,
+    Planned, ResourceSnapshot,
 };
 use super::placement::{self, Placement, PlacementInput};
 use super::throttle::Movement;
@@ -36,19 +36,17 @@ struct Entry {
     now_ms: u64,
     /// Its bound rejections (the decision's `held` before throttling).
     bound_held: Vec<HeldTransition>,
-    pending_moves: Vec<Movement>,
-    candidate_moves: Vec<Movement>,
-    stats: Vec<InstanceStats>,
-    other_stats: BTreeMap<String, InstanceStats>,
-    next_recompute_ms: Option<u64>,
-    clock_sensitive: bool,
+    /// What it was decided into; its decision (lists, best possible) lives in
+    /// [`Engine::decision`], so this one is left empty.
+    planned: Planned,
 }
 
 impl Entry {
     /// Whether the entry is this round's decision for `res` at `now_ms`.
     fn holds_for(&self, res: &ResourceSnapshot, now_ms: u64) -> bool {
-        let clock_ok = !self.clock_sensitive
-            || (now_ms >= self.now_ms && self.next_recompute_ms.is_none_or(|t| now_ms < t));
+        let p = &self.planned;
+        let clock_ok =
+            !p.clock_sensitive || (now_ms >= self.now_ms && p.next_recompute_ms.is_none_or(|t| now_ms < t));
         clock_ok && self.input == *res
     }
 }
@@ -146,25 +144,13 @@ impl Engine {
                 continue;
             }
             stats.decided += 1;
-            let Planned {
-                mut decision,
-                pending_moves,
-                candidate_moves,
-                stats: by_index,
-                other_stats,
-                next_recompute_ms,
-                clock_sensitive,
-            } = cluster.plan(res, place)?;
+            let mut planned = cluster.plan(res, place)?;
+            let mut decision = std::mem::take(&mut planned.decision);
             let entry = Entry {
                 input: (*res).clone(),
                 now_ms: snapshot.now_ms,
                 bound_held: std::mem::take(&mut decision.held),
-                pending_moves,
-                candidate_moves,
-                stats: by_index,
-                other_stats,
-                next_recompute_ms,
-                clock_sensitive,
+                planned,
             };
             self.entries.insert(res.name.clone(), entry);
             self.decision.resources.insert(res.name.clone(), decision);
@@ -175,26 +161,26 @@ impl Engine {
         let pending: Vec<Movement> = self
             .entries
             .values()
-            .flat_map(|e| e.pending_moves.iter().cloned())
+            .flat_map(|e| e.planned.pending_moves.iter().cloned())
             .collect();
         let candidates: Vec<Movement> = self
             .entries
             .values()
-            .flat_map(|e| e.candidate_moves.iter().cloned())
+            .flat_map(|e| e.planned.candidate_moves.iter().cloned())
             .collect();
         let (accepted, held) = cluster.throttle(&pending, candidates);
         let mut decision = cluster.empty_decision();
         decision.stats = cluster.stats(
             self.entries
                 .values()
-                .map(|e| (e.stats.as_slice(), &e.other_stats)),
+                .map(|e| (e.planned.stats.as_slice(), &e.planned.other_stats)),
         );
         decision.resources = std::mem::take(&mut self.decision.resources);
         for (name, d) in decision.resources.iter_mut() {
             let e = &self.entries[name];
             d.transitions.clear();
             d.held.clone_from(&e.bound_held);
-            if let Some(t) = e.next_recompute_ms {
+            if let Some(t) = e.planned.next_recompute_ms {
                 decision.next_recompute_ms = Some(decision.next_recompute_ms.map_or(t, |n| n.min(t)));
             }
             decision.moved += d.moved;

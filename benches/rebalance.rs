@@ -1,12 +1,13 @@
 //! FULL_AUTO placement: full placement from empty, and recomputation after one instance
 //! leaves or joins; and whole pipeline rounds (`rebalance::compute`) on a steady cluster and
-//! after one instance fails. First prints one JSON line per placement size with balance and
+//! after one instance fails, and the incremental `rebalance::Engine::round` on the steady
+//! cluster. First prints one JSON line per placement size with balance and
 //! movement against the minimum (the same report as `strand bench rebalance --json`), then
 //! runs the criterion groups. Inputs are fixed, so every run measures the same work.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use strand::cli::bench::rebalance::{run_scenario, RoundScenario, Scenario, DEFAULT_SIZES, PIPELINE_SIZES};
-use strand::rebalance::compute;
+use strand::rebalance::{compute, Engine};
 
 fn report(_: &mut Criterion) {
     for (p, r, i) in DEFAULT_SIZES {
@@ -64,6 +65,12 @@ fn pipeline(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("in_flight", &id), |b| {
             b.iter(|| compute(&sc.in_flight))
+        });
+        // The controller's incremental round with nothing changed since the last one.
+        let mut engine = Engine::new();
+        engine.round(&sc.steady).expect("the bench cluster is valid");
+        g.bench_function(BenchmarkId::new("engine_steady", &id), |b| {
+            b.iter(|| engine.round(&sc.steady).map(|d| d.moved))
         });
     }
     g.finish();

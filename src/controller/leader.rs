@@ -21,7 +21,7 @@ use crate::model::{Layout, Record};
 use crate::participant::register::{ADDR_FIELD, GOSSIP_GENERATION_FIELD};
 use crate::participant::wire::{ParticipantReply, ParticipantRequest};
 use crate::propertystore::{ClientError, Event, Op, OpOutcome, PropertyStore};
-use crate::rebalance::compute;
+use crate::rebalance::Engine;
 use crate::transport::{self, PeerAddr, Service, Transport};
 
 /// What one cluster's task needs.
@@ -221,6 +221,9 @@ struct Lead<'a> {
     /// from then, not from the controller's start.
     first_seen: std::collections::HashMap<String, (u64, Instant)>,
     rng: StdRng,
+    /// The rebalance engine's cache across this leadership's rounds; a new leadership (a
+    /// takeover, or a reload after the watch failed) starts with an empty one.
+    engine: Engine,
 }
 
 async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
@@ -257,6 +260,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
         },
         first_seen: Default::default(),
         rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
+        engine: Engine::new(),
     };
     lead.reconcile_sessions();
     let mut stop = ctx.stop.clone();
@@ -416,7 +420,7 @@ impl Lead<'_> {
         let now = now_ms();
         self.liveness.now_ms = now;
         let view = snapshot::build(&self.mirror, &self.liveness);
-        let decision = match compute(&view.snapshot) {
+        let decision = match self.engine.round(&view.snapshot) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(cluster = %self.ctx.layout.cluster(), error = %e, "cannot rebalance; waiting for a change");
@@ -424,9 +428,10 @@ impl Lead<'_> {
             }
         };
         let rng = &mut self.rng;
-        let mut plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
+        let mut plan = round::plan(&view, decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
         });
+        let next_recompute_ms = decision.next_recompute_ms;
         tracing::debug!(
             revision = self.mirror.revision(),
             messages = plan.messages,
@@ -499,6 +504,6 @@ impl Lead<'_> {
                 }
             });
         }
-        Ok(decision.next_recompute_ms)
+        Ok(next_recompute_ms)
     }
 }

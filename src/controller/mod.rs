@@ -10,7 +10,8 @@
 //!             mirror = range(/<C>) at revision r, then watch(/<C>/, r+1)
 //!             MemberDown/Left of a live instance → its session no longer counts
 //!             on change (coalesced) or at next_recompute_ms: one round
-//!               snapshot::build (pure) → rebalance::compute (pure) → round::plan (pure)
+//!               snapshot::build (pure) → rebalance::Engine::round (pure; kept across the
+//!               leadership's rounds, reuses unchanged resources) → round::plan (pure)
 //!               → fenced transactions (end sessions, messages, external views, lists)
 //!               → send the recorded messages over QUIC (one task per participant)
 //! ```

@@ -295,7 +295,21 @@ pub const MAX_GENERATED_PARTITIONS: usize = 10_000_000;
 
 /// Sorts partition names naturally: `myDB_2` before `myDB_10`.
 pub fn sort_partitions(names: &mut [String]) {
-    names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    // Each name's key is parsed once, not at every comparison; the names are then moved
+    // into the sorted order.
+    let order: Vec<usize> = {
+        let mut keyed: Vec<((&str, u64, &str), usize)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (natural_key(n), i))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, i)| i).collect()
+    };
+    let mut taken: Vec<String> = names.iter_mut().map(std::mem::take).collect();
+    for (slot, i) in names.iter_mut().zip(order) {
+        *slot = std::mem::take(&mut taken[i]);
+    }
 }
 
 fn natural_key(name: &str) -> (&str, u64, &str) {

@@ -14,6 +14,9 @@
 //!  best possible map + the transitions to send this round
 //! ```
 //!
+//! [`compute`] decides a snapshot from scratch; [`Engine`] (the controller's) decides the
+//! same, reusing the resources whose inputs did not change since its last round.
+//!
 //! Nothing here does I/O, reads a clock or draws randomness: time is an input
 //! ([`ClusterSnapshot::now_ms`]) and every tie is broken by a stable order of names, so
 //! the same inputs give the same outputs whatever the order of maps and lists.
@@ -27,6 +30,7 @@ pub mod placement;
 // Everything after placement (assignment .. pipeline).
 pub mod assignment;
 pub mod bounds;
+pub mod engine;
 pub mod error;
 pub mod pipeline;
 pub mod selection;
@@ -34,5 +38,6 @@ pub mod throttle;
 pub mod transitions;
 
 pub use cluster::{InstanceInfo, NameSet};
+pub use engine::Engine;
 pub use error::RebalanceError;
 pub use pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};

@@ -276,11 +276,13 @@ impl ResourceWork<'_> {
 }
 
 /// The cluster-wide inputs every resource is decided with.
-struct Cluster<'a> {
+pub(super) struct Cluster<'a> {
     snapshot: &'a ClusterSnapshot,
     builtins: BTreeMap<String, StateModelDefinition>,
     /// Every instance, by name.
     instances: Vec<InstanceInfo>,
+    /// Instance name → its index in `instances`.
+    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
     live: NameSet,
     maintenance: Option<MaintenanceReason>,
     throttles: Throttles,
@@ -291,7 +293,7 @@ struct Cluster<'a> {
 }
 
 impl<'a> Cluster<'a> {
-    fn new(snapshot: &'a ClusterSnapshot) -> Result<Self, RebalanceError> {
+    pub(super) fn new(snapshot: &'a ClusterSnapshot) -> Result<Self, RebalanceError> {
         let mut instances: Vec<InstanceInfo> = snapshot.instances.clone();
         instances.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = instances.windows(2).find(|w| w[0].name == w[1].name) {
@@ -327,6 +329,11 @@ impl<'a> Cluster<'a> {
                 .into_iter()
                 .map(|m| (m.name().to_string(), m))
                 .collect(),
+            index: instances
+                .iter()
+                .enumerate()
+                .map(|(k, i)| (i.name.clone(), k))
+                .collect(),
             instances,
             live,
             maintenance,
@@ -353,6 +360,7 @@ impl<'a> Cluster<'a> {
         res: &'a ResourceSnapshot,
         place: &impl Fn(&PlacementInput<'_>) -> Placement,
         next_recompute_ms: &mut Option<u64>,
+        clock_sensitive: &mut bool,
     ) -> Result<ResourceWork<'a>, RebalanceError> {
         let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
         let model_name = match &res.ideal_state {
@@ -456,6 +464,8 @@ impl<'a> Cluster<'a> {
                         Replicas::Count(n) => n,
                         Replicas::AnyLiveInstance => work.live_candidates,
                     };
+                    let delay = self.delay(ideal, replicas_hint).map_err(rec_err)?;
+                    *clock_sensitive = delay.is_some();
                     let input = PlacementInput {
                         resource: &res.name,
                         partitions: &partitions,
@@ -470,7 +480,7 @@ impl<'a> Cluster<'a> {
                             .max_partitions_per_instance()
                             .map_err(rec_err)?
                             .or(self.max_partitions_per_instance),
-                        delay: self.delay(ideal, replicas_hint).map_err(rec_err)?,
+                        delay,
                         now_ms: self.snapshot.now_ms,
                     };
                     let placed = place(&input);
@@ -652,173 +662,270 @@ impl<'a> Cluster<'a> {
         Ok(out)
     }
 
-    /// Candidate transitions of every partition, selected under the state bounds; returns
-    /// the pending transitions and the selected ones as movements for throttling.
-    fn select(&self, works: &mut [ResourceWork<'_>]) -> (Vec<Movement>, Vec<Movement>) {
+    /// One resource decided up to the cluster-wide throttle: preference lists, best possible
+    /// states, selection under the state bounds, per-instance counts and movement.
+    pub(super) fn plan(
+        &'a self,
+        res: &'a ResourceSnapshot,
+        place: &impl Fn(&PlacementInput<'_>) -> Placement,
+    ) -> Result<Planned, RebalanceError> {
+        let mut next_recompute_ms = None;
+        let mut clock_sensitive = false;
+        let mut work = self.plan_resource(res, place, &mut next_recompute_ms, &mut clock_sensitive)?;
+        let (pending_moves, candidate_moves) = self.select(&mut work);
+        let (stats, other_stats) = self.tally(&mut work);
+        Ok(Planned {
+            decision: work.decision,
+            pending_moves,
+            candidate_moves,
+            stats,
+            other_stats,
+            next_recompute_ms,
+            clock_sensitive,
+        })
+    }
+
+    /// Candidate transitions of every partition of one resource, selected under the state
+    /// bounds (rejections go to its `held`); returns the pending transitions and the
+    /// selected ones as movements for throttling.
+    fn select(&self, w: &mut ResourceWork<'_>) -> (Vec<Movement>, Vec<Movement>) {
         let mut pending_moves = Vec::new();
         let mut candidate_moves = Vec::new();
-        let mut held = Vec::new();
-        for w in works.iter_mut() {
-            // Partitions with a best possible map or something in flight, in name order
-            // (both maps are).
-            let mut partitions: Vec<(&String, &BTreeMap<String, String>)> =
-                Vec::with_capacity(w.decision.best_possible.len());
-            let mut best_maps = w.decision.best_possible.iter().peekable();
-            let mut pending_keys = w.pending.keys().peekable();
-            loop {
-                let next = match (best_maps.peek(), pending_keys.peek()) {
-                    (Some((a, _)), Some(b)) if a == b => {
-                        pending_keys.next();
-                        best_maps.next()
-                    }
-                    (Some((a, _)), Some(b)) if b < a => pending_keys.next().map(|p| (p, &NO_STATES)),
-                    (Some(_), _) => best_maps.next(),
-                    (None, _) => pending_keys.next().map(|p| (p, &NO_STATES)),
-                };
-                match next {
-                    Some(entry) => partitions.push(entry),
-                    None => break,
+        // Partitions with a best possible map or something in flight, in name order (both
+        // maps are).
+        let mut partitions: Vec<(&String, &BTreeMap<String, String>)> =
+            Vec::with_capacity(w.decision.best_possible.len());
+        let mut best_maps = w.decision.best_possible.iter().peekable();
+        let mut pending_keys = w.pending.keys().peekable();
+        loop {
+            let next = match (best_maps.peek(), pending_keys.peek()) {
+                (Some((a, _)), Some(b)) if a == b => {
+                    pending_keys.next();
+                    best_maps.next()
                 }
+                (Some((a, _)), Some(b)) if b < a => pending_keys.next().map(|p| (p, &NO_STATES)),
+                (Some(_), _) => best_maps.next(),
+                (None, _) => pending_keys.next().map(|p| (p, &NO_STATES)),
+            };
+            match next {
+                Some(entry) => partitions.push(entry),
+                None => break,
             }
-            let mut current = w.current.iter().peekable();
-            for (p, best) in partitions {
-                while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
-                let holders = current
-                    .next_if(|e| *e.0 == p.as_str())
-                    .map_or(&NO_STATES, |(_, c)| &**c);
-                let pending = w.pending.get(p).map_or(&[][..], Vec::as_slice);
-                let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
-                let candidates = transitions::partition_candidates(w.model, p, holders, best, &busy);
-                if candidates.is_empty() && pending.is_empty() {
-                    continue;
-                }
-                let replicas = w.replicas_of(p, best.len());
-                let (kind, urgency) = classify(w.model, holders, best);
-                let movement = |t: &ReplicaTransition| Movement {
-                    resource: w.name.to_string(),
-                    state_model: w.decision.state_model.clone(),
-                    transition: t.clone(),
-                    kind,
-                    urgency,
-                    transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
-                    live_candidates: w.live_candidates,
-                    replicas,
-                };
-                pending_moves.extend(pending.iter().map(movement));
-                if candidates.is_empty() {
-                    continue;
-                }
-                let bounds = selection::resolve_bounds(&w.bounds, w.live_candidates, replicas);
-                let sel = selection::select(w.model, &bounds, holders, pending, best, candidates);
-                candidate_moves.extend(sel.accepted.iter().map(movement));
-                for BoundRejection {
-                    transition,
-                    state,
-                    bound,
-                } in sel.rejected
-                {
-                    held.push(HeldTransition {
-                        transition,
-                        reason: HoldReason::Bound { state, bound },
-                    });
-                }
-            }
-            w.decision.held.append(&mut held);
         }
+        let mut held = Vec::new();
+        let mut current = w.current.iter().peekable();
+        for (p, best) in partitions {
+            while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
+            let holders = current
+                .next_if(|e| *e.0 == p.as_str())
+                .map_or(&NO_STATES, |(_, c)| &**c);
+            let pending = w.pending.get(p).map_or(&[][..], Vec::as_slice);
+            let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
+            let candidates = transitions::partition_candidates(w.model, p, holders, best, &busy);
+            if candidates.is_empty() && pending.is_empty() {
+                continue;
+            }
+            let replicas = w.replicas_of(p, best.len());
+            let (kind, urgency) = classify(w.model, holders, best);
+            let movement = |t: &ReplicaTransition| Movement {
+                resource: w.name.to_string(),
+                state_model: w.decision.state_model.clone(),
+                transition: t.clone(),
+                kind,
+                urgency,
+                transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
+                live_candidates: w.live_candidates,
+                replicas,
+            };
+            pending_moves.extend(pending.iter().map(movement));
+            if candidates.is_empty() {
+                continue;
+            }
+            let bounds = selection::resolve_bounds(&w.bounds, w.live_candidates, replicas);
+            let sel = selection::select(w.model, &bounds, holders, pending, best, candidates);
+            candidate_moves.extend(sel.accepted.iter().map(movement));
+            for BoundRejection {
+                transition,
+                state,
+                bound,
+            } in sel.rejected
+            {
+                held.push(HeldTransition {
+                    transition,
+                    reason: HoldReason::Bound { state, bound },
+                });
+            }
+        }
+        w.decision.held.append(&mut held);
         (pending_moves, candidate_moves)
     }
 
-    /// Throttles the selected transitions across the cluster (or holds them all when the
-    /// cluster is paused) and files each under its resource.
-    fn throttle(&self, works: &mut [ResourceWork<'_>], pending: Vec<Movement>, candidates: Vec<Movement>) {
-        let index: BTreeMap<String, usize> = works
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.name.to_string(), i))
-            .collect();
-        let (accepted, held): (Vec<Movement>, Vec<(Movement, HoldReason)>) = if self.snapshot.paused {
+    /// Throttles the selected transitions of every resource across the cluster (or holds
+    /// them all when the cluster is paused): the accepted ones and the held ones.
+    pub(super) fn throttle(
+        &self,
+        pending: &[Movement],
+        candidates: Vec<Movement>,
+    ) -> (Vec<Movement>, Vec<(Movement, HoldReason)>) {
+        if self.snapshot.paused {
             let held = candidates.into_iter().map(|m| (m, HoldReason::Paused)).collect();
             (Vec::new(), held)
         } else {
-            let out = self.throttles.apply(&pending, candidates);
+            let out = self.throttles.apply(pending, candidates);
             let held = out
                 .held
                 .into_iter()
                 .map(|(m, r)| (m, HoldReason::Throttled(r)))
                 .collect();
             (out.accepted, held)
-        };
-        for m in accepted {
-            works[index[&m.resource]].decision.transitions.push(m.transition);
-        }
-        for (m, reason) in held {
-            works[index[&m.resource]].decision.held.push(HeldTransition {
-                transition: m.transition,
-                reason,
-            });
         }
     }
 
-    /// Orders each resource's output and adds per-instance stats and movement.
-    fn finish(&self, works: Vec<ResourceWork<'_>>, next_recompute_ms: Option<u64>) -> Decision {
-        let mut decision = Decision {
-            maintenance: self.maintenance,
-            paused: self.snapshot.paused,
-            next_recompute_ms,
-            ..Default::default()
-        };
-        // Counted by instance index; `self.instances` is sorted by name.
-        let index: HashMap<&str, usize, BuildHasherDefault<Fnv>> = self
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(k, i)| (i.name.as_str(), k))
-            .collect();
+    /// One resource's per-instance counts over its best possible map (by index into the
+    /// sorted instances, and by name for instances not configured) and its movement.
+    fn tally(&self, w: &mut ResourceWork<'_>) -> (Vec<InstanceStats>, BTreeMap<String, InstanceStats>) {
         let mut stats = vec![InstanceStats::default(); self.instances.len()];
         let mut other: BTreeMap<String, InstanceStats> = BTreeMap::new();
-        let mut resources = Vec::with_capacity(works.len());
-        for w in works {
-            let mut d = w.decision;
-            sort_transitions(&mut d.transitions);
-            d.held
-                .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
-            let (top, initial) = (w.model.top_state(), w.model.initial_state());
-            let mut current = w.current.iter().peekable();
-            for (p, best) in &d.best_possible {
-                while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
-                let holders = current.next_if(|e| *e.0 == p.as_str()).map(|(_, c)| c);
-                for (instance, state) in best {
-                    if state == DROPPED || state == initial {
-                        continue;
-                    }
-                    let s = match index.get(instance.as_str()) {
-                        Some(&k) => &mut stats[k],
-                        None => other.entry(instance.clone()).or_default(),
-                    };
-                    s.replicas += 1;
-                    if state == top {
-                        s.top_states += 1;
-                    }
-                    let held = holders.is_some_and(|h| h.contains_key(instance));
-                    if !held && state != ERROR {
-                        d.moved += 1;
-                    }
+        let d = &mut w.decision;
+        let (top, initial) = (w.model.top_state(), w.model.initial_state());
+        let mut current = w.current.iter().peekable();
+        for (p, best) in &d.best_possible {
+            while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
+            let holders = current.next_if(|e| *e.0 == p.as_str()).map(|(_, c)| c);
+            for (instance, state) in best {
+                if state == DROPPED || state == initial {
+                    continue;
+                }
+                let s = match self.index.get(instance.as_str()) {
+                    Some(&k) => &mut stats[k],
+                    None => other.entry(instance.clone()).or_default(),
+                };
+                s.replicas += 1;
+                if state == top {
+                    s.top_states += 1;
+                }
+                let held = holders.is_some_and(|h| h.contains_key(instance));
+                if !held && state != ERROR {
+                    d.moved += 1;
                 }
             }
-            decision.moved += d.moved;
-            resources.push((w.name.to_string(), d));
         }
-        // Both in name order: the maps are built in bulk.
-        decision.resources = resources.into_iter().collect();
-        decision.stats = self
-            .instances
+        (stats, other)
+    }
+
+    /// The decision's cluster-wide fields, its resources yet to add.
+    pub(super) fn empty_decision(&self) -> Decision {
+        Decision {
+            maintenance: self.maintenance,
+            paused: self.snapshot.paused,
+            ..Default::default()
+        }
+    }
+
+    /// Every configured instance's counts (zeros included), summed over the resources'
+    /// tallies, and the counts of instances not configured.
+    pub(super) fn stats<'p>(
+        &self,
+        planned: impl Iterator<Item = (&'p [InstanceStats], &'p BTreeMap<String, InstanceStats>)>,
+    ) -> BTreeMap<String, InstanceStats> {
+        let mut stats = vec![InstanceStats::default(); self.instances.len()];
+        let mut other: BTreeMap<String, InstanceStats> = BTreeMap::new();
+        for (by_index, by_name) in planned {
+            for (sum, s) in stats.iter_mut().zip(by_index) {
+                sum.replicas += s.replicas;
+                sum.top_states += s.top_states;
+            }
+            for (name, s) in by_name {
+                let sum = other.entry(name.clone()).or_default();
+                sum.replicas += s.replicas;
+                sum.top_states += s.top_states;
+            }
+        }
+        // Both in name order: the map is built in bulk.
+        self.instances
             .iter()
             .map(|i| i.name.clone())
             .zip(stats)
             .chain(other)
-            .collect();
-        decision
+            .collect()
     }
+}
+
+/// One resource decided up to the cluster-wide throttle. What [`compute`] finishes at once
+/// and what [`super::engine::Engine`] keeps across rounds: it depends only on the resource's
+/// snapshot and the cluster-wide inputs of [`ClusterInputs`] (and on the clock when
+/// `clock_sensitive`).
+#[derive(Debug, Clone)]
+pub(super) struct Planned {
+    /// Transitions still empty; `held` has the bound rejections only.
+    pub decision: ResourceDecision,
+    /// Its transitions in flight, as throttles count them.
+    pub pending_moves: Vec<Movement>,
+    /// Its candidates that passed the state bounds, for the throttles.
+    pub candidate_moves: Vec<Movement>,
+    /// Per-instance counts, by index into the instances sorted by name.
+    pub stats: Vec<InstanceStats>,
+    /// Counts of instances in its best possible map that are not configured.
+    pub other_stats: BTreeMap<String, InstanceStats>,
+    /// When delayed rebalance needs it decided again.
+    pub next_recompute_ms: Option<u64>,
+    /// Its placement read the clock (delayed rebalance is on): it holds for any `now_ms` from
+    /// the one it was decided at up to (excluding) `next_recompute_ms`, as placement reads
+    /// the clock only to ask which delay windows are still open.
+    pub clock_sensitive: bool,
+}
+
+/// The cluster-wide inputs a resource's [`Planned`] depends on: all of the snapshot but its
+/// resources, the clock, the message constraints and the pause flag (those act at the
+/// throttle, which runs every round).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClusterInputs {
+    instances: Vec<InstanceInfo>,
+    cluster_config: ClusterConfig,
+    state_models: BTreeMap<String, StateModelDefinition>,
+    state_constraints: Option<ClusterConstraints>,
+    maintenance: bool,
+}
+
+impl ClusterInputs {
+    /// Whether `snapshot` has these inputs.
+    pub fn matches(&self, snapshot: &ClusterSnapshot) -> bool {
+        self.instances == snapshot.instances
+            && self.cluster_config == snapshot.cluster_config
+            && self.state_models == snapshot.state_models
+            && self.state_constraints == snapshot.state_constraints
+            && self.maintenance == snapshot.maintenance
+    }
+
+    /// The inputs of `snapshot`.
+    pub fn of(snapshot: &ClusterSnapshot) -> Self {
+        ClusterInputs {
+            instances: snapshot.instances.clone(),
+            cluster_config: snapshot.cluster_config.clone(),
+            state_models: snapshot.state_models.clone(),
+            state_constraints: snapshot.state_constraints.clone(),
+            maintenance: snapshot.maintenance,
+        }
+    }
+}
+
+/// The snapshot's resources in name order; an error for a name given twice.
+pub(super) fn sorted_resources(snapshot: &ClusterSnapshot) -> Result<Vec<&ResourceSnapshot>, RebalanceError> {
+    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = resources.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(RebalanceError::DuplicateResource {
+            resource: w[0].name.clone(),
+        });
+    }
+    Ok(resources)
+}
+
+/// Sorts a resource's transitions and held candidates into the decision's order.
+pub(super) fn order_output(d: &mut ResourceDecision) {
+    sort_transitions(&mut d.transitions);
+    d.held
+        .sort_by(|a, b| transition_key(&a.transition).cmp(&transition_key(&b.transition)));
 }
 
 /// [`compute`] with the FULL_AUTO placement given by the caller (the engine's own
@@ -828,21 +935,55 @@ pub fn compute_with(
     place: impl Fn(&PlacementInput<'_>) -> Placement,
 ) -> Result<Decision, RebalanceError> {
     let cluster = Cluster::new(snapshot)?;
-    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
-    resources.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Some(w) = resources.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(RebalanceError::DuplicateResource {
-            resource: w[0].name.clone(),
-        });
+    let resources = sorted_resources(snapshot)?;
+    let mut planned = Vec::with_capacity(resources.len());
+    for res in &resources {
+        planned.push(cluster.plan(res, &place)?);
     }
-    let mut next_recompute_ms = None;
-    let mut works = Vec::with_capacity(resources.len());
-    for res in resources {
-        works.push(cluster.plan_resource(res, &place, &mut next_recompute_ms)?);
+    let pending: Vec<Movement> = planned
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.pending_moves))
+        .collect();
+    let candidates: Vec<Movement> = planned
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.candidate_moves))
+        .collect();
+    let (accepted, held) = cluster.throttle(&pending, candidates);
+    let index: HashMap<&str, usize, BuildHasherDefault<Fnv>> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    for m in accepted {
+        planned[index[m.resource.as_str()]]
+            .decision
+            .transitions
+            .push(m.transition);
     }
-    let (pending, candidates) = cluster.select(&mut works);
-    cluster.throttle(&mut works, pending, candidates);
-    Ok(cluster.finish(works, next_recompute_ms))
+    for (m, reason) in held {
+        planned[index[m.resource.as_str()]]
+            .decision
+            .held
+            .push(HeldTransition {
+                transition: m.transition,
+                reason,
+            });
+    }
+    let mut decision = cluster.empty_decision();
+    decision.stats = cluster.stats(planned.iter().map(|p| (p.stats.as_slice(), &p.other_stats)));
+    let mut out = Vec::with_capacity(planned.len());
+    for (res, p) in resources.iter().zip(planned) {
+        if let Some(t) = p.next_recompute_ms {
+            decision.next_recompute_ms = Some(decision.next_recompute_ms.map_or(t, |n| n.min(t)));
+        }
+        let mut d = p.decision;
+        order_output(&mut d);
+        decision.moved += d.moved;
+        out.push((res.name.clone(), d));
+    }
+    // In name order: the map is built in bulk.
+    decision.resources = out.into_iter().collect();
+    Ok(decision)
 }
 
 /// Whether `lists` (an ideal state's listFields) has a non-empty list for every partition.
@@ -923,13 +1064,15 @@ fn classify(
     (kind, urgency)
 }
 
-fn transition_key(t: &ReplicaTransition) -> (String, u64, &str, &str) {
+/// A transition's sort key: its partition's natural key, then its instance (borrowed, so
+/// a comparison allocates nothing).
+fn transition_key(t: &ReplicaTransition) -> (&str, u64, &str, &str) {
     let (prefix, n) = match t.partition.rsplit_once('_') {
         Some((a, b)) => match b.parse::<u64>() {
-            Ok(n) => (a.to_string(), n),
-            Err(_) => (t.partition.clone(), 0),
+            Ok(n) => (a, n),
+            Err(_) => (t.partition.as_str(), 0),
         },
-        None => (t.partition.clone(), 0),
+        None => (t.partition.as_str(), 0),
     };
     (prefix, n, &t.partition, &t.instance)
 }

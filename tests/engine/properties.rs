@@ -27,7 +27,7 @@ pub fn modes() -> Vec<RebalanceMode> {
 }
 
 /// The seeds to run: `ENGINE_SEED=<seed>` runs one, `ENGINE_SEEDS=<count>` runs more.
-fn seeds(default_count: u64) -> Vec<u64> {
+pub(super) fn seeds(default_count: u64) -> Vec<u64> {
     let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
     match (var("ENGINE_SEED"), var("ENGINE_SEEDS")) {
         (Some(seed), _) => vec![seed],
@@ -38,7 +38,7 @@ fn seeds(default_count: u64) -> Vec<u64> {
 
 /// A random cluster: 3–7 instances, 1–3 resources of random (built-in or generated) models
 /// in the given modes.
-fn random_cluster(rng: &mut StdRng, modes: &[RebalanceMode]) -> ClusterSnapshot {
+pub(super) fn random_cluster(rng: &mut StdRng, modes: &[RebalanceMode]) -> ClusterSnapshot {
     let n = rng.random_range(3..=7usize);
     let mut snap = ClusterSnapshot {
         instances: instances(n),
@@ -91,7 +91,7 @@ fn random_cluster(rng: &mut StdRng, modes: &[RebalanceMode]) -> ClusterSnapshot 
 }
 
 /// One random change to the cluster.
-fn churn(rng: &mut StdRng, snap: &mut ClusterSnapshot) {
+pub(super) fn churn(rng: &mut StdRng, snap: &mut ClusterSnapshot) {
     let n = snap.instances.len();
     let i = rng.random_range(0..n);
     let name = snap.instances[i].name.clone();

@@ -12,8 +12,13 @@
 //! lists persisted in the ideal states as the controller writes them, throttle configs and
 //! a message constraint set, nothing in flight), on the round after one instance fails (it
 //! is not live; its current states are still in the snapshot and must be ignored), and on
-//! the round after that, with the failure's transitions in flight. The criterion benchmark
-//! `benches/rebalance.rs` runs the same [`Scenario`] and [`RoundScenario`].
+//! the round after that, with the failure's transitions in flight. It times the same rounds
+//! through [`Engine::round`], the incremental round the controller runs (each from an
+//! engine warmed on the round before: steady after steady, the failure after steady, in
+//! flight after the failure), and a round after a handful of current-state updates (five
+//! of the in-flight transitions completed, in five resources, after the in-flight round).
+//! The criterion benchmark `benches/rebalance.rs` runs the same [`Scenario`] and
+//! [`RoundScenario`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -22,6 +27,7 @@ use crate::cli::CliError;
 use crate::model::{ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, Record};
 use crate::rebalance::pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};
 use crate::rebalance::placement::{place, Placement, PlacementInput, ReplicaCount};
+use crate::rebalance::Engine;
 use crate::rebalance::InstanceInfo;
 
 /// The default placement sizes: 1k×3 on 10, 10k×3 on 100, 100k×3 on 1000.
@@ -59,8 +65,9 @@ pub struct RebalanceBenchArgs {
     /// Timed runs of each placement computation.
     #[arg(long, default_value_t = 5)]
     pub trials: usize,
-    /// Timed pipeline rounds of each kind (steady, after a failure, with transitions in flight).
-    #[arg(long, default_value_t = 21)]
+    /// Timed pipeline rounds of each kind (steady, after a failure, with transitions in
+    /// flight, after updates); a p99 is reported from 100 rounds.
+    #[arg(long, default_value_t = 101)]
     pub rounds: usize,
     /// Resources the pipeline scenarios split the partitions over.
     #[arg(long, default_value_t = 10)]
@@ -217,11 +224,13 @@ pub fn tops_changed(old: &Placement, new: &Placement) -> usize {
         .count()
 }
 
-/// p50 and max of the trials (ms).
+/// p50, p99 and max of the trials (ms).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Timing {
     /// Median.
     pub p50: f64,
+    /// 99th percentile, from at least 100 trials (`None` with fewer).
+    pub p99: Option<f64>,
     /// Slowest.
     pub max: f64,
     /// Median CPU time of the computing thread (ms), where the OS reports it
@@ -252,13 +261,24 @@ pub struct Balance {
 
 /// Runs `f` `trials` times (at least once); the times exclude dropping the results.
 fn timed<T>(trials: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
+    timed_after(trials, &mut (), |_| (), |_| f())
+}
+
+/// Runs `prepare` (untimed) then `f` (timed) on `state`, `trials` times (at least once).
+fn timed_after<S, T>(
+    trials: usize,
+    state: &mut S,
+    mut prepare: impl FnMut(&mut S),
+    mut f: impl FnMut(&mut S) -> T,
+) -> (Timing, T) {
     let mut times = Vec::with_capacity(trials);
     let mut cpu = Vec::with_capacity(trials);
     let mut last = None;
     for _ in 0..trials.max(1) {
+        prepare(state);
         let c = thread_cpu_ns();
         let t = Instant::now();
-        let out = f();
+        let out = f(state);
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if let (Some(a), Some(b)) = (c, thread_cpu_ns()) {
             cpu.push(b.saturating_sub(a) as f64 / 1e6);
@@ -270,6 +290,7 @@ fn timed<T>(trials: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
     cpu.sort_by(f64::total_cmp);
     let timing = Timing {
         p50: times[times.len() / 2],
+        p99: (times.len() >= 100).then(|| times[(times.len() * 99).div_ceil(100) - 1]),
         max: times[times.len() - 1],
         cpu_p50: (cpu.len() == times.len()).then(|| cpu[cpu.len() / 2]),
     };
@@ -330,6 +351,9 @@ pub struct RoundScenario {
     pub after_failure: ClusterSnapshot,
     /// `after_failure` with the transitions its round sends in flight.
     pub in_flight: ClusterSnapshot,
+    /// `in_flight` after a handful of current-state updates: the first in-flight transition
+    /// of each of (up to) five resources completed.
+    pub updated: ClusterSnapshot,
     /// The failed instance.
     pub failed: String,
 }
@@ -417,10 +441,24 @@ impl RoundScenario {
                 res.pending = rd.transitions.clone();
             }
         }
+        let mut updated = in_flight.clone();
+        for res in updated
+            .resources
+            .iter_mut()
+            .filter(|r| !r.pending.is_empty())
+            .take(5)
+        {
+            let t = res.pending.remove(0);
+            res.current_state
+                .entry(t.partition.clone())
+                .or_default()
+                .insert(t.instance.clone(), t.to.clone());
+        }
         RoundScenario {
             steady,
             after_failure,
             in_flight,
+            updated,
             failed,
         }
     }
@@ -469,6 +507,19 @@ pub struct RoundReport {
     pub pipeline_round_after_failure_ms: Timing,
     /// The round after that, with the failure's transitions in flight.
     pub pipeline_round_in_flight_ms: Timing,
+    /// The controller's incremental round ([`Engine::round`]) on the steady cluster, after
+    /// a steady round: nothing changed.
+    pub engine_round_ms: Timing,
+    /// The incremental round after the failure, from an engine warm on the steady cluster.
+    pub engine_round_after_failure_ms: Timing,
+    /// The incremental round with the failure's transitions in flight, from an engine warm
+    /// on the round after the failure.
+    pub engine_round_in_flight_ms: Timing,
+    /// The incremental round after five current-state updates in five resources, from an
+    /// engine warm on the in-flight round.
+    pub engine_round_after_updates_ms: Timing,
+    /// Resources the round after the updates decided again (the rest were reused).
+    pub engine_decided_after_updates: usize,
     /// Transitions the steady round sends (0: it is steady).
     pub sent_steady: usize,
     /// Replicas the failed instance held.
@@ -498,6 +549,25 @@ pub fn run_round_scenario(
     let (steady_ms, steady) = timed(rounds, || round(&sc.steady));
     let (failure_ms, failure) = timed(rounds, || round(&sc.after_failure));
     let (in_flight_ms, in_flight) = timed(rounds, || round(&sc.in_flight));
+    // The incremental round, each kind from an engine warmed on the round before it.
+    let mut engine = Engine::new();
+    let mut warm = |before: &ClusterSnapshot, timed_snap: &ClusterSnapshot| {
+        timed_after(
+            rounds,
+            &mut engine,
+            |e| {
+                e.round(before).expect("the bench cluster is valid");
+            },
+            |e| {
+                e.round(timed_snap).expect("the bench cluster is valid");
+                e.last_round().decided
+            },
+        )
+    };
+    let (engine_steady_ms, _) = warm(&sc.steady, &sc.steady);
+    let (engine_failure_ms, _) = warm(&sc.steady, &sc.after_failure);
+    let (engine_in_flight_ms, _) = warm(&sc.after_failure, &sc.in_flight);
+    let (engine_updates_ms, decided_after_updates) = warm(&sc.in_flight, &sc.updated);
     RoundReport {
         scenario: "pipeline",
         resources: sc.steady.resources.len(),
@@ -509,6 +579,11 @@ pub fn run_round_scenario(
         pipeline_round_ms: steady_ms,
         pipeline_round_after_failure_ms: failure_ms,
         pipeline_round_in_flight_ms: in_flight_ms,
+        engine_round_ms: engine_steady_ms,
+        engine_round_after_failure_ms: engine_failure_ms,
+        engine_round_in_flight_ms: engine_in_flight_ms,
+        engine_round_after_updates_ms: engine_updates_ms,
+        engine_decided_after_updates: decided_after_updates,
         sent_steady: sent(&steady),
         failed_instance_replicas: sc.failed_replicas(),
         sent_after_failure: sent(&failure),
@@ -588,15 +663,17 @@ pub fn run(args: RebalanceBenchArgs) -> Result<(), CliError> {
     }
     if !args.json && !round_sizes.is_empty() {
         println!(
-            "{:>4} {:>9} {:>3} {:>6} {:>9} {:>16} {:>16} {:>16} {:>13}",
+            "{:>4} {:>9} {:>3} {:>6} {:>9} {:>7} {:>16} {:>16} {:>16} {:>16} {:>13}",
             "RES",
             "PARTS",
             "R",
             "INSTS",
             "REPLICAS",
-            "ROUND_MS",
+            "ROUND",
+            "STEADY_MS",
             "AFTER_FAIL_MS",
             "IN_FLIGHT_MS",
+            "UPDATES_MS",
             "SENT/HELD"
         );
     }
@@ -608,16 +685,32 @@ pub fn run(args: RebalanceBenchArgs) -> Result<(), CliError> {
         } else {
             let t = |t: Timing| format!("{:.2} (max {:.1})", t.p50, t.max);
             println!(
-                "{:>4} {:>9} {:>3} {:>6} {:>9} {:>16} {:>16} {:>16} {:>13}",
+                "{:>4} {:>9} {:>3} {:>6} {:>9} {:>7} {:>16} {:>16} {:>16} {:>16} {:>13}",
                 rep.resources,
                 p,
                 r,
                 i,
                 rep.total_replicas,
+                "full",
                 t(rep.pipeline_round_ms),
                 t(rep.pipeline_round_after_failure_ms),
                 t(rep.pipeline_round_in_flight_ms),
+                "-",
                 format!("{}/{}", rep.sent_after_failure, rep.held_after_failure),
+            );
+            println!(
+                "{:>4} {:>9} {:>3} {:>6} {:>9} {:>7} {:>16} {:>16} {:>16} {:>16} {:>13}",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "engine",
+                t(rep.engine_round_ms),
+                t(rep.engine_round_after_failure_ms),
+                t(rep.engine_round_in_flight_ms),
+                t(rep.engine_round_after_updates_ms),
+                "",
             );
         }
     }
@@ -662,6 +755,8 @@ mod tests {
         assert_eq!(rep.failed_instance_replicas, 30);
         // The failed instance's MASTERs are taken over and its replicas placed elsewhere.
         assert!(rep.sent_after_failure >= 30, "{rep:?}");
+        // Five current-state updates in two resources: those two are decided again.
+        assert_eq!(rep.engine_decided_after_updates, 2, "{rep:?}");
     }
 
     #[test]

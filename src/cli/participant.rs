@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Settings.
     #[command(flatten)]
     pub node: NodeSettings,
+    /// The HTTP API and dashboard.
+    #[command(flatten)]
+    pub http: super::http::HttpFlags,
 }
 
 /// `PARTITION:FROM-TO` → (partition, from, to).
@@ -191,6 +194,12 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             builder = builder.tag(t);
         }
         let participant = builder.connect().await.map_err(CliError::failed)?;
+        let checks = vec![crate::http::participant_check(&participant)];
+        let view = Some(participant.membership().view());
+        let http = args
+            .http
+            .start(&flags, &instance, node_setup::store(&flags)?, view, checks)
+            .await?;
         let mut events = participant.events();
         let printer = tokio::spawn(async move {
             loop {
@@ -210,6 +219,9 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             }
         });
         node_setup::terminated().await?;
+        if let Some(h) = http {
+            h.shutdown().await;
+        }
         participant.shutdown().await;
         printer.abort();
         Ok(())

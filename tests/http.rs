@@ -180,13 +180,7 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
 
     // The dashboard's view: the grid is the store's external view.
     let ev = wait_ev(&f.admin, "converged again", |ev| converged(ev, 3, "")).await;
-    let (s, v) = request(
-        &b,
-        &"GET".to_string(),
-        &format!("/api/v1/clusters/{C}/view"),
-        None,
-    )
-    .await;
+    let (s, v) = request(&b, "GET", &format!("/api/v1/clusters/{C}/view"), None).await;
     assert_eq!(s, 200);
     let grid = v["resources"]
         .as_array()

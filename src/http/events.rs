@@ -42,6 +42,9 @@ pub struct LiveEvent {
     /// The instance, controller or member concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// A message's id (to pair its creation with its deletion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// More: a message's `partition FROM-TO`, a member's generation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -51,6 +54,7 @@ pub struct LiveEvent {
 
 /// The live event for a store change under the cluster, or None for keys nobody watches.
 pub fn describe(l: &Layout, ev: &Event, at_ms: u64) -> Option<LiveEvent> {
+    let mut message_id = None;
     let (kind, resource, instance) = match l.classify(&ev.path)? {
         Key::ExternalView(r) => ("externalView", Some(r), None),
         Key::IdealState(r) => ("idealState", Some(r), None),
@@ -58,7 +62,10 @@ pub fn describe(l: &Layout, ev: &Event, at_ms: u64) -> Option<LiveEvent> {
         Key::CurrentState {
             instance, resource, ..
         } => ("currentState", Some(resource), Some(instance)),
-        Key::Message { instance, .. } => ("message", None, Some(instance)),
+        Key::Message { instance, id } => {
+            message_id = Some(id.to_string());
+            ("message", None, Some(instance))
+        }
         Key::Leader => ("leader", None, None),
         Key::Pause => ("pause", None, None),
         Key::Maintenance => ("maintenance", None, None),
@@ -98,6 +105,7 @@ pub fn describe(l: &Layout, ev: &Event, at_ms: u64) -> Option<LiveEvent> {
         revision: ev.revision,
         resource,
         instance,
+        id: message_id,
         detail,
         at_ms,
     })
@@ -112,6 +120,7 @@ pub fn member(ev: &MembershipEvent) -> Option<LiveEvent> {
         revision: 0,
         resource: None,
         instance: Some(m.name.clone()),
+        id: None,
         detail: Some(format!("generation {}", m.generation)),
         at_ms: m.at_unix_ms,
     })
@@ -236,6 +245,7 @@ mod tests {
         m.set_simple("TO_STATE", "MASTER");
         let e = describe(&l, &put(&l.message("i1", "m1"), &m, 9), 100).unwrap();
         assert_eq!(e.detail.as_deref(), Some("db_0 SLAVE-MASTER"));
+        assert_eq!(e.id.as_deref(), Some("m1"));
         assert_eq!(e.resource.as_deref(), Some("db"));
 
         assert!(describe(&l, &put("/C/PROPERTYSTORE/x", &Record::new("x"), 10), 1).is_none());

@@ -249,7 +249,8 @@ fn store_view(replicas: &[ReplicaAnswer]) -> Vec<StoreReplicaView> {
             },
         })
         .collect();
-    out.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.addr.cmp(&b.addr)));
+    // Replicas by id; those that did not answer last.
+    out.sort_by_key(|r| (r.id.is_none(), r.id, r.addr.clone()));
     out
 }
 

@@ -2,7 +2,7 @@
 // event of /admin/v2/clusters/{c}/events. No framework, no external resource.
 "use strict";
 
-const state = { cluster: null, readOnly: true, view: null, source: null, timer: null, events: [] };
+const state = { cluster: null, readOnly: true, view: null, source: null, timer: null, sent: new Map() };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -175,7 +175,16 @@ function describe(e) {
     case "leader": return e.action === "put" ? `controller ${e.instance} leads` : "leadership record removed";
     case "maintenance": return e.action === "put" ? `maintenance on (${e.detail || ""})` : "maintenance off";
     case "pause": return e.action === "put" ? "cluster paused" : "cluster resumed";
-    case "message": return e.action === "put" ? `transition sent to ${e.instance}: ${e.resource || ""} ${e.detail || ""}` : `transition done on ${e.instance}`;
+    case "message": {
+      if (e.action === "put") {
+        const what = `${e.resource || ""} ${e.detail || ""}`.trim();
+        if (e.id) state.sent.set(e.id, what);
+        return `transition sent to ${e.instance}: ${what}`;
+      }
+      const what = state.sent.get(e.id) || "";
+      state.sent.delete(e.id);
+      return `transition done on ${e.instance}${what ? ": " + what : ""}`;
+    }
     case "instanceConfig": return `instance config of ${e.instance} changed`;
     case "idealState": return `ideal state of ${e.resource} ${e.action === "put" ? "written" : "removed"}`;
     case "action": return "operator: " + e.action;

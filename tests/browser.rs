@@ -187,14 +187,7 @@ async fn the_dashboard_shows_the_store_follows_a_failover_and_disables_an_instan
     c.click(&button, 40).await;
     assert!(c.accept_dialog().await, "the page asks for confirmation");
     let deadline = tokio::time::Instant::now() + WAIT;
-    while f
-        .admin
-        .instance_config(C, &target)
-        .await
-        .unwrap()
-        .enabled()
-        .unwrap()
-    {
+    while instance(&f.admin, &target).await.enabled().unwrap() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "disabling {target} from the page had no effect"

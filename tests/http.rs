@@ -18,10 +18,10 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
     let b = f.base.clone();
     wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
 
-    let (s, v) = request(&b, "GET", "/admin/v2/clusters", None).await;
+    let (s, v) = get(&b, "/admin/v2/clusters").await;
     assert_eq!((s, v), (200, json!({ "clusters": [C] })));
 
-    let (s, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}"), None).await;
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}")).await;
     assert_eq!(s, 200);
     assert_eq!(v["id"], json!(C));
     assert_eq!(v["controller"], json!("ctl-1"));
@@ -30,44 +30,34 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
     assert_eq!(v["instances"], json!(instances()));
     assert_eq!(v["liveInstances"], json!(instances()));
 
-    let (s, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}/instances"), None).await;
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances")).await;
     assert_eq!(s, 200);
     assert_eq!(v["online"], json!(instances()));
     assert_eq!(v["disabled"], json!([]));
 
-    let (s, v) = request(
-        &b,
-        "GET",
-        &format!("/admin/v2/clusters/{C}/instances/web_1"),
-        None,
-    )
-    .await;
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances/web_1")).await;
     assert_eq!(s, 200);
     assert_eq!(v["id"], json!("web_1"));
     assert_eq!(v["config"]["simpleFields"]["HELIX_ENABLED"], json!("true"));
     assert!(v["liveInstance"]["simpleFields"]["SESSION_ID"].is_string());
 
     // The external view over REST is the store's record.
-    let (s, v) = request(
+    let (s, v) = get(
         &b,
-        "GET",
         &format!("/admin/v2/clusters/{C}/resources/{RESOURCE}/externalView"),
-        None,
     )
     .await;
     assert_eq!(s, 200);
     let stored = f.admin.external_view(C, RESOURCE).await.unwrap().unwrap();
     assert_eq!(v["mapFields"], serde_json::to_value(&stored.map_fields).unwrap());
-    let (s, v) = request(
+    let (s, v) = get(
         &b,
-        "GET",
         &format!("/admin/v2/clusters/{C}/resources/{RESOURCE}/idealState"),
-        None,
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(v["simpleFields"]["STATE_MODEL_DEF_REF"], json!("MasterSlave"));
-    let (s, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}/resources"), None).await;
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/resources")).await;
     assert_eq!(
         (s, v),
         (
@@ -78,15 +68,14 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
 
     // Writes: disable an instance; the store's config says so and the controller moves
     // its replicas away.
-    let (s, _) = request(
+    let (s, _) = post(
         &b,
-        "POST",
         &format!("/admin/v2/clusters/{C}/instances/web_2?command=disable"),
         None,
     )
     .await;
     assert_eq!(s, 200);
-    let cfg = f.admin.instance_config(C, "web_2").await.unwrap();
+    let cfg = instance(&f.admin, "web_2").await;
     assert!(!cfg.enabled().unwrap());
     wait_ev(&f.admin, "web_2's replicas offline", |ev| {
         ev.values().all(|m| m.get("web_2").is_none_or(|s| s == "OFFLINE"))
@@ -95,37 +84,29 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
                 .all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
     })
     .await;
-    let (_, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}/instances"), None).await;
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances")).await;
     assert_eq!(v["disabled"], json!(["web_2"]));
-    let (s, _) = request(
+    let (s, _) = post(
         &b,
-        "POST",
         &format!("/admin/v2/clusters/{C}/instances/web_2?command=enable"),
         None,
     )
     .await;
     assert_eq!(s, 200);
-    assert!(f
-        .admin
-        .instance_config(C, "web_2")
-        .await
-        .unwrap()
-        .enabled()
-        .unwrap());
+    assert!(instance(&f.admin, "web_2").await.enabled().unwrap());
 
     // Maintenance on with a reason, read back, off.
     let path = format!("/admin/v2/clusters/{C}?command=enableMaintenanceMode");
-    let (s, _) = request(&b, "POST", &path, Some(r#"{"reason":"disk swap"}"#)).await;
+    let (s, _) = post(&b, &path, Some(r#"{"reason":"disk swap"}"#)).await;
     assert_eq!(s, 200);
-    let (_, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}/maintenance"), None).await;
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/maintenance")).await;
     assert_eq!(
         (v["maintenance"].clone(), v["reason"].clone()),
         (json!(true), json!("disk swap"))
     );
     assert!(f.admin.maintenance(C).await.unwrap().is_some());
-    let (s, _) = request(
+    let (s, _) = post(
         &b,
-        "POST",
         &format!("/admin/v2/clusters/{C}?command=disableMaintenanceMode"),
         None,
     )
@@ -136,36 +117,25 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
     // Partitions: disable one on an instance, enable it back.
     let body = format!(r#"{{"resource":"{RESOURCE}","partitions":["{RESOURCE}_1"]}}"#);
     let path = format!("/admin/v2/clusters/{C}/instances/web_0?command=disablePartitions");
-    assert_eq!(request(&b, "POST", &path, Some(&body)).await.0, 200);
-    let disabled = f
-        .admin
-        .instance_config(C, "web_0")
-        .await
-        .unwrap()
-        .disabled_partitions();
+    assert_eq!(post(&b, &path, Some(&body)).await.0, 200);
+    let disabled = instance(&f.admin, "web_0").await.disabled_partitions();
     assert_eq!(disabled.get(RESOURCE), Some(&vec![format!("{RESOURCE}_1")]));
     let path = format!("/admin/v2/clusters/{C}/instances/web_0?command=enablePartitions");
-    assert_eq!(request(&b, "POST", &path, Some(&body)).await.0, 200);
-    assert!(f
-        .admin
-        .instance_config(C, "web_0")
-        .await
-        .unwrap()
-        .disabled_partitions()
-        .is_empty());
+    assert_eq!(post(&b, &path, Some(&body)).await.0, 200);
+    assert!(instance(&f.admin, "web_0").await.disabled_partitions().is_empty());
 
     // Config update through REST is the admin's config.
     let path = format!("/admin/v2/clusters/{C}/configs?command=update");
     let rec = format!(r#"{{"id":"{C}","simpleFields":{{"MAX_OFFLINE_INSTANCES_ALLOWED":"5"}}}}"#);
-    assert_eq!(request(&b, "POST", &path, Some(&rec)).await.0, 200);
-    let (_, v) = request(&b, "GET", &format!("/admin/v2/clusters/{C}/configs"), None).await;
+    assert_eq!(post(&b, &path, Some(&rec)).await.0, 200);
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/configs")).await;
     assert_eq!(v["simpleFields"]["MAX_OFFLINE_INSTANCES_ALLOWED"], json!("5"));
 
     // A new resource by query parameters, then rebalance.
     let path = format!("/admin/v2/clusters/{C}/resources/other?numPartitions=2&stateModelRef=OnlineOffline");
     assert_eq!(request(&b, "PUT", &path, None).await.0, 201);
     let path = format!("/admin/v2/clusters/{C}/resources/other?command=rebalance&replicas=2");
-    let (s, v) = request(&b, "POST", &path, None).await;
+    let (s, v) = post(&b, &path, None).await;
     assert_eq!(s, 200);
     assert_eq!(v["simpleFields"]["REPLICAS"], json!("2"));
     assert_eq!(
@@ -180,7 +150,7 @@ async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
 
     // The dashboard's view: the grid is the store's external view.
     let ev = wait_ev(&f.admin, "converged again", |ev| converged(ev, 3, "")).await;
-    let (s, v) = request(&b, "GET", &format!("/api/v1/clusters/{C}/view"), None).await;
+    let (s, v) = get(&b, &format!("/api/v1/clusters/{C}/view")).await;
     assert_eq!(s, 200);
     let grid = v["resources"]
         .as_array()
@@ -329,13 +299,7 @@ async fn bad_input_gets_a_json_error_with_a_status_code_and_never_a_panic() {
         assert!(v["code"].is_string());
     }
     // Nothing was written by the failed commands.
-    assert!(f
-        .admin
-        .instance_config(C, "web_0")
-        .await
-        .unwrap()
-        .disabled_partitions()
-        .is_empty());
+    assert!(instance(&f.admin, "web_0").await.disabled_partitions().is_empty());
     assert!(f.admin.cluster_exists(C).await.unwrap());
     f.cluster.shutdown().await;
 }
@@ -343,23 +307,16 @@ async fn bad_input_gets_a_json_error_with_a_status_code_and_never_a_panic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_server_refuses_writes_and_says_so() {
     let f = start(33, true).await;
-    let (s, v) = request(
+    let (s, v) = post(
         &f.base,
-        "POST",
         &format!("/admin/v2/clusters/{C}/instances/web_0?command=disable"),
         None,
     )
     .await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["code"], json!("read_only"));
-    assert!(f
-        .admin
-        .instance_config(C, "web_0")
-        .await
-        .unwrap()
-        .enabled()
-        .unwrap());
-    let (_, v) = request(&f.base, "GET", "/api/v1/server", None).await;
+    assert!(instance(&f.admin, "web_0").await.enabled().unwrap());
+    let (_, v) = get(&f.base, "/api/v1/server").await;
     assert_eq!(v["readOnly"], json!(true));
     f.cluster.shutdown().await;
 }
@@ -367,12 +324,12 @@ async fn a_read_only_server_refuses_writes_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_roles_and_events_stream_store_changes() {
     let mut f = start(34, false).await;
-    let (s, _) = request(&f.base, "GET", "/livez", None).await;
+    let (s, _) = get(&f.base, "/livez").await;
     assert_eq!(s, 200);
     // Ready once the controller leads and the participant is registered.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (s, v) = request(&f.base, "GET", "/readyz", None).await;
+        let (s, v) = get(&f.base, "/readyz").await;
         if s == 200 {
             assert_eq!(v["ready"], json!(true));
             assert_eq!(v["checks"].as_array().unwrap().len(), 2);
@@ -384,7 +341,7 @@ async fn readyz_follows_the_roles_and_events_stream_store_changes() {
     }
     // The participant checked stops: not ready, and the check says why.
     f.cluster.stop_participant("web_0").await.unwrap();
-    let (s, v) = request(&f.base, "GET", "/readyz", None).await;
+    let (s, v) = get(&f.base, "/readyz").await;
     assert_eq!(s, 503, "{v}");
     let p = v["checks"]
         .as_array()

@@ -149,3 +149,18 @@ pub async fn request(base: &str, method: &str, path: &str, body: Option<&str>) -
     let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, value)
 }
+
+/// A GET request.
+pub async fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+    request(base, "GET", path, None).await
+}
+
+/// A POST request.
+pub async fn post(base: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    request(base, "POST", path, body).await
+}
+
+/// An instance's config, as the store holds it.
+pub async fn instance(admin: &Admin, name: &str) -> strand::model::InstanceConfig {
+    admin.instance_config(C, name).await.unwrap()
+}

@@ -399,8 +399,7 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
             read_only: false,
         },
         f.admin.clone(),
-        None,
-        vec![],
+        Default::default(),
     )
     .await
     .unwrap_err();
@@ -426,8 +425,7 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
             read_only: false,
         },
         f.admin.clone(),
-        None,
-        vec![],
+        Default::default(),
     )
     .await
     .unwrap();
@@ -475,5 +473,46 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
     );
     server.shutdown().await;
     f.http.shutdown().await;
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_with_gossip_controller_and_participant_figures() {
+    let f = start(36, false).await;
+    wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
+    let (s, v) = get(&f.base, "/metrics").await;
+    assert_eq!(s, 200);
+    let text = v.as_str().expect("text exposition").to_string();
+    let line = |name: &str, labels: &[&str]| {
+        text.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    };
+    assert_eq!(
+        line("strand_controller_leader{", &[r#"cluster="WEB""#]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(line("strand_controller_epoch{", &[r#"cluster="WEB""#]).unwrap() > 0.0);
+    // The controller's gossip sees the three participants alive.
+    assert!(
+        line("strand_members{", &[r#"status="alive""#]).unwrap() >= 3.0,
+        "{text}"
+    );
+    assert_eq!(line("strand_membership_isolated", &[]), Some(0.0));
+    assert_eq!(
+        line("strand_participant_session_live{", &[r#"instance="web_0""#]),
+        Some(1.0)
+    );
+    // web_0 took replicas: OFFLINE→SLAVE transitions counted, with their durations.
+    let ok = line(
+        "strand_participant_transitions_total{",
+        &[r#"from="OFFLINE""#, r#"to="SLAVE""#, r#"phase="ok""#],
+    );
+    assert!(ok.unwrap_or(0.0) >= 1.0, "{text}");
+    assert!(
+        text.contains("strand_participant_transition_duration_seconds_bucket"),
+        "{text}"
+    );
     f.cluster.shutdown().await;
 }

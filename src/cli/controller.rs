@@ -87,11 +87,10 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
             builder = builder.cluster(c);
         }
         let controller = builder.start().await.map_err(CliError::failed)?;
-        let checks = vec![crate::http::controller_check(&controller, &args.cluster)];
-        let view = Some(controller.membership().view());
+        let observed = crate::http::Observed::controller(&controller, &args.cluster);
         let http = args
             .http
-            .start(&flags, &name, node_setup::store(&flags)?, view, checks)
+            .start(&flags, &name, node_setup::store(&flags)?, observed)
             .await?;
         let mut watches = Vec::new();
         for c in &args.cluster {

@@ -211,7 +211,12 @@ async fn demo(
     let admin = Admin::new(store.clone());
     *http = args
         .http
-        .start(&cluster.settings(), "demo-http", store.clone(), None, vec![])
+        .start(
+            &cluster.settings(),
+            "demo-http",
+            store.clone(),
+            Default::default(),
+        )
         .await?;
     if let Some(h) = http.as_ref() {
         say(start, format!("dashboard: {}", h.url()));

@@ -1,13 +1,12 @@
 //! `--http ADDR [--http-plain] [--http-read-only]`: the flags every long-running command
-//! takes to serve the HTTP API and dashboard (`crate::http`), and starting it.
+//! takes to serve the HTTP API, `/metrics` and the dashboard (`crate::http`), and starting it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::CliError;
 use crate::admin::Admin;
-use crate::http::{HttpOptions, HttpServer, Listen, ReadyCheck};
-use crate::membership::MembershipView;
+use crate::http::{HttpOptions, HttpServer, Listen, Observed};
 use crate::propertystore::PropertyStore;
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::PeerRole;
@@ -35,8 +34,7 @@ impl HttpFlags {
         settings_flags: &SettingsFlags,
         name: &str,
         store: PropertyStore,
-        membership: Option<MembershipView>,
-        checks: Vec<ReadyCheck>,
+        observed: Observed,
     ) -> Result<Option<HttpServer>, CliError> {
         let Some(addr) = self.http else {
             return Ok(None);
@@ -54,7 +52,7 @@ impl HttpFlags {
             listen,
             read_only: self.read_only,
         };
-        let server = crate::http::start(options, Admin::new(store), membership, checks)
+        let server = crate::http::start(options, Admin::new(store), observed)
             .await
             .map_err(|e| match e {
                 crate::http::HttpError::PlainNotLoopback { .. } => CliError::usage(e),

@@ -194,11 +194,10 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             builder = builder.tag(t);
         }
         let participant = builder.connect().await.map_err(CliError::failed)?;
-        let checks = vec![crate::http::participant_check(&participant)];
-        let view = Some(participant.membership().view());
+        let observed = crate::http::Observed::participant(&participant);
         let http = args
             .http
-            .start(&flags, &instance, node_setup::store(&flags)?, view, checks)
+            .start(&flags, &instance, node_setup::store(&flags)?, observed)
             .await?;
         let mut events = participant.events();
         let printer = tokio::spawn(async move {

@@ -250,9 +250,9 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
         let http = match args.http.http {
             Some(_) => {
                 let client = connect_with(&http_settings, 0)?;
-                let checks = vec![crate::http::store_check(&server)];
+                let observed = crate::http::Observed::store(&server);
                 args.http
-                    .start(&http_settings, &replica_name(id), client, None, checks)
+                    .start(&http_settings, &replica_name(id), client, observed)
                     .await?
             }
             None => None,

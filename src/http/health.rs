@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::state::AppState;
+
 use crate::controller::{Controller, Role};
 use crate::participant::{Participant, SessionStatus};
 use crate::propertystore::StoreServer;

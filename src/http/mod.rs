@@ -8,6 +8,7 @@
 //!   serve ── router ─┬─ rest/      /admin/v2/clusters/…  ──► admin::Admin (the CLI's API)
 //!                    ├─ events     /admin/v2/clusters/{c}/events (SSE: store watch + gossip)
 //!                    ├─ health     /livez, /readyz (each role's ReadyCheck)
+//!                    ├─ metrics    /metrics (Prometheus exporter; each role's Collector)
 //!                    └─ dashboard  /, /assets/*, /api/v1/… (view::build over one range read)
 //! ```
 //!
@@ -19,6 +20,7 @@ pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod metrics;
 mod rest;
 pub mod serve;
 pub mod state;
@@ -32,16 +34,16 @@ use axum::Router;
 pub use error::ApiError;
 pub use health::{controller_check, participant_check, store_check, Check, ReadyCheck};
 pub use serve::{HttpError, HttpServer, Listen};
-pub use state::AppState;
+pub use state::{AppState, Observed};
 
 use crate::admin::Admin;
-use crate::membership::MembershipView;
 
 /// The whole application: every route over `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics_text))
         .route("/", get(dashboard::index))
         .route("/assets/app.js", get(dashboard::app_js))
         .route("/assets/style.css", get(dashboard::style))
@@ -68,14 +70,22 @@ pub struct HttpOptions {
     pub read_only: bool,
 }
 
-/// Starts the server of a process: `admin` over its store client, its gossip view (if it
-/// takes part in the gossip) and the readiness checks of its roles.
-pub async fn start(
-    options: HttpOptions,
-    admin: Admin,
-    membership: Option<MembershipView>,
-    checks: Vec<ReadyCheck>,
-) -> Result<HttpServer, HttpError> {
-    let state = AppState::new(admin, options.read_only, membership, checks);
+/// Starts the server of a process: `admin` over its store client, and what it observes of
+/// the process's roles (gossip view, readiness checks, metrics collectors).
+pub async fn start(options: HttpOptions, admin: Admin, observed: Observed) -> Result<HttpServer, HttpError> {
+    let state = AppState::new(admin, options.read_only, observed);
     HttpServer::start(options.addr, options.listen, router(state)).await
+}
+
+async fn metrics_text(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = metrics::render(s.collectors());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

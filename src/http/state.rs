@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::error::ApiError;
-use super::health::ReadyCheck;
+use super::health::{self, ReadyCheck};
+use super::metrics::{self, Collector};
 use crate::admin::Admin;
 use crate::membership::MembershipView;
 
@@ -17,25 +18,67 @@ pub struct AppState {
 struct Inner {
     admin: Admin,
     read_only: bool,
-    membership: Option<MembershipView>,
-    checks: Vec<ReadyCheck>,
+    observed: Observed,
+}
+
+/// What the server observes of its process's roles: the gossip view (if the process takes
+/// part in the gossip), each role's readiness check and metrics collector.
+#[derive(Clone, Default)]
+pub struct Observed {
+    /// This process's gossip view.
+    pub membership: Option<MembershipView>,
+    /// Readiness checks, one per role.
+    pub checks: Vec<ReadyCheck>,
+    /// Metrics collectors, run on each scrape.
+    pub collectors: Vec<Collector>,
+}
+
+impl Observed {
+    /// A controller of `clusters`.
+    pub fn controller(c: &crate::controller::Controller, clusters: &[String]) -> Self {
+        let view = c.membership().view();
+        Observed {
+            membership: Some(view.clone()),
+            checks: vec![health::controller_check(c, clusters)],
+            collectors: vec![
+                metrics::controller_collector(c, clusters),
+                metrics::membership_collector(view),
+            ],
+        }
+    }
+
+    /// A participant (starts the task that counts its transitions).
+    pub fn participant(p: &crate::participant::Participant) -> Self {
+        let view = p.membership().view();
+        Observed {
+            membership: Some(view.clone()),
+            checks: vec![health::participant_check(p)],
+            collectors: vec![
+                metrics::participant_collector(p),
+                metrics::membership_collector(view),
+            ],
+        }
+    }
+
+    /// A store replica.
+    pub fn store(s: &crate::propertystore::StoreServer) -> Self {
+        Observed {
+            membership: None,
+            checks: vec![health::store_check(s)],
+            collectors: vec![metrics::store_collector(s)],
+        }
+    }
 }
 
 impl AppState {
     /// A state over `admin`; `read_only` refuses every write (and the dashboard shows no
     /// action buttons).
-    pub fn new(
-        admin: Admin,
-        read_only: bool,
-        membership: Option<MembershipView>,
-        checks: Vec<ReadyCheck>,
-    ) -> Self {
+    pub fn new(admin: Admin, read_only: bool, observed: Observed) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 admin,
                 read_only,
-                membership,
-                checks,
+                observed,
             }),
         }
     }
@@ -61,11 +104,16 @@ impl AppState {
 
     /// This process's gossip view, if it takes part in the gossip.
     pub fn membership(&self) -> Option<&MembershipView> {
-        self.inner.membership.as_ref()
+        self.inner.observed.membership.as_ref()
     }
 
     /// The readiness checks of this process's roles.
     pub fn checks(&self) -> &[ReadyCheck] {
-        &self.inner.checks
+        &self.inner.observed.checks
+    }
+
+    /// The metrics collectors of this process's roles.
+    pub fn collectors(&self) -> &[Collector] {
+        &self.inner.observed.collectors
     }
 }

@@ -258,6 +258,11 @@ impl MembershipView {
         lock(&self.shared).running
     }
 
+    /// The local-health score now (0: healthy).
+    pub fn health_score(&self) -> u32 {
+        lock(&self.shared).health_score
+    }
+
     /// Events from now on (an ended stream once the membership stopped).
     pub fn subscribe(&self) -> Subscription {
         let rx = match self.events.upgrade() {

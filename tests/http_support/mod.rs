@@ -11,7 +11,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use strand::admin::{AddResource, Admin};
 use strand::embedded::EmbeddedCluster;
-use strand::http::{HttpOptions, HttpServer, Listen};
+use strand::http::{HttpOptions, HttpServer, Listen, Observed};
 use strand::model::RebalanceMode;
 
 pub const C: &str = "WEB";
@@ -55,11 +55,11 @@ pub async fn start(seed: u64, read_only: bool) -> Fixture {
     for i in instances() {
         cluster.add_participant(C, &i, None).await.unwrap();
     }
-    let membership = cluster.controllers["ctl-1"].membership().view();
-    let checks = vec![
-        strand::http::controller_check(&cluster.controllers["ctl-1"], &[C.to_string()]),
-        strand::http::participant_check(&cluster.participants["web_0"]),
-    ];
+    // What a controller process observes, plus one participant's readiness and metrics.
+    let mut observed = Observed::controller(&cluster.controllers["ctl-1"], &[C.to_string()]);
+    let participant = Observed::participant(&cluster.participants["web_0"]);
+    observed.checks.extend(participant.checks);
+    observed.collectors.extend(participant.collectors);
     let http = strand::http::start(
         HttpOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -67,8 +67,7 @@ pub async fn start(seed: u64, read_only: bool) -> Fixture {
             read_only,
         },
         Admin::new(cluster.store()),
-        Some(membership),
-        checks,
+        observed,
     )
     .await
     .unwrap();

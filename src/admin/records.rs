@@ -9,12 +9,16 @@
 //! ```
 
 use crate::model::{Layout, Record};
-use crate::propertystore::{Cmp, Condition, Op, Txn};
+use crate::propertystore::{ClientError, Cmp, Condition, Op, Txn};
 
 use super::{Admin, AdminError};
 
 /// How many times a read-modify-write is tried before [`AdminError::Conflict`].
 const UPDATE_ATTEMPTS: usize = 16;
+
+/// How many times one transaction is sent when the store loses its leader meanwhile (each
+/// unknown outcome is resolved by reading back before the next).
+const COMMIT_ATTEMPTS: usize = 3;
 
 /// A record as read, with its key's version (0: no such key).
 #[derive(Debug, Clone, Default)]
@@ -242,11 +246,24 @@ impl Admin {
             success: ops,
             failure: Vec::new(),
         };
-        let written = self
-            .store
-            .txn(txn)
-            .await
-            .map_err(|e| AdminError::store(what, e))?;
+        let mut attempt = 0;
+        let written = loop {
+            attempt += 1;
+            match self.store.txn(txn.clone()).await {
+                Ok(w) => break w,
+                // The store lost its leader while the write was in flight: read back what
+                // is there now (a linearizable read, served once a new leader has decided
+                // the fate of every earlier entry) to learn whether it was applied.
+                Err(ClientError::OutcomeUnknown { reason }) if attempt < COMMIT_ATTEMPTS => {
+                    match self.applied(&txn).await {
+                        Some(true) => return Ok(()),
+                        Some(false) => continue,
+                        None => return Err(AdminError::store(what, ClientError::OutcomeUnknown { reason })),
+                    }
+                }
+                Err(e) => return Err(AdminError::store(what, e)),
+            }
+        };
         if written.succeeded {
             return Ok(());
         }
@@ -258,6 +275,21 @@ impl Admin {
         Err(AdminError::Conflict {
             path: what.to_string(),
         })
+    }
+
+    /// Whether `txn`, whose outcome is unknown, was applied ([`applied_verdict`] over what
+    /// the store holds now); `None` also when the store does not answer.
+    async fn applied(&self, txn: &Txn) -> Option<bool> {
+        let mut now = Vec::with_capacity(txn.success.len());
+        for op in &txn.success {
+            let got = self.store.get(op_path(op)).await.ok()?;
+            now.push(got.map(|r| r.value.to_vec()));
+        }
+        let mut conditions_hold = true;
+        for condition in &txn.conditions {
+            conditions_hold &= self.holds(condition).await.ok()?;
+        }
+        applied_verdict(&txn.success, &now, conditions_hold)
     }
 
     /// Read-modify-write of the record at `path`: `f` gets the current record (none when
@@ -316,9 +348,62 @@ impl Admin {
     }
 }
 
+fn op_path(op: &Op) -> &str {
+    match op {
+        Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path,
+    }
+}
+
+/// Whether a transaction whose outcome is unknown was applied, from the value now at each of
+/// its ops' keys (`now[i]` for `ops[i]`, `None` when absent): `Some(true)` when every write
+/// is visible, `Some(false)` when none is and its conditions still hold (running it again is
+/// safe), `None` when it cannot be told.
+fn applied_verdict(ops: &[Op], now: &[Option<Vec<u8>>], conditions_hold: bool) -> Option<bool> {
+    let visible = ops
+        .iter()
+        .zip(now)
+        .filter(|(op, now)| match op {
+            Op::Create { value, .. } | Op::Set { value, .. } => now.as_ref() == Some(value),
+            Op::Delete { .. } => now.is_none(),
+        })
+        .count();
+    if visible == ops.len() {
+        Some(true)
+    } else if visible == 0 && conditions_hold {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_outcome_is_told_from_what_the_store_holds() {
+        let ops = vec![
+            Op::Create {
+                path: "/a".into(),
+                value: b"1".to_vec(),
+            },
+            Op::Delete {
+                path: "/b".into(),
+                expected_version: None,
+                recursive: false,
+            },
+        ];
+        let v = |a: Option<&[u8]>, b: Option<&[u8]>| vec![a.map(<[u8]>::to_vec), b.map(<[u8]>::to_vec)];
+        // Both writes visible: applied.
+        assert_eq!(applied_verdict(&ops, &v(Some(b"1"), None), false), Some(true));
+        // Neither visible, conditions hold: not applied, safe to send again.
+        assert_eq!(applied_verdict(&ops, &v(None, Some(b"x")), true), Some(false));
+        // Neither visible but the conditions no longer hold: cannot tell.
+        assert_eq!(applied_verdict(&ops, &v(None, Some(b"x")), false), None);
+        // One visible, one not (someone else wrote meanwhile): cannot tell.
+        assert_eq!(applied_verdict(&ops, &v(Some(b"1"), Some(b"x")), true), None);
+        assert_eq!(applied_verdict(&ops, &v(Some(b"2"), None), true), None);
+    }
 
     #[test]
     fn empty_values_are_directories_not_records() {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::local_cluster::LocalCluster;
+use super::local_cluster::{wait_for, LocalCluster};
 use super::CliError;
 use crate::admin::{AddResource, Admin};
 use crate::model::{Layout, RebalanceMode};
@@ -184,19 +184,6 @@ fn watch_sessions(
     rx
 }
 
-async fn wait_for(what: &str, mut pred: impl FnMut() -> bool) -> Result<Instant, CliError> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if pred() {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            return Err(CliError::failed(format!("the demo waited {WAIT:?} for {what}")));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 async fn demo(
     cluster: &mut LocalCluster,
     args: &DemoArgs,
@@ -296,7 +283,10 @@ async fn demo(
     for name in ["controller-1", "controller-2"] {
         cluster.start_controller(name)?;
     }
-    wait_for("a controller to lead", || cluster.leading_controller().is_some()).await?;
+    wait_for(WAIT, "a controller to lead", || {
+        cluster.leading_controller().is_some()
+    })
+    .await?;
     let (leader, epoch, _) = cluster.leading_controller().expect("checked");
     say(
         start,
@@ -316,7 +306,7 @@ async fn demo(
             instances.join(", ")
         ),
     );
-    let converged = wait_for("the external view to equal the ideal state", || {
+    let converged = wait_for(WAIT, "the external view to equal the ideal state", || {
         spectator.table().states(RESOURCE) == ideal_table
     })
     .await?;
@@ -343,11 +333,11 @@ async fn demo(
     let killed = cluster
         .end_participant(&victim, false)
         .unwrap_or_else(Instant::now);
-    let detected = wait_for("the session to end", || {
+    let detected = wait_for(WAIT, "the session to end", || {
         sessions.borrow().get(&victim).is_some_and(|t| *t >= killed)
     })
     .await?;
-    let recovered = wait_for("a MASTER for every partition", || {
+    let recovered = wait_for(WAIT, "a MASTER for every partition", || {
         let t = spectator.table();
         one_master_each(&t, 6) && t.states(RESOURCE).values().all(|m| !m.contains_key(&victim))
     })
@@ -371,7 +361,7 @@ async fn demo(
 
     // 7. Restart it: back to the ideal state.
     cluster.start_participant(&victim, &[])?;
-    wait_for("the external view to equal the ideal state again", || {
+    wait_for(WAIT, "the external view to equal the ideal state again", || {
         spectator.table().states(RESOURCE) == ideal_table
     })
     .await?;
@@ -392,7 +382,7 @@ async fn demo(
     if let Some(mut p) = cluster.controllers.remove(&leader) {
         p.kill();
     }
-    let took_over = wait_for("the standby to take over", || {
+    let took_over = wait_for(WAIT, "the standby to take over", || {
         cluster
             .leading_controller()
             .is_some_and(|(n, e, at)| n != leader && e > epoch && at >= ctl_killed)
@@ -419,7 +409,7 @@ async fn demo(
     let killed2 = cluster
         .end_participant(&second, false)
         .unwrap_or_else(Instant::now);
-    let recovered2 = wait_for("a MASTER for every partition", || {
+    let recovered2 = wait_for(WAIT, "a MASTER for every partition", || {
         let t = spectator.table();
         one_master_each(&t, 6) && t.states(RESOURCE).values().all(|m| !m.contains_key(&second))
     })

@@ -338,3 +338,21 @@ impl LocalCluster {
         out
     }
 }
+
+/// Polls `pred` every millisecond until it holds (returning when) or `limit` has passed.
+pub async fn wait_for(
+    limit: std::time::Duration,
+    what: &str,
+    mut pred: impl FnMut() -> bool,
+) -> Result<std::time::Instant, CliError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if pred() {
+            return Ok(std::time::Instant::now());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::failed(format!("waited {limit:?} for {what}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}

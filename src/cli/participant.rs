@@ -4,6 +4,9 @@
 //! transition step on stdout (`ts_us`, `instance`, `session`, `resource`, `partition`,
 //! `from`, `to`, `phase`, `msg_id`, `epoch`). SIGTERM leaves gracefully.
 //!
+//! Messages of type `ECHO` are answered with `{"instance": NAME, "body": BODY}`
+//! (`--reply-delay-ms N` delays each reply, for tests of timeouts).
+//!
 //! Test and demo flags: `--transition-delay-ms N`; `--fail PARTITION:FROM-TO` and
 //! `--hang PARTITION:FROM-TO` (repeatable; `*` for any partition); `--zone Z`, `--tag T`
 //! (used when the participant adds itself to a cluster that allows auto-join).
@@ -67,6 +70,9 @@ pub struct RunArgs {
     /// Never finish this transition (PARTITION:FROM-TO); repeatable.
     #[arg(long, value_name = "PARTITION:FROM-TO")]
     pub hang: Vec<String>,
+    /// Every ECHO reply takes this long.
+    #[arg(long, default_value_t = 0)]
+    pub reply_delay_ms: u64,
     /// Fault zone, when joining by itself.
     #[arg(long)]
     pub zone: Option<String>,
@@ -143,6 +149,26 @@ impl StateModelHandler for ScriptedHandler {
     }
 }
 
+/// Answers `ECHO` messages with this instance's name and the body, after `delay`.
+pub fn answer_echo(m: &crate::messaging::Messaging, delay: Duration) {
+    let name = m.name().to_string();
+    m.register_handler(
+        "ECHO",
+        None,
+        crate::messaging::HandlerFn(move |msg: crate::messaging::AppMessage| {
+            let name = name.clone();
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let body: serde_json::Value =
+                    serde_json::from_str(&msg.body).map_err(|e| format!("the body is not JSON: {e}"))?;
+                Ok(serde_json::json!({"instance": name, "body": body}))
+            }
+        }),
+    );
+}
+
 /// Runs `strand participant`.
 pub fn run(args: ParticipantArgs) -> Result<(), CliError> {
     match args.command {
@@ -199,6 +225,10 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             .http
             .start(&flags, &instance, node_setup::store(&flags)?, observed)
             .await?;
+        answer_echo(
+            participant.messaging(),
+            Duration::from_millis(args.reply_delay_ms),
+        );
         let mut events = participant.events();
         let printer = tokio::spawn(async move {
             loop {

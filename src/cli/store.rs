@@ -303,6 +303,17 @@ pub fn connect(flags: &SettingsFlags) -> Result<PropertyStore, CliError> {
 
 /// Like [`connect`], with a client cache of `cache_capacity` entries.
 pub fn connect_with(flags: &SettingsFlags, cache_capacity: u64) -> Result<PropertyStore, CliError> {
+    let (transport, eps) = client_endpoint(flags)?;
+    let mut config = StoreClientConfig::new(eps);
+    config.cache_capacity = cache_capacity;
+    Ok(PropertyStore::new(transport, config))
+}
+
+/// The CLI's client endpoint (certificate `strand-cli`) and the store endpoints the
+/// settings name; for commands that also talk to nodes (`strand admin send`).
+pub fn client_endpoint(
+    flags: &SettingsFlags,
+) -> Result<(Arc<dyn crate::transport::Transport>, Vec<SocketAddr>), CliError> {
     let settings = Settings::load(flags).map_err(CliError::usage)?;
     let eps = endpoints(&settings)?;
     let tls =
@@ -317,12 +328,7 @@ pub fn connect_with(flags: &SettingsFlags, cache_capacity: u64) -> Result<Proper
     let mut qc = QuicConfig::new(local, tls);
     qc.handshake_timeout = Duration::from_secs(1);
     let transport = QuicTransport::client(qc).map_err(CliError::failed)?;
-    let mut config = StoreClientConfig::new(eps);
-    config.cache_capacity = cache_capacity;
-    Ok(PropertyStore::new(
-        transport as Arc<dyn crate::transport::Transport>,
-        config,
-    ))
+    Ok((transport as Arc<dyn crate::transport::Transport>, eps))
 }
 
 fn human_bytes(n: u64) -> String {

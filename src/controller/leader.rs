@@ -427,6 +427,12 @@ impl Lead<'_> {
         let mut plan = round::plan(&view, &decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
         });
+        tracing::debug!(
+            revision = self.mirror.revision(),
+            messages = plan.messages,
+            txns = plan.txns.len(),
+            "round planned"
+        );
         let fence = election::fence(&self.ctx.layout.leader(), self.mine);
         for mut txn in std::mem::take(&mut plan.txns) {
             txn.conditions.insert(0, fence.clone());

@@ -55,6 +55,12 @@ pub enum ControllerError {
         /// Why.
         reason: String,
     },
+    /// The messaging service could not start.
+    #[error("messaging: {reason}")]
+    Messaging {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A controller's role in one cluster.
@@ -164,10 +170,32 @@ impl ControllerBuilder {
             };
             tasks.push(tokio::spawn(leader::run(ctx)));
         }
+        let leads = roles.clone();
+        let session = format!("{generation:x}");
+        let messaging = crate::messaging::Messaging::builder(
+            &self.name,
+            &self.clusters[0],
+            transport.clone(),
+            store.clone(),
+        )
+        .sender_type("CONTROLLER")
+        .session(move || Some(session.clone()))
+        // Controller-addressed messages are answered by the cluster's leader only.
+        .serves(move |c| {
+            leads
+                .get(c)
+                .is_some_and(|r| matches!(*r.borrow(), Role::Leader { .. }))
+        })
+        .receive()
+        .build()
+        .map_err(|e| ControllerError::Messaging {
+            reason: e.to_string(),
+        })?;
         Ok(Controller {
             name: self.name,
             roles,
             membership,
+            messaging,
             transport,
             stop: stop_tx,
             tasks,
@@ -221,6 +249,7 @@ pub struct Controller {
     name: String,
     roles: BTreeMap<String, watch::Receiver<Role>>,
     membership: Arc<Membership>,
+    messaging: crate::messaging::Messaging,
     transport: Arc<dyn Transport>,
     stop: watch::Sender<Option<bool>>,
     tasks: Vec<JoinHandle<()>>,
@@ -255,6 +284,13 @@ impl Controller {
     /// Its role in `cluster`, as it changes.
     pub fn role(&self, cluster: &str) -> Option<watch::Receiver<Role>> {
         self.roles.get(cluster).cloned()
+    }
+
+    /// The messaging handle: register handlers for controller-addressed messages (answered
+    /// only while this controller leads the message's cluster) and send by criteria (to
+    /// the first cluster given, or the criteria's `clusterName`).
+    pub fn messaging(&self) -> &crate::messaging::Messaging {
+        &self.messaging
     }
 
     /// The gossip membership it runs.

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::mirror::Mirror;
-use super::snapshot::{View, TRIGGER_CONTROLLER, TRIGGER_FIELD};
+use super::snapshot::{View, LAST_OFFLINE_TIME, TRIGGER_CONTROLLER, TRIGGER_FIELD};
 use crate::model::{ExternalView, Message, Record};
 use crate::participant::ledger::EPOCH_FIELD;
 use crate::propertystore::{Cmp, Condition, Op, Txn};
@@ -246,6 +246,17 @@ pub fn plan(
         {
             ops.push(delete(path));
         }
+    }
+
+    // When instances went offline (or that they are live), for the next leader.
+    for (instance, t) in &view.offline_times {
+        let path = layout.instance_history(instance);
+        let mut history = match mirror.record(&path) {
+            Some(r) => r.as_ref().clone(),
+            None => Record::new(instance.as_str()),
+        };
+        history.set_simple(LAST_OFFLINE_TIME, *t);
+        ops.push(set(path, &history));
     }
 
     // Maintenance the controller switches by itself.

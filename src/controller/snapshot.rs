@@ -76,7 +76,17 @@ pub struct View {
     pub held_models: BTreeMap<String, String>,
     /// The maintenance record's trigger, if the record exists.
     pub maintenance_trigger: Option<String>,
+    /// Instances whose history record must change: instance → `LAST_OFFLINE_TIME` (ms, or
+    /// [`ONLINE`] for a live one). A new leader reads offline times back from these records,
+    /// so a delayed rebalance in progress is not restarted by a takeover.
+    pub offline_times: BTreeMap<String, i64>,
 }
+
+/// Field of `INSTANCES/<i>/HISTORY` (Helix's ParticipantHistory): when the instance last went
+/// offline, in ms since the epoch, or [`ONLINE`].
+pub const LAST_OFFLINE_TIME: &str = "LAST_OFFLINE_TIME";
+/// [`LAST_OFFLINE_TIME`] of an instance that is live (Helix's `ONLINE`).
+pub const ONLINE: i64 = -1;
 
 fn parse_u64(r: &Record, k: &str) -> Option<u64> {
     r.simple(k).and_then(|v| v.trim().parse().ok())
@@ -95,6 +105,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
     let mut state_constraints = None;
     let mut paused = false;
     let mut maintenance_trigger = None;
+    let mut histories: HashMap<&str, i64> = HashMap::new();
     let layout = mirror.layout();
 
     for (key, entry) in mirror.classified() {
@@ -135,6 +146,14 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
                 state_constraints = Some(ClusterConstraints::new(record.clone()));
             }
             Key::Pause => paused = true,
+            Key::InstanceHistory(i) => {
+                if let Some(t) = record
+                    .simple(LAST_OFFLINE_TIME)
+                    .and_then(|v| v.trim().parse().ok())
+                {
+                    histories.insert(i, t);
+                }
+            }
             Key::Maintenance => {
                 maintenance_trigger = Some(record.simple(TRIGGER_FIELD).unwrap_or("USER").to_string());
             }
@@ -247,6 +266,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         list.dedup_by(|later, kept| later.partition == kept.partition && later.instance == kept.instance);
     }
 
+    let mut offline_times = BTreeMap::new();
     let instances = configs
         .iter()
         .map(|(name, config)| {
@@ -264,17 +284,20 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
                 .into_iter()
                 .map(|(r, ps)| (r, ps.into_iter().collect()))
                 .collect();
-            info.offline_since_ms = if live {
-                None
-            } else {
-                Some(
-                    liveness
-                        .offline_since
-                        .get(name)
-                        .copied()
-                        .unwrap_or(liveness.now_ms),
-                )
-            };
+            // What this leader saw first, then what an earlier leader recorded, then now.
+            let recorded = histories.get(name.as_str()).copied();
+            info.offline_since_ms = (!live).then(|| {
+                liveness
+                    .offline_since
+                    .get(name)
+                    .copied()
+                    .or(recorded.and_then(|t| u64::try_from(t).ok()))
+                    .unwrap_or(liveness.now_ms)
+            });
+            let want = info.offline_since_ms.map_or(ONLINE, |t| t as i64);
+            if recorded != Some(want) {
+                offline_times.insert(name.clone(), want);
+            }
             info
         })
         .collect();
@@ -318,6 +341,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         current,
         held_models,
         maintenance_trigger,
+        offline_times,
     }
 }
 
@@ -343,6 +367,22 @@ mod tests {
         }]);
     }
 
+    /// A mirror of cluster C with these instances registered.
+    fn with_instances(names: &[&str]) -> (Layout, Mirror, u64) {
+        let l = Layout::new("C");
+        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
+        let mut rev = 0;
+        for i in names {
+            put(
+                &mut m,
+                &mut rev,
+                l.instance_config(i),
+                &InstanceConfig::create(i).record,
+            );
+        }
+        (l, m, rev)
+    }
+
     fn live(instance: &str, session: &str, generation: u64) -> Record {
         let mut r = crate::model::LiveInstance::create(instance, session, "v", "1@h").record;
         r.set_simple(GOSSIP_GENERATION_FIELD, generation);
@@ -352,17 +392,7 @@ mod tests {
 
     #[test]
     fn only_current_sessions_count_and_messages_to_others_are_stale() {
-        let l = Layout::new("C");
-        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
-        let mut rev = 0;
-        for i in ["a", "b"] {
-            put(
-                &mut m,
-                &mut rev,
-                l.instance_config(i),
-                &InstanceConfig::create(i).record,
-            );
-        }
+        let (l, mut m, mut rev) = with_instances(&["a", "b"]);
         let is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
         put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s2", 7));
@@ -413,6 +443,40 @@ mod tests {
         assert_eq!(b.offline_since_ms, Some(1000));
         liveness.down.insert("b".into(), 2);
         assert!(build(&m, &liveness).sessions.contains_key("b"));
+    }
+
+    #[test]
+    fn offline_times_are_recorded_and_a_new_leader_reads_them_back() {
+        let (l, mut m, mut rev) = with_instances(&["a", "b"]);
+        put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
+        // This leader saw b go offline at 700: both facts are to be recorded.
+        let mut liveness = Liveness {
+            now_ms: 1000,
+            ..Default::default()
+        };
+        liveness.offline_since.insert("b".into(), 700);
+        let v = build(&m, &liveness);
+        assert_eq!(
+            v.offline_times,
+            BTreeMap::from([("a".to_string(), ONLINE), ("b".to_string(), 700)])
+        );
+        for (i, t) in &v.offline_times {
+            let mut h = Record::new(i.as_str());
+            h.set_simple(LAST_OFFLINE_TIME, *t);
+            put(&mut m, &mut rev, l.instance_history(i), &h);
+        }
+        assert!(build(&m, &liveness).offline_times.is_empty());
+
+        // A new leader, which saw nothing go offline, takes b's time from its history
+        // instead of starting b's delay again from its own clock.
+        let new_leader = Liveness {
+            now_ms: 5000,
+            ..Default::default()
+        };
+        let v = build(&m, &new_leader);
+        let b = v.snapshot.instances.iter().find(|i| i.name == "b").unwrap();
+        assert_eq!(b.offline_since_ms, Some(700));
+        assert!(v.offline_times.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   /<C>/LIVEINSTANCES/<i>                a participant's live session
 //!   /<C>/INSTANCES/<i>/CURRENTSTATES/<session>/<R>   what <i> holds in that session
 //!   /<C>/INSTANCES/<i>/MESSAGES/<id>      transitions sent to <i> and not yet done
+//!   /<C>/INSTANCES/<i>/HISTORY            when <i> last went offline (LAST_OFFLINE_TIME)
 //!   /<C>/INSTANCES/<i>/{ERRORS,STATUSUPDATES,HEALTHREPORT}
 //!   /<C>/CONTROLLER/LEADER                the leading controller and its epoch
 //!   /<C>/CONTROLLER/{PAUSE,MAINTENANCE}   operator switches
@@ -178,6 +179,11 @@ impl Layout {
         )
     }
 
+    /// `/<C>/INSTANCES/<i>/HISTORY` (Helix's ParticipantHistory).
+    pub fn instance_history(&self, instance: &str) -> String {
+        format!("/{}/INSTANCES/{instance}/HISTORY", self.cluster)
+    }
+
     /// `/<C>/INSTANCES/<i>/MESSAGES`.
     pub fn messages(&self, instance: &str) -> String {
         format!("/{}/INSTANCES/{instance}/MESSAGES", self.cluster)
@@ -252,6 +258,7 @@ impl Layout {
                 resource: r,
             },
             ["INSTANCES", i, "MESSAGES", id] => Key::Message { instance: i, id },
+            ["INSTANCES", i, "HISTORY"] => Key::InstanceHistory(i),
             ["CONTROLLER", "LEADER"] => Key::Leader,
             ["CONTROLLER", "PAUSE"] => Key::Pause,
             ["CONTROLLER", "MAINTENANCE"] => Key::Maintenance,
@@ -295,6 +302,8 @@ pub enum Key<'a> {
         /// The message id.
         id: &'a str,
     },
+    /// An instance's history (Helix's ParticipantHistory: when it last went offline).
+    InstanceHistory(&'a str),
     /// The controller leadership record.
     Leader,
     /// The pause switch.

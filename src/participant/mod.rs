@@ -9,6 +9,7 @@
 //!     ▼
 //!   session task (one owner of the ledger)
 //!     inputs:  controller requests on Service::MESSAGING (fast path)
+//!              (application messages: Service::APP_MESSAGES, served by `crate::messaging`)
 //!              store watch of INSTANCES/<i>/MESSAGES (fallback) and of LIVEINSTANCES/<i>
 //!              membership events (Isolated, Rejoined)   handler completions
 //!     ledger:  at most once per message id, session and epoch checks (`ledger`)
@@ -78,6 +79,9 @@ pub enum ParticipantError {
         /// Why.
         reason: String,
     },
+    /// The messaging service could not start.
+    #[error("messaging: {0}")]
+    Messaging(#[from] crate::messaging::MessagingError),
     /// A record in the store is malformed.
     #[error("record {path}: {reason}")]
     Record {
@@ -289,6 +293,12 @@ impl Participant {
             SessionStatus::Live(s) => Some(s.clone()),
             _ => None,
         }
+    }
+
+    /// The messaging handle: send by criteria, register handlers for message types
+    /// (messages arrive over QUIC, and persistent ones from this instance's `MESSAGES`).
+    pub fn messaging(&self) -> &crate::messaging::Messaging {
+        &self.inner.messaging
     }
 
     /// The gossip membership this participant runs.

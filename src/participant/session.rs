@@ -17,6 +17,7 @@ use super::writer::{self, WriteJob};
 use super::{now_us, Participant, ParticipantError, Phase, SessionStatus, TransitionEvent};
 use crate::codec;
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, RecvError, Roles, Subscription};
+use crate::messaging::{service::is_application_message, Messaging};
 use crate::model::fields::SESSION_ID;
 use crate::model::{CurrentState, Layout, Record};
 use crate::propertystore::{EventKind, PropertyStore};
@@ -47,6 +48,7 @@ pub(super) struct Handle {
     pub first_events: std::sync::Mutex<Option<broadcast::Receiver<TransitionEvent>>>,
     pub status: watch::Receiver<SessionStatus>,
     pub membership: Arc<Membership>,
+    pub messaging: Messaging,
     stop: watch::Sender<Option<bool>>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -113,6 +115,17 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
 
     let (events, first_events) = broadcast::channel(8192);
     let (status_tx, status) = watch::channel(SessionStatus::Live(registered.session.clone()));
+    let current = status.clone();
+    let messaging = Messaging::builder(&s.instance, &s.cluster, s.transport.clone(), s.store.clone())
+        .sender_type("PARTICIPANT")
+        .session(move || match &*current.borrow() {
+            SessionStatus::Live(s) => Some(s.clone()),
+            _ => None,
+        })
+        .receive()
+        .stored_messages()
+        .build()
+        .map_err(ParticipantError::Messaging)?;
     let (stop, stop_rx) = watch::channel(None);
     let (writes, writes_rx) = mpsc::channel(4096);
     let writer = tokio::spawn(writer::run(s.store.clone(), writes_rx));
@@ -136,6 +149,7 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
         store_tx,
         watchers: Vec::new(),
         stop: stop_rx.clone(),
+        messaging: messaging.clone(),
     };
     task.start_watches();
     let gossip_events = membership.subscribe();
@@ -148,6 +162,7 @@ pub(super) async fn start(s: Settings) -> Result<Participant, ParticipantError> 
             first_events: std::sync::Mutex::new(Some(first_events)),
             status,
             membership,
+            messaging,
             stop,
             task: std::sync::Mutex::new(Some(handle)),
         },
@@ -187,6 +202,8 @@ struct SessionTask {
     watchers: Vec<JoinHandle<()>>,
     /// The stop signal, for loops outside the main select (re-registration).
     stop: watch::Receiver<Option<bool>>,
+    /// Application messages found in MESSAGES go here, not to the ledger.
+    messaging: Messaging,
 }
 
 impl SessionTask {
@@ -262,6 +279,11 @@ impl SessionTask {
         for w in self.watchers.drain(..) {
             w.abort();
         }
+        // Persistent application messages written while no session watched (the instance
+        // was down): the watch below starts after the registration, so read them now.
+        let messaging = self.messaging.clone();
+        self.watchers
+            .push(tokio::spawn(async move { messaging.deliver_waiting().await }));
         let from = self.registered.revision + 1;
         let store = self.settings.store.clone();
         let messages = format!("{}/", self.layout.messages(&self.settings.instance));
@@ -416,6 +438,10 @@ impl SessionTask {
     }
 
     async fn on_message(&mut self, record: Record) -> Verdict {
+        if is_application_message(&record) {
+            self.messaging.deliver_stored(&record);
+            return Verdict::Duplicate;
+        }
         let model_name = record
             .simple(crate::model::fields::STATE_MODEL_DEF)
             .unwrap_or_default()

@@ -35,6 +35,9 @@ const ANSWER_ROOM_PER_OP: usize = 64;
 /// replicas' leader hints, so this is rarely reached).
 const MAX_IDLE_LANES: usize = 64;
 
+/// Writes waiting in one lane for a frame; beyond this they are sent alone.
+const LANE_QUEUE: usize = 4 * MAX_WRITES_PER_REQUEST;
+
 type Answer = Result<StoreResponse, TransportError>;
 
 /// Where a batched write's answer goes, and how long its caller waits.
@@ -51,7 +54,7 @@ struct Lane {
     busy: AtomicUsize,
     /// The replica refused a `Writes` frame: send it lone writes only.
     singles: Arc<AtomicBool>,
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
 }
 
 /// Counts a write as in flight on its lane until it is answered or abandoned.
@@ -102,7 +105,9 @@ impl Lanes {
             timeout,
             answer,
         };
-        if lane.queue.send(job).is_err() {
+        // A full queue (more writers than a frame takes, waiting) or a stopped lane: the
+        // write goes alone, so the queue stays bounded.
+        if lane.queue.try_send(job).is_err() {
             return direct(&*self.transport, to, req, timeout).await;
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -129,7 +134,7 @@ impl Lanes {
             // Dropping an idle lane ends its task once its frames in flight are answered.
             lanes.retain(|_, l| l.busy.load(Ordering::Acquire) > 0);
         }
-        let (queue, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::channel(LANE_QUEUE);
         let singles = Arc::new(AtomicBool::new(false));
         let budget = self.transport.max_frame_size() / 2;
         tokio::spawn(run_lane(self.transport.clone(), to, rx, budget, singles.clone()));
@@ -162,7 +167,7 @@ fn frame_cost(cmd: &Command) -> usize {
 async fn run_lane(
     transport: Arc<dyn Transport>,
     to: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut rx: mpsc::Receiver<Job>,
     budget: usize,
     singles: Arc<AtomicBool>,
 ) {

@@ -34,6 +34,8 @@ impl TableReader {
 
 /// A running spectator of one cluster. Dropping it stops it.
 pub struct Spectator {
+    store: PropertyStore,
+    cluster: String,
     table: Arc<ArcSwap<RoutingTable>>,
     changes: watch::Receiver<u64>,
     task: JoinHandle<()>,
@@ -57,6 +59,7 @@ impl Spectator {
         let layout = Layout::new(cluster);
         let dir = layout.external_views();
         let (entries, revision) = store.range(&dir).await?;
+        let own_store = store.clone();
         let prefix = format!("{dir}/");
         let mut views = std::collections::BTreeMap::new();
         for (path, r) in entries {
@@ -105,7 +108,27 @@ impl Spectator {
                 }
             }
         });
-        Ok(Spectator { table, changes, task })
+        Ok(Spectator {
+            store: own_store,
+            cluster: cluster.to_string(),
+            table,
+            changes,
+            task,
+        })
+    }
+
+    /// A messaging handle that sends by criteria from endpoint `transport` (named `name`),
+    /// as `SRC_INSTANCE_TYPE` SPECTATOR. Replies come back on the same requests, so a
+    /// client endpoint is enough; spectators register no address in the cluster's records,
+    /// so criteria cannot address them.
+    pub fn messaging(
+        &self,
+        name: &str,
+        transport: Arc<dyn crate::transport::Transport>,
+    ) -> Result<crate::messaging::Messaging, crate::messaging::MessagingError> {
+        crate::messaging::Messaging::builder(name, &self.cluster, transport, self.store.clone())
+            .sender_type("SPECTATOR")
+            .build()
     }
 
     /// The routing table now (a cheap, lock-free snapshot).

@@ -57,6 +57,9 @@ impl Service {
     pub const MESSAGING: Service = Service(4);
     /// Administrative queries of a process (status, members).
     pub const ADMIN: Service = Service(5);
+    /// Application messages addressed by criteria (`crate::messaging`), apart from the
+    /// controller → participant transition protocol on [`Service::MESSAGING`].
+    pub const APP_MESSAGES: Service = Service(6);
 }
 
 impl fmt::Display for Service {
@@ -67,6 +70,7 @@ impl fmt::Display for Service {
             Service::STORE => f.write_str("store"),
             Service::MESSAGING => f.write_str("messaging"),
             Service::ADMIN => f.write_str("admin"),
+            Service::APP_MESSAGES => f.write_str("app-messages"),
             Service(n) => write!(f, "service-{n}"),
         }
     }

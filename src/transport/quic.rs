@@ -575,12 +575,11 @@ impl Inner {
                 return Err(TransportError::Refused { peer: peer(), reason });
             }
         };
-        let mut buf = vec![0u8; answer.len as usize];
-        recv.read_exact(&mut buf)
+        let buf = read_body(&mut recv, answer.len as usize)
             .await
             .map_err(|e| read_error(&peer(), e))?;
         match answer.status {
-            Status::Ok => Ok(Bytes::from(buf)),
+            Status::Ok => Ok(buf),
             Status::Refused => Err(TransportError::Refused {
                 peer: peer(),
                 reason: String::from_utf8_lossy(&buf).into_owned(),
@@ -762,6 +761,31 @@ async fn answer(send: &mut SendStream, reply: Reply, max: usize) {
     let _ = send.finish();
 }
 
+/// Most a body's buffer is given before its bytes arrive: a declared length is a claim, and
+/// a peer that declares the maximum frame on every stream it may open and sends nothing must
+/// not make this endpoint allocate it.
+const BODY_RESERVE: usize = 64 << 10;
+
+/// Reads exactly `len` bytes, allocating only as they arrive (and without a copy when they
+/// arrive in one chunk).
+async fn read_body(recv: &mut RecvStream, len: usize) -> Result<Bytes, ReadExactError> {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < len {
+        match recv.read_chunk(len - buf.len(), true).await {
+            Ok(Some(chunk)) if buf.is_empty() && chunk.bytes.len() == len => return Ok(chunk.bytes),
+            Ok(Some(chunk)) => {
+                if buf.capacity() == 0 {
+                    buf.reserve(len.min(BODY_RESERVE.max(chunk.bytes.len())));
+                }
+                buf.extend_from_slice(&chunk.bytes);
+            }
+            Ok(None) => return Err(ReadExactError::FinishedEarly(buf.len())),
+            Err(e) => return Err(ReadExactError::ReadError(e)),
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
 /// Serves one request or message stream. Anything wrong with it refuses this stream only.
 async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut recv: RecvStream) {
     let mut head = [0u8; HEADER_LEN];
@@ -781,9 +805,8 @@ async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut r
         let reason = format!("no such service: {}", header.service);
         return refuse(&mut send, &mut recv, &reason).await;
     };
-    let mut body = vec![0u8; header.len as usize];
-    match recv.read_exact(&mut body).await {
-        Ok(()) => {}
+    let body = match read_body(&mut recv, header.len as usize).await {
+        Ok(body) => body,
         Err(ReadExactError::FinishedEarly(n)) => {
             let reason = format!(
                 "malformed frame: the body ended after {n} of {} bytes",
@@ -792,8 +815,7 @@ async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut r
             return refuse(&mut send, &mut recv, &reason).await;
         }
         Err(ReadExactError::ReadError(_)) => return,
-    }
-    let body = Bytes::from(body);
+    };
     let (incoming, rx) = match header.kind {
         Kind::Request => {
             let (reply, rx) = Responder::channel();

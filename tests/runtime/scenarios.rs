@@ -519,11 +519,30 @@ async fn delayed_rebalance_keeps_a_dead_instances_places_until_the_delay_and_min
     for p in &lost {
         assert_eq!(ev[p].len(), 2, "{p} was refilled before the delay: {ev:?}");
     }
+    // The leader recorded when the victim went offline (Helix's ParticipantHistory), and a
+    // new leader keeps that time instead of starting the delay again from its takeover.
+    let history = EmbeddedCluster::layout(C).instance_history(&victim);
+    let store = c.store();
+    let offline_at = |r: Option<strand::propertystore::Record>| {
+        r.and_then(|r| Record::from_stored(&r.value).ok().flatten())
+            .and_then(|r| r.simple("LAST_OFFLINE_TIME").map(str::to_string))
+    };
+    let recorded = offline_at(store.get(&history).await.unwrap()).expect("LAST_OFFLINE_TIME recorded");
+    assert!(recorded.parse::<i64>().unwrap() > 0, "{recorded}");
+    let (first, epoch1) = c.wait_leader(C, WAIT).await.expect("a leader");
+    c.add_controller("ctl-2", &[C]).await.unwrap();
+    c.kill_controller(&first).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !c.leader(C).is_some_and(|(n, e)| n == "ctl-2" && e > epoch1) {
+        assert!(tokio::time::Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // After the delay: three replicas again, on the survivors.
     wait_ev_where(&s, "db", "three replicas again after the delay", |ev| {
         one_master_each(ev, 4) && ev.values().all(|m| m.len() == 3 && !m.contains_key(&victim))
     })
     .await;
+    assert_eq!(offline_at(store.get(&history).await.unwrap()), Some(recorded));
     journal.assert_never_two_masters();
     c.shutdown().await;
 }

@@ -328,6 +328,55 @@ async fn malformed_and_oversized_frames_refuse_only_their_stream() {
     assert!(!refused);
 }
 
+/// This process's virtual size in bytes (Linux).
+fn virtual_size() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_frame_lengths_are_not_allocated_before_the_bytes_arrive() {
+    const STREAMS: usize = 512;
+    let net = QuicNet::new();
+    let server = QuicTransport::bind(net.config("b")).unwrap();
+    let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
+    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
+    let endpoint = raw_endpoint();
+    let conn = endpoint
+        .connect_with(quinn_client(crypto), server.local_addr(), "strand")
+        .unwrap()
+        .await
+        .unwrap();
+    let before = virtual_size();
+    // Each stream claims a body of the maximum frame (16 MiB) and sends none of it: 8 GiB
+    // if the claims were allocated.
+    let mut held = Vec::new();
+    for _ in 0..STREAMS {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&header(Service::STORE, 16 << 20)).await.unwrap();
+        held.push((send, recv));
+    }
+    // A request after them is still served, and by then the server has read every header.
+    let mut valid = header(Service::STORE, 2);
+    valid.extend_from_slice(b"ok");
+    let (refused, body) = parse_answer(&raw_exchange(&conn, &valid).await.unwrap());
+    assert!(!refused && body == "ok");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let grown = virtual_size().saturating_sub(before);
+    assert!(
+        grown < 2 << 30,
+        "{STREAMS} unsent 16 MiB bodies grew the process by {} MiB",
+        grown >> 20
+    );
+    assert_eq!(seen.requests().len(), 1);
+    drop(held);
+}
+
 /// Environment variable that turns [`child_node`] into a node process.
 const CHILD_ENV: &str = "STRAND_TEST_CHILD_NODE";
 

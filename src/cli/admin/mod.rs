@@ -9,6 +9,7 @@
 //!   strand admin statemodel add|list|show
 //!   strand admin config     set|get|rm
 //!   strand admin constraint set|get|rm
+//!   strand admin send       --cluster C --criteria '…' --type T [--body JSON] [--wait]
 //! ```
 //!
 //! The files here only parse and print; every decision is in [`crate::admin`].
@@ -21,6 +22,7 @@ mod instance;
 mod partition;
 mod raw;
 mod resource;
+mod send;
 mod statemodel;
 
 pub use raw::{event_json, PathArgs, PutArgs, RmArgs, WatchArgs};
@@ -64,6 +66,8 @@ pub enum AdminCommand {
     Config(config::ConfigArgs),
     /// Message and state constraints: set, get, rm.
     Constraint(constraint::ConstraintArgs),
+    /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
+    Send(send::SendArgs),
 }
 
 /// Runs `strand admin`.
@@ -83,6 +87,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Statemodel(a) => statemodel::run(a).await,
             AdminCommand::Config(a) => config::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
+            AdminCommand::Send(a) => send::run(a).await,
         }
     })
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::detect::summary;
 use crate::admin::{AddResource, Admin};
-use crate::cli::local_cluster::LocalCluster;
+use crate::cli::local_cluster::{wait_for, LocalCluster};
 use crate::cli::CliError;
 use crate::model::RebalanceMode;
 use crate::spectator::{RoutingTable, Spectator};
@@ -44,6 +44,10 @@ pub struct FailoverBenchArgs {
     /// Print one JSON document (the default prints it too, with a summary on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Keep every process's data and log (`<name>.log`, with `STRAND_LOG` passed on) in
+    /// this directory instead of a temporary one removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 const CLUSTER: &str = "BENCH";
@@ -69,19 +73,6 @@ fn converged(t: &RoutingTable, resource: &str, partitions: usize, replicas: usiz
         })
 }
 
-async fn wait_for(what: &str, mut pred: impl FnMut() -> bool) -> Result<Instant, CliError> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if pred() {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            return Err(CliError::failed(format!("waited {WAIT:?} for {what}")));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -94,7 +85,7 @@ pub fn run(args: FailoverBenchArgs) -> Result<(), CliError> {
     crate::cli::process::init_logging("error");
     let rt = crate::cli::node_setup::runtime()?;
     rt.block_on(async move {
-        let mut cluster = LocalCluster::new(None, CLUSTER)?;
+        let mut cluster = LocalCluster::new(args.dir.as_deref(), CLUSTER)?;
         let result = bench(&mut cluster, &args).await;
         for p in cluster.participants.values_mut() {
             p.kill();
@@ -146,7 +137,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
     for i in &instances {
         cluster.start_participant(i, &[])?;
     }
-    wait_for("the first convergence", || {
+    wait_for(WAIT, "the first convergence", || {
         converged(&spectator.table(), RESOURCE, PARTITIONS, 3)
     })
     .await?;
@@ -163,14 +154,14 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
         let killed = cluster
             .end_participant(&victim, false)
             .ok_or_else(|| CliError::failed(format!("{victim} is not running")))?;
-        let done = wait_for("a MASTER for every partition", || {
+        let done = wait_for(WAIT, "a MASTER for every partition", || {
             one_master_each(&spectator.table(), RESOURCE, PARTITIONS, Some(&victim))
         })
         .await?;
         participant.push(ms(done - killed));
         eprintln!("participant trial {trial}: {:.1} ms", ms(done - killed));
         cluster.start_participant(&victim, &[])?;
-        wait_for("convergence after the restart", || {
+        wait_for(WAIT, "convergence after the restart", || {
             let t = spectator.table();
             converged(&t, RESOURCE, PARTITIONS, 3)
                 && t.states(RESOURCE).values().any(|m| m.contains_key(&victim))
@@ -199,7 +190,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
             .set_resource_property(CLUSTER, &probe, "REPLICAS", "1")
             .await
             .map_err(CliError::failed)?;
-        let done = wait_for("the new leader to place the probe resource", || {
+        let done = wait_for(WAIT, "the new leader to place the probe resource", || {
             spectator
                 .table()
                 .states(&probe)
@@ -237,7 +228,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
             .await
             .map_err(CliError::failed)?;
         let want: BTreeMap<String, BTreeMap<String, String>> = ideal.record.map_fields.clone();
-        let done = wait_for("the tutorial resource to converge", || {
+        let done = wait_for(WAIT, "the tutorial resource to converge", || {
             spectator.table().states(&name) == want
         })
         .await?;
@@ -246,7 +237,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
             .drop_resource(CLUSTER, &name)
             .await
             .map_err(CliError::failed)?;
-        wait_for("the tutorial resource to be dropped", || {
+        wait_for(WAIT, "the tutorial resource to be dropped", || {
             spectator.table().external_view(&name).is_none()
         })
         .await?;

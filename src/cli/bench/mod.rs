@@ -4,6 +4,7 @@ use super::CliError;
 
 pub mod detect;
 pub mod failover;
+pub mod messaging;
 pub mod rebalance;
 pub mod store;
 
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Store(store::StoreBenchArgs),
     /// Failover of a real cluster: participant and controller SIGKILLs, convergence.
     Failover(failover::FailoverBenchArgs),
+    /// Criteria-addressed messaging over real QUIC: send_and_wait, fan-outs, throughput.
+    Messaging(messaging::MessagingBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -35,5 +38,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchCommand::Detect(a) => detect::run(a),
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Failover(a) => failover::run(a),
+        BenchCommand::Messaging(a) => messaging::run(a),
     }
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what strand's build needs on a fresh Debian machine, when it is missing:
-# a C toolchain, clang/libclang-dev (RocksDB's bindings), pkg-config. Source it or run it.
+# a C toolchain, clang/libclang-dev (RocksDB's bindings), pkg-config, and chromium with
+# chromium-driver (the dashboard's browser tests). Source it or run it.
 # It also picks a build directory outside the clone, reused across clones and runs.
 set -euo pipefail
 
 need=()
-for pkg in build-essential clang libclang-dev pkg-config; do
+for pkg in build-essential clang libclang-dev pkg-config chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Settings.
     #[command(flatten)]
     pub node: NodeSettings,
+    /// The HTTP API and dashboard.
+    #[command(flatten)]
+    pub http: super::http::HttpFlags,
 }
 
 /// Runs `strand controller`.
@@ -84,6 +87,11 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
             builder = builder.cluster(c);
         }
         let controller = builder.start().await.map_err(CliError::failed)?;
+        let observed = crate::http::Observed::controller(&controller, &args.cluster);
+        let http = args
+            .http
+            .start(&flags, &name, node_setup::store(&flags)?, observed)
+            .await?;
         let mut watches = Vec::new();
         for c in &args.cluster {
             if let Some(mut rx) = controller.role(c) {
@@ -112,6 +120,9 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
         node_setup::terminated().await?;
         for w in watches {
             w.abort();
+        }
+        if let Some(h) = http {
+            h.shutdown().await;
         }
         controller.shutdown().await;
         Ok(())

@@ -37,6 +37,9 @@ pub struct DemoArgs {
     /// Keep the cluster's files here instead of a temp dir.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Serve the dashboard and REST API while the demo runs (with --keep, until Ctrl-C).
+    #[command(flatten)]
+    pub http: super::http::HttpFlags,
 }
 
 const CLUSTER: &str = "MYCLUSTER";
@@ -65,8 +68,9 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let rt = super::node_setup::runtime()?;
     rt.block_on(async move {
         let mut cluster = LocalCluster::new(args.dir.as_deref(), CLUSTER)?;
+        let mut http = None;
         let outcome = tokio::select! {
-            r = demo(&mut cluster, &args) => r,
+            r = demo(&mut cluster, &args, &mut http) => r,
             _ = tokio::signal::ctrl_c() => {
                 println!("\ninterrupted: stopping everything the demo started");
                 Ok(())
@@ -75,6 +79,9 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         if outcome.is_ok() && args.keep {
             print_keep(&cluster);
             let _ = tokio::signal::ctrl_c().await;
+        }
+        if let Some(h) = http.take() {
+            h.shutdown().await;
         }
         stop_all(&mut cluster);
         outcome
@@ -177,7 +184,11 @@ fn watch_sessions(
     rx
 }
 
-async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliError> {
+async fn demo(
+    cluster: &mut LocalCluster,
+    args: &DemoArgs,
+    http: &mut Option<crate::http::HttpServer>,
+) -> Result<(), CliError> {
     let start = Instant::now();
     say(start, format!("files in {}", cluster.dir().display()));
 
@@ -185,6 +196,18 @@ async fn demo(cluster: &mut LocalCluster, args: &DemoArgs) -> Result<(), CliErro
     cluster.start_store(args.store_replicas)?;
     let store = cluster.client()?;
     let admin = Admin::new(store.clone());
+    *http = args
+        .http
+        .start(
+            &cluster.settings(),
+            "demo-http",
+            store.clone(),
+            Default::default(),
+        )
+        .await?;
+    if let Some(h) = http.as_ref() {
+        say(start, format!("dashboard: {}", h.url()));
+    }
     let deadline = Instant::now() + WAIT;
     while admin.list_clusters().await.is_err() {
         if Instant::now() > deadline {

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod controller;
 pub mod demo;
 pub mod helix_admin;
+pub mod http;
 pub mod local_cluster;
 pub mod members;
 pub mod node;

@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Settings.
     #[command(flatten)]
     pub node: NodeSettings,
+    /// The HTTP API and dashboard.
+    #[command(flatten)]
+    pub http: super::http::HttpFlags,
 }
 
 /// `PARTITION:FROM-TO` → (partition, from, to).
@@ -217,6 +220,11 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             builder = builder.tag(t);
         }
         let participant = builder.connect().await.map_err(CliError::failed)?;
+        let observed = crate::http::Observed::participant(&participant);
+        let http = args
+            .http
+            .start(&flags, &instance, node_setup::store(&flags)?, observed)
+            .await?;
         answer_echo(
             participant.messaging(),
             Duration::from_millis(args.reply_delay_ms),
@@ -240,6 +248,9 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             }
         });
         node_setup::terminated().await?;
+        if let Some(h) = http {
+            h.shutdown().await;
+        }
         participant.shutdown().await;
         printer.abort();
         Ok(())

@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// TLS directory.
     #[command(flatten)]
     pub settings: SettingsFlags,
+    /// The HTTP API and dashboard (its store client talks to this replica and its peers).
+    #[command(flatten)]
+    pub http: super::http::HttpFlags,
 }
 
 /// `strand store status`.
@@ -234,9 +237,26 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
             ))
         }
     }
+    let mut http_settings = args.settings.clone();
+    if http_settings.store.is_empty() {
+        http_settings.store = std::iter::once(listen)
+            .chain(config.peers.iter().map(|(_, a)| *a))
+            .map(|a| a.to_string())
+            .collect();
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let server = StoreServer::start(config).await.map_err(CliError::failed)?;
+        let http = match args.http.http {
+            Some(_) => {
+                let client = connect_with(&http_settings, 0)?;
+                let observed = crate::http::Observed::store(&server);
+                args.http
+                    .start(&http_settings, &replica_name(id), client, observed)
+                    .await?
+            }
+            None => None,
+        };
         println!(
             "store replica {id} listening on {} (data {}, TLS {})",
             server.local_addr(),
@@ -252,6 +272,9 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping");
+        if let Some(h) = http {
+            h.shutdown().await;
+        }
         server.shutdown().await;
         Ok(())
     })

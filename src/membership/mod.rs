@@ -228,6 +228,51 @@ pub struct Membership {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// A read-only handle on a running [`Membership`] (see [`Membership::view`]).
+#[derive(Clone)]
+pub struct MembershipView {
+    shared: Shared,
+    events: broadcast::WeakSender<MembershipEvent>,
+}
+
+impl std::fmt::Debug for MembershipView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipView").finish_non_exhaustive()
+    }
+}
+
+impl MembershipView {
+    /// The view now: this node first, then every member it knows of.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let s = lock(&self.shared);
+        s.table.snapshot(&s.local, tokio::time::Instant::now().into_std())
+    }
+
+    /// Whether this node believes it is isolated.
+    pub fn is_isolated(&self) -> bool {
+        lock(&self.shared).table.is_isolated()
+    }
+
+    /// Whether the membership task is still running.
+    pub fn is_running(&self) -> bool {
+        lock(&self.shared).running
+    }
+
+    /// The local-health score now (0: healthy).
+    pub fn health_score(&self) -> u32 {
+        lock(&self.shared).health_score
+    }
+
+    /// Events from now on (an ended stream once the membership stopped).
+    pub fn subscribe(&self) -> Subscription {
+        let rx = match self.events.upgrade() {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        };
+        Subscription { rx }
+    }
+}
+
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Membership")
@@ -284,6 +329,15 @@ impl Membership {
     /// How many stalls of its own event loop this node has noticed.
     pub fn stalls(&self) -> u64 {
         lock(&self.shared).stalls
+    }
+
+    /// A read-only handle on the view and the event stream, for observers (the HTTP
+    /// server) that must not own the membership: it stops nothing when dropped.
+    pub fn view(&self) -> MembershipView {
+        MembershipView {
+            shared: self.shared.clone(),
+            events: self.events.clone(),
+        }
     }
 
     /// Events from now on; dropping the subscription unsubscribes.

@@ -1,0 +1,254 @@
+//! Server-sent events of one cluster (`GET /admin/v2/clusters/{c}/events`), shared by the
+//! dashboard and by scripts (`curl -N`): every change under `/<C>` that an operator
+//! watches (external views, ideal states, live instances, current states, messages =
+//! transitions in flight, leadership, pause, maintenance, instance configs), from a store
+//! watch, plus this process's gossip events (member up, suspected, down, left).
+//!
+//! ```text
+//!   store watch(/<C>) ──► describe() ──┐
+//!   membership events ──► member()   ──┼─► bounded channel ─► SSE `data: {json}`
+//! ```
+//! [`describe`] and [`member`] are pure; the task ends when the client goes away.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::membership::MembershipEvent;
+use crate::model::layout::Key;
+use crate::model::{Layout, Message, Record};
+use crate::propertystore::{Event, EventKind};
+
+/// One live event, as sent to clients (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveEvent {
+    /// `externalView`, `idealState`, `liveInstance`, `currentState`, `message`, `leader`,
+    /// `pause`, `maintenance`, `instanceConfig`, or a gossip event (`MemberDown`, …).
+    pub kind: String,
+    /// `put` or `delete` for store changes; the gossip status for member events.
+    pub action: String,
+    /// The store revision (0 for gossip events).
+    pub revision: u64,
+    /// The resource concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The instance, controller or member concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A message's id (to pair its creation with its deletion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// More: a message's `partition FROM-TO`, a member's generation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Wall-clock ms since the Unix epoch when this server saw it.
+    pub at_ms: u64,
+}
+
+/// The live event for a store change under the cluster, or None for keys nobody watches.
+pub fn describe(l: &Layout, ev: &Event, at_ms: u64) -> Option<LiveEvent> {
+    let mut message_id = None;
+    let (kind, resource, instance) = match l.classify(&ev.path)? {
+        Key::ExternalView(r) => ("externalView", Some(r), None),
+        Key::IdealState(r) => ("idealState", Some(r), None),
+        Key::LiveInstance(i) => ("liveInstance", None, Some(i)),
+        Key::CurrentState {
+            instance, resource, ..
+        } => ("currentState", Some(resource), Some(instance)),
+        Key::Message { instance, id } => {
+            message_id = Some(id.to_string());
+            ("message", None, Some(instance))
+        }
+        Key::Leader => ("leader", None, None),
+        Key::Pause => ("pause", None, None),
+        Key::Maintenance => ("maintenance", None, None),
+        Key::InstanceConfig(i) => ("instanceConfig", None, Some(i)),
+        _ => return None,
+    };
+    let record = match &ev.kind {
+        EventKind::Put { value, .. } => Record::from_stored(value).ok().flatten(),
+        EventKind::Delete => None,
+    };
+    let mut resource = resource.map(String::from);
+    let mut instance = instance.map(String::from);
+    let mut detail = None;
+    match kind {
+        "message" => {
+            if let Some(r) = &record {
+                let m = Message::new(r.clone());
+                resource = m.resource_name().map(String::from);
+                if let (Some(p), Some(f), Some(t)) = (m.partition_name(), m.from_state(), m.to_state()) {
+                    detail = Some(format!("{p} {f}-{t}"));
+                }
+            }
+        }
+        "leader" => instance = record.as_ref().map(|r| r.id.clone()),
+        "maintenance" | "pause" => {
+            detail = record.as_ref().and_then(|r| r.simple("REASON")).map(String::from)
+        }
+        _ => {}
+    }
+    Some(LiveEvent {
+        kind: kind.to_string(),
+        action: if record.is_some() || matches!(ev.kind, EventKind::Put { .. }) {
+            "put".into()
+        } else {
+            "delete".into()
+        },
+        revision: ev.revision,
+        resource,
+        instance,
+        id: message_id,
+        detail,
+        at_ms,
+    })
+}
+
+/// The live event for a gossip event about another member.
+pub fn member(ev: &MembershipEvent) -> Option<LiveEvent> {
+    let m = ev.member()?;
+    Some(LiveEvent {
+        kind: ev.kind().to_string(),
+        action: ev.kind().trim_start_matches("Member").to_ascii_lowercase(),
+        revision: 0,
+        resource: None,
+        instance: Some(m.name.clone()),
+        id: None,
+        detail: Some(format!("generation {}", m.generation)),
+        at_ms: m.at_unix_ms,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How many events may wait for a slow client before it is cut off.
+const CLIENT_BUFFER: usize = 1024;
+
+pub(super) async fn stream(
+    State(s): State<AppState>,
+    Path(c): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    s.admin().cluster_config(&c).await?;
+    let (tx, rx) = mpsc::channel::<LiveEvent>(CLIENT_BUFFER);
+    let l = Layout::new(&c);
+    let mut watcher = s.admin().store().watch(&l.root(), 0);
+    let store_tx = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = store_tx.closed() => return,
+                batch = watcher.next_batch() => match batch {
+                    Ok(events) => {
+                        for ev in &events {
+                            if let Some(e) = describe(&l, ev, now_ms()) {
+                                if store_tx.try_send(e).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!("http events: store watch: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+    });
+    if let Some(view) = s.membership() {
+        let mut sub = view.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = tx.closed() => return,
+                    ev = sub.recv() => match ev {
+                        Ok(ev) => {
+                            if let Some(e) = member(&ev) {
+                                if tx.try_send(e).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(crate::membership::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
+    }
+    let out = futures::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        let data = serde_json::to_string(&e).unwrap_or_default();
+        Some((Ok(SseEvent::default().data(data)), rx))
+    });
+    Ok(Sse::new(out).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propertystore::Stat;
+
+    fn put(path: &str, r: &Record, revision: u64) -> Event {
+        Event {
+            revision,
+            path: path.into(),
+            kind: EventKind::Put {
+                value: r.to_bytes(),
+                stat: Stat {
+                    version: 1,
+                    create_revision: revision,
+                    mod_revision: revision,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn store_changes_become_live_events_and_other_keys_are_skipped() {
+        let l = Layout::new("C");
+        let ev = put(&l.external_view("db"), &Record::new("db"), 7);
+        let e = describe(&l, &ev, 100).unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.action.as_str(), e.revision),
+            ("externalView", "put", 7)
+        );
+        assert_eq!(e.resource.as_deref(), Some("db"));
+
+        let gone = Event {
+            revision: 8,
+            path: l.live_instance("i1"),
+            kind: EventKind::Delete,
+        };
+        let e = describe(&l, &gone, 100).unwrap();
+        assert_eq!((e.kind.as_str(), e.action.as_str()), ("liveInstance", "delete"));
+        assert_eq!(e.instance.as_deref(), Some("i1"));
+
+        let mut m = Record::new("m1");
+        m.set_simple("RESOURCE_NAME", "db");
+        m.set_simple("PARTITION_NAME", "db_0");
+        m.set_simple("FROM_STATE", "SLAVE");
+        m.set_simple("TO_STATE", "MASTER");
+        let e = describe(&l, &put(&l.message("i1", "m1"), &m, 9), 100).unwrap();
+        assert_eq!(e.detail.as_deref(), Some("db_0 SLAVE-MASTER"));
+        assert_eq!(e.id.as_deref(), Some("m1"));
+        assert_eq!(e.resource.as_deref(), Some("db"));
+
+        assert!(describe(&l, &put("/C/PROPERTYSTORE/x", &Record::new("x"), 10), 1).is_none());
+        assert!(describe(&l, &put("/OTHER/IDEALSTATES/db", &Record::new("db"), 10), 1).is_none());
+    }
+}

@@ -1,0 +1,518 @@
+//! The HTTP server against a live embedded cluster: Helix REST v2 shapes, write commands
+//! that take effect in the store, JSON errors with status codes, /readyz, server-sent
+//! events, HTTPS with the cluster's certificates.
+
+#[path = "http_support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use strand::http::{HttpError, HttpOptions, Listen};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helix_rest_reads_have_helix_shapes_and_write_commands_take_effect() {
+    let f = start(31, false).await;
+    let b = f.base.clone();
+    wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
+
+    let (s, v) = get(&b, "/admin/v2/clusters").await;
+    assert_eq!((s, v), (200, json!({ "clusters": [C] })));
+
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["id"], json!(C));
+    assert_eq!(v["controller"], json!("ctl-1"));
+    assert_eq!(v["paused"], json!(false));
+    assert_eq!(v["resources"], json!([RESOURCE]));
+    assert_eq!(v["instances"], json!(instances()));
+    assert_eq!(v["liveInstances"], json!(instances()));
+
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["online"], json!(instances()));
+    assert_eq!(v["disabled"], json!([]));
+
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances/web_1")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["id"], json!("web_1"));
+    assert_eq!(v["config"]["simpleFields"]["HELIX_ENABLED"], json!("true"));
+    assert!(v["liveInstance"]["simpleFields"]["SESSION_ID"].is_string());
+
+    // The external view over REST is the store's record.
+    let (s, v) = get(
+        &b,
+        &format!("/admin/v2/clusters/{C}/resources/{RESOURCE}/externalView"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let stored = f.admin.external_view(C, RESOURCE).await.unwrap().unwrap();
+    assert_eq!(v["mapFields"], serde_json::to_value(&stored.map_fields).unwrap());
+    let (s, v) = get(
+        &b,
+        &format!("/admin/v2/clusters/{C}/resources/{RESOURCE}/idealState"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["simpleFields"]["STATE_MODEL_DEF_REF"], json!("MasterSlave"));
+    let (s, v) = get(&b, &format!("/admin/v2/clusters/{C}/resources")).await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({ "id": C, "idealStates": [RESOURCE], "externalViews": [RESOURCE] })
+        )
+    );
+
+    // Writes: disable an instance; the store's config says so and the controller moves
+    // its replicas away.
+    let (s, _) = post(
+        &b,
+        &format!("/admin/v2/clusters/{C}/instances/web_2?command=disable"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cfg = instance(&f.admin, "web_2").await;
+    assert!(!cfg.enabled().unwrap());
+    wait_ev(&f.admin, "web_2's replicas offline", |ev| {
+        ev.values().all(|m| m.get("web_2").is_none_or(|s| s == "OFFLINE"))
+            && ev
+                .values()
+                .all(|m| m.values().filter(|s| *s == "MASTER").count() == 1)
+    })
+    .await;
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/instances")).await;
+    assert_eq!(v["disabled"], json!(["web_2"]));
+    let (s, _) = post(
+        &b,
+        &format!("/admin/v2/clusters/{C}/instances/web_2?command=enable"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(instance(&f.admin, "web_2").await.enabled().unwrap());
+
+    // Maintenance on with a reason, read back, off.
+    let path = format!("/admin/v2/clusters/{C}?command=enableMaintenanceMode");
+    let (s, _) = post(&b, &path, Some(r#"{"reason":"disk swap"}"#)).await;
+    assert_eq!(s, 200);
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/maintenance")).await;
+    assert_eq!(
+        (v["maintenance"].clone(), v["reason"].clone()),
+        (json!(true), json!("disk swap"))
+    );
+    assert!(f.admin.maintenance(C).await.unwrap().is_some());
+    let (s, _) = post(
+        &b,
+        &format!("/admin/v2/clusters/{C}?command=disableMaintenanceMode"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(f.admin.maintenance(C).await.unwrap().is_none());
+
+    // Partitions: disable one on an instance, enable it back.
+    let body = format!(r#"{{"resource":"{RESOURCE}","partitions":["{RESOURCE}_1"]}}"#);
+    let path = format!("/admin/v2/clusters/{C}/instances/web_0?command=disablePartitions");
+    assert_eq!(post(&b, &path, Some(&body)).await.0, 200);
+    let disabled = instance(&f.admin, "web_0").await.disabled_partitions();
+    assert_eq!(disabled.get(RESOURCE), Some(&vec![format!("{RESOURCE}_1")]));
+    let path = format!("/admin/v2/clusters/{C}/instances/web_0?command=enablePartitions");
+    assert_eq!(post(&b, &path, Some(&body)).await.0, 200);
+    assert!(instance(&f.admin, "web_0").await.disabled_partitions().is_empty());
+
+    // Config update through REST is the admin's config.
+    let path = format!("/admin/v2/clusters/{C}/configs?command=update");
+    let rec = format!(r#"{{"id":"{C}","simpleFields":{{"MAX_OFFLINE_INSTANCES_ALLOWED":"5"}}}}"#);
+    assert_eq!(post(&b, &path, Some(&rec)).await.0, 200);
+    let (_, v) = get(&b, &format!("/admin/v2/clusters/{C}/configs")).await;
+    assert_eq!(v["simpleFields"]["MAX_OFFLINE_INSTANCES_ALLOWED"], json!("5"));
+
+    // A new resource by query parameters, then rebalance.
+    let path = format!("/admin/v2/clusters/{C}/resources/other?numPartitions=2&stateModelRef=OnlineOffline");
+    assert_eq!(request(&b, "PUT", &path, None).await.0, 201);
+    let path = format!("/admin/v2/clusters/{C}/resources/other?command=rebalance&replicas=2");
+    let (s, v) = post(&b, &path, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["simpleFields"]["REPLICAS"], json!("2"));
+    assert_eq!(
+        f.admin
+            .ideal_state(C, "other")
+            .await
+            .unwrap()
+            .record
+            .simple("REPLICAS"),
+        Some("2")
+    );
+
+    // The dashboard's view: the grid is the store's external view.
+    let ev = wait_ev(&f.admin, "converged again", |ev| converged(ev, 3, "")).await;
+    let (s, v) = get(&b, &format!("/api/v1/clusters/{C}/view")).await;
+    assert_eq!(s, 200);
+    let grid = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == json!(RESOURCE))
+        .unwrap();
+    for cell in grid["cells"].as_array().unwrap() {
+        let (p, i) = (
+            cell["partition"].as_str().unwrap(),
+            cell["instance"].as_str().unwrap(),
+        );
+        if let Some(st) = ev.get(p).and_then(|m| m.get(i)) {
+            // The view may be newer than `ev`; only a converged view must match exactly.
+            assert!(cell["external"].is_string(), "{p}/{i} should show {st}");
+        }
+    }
+    assert_eq!(v["leader"]["name"], json!("ctl-1"));
+    assert_eq!(v["instances"].as_array().unwrap().len(), 3);
+    f.http.shutdown().await;
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_error_with_a_status_code_and_never_a_panic() {
+    let f = start(32, false).await;
+    let b = f.base.clone();
+    let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
+        (
+            "GET",
+            "/admin/v2/clusters/NOPE".into(),
+            None,
+            404,
+            "cluster NOPE does not exist",
+        ),
+        (
+            "GET",
+            format!("/admin/v2/clusters/{C}/instances/nobody"),
+            None,
+            404,
+            "nobody",
+        ),
+        (
+            "GET",
+            format!("/admin/v2/clusters/{C}/resources/nothing/idealState"),
+            None,
+            404,
+            "nothing",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/instances/web_0?command=explode"),
+            None,
+            400,
+            "unknown instance command",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/instances/web_0"),
+            None,
+            400,
+            "?command=",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/instances/web_0?command=disablePartitions"),
+            Some("{not json"),
+            400,
+            "body",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/instances/web_0?command=disablePartitions"),
+            Some(r#"{"resource":"db","partitions":["db_99"]}"#),
+            404,
+            "db_99",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/resources/{RESOURCE}?command=rebalance&replicas=many"),
+            None,
+            400,
+            "many",
+        ),
+        (
+            "PUT",
+            format!("/admin/v2/clusters/{C}"),
+            None,
+            409,
+            "already exists",
+        ),
+        (
+            "PUT",
+            format!("/admin/v2/clusters/{C}/resources/x?numPartitions=0&stateModelRef=MasterSlave"),
+            None,
+            400,
+            "partitions",
+        ),
+        (
+            "DELETE",
+            format!("/admin/v2/clusters/{C}/instances/web_0"),
+            None,
+            409,
+            "web_0",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/instances/web_0?command=reset"),
+            Some(r#"{"resource":"db","partitions":["db_0"]}"#),
+            409,
+            "not ERROR",
+        ),
+        (
+            "POST",
+            format!("/admin/v2/clusters/{C}/configs?command=frobnicate"),
+            Some("{}"),
+            400,
+            "update",
+        ),
+        ("GET", "/no/such/path".into(), None, 404, "no such path"),
+        (
+            "PATCH",
+            format!("/admin/v2/clusters/{C}"),
+            None,
+            405,
+            "Method Not Allowed",
+        ),
+        (
+            "GET",
+            "/admin/v2/clusters/bad%20name/instances".into(),
+            None,
+            400,
+            "cluster name",
+        ),
+    ];
+    for (method, path, body, status, text) in cases {
+        let (s, v) = request(&b, method, &path, body).await;
+        assert_eq!(s, status, "{method} {path}: {v}");
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: no JSON error: {v}"));
+        assert!(
+            msg.contains(text),
+            "{method} {path}: {msg:?} should mention {text:?}"
+        );
+        assert!(v["code"].is_string());
+    }
+    // Nothing was written by the failed commands.
+    assert!(instance(&f.admin, "web_0").await.disabled_partitions().is_empty());
+    assert!(f.admin.cluster_exists(C).await.unwrap());
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_refuses_writes_and_says_so() {
+    let f = start(33, true).await;
+    let (s, v) = post(
+        &f.base,
+        &format!("/admin/v2/clusters/{C}/instances/web_0?command=disable"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["code"], json!("read_only"));
+    assert!(instance(&f.admin, "web_0").await.enabled().unwrap());
+    let (_, v) = get(&f.base, "/api/v1/server").await;
+    assert_eq!(v["readOnly"], json!(true));
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_roles_and_events_stream_store_changes() {
+    let mut f = start(34, false).await;
+    let (s, _) = get(&f.base, "/livez").await;
+    assert_eq!(s, 200);
+    // Ready once the controller leads and the participant is registered.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, v) = get(&f.base, "/readyz").await;
+        if s == 200 {
+            assert_eq!(v["ready"], json!(true));
+            assert_eq!(v["checks"].as_array().unwrap().len(), 2);
+            break;
+        }
+        assert_eq!(s, 503);
+        assert!(tokio::time::Instant::now() < deadline, "never ready: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The participant checked stops: not ready, and the check says why.
+    f.cluster.stop_participant("web_0").await.unwrap();
+    let (s, v) = get(&f.base, "/readyz").await;
+    assert_eq!(s, 503, "{v}");
+    let p = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == json!("participant"))
+        .unwrap();
+    assert_eq!(p["ready"], json!(false));
+
+    // SSE: an operator's write shows up on the stream as an instanceConfig event.
+    let addr = f.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let mut buf = vec![0u8; 4096];
+    // Wait for the headers, then write.
+    while !got.contains("text/event-stream") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "stream closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // The watch starts at the current revision once the stream is open; write until seen.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut enabled = false;
+    while !got.contains(r#""kind":"instanceConfig""#) || !got.contains(r#""instance":"web_1""#) {
+        f.admin.enable_instance(C, "web_1", enabled).await.unwrap();
+        enabled = !enabled;
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await {
+            assert!(n > 0, "stream closed: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no instanceConfig event: {got}"
+        );
+    }
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_only() {
+    let f = start(35, false).await;
+    // Plain HTTP on a non-loopback address is refused before binding.
+    let err = strand::http::start(
+        HttpOptions {
+            addr: "0.0.0.0:0".parse().unwrap(),
+            listen: Listen::Plain,
+            read_only: false,
+        },
+        f.admin.clone(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, HttpError::PlainNotLoopback { .. }), "{err}");
+
+    // HTTPS with a node certificate of the cluster's CA; a client certificate of the same
+    // CA gets answers.
+    let settings = strand::settings::Settings::load_with_env(
+        &strand::settings::SettingsFlags {
+            tls_dir: Some(f.cluster.dir().join("tls")),
+            store: vec![],
+        },
+        |_| None,
+    )
+    .unwrap();
+    use strand::transport::PeerRole;
+    let node = strand::settings::tls_material_for(&settings, "web-http", PeerRole::Node).unwrap();
+    let client = strand::settings::tls_material_for(&settings, "web-operator", PeerRole::Client).unwrap();
+    let server = strand::http::start(
+        HttpOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            listen: Listen::Https(Arc::new(node)),
+            read_only: false,
+        },
+        f.admin.clone(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let mut cfg = client.client_config().unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("web-http").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the cluster CA");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/admin/v2/clusters")
+        .header("host", "web-http")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        json!({ "clusters": [C] })
+    );
+
+    // Without a client certificate: no answer.
+    let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/admin/v2/clusters")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert!(
+        send.send_request(req).await.is_err(),
+        "plain HTTP to the HTTPS port gets no answer"
+    );
+    server.shutdown().await;
+    f.http.shutdown().await;
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_with_gossip_controller_and_participant_figures() {
+    let f = start(36, false).await;
+    wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
+    let (s, v) = get(&f.base, "/metrics").await;
+    assert_eq!(s, 200);
+    let text = v.as_str().expect("text exposition").to_string();
+    let line = |name: &str, labels: &[&str]| {
+        text.lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    };
+    assert_eq!(
+        line("strand_controller_leader{", &[r#"cluster="WEB""#]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(line("strand_controller_epoch{", &[r#"cluster="WEB""#]).unwrap() > 0.0);
+    // The controller's gossip sees the three participants alive.
+    assert!(
+        line("strand_members{", &[r#"status="alive""#]).unwrap() >= 3.0,
+        "{text}"
+    );
+    assert_eq!(line("strand_membership_isolated", &[]), Some(0.0));
+    assert_eq!(
+        line("strand_participant_session_live{", &[r#"instance="web_0""#]),
+        Some(1.0)
+    );
+    // web_0 took replicas: OFFLINE→SLAVE transitions counted, with their durations.
+    let ok = line(
+        "strand_participant_transitions_total{",
+        &[r#"from="OFFLINE""#, r#"to="SLAVE""#, r#"phase="ok""#],
+    );
+    assert!(ok.unwrap_or(0.0) >= 1.0, "{text}");
+    assert!(
+        text.contains("strand_participant_transition_duration_seconds_bucket"),
+        "{text}"
+    );
+    f.cluster.shutdown().await;
+}

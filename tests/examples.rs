@@ -52,7 +52,32 @@ async fn live_config_applies_each_change_in_order_with_its_old_value() {
 fn live_config_limits_fall_back_to_defaults_on_removed_or_bad_values() {
     let l = Limits::default().apply("max_qps", Some("7"));
     assert_eq!(l.max_qps, 7);
-    assert_eq!(l.apply("max_qps", Some("lots")).max_qps, Limits::default().max_qps);
+    assert_eq!(
+        l.apply("max_qps", Some("lots")).max_qps,
+        Limits::default().max_qps
+    );
     assert_eq!(l.apply("max_qps", None).max_qps, Limits::default().max_qps);
     assert_eq!(l.apply("other", Some("1")), l);
+}
+
+#[allow(dead_code)]
+#[path = "../examples/bootstrap.rs"]
+mod bootstrap;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_a_new_replica_holds_every_key_of_its_partitions() {
+    // 100 keys over 6 partitions: ~17 a partition, more than one 16-entry chunk.
+    let out = bootstrap::run(100, false).await.unwrap();
+    assert_eq!(out.written.len(), 110);
+    assert!(!out.new_node.is_empty(), "the new node hosts no replica");
+    for (partition, held) in &out.new_node {
+        let expected: std::collections::BTreeMap<_, _> = out
+            .written
+            .iter()
+            .filter(|(k, _)| bootstrap::partition_of(k) == *partition)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(held, &expected, "{partition} on the new node");
+    }
 }

@@ -75,7 +75,9 @@ impl LiveLimits {
         applied: mpsc::UnboundedSender<(ConfigChange, Limits)>,
     ) -> Result<LiveLimits, ConfigError> {
         // Subscribe first, then read: a change made in between is seen twice, never missed.
-        let mut sub = config.subscribe(ConfigFilter::Scope(scope.clone()), ConfigStart::Now).await?;
+        let mut sub = config
+            .subscribe(ConfigFilter::Scope(scope.clone()), ConfigStart::Now)
+            .await?;
         let mut limits = Limits::default();
         for key in ["max_qps", "timeout_ms"] {
             let value = config.get_key(&scope, key).await?;
@@ -105,7 +107,9 @@ pub async fn run(print: bool) -> anyhow::Result<(Limits, Vec<(ConfigChange, Limi
     let mut cluster = EmbeddedCluster::start(1).await?;
     let admin = Admin::new(cluster.store());
     admin.add_cluster("C").await?;
-    admin.add_resource("C", "orders", &AddResource::new(4, "MasterSlave")).await?;
+    admin
+        .add_resource("C", "orders", &AddResource::new(4, "MasterSlave"))
+        .await?;
     let scope = ConfigScope::parse("RESOURCE=C,orders")?;
     let operator = cluster.config_accessor();
     operator.set_key(&scope, "max_qps", "200").await?;

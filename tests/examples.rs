@@ -81,3 +81,60 @@ async fn bootstrap_a_new_replica_holds_every_key_of_its_partitions() {
         assert_eq!(held, &expected, "{partition} on the new node");
     }
 }
+
+/// Builds the `embedded_kv` example (a no-op when it is current) and the `strand` binary it
+/// runs the store and controller with, and returns the example's path.
+fn embedded_kv_binary() -> std::path::PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", "embedded_kv"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --example embedded_kv failed");
+    let strand = std::path::PathBuf::from(env!("CARGO_BIN_EXE_strand"));
+    strand.parent().unwrap().join("examples").join("embedded_kv")
+}
+
+#[test]
+fn embedded_kv_requests_resume_at_a_new_master_after_a_sigkill() {
+    let out = std::process::Command::new(embedded_kv_binary())
+        .arg("40")
+        .env("STRAND_EXE", env!("CARGO_BIN_EXE_strand"))
+        .output()
+        .expect("the example runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in {text}"))
+            .to_string()
+    };
+    // "<phase>: <ok> ok, <failed> failed, latency …": every request is counted; requests
+    // succeed before the kill and after it (a timeout under load may fail one or two).
+    let counts = |name: &str| -> (usize, usize) {
+        let l = line(name);
+        let words: Vec<&str> = l.split_whitespace().collect();
+        (words[1].parse().unwrap(), words[3].parse().unwrap())
+    };
+    for name in ["before:", "after:"] {
+        let (ok, failed) = counts(name);
+        assert_eq!(ok + failed, 40, "{text}");
+        assert!(ok >= 30, "{text}");
+    }
+    // "<old> SIGKILLed; requests failed for <duration>, then resumed at <new>"
+    let summary = line("node_");
+    let (old, rest) = summary
+        .split_once(" SIGKILLed; requests failed for ")
+        .expect(&summary);
+    let (window, new) = rest.split_once(", then resumed at ").expect(&summary);
+    assert_ne!(old, new.trim(), "{summary}");
+    assert!(
+        window.ends_with('s') && window.chars().next().unwrap().is_ascii_digit(),
+        "{summary}"
+    );
+}

@@ -228,6 +228,44 @@ async fn pull(
     }
 }
 
+/// Answers messages of `msg_type` with `f(replicas, body)`.
+fn serve(
+    m: &Messaging,
+    msg_type: &str,
+    r: &Arc<Replicas>,
+    f: fn(&Replicas, &str) -> Result<serde_json::Value, String>,
+) {
+    let r = r.clone();
+    m.register_handler(
+        msg_type,
+        None,
+        HandlerFn(move |msg: AppMessage| {
+            let r = r.clone();
+            async move { f(&r, &msg.body) }
+        }),
+    );
+}
+
+/// KV_SYNC: a chunk of a partition's log.
+fn on_sync(r: &Replicas, body: &str) -> Result<serde_json::Value, String> {
+    let req: SyncRequest = serde_json::from_str(body).map_err(|e| format!("bad KV_SYNC: {e}"))?;
+    let chunk = r
+        .chunk(&req)
+        .ok_or_else(|| format!("{} is not here", req.partition))?;
+    serde_json::to_value(chunk).map_err(|e| e.to_string())
+}
+
+/// KV_PUT: append a write, at the MASTER only.
+fn on_put(r: &Replicas, body: &str) -> Result<serde_json::Value, String> {
+    let (k, v): (String, String) = serde_json::from_str(body).map_err(|e| format!("bad KV_PUT: {e}"))?;
+    let p = partition_of(&k);
+    if !r.in_state("MASTER").contains(&p) {
+        return Err(format!("not the MASTER of {p}"));
+    }
+    let len = r.len(&p);
+    Ok(json!(r.append(&p, len, vec![(k, v)])))
+}
+
 /// A key-value node: a participant with [`KvHandler`], answering KV_SYNC and KV_PUT, and a
 /// task that keeps its SLAVE replicas up with their MASTER.
 pub struct KvNode {
@@ -253,40 +291,8 @@ impl KvNode {
         });
         let p = cluster.add_participant(CLUSTER, name, Some(handler)).await?;
         let m = p.messaging().clone();
-        let r = replicas.clone();
-        m.register_handler(
-            "KV_SYNC",
-            None,
-            HandlerFn(move |msg: AppMessage| {
-                let r = r.clone();
-                async move {
-                    let req: SyncRequest =
-                        serde_json::from_str(&msg.body).map_err(|e| format!("bad KV_SYNC: {e}"))?;
-                    let chunk = r
-                        .chunk(&req)
-                        .ok_or_else(|| format!("{} is not here", req.partition))?;
-                    serde_json::to_value(chunk).map_err(|e| e.to_string())
-                }
-            }),
-        );
-        let r = replicas.clone();
-        m.register_handler(
-            "KV_PUT",
-            None,
-            HandlerFn(move |msg: AppMessage| {
-                let r = r.clone();
-                async move {
-                    let (k, v): (String, String) =
-                        serde_json::from_str(&msg.body).map_err(|e| format!("bad KV_PUT: {e}"))?;
-                    let p = partition_of(&k);
-                    if !r.in_state("MASTER").contains(&p) {
-                        return Err(format!("not the MASTER of {p}"));
-                    }
-                    let len = r.len(&p);
-                    Ok(json!(r.append(&p, len, vec![(k, v)])))
-                }
-            }),
-        );
+        serve(&m, "KV_SYNC", &replicas, on_sync);
+        serve(&m, "KV_PUT", &replicas, on_put);
         let _ = cell.set(m.clone());
         let r = replicas.clone();
         let follower = tokio::spawn(async move {

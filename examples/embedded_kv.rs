@@ -97,6 +97,20 @@ async fn request(
         .ok_or_else(|| format!("{m}: {:?} {:?}", r.failed, r.timed_out))
 }
 
+/// `n` requests spread over the partitions, one after the other.
+async fn steady(spectator: &Spectator, client: &strand::messaging::Messaging, n: usize) -> Phase {
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for i in 0..n {
+        let p = format!("{RESOURCE}_{}", i % PARTITIONS);
+        let t0 = Instant::now();
+        match request(spectator, client, &p).await {
+            Ok(_) => lat.push(t0.elapsed().as_micros() as u64),
+            Err(_) => failed += 1,
+        }
+    }
+    phase(&mut lat, failed)
+}
+
 /// Starts the cluster, measures `n` requests before, runs until requests succeed again after
 /// the SIGKILL of partition 0's MASTER, then measures `n` more.
 pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Result<Report> {
@@ -145,20 +159,7 @@ pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Re
     }
 
     let p0 = format!("{RESOURCE}_0");
-    let measure = |lat: &mut Vec<u64>, r: &Result<String, String>, t0: Instant| {
-        if r.is_ok() {
-            lat.push(t0.elapsed().as_micros() as u64);
-        }
-        r.is_ok()
-    };
-    let (mut lat, mut failed) = (Vec::new(), 0);
-    for i in 0..n {
-        let p = format!("{RESOURCE}_{}", i % PARTITIONS);
-        let t0 = Instant::now();
-        let r = request(&spectator, &client, &p).await;
-        failed += usize::from(!measure(&mut lat, &r, t0));
-    }
-    let before = phase(&mut lat, failed);
+    let before = steady(&spectator, &client, n).await;
 
     let old_master = spectator.table().instances(RESOURCE, &p0, "MASTER")[0].clone();
     let killed = lc
@@ -171,27 +172,21 @@ pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Re
             "requests never resumed"
         );
         let t0 = Instant::now();
-        let r = request(&spectator, &client, &p0).await;
-        if measure(&mut lat, &r, t0) {
-            match r {
-                Ok(m) if m != old_master => break m,
-                _ => continue,
+        match request(&spectator, &client, &p0).await {
+            Ok(m) => {
+                lat.push(t0.elapsed().as_micros() as u64);
+                if m != old_master {
+                    break m;
+                }
             }
+            Err(_) => failed += 1,
         }
-        failed += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let failure_window = killed.elapsed();
     let during = phase(&mut lat, failed);
 
-    let (mut lat, mut failed) = (Vec::new(), 0);
-    for i in 0..n {
-        let p = format!("{RESOURCE}_{}", i % PARTITIONS);
-        let t0 = Instant::now();
-        let r = request(&spectator, &client, &p).await;
-        failed += usize::from(!measure(&mut lat, &r, t0));
-    }
-    let after = phase(&mut lat, failed);
+    let after = steady(&spectator, &client, n).await;
     drop(lc);
     Ok(Report {
         before,

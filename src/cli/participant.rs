@@ -220,6 +220,9 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             builder = builder.tag(t);
         }
         let participant = builder.connect().await.map_err(CliError::failed)?;
+        // The printer takes the events first: the first subscriber gets every event since the
+        // session began, a later one only those from then on (the HTTP server's metrics).
+        let mut events = participant.events();
         let observed = crate::http::Observed::participant(&participant);
         let http = args
             .http
@@ -229,7 +232,6 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
             participant.messaging(),
             Duration::from_millis(args.reply_delay_ms),
         );
-        let mut events = participant.events();
         let printer = tokio::spawn(async move {
             loop {
                 match events.recv().await {

@@ -295,6 +295,11 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
                             dirty |= lead.mirror.apply(&evs);
                             lead.note_offline(&evs);
                             lead.mirror.advance(covered);
+                            // Another controller took the record (this one was paused, say):
+                            // stand by now, not at the next write, which may never come.
+                            if lead.mirror.get(&ctx.layout.leader()).is_none_or(|e| e.value.as_slice() != mine) {
+                                return Ended::Fenced;
+                            }
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "cluster watch failed; reloading");

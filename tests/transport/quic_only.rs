@@ -74,6 +74,19 @@ fn quinn_client(crypto: rustls::ClientConfig) -> quinn::ClientConfig {
     quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(crypto).unwrap()))
 }
 
+/// A raw QUIC connection to `server` with a node certificate of `net`'s CA: strand's framing
+/// is then written by hand.
+async fn raw_node_connection(net: &QuicNet, server: &QuicTransport) -> (quinn::Endpoint, quinn::Connection) {
+    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
+    let endpoint = raw_endpoint();
+    let conn = endpoint
+        .connect_with(quinn_client(crypto), server.local_addr(), "strand")
+        .unwrap()
+        .await
+        .unwrap();
+    (endpoint, conn)
+}
+
 /// Opens a stream, writes `bytes`, finishes, and reads the whole answer.
 async fn raw_exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<Vec<u8>, String> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -260,13 +273,7 @@ async fn malformed_and_oversized_frames_refuse_only_their_stream() {
     config.max_frame = 1024;
     let server = QuicTransport::bind(config).unwrap();
     let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
-    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
-    let endpoint = raw_endpoint();
-    let conn = endpoint
-        .connect_with(quinn_client(crypto), server.local_addr(), "strand")
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = raw_node_connection(&net, &server).await;
 
     let mut valid = header(Service::STORE, 10);
     valid.extend_from_slice(b"still-here");
@@ -345,13 +352,7 @@ async fn declared_frame_lengths_are_not_allocated_before_the_bytes_arrive() {
     let net = QuicNet::new();
     let server = QuicTransport::bind(net.config("b")).unwrap();
     let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
-    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
-    let endpoint = raw_endpoint();
-    let conn = endpoint
-        .connect_with(quinn_client(crypto), server.local_addr(), "strand")
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = raw_node_connection(&net, &server).await;
     let before = virtual_size();
     // Each stream claims a body of the maximum frame (16 MiB) and sends none of it: 8 GiB
     // if the claims were allocated.

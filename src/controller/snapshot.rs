@@ -481,15 +481,7 @@ mod tests {
 
     #[test]
     fn two_messages_for_one_replica_count_as_the_one_that_raises_it_highest() {
-        let l = Layout::new("C");
-        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
-        let mut rev = 0;
-        put(
-            &mut m,
-            &mut rev,
-            l.instance_config("a"),
-            &InstanceConfig::create("a").record,
-        );
+        let (l, mut m, mut rev) = with_instances(&["a"]);
         let is = IdealState::create("db", 1, "MasterSlave", RebalanceMode::FullAuto);
         put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
@@ -516,15 +508,7 @@ mod tests {
 
     #[test]
     fn a_dropped_resource_still_held_is_walked_to_dropped_and_switches_are_read() {
-        let l = Layout::new("C");
-        let mut m = Mirror::load(l.clone(), Vec::new(), 0);
-        let mut rev = 0;
-        put(
-            &mut m,
-            &mut rev,
-            l.instance_config("a"),
-            &InstanceConfig::create("a").record,
-        );
+        let (l, mut m, mut rev) = with_instances(&["a"]);
         put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s", 1));
         let mut cs = CurrentState::create("gone", "s", "OnlineOffline");
         cs.set_state("gone_0", "ONLINE");

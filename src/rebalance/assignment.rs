@@ -254,6 +254,24 @@ pub fn assign_maintenance(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`assign_auto`] with the state model's own bounds.
+    fn auto(
+        ms: &StateModelDefinition,
+        preference_list: &[String],
+        current: &BTreeMap<String, String>,
+        who: Eligibility<'_>,
+        replicas: usize,
+    ) -> BTreeMap<String, String> {
+        assign_auto(
+            ms,
+            &StateBounds::of_model(ms),
+            preference_list,
+            current,
+            who,
+            replicas,
+        )
+    }
     use crate::model::test_util::map;
     use crate::statemodel::builtin;
 
@@ -287,14 +305,7 @@ mod tests {
     fn fresh_partition_goes_down_the_list() {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["b", "c", "a"]),
-            &BTreeMap::new(),
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["b", "c", "a"]), &BTreeMap::new(), c.who(), 3);
         assert_eq!(best, map(&[("b", "MASTER"), ("c", "SLAVE"), ("a", "SLAVE")]));
     }
 
@@ -304,25 +315,11 @@ mod tests {
         let c = Case::new(&["a", "b", "c"], &[]);
         // a is first in the list but OFFLINE; c is already SLAVE.
         let current = map(&[("a", "OFFLINE"), ("c", "SLAVE")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best, map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "MASTER")]));
         // Once a is a SLAVE, the top state moves to the list's first.
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE"), ("c", "MASTER")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best, map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]));
     }
 
@@ -331,14 +328,7 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
         let current = map(&[("b", "MASTER"), ("c", "SLAVE")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best["b"], "MASTER");
         assert_eq!(best["a"], "SLAVE");
     }
@@ -348,14 +338,7 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["b", "c"], &[]);
         let current = map(&[("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best, map(&[("b", "MASTER"), ("c", "SLAVE")]));
     }
 
@@ -381,25 +364,11 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &["a"]);
         let current = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best, map(&[("a", "OFFLINE"), ("b", "MASTER"), ("c", "SLAVE")]));
         // A disabled resource: everybody disabled.
         let c = Case::new(&["a", "b", "c"], &["a", "b", "c"]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert!(best.values().all(|s| s == "OFFLINE"), "{best:?}");
     }
 
@@ -408,26 +377,12 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c"], &[]);
         let current = map(&[("a", "ERROR"), ("b", "SLAVE"), ("c", "SLAVE")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best["a"], "ERROR");
         assert_eq!(best.values().filter(|s| *s == "MASTER").count(), 1);
         // Disabled and in ERROR: still ERROR.
         let c = Case::new(&["a", "b", "c"], &["a"]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best["a"], "ERROR");
     }
 
@@ -436,14 +391,7 @@ mod tests {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["a", "b", "c", "d"], &[]);
         let current = map(&[("d", "MASTER"), ("a", "SLAVE"), ("x", "DROPPED")]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &current,
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &current, c.who(), 3);
         assert_eq!(best["d"], "DROPPED");
         assert!(!best.contains_key("x"));
         assert_eq!(best["a"], "MASTER");
@@ -453,14 +401,7 @@ mod tests {
     fn fewer_live_candidates_than_replicas_fill_the_top_state_first() {
         let ms = builtin("MasterSlave").unwrap();
         let c = Case::new(&["c"], &[]);
-        let best = assign_auto(
-            &ms,
-            &StateBounds::of_model(&ms),
-            &list(&["a", "b", "c"]),
-            &BTreeMap::new(),
-            c.who(),
-            3,
-        );
+        let best = auto(&ms, &list(&["a", "b", "c"]), &BTreeMap::new(), c.who(), 3);
         assert_eq!(best, map(&[("c", "MASTER")]));
     }
 

@@ -393,12 +393,18 @@ fn message_constraint_limits_one_transition_type() {
     panic!("no convergence");
 }
 
-#[test]
-fn state_constraint_overrides_the_master_bound_of_one_resource() {
-    let mut snap = tutorial_cluster();
-    let mut other = ResourceSnapshot::new(ideal("other", 3, 3, "MasterSlave", RebalanceMode::SemiAuto));
-    for p in 0..3 {
-        let list: Vec<String> = names(3).into_iter().cycle().skip(p).take(3).collect();
+/// A SEMI_AUTO resource "other" whose partition p lists the cluster's three instances
+/// rotated by p, `replicas` of them.
+fn semi_auto_other(partitions: usize, replicas: usize, model: &str) -> ResourceSnapshot {
+    let mut other = ResourceSnapshot::new(ideal(
+        "other",
+        partitions,
+        replicas,
+        model,
+        RebalanceMode::SemiAuto,
+    ));
+    for p in 0..partitions {
+        let list: Vec<String> = names(3).into_iter().cycle().skip(p).take(replicas).collect();
         other
             .ideal_state
             .as_mut()
@@ -407,7 +413,13 @@ fn state_constraint_overrides_the_master_bound_of_one_resource() {
             .list_fields
             .insert(format!("other_{p}"), list);
     }
-    snap.resources.push(other);
+    other
+}
+
+#[test]
+fn state_constraint_overrides_the_master_bound_of_one_resource() {
+    let mut snap = tutorial_cluster();
+    snap.resources.push(semi_auto_other(3, 3, "MasterSlave"));
     let mut r = Record::new("STATE_CONSTRAINT");
     r.map_fields.insert(
         "everyResource".into(),
@@ -465,18 +477,7 @@ fn state_constraint_overrides_the_master_bound_of_one_resource() {
 #[test]
 fn same_decision_whatever_the_input_order() {
     let mut snap = tutorial_cluster();
-    let mut other = ResourceSnapshot::new(ideal("other", 4, 2, "OnlineOffline", RebalanceMode::SemiAuto));
-    for p in 0..4 {
-        let list: Vec<String> = names(3).into_iter().cycle().skip(p).take(2).collect();
-        other
-            .ideal_state
-            .as_mut()
-            .unwrap()
-            .record
-            .list_fields
-            .insert(format!("other_{p}"), list);
-    }
-    snap.resources.push(other);
+    snap.resources.push(semi_auto_other(4, 2, "OnlineOffline"));
     converge(&mut snap, 10);
     kill(&mut snap, "localhost_12914");
     snap.resources[0].pending.push(ReplicaTransition::new(

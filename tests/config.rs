@@ -405,12 +405,20 @@ async fn sets_from_the_cache_see_their_own_writes_and_lose_no_other_writers_key(
         String::from_utf8_lossy(&cached.value)
     );
     for i in 0..30 {
-        let (w, key) = if i % 2 == 0 { (&b, format!("b{i}")) } else { (&a, format!("a{i}")) };
+        let (w, key) = if i % 2 == 0 {
+            (&b, format!("b{i}"))
+        } else {
+            (&a, format!("a{i}"))
+        };
         w.set_key(&s, &key, &i.to_string()).await.unwrap();
     }
     let all = ec.config_accessor().get(&s, &[]).await.unwrap();
     for i in 0..30 {
-        let key = if i % 2 == 0 { format!("b{i}") } else { format!("a{i}") };
+        let key = if i % 2 == 0 {
+            format!("b{i}")
+        } else {
+            format!("a{i}")
+        };
         assert_eq!(all.get(&key), Some(&i.to_string()), "{key} lost: {all:?}");
     }
     assert_eq!(all.get("first").map(String::as_str), Some("1"));

@@ -212,9 +212,14 @@ impl PropertyStore {
                 (Op::Create { path, value } | Op::Set { path, value, .. }, OpOutcome::Put { stat, .. }) => {
                     cache.fill(generation, &path, Some(Record { value, stat: *stat }), w.revision)
                 }
-                (Op::Delete { path, recursive: false, .. }, OpOutcome::Deleted { .. }) => {
-                    cache.fill(generation, &path, None, w.revision)
-                }
+                (
+                    Op::Delete {
+                        path,
+                        recursive: false,
+                        ..
+                    },
+                    OpOutcome::Deleted { .. },
+                ) => cache.fill(generation, &path, None, w.revision),
                 (op, _) => cache.map.invalidate(op.path()),
             }
         }

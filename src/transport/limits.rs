@@ -185,7 +185,10 @@ mod tests {
         let limits = PeerLimits::new(4, 3);
         let (c1, c2) = (limits.connect("a").unwrap(), limits.connect("a").unwrap());
         let held = [c1.stream().unwrap(), c2.stream().unwrap(), c1.stream().unwrap()];
-        assert!(matches!(c2.stream(), Err(LimitExceeded::Streams { limit: 3, .. })));
+        assert!(matches!(
+            c2.stream(),
+            Err(LimitExceeded::Streams { limit: 3, .. })
+        ));
         let b = limits.connect("b").unwrap();
         let _b1 = b.stream().unwrap();
         drop(held);

@@ -634,7 +634,10 @@ fn map_connection_error(peer: &str, e: &ConnectionError, sent: bool) -> Transpor
         }
         ConnectionError::ApplicationClosed(ac) if ac.error_code == CLOSE_LIMIT => TransportError::Refused {
             peer: peer.to_string(),
-            reason: format!("the peer refused the connection: {}", String::from_utf8_lossy(&ac.reason)),
+            reason: format!(
+                "the peer refused the connection: {}",
+                String::from_utf8_lossy(&ac.reason)
+            ),
         },
         _ if sent => TransportError::Lost {
             peer: peer.to_string(),

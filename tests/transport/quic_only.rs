@@ -81,7 +81,11 @@ async fn raw_node_connection(net: &QuicNet, server: &QuicTransport) -> (quinn::E
 }
 
 /// [`raw_node_connection`] with the node certificate of `name`.
-async fn raw_connection_as(net: &QuicNet, server: &QuicTransport, name: &str) -> (quinn::Endpoint, quinn::Connection) {
+async fn raw_connection_as(
+    net: &QuicNet,
+    server: &QuicTransport,
+    name: &str,
+) -> (quinn::Endpoint, quinn::Connection) {
     let crypto = net.material(name, PeerRole::Node).client_config().unwrap();
     let endpoint = raw_endpoint();
     let conn = endpoint
@@ -395,7 +399,10 @@ async fn a_peer_over_its_connection_limit_is_refused_with_the_reason_and_others_
     let (_e1, c1) = raw_connection_as(&net, &server, "greedy").await;
     let (_e2, c2) = raw_connection_as(&net, &server, "greedy").await;
     for c in [&c1, &c2] {
-        assert_eq!(parse_answer(&raw_exchange(c, &echo).await.unwrap()), (false, "hi".into()));
+        assert_eq!(
+            parse_answer(&raw_exchange(c, &echo).await.unwrap()),
+            (false, "hi".into())
+        );
     }
     // The third is closed at once, saying why.
     let (_e3, c3) = raw_connection_as(&net, &server, "greedy").await;
@@ -408,7 +415,10 @@ async fn a_peer_over_its_connection_limit_is_refused_with_the_reason_and_others_
     }
     // Another identity is served; and the greedy one again once it closed one.
     let (_e4, other) = raw_connection_as(&net, &server, "polite").await;
-    assert_eq!(parse_answer(&raw_exchange(&other, &echo).await.unwrap()), (false, "hi".into()));
+    assert_eq!(
+        parse_answer(&raw_exchange(&other, &echo).await.unwrap()),
+        (false, "hi".into())
+    );
     c1.close(0u32.into(), b"done");
     let mut admitted = false;
     for _ in 0..50 {
@@ -433,17 +443,33 @@ async fn a_peer_over_its_in_flight_limit_gets_refused_streams_and_others_are_ser
     let server = QuicTransport::bind(config).unwrap();
     let to = PeerAddr::named("b", server.local_addr());
     let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
-    let greedy = QuicTransport::client(QuicConfig::new(loopback(), net.material("greedy", PeerRole::Client))).unwrap();
-    let polite = QuicTransport::client(QuicConfig::new(loopback(), net.material("polite", PeerRole::Client))).unwrap();
+    let greedy = QuicTransport::client(QuicConfig::new(
+        loopback(),
+        net.material("greedy", PeerRole::Client),
+    ))
+    .unwrap();
+    let polite = QuicTransport::client(QuicConfig::new(
+        loopback(),
+        net.material("polite", PeerRole::Client),
+    ))
+    .unwrap();
     // LIMIT requests the server holds unanswered.
     let mut hanging = Vec::new();
     for _ in 0..LIMIT {
-        hanging.push(greedy.request(&to, Service::STORE, Bytes::from_static(b"hang"), Duration::from_secs(60)));
+        hanging.push(greedy.request(
+            &to,
+            Service::STORE,
+            Bytes::from_static(b"hang"),
+            Duration::from_secs(60),
+        ));
     }
     let hanging: Vec<_> = hanging.into_iter().map(tokio::spawn).collect();
     let deadline = std::time::Instant::now() + PATIENCE;
     while seen.requests().len() < LIMIT {
-        assert!(std::time::Instant::now() < deadline, "the held requests never arrived");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held requests never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // One more from the same identity is refused, saying why; another identity is served.
@@ -461,7 +487,11 @@ async fn a_peer_over_its_in_flight_limit_gets_refused_streams_and_others_are_ser
         .await
         .unwrap();
     assert_eq!(ok, Bytes::from_static(b"polite:client"));
-    assert_eq!(seen.requests().len(), LIMIT + 1, "the refused request reached the service");
+    assert_eq!(
+        seen.requests().len(),
+        LIMIT + 1,
+        "the refused request reached the service"
+    );
     for h in hanging {
         h.abort();
     }

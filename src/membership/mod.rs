@@ -396,6 +396,8 @@ impl Membership {
     /// Fault injection for tests and simulations: the task stops processing anything
     /// (datagrams queue up, timers fire late) for `d`, as an event-loop stall would; then
     /// the overdue timers run before the queued datagrams are read (the worst order).
+    /// Test-only (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub async fn stall_for(&self, d: Duration) -> Result<(), MembershipError> {
         let (tx, rx) = oneshot::channel();
         self.commands

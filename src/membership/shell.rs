@@ -65,6 +65,7 @@ pub(crate) enum Command {
     /// Leave gracefully, then stop.
     Leave(oneshot::Sender<()>),
     /// Stop processing anything for this long (fault injection: an event-loop stall).
+    #[cfg(any(test, feature = "testing"))]
     Stall(Duration, oneshot::Sender<()>),
     /// Change roles and clusters.
     UpdateMetadata(
@@ -242,6 +243,7 @@ impl Shell {
                 let _ = done.send(());
                 true
             }
+            #[cfg(any(test, feature = "testing"))]
             Command::Stall(d, done) => {
                 tokio::time::sleep(d).await;
                 // The worst order after a stall: the overdue timers run before the datagrams

@@ -69,9 +69,15 @@ impl Durability {
         }
     }
 
-    /// Fault injection for tests and drills: `true` holds every fsync of this log back (as a
-    /// stalled disk would) until called with `false`.
+    /// Fault injection for tests: `true` holds every fsync of this log back (as a stalled
+    /// disk would) until called with `false`. Test-only (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn stall_syncs(&self, stalled: bool) {
+        self.set_syncs_stalled(stalled);
+    }
+
+    /// Holds fsyncs back (`true`) or lets them go (`false`).
+    pub(crate) fn set_syncs_stalled(&self, stalled: bool) {
         *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
         self.unstalled.notify_all();
     }

@@ -33,7 +33,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
-use super::durable::Durability;
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
 use super::network::{Fences, Network};
@@ -129,8 +128,10 @@ impl ReplicaConfig {
 pub struct StoreServer {
     id: ReplicaId,
     raft: StoreRaft,
+    #[cfg(any(test, feature = "testing"))]
     db: Db,
-    durability: Arc<Durability>,
+    #[cfg(any(test, feature = "testing"))]
+    durability: Arc<super::durable::Durability>,
     transport: Arc<dyn Transport>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -294,16 +295,19 @@ impl StoreServer {
         Ok(StoreServer {
             id: config.id,
             raft,
+            #[cfg(any(test, feature = "testing"))]
             db,
+            #[cfg(any(test, feature = "testing"))]
             durability: fences.durability.clone(),
             transport,
             tasks,
         })
     }
 
-    /// What of this replica's log is on disk; [`Durability::stall_syncs`] simulates a
-    /// stalled disk.
-    pub fn durability(&self) -> &Durability {
+    /// What of this replica's log is on disk; `Durability::stall_syncs` simulates a
+    /// stalled disk. Test-only (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn durability(&self) -> &super::durable::Durability {
         &self.durability
     }
 
@@ -322,7 +326,8 @@ impl StoreServer {
         &self.raft
     }
 
-    /// The database (direct reads for tests and status).
+    /// The database (direct reads for tests). Test-only (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn db(&self) -> &Db {
         &self.db
     }

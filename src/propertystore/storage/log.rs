@@ -67,7 +67,7 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         self.tx = None;
         // A stalled disk (fault injection) must not hold the drop forever.
-        self.durability.stall_syncs(false);
+        self.durability.set_syncs_stalled(false);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -47,6 +47,7 @@ const RESOURCE: &str = "myDB";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn say(start: Instant, text: impl AsRef<str>) {
+    super::progress::clear_line();
     println!("[{:>7.3}s] {}", start.elapsed().as_secs_f64(), text.as_ref());
 }
 

@@ -36,6 +36,7 @@ use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::durable::Durability;
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
+use super::metrics::StoreMetrics;
 use super::network::{Fences, Network};
 use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
@@ -154,6 +155,7 @@ struct Shared {
     index_reads: AtomicU64,
     /// The most bytes of entries one answer may carry: half the transport's frame limit.
     max_reply: usize,
+    metrics: StoreMetrics,
 }
 
 impl StoreServer {
@@ -259,6 +261,7 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
+            metrics: StoreMetrics::register(config.id),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -639,6 +642,7 @@ async fn read<T>(
     mode: ReadMode,
     get: impl Fn() -> Result<T, StoreError>,
 ) -> Result<T, StoreResponse> {
+    let _timed = shared.metrics.time_read(mode);
     if mode == ReadMode::Linearizable {
         if let Some(lease) = LeaseRead::begin(shared).await {
             let value = get();
@@ -754,6 +758,7 @@ async fn write(shared: &Shared, cmd: Command) -> StoreResponse {
             leader: leader_of(&shared.raft),
         };
     }
+    let _timed = shared.metrics.time_write();
     let (tx, rx) = oneshot::channel();
     if shared.writes.send((cmd, tx)).await.is_err() {
         return StoreResponse::Unavailable {
@@ -866,6 +871,7 @@ async fn watch_events(
         from
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms.min(60_000)));
+    let _watching = shared.metrics.watching();
     loop {
         revisions.borrow_and_update();
         let (events, next) = shared.db.events(&prefix, from, limits)?;

@@ -19,7 +19,13 @@ fn completions_for_each_shell_name_the_real_subcommands() {
         assert!(out.status.success(), "{shell}: {out:?}");
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(!script.trim().is_empty(), "{shell}: an empty script");
-        for sub in ["helix-admin", "participant", "controller", "completions", "statemodel"] {
+        for sub in [
+            "helix-admin",
+            "participant",
+            "controller",
+            "completions",
+            "statemodel",
+        ] {
             assert!(script.contains(sub), "{shell}: no {sub} in\n{script}");
         }
         // Nested commands and global flags are completed too.
@@ -44,7 +50,15 @@ fn an_unknown_shell_is_a_usage_error() {
 fn log_format_json_makes_every_stderr_line_a_json_object() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_strand"))
-        .args(["--log-format", "json", "store", "run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--log-format",
+            "json",
+            "store",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .env("STRAND_TLS_DIR", dir.path().join("tls"))
         .env("XDG_CONFIG_HOME", dir.path().join("config"))

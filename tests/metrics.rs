@@ -61,7 +61,10 @@ async fn scrape_until(base: &str, what: &str, pred: impl Fn(&str) -> bool) -> St
         if pred(&text) {
             return text;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -96,7 +99,11 @@ async fn metrics_of_every_module_follow_the_cluster_activity() {
         "one duration per round"
     );
     assert_eq!(
-        value(&text, "strand_controller_leadership_changes_total", &[WEB, r#"to="leader""#]),
+        value(
+            &text,
+            "strand_controller_leadership_changes_total",
+            &[WEB, r#"to="leader""#]
+        ),
         Some(1.0)
     );
     assert!(value(&text, "strand_controller_transitions_throttled_total", &[WEB]).is_some());
@@ -107,7 +114,11 @@ async fn metrics_of_every_module_follow_the_cluster_activity() {
     })
     .await;
     assert_eq!(
-        value(&text, "strand_participant_transitions_in_flight", &[r#"instance="web_0""#]),
+        value(
+            &text,
+            "strand_participant_transitions_in_flight",
+            &[r#"instance="web_0""#]
+        ),
         Some(0.0)
     );
 
@@ -118,7 +129,10 @@ async fn metrics_of_every_module_follow_the_cluster_activity() {
         "strand_store_fsync_seconds_count",
         "strand_store_read_seconds_count",
     ] {
-        assert!(value(&text, family, &[]).unwrap_or(0.0) >= 1.0, "{family}: {text}");
+        assert!(
+            value(&text, family, &[]).unwrap_or(0.0) >= 1.0,
+            "{family}: {text}"
+        );
     }
     assert!(value(&text, "strand_store_commit_index", &[]).unwrap() >= 1.0);
     assert!(value(&text, "strand_store_watchers", &[]).is_some(), "{text}");
@@ -163,24 +177,32 @@ async fn metrics_of_every_module_follow_the_cluster_activity() {
         .await
         .unwrap();
     assert_eq!(r.timed_out.len(), 1, "{r:?}");
-    let r = sender
-        .send(&to_web_1, Outgoing::new("NOBODY"))
-        .await
-        .unwrap();
+    let r = sender.send(&to_web_1, Outgoing::new("NOBODY")).await.unwrap();
     assert_eq!(r.failed.len(), 1, "{r:?}");
     let text = scrape(&f.base).await;
     assert_eq!(value(&text, "strand_messaging_messages_total", &[]), Some(3.0));
     assert_eq!(value(&text, "strand_messaging_timeouts_total", &[]), Some(1.0));
     assert_eq!(value(&text, "strand_messaging_failures_total", &[]), Some(1.0));
     assert_eq!(
-        value(&text, "strand_messaging_send_duration_seconds_count", &[r#"wait="false""#]),
+        value(
+            &text,
+            "strand_messaging_send_duration_seconds_count",
+            &[r#"wait="false""#]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "strand_messaging_send_duration_seconds_count", &[r#"wait="true""#]),
+        value(
+            &text,
+            "strand_messaging_send_duration_seconds_count",
+            &[r#"wait="true""#]
+        ),
         Some(2.0)
     );
-    assert_eq!(value(&text, "strand_messaging_reply_seconds_count", &[]), Some(1.0));
+    assert_eq!(
+        value(&text, "strand_messaging_reply_seconds_count", &[]),
+        Some(1.0)
+    );
     f.cluster.shutdown().await;
 }
 
@@ -220,11 +242,13 @@ fn queried(expr: &str, into: &mut BTreeSet<String>) {
 
 #[test]
 fn the_grafana_dashboard_queries_only_listed_metrics_and_covers_the_main_ones() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/strand.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/strand.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     let vars = dash["templating"]["list"].as_array().expect("template variables");
     assert!(
-        vars.iter().any(|v| v["type"] == "datasource" && v["query"] == "prometheus"),
+        vars.iter()
+            .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"),
         "a Prometheus datasource variable"
     );
     let mut used = BTreeSet::new();
@@ -233,8 +257,14 @@ fn the_grafana_dashboard_queries_only_listed_metrics_and_covers_the_main_ones() 
         if p["type"] == "row" {
             continue;
         }
-        assert_eq!(p["datasource"]["uid"], "${datasource}", "panel {} uses the variable", p["title"]);
-        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("panel {} has targets", p["title"]));
+        assert_eq!(
+            p["datasource"]["uid"], "${datasource}",
+            "panel {} uses the variable",
+            p["title"]
+        );
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("panel {} has targets", p["title"]));
         assert!(!targets.is_empty(), "panel {} queries something", p["title"]);
         for t in targets {
             queried(t["expr"].as_str().expect("a PromQL expr"), &mut used);
@@ -243,10 +273,19 @@ fn the_grafana_dashboard_queries_only_listed_metrics_and_covers_the_main_ones() 
     let listed = readme_metrics();
     assert!(listed.len() >= 30, "the README lists the metrics: {listed:?}");
     let unknown: Vec<_> = used.difference(&listed).collect();
-    assert!(unknown.is_empty(), "the dashboard queries metrics the README does not list: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics the README does not list: {unknown:?}"
+    );
     // Every listed metric of the main families has a panel (others, such as alerts, may
     // live on their own dashboards).
-    let main = ["strand_member", "strand_store_", "strand_controller_", "strand_participant_", "strand_messaging_"];
+    let main = [
+        "strand_member",
+        "strand_store_",
+        "strand_controller_",
+        "strand_participant_",
+        "strand_messaging_",
+    ];
     let unshown: Vec<_> = listed
         .difference(&used)
         .filter(|m| main.iter().any(|p| m.starts_with(p)))

@@ -210,6 +210,7 @@ async fn demo(
         say(start, format!("dashboard: {}", h.url()));
     }
     let deadline = Instant::now() + WAIT;
+    let starting = super::progress::Progress::start("waiting for the store to start");
     while admin.list_clusters().await.is_err() {
         if Instant::now() > deadline {
             return Err(CliError::failed(
@@ -218,6 +219,7 @@ async fn demo(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    starting.finish();
     say(
         start,
         format!(

@@ -62,7 +62,9 @@ pub fn subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_writer(writer).with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_env_filter(filter);
     match format {
         LogFormat::Text => Box::new(builder.with_ansi(std::io::stderr().is_terminal()).finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
@@ -71,33 +73,20 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::settings::tests::LogBuffer;
 
     fn logged(format: LogFormat, filter: &str) -> String {
-        let buf = Buf::default();
+        let buf = LogBuffer::default();
         let out = buf.clone();
-        let sub = subscriber(format, tracing_subscriber::EnvFilter::new(filter), move || out.clone());
+        let sub = subscriber(format, tracing_subscriber::EnvFilter::new(filter), move || {
+            out.clone()
+        });
         tracing::subscriber::with_default(sub, || {
             tracing::info!(target: "strand::demo", replica = 3, "store ready");
             tracing::debug!(target: "strand::demo", "filtered out");
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        text
+        buf.text()
     }
 
     #[test]

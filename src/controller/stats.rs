@@ -43,7 +43,11 @@ pub struct Ended {
 /// A pending transition, by resource.
 pub type PendingKey = (String, ReplicaTransition);
 
-fn model<'a>(snapshot: &'a ClusterSnapshot, name: &str, builtins: &'a mut Option<StateModelDefinition>) -> Option<&'a StateModelDefinition> {
+fn model<'a>(
+    snapshot: &'a ClusterSnapshot,
+    name: &str,
+    builtins: &'a mut Option<StateModelDefinition>,
+) -> Option<&'a StateModelDefinition> {
     if let Some(m) = snapshot.state_models.get(name) {
         return Some(m);
     }
@@ -73,9 +77,13 @@ pub fn health(snapshot: &ClusterSnapshot, decision: &Decision) -> Health {
         if !ideal.enabled().unwrap_or(true) {
             continue;
         }
-        let Some(d) = decision.resources.get(&res.name) else { continue };
+        let Some(d) = decision.resources.get(&res.name) else {
+            continue;
+        };
         let mut builtin_model = None;
-        let Some(m) = model(snapshot, &d.state_model, &mut builtin_model) else { continue };
+        let Some(m) = model(snapshot, &d.state_model, &mut builtin_model) else {
+            continue;
+        };
         let top = m.top_state();
         let min_set = ideal.min_active_replicas().ok().flatten();
         // Both maps are ordered by partition: walk them together instead of looking up.
@@ -141,7 +149,10 @@ mod tests {
     use crate::rebalance::ResourceSnapshot;
 
     fn states(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(i, s)| (i.to_string(), s.to_string()))
+            .collect()
     }
 
     /// One MasterSlave resource `db` of two partitions, three replicas wanted on a, b, c.
@@ -175,7 +186,10 @@ mod tests {
         ]);
         let h = health(&s, &d);
         assert_eq!(h.missing_top_state, 1);
-        assert_eq!(h.below_min_active, 1, "db_1 has one active replica of three wanted");
+        assert_eq!(
+            h.below_min_active, 1,
+            "db_1 has one active replica of three wanted"
+        );
         assert_eq!(h.throttled, 0);
     }
 
@@ -187,7 +201,11 @@ mod tests {
         ]);
         let ideal = s.resources[0].ideal_state.as_mut().unwrap();
         ideal.record.set_simple("MIN_ACTIVE_REPLICAS", 2);
-        assert_eq!(health(&s, &d).below_min_active, 1, "ERROR and OFFLINE are not active");
+        assert_eq!(
+            health(&s, &d).below_min_active,
+            1,
+            "ERROR and OFFLINE are not active"
+        );
         let ideal = s.resources[0].ideal_state.as_mut().unwrap();
         ideal.record.set_simple("HELIX_ENABLED", "false");
         assert_eq!(health(&s, &d), Health::default());
@@ -233,7 +251,14 @@ mod tests {
             .pending
             .push(ReplicaTransition::new("db_1", "a", "SLAVE", "MASTER"));
         let e = ended(&before, &pending(&s), &s);
-        assert_eq!(e, Ended { completed: 2, failed: 1 }, "a's MASTER and b's drop; b's ERROR");
+        assert_eq!(
+            e,
+            Ended {
+                completed: 2,
+                failed: 1
+            },
+            "a's MASTER and b's drop; b's ERROR"
+        );
         assert_eq!(ended(&BTreeSet::new(), &pending(&s), &s), Ended::default());
     }
 }

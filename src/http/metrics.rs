@@ -94,7 +94,8 @@ pub fn participant_collector(p: &Participant) -> Collector {
     let instance = p.instance().to_string();
     let status = p.status();
     let mut events = p.events();
-    let in_flight = metrics::gauge!("strand_participant_transitions_in_flight", "instance" => instance.clone());
+    let in_flight =
+        metrics::gauge!("strand_participant_transitions_in_flight", "instance" => instance.clone());
     tokio::spawn(async move {
         let mut begun: HashMap<String, u64> = HashMap::new();
         loop {

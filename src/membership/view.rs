@@ -308,7 +308,11 @@ mod tests {
         let ev = t.reconcile([Member::new(a.clone(), 1, State::Down)].iter(), 5);
         assert_eq!(kinds(&ev), ["MemberDown"]);
         assert_eq!(ev[0].member().unwrap().at_unix_ms, 5);
-        assert_eq!(t.take_refuted(), 0, "a suspicion that ends down was no false positive");
+        assert_eq!(
+            t.take_refuted(),
+            0,
+            "a suspicion that ends down was no false positive"
+        );
     }
 
     #[test]

@@ -256,7 +256,12 @@ fn sync_loop(
 }
 
 /// One fsync of the WAL; on success everything written before it is durable.
-fn sync_wal(db: &DB, durability: &Durability, syncs: &AtomicU64, metrics: &StoreMetrics) -> Result<(), rocksdb::Error> {
+fn sync_wal(
+    db: &DB,
+    durability: &Durability,
+    syncs: &AtomicU64,
+    metrics: &StoreMetrics,
+) -> Result<(), rocksdb::Error> {
     let mark = durability.before_sync();
     let result = {
         let _fsync = metrics.time_fsync();

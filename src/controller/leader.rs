@@ -505,6 +505,8 @@ impl Lead<'_> {
         }
         self.metrics
             .sent(plan.sends.values().map(|(_, records)| records.len()).sum());
+        self.pending
+            .extend(stats::sent(plan.sends.values().flat_map(|(_, records)| records)));
         for (instance, (addr, records)) in plan.sends {
             let transport = self.ctx.transport.clone();
             let texts = records.iter().map(Record::to_helix_json).collect();

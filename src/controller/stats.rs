@@ -4,7 +4,7 @@
 //!   snapshot (current states, pending) + decision (best possible, held)
 //!     ▼ health                     partitions missing their top state, partitions below
 //!                                  their minimum of active replicas, transitions throttled
-//!   pending of the last round + this snapshot
+//!   pending of the last round (+ what it sent) + this snapshot
 //!     ▼ ended                      transitions no longer pending: completed (the replica is
 //!                                  in the target state) or failed (it is in ERROR)
 //! ```
@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::fields::{FROM_STATE, PARTITION_NAME, RESOURCE_NAME, TGT_NAME, TO_STATE};
+use crate::model::Record;
 use crate::rebalance::pipeline::HoldReason;
 use crate::rebalance::transitions::ReplicaTransition;
 use crate::rebalance::{ClusterSnapshot, Decision};
@@ -113,6 +115,26 @@ pub fn pending(snapshot: &ClusterSnapshot) -> BTreeSet<PendingKey> {
         .iter()
         .flat_map(|r| r.pending.iter().map(|t| (r.name.clone(), t.clone())))
         .collect()
+}
+
+/// The transitions of the message records a round sent, as pending keys: they count as
+/// pending from then on, even when they end before a later round's snapshot could show them
+/// pending. Records without the fields are skipped.
+pub fn sent<'a, I>(records: I) -> impl Iterator<Item = PendingKey> + 'a
+where
+    I: IntoIterator<Item = &'a Record>,
+    I::IntoIter: 'a,
+{
+    records.into_iter().filter_map(|r| {
+        let field = |k| r.simple(k).map(str::to_string);
+        let t = ReplicaTransition::new(
+            field(PARTITION_NAME)?,
+            field(TGT_NAME)?,
+            field(FROM_STATE)?,
+            field(TO_STATE)?,
+        );
+        Some((field(RESOURCE_NAME)?, t))
+    })
 }
 
 /// How the transitions pending `before` and no longer pending `now` ended, by the current
@@ -260,5 +282,25 @@ mod tests {
             "a's MASTER and b's drop; b's ERROR"
         );
         assert_eq!(ended(&BTreeSet::new(), &pending(&s), &s), Ended::default());
+    }
+
+    #[test]
+    fn a_sent_message_is_pending_even_if_it_ends_before_the_next_snapshot() {
+        let mut m = Record::new("msg-1");
+        for (k, v) in [
+            (RESOURCE_NAME, "db"),
+            (PARTITION_NAME, "db_0"),
+            (TGT_NAME, "b"),
+            (FROM_STATE, "OFFLINE"),
+            (TO_STATE, "SLAVE"),
+        ] {
+            m.set_simple(k, v);
+        }
+        let incomplete = Record::new("msg-2");
+        let before: BTreeSet<PendingKey> = sent([&m, &incomplete]).collect();
+        assert_eq!(before.len(), 1, "a record without the fields is skipped");
+        // The next snapshot already shows b as SLAVE and nothing pending.
+        let (s, _) = cluster([&[("a", "MASTER"), ("b", "SLAVE")], &[]]);
+        assert_eq!(ended(&before, &pending(&s), &s).completed, 1);
     }
 }

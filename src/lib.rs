@@ -32,4 +32,5 @@ pub mod rebalance;
 pub mod settings;
 pub mod spectator;
 pub mod statemodel;
+pub mod telemetry;
 pub mod transport;

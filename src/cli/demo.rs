@@ -47,6 +47,7 @@ const RESOURCE: &str = "myDB";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn say(start: Instant, text: impl AsRef<str>) {
+    super::progress::clear_line();
     println!("[{:>7.3}s] {}", start.elapsed().as_secs_f64(), text.as_ref());
 }
 
@@ -209,6 +210,7 @@ async fn demo(
         say(start, format!("dashboard: {}", h.url()));
     }
     let deadline = Instant::now() + WAIT;
+    let starting = super::progress::Progress::start("waiting for the store to start");
     while admin.list_clusters().await.is_err() {
         if Instant::now() > deadline {
             return Err(CliError::failed(
@@ -217,6 +219,7 @@ async fn demo(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    starting.finish();
     say(
         start,
         format!(

@@ -346,6 +346,7 @@ pub async fn wait_for(
     mut pred: impl FnMut() -> bool,
 ) -> Result<std::time::Instant, CliError> {
     let deadline = std::time::Instant::now() + limit;
+    let _progress = super::progress::Progress::start(format!("waiting for {what}"));
     loop {
         if pred() {
             return Ok(std::time::Instant::now());

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod admin;
 pub mod bench;
+pub mod completions;
 pub mod controller;
 pub mod demo;
 pub mod helix_admin;
@@ -22,6 +23,7 @@ pub mod output;
 pub mod participant;
 pub mod plan;
 pub mod process;
+pub mod progress;
 pub mod statemodel;
 pub mod store;
 pub mod tls;
@@ -33,6 +35,10 @@ pub use output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(name = "strand", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How log lines are written on stderr: `text`, or `json` (one object per line with
+    /// `timestamp`, `level`, `target`, `message`); `RUST_LOG` / `STRAND_LOG` filter them.
+    #[arg(long, global = true, value_enum, default_value_t, env = "STRAND_LOG_FORMAT")]
+    pub log_format: process::LogFormat,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -69,6 +75,10 @@ pub enum Command {
     Participant(participant::ParticipantArgs),
     /// The live external view of a cluster.
     Watch(watch::WatchArgs),
+    /// Shell completions: `strand completions bash > /etc/bash_completion.d/strand`,
+    /// `strand completions zsh > "${fpath[1]}/_strand"`, `strand completions fish >
+    /// ~/.config/fish/completions/strand.fish`.
+    Completions(completions::CompletionsArgs),
 }
 
 /// A command's failure, printed as `error: …`.
@@ -123,6 +133,7 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    process::set_log_format(cli.log_format);
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Plan(args) => plan::run(args),
@@ -137,6 +148,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => controller::run(args),
         Command::Participant(args) => participant::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

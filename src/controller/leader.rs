@@ -12,9 +12,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::election::{self, Vacancy};
+use super::metrics::ClusterMetrics;
 use super::mirror::Mirror;
 use super::round::{self, Leader};
 use super::snapshot::{self, Liveness};
+use super::stats::{self, PendingKey};
 use super::Role;
 use crate::membership::{Membership, MembershipEvent, RecvError, Status};
 use crate::model::layout::Key;
@@ -58,13 +60,17 @@ fn stopped(ctx: &Ctx) -> Option<bool> {
 
 /// Runs the cluster's task until the controller stops.
 pub(super) async fn run(mut ctx: Ctx) {
+    let metrics = ClusterMetrics::register(ctx.layout.cluster());
     loop {
         let Some((epoch, mine)) = standby(&mut ctx).await else {
             return;
         };
         tracing::info!(cluster = %ctx.layout.cluster(), controller = %ctx.name, epoch, "leading");
         let _ = ctx.role.send(Role::Leader { epoch });
-        match lead(&ctx, epoch, &mine).await {
+        metrics.leadership(true);
+        let ended = lead(&ctx, epoch, &mine, &metrics).await;
+        metrics.leadership(false);
+        match ended {
             Ended::Stopped(graceful) => {
                 if graceful {
                     resign(&ctx, &mine).await;
@@ -225,9 +231,12 @@ struct Lead<'a> {
     /// The rebalance engine's cache across this leadership's rounds; a new leadership (a
     /// takeover, or a reload after the watch failed) starts with an empty one.
     engine: Engine,
+    metrics: &'a ClusterMetrics,
+    /// The transitions pending at the last round, to tell which ended since and how.
+    pending: std::collections::BTreeSet<PendingKey>,
 }
 
-async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
+async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> Ended {
     let (entries, revision) = loop {
         match ctx.store.range(&ctx.layout.root()).await {
             Ok(r) => break r,
@@ -262,6 +271,8 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8]) -> Ended {
         first_seen: Default::default(),
         rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
         engine: Engine::new(),
+        metrics,
+        pending: Default::default(),
     };
     lead.reconcile_sessions();
     let mut stop = ctx.stop.clone();
@@ -423,6 +434,7 @@ impl Lead<'_> {
     }
 
     async fn round(&mut self) -> Result<Option<u64>, RoundError> {
+        let started = std::time::Instant::now();
         let now = now_ms();
         self.liveness.now_ms = now;
         let view = snapshot::build(&self.mirror, &self.liveness);
@@ -433,6 +445,12 @@ impl Lead<'_> {
                 return Ok(None);
             }
         };
+        let pending = stats::pending(&view.snapshot);
+        self.metrics.decided(
+            stats::health(&view.snapshot, decision),
+            stats::ended(&self.pending, &pending, &view.snapshot),
+        );
+        self.pending = pending;
         let rng = &mut self.rng;
         let mut plan = round::plan(&view, decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
@@ -453,6 +471,8 @@ impl Lead<'_> {
                     // Its messages are recorded: send them now, not after the round's
                     // other writes.
                     for (instance, addr, records) in plan.take_recorded(&self.ctx.layout, &ops) {
+                        self.metrics.sent(records.len());
+                        self.pending.extend(stats::sent(&records));
                         self.send_transitions(instance, addr, &records);
                     }
                     for (op, outcome) in ops.iter().zip(&w.ops) {
@@ -492,6 +512,7 @@ impl Lead<'_> {
         }
         // Every message a successful transaction recorded has been sent; what is left in
         // `plan.sends` was in a transaction that failed, and is never sent.
+        self.metrics.round(started.elapsed());
         Ok(next_recompute_ms)
     }
 

@@ -17,13 +17,17 @@
 //! ```
 //!
 //! [`mirror`], [`snapshot`], [`round`] and [`election`] decide; [`leader`] only carries
-//! out what they decide.
+//! out what they decide. [`stats`] reads each round's health off its snapshot and decision
+//! (partitions missing their top state or below their minimum of active replicas, throttled
+//! and ended transitions) for the controller's metrics (`metrics`).
 
 pub mod election;
 mod leader;
+mod metrics;
 pub mod mirror;
 pub mod round;
 pub mod snapshot;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

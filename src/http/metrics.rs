@@ -14,13 +14,14 @@
 //! | `strand_participant_session_live` | gauge (0/1) | `instance` |
 //! | `strand_participant_transitions_total` | counter | `from`, `to`, `phase` (ok, error, cancelled, discarded) |
 //! | `strand_participant_transition_duration_seconds` | histogram | `from`, `to` |
+//! | `strand_participant_transitions_in_flight` | gauge | `instance` (begun, not yet ended) |
 //! | `strand_store_raft_term`, `strand_store_raft_leader` (0/1) | gauge | `replica` |
 //! | `strand_store_last_log_index`, `strand_store_applied_index`, `strand_store_apply_lag_entries` | gauge | `replica` |
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::controller::{Controller, Role};
 use crate::membership::{MembershipView, Status};
@@ -30,29 +31,9 @@ use crate::propertystore::StoreServer;
 /// Sets a role's gauges; run on every scrape.
 pub type Collector = Arc<dyn Fn() + Send + Sync>;
 
-/// Histogram buckets for durations, in seconds (1 ms … 30 s).
-const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// The process's recorder, installed as the global one on first use. When another
-/// recorder was installed first (a library user's), `/metrics` still renders this one.
+/// The process's recorder (see [`crate::telemetry`]), installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new();
-        let builder = builder
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = builder.build_recorder();
-        let handle = recorder.handle();
-        if metrics::set_global_recorder(recorder).is_err() {
-            tracing::warn!(
-                "metrics: a global recorder was already installed; /metrics shows strand's own only"
-            );
-        }
-        handle
-    })
+    crate::telemetry::recorder()
 }
 
 /// The exposition text after running `collectors`.
@@ -113,6 +94,8 @@ pub fn participant_collector(p: &Participant) -> Collector {
     let instance = p.instance().to_string();
     let status = p.status();
     let mut events = p.events();
+    let in_flight =
+        metrics::gauge!("strand_participant_transitions_in_flight", "instance" => instance.clone());
     tokio::spawn(async move {
         let mut begun: HashMap<String, u64> = HashMap::new();
         loop {
@@ -121,6 +104,7 @@ pub fn participant_collector(p: &Participant) -> Collector {
                     let phase = match e.phase {
                         Phase::Begin => {
                             begun.insert(e.msg_id.clone(), e.ts_us);
+                            in_flight.set(begun.len() as f64);
                             continue;
                         }
                         Phase::Ok => "ok",
@@ -137,8 +121,12 @@ pub fn participant_collector(p: &Participant) -> Collector {
                             "from" => e.from, "to" => e.to)
                         .record(secs);
                     }
+                    in_flight.set(begun.len() as f64);
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => begun.clear(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    begun.clear();
+                    in_flight.set(0.0);
+                }
                 Err(_) => return,
             }
         }

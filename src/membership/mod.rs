@@ -41,6 +41,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod identity;
+mod metrics;
 mod shell;
 pub mod timers;
 pub mod view;

@@ -30,6 +30,7 @@ use super::config::MembershipConfig;
 use super::events::{LocalChange, MembershipEvent};
 use super::health::LocalHealth;
 use super::identity::{NodeId, Roles};
+use super::metrics::MembershipMetrics;
 use super::timers::TimerQueue;
 use super::view::MemberTable;
 use super::wire::{Datagram, MembershipReply, MembershipRequest};
@@ -116,6 +117,7 @@ pub(crate) struct Shell {
     /// Suspects told directly that they are suspected, and when last.
     nudged: BTreeMap<String, Instant>,
     leaving: bool,
+    metrics: MembershipMetrics,
 }
 
 pub(crate) struct ShellParts {
@@ -174,6 +176,7 @@ impl Shell {
             gossip_soon: false,
             last_backlog: 0,
             nudged: BTreeMap::new(),
+            metrics: MembershipMetrics::register(),
             leaving: false,
         }
     }
@@ -425,6 +428,7 @@ impl Shell {
                         p.acked = true;
                         let rtt = t.saturating_duration_since(p.sent);
                         s.table.probe_acked(from, rtt);
+                        self.metrics.probe_acked(rtt);
                         self.health
                             .ack_received(rtt, self.health.stretch(self.config.probe_rtt));
                     }
@@ -632,6 +636,7 @@ impl Shell {
                 // refutation must travel fast.
                 self.incarnation = header.src_incarnation;
                 self.health.refuted_suspicion();
+                self.metrics.refuted();
                 self.gossip_soon = true;
             }
         }
@@ -691,6 +696,7 @@ impl Shell {
             {
                 let mut s = lock(&self.shared);
                 let changed = s.table.reconcile(self.foca.iter_membership_state(), at);
+                self.metrics.false_suspicions(s.table.take_refuted());
                 if s.local != self.local {
                     s.local = self.local.clone();
                 }
@@ -739,6 +745,7 @@ impl Shell {
         if events.is_empty() {
             return;
         }
+        self.metrics.events(&events);
         for e in events {
             tracing::debug!(event = e.kind(), "membership");
             let _ = self.events.send(e);

@@ -33,6 +33,9 @@ pub struct MemberTable {
     isolated: bool,
     /// Whether a status or identity changed since [`MemberTable::take_changed`].
     changed: bool,
+    /// Suspicions that ended with the member alive again (it refuted: a false positive),
+    /// since [`MemberTable::take_refuted`].
+    refuted: u64,
 }
 
 fn status_of(state: foca::State) -> Status {
@@ -58,6 +61,7 @@ impl MemberTable {
             last_ack: None,
             isolated: false,
             changed: false,
+            refuted: 0,
         }
     }
 
@@ -154,6 +158,7 @@ impl MemberTable {
                         (Status::Alive, Status::Suspect) => {
                             events.push(MembershipEvent::MemberSuspected(change()));
                         }
+                        (Status::Suspect, Status::Alive) => self.refuted += 1,
                         (from, Status::Down) if from.is_active() => {
                             events.push(MembershipEvent::MemberDown(change()));
                         }
@@ -183,6 +188,12 @@ impl MemberTable {
     /// changes a status without an event).
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
+    }
+
+    /// How many suspected members turned out alive (refuted, same generation) since the
+    /// last call: the detector's false positives.
+    pub fn take_refuted(&mut self) -> u64 {
+        std::mem::take(&mut self.refuted)
     }
 
     /// A packet from a peer, addressed to this node's current identity, arrived at `now`;
@@ -291,10 +302,17 @@ mod tests {
         assert!(ev.is_empty());
         assert!(t.take_changed(), "a refutation is a change without an event");
         assert!(!t.take_changed());
+        assert_eq!(t.take_refuted(), 1, "a refuted suspicion is a false positive");
+        assert_eq!(t.take_refuted(), 0);
         assert_eq!(t.status("a"), Some(Status::Alive));
         let ev = t.reconcile([Member::new(a.clone(), 1, State::Down)].iter(), 5);
         assert_eq!(kinds(&ev), ["MemberDown"]);
         assert_eq!(ev[0].member().unwrap().at_unix_ms, 5);
+        assert_eq!(
+            t.take_refuted(),
+            0,
+            "a suspicion that ends down was no false positive"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod accept;
 pub mod criteria;
+mod metrics;
 pub mod outcome;
 pub mod resolve;
 pub mod service;

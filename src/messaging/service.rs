@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::accept::{self, Decision, Seen};
 use super::criteria::Criteria;
+use super::metrics::MessagingMetrics;
 use super::outcome::{Attempt, Next, Reply, SendResult, Tally};
 use super::resolve::{self, Target};
 use super::view::ViewHandle;
@@ -184,6 +185,7 @@ impl MessagingBuilder {
             counter: AtomicU64::new(0),
             server: Mutex::new(None),
             stored: self.stored,
+            metrics: MessagingMetrics::register(),
         });
         // The view starts with the first send (or `view()`): a member that never sends
         // keeps no watch.
@@ -217,6 +219,7 @@ struct Inner {
     counter: AtomicU64,
     server: Mutex<Option<JoinHandle<()>>>,
     stored: bool,
+    metrics: MessagingMetrics,
 }
 
 impl Drop for Inner {
@@ -417,6 +420,7 @@ impl Inner {
         on_reply: &mut (dyn FnMut(&Reply) + Send),
     ) -> Result<SendResult, MessagingError> {
         wire::check_type(&out.msg_type)?;
+        let started = std::time::Instant::now();
         let body = serde_json::to_string(&out.body).map_err(|e| MessagingError::BadMessage {
             reason: format!("the body cannot be written as JSON: {e}"),
         })?;
@@ -508,6 +512,7 @@ impl Inner {
             let expired = m.expiry_ms.is_some_and(|e| now_ms() > e);
             let (reply, step) = tally.handle_attempt(i, attempt_of(result), expired);
             if let Some(r) = reply {
+                self.metrics.replied(started.elapsed());
                 on_reply(&r);
             }
             if let Next::Retry(k) = step {
@@ -520,6 +525,7 @@ impl Inner {
         let mut result = tally.finish();
         result.replies.retain(|r| !queued_labels.contains(&r.from));
         result.queued = queued_labels;
+        self.metrics.sent(wait, started.elapsed(), &result);
         Ok(result)
     }
 

@@ -23,6 +23,7 @@ pub mod durable;
 pub mod elector;
 mod lanes;
 pub mod lease;
+pub mod metrics;
 pub mod network;
 pub mod protocol;
 pub mod server;

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
+use super::metrics::StoreMetrics;
 use super::network::{Fences, Network};
 use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
@@ -155,6 +156,7 @@ struct Shared {
     index_reads: AtomicU64,
     /// The most bytes of entries one answer may carry: half the transport's frame limit.
     max_reply: usize,
+    metrics: StoreMetrics,
 }
 
 impl StoreServer {
@@ -260,6 +262,7 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
+            metrics: StoreMetrics::register(config.id),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -644,6 +647,7 @@ async fn read<T>(
     mode: ReadMode,
     get: impl Fn() -> Result<T, StoreError>,
 ) -> Result<T, StoreResponse> {
+    let _timed = shared.metrics.time_read(mode);
     if mode == ReadMode::Linearizable {
         if let Some(lease) = LeaseRead::begin(shared).await {
             let value = get();
@@ -759,6 +763,7 @@ async fn write(shared: &Shared, cmd: Command) -> StoreResponse {
             leader: leader_of(&shared.raft),
         };
     }
+    let _timed = shared.metrics.time_write();
     let (tx, rx) = oneshot::channel();
     if shared.writes.send((cmd, tx)).await.is_err() {
         return StoreResponse::Unavailable {
@@ -871,6 +876,7 @@ async fn watch_events(
         from
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms.min(60_000)));
+    let _watching = shared.metrics.watching();
     loop {
         revisions.borrow_and_update();
         let (events, next) = shared.db.events(&prefix, from, limits)?;

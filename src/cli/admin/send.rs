@@ -97,9 +97,15 @@ pub async fn run(args: SendArgs) -> Result<(), CliError> {
         .map_err(CliError::failed)?;
     let json_out = args.common.json();
     let result = if args.wait {
-        messaging
-            .send_and_wait_with(&criteria, out, args.timeout, &mut |r| print_reply(json_out, r))
-            .await
+        let progress = crate::cli::progress::Progress::start("waiting for replies");
+        let r = messaging
+            .send_and_wait_with(&criteria, out, args.timeout, &mut |r| {
+                crate::cli::progress::clear_line();
+                print_reply(json_out, r)
+            })
+            .await;
+        progress.finish();
+        r
     } else {
         messaging.send(&criteria, out).await
     }

@@ -522,7 +522,9 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
     let mut first = Vec::new();
     let mut all = Vec::new();
     let mut missed = 0usize;
+    let progress = crate::cli::progress::Progress::start("detection trials");
     for t in 0..args.trials {
+        progress.set(format!("detection trial {}/{}", t + 1, args.trials));
         let victim = (t + 1) % args.nodes;
         let (killed_at, name, g) = bench.end(victim, false)?;
         let survivors = bench.survivors_except(victim);
@@ -549,6 +551,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         bench.wait(Duration::from_millis(300), |_| false);
     }
 
+    progress.finish();
     let leaves = args.leaves.unwrap_or((args.trials / 4).max(3));
     let mut leave = Vec::new();
     let mut left = BTreeSet::new();

@@ -34,14 +34,25 @@ pub enum BenchCommand {
     Messaging(messaging::MessagingBenchArgs),
 }
 
-/// Runs a benchmark.
+/// Runs a benchmark. Those with trials show each trial as progress themselves; the others
+/// show a spinner while they measure (on a terminal only).
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    let running = |what: &str| super::progress::Progress::start(format!("bench {what}: measuring"));
     match args.which {
-        BenchCommand::Rebalance(a) => rebalance::run(a),
+        BenchCommand::Rebalance(a) => {
+            let _p = running("rebalance");
+            rebalance::run(a)
+        }
         BenchCommand::Detect(a) => detect::run(a),
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Failover(a) => failover::run(a),
-        BenchCommand::Messaging(a) => messaging::run(a),
-        BenchCommand::Config(a) => config_notify::run(a),
+        BenchCommand::Messaging(a) => {
+            let _p = running("messaging");
+            messaging::run(a)
+        }
+        BenchCommand::Config(a) => {
+            let _p = running("config");
+            config_notify::run(a)
+        }
     }
 }

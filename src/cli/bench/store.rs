@@ -678,7 +678,9 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
     let mut clis = Vec::new();
     let mut samples = Vec::new();
     let mut missed = 0u32;
+    let progress = crate::cli::progress::Progress::start("store failover trials");
     for trial in 1..=args.failover_trials {
+        progress.set(format!("store failover trial {trial}/{}", args.failover_trials));
         let leader = steady(&probe, &eps).await?;
         // The watcher's client learns the leader from a linearizable read, so its watch
         // polls the replica about to be killed.
@@ -725,6 +727,7 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
         let (cli_done, cli_attempts) = fresh.await.unwrap_or((None, 0));
         let cli = cli_done.map(|t| t - killed_at);
         let ms = |d: Option<Duration>| d.map(|d| (d.as_micros() as f64 / 100.0).round() / 10.0);
+        crate::cli::progress::clear_line();
         eprintln!(
             "trial {trial}: killed replica {}; write after {:?} ms, watch event after {:?} ms, \
              new client's write after {:?} ms ({cli_attempts} attempts)",
@@ -750,6 +753,7 @@ async fn failover(args: &StoreBenchArgs, reps: &mut Replicas) -> Result<serde_js
         }
         reps.spawn(leader)?;
     }
+    progress.finish();
     stop.store(true, Ordering::Relaxed);
     let _ = write_task.await;
     watch_task.abort();

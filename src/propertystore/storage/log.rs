@@ -15,6 +15,7 @@ use super::{sio, Db, OpenError, SError, CF_LOG, CF_RAFT};
 use crate::codec;
 use crate::propertystore::core::StoreError;
 use crate::propertystore::durable::Durability;
+use crate::propertystore::metrics::StoreMetrics;
 use crate::propertystore::{ReplicaId, TypeConfig};
 
 /// The Raft log and vote. Cloning shares the database and the syncer.
@@ -31,6 +32,7 @@ pub struct LogStore {
     syncs: Arc<AtomicU64>,
     /// Entries appended.
     appends: Arc<AtomicU64>,
+    metrics: StoreMetrics,
 }
 
 /// The syncer thread and its queue. Dropped with the last clone of the log store: the
@@ -111,9 +113,11 @@ impl LogStore {
         let counter = syncs.clone();
         let tracker = durability.clone();
         let in_flight = pending.clone();
+        let metrics = StoreMetrics::register(id);
+        let sync_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("store-log-sync".into())
-            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &in_flight, &rx))
+            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &sync_metrics, &in_flight, &rx))
             .map_err(|e| corrupt(format!("cannot start the log syncer: {e}")))?;
         let syncer = Arc::new(Syncer {
             tx: Some(tx),
@@ -129,6 +133,7 @@ impl LogStore {
             syncer,
             syncs,
             appends: Arc::new(AtomicU64::new(0)),
+            metrics,
         })
     }
 
@@ -161,6 +166,7 @@ impl LogStore {
     pub(super) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), rocksdb::Error> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        let _fsync = sync.then(|| self.metrics.time_fsync());
         self.db.db.write_opt(batch, &opts)
     }
 
@@ -222,6 +228,7 @@ fn sync_loop(
     db: &DB,
     durability: &Durability,
     syncs: &AtomicU64,
+    metrics: &StoreMetrics,
     pending: &AtomicUsize,
     rx: &mpsc::Receiver<SyncItem>,
 ) {
@@ -229,7 +236,7 @@ fn sync_loop(
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         durability.wait_unstalled();
-        let result = sync_wal(db, durability, syncs);
+        let result = sync_wal(db, durability, syncs, metrics);
         if let Err(e) = &result {
             if batch.iter().any(|i| matches!(i, SyncItem::Durable)) {
                 // The leader already counted these entries as on its disk; that cannot be
@@ -249,9 +256,17 @@ fn sync_loop(
 }
 
 /// One fsync of the WAL; on success everything written before it is durable.
-fn sync_wal(db: &DB, durability: &Durability, syncs: &AtomicU64) -> Result<(), rocksdb::Error> {
+fn sync_wal(
+    db: &DB,
+    durability: &Durability,
+    syncs: &AtomicU64,
+    metrics: &StoreMetrics,
+) -> Result<(), rocksdb::Error> {
     let mark = durability.before_sync();
-    let result = db.flush_wal(true);
+    let result = {
+        let _fsync = metrics.time_fsync();
+        db.flush_wal(true)
+    };
     syncs.fetch_add(1, Ordering::Relaxed);
     if result.is_ok() {
         durability.synced(mark);
@@ -335,6 +350,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = codec::encode(&committed).map_err(|e| sio(StorageIOError::write_logs, &e))?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.db.cf(CF_RAFT), b"committed", bytes);
+        if let Some(c) = committed {
+            self.metrics.committed(c.index);
+        }
         self.write(batch, false)
             .map_err(|e| sio(StorageIOError::write_logs, &e))
     }
@@ -378,7 +396,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // anything else (and the leader for the answer before it sends more entries), so
             // handing it to the syncer thread batches nothing and costs a thread wake-up
             // each way.
-            let result = sync_wal(&self.db.db, &self.durability, &self.syncs);
+            let result = sync_wal(&self.db.db, &self.durability, &self.syncs, &self.metrics);
             callback.log_io_completed(io_result(&result));
             return Ok(());
         } else {

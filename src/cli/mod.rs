@@ -23,6 +23,7 @@ pub mod participant;
 pub mod plan;
 pub mod process;
 pub mod statemodel;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod watch;
@@ -69,6 +70,8 @@ pub enum Command {
     Participant(participant::ParticipantArgs),
     /// The live external view of a cluster.
     Watch(watch::WatchArgs),
+    /// One screen of a cluster: controller, instances, resources converged or not, alerts.
+    Status(status::StatusArgs),
 }
 
 /// A command's failure, printed as `error: …`.
@@ -137,6 +140,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => controller::run(args),
         Command::Participant(args) => participant::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 

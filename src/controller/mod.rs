@@ -17,9 +17,11 @@
 //! ```
 //!
 //! [`mirror`], [`snapshot`], [`round`] and [`election`] decide; [`leader`] only carries
-//! out what they decide.
+//! out what they decide. Beside the rounds, on its own timer, the leader aggregates the
+//! participants' health reports and evaluates alert rules ([`health`]).
 
 pub mod election;
+pub mod health;
 mod leader;
 pub mod mirror;
 pub mod round;

@@ -34,7 +34,8 @@ async fn participant(c: &mut EmbeddedCluster, instance: &str) {
 
 async fn report(c: &EmbeddedCluster, instance: &str, partition: &str, value: f64) {
     let h = c.participants[instance].health();
-    h.report("latency_ms", value, Scope::partition("db", partition)).unwrap();
+    h.report("latency_ms", value, Scope::partition("db", partition))
+        .unwrap();
     h.flush().await.unwrap();
 }
 
@@ -83,9 +84,15 @@ async fn a_reported_stat_fires_a_rule_that_clears_when_it_drops_back() {
     participant(&mut c, I2).await;
 
     // A bad rule is refused with the reason; the good one is kept in canonical form.
-    let bad = admin.add_alert(C, "AVG(latency_ms)[RESOURCE=*] >> 50").await.unwrap_err();
+    let bad = admin
+        .add_alert(C, "AVG(latency_ms)[RESOURCE=*] >> 50")
+        .await
+        .unwrap_err();
     assert!(bad.is_usage() && bad.to_string().contains("column"), "{bad}");
-    let rule = admin.add_alert(C, "avg(latency_ms) [resource=*] > 50.0").await.unwrap();
+    let rule = admin
+        .add_alert(C, "avg(latency_ms) [resource=*] > 50.0")
+        .await
+        .unwrap();
     assert_eq!(rule.text(), RULE);
     assert!(admin.add_alert(C, RULE).await.is_err(), "the same rule twice");
     // The participants' own transition error rate, aggregated per resource.
@@ -126,12 +133,21 @@ async fn a_reported_stat_fires_a_rule_that_clears_when_it_drops_back() {
     let status = admin.status(C, None).await.unwrap();
     assert_eq!(status.alerts.len(), 1);
     assert_eq!(status.alerts[0].rule, RULE);
-    assert_eq!(status.leader.as_ref().map(|l| l.name.as_str()), Some("controller-1"));
+    assert_eq!(
+        status.leader.as_ref().map(|l| l.name.as_str()),
+        Some("controller-1")
+    );
     assert_eq!(status.instances.iter().filter(|i| i.live).count(), 2);
     let screen = strand::cli::status::render(&status, 0);
-    assert!(screen.contains("controller  controller-1 leads, epoch"), "{screen}");
+    assert!(
+        screen.contains("controller  controller-1 leads, epoch"),
+        "{screen}"
+    );
     assert!(screen.contains("alerts (1 firing)"), "{screen}");
-    assert!(screen.contains(RULE) && screen.contains("RESOURCE=db"), "{screen}");
+    assert!(
+        screen.contains(RULE) && screen.contains("RESOURCE=db"),
+        "{screen}"
+    );
 
     // Back below: it clears, and the history says so.
     report(&c, I1, "db_0", 10.0).await;

@@ -116,14 +116,19 @@ impl Admin {
             key: keys.first().cloned().unwrap_or_default(),
         };
         let result = self
-            .update_existing(path, || vec![Guard::cluster(l)], missing, |r| {
-                let removed = keys.iter().any(|k| r.map_fields.remove(k).is_some());
-                if removed {
-                    Ok(true)
-                } else {
-                    Err(missing())
-                }
-            })
+            .update_existing(
+                path,
+                || vec![Guard::cluster(l)],
+                missing,
+                |r| {
+                    let removed = keys.iter().any(|k| r.map_fields.remove(k).is_some());
+                    if removed {
+                        Ok(true)
+                    } else {
+                        Err(missing())
+                    }
+                },
+            )
             .await;
         match result {
             Err(AdminError::HealthKeyNotFound { .. }) => {
@@ -268,7 +273,10 @@ mod tests {
         records::add_key(&mut alerts, "AVG(lat)[RESOURCE=*] > 50", 1);
         records::add_key(&mut alerts, "AVG(lat)[INSTANCE=*] > 500", 1);
         records::add_key(&mut alerts, "broken", 1);
-        let rules: Vec<Rule> = records::rules(Some(&alerts)).into_iter().filter_map(Result::ok).collect();
+        let rules: Vec<Rule> = records::rules(Some(&alerts))
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
         let d = decide(
             &Inputs {
                 reports: vec![Report {
@@ -296,11 +304,22 @@ mod tests {
             d.writes.history.as_ref(),
         );
         assert_eq!(o.aggregates.len(), 2);
-        assert!(o.aggregates.iter().any(|a| a.scope == "RESOURCE=db" && a.value == 80.0));
-        let fires = o.alerts.iter().find(|a| a.rule == "AVG(lat)[RESOURCE=*] > 50").unwrap();
+        assert!(o
+            .aggregates
+            .iter()
+            .any(|a| a.scope == "RESOURCE=db" && a.value == 80.0));
+        let fires = o
+            .alerts
+            .iter()
+            .find(|a| a.rule == "AVG(lat)[RESOURCE=*] > 50")
+            .unwrap();
         assert_eq!(fires.firing.len(), 1);
         assert_eq!(fires.firing[0].scope, "RESOURCE=db");
-        let quiet = o.alerts.iter().find(|a| a.rule == "AVG(lat)[INSTANCE=*] > 500").unwrap();
+        let quiet = o
+            .alerts
+            .iter()
+            .find(|a| a.rule == "AVG(lat)[INSTANCE=*] > 500")
+            .unwrap();
         assert!(quiet.firing.is_empty() && quiet.invalid.is_none());
         assert!(o.alerts.iter().any(|a| a.rule == "broken" && a.invalid.is_some()));
         assert_eq!(o.history.len(), 1);

@@ -42,12 +42,12 @@ pub use cluster::{ClusterInfo, MAINTENANCE_TRIGGERED_BY_USER};
 pub use config::{parse_key_values, parse_keys, ConfigScope, ConfigScopeType};
 pub use constraint::parse_constraint_type;
 pub use health::{AggregateRow, AlertInfo, FiringRow, HealthOverview};
-pub use status::{build as build_status, ClusterStatus, InstanceStatus, ResourceStatus};
 pub use instance::{instance_name, InstanceDetails};
 pub use rebalance::compute_rebalance;
 pub use reset::reset_message;
 pub use resource::{AddResource, PartitionInfo, ResourceInfo};
 pub use statemodel::{builtin_records, resolve_builtin, HELIX_STATE_MODEL_ALIASES};
+pub use status::{build as build_status, ClusterStatus, InstanceStatus, ResourceStatus};
 
 use crate::model::{Layout, RecordError};
 use crate::propertystore::{ClientError, PropertyStore};

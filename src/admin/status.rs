@@ -91,7 +91,11 @@ impl ClusterStatus {
 impl Admin {
     /// The status of `cluster`; `members` is a gossip view to find standbys in (`None`:
     /// standbys unknown).
-    pub async fn status(&self, cluster: &str, members: Option<&[MemberStatus]>) -> Result<ClusterStatus, AdminError> {
+    pub async fn status(
+        &self,
+        cluster: &str,
+        members: Option<&[MemberStatus]>,
+    ) -> Result<ClusterStatus, AdminError> {
         let l = layout(cluster)?;
         self.require_cluster(&l).await?;
         let (entries, revision) = self
@@ -111,7 +115,12 @@ impl Admin {
 }
 
 /// The status from the cluster's records read at `revision` (pure).
-pub fn build(cluster: &str, revision: u64, records: &[StoredRecord], members: Option<&[MemberStatus]>) -> ClusterStatus {
+pub fn build(
+    cluster: &str,
+    revision: u64,
+    records: &[StoredRecord],
+    members: Option<&[MemberStatus]>,
+) -> ClusterStatus {
     let v: ClusterView = view::build(cluster, revision, records, members.unwrap_or(&[]), &[]);
     let l = Layout::new(cluster);
     let find = |path: String| records.iter().find(|(p, _, _)| *p == path).map(|(_, r, _)| r);

@@ -201,7 +201,13 @@ const OPTIONS: &[OptSpec] = &[
         "clusterName ConstraintType ConstraintId",
         C,
     ),
-    opt("addStat", 2, 2, "clusterName statName(e.g. WINDOW(5)(latency_ms))", C),
+    opt(
+        "addStat",
+        2,
+        2,
+        "clusterName statName(e.g. WINDOW(5)(latency_ms))",
+        C,
+    ),
     opt("dropStat", 2, 2, "clusterName statName", C),
     opt(
         "addAlert",

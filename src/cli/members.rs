@@ -63,7 +63,11 @@ impl StatusFilter {
 
 /// Asks the node at `node` for its gossip view, over a client endpoint with the CLI's
 /// client certificate.
-pub async fn fetch(settings: &Settings, node: SocketAddr, timeout: Duration) -> Result<Vec<MemberStatus>, CliError> {
+pub async fn fetch(
+    settings: &Settings,
+    node: SocketAddr,
+    timeout: Duration,
+) -> Result<Vec<MemberStatus>, CliError> {
     let tls =
         settings::tls_material_for(settings, CLI_CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
     let bind = match node.ip() {

@@ -96,7 +96,9 @@ pub fn render(s: &ClusterStatus, now_ms: u64) -> String {
             "controller  {} leads, epoch {}{}\n",
             l.name,
             l.epoch,
-            l.since_ms.map(|t| format!(", since {}", ago(now_ms, t))).unwrap_or_default()
+            l.since_ms
+                .map(|t| format!(", since {}", ago(now_ms, t)))
+                .unwrap_or_default()
         )),
         None => out.push_str("controller  NONE leads\n"),
     }
@@ -127,7 +129,11 @@ pub fn render(s: &ClusterStatus, now_ms: u64) -> String {
                 if i.live { "live" } else { "OFFLINE" }.into(),
                 yes_no(i.enabled),
                 i.zone.clone().unwrap_or_else(|| "-".into()),
-                if i.tags.is_empty() { "-".into() } else { i.tags.join(",") },
+                if i.tags.is_empty() {
+                    "-".into()
+                } else {
+                    i.tags.join(",")
+                },
                 i.replicas.to_string(),
                 i.top_states.to_string(),
             ]
@@ -164,7 +170,11 @@ pub fn render(s: &ClusterStatus, now_ms: u64) -> String {
                 r.state_model.clone(),
                 r.partitions.to_string(),
                 yes_no(r.enabled),
-                if r.converged { "yes".into() } else { format!("NO: {}", why.join(", ")) },
+                if r.converged {
+                    "yes".into()
+                } else {
+                    format!("NO: {}", why.join(", "))
+                },
             ]
         })
         .collect();
@@ -179,7 +189,14 @@ pub fn render(s: &ClusterStatus, now_ms: u64) -> String {
         let rows: Vec<Vec<String>> = s
             .alerts
             .iter()
-            .map(|a| vec![a.rule.clone(), a.scope.clone(), format_value(a.value), ago(now_ms, a.since_ms)])
+            .map(|a| {
+                vec![
+                    a.rule.clone(),
+                    a.scope.clone(),
+                    format_value(a.value),
+                    ago(now_ms, a.since_ms),
+                ]
+            })
             .collect();
         out.push_str(&table(&["RULE", "SCOPE", "VALUE", "SINCE"], &rows));
     }

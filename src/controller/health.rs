@@ -33,19 +33,13 @@ pub fn inputs(mirror: &Mirror, now_ms: u64) -> Inputs {
         .under(&live_prefix)
         .map(|(p, _)| &p[live_prefix.len()..])
         .collect();
-    let instances_prefix = format!("{}/", layout.instances());
     let mut reports = Vec::new();
-    for (path, entry) in mirror.under(&instances_prefix) {
-        let Some(record) = entry.record.as_ref() else { continue };
-        let rest = &path[instances_prefix.len()..];
-        let mut parts = rest.split('/');
-        let (Some(instance), Some("HEALTHREPORT"), Some(_name), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if live.contains(instance) {
-            reports.push(Report::from_record(instance, record));
+    for instance in live {
+        let prefix = format!("{}/HEALTHREPORT/", layout.instance(instance));
+        for (_, entry) in mirror.under(&prefix) {
+            if let Some(record) = entry.record.as_ref() {
+                reports.push(Report::from_record(instance, record));
+            }
         }
     }
     let rules = records::rules(mirror.record(&layout.alerts()).map(|r| &**r))
@@ -102,11 +96,16 @@ impl Keeper {
         let d = decide::decide(&inputs, &prev);
         self.state = Some(d.state);
         let cluster = layout.cluster().to_string();
-        let firing = self.state.as_ref().map(|s| s.status.per_rule()).unwrap_or_default();
+        let firing = self
+            .state
+            .as_ref()
+            .map(|s| s.status.per_rule())
+            .unwrap_or_default();
         for rule in &inputs.rules {
             let text = rule.text();
             let n = firing.get(text.as_str()).copied().unwrap_or(0);
-            metrics::gauge!("strand_alerts_firing", "cluster" => cluster.clone(), "rule" => text).set(n as f64);
+            metrics::gauge!("strand_alerts_firing", "cluster" => cluster.clone(), "rule" => text)
+                .set(n as f64);
         }
         if d.writes.is_empty() {
             return;

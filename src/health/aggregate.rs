@@ -222,7 +222,9 @@ fn step(aggregation: Aggregation, before: Option<&Aggregate>, g: &Gathered) -> A
             },
         },
         Aggregation::Window(n) => {
-            let mut window: VecDeque<f64> = before.map(|b| b.window.iter().copied().collect()).unwrap_or_default();
+            let mut window: VecDeque<f64> = before
+                .map(|b| b.window.iter().copied().collect())
+                .unwrap_or_default();
             let count = before.map_or(0, |b| b.count);
             let Some(x) = observation else {
                 return before.cloned().unwrap_or_else(|| plain(0.0));
@@ -309,14 +311,34 @@ mod tests {
     fn exponential_decay_folds_each_new_report_once() {
         let specs: BTreeSet<StatSpec> = [spec("EXPONENTIAL(0.5)(lat)")].into();
         let g = Group::Instance("i1".into());
-        let a = fold(&specs, &[report("i1", &[("lat", Scope::instance(), 100.0, 1)])], &Aggregates::default(), 1);
+        let a = fold(
+            &specs,
+            &[report("i1", &[("lat", Scope::instance(), 100.0, 1)])],
+            &Aggregates::default(),
+            1,
+        );
         assert_eq!(value(&a, "EXPONENTIAL(0.5)(lat)", g.clone()), Some(100.0));
         // The same report again (nothing new): unchanged, and so is its timestamp.
-        let same = fold(&specs, &[report("i1", &[("lat", Scope::instance(), 100.0, 1)])], &a, 2);
+        let same = fold(
+            &specs,
+            &[report("i1", &[("lat", Scope::instance(), 100.0, 1)])],
+            &a,
+            2,
+        );
         assert_eq!(same, a);
-        let b = fold(&specs, &[report("i1", &[("lat", Scope::instance(), 0.0, 3)])], &a, 3);
+        let b = fold(
+            &specs,
+            &[report("i1", &[("lat", Scope::instance(), 0.0, 3)])],
+            &a,
+            3,
+        );
         assert_eq!(value(&b, "EXPONENTIAL(0.5)(lat)", g.clone()), Some(50.0));
-        let c = fold(&specs, &[report("i1", &[("lat", Scope::instance(), 0.0, 4)])], &b, 4);
+        let c = fold(
+            &specs,
+            &[report("i1", &[("lat", Scope::instance(), 0.0, 4)])],
+            &b,
+            4,
+        );
         assert_eq!(value(&c, "EXPONENTIAL(0.5)(lat)", g.clone()), Some(25.0));
         assert_eq!(c.get(&spec("EXPONENTIAL(0.5)(lat)"), &g).unwrap().count, 3);
         assert_eq!(c.folded["i1"], 4);
@@ -328,7 +350,12 @@ mod tests {
         let g = Group::Resource("db".into());
         let mut a = Aggregates::default();
         for (t, v) in [(1, 10.0), (2, 20.0), (3, 30.0), (4, 60.0)] {
-            a = fold(&specs, &[report("i1", &[("lat", Scope::resource("db"), v, t)])], &a, t);
+            a = fold(
+                &specs,
+                &[report("i1", &[("lat", Scope::resource("db"), v, t)])],
+                &a,
+                t,
+            );
         }
         let w = a.get(&spec("WINDOW(3)(lat)"), &g).unwrap();
         assert_eq!(w.window, vec![20.0, 30.0, 60.0]);
@@ -340,7 +367,10 @@ mod tests {
             report("i2", &[("lat", Scope::resource("db"), 30.0, 9)]),
         ];
         let b = fold(&specs, &two, &a, 9);
-        assert_eq!(b.get(&spec("WINDOW(3)(lat)"), &g).unwrap().window, vec![30.0, 60.0, 15.0]);
+        assert_eq!(
+            b.get(&spec("WINDOW(3)(lat)"), &g).unwrap().window,
+            vec![30.0, 60.0, 15.0]
+        );
     }
 
     #[test]
@@ -350,7 +380,10 @@ mod tests {
             &specs,
             &[report(
                 "i1",
-                &[("x", Scope::instance(), f64::NAN, 1), ("x", Scope::resource("r"), 2.0, 1)],
+                &[
+                    ("x", Scope::instance(), f64::NAN, 1),
+                    ("x", Scope::resource("r"), 2.0, 1),
+                ],
             )],
             &Aggregates::default(),
             1,

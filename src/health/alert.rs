@@ -172,7 +172,10 @@ mod tests {
             100,
         );
         assert_eq!(t1.len(), 1);
-        assert_eq!((t1[0].kind, &t1[0].group, t1[0].value), (TransitionKind::Fired, &res("a"), Some(80.0)));
+        assert_eq!(
+            (t1[0].kind, &t1[0].group, t1[0].value),
+            (TransitionKind::Fired, &res("a"), Some(80.0))
+        );
         assert_eq!(s1.per_rule()["AVG(lat)[RESOURCE=*] > 50"], 1);
         // Still above: no transition, the start time is kept, the value follows.
         let (s2, t2) = evaluate(&rules, &aggs(&[("AVG(lat)", res("a"), 90.0)]), &s1, 200);
@@ -180,7 +183,10 @@ mod tests {
         let f = s2.firing.values().next().unwrap();
         assert_eq!((f.since_ms, f.value), (100, 90.0));
         let (s3, t3) = evaluate(&rules, &aggs(&[("AVG(lat)", res("a"), 50.0)]), &s2, 300);
-        assert_eq!((t3[0].kind, t3[0].value, t3[0].at_ms), (TransitionKind::Cleared, Some(50.0), 300));
+        assert_eq!(
+            (t3[0].kind, t3[0].value, t3[0].at_ms),
+            (TransitionKind::Cleared, Some(50.0), 300)
+        );
         assert!(s3.firing.is_empty());
     }
 
@@ -205,11 +211,19 @@ mod tests {
     #[test]
     fn a_removed_rule_or_a_vanished_group_clears_without_a_value() {
         let rule = Rule::parse("AVG(lat)[RESOURCE=*] > 50").unwrap();
-        let (s1, _) = evaluate(&[rule.clone()], &aggs(&[("AVG(lat)", res("a"), 80.0)]), &AlertStatus::default(), 1);
+        let (s1, _) = evaluate(
+            &[rule.clone()],
+            &aggs(&[("AVG(lat)", res("a"), 80.0)]),
+            &AlertStatus::default(),
+            1,
+        );
         let (_, gone) = evaluate(&[rule], &Aggregates::default(), &s1, 2);
         assert_eq!((gone[0].kind, gone[0].value), (TransitionKind::Cleared, None));
         let (s, removed) = evaluate(&[], &aggs(&[("AVG(lat)", res("a"), 80.0)]), &s1, 2);
-        assert_eq!((removed[0].kind, removed[0].value), (TransitionKind::Cleared, None));
+        assert_eq!(
+            (removed[0].kind, removed[0].value),
+            (TransitionKind::Cleared, None)
+        );
         assert!(s.firing.is_empty());
     }
 }

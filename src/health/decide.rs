@@ -164,7 +164,11 @@ mod tests {
         assert!(d2.writes.status.is_some() && d2.writes.history.is_some());
         // Nothing new: nothing to write.
         let d3 = tick(&d2.state, 80.0, 2);
-        assert!(d3.transitions.is_empty() && d3.writes.is_empty(), "{:?}", d3.writes);
+        assert!(
+            d3.transitions.is_empty() && d3.writes.is_empty(),
+            "{:?}",
+            d3.writes
+        );
         let d4 = tick(&d3.state, 20.0, 4);
         assert_eq!(d4.transitions[0].kind, TransitionKind::Cleared);
         assert_eq!(records::history(d4.state.history.as_ref()).len(), 2);

@@ -61,7 +61,10 @@ pub fn rules(record: Option<&Record>) -> Vec<Result<Rule, (String, HealthError)>
 /// The stat specs in a `STATS` record (unreadable keys skipped).
 pub fn stats(record: Option<&Record>) -> Vec<StatSpec> {
     let Some(r) = record else { return Vec::new() };
-    r.map_fields.keys().filter_map(|k| StatSpec::parse(k).ok()).collect()
+    r.map_fields
+        .keys()
+        .filter_map(|k| StatSpec::parse(k).ok())
+        .collect()
 }
 
 /// Adds `key` (a rule's or a stat's canonical text) to an `ALERTS`/`STATS` record; false
@@ -124,7 +127,12 @@ pub fn decode_aggregates(record: Option<&Record>) -> Aggregates {
         };
         let window = f
             .get(WINDOW)
-            .map(|w| w.split(',').filter_map(|x| x.parse::<f64>().ok()).filter(|x| x.is_finite()).collect())
+            .map(|w| {
+                w.split(',')
+                    .filter_map(|x| x.parse::<f64>().ok())
+                    .filter(|x| x.is_finite())
+                    .collect()
+            })
             .unwrap_or_default();
         a.entries.insert(
             (spec, group),
@@ -197,7 +205,9 @@ pub fn append_history(prev: Option<&Record>, transitions: &[AlertTransition]) ->
     }
     r.set_simple(NEXT, next);
     while r.map_fields.len() > HISTORY_LIMIT {
-        let Some(first) = r.map_fields.keys().next().cloned() else { break };
+        let Some(first) = r.map_fields.keys().next().cloned() else {
+            break;
+        };
         r.map_fields.remove(&first);
     }
     r
@@ -266,7 +276,10 @@ mod tests {
     fn aggregates_round_trip_through_their_record() {
         let mut a = Aggregates::default();
         a.entries.insert(
-            (StatSpec::parse("WINDOW(3)(lat)").unwrap(), Group::Resource("db".into())),
+            (
+                StatSpec::parse("WINDOW(3)(lat)").unwrap(),
+                Group::Resource("db".into()),
+            ),
             Aggregate {
                 value: 1.0 / 3.0,
                 count: 7,
@@ -305,7 +318,11 @@ mod tests {
         let t = |i: u64| AlertTransition {
             rule: "AVG(x)[INSTANCE=*] > 1".into(),
             group: Group::Instance(format!("i{i}")),
-            kind: if i % 2 == 0 { TransitionKind::Fired } else { TransitionKind::Cleared },
+            kind: if i % 2 == 0 {
+                TransitionKind::Fired
+            } else {
+                TransitionKind::Cleared
+            },
             value: (i % 3 != 0).then_some(i as f64),
             at_ms: i,
         };

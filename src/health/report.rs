@@ -141,7 +141,10 @@ impl Pending {
         validate_stat_name(stat)?;
         scope.validate()?;
         if !value.is_finite() {
-            return Err(HealthError::invalid(format!("value of {stat}"), "must be a finite number"));
+            return Err(HealthError::invalid(
+                format!("value of {stat}"),
+                "must be a finite number",
+            ));
         }
         let k = (stat.to_string(), scope);
         if !self.latest.contains_key(&k) && !self.interval.contains_key(&k) && self.size() >= MAX_SAMPLES {
@@ -191,28 +194,38 @@ impl Pending {
     /// reported since the last one.
     pub fn take(&mut self, now_ms: u64) -> Option<Record> {
         let mut changed = false;
-        let mut set = |latest: &mut BTreeMap<(String, Scope), Sample>, k: (String, Scope), value: f64, count: u64| {
-            changed = true;
-            let (stat, scope) = k.clone();
-            latest.insert(
-                k,
-                Sample {
-                    stat,
-                    scope,
-                    value,
-                    count,
-                    updated_ms: now_ms,
-                },
-            );
-        };
+        let mut set =
+            |latest: &mut BTreeMap<(String, Scope), Sample>, k: (String, Scope), value: f64, count: u64| {
+                changed = true;
+                let (stat, scope) = k.clone();
+                latest.insert(
+                    k,
+                    Sample {
+                        stat,
+                        scope,
+                        value,
+                        count,
+                        updated_ms: now_ms,
+                    },
+                );
+            };
         for (k, (sum, n)) in std::mem::take(&mut self.interval) {
             set(&mut self.latest, k, sum / n as f64, n);
         }
         let tallies = std::mem::take(&mut self.tallies);
         for r in &self.resources {
             let t = tallies.get(r).copied().unwrap_or_default();
-            let rate = if t.ended == 0 { 0.0 } else { t.errors as f64 / t.ended as f64 };
-            set(&mut self.latest, (TRANSITION_ERROR_RATE.into(), Scope::resource(r)), rate, t.ended);
+            let rate = if t.ended == 0 {
+                0.0
+            } else {
+                t.errors as f64 / t.ended as f64
+            };
+            set(
+                &mut self.latest,
+                (TRANSITION_ERROR_RATE.into(), Scope::resource(r)),
+                rate,
+                t.ended,
+            );
             if t.durations > 0 {
                 set(
                     &mut self.latest,
@@ -253,8 +266,10 @@ mod tests {
     fn an_interval_s_reports_are_written_as_their_mean_and_read_back() {
         let mut p = Pending::new();
         assert_eq!(p.take(1), None, "nothing reported, nothing written");
-        p.report("latency_ms", 10.0, Scope::partition("db", "db_3")).unwrap();
-        p.report("latency_ms", 20.0, Scope::partition("db", "db_3")).unwrap();
+        p.report("latency_ms", 10.0, Scope::partition("db", "db_3"))
+            .unwrap();
+        p.report("latency_ms", 20.0, Scope::partition("db", "db_3"))
+            .unwrap();
         p.report("qps", 7.0, Scope::instance()).unwrap();
         let r = p.take(100).unwrap();
         assert_eq!(r.id, REPORT_NAME);
@@ -285,7 +300,10 @@ mod tests {
             p.report("x", 1.0, Scope::resource(format!("r{i}"))).unwrap();
         }
         assert!(p.report("x", 1.0, Scope::resource("one-more")).is_err());
-        assert!(p.report("x", 2.0, Scope::resource("r0")).is_ok(), "a known pair is still accepted");
+        assert!(
+            p.report("x", 2.0, Scope::resource("r0")).is_ok(),
+            "a known pair is still accepted"
+        );
     }
 
     #[test]
@@ -304,8 +322,16 @@ mod tests {
         assert_eq!(get(TRANSITION_ERROR_RATE), Some(0.5));
         // A quiet interval: the error rate drops to 0, the latency keeps its last value.
         let r = Report::from_record("i", &p.take(60).unwrap());
-        let rate = r.samples.iter().find(|x| x.stat == TRANSITION_ERROR_RATE).unwrap();
-        let lat = r.samples.iter().find(|x| x.stat == TRANSITION_LATENCY_MS).unwrap();
+        let rate = r
+            .samples
+            .iter()
+            .find(|x| x.stat == TRANSITION_ERROR_RATE)
+            .unwrap();
+        let lat = r
+            .samples
+            .iter()
+            .find(|x| x.stat == TRANSITION_LATENCY_MS)
+            .unwrap();
         assert_eq!((rate.value, rate.updated_ms), (0.0, 60));
         assert_eq!((lat.value, lat.updated_ms), (20.0, 50));
     }
@@ -313,11 +339,22 @@ mod tests {
     #[test]
     fn malformed_entries_are_skipped() {
         let mut r = Record::new(REPORT_NAME);
-        let entry = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        r.map_fields.insert("a".into(), entry(&[("STAT", "ok"), ("VALUE", "1")]));
-        r.map_fields.insert("b".into(), entry(&[("STAT", "bad name"), ("VALUE", "1")]));
-        r.map_fields.insert("c".into(), entry(&[("STAT", "x"), ("VALUE", "NaN")]));
-        r.map_fields.insert("d".into(), entry(&[("STAT", "x"), ("VALUE", "1"), ("PARTITION", "p")]));
+        let entry = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        r.map_fields
+            .insert("a".into(), entry(&[("STAT", "ok"), ("VALUE", "1")]));
+        r.map_fields
+            .insert("b".into(), entry(&[("STAT", "bad name"), ("VALUE", "1")]));
+        r.map_fields
+            .insert("c".into(), entry(&[("STAT", "x"), ("VALUE", "NaN")]));
+        r.map_fields.insert(
+            "d".into(),
+            entry(&[("STAT", "x"), ("VALUE", "1"), ("PARTITION", "p")]),
+        );
         r.map_fields.insert("e".into(), entry(&[("VALUE", "1")]));
         let rep = Report::from_record("i", &r);
         assert_eq!(rep.samples.len(), 1);

@@ -86,11 +86,10 @@ impl Selector {
         match group {
             Group::Instance(i) => self.kind() == GroupKind::Instance && m(&self.instance, i),
             Group::Resource(r) => self.kind() == GroupKind::Resource && m(&self.resource, r),
-            Group::Partition {
-                resource,
-                partition,
-            } => {
-                self.kind() == GroupKind::Partition && m(&self.resource, resource) && m(&self.partition, partition)
+            Group::Partition { resource, partition } => {
+                self.kind() == GroupKind::Partition
+                    && m(&self.resource, resource)
+                    && m(&self.partition, partition)
             }
         }
     }
@@ -131,7 +130,9 @@ impl Rule {
         let spec = c.spec()?;
         c.skip_ws();
         if !c.peek_is('[') {
-            return Err(c.error("expected a selector such as [RESOURCE=*], [INSTANCE=*] or [PARTITION=*] after the stat"));
+            return Err(c.error(
+                "expected a selector such as [RESOURCE=*], [INSTANCE=*] or [PARTITION=*] after the stat",
+            ));
         }
         let selector = c.selector()?;
         c.skip_ws();
@@ -181,7 +182,9 @@ pub(crate) fn parse_stat_spec(text: &str) -> Result<StatSpec, HealthError> {
     let spec = c.spec()?;
     c.skip_ws();
     if !c.at_end() {
-        return Err(c.error("unexpected text after the stat (a stat is e.g. AVG(latency_ms) or WINDOW(5)(latency_ms))"));
+        return Err(c.error(
+            "unexpected text after the stat (a stat is e.g. AVG(latency_ms) or WINDOW(5)(latency_ms))",
+        ));
     }
     Ok(spec)
 }
@@ -240,11 +243,9 @@ impl<'a> Cursor<'a> {
     fn word(&mut self) -> String {
         self.skip_ws();
         let start = self.at;
-        while self
-            .chars
-            .get(self.at)
-            .is_some_and(|c| !c.is_whitespace() && !matches!(c, '(' | ')' | '[' | ']' | ',' | '=' | '<' | '>'))
-        {
+        while self.chars.get(self.at).is_some_and(|c| {
+            !c.is_whitespace() && !matches!(c, '(' | ')' | '[' | ']' | ',' | '=' | '<' | '>')
+        }) {
             self.at += 1;
         }
         self.chars[start..self.at].iter().collect()
@@ -281,7 +282,9 @@ impl<'a> Cursor<'a> {
                     .filter(|n| (1..=MAX_WINDOW).contains(n))
                     .ok_or_else(|| {
                         self.at = param_at;
-                        self.error(&format!("the window size must be a whole number from 1 to {MAX_WINDOW}"))
+                        self.error(&format!(
+                            "the window size must be a whole number from 1 to {MAX_WINDOW}"
+                        ))
                     })?;
                 self.expect(')', "after the window size")?;
                 self.expect('(', "before the stat name: WINDOW(n)(stat)")?;
@@ -302,10 +305,7 @@ impl<'a> Cursor<'a> {
             return Err(self.error(&format!("stat name {stat:?}: {reason}")));
         }
         self.expect(')', "after the stat name")?;
-        Ok(StatSpec {
-            aggregation,
-            stat,
-        })
+        Ok(StatSpec { aggregation, stat })
     }
 
     fn selector(&mut self) -> Result<Selector, HealthError> {
@@ -337,7 +337,9 @@ impl<'a> Cursor<'a> {
             let pattern_at = self.at;
             let pattern = self.word();
             if pattern.is_empty() {
-                return Err(self.error(&format!("expected a name or pattern after {key}= (use * for any)")));
+                return Err(self.error(&format!(
+                    "expected a name or pattern after {key}= (use * for any)"
+                )));
             }
             if pattern.chars().any(|c| c.is_control() || c == '/') {
                 self.at = pattern_at;
@@ -419,10 +421,22 @@ mod tests {
     #[test]
     fn every_aggregation_comparator_and_scope_parses() {
         for (text, canonical) in [
-            ("SUM(errors)[INSTANCE=localhost_*] >= 3", "SUM(errors)[INSTANCE=localhost_*] >= 3"),
-            ("EXPONENTIAL(0.5)(lat)[PARTITION=db_*] < 1.25", "EXPONENTIAL(0.5)(lat)[PARTITION=db_*] < 1.25"),
-            ("decay(0.25)(lat)[RESOURCE=db,PARTITION=*] <= -2", "EXPONENTIAL(0.25)(lat)[RESOURCE=db,PARTITION=*] <= -2"),
-            ("WINDOW(5)(qps)[RESOURCE=db] == 0", "WINDOW(5)(qps)[RESOURCE=db] == 0"),
+            (
+                "SUM(errors)[INSTANCE=localhost_*] >= 3",
+                "SUM(errors)[INSTANCE=localhost_*] >= 3",
+            ),
+            (
+                "EXPONENTIAL(0.5)(lat)[PARTITION=db_*] < 1.25",
+                "EXPONENTIAL(0.5)(lat)[PARTITION=db_*] < 1.25",
+            ),
+            (
+                "decay(0.25)(lat)[RESOURCE=db,PARTITION=*] <= -2",
+                "EXPONENTIAL(0.25)(lat)[RESOURCE=db,PARTITION=*] <= -2",
+            ),
+            (
+                "WINDOW(5)(qps)[RESOURCE=db] == 0",
+                "WINDOW(5)(qps)[RESOURCE=db] == 0",
+            ),
             ("AVG(x)[INSTANCE=*] > 2e3", "AVG(x)[INSTANCE=*] > 2000"),
         ] {
             let r = Rule::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -502,7 +516,10 @@ mod tests {
 
     #[test]
     fn stat_specs_parse_alone() {
-        assert_eq!(StatSpec::parse("window(5)(lat)").unwrap().to_string(), "WINDOW(5)(lat)");
+        assert_eq!(
+            StatSpec::parse("window(5)(lat)").unwrap().to_string(),
+            "WINDOW(5)(lat)"
+        );
         assert_eq!(StatSpec::parse("SUM(q)").unwrap().to_string(), "SUM(q)");
         assert!(StatSpec::parse("SUM(q)[RESOURCE=*]").is_err());
         assert!(StatSpec::parse("SUM").is_err());

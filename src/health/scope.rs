@@ -80,7 +80,9 @@ pub fn validate_scope_name(kind: &str, name: &str) -> Result<(), HealthError> {
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | ',' | '=' | '[' | ']' | '*'))
     {
-        return Err(bad("cannot contain spaces, control characters or any of / , = [ ] *"));
+        return Err(bad(
+            "cannot contain spaces, control characters or any of / , = [ ] *",
+        ));
     }
     Ok(())
 }
@@ -144,10 +146,9 @@ impl fmt::Display for Group {
         match self {
             Group::Instance(i) => write!(f, "INSTANCE={i}"),
             Group::Resource(r) => write!(f, "RESOURCE={r}"),
-            Group::Partition {
-                resource,
-                partition,
-            } => write!(f, "RESOURCE={resource},PARTITION={partition}"),
+            Group::Partition { resource, partition } => {
+                write!(f, "RESOURCE={resource},PARTITION={partition}")
+            }
         }
     }
 }

@@ -294,12 +294,19 @@ mod tests {
             at_ms: 42,
         };
         let first = crate::health::records::append_history(None, &[t(TransitionKind::Fired, Some(7.0))]);
-        let second = crate::health::records::append_history(Some(&first), &[t(TransitionKind::Cleared, None)]);
+        let second =
+            crate::health::records::append_history(Some(&first), &[t(TransitionKind::Cleared, None)]);
         let e = alert_events(&l, &put(&l.alert_history(), &second, 12));
         assert_eq!(e.len(), 1, "only what the write added: {e:?}");
-        assert_eq!((e[0].kind.as_str(), e[0].action.as_str(), e[0].at_ms), ("alert", "cleared", 42));
+        assert_eq!(
+            (e[0].kind.as_str(), e[0].action.as_str(), e[0].at_ms),
+            ("alert", "cleared", 42)
+        );
         assert_eq!(e[0].id.as_deref(), Some("AVG(x)[RESOURCE=*] > 5"));
         let e = alert_events(&l, &put(&l.alert_history(), &first, 11));
-        assert_eq!((e[0].action.as_str(), e[0].detail.as_deref()), ("fired", Some("RESOURCE=db = 7")));
+        assert_eq!(
+            (e[0].action.as_str(), e[0].detail.as_deref()),
+            ("fired", Some("RESOURCE=db = 7"))
+        );
     }
 }

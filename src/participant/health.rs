@@ -56,11 +56,7 @@ impl HealthReporter {
             unwritten: None,
         };
         let task = tokio::spawn(writer.run(interval.max(Duration::from_millis(10)), events, flush_rx));
-        HealthReporter {
-            pending,
-            flush,
-            task,
-        }
+        HealthReporter { pending, flush, task }
     }
 
     /// Reports one value of `stat` about `scope` (the instance as a whole, a resource or a

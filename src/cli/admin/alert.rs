@@ -105,8 +105,16 @@ pub struct HealthArgs {
 /// Runs `strand admin alert`.
 pub async fn run_alert(args: AlertArgs) -> Result<(), CliError> {
     match args.command {
-        AlertCommand::Add { cluster, rule, common } => {
-            let r = common.admin()?.add_alert(&cluster, &rule).await.map_err(cli_error)?;
+        AlertCommand::Add {
+            cluster,
+            rule,
+            common,
+        } => {
+            let r = common
+                .admin()?
+                .add_alert(&cluster, &rule)
+                .await
+                .map_err(cli_error)?;
             common.done(
                 format!("alert rule {r} added"),
                 json!({ "cluster": cluster, "rule": r.text() }),
@@ -127,8 +135,16 @@ pub async fn run_alert(args: AlertArgs) -> Result<(), CliError> {
                 print!("{}", alerts_table(&o));
             }
         }
-        AlertCommand::Rm { cluster, rule, common } => {
-            common.admin()?.remove_alert(&cluster, &rule).await.map_err(cli_error)?;
+        AlertCommand::Rm {
+            cluster,
+            rule,
+            common,
+        } => {
+            common
+                .admin()?
+                .remove_alert(&cluster, &rule)
+                .await
+                .map_err(cli_error)?;
             common.done(
                 format!("alert rule {rule} removed"),
                 json!({ "cluster": cluster, "rule": rule, "removed": true }),
@@ -141,8 +157,16 @@ pub async fn run_alert(args: AlertArgs) -> Result<(), CliError> {
 /// Runs `strand admin stat`.
 pub async fn run_stat(args: StatArgs) -> Result<(), CliError> {
     match args.command {
-        StatCommand::Add { cluster, stat, common } => {
-            let s = common.admin()?.add_stat(&cluster, &stat).await.map_err(cli_error)?;
+        StatCommand::Add {
+            cluster,
+            stat,
+            common,
+        } => {
+            let s = common
+                .admin()?
+                .add_stat(&cluster, &stat)
+                .await
+                .map_err(cli_error)?;
             common.done(
                 format!("stat {s} added"),
                 json!({ "cluster": cluster, "stat": s.to_string() }),
@@ -152,8 +176,16 @@ pub async fn run_stat(args: StatArgs) -> Result<(), CliError> {
             let o = common.admin()?.health(&cluster).await.map_err(cli_error)?;
             common.names("STAT", "stats", &o.stats);
         }
-        StatCommand::Rm { cluster, stat, common } => {
-            common.admin()?.remove_stat(&cluster, &stat).await.map_err(cli_error)?;
+        StatCommand::Rm {
+            cluster,
+            stat,
+            common,
+        } => {
+            common
+                .admin()?
+                .remove_stat(&cluster, &stat)
+                .await
+                .map_err(cli_error)?;
             common.done(
                 format!("stat {stat} removed"),
                 json!({ "cluster": cluster, "stat": stat, "removed": true }),
@@ -192,7 +224,10 @@ pub async fn run_health(args: HealthArgs) -> Result<(), CliError> {
     if rows.is_empty() {
         println!("no aggregates yet (add a rule with `strand admin alert add` or a stat with `strand admin stat add`)");
     } else {
-        print!("{}", table(&["STAT", "SCOPE", "VALUE", "COUNT", "UPDATED"], &rows));
+        print!(
+            "{}",
+            table(&["STAT", "SCOPE", "VALUE", "COUNT", "UPDATED"], &rows)
+        );
     }
     if !o.alerts.is_empty() {
         println!();
@@ -225,9 +260,21 @@ fn alerts_table(o: &HealthOverview) -> String {
     let mut rows = Vec::new();
     for a in &o.alerts {
         if let Some(why) = &a.invalid {
-            rows.push(vec![a.rule.clone(), "INVALID".into(), why.clone(), String::new(), String::new()]);
+            rows.push(vec![
+                a.rule.clone(),
+                "INVALID".into(),
+                why.clone(),
+                String::new(),
+                String::new(),
+            ]);
         } else if a.firing.is_empty() {
-            rows.push(vec![a.rule.clone(), "ok".into(), String::new(), String::new(), String::new()]);
+            rows.push(vec![
+                a.rule.clone(),
+                "ok".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for f in &a.firing {
             rows.push(vec![

@@ -26,7 +26,11 @@ async fn list(State(s): State<AppState>, Path(c): Path<String>) -> Result<Json<V
     Ok(Json(json!({ "id": c, "alerts": o.alerts, "history": o.history })))
 }
 
-async fn add(State(s): State<AppState>, Path(c): Path<String>, body: String) -> Result<Json<Value>, ApiError> {
+async fn add(
+    State(s): State<AppState>,
+    Path(c): Path<String>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
     s.writable()?;
     let rule = s.admin().add_alert(&c, body.trim()).await?;
     Ok(Json(json!({ "id": c, "rule": rule.text() })))
@@ -43,7 +47,9 @@ async fn remove(
     Query(q): Query<RuleQuery>,
 ) -> Result<Json<Value>, ApiError> {
     s.writable()?;
-    let rule = q.rule.ok_or_else(|| ApiError::bad("give the rule to remove as ?rule=…"))?;
+    let rule = q
+        .rule
+        .ok_or_else(|| ApiError::bad("give the rule to remove as ?rule=…"))?;
     s.admin().remove_alert(&c, &rule).await?;
     Ok(Json(json!({ "id": c, "rule": rule, "removed": true })))
 }

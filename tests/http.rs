@@ -516,3 +516,137 @@ async fn metrics_are_prometheus_text_with_gossip_controller_and_participant_figu
     );
     f.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_served_streamed_and_exported_as_metrics() {
+    let f = start(37, false).await;
+    wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
+    let rule = "AVG(web_latency_ms)[INSTANCE=web_*] > 5";
+    // A bad rule is a 400 with the reason; a good one is added in canonical form.
+    let path = format!("/admin/v2/clusters/{C}/alerts");
+    let (s, v) = request(&f.base, "PUT", &path, Some("AVG(x)[NODE=*] > 5")).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown scope \"NODE\""),
+        "{v}"
+    );
+    let (s, v) = request(
+        &f.base,
+        "PUT",
+        &path,
+        Some(r#"{"rule": "avg(web_latency_ms)[instance=web_*]>5"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rule"], json!(rule));
+    let (s, _) = request(&f.base, "PUT", &path, Some(rule)).await;
+    assert_eq!(s, 409, "the same rule twice is a conflict");
+
+    // Open the event stream, then make the rule fire.
+    let addr = f.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let mut buf = vec![0u8; 8192];
+    while !got.contains("text/event-stream") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "stream closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let health = f.cluster.participants["web_0"].health();
+    health
+        .report("web_latency_ms", 9.0, strand::health::Scope::instance())
+        .unwrap();
+    health.flush().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains(r#""kind":"alert","action":"fired""#) {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            assert!(n > 0, "stream closed: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no alert event: {got}");
+    }
+    assert!(got.contains(r#""detail":"INSTANCE=web_0 = 9""#), "{got}");
+
+    let (s, v) = get(&f.base, &path).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["alerts"][0]["firing"][0]["scope"],
+        json!("INSTANCE=web_0"),
+        "{v}"
+    );
+    let (_, st) = get(&f.base, &format!("/admin/v2/clusters/{C}/status")).await;
+    assert_eq!(st["alerts"][0]["rule"], json!(rule), "{st}");
+    assert!(st["leader"]["epoch"].as_u64().unwrap() > 0, "{st}");
+    let (_, h) = get(&f.base, &format!("/admin/v2/clusters/{C}/health")).await;
+    assert!(
+        h["aggregates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["stat"] == json!("AVG(web_latency_ms)") && a["value"] == json!(9.0)),
+        "{h}"
+    );
+
+    // Exported: firing by rule, and the transition counted (the write is acknowledged
+    // before the controller counts it, so wait for the counter).
+    let label = r#"rule="AVG(web_latency_ms)[INSTANCE=web_*] > 5""#;
+    let metric = |text: &str, name: &str, extra: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(label) && l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = get(&f.base, "/metrics").await;
+        let text = m.as_str().unwrap_or_default().to_string();
+        if metric(&text, "strand_alerts_firing{", "") == Some(1.0)
+            && metric(&text, "strand_alert_transitions_total{", r#"to="firing""#) == Some(1.0)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no alert metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Removing the rule clears what it fired, on the stream too.
+    let (s, v) = request(
+        &f.base,
+        "DELETE",
+        &format!("{path}?rule=AVG(web_latency_ms)%5BINSTANCE%3Dweb_*%5D%20%3E%205"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains(r#""kind":"alert","action":"cleared""#) {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            assert!(n > 0, "stream closed: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no cleared event: {got}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = get(&f.base, "/metrics").await;
+        let text = m.as_str().unwrap_or_default().to_string();
+        if metric(&text, "strand_alerts_firing{", "") == Some(0.0)
+            && metric(&text, "strand_alert_transitions_total{", r#"to="cleared""#) == Some(1.0)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metrics never showed it cleared: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.cluster.shutdown().await;
+}

@@ -79,6 +79,13 @@ fn parse_stat(text: &str) -> Result<StatSpec, AdminError> {
     StatSpec::parse(text).map_err(|e| AdminError::invalid("stat", e.to_string()))
 }
 
+/// The keys an entry may be stored under: its canonical text first, then as given.
+fn spellings(given: &str, canonical: Option<String>) -> Vec<String> {
+    let mut keys: Vec<String> = canonical.into_iter().collect();
+    keys.push(given.trim().to_string());
+    keys
+}
+
 impl Admin {
     async fn add_health_key(&self, l: &Layout, path: &str, kind: &str, key: &str) -> Result<(), AdminError> {
         let now = self.now_ms();
@@ -149,22 +156,6 @@ impl Admin {
         Ok(parsed)
     }
 
-    /// Removes an alert rule, given in any spelling that parses to it (or exactly as
-    /// stored); what it fired clears at the controller's next tick.
-    pub async fn remove_alert(&self, cluster: &str, rule: &str) -> Result<(), AdminError> {
-        let l = layout(cluster)?;
-        let mut keys = vec![rule.trim().to_string()];
-        if let Ok(r) = Rule::parse(rule) {
-            keys.insert(0, r.text());
-        }
-        self.remove_health_key(&l, &l.alerts(), RULE_KIND, &keys).await
-    }
-
-    /// The alert rules and what of each fires.
-    pub async fn list_alerts(&self, cluster: &str) -> Result<Vec<AlertInfo>, AdminError> {
-        Ok(self.health(cluster).await?.alerts)
-    }
-
     /// Adds a stat to aggregate besides the rules' (`WINDOW(5)(latency_ms)`; Helix's
     /// `--addStat`).
     pub async fn add_stat(&self, cluster: &str, stat: &str) -> Result<StatSpec, AdminError> {
@@ -175,14 +166,24 @@ impl Admin {
         Ok(spec)
     }
 
-    /// Removes a stat (Helix's `--dropStat`).
+    /// Removes an alert rule, given in any spelling that parses to it (or exactly as
+    /// stored); what it fired clears at the controller's next tick.
+    pub async fn remove_alert(&self, cluster: &str, rule: &str) -> Result<(), AdminError> {
+        let l = layout(cluster)?;
+        let keys = spellings(rule, Rule::parse(rule).ok().map(|r| r.text()));
+        self.remove_health_key(&l, &l.alerts(), RULE_KIND, &keys).await
+    }
+
+    /// Removes a stat (Helix's `--dropStat`), in any spelling.
     pub async fn remove_stat(&self, cluster: &str, stat: &str) -> Result<(), AdminError> {
         let l = layout(cluster)?;
-        let mut keys = vec![stat.trim().to_string()];
-        if let Ok(s) = StatSpec::parse(stat) {
-            keys.insert(0, s.to_string());
-        }
+        let keys = spellings(stat, StatSpec::parse(stat).ok().map(|s| s.to_string()));
         self.remove_health_key(&l, &l.stats(), STAT_KIND, &keys).await
+    }
+
+    /// The alert rules and what of each fires.
+    pub async fn list_alerts(&self, cluster: &str) -> Result<Vec<AlertInfo>, AdminError> {
+        Ok(self.health(cluster).await?.alerts)
     }
 
     /// The aggregates, rules, stats and recent alert transitions of a cluster.

@@ -11,6 +11,7 @@
 //!                                              strand_alert_transitions_total{cluster,rule,to}
 //! ```
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub const TICK: Duration = Duration::from_millis(500);
 pub fn inputs(mirror: &Mirror, now_ms: u64) -> Inputs {
     let layout = mirror.layout();
     let live_prefix = format!("{}/", layout.live_instances());
-    let live: std::collections::BTreeSet<&str> = mirror
+    let live: BTreeSet<&str> = mirror
         .under(&live_prefix)
         .map(|(p, _)| &p[live_prefix.len()..])
         .collect();
@@ -63,6 +64,8 @@ const FAILED: u8 = 2;
 pub(super) struct Keeper {
     state: Option<State>,
     write: Arc<AtomicU8>,
+    /// The rules whose `strand_alerts_firing` gauge was set (a removed one is set to 0).
+    gauged: BTreeSet<String>,
 }
 
 impl Keeper {
@@ -70,6 +73,7 @@ impl Keeper {
         Keeper {
             state: None,
             write: Arc::new(AtomicU8::new(IDLE)),
+            gauged: BTreeSet::new(),
         }
     }
 

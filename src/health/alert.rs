@@ -212,7 +212,7 @@ mod tests {
     fn a_removed_rule_or_a_vanished_group_clears_without_a_value() {
         let rule = Rule::parse("AVG(lat)[RESOURCE=*] > 50").unwrap();
         let (s1, _) = evaluate(
-            &[rule.clone()],
+            std::slice::from_ref(&rule),
             &aggs(&[("AVG(lat)", res("a"), 80.0)]),
             &AlertStatus::default(),
             1,

@@ -318,12 +318,12 @@ mod tests {
         let t = |i: u64| AlertTransition {
             rule: "AVG(x)[INSTANCE=*] > 1".into(),
             group: Group::Instance(format!("i{i}")),
-            kind: if i % 2 == 0 {
+            kind: if i.is_multiple_of(2) {
                 TransitionKind::Fired
             } else {
                 TransitionKind::Cleared
             },
-            value: (i % 3 != 0).then_some(i as f64),
+            value: (!i.is_multiple_of(3)).then_some(i as f64),
             at_ms: i,
         };
         let mut r = append_history(None, &[t(0), t(1)]);

@@ -9,29 +9,55 @@ use crate::cli::output::table;
 use crate::cli::CliError;
 use crate::health::format_value;
 
-/// Arguments of `strand admin alert`.
-#[derive(Debug, clap::Args)]
-pub struct AlertArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: AlertCommand,
+/// Which configured entries `strand admin alert|stat` works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entries {
+    /// Alert rules.
+    Alerts,
+    /// Stats aggregated besides the rules' own.
+    Stats,
 }
 
-/// `strand admin alert …` subcommands.
+impl Entries {
+    fn noun(self) -> &'static str {
+        match self {
+            Entries::Alerts => "alert rule",
+            Entries::Stats => "stat",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Entries::Alerts => "rule",
+            Entries::Stats => "stat",
+        }
+    }
+}
+
+/// Arguments of `strand admin alert` and `strand admin stat`.
+#[derive(Debug, clap::Args)]
+pub struct EntryArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EntryCommand,
+}
+
+/// `strand admin alert|stat …` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum AlertCommand {
-    /// Add a rule: `alert add --cluster C 'AVG(latency_ms)[RESOURCE=*] > 50'` (SUM, AVG,
-    /// EXPONENTIAL(α), WINDOW(n); INSTANCE, RESOURCE, PARTITION with * patterns; > >= < <= ==).
+pub enum EntryCommand {
+    /// Add one: `alert add --cluster C 'AVG(latency_ms)[RESOURCE=*] > 50'` (SUM, AVG,
+    /// EXPONENTIAL(α), WINDOW(n); INSTANCE, RESOURCE, PARTITION with * patterns;
+    /// > >= < <= ==), `stat add --cluster C 'WINDOW(5)(latency_ms)'`.
     Add {
         /// The cluster.
         #[arg(long)]
         cluster: String,
-        /// The rule.
-        rule: String,
+        /// The rule or the stat.
+        text: String,
         #[command(flatten)]
         common: Common,
     },
-    /// List the rules and what of each fires.
+    /// List them (rules with what of each fires).
     Ls {
         /// The cluster.
         #[arg(long)]
@@ -39,54 +65,13 @@ pub enum AlertCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Remove a rule.
+    /// Remove one, as added (any spelling of it).
     Rm {
         /// The cluster.
         #[arg(long)]
         cluster: String,
-        /// The rule, as added (any spelling of it).
-        rule: String,
-        #[command(flatten)]
-        common: Common,
-    },
-}
-
-/// Arguments of `strand admin stat`.
-#[derive(Debug, clap::Args)]
-pub struct StatArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: StatCommand,
-}
-
-/// `strand admin stat …` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum StatCommand {
-    /// Aggregate a stat besides the rules' own: `stat add --cluster C 'WINDOW(5)(latency_ms)'`.
-    Add {
-        /// The cluster.
-        #[arg(long)]
-        cluster: String,
-        /// The stat with its aggregation.
-        stat: String,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// List the stats.
-    Ls {
-        /// The cluster.
-        #[arg(long)]
-        cluster: String,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Stop aggregating a stat.
-    Rm {
-        /// The cluster.
-        #[arg(long)]
-        cluster: String,
-        /// The stat, as added.
-        stat: String,
+        /// The rule or the stat.
+        text: String,
         #[command(flatten)]
         common: Common,
     },
@@ -102,93 +87,49 @@ pub struct HealthArgs {
     pub common: Common,
 }
 
-/// Runs `strand admin alert`.
-pub async fn run_alert(args: AlertArgs) -> Result<(), CliError> {
+/// Runs `strand admin alert` or `strand admin stat`.
+pub async fn run_entries(entries: Entries, args: EntryArgs) -> Result<(), CliError> {
     match args.command {
-        AlertCommand::Add {
+        EntryCommand::Add {
             cluster,
-            rule,
+            text,
             common,
         } => {
-            let r = common
-                .admin()?
-                .add_alert(&cluster, &rule)
-                .await
-                .map_err(cli_error)?;
+            let admin = common.admin()?;
+            let added = match entries {
+                Entries::Alerts => admin.add_alert(&cluster, &text).await.map(|r| r.text()),
+                Entries::Stats => admin.add_stat(&cluster, &text).await.map(|s| s.to_string()),
+            }
+            .map_err(cli_error)?;
             common.done(
-                format!("alert rule {r} added"),
-                json!({ "cluster": cluster, "rule": r.text() }),
+                format!("{} {added} added", entries.noun()),
+                json!({ "cluster": cluster, entries.key(): added }),
             );
         }
-        AlertCommand::Ls { cluster, common } => {
-            let alerts = common.admin()?.list_alerts(&cluster).await.map_err(cli_error)?;
-            if common.json() {
-                println!("{}", json!({ "cluster": cluster, "alerts": alerts }));
-            } else {
-                let o = HealthOverview {
-                    cluster,
-                    aggregates: Vec::new(),
-                    alerts,
-                    stats: Vec::new(),
-                    history: Vec::new(),
-                };
-                print!("{}", alerts_table(&o));
+        EntryCommand::Ls { cluster, common } => {
+            let o = common.admin()?.health(&cluster).await.map_err(cli_error)?;
+            match entries {
+                Entries::Alerts if common.json() => {
+                    println!("{}", json!({ "cluster": cluster, "alerts": o.alerts }))
+                }
+                Entries::Alerts => print!("{}", alerts_table(&o)),
+                Entries::Stats => common.names("STAT", "stats", &o.stats),
             }
         }
-        AlertCommand::Rm {
+        EntryCommand::Rm {
             cluster,
-            rule,
+            text,
             common,
         } => {
-            common
-                .admin()?
-                .remove_alert(&cluster, &rule)
-                .await
-                .map_err(cli_error)?;
+            let admin = common.admin()?;
+            match entries {
+                Entries::Alerts => admin.remove_alert(&cluster, &text).await,
+                Entries::Stats => admin.remove_stat(&cluster, &text).await,
+            }
+            .map_err(cli_error)?;
             common.done(
-                format!("alert rule {rule} removed"),
-                json!({ "cluster": cluster, "rule": rule, "removed": true }),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Runs `strand admin stat`.
-pub async fn run_stat(args: StatArgs) -> Result<(), CliError> {
-    match args.command {
-        StatCommand::Add {
-            cluster,
-            stat,
-            common,
-        } => {
-            let s = common
-                .admin()?
-                .add_stat(&cluster, &stat)
-                .await
-                .map_err(cli_error)?;
-            common.done(
-                format!("stat {s} added"),
-                json!({ "cluster": cluster, "stat": s.to_string() }),
-            );
-        }
-        StatCommand::Ls { cluster, common } => {
-            let o = common.admin()?.health(&cluster).await.map_err(cli_error)?;
-            common.names("STAT", "stats", &o.stats);
-        }
-        StatCommand::Rm {
-            cluster,
-            stat,
-            common,
-        } => {
-            common
-                .admin()?
-                .remove_stat(&cluster, &stat)
-                .await
-                .map_err(cli_error)?;
-            common.done(
-                format!("stat {stat} removed"),
-                json!({ "cluster": cluster, "stat": stat, "removed": true }),
+                format!("{} {text} removed", entries.noun()),
+                json!({ "cluster": cluster, entries.key(): text, "removed": true }),
             );
         }
     }

@@ -82,9 +82,9 @@ pub enum AdminCommand {
     /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
     Send(send::SendArgs),
     /// Alert rules on the participants' health reports: add, ls, rm.
-    Alert(alert::AlertArgs),
+    Alert(alert::EntryArgs),
     /// Stats the controller aggregates besides the alert rules' own: add, ls, rm.
-    Stat(alert::StatArgs),
+    Stat(alert::EntryArgs),
     /// The health aggregates, the alert rules with what fires, the last transitions.
     Health(alert::HealthArgs),
 }
@@ -108,8 +108,8 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Propertystore(a) => propertystore::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
             AdminCommand::Send(a) => send::run(a).await,
-            AdminCommand::Alert(a) => alert::run_alert(a).await,
-            AdminCommand::Stat(a) => alert::run_stat(a).await,
+            AdminCommand::Alert(a) => alert::run_entries(alert::Entries::Alerts, a).await,
+            AdminCommand::Stat(a) => alert::run_entries(alert::Entries::Stats, a).await,
             AdminCommand::Health(a) => alert::run_health(a).await,
         }
     })

@@ -1,5 +1,5 @@
 //! `/admin/v2/clusters/{c}/alerts` (GET the rules with what fires and the recent
-//! transitions; PUT a rule as the body; DELETE `?rule=`), `/health` (the aggregates) and
+//! transitions; PUT a rule as the body or as `{"rule": …}`; DELETE `?rule=`), `/health` (the aggregates) and
 //! `/status` (what `strand status` shows, with standbys from this process's gossip).
 
 use axum::extract::{Path, Query, State};
@@ -32,7 +32,15 @@ async fn add(
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     s.writable()?;
-    let rule = s.admin().add_alert(&c, body.trim()).await?;
+    // The rule as the body, or `{"rule": "…"}`.
+    let text = match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(o)) => match o.get("rule") {
+            Some(Value::String(r)) => r.clone(),
+            _ => return Err(ApiError::bad("body: expected the rule, or {\"rule\": \"…\"}")),
+        },
+        _ => body.trim().to_string(),
+    };
+    let rule = s.admin().add_alert(&c, &text).await?;
     Ok(Json(json!({ "id": c, "rule": rule.text() })))
 }
 

@@ -105,12 +105,13 @@ impl Keeper {
             .as_ref()
             .map(|s| s.status.per_rule())
             .unwrap_or_default();
-        for rule in &inputs.rules {
-            let text = rule.text();
+        let rules: BTreeSet<String> = inputs.rules.iter().map(|r| r.text()).collect();
+        for text in rules.union(&self.gauged) {
             let n = firing.get(text.as_str()).copied().unwrap_or(0);
-            metrics::gauge!("strand_alerts_firing", "cluster" => cluster.clone(), "rule" => text)
+            metrics::gauge!("strand_alerts_firing", "cluster" => cluster.clone(), "rule" => text.clone())
                 .set(n as f64);
         }
+        self.gauged = rules;
         if d.writes.is_empty() {
             return;
         }

@@ -352,34 +352,14 @@ async fn readyz_follows_the_roles_and_events_stream_store_changes() {
     assert_eq!(p["ready"], json!(false));
 
     // SSE: an operator's write shows up on the stream as an instanceConfig event.
-    let addr = f.base.trim_start_matches("http://").to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let req = format!(
-        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = String::new();
-    let mut buf = vec![0u8; 4096];
-    // Wait for the headers, then write.
-    while !got.contains("text/event-stream") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "stream closed: {got}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (mut tcp, mut got) = open_events(&f.base).await;
     // The watch starts at the current revision once the stream is open; write until seen.
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut enabled = false;
     while !got.contains(r#""kind":"instanceConfig""#) || !got.contains(r#""instance":"web_1""#) {
         f.admin.enable_instance(C, "web_1", enabled).await.unwrap();
         enabled = !enabled;
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await {
-            assert!(n > 0, "stream closed: {got}");
-            got.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_more(&mut tcp, &mut got, Duration::from_millis(500)).await;
         assert!(
             tokio::time::Instant::now() < deadline,
             "no instanceConfig event: {got}"
@@ -543,23 +523,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
     assert_eq!(s, 409, "the same rule twice is a conflict");
 
     // Open the event stream, then make the rule fire.
-    let addr = f.base.trim_start_matches("http://").to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let req = format!(
-        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = String::new();
-    let mut buf = vec![0u8; 8192];
-    while !got.contains("text/event-stream") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "stream closed: {got}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (mut tcp, mut got) = open_events(&f.base).await;
     let health = f.cluster.participants["web_0"].health();
     health
         .report("web_latency_ms", 9.0, strand::health::Scope::instance())
@@ -567,10 +531,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
     health.flush().await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while !got.contains(r#""kind":"alert","action":"fired""#) {
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
-            assert!(n > 0, "stream closed: {got}");
-            got.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
         assert!(tokio::time::Instant::now() < deadline, "no alert event: {got}");
     }
     assert!(got.contains(r#""detail":"INSTANCE=web_0 = 9""#), "{got}");
@@ -627,10 +588,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
     assert_eq!(s, 200, "{v}");
     let deadline = tokio::time::Instant::now() + WAIT;
     while !got.contains(r#""kind":"alert","action":"cleared""#) {
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
-            assert!(n > 0, "stream closed: {got}");
-            got.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
         assert!(tokio::time::Instant::now() < deadline, "no cleared event: {got}");
     }
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -649,4 +607,33 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f.cluster.shutdown().await;
+}
+
+/// Opens the cluster's event stream; the connection and what was read, once the response
+/// headers are in.
+async fn open_events(base: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains("text/event-stream") {
+        assert!(tokio::time::Instant::now() < deadline, "no event stream: {got}");
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+    }
+    (tcp, got)
+}
+
+/// Appends what arrives on the stream within `wait` to `got`; fails if the stream closed.
+async fn read_more(tcp: &mut tokio::net::TcpStream, got: &mut String, wait: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    if let Ok(Ok(n)) = tokio::time::timeout(wait, tcp.read(&mut buf)).await {
+        assert!(n > 0, "stream closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
 }

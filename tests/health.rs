@@ -171,7 +171,7 @@ async fn a_reported_stat_fires_a_rule_that_clears_when_it_drops_back() {
         .unwrap();
     assert_eq!(rate.value, 0.0);
 
-    // Removing the rule clears nothing more and leaves it out of the status.
+    // A removed rule is gone from the list; removing it again says it is not there.
     admin.remove_alert(C, RULE).await.unwrap();
     assert!(admin.list_alerts(C).await.unwrap().is_empty());
     assert!(admin.remove_alert(C, RULE).await.is_err());

@@ -206,8 +206,18 @@ impl Admin {
     }
 }
 
-/// The overview from the five records (pure; shared with `strand status`).
-pub(crate) fn overview(
+/// A firing (rule, group) as shown.
+pub(crate) fn firing_row(f: &crate::health::Firing) -> FiringRow {
+    FiringRow {
+        rule: f.rule.clone(),
+        scope: f.group.to_string(),
+        value: f.value,
+        since_ms: f.since_ms,
+    }
+}
+
+/// The overview from the five records (pure).
+fn overview(
     cluster: &str,
     alerts: Option<&Record>,
     stats: Option<&Record>,
@@ -238,12 +248,7 @@ pub(crate) fn overview(
                 .firing
                 .values()
                 .filter(|f| f.rule == rule)
-                .map(|f| FiringRow {
-                    rule: f.rule.clone(),
-                    scope: f.group.to_string(),
-                    value: f.value,
-                    since_ms: f.since_ms,
-                })
+                .map(firing_row)
                 .collect();
             AlertInfo {
                 rule,

@@ -41,6 +41,7 @@ use std::sync::Arc;
 pub use cluster::{ClusterInfo, MAINTENANCE_TRIGGERED_BY_USER};
 pub use config::{parse_key_values, parse_keys, ConfigScope, ConfigScopeType};
 pub use constraint::parse_constraint_type;
+pub(crate) use health::firing_row;
 pub use health::{AggregateRow, AlertInfo, FiringRow, HealthOverview};
 pub use instance::{instance_name, InstanceDetails};
 pub use rebalance::compute_rebalance;

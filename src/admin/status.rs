@@ -12,7 +12,7 @@ use crate::http::view::{self, ClusterView, LeaderView, StoredRecord, Switch};
 use crate::membership::MemberStatus;
 use crate::model::{Layout, Record};
 
-use super::health::{overview, FiringRow};
+use super::health::{firing_row, FiringRow};
 use super::{layout, Admin, AdminError};
 
 /// One instance in `strand status`.
@@ -123,15 +123,15 @@ pub fn build(
 ) -> ClusterStatus {
     let v: ClusterView = view::build(cluster, revision, records, members.unwrap_or(&[]), &[]);
     let l = Layout::new(cluster);
-    let find = |path: String| records.iter().find(|(p, _, _)| *p == path).map(|(_, r, _)| r);
-    let health = overview(
-        cluster,
-        find(l.alerts()),
-        None,
-        None,
-        find(l.alert_status()),
-        None,
-    );
+    let status = records
+        .iter()
+        .find(|(p, _, _)| *p == l.alert_status())
+        .map(|(_, r, _)| r);
+    let alerts = crate::health::records::decode_status(status)
+        .firing
+        .values()
+        .map(firing_row)
+        .collect();
     let instances = v
         .instances
         .iter()
@@ -189,6 +189,121 @@ pub fn build(
         maintenance: v.maintenance,
         instances,
         resources,
-        alerts: health.alerts.into_iter().flat_map(|a| a.firing).collect(),
+        alerts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::records::encode_status;
+    use crate::health::{AlertStatus, Firing, Group};
+    use crate::membership::Status;
+    use crate::model::{IdealState, InstanceConfig, LiveInstance, Message, RebalanceMode};
+
+    fn member(name: &str, status: Status) -> MemberStatus {
+        MemberStatus {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            generation: 1,
+            status,
+            roles: vec!["controller".into()],
+            clusters: vec!["C".into()],
+            last_heard_ms: None,
+            rtt_ms: None,
+            is_local: false,
+        }
+    }
+
+    fn records() -> Vec<StoredRecord> {
+        let l = Layout::new("C");
+        let mut out = Vec::new();
+        let mut add = |path: String, r: Record| out.push((path, r, 5));
+        add(l.leader(), Record::new("ctl-1"));
+        for i in ["i1", "i2"] {
+            add(l.instance_config(i), InstanceConfig::create(i).record);
+        }
+        add(
+            l.live_instance("i1"),
+            LiveInstance::create("i1", "s1", "v", "x").record,
+        );
+        add(
+            l.state_model("MasterSlave"),
+            crate::statemodel::builtin("MasterSlave").unwrap().to_record(),
+        );
+        for r in ["db", "other"] {
+            let mut is = IdealState::create(r, 1, "MasterSlave", RebalanceMode::SemiAuto).record;
+            is.map_fields
+                .insert(format!("{r}_0"), [("i1".into(), "MASTER".into())].into());
+            add(l.ideal_state(r), is);
+        }
+        // db: the external view is the ideal state. other: its MASTER is still on its way.
+        let mut ev = Record::new("db");
+        ev.map_fields
+            .insert("db_0".into(), [("i1".into(), "MASTER".into())].into());
+        add(l.external_view("db"), ev);
+        let mut ev = Record::new("other");
+        ev.map_fields
+            .insert("other_0".into(), [("i1".into(), "SLAVE".into())].into());
+        add(l.external_view("other"), ev);
+        let m = Message::state_transition("m1")
+            .source("ctl-1", "c1")
+            .target("i1", "s1")
+            .replica("other", "other_0")
+            .state_model("MasterSlave")
+            .transition("SLAVE", "MASTER")
+            .build(1)
+            .unwrap();
+        add(l.message("i1", "m1"), m.record);
+        let mut fires = AlertStatus::default();
+        let g = Group::Resource("db".into());
+        fires.firing.insert(
+            ("AVG(x)[RESOURCE=*] > 1".into(), g.clone()),
+            Firing {
+                rule: "AVG(x)[RESOURCE=*] > 1".into(),
+                group: g,
+                value: 3.0,
+                since_ms: 1,
+            },
+        );
+        add(l.alert_status(), encode_status(&fires));
+        out
+    }
+
+    #[test]
+    fn status_says_who_leads_who_stands_by_what_converged_and_what_fires() {
+        let members = [
+            member("ctl-1", Status::Alive),
+            member("ctl-2", Status::Alive),
+            member("ctl-3", Status::Down),
+        ];
+        let s = build("C", 9, &records(), Some(&members));
+        assert_eq!(
+            s.leader.as_ref().map(|l| (l.name.as_str(), l.epoch)),
+            Some(("ctl-1", 5))
+        );
+        assert_eq!(s.standbys, Some(vec!["ctl-2".to_string()]));
+        let live: Vec<(&str, bool)> = s.instances.iter().map(|i| (i.name.as_str(), i.live)).collect();
+        assert_eq!(live, [("i1", true), ("i2", false)]);
+        let db = &s.resources[0];
+        assert!(db.converged, "{db:?}");
+        let other = &s.resources[1];
+        assert!(!other.converged);
+        assert_eq!(
+            (other.pending, other.differences, other.without_top_state),
+            (1, 1, 1)
+        );
+        assert_eq!(s.alerts.len(), 1);
+        assert_eq!(s.alerts[0].scope, "RESOURCE=db");
+        assert!(!s.healthy());
+        // Without a gossip view the standbys are unknown, not "none".
+        assert_eq!(build("C", 9, &records(), None).standbys, None);
+        let screen = crate::cli::status::render(&s, 1000);
+        assert!(screen.contains("standbys    ctl-2"), "{screen}");
+        assert!(screen.contains("resources (1 of 2 converged)"), "{screen}");
+        assert!(
+            screen.contains("NO: 1 pending, 1 differ from the ideal state, 1 without top state"),
+            "{screen}"
+        );
     }
 }

@@ -41,20 +41,7 @@ pub struct ClusterView {
     /// The property store's replicas.
     pub store: Vec<StoreReplicaView>,
     /// Health alerts that fire (the leader's `ALERT_STATUS`).
-    pub alerts: Vec<AlertView>,
-}
-
-/// One (rule, scope) that fires.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertView {
-    /// The rule.
-    pub rule: String,
-    /// The group it fires for (`RESOURCE=db`).
-    pub scope: String,
-    /// The aggregate's value.
-    pub value: f64,
-    /// Since when (ms since the Unix epoch).
-    pub since_ms: u64,
+    pub alerts: Vec<crate::admin::FiringRow>,
 }
 
 /// The leading controller.
@@ -230,13 +217,8 @@ pub fn build(
             .map(|r| {
                 crate::health::records::decode_status(Some(r))
                     .firing
-                    .into_values()
-                    .map(|f| AlertView {
-                        rule: f.rule,
-                        scope: f.group.to_string(),
-                        value: f.value,
-                        since_ms: f.since_ms,
-                    })
+                    .values()
+                    .map(crate::admin::firing_row)
                     .collect()
             })
             .unwrap_or_default(),

@@ -177,3 +177,49 @@ async fn a_reported_stat_fires_a_rule_that_clears_when_it_drops_back() {
     assert!(admin.remove_alert(C, RULE).await.is_err());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_folds_each_report_once_and_keeps_what_fires() {
+    let mut c = EmbeddedCluster::start(19).await.unwrap();
+    let admin = Admin::new(c.store());
+    admin.add_cluster(C).await.unwrap();
+    admin.add_instance(C, "localhost:12913").await.unwrap();
+    c.add_controller("controller-1", &[C]).await.unwrap();
+    let (first, _) = c.wait_leader(C, WAIT).await.unwrap();
+    c.add_controller("controller-2", &[C]).await.unwrap();
+    participant(&mut c, I1).await;
+    admin
+        .add_alert(C, "EXPONENTIAL(0.5)(latency_ms)[INSTANCE=*] > 50")
+        .await
+        .unwrap();
+    let decayed = |o: &HealthOverview| {
+        o.aggregates
+            .iter()
+            .find(|a| a.stat == "EXPONENTIAL(0.5)(latency_ms)" && a.scope == format!("INSTANCE={I1}"))
+            .map(|a| (a.value, a.count))
+    };
+    report(&c, I1, "db_0", 100.0).await;
+    let o = wait_health(&admin, "firing", |o| !firing(o).is_empty()).await;
+    assert_eq!(decayed(&o), Some((100.0, 1)));
+
+    // The leader dies; the other takes over from the persisted aggregates.
+    c.kill_controller(&first).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.leader(C).is_none_or(|(n, _)| n == first) {
+        assert!(tokio::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next report is folded once into the old value (a leader that folded the first
+    // report again would show 80 after three observations, and start from 100 twice).
+    report(&c, I1, "db_0", 60.0).await;
+    let o = wait_health(&admin, "the second report folded", |o| {
+        decayed(o).is_some_and(|(_, n)| n >= 2)
+    })
+    .await;
+    assert_eq!(decayed(&o), Some((80.0, 2)));
+    // Still firing, and fired once: the new leader did not fire it again.
+    assert_eq!(firing(&o).len(), 1);
+    let fired = o.history.iter().filter(|h| h.event == "FIRED").count();
+    assert_eq!(fired, 1, "{:?}", o.history);
+    c.shutdown().await;
+}

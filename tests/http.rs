@@ -558,24 +558,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
 
     // Exported: firing by rule, and the transition counted (the write is acknowledged
     // before the controller counts it, so wait for the counter).
-    let label = r#"rule="AVG(web_latency_ms)[INSTANCE=web_*] > 5""#;
-    let metric = |text: &str, name: &str, extra: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains(label) && l.contains(extra))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, m) = get(&f.base, "/metrics").await;
-        let text = m.as_str().unwrap_or_default().to_string();
-        if metric(&text, "strand_alerts_firing{", "") == Some(1.0)
-            && metric(&text, "strand_alert_transitions_total{", r#"to="firing""#) == Some(1.0)
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no alert metrics: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_alert_metrics(&f.base, 1.0, "firing").await;
 
     // Removing the rule clears what it fired, on the stream too.
     let (s, v) = request(
@@ -591,21 +574,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
         read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
         assert!(tokio::time::Instant::now() < deadline, "no cleared event: {got}");
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, m) = get(&f.base, "/metrics").await;
-        let text = m.as_str().unwrap_or_default().to_string();
-        if metric(&text, "strand_alerts_firing{", "") == Some(0.0)
-            && metric(&text, "strand_alert_transitions_total{", r#"to="cleared""#) == Some(1.0)
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the metrics never showed it cleared: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_alert_metrics(&f.base, 0.0, "cleared").await;
     f.cluster.shutdown().await;
 }
 
@@ -635,5 +604,31 @@ async fn read_more(tcp: &mut tokio::net::TcpStream, got: &mut String, wait: Dura
     if let Ok(Ok(n)) = tokio::time::timeout(wait, tcp.read(&mut buf)).await {
         assert!(n > 0, "stream closed: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Waits until `/metrics` shows the alerts test's rule firing for `firing` groups, with one
+/// transition `to` counted.
+async fn wait_alert_metrics(base: &str, firing: f64, to: &str) {
+    let label = r#"rule="AVG(web_latency_ms)[INSTANCE=web_*] > 5""#;
+    let metric = |text: &str, name: &str, extra: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(label) && l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = get(base, "/metrics").await;
+        let text = m.as_str().unwrap_or_default().to_string();
+        if metric(&text, "strand_alerts_firing{", "") == Some(firing)
+            && metric(&text, "strand_alert_transitions_total{", &format!("to=\"{to}\"")) == Some(1.0)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alert metrics never {firing} / {to}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -384,6 +384,47 @@ async fn the_cache_reads_its_own_writes_and_the_store_lists_and_removes() {
     ec.shutdown().await;
 }
 
+/// A config set reads the record through its client's cache first: its own write is there
+/// at once (the transaction fills the cache), and a record another client changed since only
+/// fails the version guard, so alternating writers of one scope lose no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_from_the_cache_see_their_own_writes_and_lose_no_other_writers_key() {
+    let (mut ec, _admin) = setup().await;
+    let (a_store, b_store) = (ec.store(), ec.store());
+    let a = ConfigAccessor::new(a_store.clone());
+    let b = ConfigAccessor::new(b_store);
+    let s = scope("RESOURCE=C,db");
+    a.set_key(&s, "first", "1").await.unwrap();
+    let cached = a_store
+        .cache_lookup(&s.path())
+        .expect("the transaction left the record in the writer's cache")
+        .expect("the record exists");
+    assert!(
+        String::from_utf8_lossy(&cached.value).contains("\"first\""),
+        "cached record lacks the key just written: {}",
+        String::from_utf8_lossy(&cached.value)
+    );
+    for i in 0..30 {
+        let (w, key) = if i % 2 == 0 {
+            (&b, format!("b{i}"))
+        } else {
+            (&a, format!("a{i}"))
+        };
+        w.set_key(&s, &key, &i.to_string()).await.unwrap();
+    }
+    let all = ec.config_accessor().get(&s, &[]).await.unwrap();
+    for i in 0..30 {
+        let key = if i % 2 == 0 {
+            format!("b{i}")
+        } else {
+            format!("a{i}")
+        };
+        assert_eq!(all.get(&key), Some(&i.to_string()), "{key} lost: {all:?}");
+    }
+    assert_eq!(all.get("first").map(String::as_str), Some("1"));
+    ec.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_on_a_path_and_a_subtree_see_exactly_their_changes() {
     let (mut ec, _admin) = setup().await;

@@ -143,6 +143,16 @@ pub(crate) fn delete(path: String) -> Op {
     }
 }
 
+fn versioned(path: &str, got: Option<&crate::propertystore::Record>) -> Result<Versioned, AdminError> {
+    match got {
+        None => Ok(Versioned::default()),
+        Some(r) => Ok(Versioned {
+            record: decode(path, &r.value)?,
+            version: r.stat.version,
+        }),
+    }
+}
+
 /// Parses a stored value: `None` for an empty (directory) value.
 pub(crate) fn decode(path: &str, value: &[u8]) -> Result<Option<Record>, AdminError> {
     if value.iter().all(u8::is_ascii_whitespace) {
@@ -169,13 +179,18 @@ impl Admin {
             .get(path)
             .await
             .map_err(|e| AdminError::store(format!("reading {path}"), e))?;
-        match got {
-            None => Ok(Versioned::default()),
-            Some(r) => Ok(Versioned {
-                record: decode(path, &r.value)?,
-                version: r.stat.version,
-            }),
-        }
+        versioned(path, got.as_ref())
+    }
+
+    /// [`Admin::read`] through the client's cache: never older than this client's own
+    /// acknowledged writes, but possibly older than others'.
+    pub(crate) async fn read_cached(&self, path: &str) -> Result<Versioned, AdminError> {
+        let got = self
+            .store
+            .cached_get_shared(path)
+            .await
+            .map_err(|e| AdminError::store(format!("reading {path}"), e))?;
+        versioned(path, got.as_deref())
     }
 
     /// The record at `path`, if there is one.
@@ -282,7 +297,7 @@ impl Admin {
     async fn applied(&self, txn: &Txn) -> Option<bool> {
         let mut now = Vec::with_capacity(txn.success.len());
         for op in &txn.success {
-            let got = self.store.get(op_path(op)).await.ok()?;
+            let got = self.store.get(op.path()).await.ok()?;
             now.push(got.map(|r| r.value.to_vec()));
         }
         let mut conditions_hold = true;
@@ -306,9 +321,21 @@ impl Admin {
     where
         F: FnMut(Option<Record>) -> Result<Option<Record>, AdminError>,
     {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.read(path).await?;
+        for attempt in 0..UPDATE_ATTEMPTS {
+            // The first attempt reads through the client's cache (never older than this
+            // client's own writes; usually no round trip). A stale record only fails the
+            // version guard below and the next attempt reads linearizably.
+            let cached = attempt == 0;
+            let current = if cached {
+                self.read_cached(path).await?
+            } else {
+                self.read(path).await?
+            };
             let Some(new) = f(current.record.clone())? else {
+                if cached {
+                    // "Nothing to write" must not rest on a stale read.
+                    continue;
+                }
                 return Ok(current.record);
             };
             let mut all = guards();
@@ -345,12 +372,6 @@ impl Admin {
             })
             .await?;
         written.ok_or_else(missing)
-    }
-}
-
-fn op_path(op: &Op) -> &str {
-    match op {
-        Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path,
     }
 }
 

@@ -2,6 +2,7 @@
 //! Every decision it carries out is made by [`super::election`], [`super::snapshot`],
 //! [`super::round`] and the engine; this file only reads, writes, waits and sends.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -455,6 +456,11 @@ impl Lead<'_> {
             let ops = txn.success.clone();
             match self.ctx.store.txn(txn).await {
                 Ok(w) if w.succeeded => {
+                    // Its messages are recorded: send them now, not after the round's
+                    // other writes.
+                    for (instance, addr, records) in plan.take_recorded(&self.ctx.layout, &ops) {
+                        self.send_transitions(instance, addr, &records);
+                    }
                     for (op, outcome) in ops.iter().zip(&w.ops) {
                         match (op, outcome) {
                             (
@@ -474,8 +480,7 @@ impl Lead<'_> {
                     }
                 }
                 Ok(_) => {
-                    // Nothing of it was recorded: its messages must not be sent.
-                    plan.unrecorded(&self.ctx.layout, &ops);
+                    // Nothing of it was recorded: its messages stay in `plan.sends`, unsent.
                     if !still_leading(self.ctx, self.mine).await {
                         return Err(RoundError::Fenced);
                     }
@@ -491,30 +496,34 @@ impl Lead<'_> {
                 }
             }
         }
-        for (instance, (addr, records)) in plan.sends {
-            let transport = self.ctx.transport.clone();
-            let texts = records.iter().map(Record::to_helix_json).collect();
-            tokio::spawn(async move {
-                let to = PeerAddr::named(instance.clone(), addr);
-                let r: Result<ParticipantReply, _> = transport::call(
-                    &*transport,
-                    &to,
-                    Service::MESSAGING,
-                    &ParticipantRequest::Transitions(texts),
-                    Duration::from_secs(2),
-                )
-                .await;
-                match r {
-                    Ok(ParticipantReply::Verdicts(v)) => {
-                        for verdict in v.iter().filter(|v| v.starts_with("discarded")) {
-                            tracing::debug!(%instance, verdict, "participant discarded a message");
-                        }
-                    }
-                    // The store copy of the message is the fallback: the participant watches it.
-                    Err(e) => tracing::debug!(%instance, error = %e, "sending transitions"),
-                }
-            });
-        }
+        // Every message a successful transaction recorded has been sent; what is left in
+        // `plan.sends` was in a transaction that failed, and is never sent.
         Ok(next_recompute_ms)
+    }
+
+    /// Sends recorded transition messages to `instance` (in the background; if it fails, the
+    /// participant still finds the store copy through its watch).
+    fn send_transitions(&self, instance: String, addr: SocketAddr, records: &[Record]) {
+        let transport = self.ctx.transport.clone();
+        let texts = records.iter().map(Record::to_helix_json).collect();
+        tokio::spawn(async move {
+            let to = PeerAddr::named(instance.clone(), addr);
+            let r: Result<ParticipantReply, _> = transport::call(
+                &*transport,
+                &to,
+                Service::MESSAGING,
+                &ParticipantRequest::Transitions(texts),
+                Duration::from_secs(2),
+            )
+            .await;
+            match r {
+                Ok(ParticipantReply::Verdicts(v)) => {
+                    for verdict in v.iter().filter(|v| v.starts_with("discarded")) {
+                        tracing::debug!(%instance, verdict, "participant discarded a message");
+                    }
+                }
+                Err(e) => tracing::debug!(%instance, error = %e, "sending transitions"),
+            }
+        });
     }
 }

@@ -58,25 +58,36 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Forgets the sends of the messages created by `failed`, the operations of a transaction
-    /// that did not succeed: it recorded nothing, and a message is sent only once it is recorded (an
-    /// unrecorded one is invisible to the next round and to a new leader, which could then
-    /// plan a second promotion while this one runs).
-    pub fn unrecorded(&mut self, layout: &crate::model::Layout, failed: &[Op]) {
-        let paths: std::collections::BTreeSet<&str> = failed
+    /// Takes the sends of the messages `written` (the operations of a transaction that
+    /// succeeded) created: they are recorded now and may go out at once, before the round's
+    /// later transactions.
+    pub fn take_recorded(
+        &mut self,
+        layout: &crate::model::Layout,
+        written: &[Op],
+    ) -> Vec<(String, SocketAddr, Vec<Record>)> {
+        let paths: std::collections::BTreeSet<&str> = written
             .iter()
             .filter_map(|op| match op {
                 Op::Create { path, .. } => Some(path.as_str()),
                 _ => None,
             })
             .collect();
+        let mut out = Vec::new();
         if paths.is_empty() {
-            return;
+            return out;
         }
-        for (instance, (_, records)) in self.sends.iter_mut() {
-            records.retain(|r| !paths.contains(layout.message(instance, &r.id).as_str()));
+        for (instance, (addr, records)) in self.sends.iter_mut() {
+            let (now, later): (Vec<Record>, Vec<Record>) = std::mem::take(records)
+                .into_iter()
+                .partition(|r| paths.contains(layout.message(instance, &r.id).as_str()));
+            *records = later;
+            if !now.is_empty() {
+                out.push((instance.clone(), *addr, now));
+            }
         }
         self.sends.retain(|_, (_, records)| !records.is_empty());
+        out
     }
 }
 
@@ -408,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_whose_create_did_not_succeed_is_not_sent() {
+    fn a_message_is_sent_once_its_create_succeeded_and_never_otherwise() {
         let l = Layout::new("C");
         let mut live = LiveInstance::create("a", "s1", "v", "1@h").record;
         live.set_simple(ADDR_FIELD, "127.0.0.1:9000");
@@ -430,23 +441,27 @@ mod tests {
             format!("m{n}")
         });
         assert_eq!(plan.sends["a"].1.len(), 2);
-        // A transaction without creates (a stale message's delete) changes nothing.
+        // A transaction without creates (a stale message's delete) releases nothing.
         let unrelated = Txn {
             conditions: Vec::new(),
             success: vec![delete(&l.message("a", "old"))],
             failure: Vec::new(),
         };
-        plan.unrecorded(&l, &unrelated.success);
+        assert!(plan.take_recorded(&l, &unrelated.success).is_empty());
         assert_eq!(plan.sends["a"].1.len(), 2);
-        // The transaction creating both messages failed: neither may be sent.
+        // The transaction creating both messages succeeded: both go out, once. (A message
+        // whose transaction failed is never taken, so never sent.)
         let creates = plan
             .txns
             .iter()
             .find(|t| t.success.iter().any(|o| matches!(o, Op::Create { .. })))
             .unwrap()
             .clone();
-        plan.unrecorded(&l, &creates.success);
+        let sent = plan.take_recorded(&l, &creates.success);
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].0.as_str(), sent[0].2.len()), ("a", 2));
         assert!(plan.sends.is_empty());
+        assert!(plan.take_recorded(&l, &creates.success).is_empty());
     }
 
     #[test]

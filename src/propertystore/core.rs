@@ -226,7 +226,8 @@ pub enum Op {
 }
 
 impl Op {
-    fn path(&self) -> &str {
+    /// The key the operation names.
+    pub fn path(&self) -> &str {
         match self {
             Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path,
         }

@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::frame::{self, AnswerHeader, FrameError, Header, Kind, Status, ANSWER_HEADER_LEN, HEADER_LEN};
+use super::limits::PeerLimits;
 use super::tls::{self, Identity, TlsMaterial};
 use super::{
     Inbox, Incoming, Peer, PeerAddr, PeerRole, Reply, Responder, Service, Transport, TransportError,
@@ -64,6 +65,8 @@ const SERVER_NAME: &str = "strand";
 const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
 /// Application close code: the peer's certificate carries no usable strand identity.
 const CLOSE_AUTH: VarInt = VarInt::from_u32(1);
+/// Application close code: the peer holds the most connections one identity may.
+const CLOSE_LIMIT: VarInt = VarInt::from_u32(2);
 /// Stream stop code: the frame was refused (its reason is in the answer).
 const STOP_REFUSED: VarInt = VarInt::from_u32(1);
 /// How long [`Transport::shutdown`] waits for close frames to reach the peers.
@@ -120,11 +123,18 @@ pub struct QuicConfig {
     pub datagram_queue: usize,
     /// How many requests and messages a peer may have open on one connection at once.
     pub max_concurrent_streams: u32,
+    /// How many connections one identity may hold to this endpoint at once; another is
+    /// closed at once with the reason.
+    pub max_connections_per_peer: usize,
+    /// How many requests and messages one identity may have in flight at this endpoint over
+    /// all its connections; another is refused with the reason.
+    pub max_streams_per_peer: usize,
 }
 
 impl QuicConfig {
     /// Defaults suited to loopback and LANs: 16 MiB frames, keep-alive 1 s, idle timeout
-    /// 10 s, handshake timeout 3 s, initial RTT 10 ms, 16 queued datagrams, 8192 streams.
+    /// 10 s, handshake timeout 3 s, initial RTT 10 ms, 16 queued datagrams, 1,024 streams
+    /// per connection, 64 connections and 4,096 streams in flight per peer identity.
     pub fn new(listen: SocketAddr, tls: TlsMaterial) -> Self {
         QuicConfig {
             listen,
@@ -135,7 +145,9 @@ impl QuicConfig {
             handshake_timeout: Duration::from_secs(3),
             initial_rtt: Duration::from_millis(10),
             datagram_queue: 16,
-            max_concurrent_streams: 8192,
+            max_concurrent_streams: 1024,
+            max_connections_per_peer: 64,
+            max_streams_per_peer: 4096,
         }
     }
 
@@ -213,6 +225,7 @@ struct Inner {
     next_dial: AtomicU64,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
+    limits: PeerLimits,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -300,6 +313,7 @@ impl QuicTransport {
             next_dial: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             shutdown,
+            limits: PeerLimits::new(config.max_connections_per_peer, config.max_streams_per_peer),
         });
         if serve {
             inner.runtime.spawn(accept_loop(inner.clone()));
@@ -618,6 +632,13 @@ fn map_connection_error(peer: &str, e: &ConnectionError, sent: bool) -> Transpor
         ConnectionError::ApplicationClosed(ac) if ac.error_code == CLOSE_AUTH => {
             auth(format!("the peer refused our identity: {ac}"))
         }
+        ConnectionError::ApplicationClosed(ac) if ac.error_code == CLOSE_LIMIT => TransportError::Refused {
+            peer: peer.to_string(),
+            reason: format!(
+                "the peer refused the connection: {}",
+                String::from_utf8_lossy(&ac.reason)
+            ),
+        },
         _ if sent => TransportError::Lost {
             peer: peer.to_string(),
             reason: e.to_string(),
@@ -687,6 +708,14 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
         conn.close(CLOSE_AUTH, b"no strand identity");
         return;
     };
+    let slot = match inner.limits.connect(&identity.name) {
+        Ok(slot) => slot,
+        Err(e) => {
+            tracing::warn!(addr = %conn.remote_address(), "refused a connection: {e}");
+            conn.close(CLOSE_LIMIT, frame::clip_reason(&e.to_string()).as_bytes());
+            return;
+        }
+    };
     let peer = Peer {
         name: identity.name,
         role: identity.role,
@@ -705,9 +734,18 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
             biased;
             _ = shutdown.wait_for(|closed| *closed) => break,
             streams = conn.accept_bi() => match streams {
-                Ok((send, recv)) => {
-                    inner.runtime.spawn(serve_stream(inner.clone(), peer.clone(), send, recv));
-                }
+                Ok((mut send, mut recv)) => match slot.stream() {
+                    Ok(permit) => {
+                        let serve = serve_stream(inner.clone(), peer.clone(), send, recv);
+                        inner.runtime.spawn(async move {
+                            serve.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        inner.runtime.spawn(async move { refuse(&mut send, &mut recv, &e.to_string()).await });
+                    }
+                },
                 Err(_) => break,
             },
         }

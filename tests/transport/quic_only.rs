@@ -77,7 +77,16 @@ fn quinn_client(crypto: rustls::ClientConfig) -> quinn::ClientConfig {
 /// A raw QUIC connection to `server` with a node certificate of `net`'s CA: strand's framing
 /// is then written by hand.
 async fn raw_node_connection(net: &QuicNet, server: &QuicTransport) -> (quinn::Endpoint, quinn::Connection) {
-    let crypto = net.material("raw", PeerRole::Node).client_config().unwrap();
+    raw_connection_as(net, server, "raw").await
+}
+
+/// [`raw_node_connection`] with the node certificate of `name`.
+async fn raw_connection_as(
+    net: &QuicNet,
+    server: &QuicTransport,
+    name: &str,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let crypto = net.material(name, PeerRole::Node).client_config().unwrap();
     let endpoint = raw_endpoint();
     let conn = endpoint
         .connect_with(quinn_client(crypto), server.local_addr(), "strand")
@@ -376,6 +385,116 @@ async fn declared_frame_lengths_are_not_allocated_before_the_bytes_arrive() {
     );
     assert_eq!(seen.requests().len(), 1);
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_connection_limit_is_refused_with_the_reason_and_others_are_served() {
+    let net = QuicNet::new();
+    let mut config = net.config("b");
+    config.max_connections_per_peer = 2;
+    let server = QuicTransport::bind(config).unwrap();
+    let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
+    let mut echo = header(Service::STORE, 2);
+    echo.extend_from_slice(b"hi");
+    let (_e1, c1) = raw_connection_as(&net, &server, "greedy").await;
+    let (_e2, c2) = raw_connection_as(&net, &server, "greedy").await;
+    for c in [&c1, &c2] {
+        assert_eq!(
+            parse_answer(&raw_exchange(c, &echo).await.unwrap()),
+            (false, "hi".into())
+        );
+    }
+    // The third is closed at once, saying why.
+    let (_e3, c3) = raw_connection_as(&net, &server, "greedy").await;
+    match tokio::time::timeout(PATIENCE, c3.closed()).await.unwrap() {
+        quinn::ConnectionError::ApplicationClosed(ac) => {
+            let reason = String::from_utf8_lossy(&ac.reason).into_owned();
+            assert!(reason.contains("greedy already holds 2 connections"), "{reason}");
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+    // Another identity is served; and the greedy one again once it closed one.
+    let (_e4, other) = raw_connection_as(&net, &server, "polite").await;
+    assert_eq!(
+        parse_answer(&raw_exchange(&other, &echo).await.unwrap()),
+        (false, "hi".into())
+    );
+    c1.close(0u32.into(), b"done");
+    let mut admitted = false;
+    for _ in 0..50 {
+        let (_e5, c5) = raw_connection_as(&net, &server, "greedy").await;
+        if let Ok(answer) = raw_exchange(&c5, &echo).await {
+            assert_eq!(parse_answer(&answer), (false, "hi".into()));
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a closed connection was never released");
+    assert_eq!(seen.requests().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_in_flight_limit_gets_refused_streams_and_others_are_served() {
+    const LIMIT: usize = 4;
+    let net = QuicNet::new();
+    let mut config = net.config("b");
+    config.max_streams_per_peer = LIMIT;
+    let server = QuicTransport::bind(config).unwrap();
+    let to = PeerAddr::named("b", server.local_addr());
+    let (seen, _) = serve(server.register(Service::STORE, 64).unwrap());
+    let greedy = QuicTransport::client(QuicConfig::new(
+        loopback(),
+        net.material("greedy", PeerRole::Client),
+    ))
+    .unwrap();
+    let polite = QuicTransport::client(QuicConfig::new(
+        loopback(),
+        net.material("polite", PeerRole::Client),
+    ))
+    .unwrap();
+    // LIMIT requests the server holds unanswered.
+    let mut hanging = Vec::new();
+    for _ in 0..LIMIT {
+        hanging.push(greedy.request(
+            &to,
+            Service::STORE,
+            Bytes::from_static(b"hang"),
+            Duration::from_secs(60),
+        ));
+    }
+    let hanging: Vec<_> = hanging.into_iter().map(tokio::spawn).collect();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while seen.requests().len() < LIMIT {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One more from the same identity is refused, saying why; another identity is served.
+    let over = greedy
+        .request(&to, Service::STORE, Bytes::from_static(b"more"), PATIENCE)
+        .await;
+    match over {
+        Err(TransportError::Refused { reason, .. }) => {
+            assert!(reason.contains("already has 4 requests in flight"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let ok = polite
+        .request(&to, Service::STORE, Bytes::from_static(b"whoami"), PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(ok, Bytes::from_static(b"polite:client"));
+    assert_eq!(
+        seen.requests().len(),
+        LIMIT + 1,
+        "the refused request reached the service"
+    );
+    for h in hanging {
+        h.abort();
+    }
 }
 
 /// Environment variable that turns [`child_node`] into a node process.

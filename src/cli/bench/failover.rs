@@ -216,6 +216,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
 
     // Convergence of a tutorial-size resource.
     let mut convergence = Vec::new();
+    let mut trial_marks: Vec<String> = Vec::new();
     for trial in 0..args.convergence_trials {
         let name = format!("tutorial_{trial}");
         admin
@@ -223,6 +224,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
             .await
             .map_err(CliError::failed)?;
         let t0 = Instant::now();
+        let t0_us = crate::participant::now_us();
         let ideal = admin
             .rebalance(CLUSTER, &name, 3, None)
             .await
@@ -233,6 +235,11 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
         })
         .await?;
         convergence.push(ms(done - t0));
+        trial_marks.push(
+            serde_json::json!({"kind": "convergence", "resource": name, "start_us": t0_us,
+                "end_us": t0_us + (done - t0).as_micros() as u64})
+            .to_string(),
+        );
         admin
             .drop_resource(CLUSTER, &name)
             .await
@@ -243,7 +250,17 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
         .await?;
     }
 
-    let lines = crate::participant::audit::parse_lines(&cluster.transition_log());
+    let log = cluster.transition_log();
+    if let Some(dir) = &args.dir {
+        // With the processes' logs: every transition line, and when each trial ran.
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text)
+                .map_err(|e| CliError::failed(format!("cannot write {name} in {}: {e}", dir.display())))
+        };
+        write("transitions.jsonl", log.clone())?;
+        write("trials.jsonl", trial_marks.join("\n"))?;
+    }
+    let lines = crate::participant::audit::parse_lines(&log);
     let violations = crate::participant::audit::violations(&lines, "MASTER", 1, &cluster.ends);
     Ok(serde_json::json!({
         "participant_failover_ms": summary(&participant),

@@ -196,23 +196,34 @@ impl PropertyStore {
         }
     }
 
-    /// Runs a transaction. The cache forgets the keys it touched.
+    /// Runs a transaction. The cache takes what the branch that ran wrote (at the
+    /// transaction's revision), so the client's next cached read of those keys needs no
+    /// round trip; a recursive delete's key is forgotten (its children are not named).
     pub async fn txn(&self, txn: Txn) -> Result<Written, ClientError> {
-        let paths: Vec<String> = txn
-            .success
-            .iter()
-            .chain(&txn.failure)
-            .map(|op| match op {
-                Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path.clone(),
-            })
-            .collect();
-        let r = self.write(Command::Txn(txn)).await;
-        if let Some(cache) = &self.inner.cache {
-            for p in paths {
-                cache.map.invalidate(&p);
+        let Some(cache) = &self.inner.cache else {
+            return self.write(Command::Txn(txn)).await;
+        };
+        let generation = cache.generation.load(Ordering::Acquire);
+        let (success, failure) = (txn.success.clone(), txn.failure.clone());
+        let w = self.write(Command::Txn(txn)).await?;
+        let ran = if w.succeeded { success } else { failure };
+        for (op, outcome) in ran.into_iter().zip(&w.ops) {
+            match (op, outcome) {
+                (Op::Create { path, value } | Op::Set { path, value, .. }, OpOutcome::Put { stat, .. }) => {
+                    cache.fill(generation, &path, Some(Record { value, stat: *stat }), w.revision)
+                }
+                (
+                    Op::Delete {
+                        path,
+                        recursive: false,
+                        ..
+                    },
+                    OpOutcome::Deleted { .. },
+                ) => cache.fill(generation, &path, None, w.revision),
+                (op, _) => cache.map.invalidate(op.path()),
             }
         }
-        r
+        Ok(w)
     }
 
     fn single_put(&self, path: &str, value: &[u8], w: &Written) -> Result<Stat, ClientError> {

@@ -22,6 +22,7 @@ pub mod codec;
 pub mod config;
 pub mod controller;
 pub mod embedded;
+pub mod health;
 pub mod http;
 pub mod membership;
 pub mod messaging;

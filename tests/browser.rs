@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven through WebDriver
-//! (chromedriver, spoken by `http_support::webdriver`) against a live embedded cluster. One browser session, three scenarios:
+//! (chromedriver, spoken by `http_support::webdriver`) against a live embedded cluster. One browser session, four scenarios:
 //! the grid shows the states the store holds; killing a participant turns its cells over
-//! to the new states; disabling an instance from the page takes effect in the store.
+//! to the new states; disabling an instance from the page takes effect in the store; an
+//! alert rule added over REST fires on a participant's report and the alerts panel shows it.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/setup.sh` installs them); the
 //! test installs them itself when missing and skips, saying so, only if that fails.
@@ -211,6 +212,50 @@ async fn the_dashboard_shows_the_store_follows_a_failover_and_disables_an_instan
         |ev| ev.values().all(|m| m.get(&target).is_none_or(|s| s == "OFFLINE")),
     )
     .await;
+
+    // 4. An alert rule added over REST fires on a participant's report: the alerts panel
+    // and the time line show it.
+    let rule = "AVG(demo_ms)[INSTANCE=*] > 5";
+    let (status, body) = support::request(
+        &f.base,
+        "PUT",
+        &format!("/admin/v2/clusters/{C}/alerts"),
+        Some(rule),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let reporter = f.cluster.participants.keys().next().unwrap().clone();
+    let health = f.cluster.participants[&reporter].health();
+    health
+        .report("demo_ms", 9.0, strand::health::Scope::instance())
+        .unwrap();
+    health.flush().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.attr("#alerts", "data-firing").await.as_deref() != Some("1") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never showed the alert firing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let panel = c.text("#alerts").await.unwrap_or_default();
+    assert!(
+        panel.contains(rule) && panel.contains(&format!("INSTANCE={reporter}")),
+        "{panel}"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !c
+        .text("#timeline")
+        .await
+        .unwrap_or_default()
+        .contains("alert fired")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the time line never showed the alert"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     c.close().await;
     f.cluster.shutdown().await;

@@ -352,34 +352,14 @@ async fn readyz_follows_the_roles_and_events_stream_store_changes() {
     assert_eq!(p["ready"], json!(false));
 
     // SSE: an operator's write shows up on the stream as an instanceConfig event.
-    let addr = f.base.trim_start_matches("http://").to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let req = format!(
-        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = String::new();
-    let mut buf = vec![0u8; 4096];
-    // Wait for the headers, then write.
-    while !got.contains("text/event-stream") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "stream closed: {got}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (mut tcp, mut got) = open_events(&f.base).await;
     // The watch starts at the current revision once the stream is open; write until seen.
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut enabled = false;
     while !got.contains(r#""kind":"instanceConfig""#) || !got.contains(r#""instance":"web_1""#) {
         f.admin.enable_instance(C, "web_1", enabled).await.unwrap();
         enabled = !enabled;
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await {
-            assert!(n > 0, "stream closed: {got}");
-            got.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_more(&mut tcp, &mut got, Duration::from_millis(500)).await;
         assert!(
             tokio::time::Instant::now() < deadline,
             "no instanceConfig event: {got}"
@@ -515,4 +495,140 @@ async fn metrics_are_prometheus_text_with_gossip_controller_and_participant_figu
         "{text}"
     );
     f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_served_streamed_and_exported_as_metrics() {
+    let f = start(37, false).await;
+    wait_ev(&f.admin, "convergence", |ev| converged(ev, 3, "")).await;
+    let rule = "AVG(web_latency_ms)[INSTANCE=web_*] > 5";
+    // A bad rule is a 400 with the reason; a good one is added in canonical form.
+    let path = format!("/admin/v2/clusters/{C}/alerts");
+    let (s, v) = request(&f.base, "PUT", &path, Some("AVG(x)[NODE=*] > 5")).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown scope \"NODE\""),
+        "{v}"
+    );
+    let (s, v) = request(
+        &f.base,
+        "PUT",
+        &path,
+        Some(r#"{"rule": "avg(web_latency_ms)[instance=web_*]>5"}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rule"], json!(rule));
+    let (s, _) = request(&f.base, "PUT", &path, Some(rule)).await;
+    assert_eq!(s, 409, "the same rule twice is a conflict");
+
+    // Open the event stream, then make the rule fire.
+    let (mut tcp, mut got) = open_events(&f.base).await;
+    let health = f.cluster.participants["web_0"].health();
+    health
+        .report("web_latency_ms", 9.0, strand::health::Scope::instance())
+        .unwrap();
+    health.flush().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains(r#""kind":"alert","action":"fired""#) {
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+        assert!(tokio::time::Instant::now() < deadline, "no alert event: {got}");
+    }
+    assert!(got.contains(r#""detail":"INSTANCE=web_0 = 9""#), "{got}");
+
+    let (s, v) = get(&f.base, &path).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["alerts"][0]["firing"][0]["scope"],
+        json!("INSTANCE=web_0"),
+        "{v}"
+    );
+    let (_, st) = get(&f.base, &format!("/admin/v2/clusters/{C}/status")).await;
+    assert_eq!(st["alerts"][0]["rule"], json!(rule), "{st}");
+    assert!(st["leader"]["epoch"].as_u64().unwrap() > 0, "{st}");
+    let (_, h) = get(&f.base, &format!("/admin/v2/clusters/{C}/health")).await;
+    assert!(
+        h["aggregates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["stat"] == json!("AVG(web_latency_ms)") && a["value"] == json!(9.0)),
+        "{h}"
+    );
+
+    // Exported: firing by rule, and the transition counted (the write is acknowledged
+    // before the controller counts it, so wait for the counter).
+    wait_alert_metrics(&f.base, 1.0, "firing").await;
+
+    // Removing the rule clears what it fired, on the stream too.
+    let (s, v) = request(
+        &f.base,
+        "DELETE",
+        &format!("{path}?rule=AVG(web_latency_ms)%5BINSTANCE%3Dweb_*%5D%20%3E%205"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains(r#""kind":"alert","action":"cleared""#) {
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+        assert!(tokio::time::Instant::now() < deadline, "no cleared event: {got}");
+    }
+    wait_alert_metrics(&f.base, 0.0, "cleared").await;
+    f.cluster.shutdown().await;
+}
+
+/// Opens the cluster's event stream; the connection and what was read, once the response
+/// headers are in.
+async fn open_events(base: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !got.contains("text/event-stream") {
+        assert!(tokio::time::Instant::now() < deadline, "no event stream: {got}");
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+    }
+    (tcp, got)
+}
+
+/// Appends what arrives on the stream within `wait` to `got`; fails if the stream closed.
+async fn read_more(tcp: &mut tokio::net::TcpStream, got: &mut String, wait: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    if let Ok(Ok(n)) = tokio::time::timeout(wait, tcp.read(&mut buf)).await {
+        assert!(n > 0, "stream closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Waits until `/metrics` shows the alerts test's rule firing for `firing` groups, with one
+/// transition `to` counted.
+async fn wait_alert_metrics(base: &str, firing: f64, to: &str) {
+    let label = r#"rule="AVG(web_latency_ms)[INSTANCE=web_*] > 5""#;
+    let metric = |text: &str, name: &str, extra: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(label) && l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = get(base, "/metrics").await;
+        let text = m.as_str().unwrap_or_default().to_string();
+        if metric(&text, "strand_alerts_firing{", "") == Some(firing)
+            && metric(&text, "strand_alert_transitions_total{", &format!("to=\"{to}\"")) == Some(1.0)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alert metrics never {firing} / {to}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

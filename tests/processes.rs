@@ -88,6 +88,34 @@ async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_noth
     })
     .await;
 
+    // `strand status`: the leader, the standby from the leader's gossip, three live
+    // instances, the resource converged.
+    let (leader, epoch, _) = cluster.leading_controller().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args(["status", "--cluster", "PROC", "-o", "json", "--store"])
+        .arg(cluster.store_addrs[0].to_string())
+        .env("STRAND_TLS_DIR", cluster.tls_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["leader"]["name"], serde_json::json!(leader), "{status}");
+    assert_eq!(status["leader"]["epoch"], serde_json::json!(epoch), "{status}");
+    let standby = if leader == "ctl-a" { "ctl-b" } else { "ctl-a" };
+    assert_eq!(status["standbys"], serde_json::json!([standby]), "{status}");
+    assert_eq!(
+        status["resources"][0]["converged"],
+        serde_json::json!(true),
+        "{status}"
+    );
+    let live = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["live"] == serde_json::json!(true))
+        .count();
+    assert_eq!(live, 3, "{status}");
+
     // SIGKILL the participant with the most MASTERs.
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for m in spectator.table().states("db").values() {

@@ -9,7 +9,8 @@
 //!        │
 //!        ▼
 //!   Admin ── cluster · instance · resource · rebalance · config · constraint ·
-//!        │   statemodel · reset        (one file per concern)
+//!        │   statemodel · reset · health (alert rules, stats, aggregates) · status
+//!        │                                (one file per concern)
 //!        │
 //!        │  records: read (empty "directory" keys are no record), guarded
 //!        │  transactions (a guard that fails names what is missing or present),
@@ -26,23 +27,28 @@
 mod cluster;
 mod config;
 mod constraint;
+mod health;
 mod instance;
 mod rebalance;
 mod records;
 mod reset;
 mod resource;
 mod statemodel;
+mod status;
 
 use std::sync::Arc;
 
 pub use cluster::{ClusterInfo, MAINTENANCE_TRIGGERED_BY_USER};
 pub use config::{parse_key_values, parse_keys, ConfigScope, ConfigScopeType};
 pub use constraint::parse_constraint_type;
+pub(crate) use health::firing_row;
+pub use health::{AggregateRow, AlertInfo, FiringRow, HealthOverview};
 pub use instance::{instance_name, InstanceDetails};
 pub use rebalance::compute_rebalance;
 pub use reset::reset_message;
 pub use resource::{AddResource, PartitionInfo, ResourceInfo};
 pub use statemodel::{builtin_records, resolve_builtin, HELIX_STATE_MODEL_ALIASES};
+pub use status::{build as build_status, ClusterStatus, InstanceStatus, ResourceStatus};
 
 use crate::model::{Layout, RecordError};
 use crate::propertystore::{ClientError, PropertyStore};
@@ -206,6 +212,26 @@ pub enum AdminError {
         partition: String,
         /// The pending message's id.
         message: String,
+    },
+    /// The alert rule or stat is configured already.
+    #[error("{kind} {key} already exists in cluster {cluster}")]
+    HealthKeyExists {
+        /// The cluster.
+        cluster: String,
+        /// `alert rule` or `stat`.
+        kind: String,
+        /// The rule's or stat's canonical text.
+        key: String,
+    },
+    /// The alert rule or stat is not configured.
+    #[error("cluster {cluster} has no {kind} {key}")]
+    HealthKeyNotFound {
+        /// The cluster.
+        cluster: String,
+        /// `alert rule` or `stat`.
+        kind: String,
+        /// The text given.
+        key: String,
     },
     /// A stored record (or a record given as input) cannot be read.
     #[error("{path}: {source}")]

@@ -201,6 +201,22 @@ const OPTIONS: &[OptSpec] = &[
         "clusterName ConstraintType ConstraintId",
         C,
     ),
+    opt(
+        "addStat",
+        2,
+        2,
+        "clusterName statName(e.g. WINDOW(5)(latency_ms))",
+        C,
+    ),
+    opt("dropStat", 2, 2, "clusterName statName", C),
+    opt(
+        "addAlert",
+        2,
+        2,
+        "clusterName alertName(e.g. 'AVG(latency_ms)[RESOURCE=*] > 50')",
+        C,
+    ),
+    opt("dropAlert", 2, 2, "clusterName alertName", C),
     opt("mode", 1, 1, "IdealState mode (with --addResource)", M),
     opt("tag", 1, 1, "tag (with --listResources, --listInstances)", M),
     opt("bucketSize", 1, 1, "bucket size (with --addResource)", M),
@@ -653,6 +669,18 @@ pub async fn execute(admin: &Admin, p: &Parsed) -> Result<(), CliError> {
                 .remove_constraint(&v[0], t, &v[2])
                 .await
                 .map_err(cli_error)?;
+        }
+        "addStat" => {
+            admin.add_stat(&v[0], &v[1]).await.map_err(cli_error)?;
+        }
+        "dropStat" => {
+            admin.remove_stat(&v[0], &v[1]).await.map_err(cli_error)?;
+        }
+        "addAlert" => {
+            admin.add_alert(&v[0], &v[1]).await.map_err(cli_error)?;
+        }
+        "dropAlert" => {
+            admin.remove_alert(&v[0], &v[1]).await.map_err(cli_error)?;
         }
         other => return Err(CliError::usage(format!("--{other} is not supported by strand"))),
     }

@@ -61,29 +61,37 @@ impl StatusFilter {
     }
 }
 
+/// Asks the node at `node` for its gossip view, over a client endpoint with the CLI's
+/// client certificate.
+pub async fn fetch(
+    settings: &Settings,
+    node: SocketAddr,
+    timeout: Duration,
+) -> Result<Vec<MemberStatus>, CliError> {
+    let tls =
+        settings::tls_material_for(settings, CLI_CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let bind = match node.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let client = QuicTransport::client(QuicConfig::new(SocketAddr::new(bind, 0), tls))
+        .map_err(|e| CliError::failed(format!("cannot set up a client endpoint: {e}")))?;
+    let answer = query_members(&*client, node, timeout).await;
+    client.shutdown().await;
+    answer.map_err(|e| CliError::failed(format!("cannot get members from {node}: {e}")))
+}
+
 /// Runs `strand members`.
 pub fn run(args: MembersArgs) -> Result<(), CliError> {
     let settings = Settings::load(&args.settings).map_err(CliError::failed)?;
-    let tls =
-        settings::tls_material_for(&settings, CLI_CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
-    let rows = runtime.block_on(async {
-        let bind = match args.node.ip() {
-            IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let client = QuicTransport::client(QuicConfig::new(SocketAddr::new(bind, 0), tls))
-            .map_err(|e| CliError::failed(format!("cannot set up a client endpoint: {e}")))?;
-        let answer = query_members(&*client, args.node, timeout).await;
-        client.shutdown().await;
-        answer.map_err(|e| CliError::failed(format!("cannot get members from {}: {e}", args.node)))
-    })?;
+    let rows = runtime.block_on(fetch(&settings, args.node, timeout))?;
     let rows: Vec<MemberStatus> = rows
         .into_iter()
         .filter(|r| args.status.is_none_or(|s| r.status == s.status()))

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod process;
 pub mod progress;
 pub mod statemodel;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod watch;
@@ -79,6 +80,8 @@ pub enum Command {
     /// `strand completions zsh > "${fpath[1]}/_strand"`, `strand completions fish >
     /// ~/.config/fish/completions/strand.fish`.
     Completions(completions::CompletionsArgs),
+    /// One screen of a cluster: controller, instances, resources converged or not, alerts.
+    Status(status::StatusArgs),
 }
 
 /// A command's failure, printed as `error: …`.
@@ -149,6 +152,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Participant(args) => participant::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Completions(args) => completions::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Every ECHO reply takes this long.
     #[arg(long, default_value_t = 0)]
     pub reply_delay_ms: u64,
+    /// How often the health report (transition latency and error rate) is written.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub health_interval_ms: u64,
     /// Fault zone, when joining by itself.
     #[arg(long)]
     pub zone: Option<String>,
@@ -212,7 +215,8 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
         let mut builder = Participant::builder(&args.cluster, &instance)
             .store(store)
             .transport(transport)
-            .handler(Arc::new(handler));
+            .handler(Arc::new(handler))
+            .health_interval(Duration::from_millis(args.health_interval_ms));
         if let Some(z) = &args.zone {
             builder = builder.zone(z);
         }

@@ -277,6 +277,8 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
     lead.reconcile_sessions();
     let mut stop = ctx.stop.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut health = super::health::Keeper::new();
+    let mut health_tick = tokio::time::interval(super::health::TICK);
     let mut next_round: Option<u64> = None;
     let mut dirty = true;
     loop {
@@ -339,6 +341,10 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
                 dirty = true;
             }
             _ = tick.tick() => dirty |= lead.reconcile_sessions(),
+            _ = health_tick.tick() => {
+                let fence = election::fence(&ctx.layout.leader(), mine);
+                health.tick(&lead.mirror, now_ms(), &ctx.store, fence);
+            }
         }
     }
 }

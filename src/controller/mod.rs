@@ -20,8 +20,11 @@
 //! out what they decide. [`stats`] reads each round's health off its snapshot and decision
 //! (partitions missing their top state or below their minimum of active replicas, throttled
 //! and ended transitions) for the controller's metrics (`metrics`).
+//! Beside the rounds, on its own timer, the leader aggregates the
+//! participants' health reports and evaluates alert rules ([`health`]).
 
 pub mod election;
+pub mod health;
 mod leader;
 mod metrics;
 pub mod mirror;

@@ -100,7 +100,8 @@ impl From<AdminError> for ApiError {
             | AdminError::ResourceNotFound { .. }
             | AdminError::PartitionNotFound { .. }
             | AdminError::StateModelNotFound { .. }
-            | AdminError::ConstraintNotFound { .. } => ApiError::NotFound { reason },
+            | AdminError::ConstraintNotFound { .. }
+            | AdminError::HealthKeyNotFound { .. } => ApiError::NotFound { reason },
             AdminError::ClusterExists { .. }
             | AdminError::InstanceExists { .. }
             | AdminError::ResourceExists { .. }
@@ -111,6 +112,7 @@ impl From<AdminError> for ApiError {
             | AdminError::InstanceNotLive { .. }
             | AdminError::NotInError { .. }
             | AdminError::PendingMessage { .. }
+            | AdminError::HealthKeyExists { .. }
             | AdminError::Conflict { .. } => ApiError::Conflict { reason },
             AdminError::OutcomeUnknown { .. } => ApiError::OutcomeUnknown { reason },
             AdminError::Store { .. } => ApiError::Unavailable { reason },

@@ -111,6 +111,34 @@ pub fn describe(l: &Layout, ev: &Event, at_ms: u64) -> Option<LiveEvent> {
     })
 }
 
+/// The alerts that fired or cleared in a write of `ALERT_HISTORY` (kind `alert`, action
+/// `fired` or `cleared`, the rule in `id`, the scope and value in `detail`).
+pub fn alert_events(l: &Layout, ev: &Event) -> Vec<LiveEvent> {
+    let EventKind::Put { value, .. } = &ev.kind else {
+        return Vec::new();
+    };
+    if ev.path != l.alert_history() {
+        return Vec::new();
+    }
+    let record = Record::from_stored(value).ok().flatten();
+    crate::health::records::latest_transitions(record.as_ref())
+        .into_iter()
+        .map(|h| LiveEvent {
+            kind: "alert".into(),
+            action: h.event.to_ascii_lowercase(),
+            revision: ev.revision,
+            resource: None,
+            instance: None,
+            id: Some(h.rule),
+            detail: Some(match h.value {
+                Some(v) => format!("{} = {}", h.scope, crate::health::format_value(v)),
+                None => h.scope,
+            }),
+            at_ms: h.at_ms,
+        })
+        .collect()
+}
+
 /// The live event for a gossip event about another member.
 pub fn member(ev: &MembershipEvent) -> Option<LiveEvent> {
     let m = ev.member()?;
@@ -153,7 +181,8 @@ pub(super) async fn stream(
                 batch = watcher.next_batch() => match batch {
                     Ok(events) => {
                         for ev in &events {
-                            if let Some(e) = describe(&l, ev, now_ms()) {
+                            let described = describe(&l, ev, now_ms()).into_iter();
+                            for e in described.chain(alert_events(&l, ev)) {
                                 if store_tx.try_send(e).is_err() {
                                     return;
                                 }
@@ -249,6 +278,35 @@ mod tests {
         assert_eq!(e.resource.as_deref(), Some("db"));
 
         assert!(describe(&l, &put("/C/PROPERTYSTORE/x", &Record::new("x"), 10), 1).is_none());
+        assert!(alert_events(&l, &ev).is_empty());
         assert!(describe(&l, &put("/OTHER/IDEALSTATES/db", &Record::new("db"), 10), 1).is_none());
+    }
+
+    #[test]
+    fn alerts_that_fire_or_clear_become_live_events() {
+        use crate::health::{AlertTransition, Group, TransitionKind};
+        let l = Layout::new("C");
+        let t = |kind, value| AlertTransition {
+            rule: "AVG(x)[RESOURCE=*] > 5".into(),
+            group: Group::Resource("db".into()),
+            kind,
+            value,
+            at_ms: 42,
+        };
+        let first = crate::health::records::append_history(None, &[t(TransitionKind::Fired, Some(7.0))]);
+        let second =
+            crate::health::records::append_history(Some(&first), &[t(TransitionKind::Cleared, None)]);
+        let e = alert_events(&l, &put(&l.alert_history(), &second, 12));
+        assert_eq!(e.len(), 1, "only what the write added: {e:?}");
+        assert_eq!(
+            (e[0].kind.as_str(), e[0].action.as_str(), e[0].at_ms),
+            ("alert", "cleared", 42)
+        );
+        assert_eq!(e[0].id.as_deref(), Some("AVG(x)[RESOURCE=*] > 5"));
+        let e = alert_events(&l, &put(&l.alert_history(), &first, 11));
+        assert_eq!(
+            (e[0].action.as_str(), e[0].detail.as_deref()),
+            ("fired", Some("RESOURCE=db = 7"))
+        );
     }
 }

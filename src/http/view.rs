@@ -40,6 +40,8 @@ pub struct ClusterView {
     pub resources: Vec<ResourceView>,
     /// The property store's replicas.
     pub store: Vec<StoreReplicaView>,
+    /// Health alerts that fire (the leader's `ALERT_STATUS`).
+    pub alerts: Vec<crate::admin::FiringRow>,
 }
 
 /// The leading controller.
@@ -209,6 +211,17 @@ pub fn build(
         instances,
         resources,
         store: store_view(replicas),
+        alerts: by_kind
+            .alert_status
+            .as_ref()
+            .map(|r| {
+                crate::health::records::decode_status(Some(r))
+                    .firing
+                    .values()
+                    .map(crate::admin::firing_row)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -285,10 +298,16 @@ struct Gathered {
     current: BTreeMap<(String, String, String), CurrentState>,
     /// (resource, partition, instance) → FROM-TO, with the target session.
     pending: Vec<(String, String, String, String, String)>,
+    /// The leader's alert status record.
+    alert_status: Option<Record>,
 }
 
 impl Gathered {
     fn add(&mut self, l: &Layout, path: &str, record: &Record, mod_revision: u64) {
+        if path == l.alert_status() {
+            self.alert_status = Some(record.clone());
+            return;
+        }
         match l.classify(path) {
             // The epoch is the revision of the write that took the lead.
             Some(Key::Leader) => self.leader = Some((record.clone(), mod_revision)),

@@ -13,9 +13,12 @@
 //!   /<C>/INSTANCES/<i>/MESSAGES/<id>      transitions sent to <i> and not yet done
 //!   /<C>/INSTANCES/<i>/HISTORY            when <i> last went offline (LAST_OFFLINE_TIME)
 //!   /<C>/INSTANCES/<i>/{ERRORS,STATUSUPDATES,HEALTHREPORT}
+//!   /<C>/INSTANCES/<i>/HEALTHREPORT/<name>   a participant's health report (`crate::health`)
 //!   /<C>/CONTROLLER/LEADER                the leading controller and its epoch
 //!   /<C>/CONTROLLER/{PAUSE,MAINTENANCE}   operator switches
 //!   /<C>/CONTROLLER/{HISTORY,ERRORS,STATUSUPDATES,MESSAGES}
+//!   /<C>/CONTROLLER/{ALERTS,STATS}        alert rules and stats to aggregate (admin)
+//!   /<C>/CONTROLLER/{PERSISTENTSTATS,ALERT_STATUS,ALERT_HISTORY}   (the leader)
 //!   /<C>/PROPERTYSTORE/…                  the application's property store
 //! ```
 //!
@@ -225,6 +228,37 @@ impl Layout {
     /// `/<C>/CONTROLLER/HISTORY`: past leaders.
     pub fn controller_history(&self) -> String {
         format!("/{}/CONTROLLER/HISTORY", self.cluster)
+    }
+
+    /// `/<C>/INSTANCES/<i>/HEALTHREPORT/<name>`: a participant's health report.
+    pub fn health_report(&self, instance: &str, name: &str) -> String {
+        format!("/{}/INSTANCES/{instance}/HEALTHREPORT/{name}", self.cluster)
+    }
+
+    /// `/<C>/CONTROLLER/ALERTS`: the alert rules (admin's, Helix's name).
+    pub fn alerts(&self) -> String {
+        format!("/{}/CONTROLLER/ALERTS", self.cluster)
+    }
+
+    /// `/<C>/CONTROLLER/STATS`: stats to aggregate besides the rules' (admin's; Helix
+    /// keeps them in `PERSISTENTSTATS`, which strand leaves to the leader alone).
+    pub fn stats(&self) -> String {
+        format!("/{}/CONTROLLER/STATS", self.cluster)
+    }
+
+    /// `/<C>/CONTROLLER/PERSISTENTSTATS`: the aggregates (the leader's).
+    pub fn persistent_stats(&self) -> String {
+        format!("/{}/CONTROLLER/PERSISTENTSTATS", self.cluster)
+    }
+
+    /// `/<C>/CONTROLLER/ALERT_STATUS`: what fires now (the leader's).
+    pub fn alert_status(&self) -> String {
+        format!("/{}/CONTROLLER/ALERT_STATUS", self.cluster)
+    }
+
+    /// `/<C>/CONTROLLER/ALERT_HISTORY`: the last alert transitions (the leader's).
+    pub fn alert_history(&self) -> String {
+        format!("/{}/CONTROLLER/ALERT_HISTORY", self.cluster)
     }
 
     /// `/<C>/CONFIGS/CLUSTER/<C>` holds constraints too in Helix; strand keeps them at

@@ -16,6 +16,8 @@
 //!     outputs: handler tasks (per-resource concurrency, timeouts → ERROR)
 //!              CURRENTSTATES/<session>/<R> written, the message deleted, in one transaction
 //!              TransitionEvent stream (what `strand participant run` prints)
+//!   health reporter (`health`): the application's reports and built-ins from the events,
+//!     one write of INSTANCES/<i>/HEALTHREPORT/ParticipantStats per interval
 //!   session lost (LIVEINSTANCES/<i> gone or another session, Isolated, Rejoined):
 //!     cancel what runs, step every replica down to the initial state through the handler,
 //!     register a new session with a new generation
@@ -23,6 +25,7 @@
 
 pub mod audit;
 mod handler;
+pub mod health;
 pub mod ledger;
 pub mod register;
 mod session;
@@ -159,6 +162,7 @@ pub struct ParticipantBuilder {
     zone: Option<String>,
     tags: BTreeSet<String>,
     join_timeout: Duration,
+    health_interval: Duration,
 }
 
 impl ParticipantBuilder {
@@ -210,6 +214,12 @@ impl ParticipantBuilder {
         self
     }
 
+    /// How often the health report is written (default 5 s; only when something is new).
+    pub fn health_interval(mut self, d: Duration) -> Self {
+        self.health_interval = d;
+        self
+    }
+
     /// Joins the cluster: registers a session and starts serving transitions.
     pub async fn connect(self) -> Result<Participant, ParticipantError> {
         let store = self.store.ok_or_else(|| ParticipantError::Builder {
@@ -220,6 +230,8 @@ impl ParticipantBuilder {
         })?;
         let app_store = crate::config::AppPropertyStore::new(store.clone(), &self.cluster);
         let config = crate::config::ConfigAccessor::new(store.clone());
+        let layout = crate::model::Layout::new(&self.cluster);
+        let health_store = store.clone();
         let inner = session::start(session::Settings {
             cluster: self.cluster,
             instance: self.instance,
@@ -233,10 +245,18 @@ impl ParticipantBuilder {
             join_timeout: self.join_timeout,
         })
         .await?;
+        let health = health::HealthReporter::start(
+            health_store,
+            &layout,
+            &inner.instance,
+            self.health_interval,
+            inner.events.subscribe(),
+        );
         Ok(Participant {
             inner,
             app_store,
             config,
+            health,
         })
     }
 }
@@ -247,6 +267,7 @@ pub struct Participant {
     inner: session::Handle,
     app_store: crate::config::AppPropertyStore,
     config: crate::config::ConfigAccessor,
+    health: health::HealthReporter,
 }
 
 impl std::fmt::Debug for Participant {
@@ -271,7 +292,15 @@ impl Participant {
             zone: None,
             tags: BTreeSet::new(),
             join_timeout: Duration::from_secs(2),
+            health_interval: health::DEFAULT_INTERVAL,
         }
+    }
+
+    /// Health reports: `participant.health().report("latency_ms", 12.0, Scope::resource("db"))`
+    /// (see [`health::HealthReporter`]); the transition latency and error rate per resource
+    /// are reported by themselves.
+    pub fn health(&self) -> &health::HealthReporter {
+        &self.health
     }
 
     /// The cluster's application property store (`/<C>/PROPERTYSTORE`), sharing this

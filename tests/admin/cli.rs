@@ -62,6 +62,13 @@ impl StoreProcess {
         self.run(&all)
     }
 
+    /// `strand helix-admin --zkSvr ADDR args…`, each argument as given (rules have spaces).
+    fn helix_args(&self, args: &[&str]) -> Output {
+        let mut all = vec!["helix-admin", "--zkSvr", &self.addr];
+        all.extend(args);
+        self.run(&all)
+    }
+
     /// `strand admin args… --store ADDR`.
     fn admin(&self, args: &[&str]) -> Output {
         let mut all = vec!["admin"];
@@ -360,4 +367,101 @@ fn strand_admin_nouns_and_verbs_print_tables_and_json() {
     assert_eq!(err, "error: instance localhost_1 is not live in cluster C\n");
     let err = fails(s.admin(&["resource", "info", "NOPE", "db"]), 1);
     assert_eq!(err, "error: cluster NOPE does not exist\n");
+}
+
+#[test]
+fn alert_rules_stats_health_and_status_from_the_command_line() {
+    let s = store();
+    ok(s.helix("--addCluster H"));
+    ok(s.helix("--addNode H localhost:12913"));
+    ok(s.helix("--addResource H db 2 MasterSlave"));
+
+    assert_eq!(
+        ok(s.admin(&[
+            "alert",
+            "add",
+            "--cluster",
+            "H",
+            "avg(latency_ms)[resource=*] > 50"
+        ])),
+        "alert rule AVG(latency_ms)[RESOURCE=*] > 50 added\n"
+    );
+    // helix-admin's --addAlert / --addStat write the same records.
+    assert_eq!(
+        ok(s.helix_args(&["--addAlert", "H", "SUM(errors)[INSTANCE=*] >= 3"])),
+        ""
+    );
+    ok(s.helix_args(&["--addStat", "H", "WINDOW(5)(latency_ms)"]));
+    assert_eq!(
+        ok(s.admin(&["stat", "ls", "--cluster", "H"])),
+        "STAT\nWINDOW(5)(latency_ms)\n"
+    );
+    let ls = ok(s.admin(&["alert", "ls", "--cluster", "H"]));
+    assert_eq!(
+        ls,
+        "RULE                              STATE  SCOPE  VALUE  SINCE\n\
+         AVG(latency_ms)[RESOURCE=*] > 50  ok\n\
+         SUM(errors)[INSTANCE=*] >= 3      ok\n"
+    );
+    let health: serde_json::Value =
+        serde_json::from_str(&ok(s.admin(&["health", "--cluster", "H", "-o", "json"]))).unwrap();
+    assert_eq!(health["alerts"].as_array().unwrap().len(), 2);
+    assert_eq!(health["stats"], serde_json::json!(["WINDOW(5)(latency_ms)"]));
+    assert_eq!(health["aggregates"], serde_json::json!([]));
+    assert!(ok(s.admin(&["health", "--cluster", "H"])).starts_with("no aggregates yet"));
+
+    // Bad rules and unknown ones: one clear line, usage errors exit 2.
+    let err = fails(
+        s.admin(&["alert", "add", "--cluster", "H", "MAX(x)[RESOURCE=*] > 1"]),
+        2,
+    );
+    assert!(
+        err.contains("unknown aggregation \"MAX\"") && err.contains("column 1"),
+        "{err}"
+    );
+    let err = fails(s.helix_args(&["--addAlert", "H", "AVG(x) > 1"]), 2);
+    assert!(err.contains("expected a selector"), "{err}");
+    let err = fails(
+        s.admin(&["alert", "add", "--cluster", "H", "SUM(errors)[INSTANCE=*] >= 3"]),
+        1,
+    );
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(
+        s.admin(&["alert", "rm", "--cluster", "H", "AVG(nope)[INSTANCE=*] > 1"]),
+        1,
+    );
+    assert!(err.contains("has no alert rule"), "{err}");
+    let err = fails(s.admin(&["health", "--cluster", "NOPE"]), 1);
+    assert_eq!(err, "error: cluster NOPE does not exist\n");
+
+    ok(s.admin(&["alert", "rm", "--cluster", "H", "AVG(latency_ms)[RESOURCE=*]>50"]));
+    ok(s.helix_args(&["--dropAlert", "H", "SUM(errors)[INSTANCE=*] >= 3"]));
+    ok(s.helix_args(&["--dropStat", "H", "WINDOW(5)(latency_ms)"]));
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok(s.admin(&["alert", "ls", "--cluster", "H", "-o", "json"]))).unwrap();
+    assert_eq!(ls["alerts"], serde_json::json!([]));
+
+    // `strand status`: no controller, one instance not live, the resource not converged.
+    let out = ok(s.run(&["status", "--cluster", "H", "--store", &s.addr]));
+    assert!(out.contains("controller  NONE leads"), "{out}");
+    assert!(out.contains("instances (0 of 1 live)"), "{out}");
+    assert!(out.contains("localhost_12913  OFFLINE"), "{out}");
+    assert!(out.contains("resources (0 of 1 converged)"), "{out}");
+    assert!(out.contains("2 without top state"), "{out}");
+    assert!(out.contains("alerts      none firing"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&ok(s.run(&[
+        "status",
+        "--cluster",
+        "H",
+        "-o",
+        "json",
+        "--store",
+        &s.addr,
+    ])))
+    .unwrap();
+    assert_eq!(json["leader"], serde_json::Value::Null);
+    assert_eq!(json["resources"][0]["converged"], false);
+    assert_eq!(json["instances"][0]["live"], false);
+    let err = fails(s.run(&["status", "--cluster", "a/b", "--store", &s.addr]), 2);
+    assert!(err.contains("cannot contain '/'"), "{err}");
 }

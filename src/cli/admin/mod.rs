@@ -11,10 +11,14 @@
 //!   strand admin propertystore get|set|create|ls|rm|watch   (the application property store)
 //!   strand admin constraint set|get|rm
 //!   strand admin send       --cluster C --criteria '…' --type T [--body JSON] [--wait]
+//!   strand admin alert      add|ls|rm --cluster C ['RULE']    (health alert rules)
+//!   strand admin stat       add|ls|rm --cluster C ['STAT']    (stats to aggregate)
+//!   strand admin health     --cluster C                        (the aggregates, what fires)
 //! ```
 //!
 //! The files here only parse and print; every decision is in [`crate::admin`].
 
+mod alert;
 mod cluster;
 mod common;
 mod config;
@@ -28,6 +32,11 @@ mod send;
 mod statemodel;
 
 pub use raw::{event_json, PathArgs, PutArgs, RmArgs, WatchArgs};
+
+/// Time helpers shared with `strand status`.
+pub mod common_parts {
+    pub use super::alert::{ago, now_ms};
+}
 pub use resource::helix_resource_info;
 
 use super::store::runtime;
@@ -72,6 +81,12 @@ pub enum AdminCommand {
     Constraint(constraint::ConstraintArgs),
     /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
     Send(send::SendArgs),
+    /// Alert rules on the participants' health reports: add, ls, rm.
+    Alert(alert::EntryArgs),
+    /// Stats the controller aggregates besides the alert rules' own: add, ls, rm.
+    Stat(alert::EntryArgs),
+    /// The health aggregates, the alert rules with what fires, the last transitions.
+    Health(alert::HealthArgs),
 }
 
 /// Runs `strand admin`.
@@ -93,6 +108,9 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Propertystore(a) => propertystore::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
             AdminCommand::Send(a) => send::run(a).await,
+            AdminCommand::Alert(a) => alert::run_entries(alert::Entries::Alerts, a).await,
+            AdminCommand::Stat(a) => alert::run_entries(alert::Entries::Stats, a).await,
+            AdminCommand::Health(a) => alert::run_health(a).await,
         }
     })
 }

@@ -169,6 +169,18 @@ function renderStore(v) {
   }
 }
 
+function renderAlerts(v) {
+  const t = $("alerts");
+  const alerts = v.alerts || [];
+  t.setAttribute("data-firing", String(alerts.length));
+  t.replaceChildren(el("tr", {}, ["rule", "scope", "value", "since"].map((h) => el("th", {}, h))));
+  for (const a of alerts) {
+    t.append(el("tr", { class: "firing" }, el("td", {}, a.rule), el("td", {}, a.scope),
+      el("td", {}, String(Math.round(a.value * 1e6) / 1e6)), el("td", {}, time(a.since_ms))));
+  }
+  if (!alerts.length) t.append(el("tr", {}, el("td", { class: "muted", colspan: "4" }, "none firing")));
+}
+
 function describe(e) {
   switch (e.kind) {
     case "liveInstance": return `${e.instance} ${e.action === "put" ? "registered a session" : "session ended"}`;
@@ -188,6 +200,7 @@ function describe(e) {
     case "instanceConfig": return `instance config of ${e.instance} changed`;
     case "idealState": return `ideal state of ${e.resource} ${e.action === "put" ? "written" : "removed"}`;
     case "action": return "operator: " + e.action;
+    case "alert": return `alert ${e.action}: ${e.id} (${e.detail || ""})`;
     default:
       if (e.kind.startsWith("Member")) return `gossip: ${e.instance} ${e.kind.slice(6).toLowerCase()} (${e.detail})`;
       return null;
@@ -205,7 +218,7 @@ function note(e) {
 function render() {
   const v = state.view;
   if (!v) return;
-  renderSummary(v); renderInstances(v); renderResources(v); renderStore(v);
+  renderSummary(v); renderAlerts(v); renderInstances(v); renderResources(v); renderStore(v);
   document.body.setAttribute("data-revision", String(v.revision));
 }
 

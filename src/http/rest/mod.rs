@@ -2,6 +2,7 @@
 //! helix-rest, each mapped onto one [`Admin`](crate::admin::Admin) call — the same calls
 //! the CLI makes. One file per noun.
 
+mod alerts;
 mod clusters;
 mod instances;
 mod resources;
@@ -19,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/v2/clusters", get(clusters::list))
         .merge(clusters::routes())
+        .merge(alerts::routes())
         .merge(instances::routes())
         .merge(resources::routes())
 }

@@ -12,7 +12,7 @@ use super::CliError;
 use crate::membership::{query_members, MemberStatus, Status};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{PeerRole, Transport};
+use crate::transport::Transport;
 
 /// The client certificate name the CLI uses.
 pub const CLI_CLIENT_NAME: &str = "admin";
@@ -65,7 +65,7 @@ impl StatusFilter {
 pub fn run(args: MembersArgs) -> Result<(), CliError> {
     let settings = Settings::load(&args.settings).map_err(CliError::failed)?;
     let tls =
-        settings::tls_material_for(&settings, CLI_CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+        settings::tls_material_for(&settings, CLI_CLIENT_NAME, crate::authz::Role::Admin).map_err(CliError::failed)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

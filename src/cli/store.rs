@@ -17,7 +17,7 @@ use super::CliError;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::PeerRole;
+use crate::authz::Role;
 
 /// The port of the development store and of the default store endpoint.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -217,7 +217,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
         None => default_data_dir()?,
     };
     let tls =
-        settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).map_err(CliError::failed)?;
+        settings::tls_material_for(&settings, &replica_name(id), Role::Store).map_err(CliError::failed)?;
     let mut config = ReplicaConfig::new(id, listen, data_dir.clone(), tls);
     config.peers = peers;
     config.join = args.join;
@@ -252,7 +252,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
                 let client = connect_with(&http_settings, 0)?;
                 let observed = crate::http::Observed::store(&server);
                 args.http
-                    .start(&http_settings, &replica_name(id), client, observed)
+                    .start(&http_settings, &replica_name(id), Role::Store, client, observed)
                     .await?
             }
             None => None,
@@ -295,6 +295,20 @@ pub fn endpoints(settings: &Settings) -> Result<Vec<SocketAddr>, CliError> {
     Ok(out)
 }
 
+/// A store client over `transport`, a node's own endpoint, so the store sees the node's
+/// name and roles (a participant's or controller's writes are checked against its own
+/// certificate), with a cache of `cache_capacity` entries.
+pub fn connect_over(
+    flags: &SettingsFlags,
+    transport: Arc<dyn crate::transport::Transport>,
+    cache_capacity: u64,
+) -> Result<PropertyStore, CliError> {
+    let settings = Settings::load(flags).map_err(CliError::usage)?;
+    let mut config = StoreClientConfig::new(endpoints(&settings)?);
+    config.cache_capacity = cache_capacity;
+    Ok(PropertyStore::new(transport, config))
+}
+
 /// A store client for a command: a client QUIC endpoint with the CLI's certificate.
 /// Needs a tokio runtime.
 pub fn connect(flags: &SettingsFlags) -> Result<PropertyStore, CliError> {
@@ -317,7 +331,7 @@ pub fn client_endpoint(
     let settings = Settings::load(flags).map_err(CliError::usage)?;
     let eps = endpoints(&settings)?;
     let tls =
-        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+        settings::tls_material_for(&settings, CLIENT_NAME, Role::Admin).map_err(CliError::failed)?;
     let local: SocketAddr = if eps.iter().all(|a| a.ip().is_loopback()) {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else if eps.iter().all(|a| a.is_ipv6()) {

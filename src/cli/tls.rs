@@ -1,5 +1,9 @@
 //! `strand tls ca|node|client generate`: the cluster CA and node and client certificates.
 //!
+//! A certificate grants the roles given with `--role` (repeatable: admin, operator, viewer,
+//! controller, participant, spectator, store); without it a node certificate grants
+//! participant and a client certificate admin (what every client could do before roles).
+//!
 //! Files go to the TLS directory (`--dir`, else `--tls-dir`'s usual sources: `STRAND_TLS_DIR`,
 //! the config file, `~/.local/share/strand/tls`). Existing files are never replaced without
 //! `--force`. Each command prints the files it wrote.
@@ -8,6 +12,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::authz::{Role, RoleSet};
 use crate::settings::{Settings, SettingsFlags};
 use crate::transport::tls::{TlsDir, TlsError};
 use crate::transport::PeerRole;
@@ -99,6 +104,10 @@ pub struct NodeGenerateArgs {
     /// Extra DNS subject names (optional; strand checks the node name).
     #[arg(long, value_name = "NAME")]
     pub dns: Vec<String>,
+    /// A role the certificate grants (controller, participant, spectator, store, or a client
+    /// role); repeatable [default: participant].
+    #[arg(long = "role", value_name = "ROLE", value_delimiter = ',')]
+    pub roles: Vec<Role>,
     /// The directory and overwrite policy.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -110,6 +119,10 @@ pub struct ClientGenerateArgs {
     /// The client's name (letters, digits, '_', '-', '.').
     #[arg(long)]
     pub name: String,
+    /// A role the certificate grants (admin, operator, viewer, …); repeatable [default:
+    /// admin].
+    #[arg(long = "role", value_name = "ROLE", value_delimiter = ',')]
+    pub roles: Vec<Role>,
     /// The directory and overwrite policy.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -128,14 +141,16 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
             action: CertAction::Generate(a),
         } => {
             let dir = tls_dir(&a.dir)?;
-            dir.issue(&a.name, PeerRole::Node, &a.ip, &a.dns, a.dir.force)
+            let roles = granted(&a.roles, Role::Participant);
+            dir.issue(&a.name, PeerRole::Node, roles, &a.ip, &a.dns, a.dir.force)
                 .map_err(cli_error)?
         }
         TlsCommand::Client {
             action: ClientAction::Generate(a),
         } => {
             let dir = tls_dir(&a.dir)?;
-            dir.issue(&a.name, PeerRole::Client, &[], &[], a.dir.force)
+            let roles = granted(&a.roles, Role::Admin);
+            dir.issue(&a.name, PeerRole::Client, roles, &[], &[], a.dir.force)
                 .map_err(cli_error)?
         }
     };
@@ -143,6 +158,15 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The roles given, or `default` when none was.
+fn granted(roles: &[Role], default: Role) -> RoleSet {
+    if roles.is_empty() {
+        RoleSet::of(default)
+    } else {
+        roles.iter().copied().collect()
+    }
 }
 
 fn tls_dir(args: &DirArgs) -> Result<TlsDir, CliError> {

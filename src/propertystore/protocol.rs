@@ -219,6 +219,9 @@ pub enum StoreResponse {
         /// revision was cut), else at its start.
         next: Position,
     },
+    /// The caller's certificate does not allow the request (or this write of a
+    /// [`StoreRequest::Writes`]); nothing was done.
+    PermissionDenied(crate::authz::Denied),
 }
 
 /// A Raft RPC between replicas.

@@ -36,17 +36,18 @@ use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::durable::Durability;
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
-use super::network::{Fences, Network};
+use super::network::{claimed_by_sender, Fences, Network};
 use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
     MAX_WRITES_PER_REQUEST,
 };
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
+use crate::authz;
 use crate::codec;
 use crate::transport::quic::{QuicConfig, QuicTransport};
 use crate::transport::tls::TlsMaterial;
-use crate::transport::{Incoming, PeerRole, Responder, Service, Transport, TransportError};
+use crate::transport::{Incoming, Peer, Responder, Service, Transport, TransportError};
 
 /// Revisions of watch history kept by default.
 pub const DEFAULT_RETAIN: u64 = 20_000;
@@ -467,8 +468,11 @@ async fn serve_raft(
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
         };
-        if from.role != PeerRole::Node || !from.name.starts_with("store-") {
-            reply.refuse(format!("{} is not a store replica", from.name));
+        if !from.roles.contains(authz::Role::Store) {
+            reply.refuse(format!(
+                "permission denied: {:?} ({}) is not a store replica",
+                from.name, from.roles
+            ));
             continue;
         }
         let raft = raft.clone();
@@ -480,6 +484,9 @@ async fn serve_raft(
                 Ok(r) => r,
                 Err(e) => return reply.refuse(format!("bad raft request: {e}")),
             };
+            if let Err(reason) = claimed_by_sender(&from.name, &req) {
+                return reply.refuse(reason);
+            }
             let candidate_log = match &req {
                 RaftRequest::Vote(v) => Some(v.last_log_id),
                 _ => None,
@@ -517,11 +524,11 @@ async fn serve_raft(
 
 async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox) {
     while let Some(incoming) = inbox.recv().await {
-        let Incoming::Request { body, reply, .. } = incoming else {
+        let Incoming::Request { from, body, reply } = incoming else {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(async move { handle(shared, body, reply).await });
+        tokio::spawn(async move { handle(shared, from, body, reply).await });
     }
 }
 
@@ -543,11 +550,17 @@ fn is_leader(shared: &Shared) -> bool {
     m.current_leader == Some(shared.id) && m.state == ServerState::Leader
 }
 
-async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
+async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Responder) {
     let req: StoreRequest = match codec::decode(&body) {
         Ok(r) => r,
         Err(e) => return reply.refuse(format!("{BAD_REQUEST}: {e}")),
     };
+    // Every request is checked against the caller's verified certificate before anything
+    // is done; a `Writes` frame write by write below.
+    if let Err(denied) = authz::check_request(from.roles, &from.name, &req) {
+        tracing::warn!(peer = %from.name, roles = %from.roles, "{denied}");
+        return reply.ok_typed(&StoreResponse::PermissionDenied(denied));
+    }
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
         StoreRequest::Get { path, mode } => {
@@ -625,7 +638,16 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
             }
             // Queued for the write batcher in order; they usually share one log entry. (The
             // frame is answered when its last write is: writes that fail at once wait too.)
-            let answers = futures::future::join_all(cmds.into_iter().map(|cmd| write(&shared, cmd)));
+            let answers = futures::future::join_all(cmds.into_iter().map(|cmd| {
+                let checked = authz::check_command(from.roles, &from.name, &cmd);
+                let shared = &shared;
+                async move {
+                    match checked {
+                        Ok(()) => write(shared, cmd).await,
+                        Err(denied) => StoreResponse::PermissionDenied(denied),
+                    }
+                }
+            }));
             StoreResponse::Many(answers.await)
         }
     };

@@ -129,6 +129,8 @@ pub struct Peer {
     pub name: String,
     /// Node or client certificate.
     pub role: PeerRole,
+    /// The roles its certificate grants (what it may do, [`crate::authz`]).
+    pub roles: crate::authz::RoleSet,
     /// The address the frame came from.
     pub addr: SocketAddr,
 }

@@ -690,6 +690,7 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
     let peer = Peer {
         name: identity.name,
         role: identity.role,
+        roles: identity.roles,
         addr: conn.remote_address(),
     };
     tracing::debug!(peer = %peer.name, addr = %peer.addr, "accepted a connection");

@@ -350,6 +350,7 @@ impl PropertyStore {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to} is not the leader and knows none yet"))
                 }
+                Ok(StoreResponse::PermissionDenied(denied)) => return Err(ClientError::PermissionDenied(denied)),
                 Ok(StoreResponse::Unavailable { reason }) => {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to}: {reason}"))
@@ -365,9 +366,7 @@ impl PropertyStore {
                     });
                 }
                 Err(TransportError::Authentication { peer, reason }) => {
-                    return Err(ClientError::Unavailable {
-                        reason: format!("authentication with {peer} failed: {reason}"),
-                    })
+                    return Err(ClientError::Authentication { peer, reason })
                 }
                 Err(e) if e.is_not_delivered() || e.is_outcome_unknown() => {
                     self.set_leader(None);

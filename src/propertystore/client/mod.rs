@@ -83,6 +83,18 @@ pub enum ClientError {
         /// What came.
         what: String,
     },
+    /// The caller's certificate does not allow the operation; nothing changed.
+    #[error(transparent)]
+    PermissionDenied(#[from] crate::authz::Denied),
+    /// A replica's certificate is not the one expected at its address (the client pins each
+    /// replica's identity once it knows it); nothing was sent to it.
+    #[error("authentication with {peer} failed: {reason}")]
+    Authentication {
+        /// The replica dialled.
+        peer: String,
+        /// What did not match.
+        reason: String,
+    },
 }
 
 /// How the client talks to the store.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::issue::{generate_ca, issue_certificate, CertAndKey};
 use super::{validate_name, PeerRole, RoleName, TlsError, TlsMaterial};
+use crate::authz::RoleSet;
 
 /// A TLS directory: the CA and the certificates of the nodes and clients that run here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,12 +93,13 @@ impl TlsDir {
         Ok(files.to_vec())
     }
 
-    /// Issues `name`'s certificate with this directory's CA and writes it and its key;
-    /// refuses to replace them unless `force`. Returns the files written.
+    /// Issues `name`'s certificate granting `roles` with this directory's CA and writes it
+    /// and its key; refuses to replace them unless `force`. Returns the files written.
     pub fn issue(
         &self,
         name: &str,
         role: PeerRole,
+        roles: RoleSet,
         ips: &[IpAddr],
         dns: &[String],
         force: bool,
@@ -106,7 +108,7 @@ impl TlsDir {
         let ca = self.read_ca()?;
         let files = [self.cert_path(name, role), self.key_path(name, role)];
         refuse_existing(&files, force)?;
-        let issued = issue_certificate(&ca, name, role, ips, dns)?;
+        let issued = issue_certificate(&ca, name, role, roles, ips, dns)?;
         write_file(&files[1], issued.key_pem.as_bytes(), 0o600)?;
         write_file(&files[0], issued.cert_pem.as_bytes(), 0o644)?;
         Ok(files.to_vec())
@@ -230,24 +232,27 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Tls
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::Role;
+
+    const P: RoleSet = RoleSet::of(Role::Participant);
 
     #[test]
     fn directory_layout_and_overwrite_protection() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = TlsDir::new(tmp.path().join("tls"));
         assert!(matches!(
-            dir.issue("n1", PeerRole::Node, &[], &[], false),
+            dir.issue("n1", PeerRole::Node, P, &[], &[], false),
             Err(TlsError::NoCa { .. })
         ));
         let written = dir.create_ca("strand cluster CA", false).unwrap();
         assert_eq!(written, vec![dir.ca_cert_path(), dir.ca_key_path()]);
         assert!(matches!(dir.create_ca("x", false), Err(TlsError::Exists { .. })));
-        dir.issue("n1", PeerRole::Node, &[], &[], false).unwrap();
+        dir.issue("n1", PeerRole::Node, P, &[], &[], false).unwrap();
         assert!(matches!(
-            dir.issue("n1", PeerRole::Node, &[], &[], false),
+            dir.issue("n1", PeerRole::Node, P, &[], &[], false),
             Err(TlsError::Exists { .. })
         ));
-        dir.issue("n1", PeerRole::Node, &[], &[], true).unwrap();
+        dir.issue("n1", PeerRole::Node, P, &[], &[], true).unwrap();
         let m = dir.load("n1", PeerRole::Node).unwrap();
         assert_eq!(m.name(), "n1");
         assert!(matches!(

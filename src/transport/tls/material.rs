@@ -38,6 +38,7 @@ impl fmt::Debug for TlsMaterial {
         f.debug_struct("TlsMaterial")
             .field("name", &self.identity.name)
             .field("role", &self.identity.role)
+            .field("roles", &self.identity.roles)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +82,11 @@ impl TlsMaterial {
     /// Node or client certificate.
     pub fn role(&self) -> PeerRole {
         self.identity.role
+    }
+
+    /// The roles the certificate grants.
+    pub fn roles(&self) -> crate::authz::RoleSet {
+        self.identity.roles
     }
 
     /// A 32-byte secret derived from the private key, stable across restarts: the seed of the

@@ -104,17 +104,22 @@ impl EmbeddedCluster {
         self.dir.path()
     }
 
-    /// A new store client (with a cache) with an admin certificate.
+    /// A new store client (with a cache) with an admin certificate named `client-<n>`.
     pub fn store(&mut self) -> PropertyStore {
-        self.store_as(RoleSet::of(AuthzRole::Admin))
+        self.clients += 1;
+        let name = format!("client-{}", self.clients);
+        self.store_as(&name, RoleSet::of(AuthzRole::Admin))
     }
 
-    /// A new store client (with a cache) whose certificate grants `roles`, named
-    /// `client-<n>`.
-    pub fn store_as(&mut self, roles: RoleSet) -> PropertyStore {
-        self.clients += 1;
-        let endpoint = self.net.client_with_roles(&format!("client-{}", self.clients), roles);
+    /// A new store client (with a cache) whose certificate names `name` and grants `roles`.
+    pub fn store_as(&mut self, name: &str, roles: RoleSet) -> PropertyStore {
+        let endpoint = self.net.client_with_roles(name, roles);
         self.store_over(endpoint as Arc<dyn Transport>)
+    }
+
+    /// The store replica's address.
+    pub fn store_addr(&self) -> std::net::SocketAddr {
+        self.store_addr
     }
 
     /// A store client (with a cache) over a member's own endpoint: the store checks its
@@ -224,7 +229,9 @@ impl EmbeddedCluster {
 
     /// A spectator of `cluster`.
     pub async fn spectator(&mut self, cluster: &str) -> Result<Spectator, EmbeddedError> {
-        let store = self.store_as(RoleSet::of(AuthzRole::Spectator));
+        self.clients += 1;
+        let name = format!("spectator-{}", self.clients);
+        let store = self.store_as(&name, RoleSet::of(AuthzRole::Spectator));
         Ok(Spectator::connect(store, cluster).await?)
     }
 

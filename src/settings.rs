@@ -725,6 +725,9 @@ mod tests {
             "the CA is created once"
         );
         assert!(!dir.path().join(".lock").exists());
+        // A certificate lacking a role asked for is reissued with both, by the same CA.
+        let both = tls_material_as(&s, "localhost_12913", PeerRole::Node, RoleSet::of(Role::Controller)).unwrap();
+        assert_eq!(both.roles().to_string(), "controller,participant");
         // Without the CA key, a missing certificate is a clear error, not a new CA.
         fs::remove_file(dir.ca_key_path()).unwrap();
         let e = tls_material_for(&s, "other", Role::Participant).unwrap_err();
@@ -733,6 +736,9 @@ mod tests {
             "{e}"
         );
         assert!(tls_material_for(&s, "localhost_12913", Role::Participant).is_ok());
+        // ... and a role it lacks is an error naming the command that issues one.
+        let e = tls_material_for(&s, "localhost_12913", Role::Store).unwrap_err();
+        assert!(e.to_string().contains("--role ROLE --force"), "{e}");
         assert!(matches!(
             tls_material_for(&s, "bad name", Role::Participant),
             Err(SettingsError::Tls(TlsError::InvalidName { .. }))

@@ -98,6 +98,12 @@ impl Denied {
     }
 }
 
+/// Whether `roles` may administer clusters through the admin API (the HTTP server's writes):
+/// admin or operator.
+pub fn administers(roles: RoleSet) -> bool {
+    roles.contains(Role::Admin) || roles.contains(Role::Operator)
+}
+
 /// Whether a certificate named `name` with `roles` may do `action`: some role must allow it.
 pub fn check(roles: RoleSet, name: &str, action: &Action<'_>) -> Result<(), Denied> {
     let mut refusal = None;

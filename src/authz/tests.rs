@@ -119,6 +119,15 @@ fn every_rule_of_the_table() {
 }
 
 #[test]
+fn only_admins_and_operators_administer() {
+    for r in Role::ALL {
+        assert_eq!(administers(RoleSet::of(r)), matches!(r, Role::Admin | Role::Operator), "{r}");
+    }
+    assert!(administers(RoleSet::of(Role::Viewer).with(Role::Operator)));
+    assert!(!administers(RoleSet::NONE));
+}
+
+#[test]
 fn any_role_of_a_certificate_allows() {
     let both = RoleSet::of(Role::Controller).with(Role::Participant);
     assert!(check(both, "n", &put("/C/EXTERNALVIEW/db")).is_ok());

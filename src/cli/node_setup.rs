@@ -9,7 +9,8 @@ use crate::propertystore::PropertyStore;
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
 use crate::authz::Role;
-use crate::transport::Transport;
+use crate::transport::tls::TlsDir;
+use crate::transport::{PeerRole, Transport};
 
 /// Settings flags plus Helix's `--zkSvr HOST:PORT`, which names the strand store to use.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -32,7 +33,8 @@ impl NodeSettings {
 }
 
 /// A node endpoint named `name` at `listen`, with a certificate granting `role` from the
-/// settings' TLS directory (issued on first use by the development CA).
+/// settings' TLS directory (issued on first use by the development CA); it reloads its
+/// material when the files change or on SIGHUP.
 pub fn endpoint(
     flags: &SettingsFlags,
     name: &str,
@@ -43,6 +45,15 @@ pub fn endpoint(
     let tls = settings::tls_material_for(&settings, name, role).map_err(CliError::failed)?;
     let t = QuicTransport::bind(QuicConfig::new(listen, tls))
         .map_err(|e| CliError::failed(format!("cannot listen on {listen}: {e}")))?;
+    // Rotated certificates and revocations are picked up without a restart.
+    crate::transport::reload::watch_material(
+        &t,
+        TlsDir::new(&settings.tls_dir),
+        name.to_string(),
+        PeerRole::Node,
+        crate::transport::reload::RELOAD_EVERY,
+        true,
+    );
     Ok(t as Arc<dyn Transport>)
 }
 

@@ -46,6 +46,24 @@ pub enum TlsCommand {
         #[command(subcommand)]
         action: ClientAction,
     },
+    /// Revoke a certificate: add it to DIR/revoked.txt, which running nodes reload.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `strand tls revoke`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false, id = "revoked")]
+pub struct RevokeArgs {
+    /// Every certificate of this name.
+    #[arg(long, group = "revoked")]
+    pub name: Option<String>,
+    /// The certificate with this serial (hex, as `openssl x509 -noout -serial` prints it).
+    #[arg(long, group = "revoked")]
+    pub serial: Option<String>,
+    /// The TLS directory [default: from STRAND_TLS_DIR, the config file, or
+    /// ~/.local/share/strand/tls].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `strand tls ca …`.
@@ -145,6 +163,7 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
             dir.issue(&a.name, PeerRole::Node, roles, &a.ip, &a.dns, a.dir.force)
                 .map_err(cli_error)?
         }
+        TlsCommand::Revoke(a) => revoke(a)?,
         TlsCommand::Client {
             action: ClientAction::Generate(a),
         } => {
@@ -158,6 +177,23 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn revoke(a: RevokeArgs) -> Result<Vec<PathBuf>, CliError> {
+    let dir = tls_dir(&DirArgs {
+        dir: a.dir,
+        force: false,
+    })?;
+    let line = match (a.name, a.serial) {
+        (Some(name), None) => format!("name {name}"),
+        (None, Some(serial)) => format!("serial {serial}"),
+        _ => return Err(CliError::usage("give exactly one of --name and --serial")),
+    };
+    let path = dir.revoke(&line).map_err(|e| match e {
+        TlsError::Read { reason, .. } => CliError::usage(reason),
+        other => CliError::failed(other),
+    })?;
+    Ok(vec![path])
 }
 
 /// The roles given, or `default` when none was.

@@ -24,6 +24,7 @@ pub mod elector;
 mod lanes;
 pub mod lease;
 pub mod network;
+mod pins;
 pub mod protocol;
 pub mod server;
 pub mod storage;

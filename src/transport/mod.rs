@@ -37,6 +37,7 @@ use crate::codec::{self, CodecError};
 mod frame;
 pub mod mem;
 pub mod quic;
+pub mod reload;
 pub mod tls;
 
 /// The largest request, response or one-way message body, unless configured otherwise.

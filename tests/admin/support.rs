@@ -34,7 +34,7 @@ impl Store {
             |_| None,
         )
         .unwrap();
-        let tls = settings::tls_material_for(&settings, &replica_name(1), PeerRole::Node).unwrap();
+        let tls = settings::tls_material_for(&settings, &replica_name(1), strand::authz::Role::Store).unwrap();
         let config = ReplicaConfig::new(1, "127.0.0.1:0".parse().unwrap(), dir.path().join("data"), tls);
         let server = StoreServer::start(config).await.unwrap();
         let addr = server.local_addr();
@@ -57,7 +57,7 @@ impl Store {
     }
 
     pub fn client(&self) -> PropertyStore {
-        let tls = settings::tls_material_for(&self.settings, "test-client", PeerRole::Client).unwrap();
+        let tls = settings::tls_material_for(&self.settings, "test-client", strand::authz::Role::Admin).unwrap();
         let transport = QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls)).unwrap();
         let mut config = StoreClientConfig::new(vec![self.addr]);
         config.request_timeout = Duration::from_secs(5);

@@ -309,6 +309,12 @@ impl PropertyStore {
                 return Err(ClientError::Unavailable { reason: last });
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
+            if !self.inner.lanes.is_pinned(to) {
+                // Who is at `to` first (its status pins its name), so the request itself only
+                // goes to that replica; unanswered, the request goes unpinned and may teach it.
+                let wait = timeout.min(remaining).max(Duration::from_millis(50));
+                let _ = self.send(to, &StoreRequest::Status, wait).await;
+            }
             let reply = match self
                 .send_to_leader(to, req, timeout.min(remaining.max(Duration::from_millis(50))))
                 .await

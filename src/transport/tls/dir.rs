@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::issue::{generate_ca, issue_certificate, CertAndKey};
+use super::revoke::{Revocations, REVOKED_FILE};
 use super::{validate_name, PeerRole, RoleName, TlsError, TlsMaterial};
 use crate::authz::RoleSet;
 
@@ -46,6 +47,50 @@ impl TlsDir {
     /// `DIR/node-NAME.key` or `DIR/client-NAME.key`.
     pub fn key_path(&self, name: &str, role: PeerRole) -> PathBuf {
         self.path.join(format!("{}-{name}.key", RoleName(role)))
+    }
+
+    /// `DIR/revoked.txt`, the revocation list.
+    pub fn revoked_path(&self) -> PathBuf {
+        self.path.join(REVOKED_FILE)
+    }
+
+    /// The revocation list (empty when the file does not exist).
+    pub fn read_revocations(&self) -> Result<Revocations, TlsError> {
+        let path = self.revoked_path();
+        if !path.exists() {
+            return Ok(Revocations::default());
+        }
+        Revocations::parse(&read_text(&path)?).map_err(|reason| TlsError::Read { path, reason })
+    }
+
+    /// Adds `line` (`serial HEX` or `name NAME`) to the revocation list, checked first;
+    /// nodes pick it up when they reload their material. Returns the file written.
+    pub fn revoke(&self, line: &str) -> Result<PathBuf, TlsError> {
+        let path = self.revoked_path();
+        let mut text = if path.exists() { read_text(&path)? } else { String::new() };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line.trim());
+        text.push('\n');
+        Revocations::parse(&text).map_err(|reason| TlsError::Read {
+            path: path.clone(),
+            reason,
+        })?;
+        self.create()?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(path)
+    }
+
+    /// The files a node's material comes from: the CA, its certificate and key, the
+    /// revocation list (a reload watches them).
+    pub fn material_files(&self, name: &str, role: PeerRole) -> [PathBuf; 4] {
+        [
+            self.ca_cert_path(),
+            self.cert_path(name, role),
+            self.key_path(name, role),
+            self.revoked_path(),
+        ]
     }
 
     /// Whether the CA certificate exists.
@@ -137,6 +182,13 @@ impl TlsDir {
             &read_text(&self.key_path(name, role))?,
         )
         .map_err(|e| match e {
+            TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
+                what: cert_path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        let material = material.with_revocations(self.read_revocations()?).map_err(|e| match e {
             TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
                 what: cert_path.display().to_string(),
                 reason,

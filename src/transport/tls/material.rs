@@ -11,6 +11,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use super::revoke::Revocations;
 use super::verify::{identity_of, StrandClientVerifier, StrandServerVerifier};
 use super::{Identity, PeerRole, TlsError, ALPN};
 
@@ -20,6 +21,7 @@ pub struct TlsMaterial {
     ca: CertificateDer<'static>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
+    revoked: Arc<Revocations>,
 }
 
 impl Clone for TlsMaterial {
@@ -29,6 +31,7 @@ impl Clone for TlsMaterial {
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone_key(),
+            revoked: self.revoked.clone(),
         }
     }
 }
@@ -64,6 +67,7 @@ impl TlsMaterial {
             ca,
             cert,
             key,
+            revoked: Arc::default(),
         };
         // Catch a certificate from another CA now, with a clear message, not at the first
         // handshake. Node certificates carry clientAuth too, so this one check covers both.
@@ -72,6 +76,24 @@ impl TlsMaterial {
             .verify_client_cert(&material.cert, &[], UnixTime::now())
             .map_err(|e| bad("certificate", format!("not valid under this CA: {e}")))?;
         Ok(material)
+    }
+
+    /// This material with `revoked` as the revocation list its verifiers check; refused if
+    /// its own certificate is on it.
+    pub fn with_revocations(mut self, revoked: Revocations) -> Result<TlsMaterial, TlsError> {
+        revoked
+            .check(&self.identity.name, &self.cert)
+            .map_err(|reason| TlsError::BadCertificate {
+                what: "certificate".into(),
+                reason,
+            })?;
+        self.revoked = Arc::new(revoked);
+        Ok(self)
+    }
+
+    /// The revocation list the verifiers check.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revoked
     }
 
     /// The holder's name.
@@ -132,6 +154,7 @@ impl TlsMaterial {
         }
         let verifier = Arc::new(StrandClientVerifier {
             inner: self.client_verifier()?,
+            revoked: self.revoked.clone(),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -153,6 +176,7 @@ impl TlsMaterial {
         let verifier = Arc::new(StrandServerVerifier {
             roots: self.roots()?,
             provider: provider(),
+            revoked: self.revoked.clone(),
         });
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])

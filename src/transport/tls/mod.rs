@@ -30,6 +30,7 @@
 //!   tls/dir.rs       the TLS directory on disk (files, modes, atomic writes)
 //!   tls/material.rs  TlsMaterial: loaded material → rustls server/client configurations
 //!   tls/verify.rs    the SAN name check and strand's client/server certificate verifiers
+//!   tls/revoke.rs    the revocation list (DIR/revoked.txt: serials and names)
 //!   tls/der.rs       just enough DER to read a certificate's subject and URI SANs
 //! ```
 
@@ -43,11 +44,13 @@ mod der;
 mod dir;
 mod issue;
 mod material;
+mod revoke;
 mod verify;
 
 pub use dir::TlsDir;
 pub use issue::{generate_ca, issue_certificate, CertAndKey};
 pub use material::TlsMaterial;
+pub use revoke::{serial_hex, Revocations, REVOKED_FILE};
 pub use verify::identity_of;
 
 /// The ALPN protocol every strand endpoint speaks.

@@ -18,6 +18,7 @@ use rustls::{
 use super::{
     der, validate_name, Identity, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX, ROLE_URI_PREFIX,
 };
+use super::revoke::Revocations;
 use crate::authz::{Role, RoleSet};
 
 /// Reads the strand identity (name, kind and roles) from a DER certificate. Exactly one
@@ -82,6 +83,7 @@ impl std::error::Error for StrandCertError {}
 pub(super) struct StrandServerVerifier {
     pub(super) roots: Arc<RootCertStore>,
     pub(super) provider: Arc<CryptoProvider>,
+    pub(super) revoked: Arc<Revocations>,
 }
 
 impl ServerCertVerifier for StrandServerVerifier {
@@ -108,6 +110,7 @@ impl ServerCertVerifier for StrandServerVerifier {
                 identity.name
             )));
         }
+        self.revoked.check(&identity.name, end_entity).map_err(cert_error)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -151,6 +154,7 @@ impl ServerCertVerifier for StrandServerVerifier {
 #[derive(Debug)]
 pub(super) struct StrandClientVerifier {
     pub(super) inner: Arc<dyn ClientCertVerifier>,
+    pub(super) revoked: Arc<Revocations>,
 }
 
 impl ClientCertVerifier for StrandClientVerifier {
@@ -173,7 +177,8 @@ impl ClientCertVerifier for StrandClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        identity_of(end_entity).map_err(|e| cert_error(e.to_string()))?;
+        let identity = identity_of(end_entity).map_err(|e| cert_error(e.to_string()))?;
+        self.revoked.check(&identity.name, end_entity).map_err(cert_error)?;
         Ok(verified)
     }
 

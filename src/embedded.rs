@@ -142,7 +142,10 @@ impl EmbeddedCluster {
 
     /// Starts a controller of `clusters` named `name`.
     pub async fn add_controller(&mut self, name: &str, clusters: &[&str]) -> Result<(), EmbeddedError> {
-        let endpoint = self.net.endpoint_with_roles(name, RoleSet::of(AuthzRole::Controller)) as Arc<dyn Transport>;
+        let endpoint = self
+            .net
+            .endpoint_with_roles(name, RoleSet::of(AuthzRole::Controller))
+            as Arc<dyn Transport>;
         let mut b = Controller::builder(name)
             .store(self.store_over(endpoint.clone()))
             .transport(endpoint);
@@ -161,8 +164,10 @@ impl EmbeddedCluster {
         instance: &str,
         handler: Option<Arc<dyn StateModelHandler>>,
     ) -> Result<&Participant, EmbeddedError> {
-        let endpoint =
-            self.net.endpoint_with_roles(instance, RoleSet::of(AuthzRole::Participant)) as Arc<dyn Transport>;
+        let endpoint = self
+            .net
+            .endpoint_with_roles(instance, RoleSet::of(AuthzRole::Participant))
+            as Arc<dyn Transport>;
         let p = Participant::builder(cluster, instance)
             .store(self.store_over(endpoint.clone()))
             .transport(endpoint)

@@ -390,7 +390,11 @@ fn parse_config(path: &Path, text: &str) -> Result<FileSettings, SettingsError> 
 /// certificate for the roles that run a node, else a client certificate. See
 /// [`tls_material_as`].
 pub fn tls_material_for(settings: &Settings, name: &str, role: Role) -> Result<TlsMaterial, SettingsError> {
-    let kind = if role.is_node() { PeerRole::Node } else { PeerRole::Client };
+    let kind = if role.is_node() {
+        PeerRole::Node
+    } else {
+        PeerRole::Client
+    };
     tls_material_as(settings, name, kind, RoleSet::of(role))
 }
 
@@ -726,7 +730,13 @@ mod tests {
         );
         assert!(!dir.path().join(".lock").exists());
         // A certificate lacking a role asked for is reissued with both, by the same CA.
-        let both = tls_material_as(&s, "localhost_12913", PeerRole::Node, RoleSet::of(Role::Controller)).unwrap();
+        let both = tls_material_as(
+            &s,
+            "localhost_12913",
+            PeerRole::Node,
+            RoleSet::of(Role::Controller),
+        )
+        .unwrap();
         assert_eq!(both.roles().to_string(), "controller,participant");
         // Without the CA key, a missing certificate is a clear error, not a new CA.
         fs::remove_file(dir.ca_key_path()).unwrap();

@@ -13,7 +13,7 @@ use strand::propertystore::protocol::{RaftRequest, RaftResponse};
 use strand::propertystore::{ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
-use strand::transport::tls::{self, TlsDir};
+use strand::transport::tls::{self, TlsDir, TlsMaterial};
 use strand::transport::{self, reload, PeerAddr, PeerRole, Service, Transport, TransportError};
 
 const C: &str = "AUTHZ";
@@ -57,18 +57,31 @@ async fn a_participant_writes_its_own_current_state_and_is_denied_another_instan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_reads_and_writes_nothing() {
     let (mut c, admin) = cluster().await;
-    admin.set(&format!("/{C}/PROPERTYSTORE/k"), b"v", None).await.unwrap();
+    admin
+        .set(&format!("/{C}/PROPERTYSTORE/k"), b"v", None)
+        .await
+        .unwrap();
     let viewer = c.store_as("eve", roles(Role::Viewer));
     assert_eq!(
-        viewer.get(&format!("/{C}/PROPERTYSTORE/k")).await.unwrap().unwrap().value,
+        viewer
+            .get(&format!("/{C}/PROPERTYSTORE/k"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
         b"v".to_vec()
     );
     denied(viewer.set(&format!("/{C}/PROPERTYSTORE/k"), b"w", None).await);
     denied(viewer.create(&format!("/{C}/PROPERTYSTORE/new"), b"w").await);
-    denied(viewer.delete("/", None, true).await);
+    denied(viewer.delete(&format!("/{C}"), None, true).await);
     denied(viewer.compact(1).await);
     assert_eq!(
-        admin.get(&format!("/{C}/PROPERTYSTORE/k")).await.unwrap().unwrap().value,
+        admin
+            .get(&format!("/{C}/PROPERTYSTORE/k"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
         b"v".to_vec()
     );
 }
@@ -77,7 +90,11 @@ async fn a_viewer_reads_and_writes_nothing() {
 async fn only_a_controller_writes_external_views() {
     let (mut c, admin) = cluster().await;
     let ev = Layout::new(C).external_view("db");
-    for (name, role) in [("p1", Role::Participant), ("op", Role::Spectator), ("v", Role::Viewer)] {
+    for (name, role) in [
+        ("p1", Role::Participant),
+        ("op", Role::Spectator),
+        ("v", Role::Viewer),
+    ] {
         let s = c.store_as(name, roles(role));
         let d = denied(s.set(&ev, b"{}", None).await);
         assert!(d.roles.contains(role.name()), "{d}");
@@ -127,7 +144,10 @@ async fn a_raft_peer_speaks_only_for_the_replica_its_certificate_names() {
     let store2: Arc<dyn Transport> = net.endpoint_with_roles("store-2", roles(Role::Store));
     match call(store2.clone(), vote(3)).await {
         Err(TransportError::Refused { reason, .. }) => {
-            assert!(reason.contains("replica 3") && reason.contains("store-2"), "{reason}")
+            assert!(
+                reason.contains("replica 3") && reason.contains("store-2"),
+                "{reason}"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -136,7 +156,9 @@ async fn a_raft_peer_speaks_only_for_the_replica_its_certificate_names() {
     // A certificate named like a replica without the store role: refused.
     let imposter: Arc<dyn Transport> = net.endpoint_with_roles("store-2", roles(Role::Participant));
     match call(imposter, vote(2)).await {
-        Err(TransportError::Refused { reason, .. }) => assert!(reason.contains("not a store replica"), "{reason}"),
+        Err(TransportError::Refused { reason, .. }) => {
+            assert!(reason.contains("not a store replica"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -151,7 +173,10 @@ async fn a_client_refuses_a_replica_whose_certificate_names_another() {
     config.deadline = Duration::from_secs(3);
     config.cache_capacity = 0;
     let client = PropertyStore::new(client_endpoint as Arc<dyn Transport>, config);
-    client.set(&format!("/{C}/PROPERTYSTORE/k"), b"v", None).await.unwrap();
+    client
+        .set(&format!("/{C}/PROPERTYSTORE/k"), b"v", None)
+        .await
+        .unwrap();
     // store-1 vanishes; another store's replica 2 comes up at its address.
     assert!(net.crash(addr));
     let tmp = tempfile::tempdir().unwrap();
@@ -178,11 +203,18 @@ async fn a_client_refuses_a_replica_whose_certificate_names_another() {
         net.client("fresh") as Arc<dyn Transport>,
         StoreClientConfig::new(vec![addr]),
     );
-    assert!(fresh.get(&format!("/{C}/PROPERTYSTORE/k")).await.unwrap().is_none());
+    assert!(fresh
+        .get(&format!("/{C}/PROPERTYSTORE/k"))
+        .await
+        .unwrap()
+        .is_none());
     // ... but the client that knew store-1 there refuses it.
     match client.get(&format!("/{C}/PROPERTYSTORE/k")).await {
         Err(ClientError::Authentication { reason, .. }) => {
-            assert!(reason.contains("store-2") && reason.contains("store-1"), "{reason}")
+            assert!(
+                reason.contains("store-2") && reason.contains("store-1"),
+                "{reason}"
+            )
         }
         other => panic!("expected an authentication failure, got {other:?}"),
     }
@@ -210,7 +242,12 @@ fn whoami_server(dir: &TlsDir, name: &str) -> Arc<QuicTransport> {
 async fn whoami(client: &QuicTransport, server: &QuicTransport) -> Result<String, TransportError> {
     let to = PeerAddr::named("srv", server.local_addr());
     let answer = client
-        .request(&to, Service::ADMIN, bytes::Bytes::from_static(b"?"), Duration::from_secs(5))
+        .request(
+            &to,
+            Service::ADMIN,
+            bytes::Bytes::from_static(b"?"),
+            Duration::from_secs(5),
+        )
         .await?;
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
@@ -282,14 +319,13 @@ async fn a_revoked_certificate_is_refused() {
         Duration::from_millis(50),
         false,
     );
-    let client = |name: &str| {
-        QuicTransport::client(QuicConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            dir.load(name, PeerRole::Client).unwrap(),
-        ))
-        .unwrap()
+    // Loaded before the revocation: a revoked certificate cannot be loaded to run with.
+    let mallory = dir.load("mallory", PeerRole::Client).unwrap();
+    let alice = dir.load("alice", PeerRole::Client).unwrap();
+    let client = |tls: &TlsMaterial| {
+        QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls.clone())).unwrap()
     };
-    assert_eq!(whoami(&client("mallory"), &server).await.unwrap(), "mallory:admin");
+    assert_eq!(whoami(&client(&mallory), &server).await.unwrap(), "mallory:admin");
     let serial = {
         let pem = std::fs::read_to_string(dir.cert_path("mallory", PeerRole::Client)).unwrap();
         use rustls::pki_types::pem::PemObject;
@@ -300,15 +336,55 @@ async fn a_revoked_certificate_is_refused() {
     assert!(
         eventually(|| async {
             matches!(
-                whoami(&client("mallory"), &server).await,
+                whoami(&client(&mallory), &server).await,
                 Err(TransportError::Authentication { .. })
             )
         })
         .await,
         "the revoked certificate was still accepted"
     );
-    assert_eq!(whoami(&client("alice"), &server).await.unwrap(), "alice:admin");
+    assert_eq!(whoami(&client(&alice), &server).await.unwrap(), "alice:admin");
     // A revoked certificate cannot even be loaded to run with.
     let e = dir.load("mallory", PeerRole::Client).unwrap_err();
     assert!(e.to_string().contains("revoked"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrative_writes_are_audited_with_who_what_and_when() {
+    let (mut c, admin) = cluster().await;
+    let l = Layout::new(C);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let operator = c.store_as("ops", roles(Role::Operator));
+    operator.set(&l.ideal_state("db"), b"{}", None).await.unwrap();
+    operator.delete(&l.ideal_state("db"), None, false).await.unwrap();
+    let participant = c.store_as("p1", roles(Role::Participant));
+    participant
+        .set(&l.live_instance("p1"), b"{}", None)
+        .await
+        .unwrap();
+    denied(participant.compact(1).await);
+    let other = c.store_as("ops2", roles(Role::Operator));
+    other.set("/OTHER", b"", None).await.unwrap();
+
+    let log = admin.audit(C, 100).await.unwrap();
+    let by_ops: Vec<_> = log.iter().filter(|e| e.who == "ops").collect();
+    assert_eq!(by_ops.len(), 2, "{log:#?}");
+    assert_eq!(by_ops[0].what, vec![format!("set {}", l.ideal_state("db"))]);
+    assert_eq!(by_ops[1].what, vec![format!("delete {}", l.ideal_state("db"))]);
+    assert_eq!(by_ops[0].roles, "operator");
+    assert!(
+        by_ops[0].outcome.starts_with("revision "),
+        "{}",
+        by_ops[0].outcome
+    );
+    assert!(by_ops[0].when_ms >= before && by_ops[0].when_ms <= by_ops[1].when_ms);
+    // The participant's own writes and refused requests are not administrative; another
+    // cluster's writes are not this cluster's.
+    assert!(log.iter().all(|e| e.who != "p1" && e.who != "ops2"), "{log:#?}");
+    // The admin's creation of the cluster is there, first.
+    assert_eq!(log[0].what, vec![format!("set /{C}")]);
+    assert_eq!(admin.audit(C, 1).await.unwrap().len(), 1);
 }

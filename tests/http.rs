@@ -415,8 +415,10 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
         |_| None,
     )
     .unwrap();
-    let node = strand::settings::tls_material_for(&settings, "web-http", strand::authz::Role::Spectator).unwrap();
-    let client = strand::settings::tls_material_for(&settings, "web-operator", strand::authz::Role::Operator).unwrap();
+    let node =
+        strand::settings::tls_material_for(&settings, "web-http", strand::authz::Role::Spectator).unwrap();
+    let client =
+        strand::settings::tls_material_for(&settings, "web-operator", strand::authz::Role::Operator).unwrap();
     let server = strand::http::start(
         HttpOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -457,7 +459,8 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
     );
 
     // A viewer's certificate reads, and its writes are refused (403), whatever the path.
-    let viewer = strand::settings::tls_material_for(&settings, "web-viewer", strand::authz::Role::Viewer).unwrap();
+    let viewer =
+        strand::settings::tls_material_for(&settings, "web-viewer", strand::authz::Role::Viewer).unwrap();
     let mut cfg = viewer.client_config().unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
@@ -488,7 +491,12 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["code"], "permission_denied", "{body}");
-    assert!(!f.admin.list_clusters().await.unwrap().contains(&"viewer-made".to_string()));
+    assert!(!f
+        .admin
+        .list_clusters()
+        .await
+        .unwrap()
+        .contains(&"viewer-made".to_string()));
 
     // Without a client certificate: no answer.
     let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();

@@ -87,7 +87,8 @@ impl QuicNet {
                     },
                     &[],
                     &[],
-                ).unwrap();
+                )
+                .unwrap();
                 TlsMaterial::from_pem(&self.ca.cert_pem, &issued.cert_pem, &issued.key_pem).unwrap()
             })
             .clone()

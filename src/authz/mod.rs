@@ -65,8 +65,14 @@ impl fmt::Display for Action<'_> {
             Action::Status => f.write_str("status"),
             Action::Read { path } => write!(f, "read {path}"),
             Action::Put { path, .. } => write!(f, "write {path}"),
-            Action::Delete { path, recursive: false } => write!(f, "delete {path}"),
-            Action::Delete { path, recursive: true } => write!(f, "delete {path} recursively"),
+            Action::Delete {
+                path,
+                recursive: false,
+            } => write!(f, "delete {path}"),
+            Action::Delete {
+                path,
+                recursive: true,
+            } => write!(f, "delete {path} recursively"),
             Action::Compact => f.write_str("compact the store"),
             Action::ChangeMembership => f.write_str("change the store's replicas"),
         }

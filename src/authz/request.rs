@@ -40,6 +40,7 @@ pub fn check_request(roles: RoleSet, name: &str, req: &StoreRequest) -> Result<(
         | StoreRequest::Watch { prefix, .. }
         | StoreRequest::WatchPage { prefix, .. } => read(prefix),
         StoreRequest::Status => check(roles, name, &Action::Status),
+        StoreRequest::Audit { cluster, .. } => check(roles, name, &Action::Read { path: cluster }),
         StoreRequest::AddReplica { .. } | StoreRequest::RemoveReplica { .. } => {
             check(roles, name, &Action::ChangeMembership)
         }

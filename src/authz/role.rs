@@ -62,7 +62,10 @@ impl Role {
     /// Whether the role runs a node (serves QUIC, gossips) rather than only calling nodes:
     /// its certificate is a node certificate.
     pub const fn is_node(self) -> bool {
-        matches!(self, Role::Controller | Role::Participant | Role::Spectator | Role::Store)
+        matches!(
+            self,
+            Role::Controller | Role::Participant | Role::Spectator | Role::Store
+        )
     }
 
     const fn bit(self) -> u8 {
@@ -86,7 +89,9 @@ impl std::str::FromStr for Role {
 
 /// A role name strand does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?} (known roles: admin, operator, viewer, controller, participant, spectator, store)")]
+#[error(
+    "unknown role {0:?} (known roles: admin, operator, viewer, controller, participant, spectator, store)"
+)]
 pub struct UnknownRole(pub String);
 
 /// The roles one certificate carries.
@@ -170,7 +175,10 @@ mod tests {
             assert_eq!(Role::parse(r.name()), Ok(r));
         }
         let e = Role::parse("root").unwrap_err();
-        assert!(e.to_string().contains("\"root\"") && e.to_string().contains("viewer"), "{e}");
+        assert!(
+            e.to_string().contains("\"root\"") && e.to_string().contains("viewer"),
+            "{e}"
+        );
         assert!(Role::parse("Admin").is_err(), "names are lower case");
     }
 

@@ -7,7 +7,7 @@
 //!   admin         all    all                                                      yes
 //!   operator      all    every key except `/` itself                              no
 //!   viewer        all    none                                                     no
-//!   spectator     all    none                                                     no
+//!   spectator     all    an application message it sends (as a participant may)  no
 //!   store         all    none (replicas speak Raft, not STORE)                    no
 //!   controller    all    /<C>/EXTERNALVIEW/**, /<C>/CONTROLLER/**, /<C>/IDEALSTATES/<R>,
 //!                        /<C>/INSTANCES/<i>/{MESSAGES/**, HISTORY}, deletes of
@@ -49,12 +49,20 @@ fn write(
     w: Write<'_>,
     deny: &dyn Fn(&str) -> Result<(), Denied>,
 ) -> Result<(), Denied> {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match role {
         Role::Admin => Ok(()),
         Role::Operator if segs.is_empty() => deny("only the admin role writes the store's root"),
         Role::Operator => Ok(()),
-        Role::Viewer | Role::Spectator => deny("this role reads only"),
+        Role::Viewer => deny("this role reads only"),
+        Role::Spectator => match (segs.as_slice(), w) {
+            ([_, "INSTANCES", _, "MESSAGES", _], Write::Put(value)) if is_own_app_message(name, value) => Ok(()),
+            _ => deny("a spectator writes only the application messages it sends"),
+        },
         Role::Store => deny("store replicas replicate through Raft and write nothing through STORE"),
         Role::Controller => controller_write(&segs, w)
             .then_some(())
@@ -85,7 +93,9 @@ fn participant_write(name: &str, segs: &[&str], w: Write<'_>) -> bool {
         ([_, "INSTANCES", i], _) => *i == name,
         // The controller keeps instance histories.
         ([_, "INSTANCES", _, "HISTORY", ..], _) => false,
-        ([_, "INSTANCES", i, "MESSAGES", _], Write::Put(value)) if *i != name => is_own_app_message(name, value),
+        ([_, "INSTANCES", i, "MESSAGES", _], Write::Put(value)) if *i != name => {
+            is_own_app_message(name, value)
+        }
         ([_, "INSTANCES", i, _, ..], _) => *i == name,
         _ => false,
     }

@@ -34,18 +34,49 @@ fn every_rule_of_the_table() {
     let rows: Vec<(Role, &str, Action<'_>, bool)> = vec![
         // Everyone reads and asks for status.
         (Viewer, "v", Action::Read { path: "/" }, true),
-        (Participant, "p1", Action::Read { path: "/C/INSTANCES/p2" }, true),
+        (
+            Participant,
+            "p1",
+            Action::Read {
+                path: "/C/INSTANCES/p2",
+            },
+            true,
+        ),
         (Store, "store-1", Action::Status, true),
         // Admin: everything.
         (Admin, "a", put("/"), true),
-        (Admin, "a", Action::Delete { path: "/", recursive: true }, true),
+        (
+            Admin,
+            "a",
+            Action::Delete {
+                path: "/",
+                recursive: true,
+            },
+            true,
+        ),
         (Admin, "a", Action::Compact, true),
         (Admin, "a", Action::ChangeMembership, true),
         // Operator: every key but the root; no compaction, no membership.
         (Operator, "o", put("/C"), true),
         (Operator, "o", put("/C/IDEALSTATES/db"), true),
-        (Operator, "o", Action::Delete { path: "/C", recursive: true }, true),
-        (Operator, "o", Action::Delete { path: "/", recursive: true }, false),
+        (
+            Operator,
+            "o",
+            Action::Delete {
+                path: "/C",
+                recursive: true,
+            },
+            true,
+        ),
+        (
+            Operator,
+            "o",
+            Action::Delete {
+                path: "/",
+                recursive: true,
+            },
+            false,
+        ),
         (Operator, "o", Action::Compact, false),
         (Operator, "o", Action::ChangeMembership, false),
         // Viewer, spectator, store: no writes.
@@ -53,6 +84,43 @@ fn every_rule_of_the_table() {
         (Viewer, "v", del("/C/LIVEINSTANCES/v"), false),
         (Viewer, "v", Action::Compact, false),
         (Spectator, "s", put("/C/EXTERNALVIEW/db"), false),
+        (
+            Spectator,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &app,
+            },
+            true,
+        ),
+        (
+            Spectator,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &transition,
+            },
+            false,
+        ),
+        (
+            Spectator,
+            "s",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &app,
+            },
+            false,
+        ),
+        (Spectator, "p1", del("/C/INSTANCES/p2/MESSAGES/m1"), false),
+        (
+            Viewer,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &app,
+            },
+            false,
+        ),
         (Store, "store-1", put("/C/x"), false),
         (Store, "store-1", Action::ChangeMembership, false),
         // Controller.
@@ -68,7 +136,12 @@ fn every_rule_of_the_table() {
         (Controller, "c1", del("/C/LIVEINSTANCES/p1"), true),
         (Controller, "c1", put("/C/LIVEINSTANCES/p1"), false),
         (Controller, "c1", del("/C/INSTANCES/p1/CURRENTSTATES/s1/db"), true),
-        (Controller, "c1", put("/C/INSTANCES/p1/CURRENTSTATES/s1/db"), false),
+        (
+            Controller,
+            "c1",
+            put("/C/INSTANCES/p1/CURRENTSTATES/s1/db"),
+            false,
+        ),
         (Controller, "c1", put("/C/CONFIGS/CLUSTER/C"), false),
         (Controller, "c1", put("/C/PROPERTYSTORE/x"), false),
         (Controller, "c1", put("/C"), false),
@@ -82,9 +155,24 @@ fn every_rule_of_the_table() {
         (Participant, "p1", put("/C/CONFIGS/CLUSTER/C"), false),
         (Participant, "p1", put("/C/INSTANCES/p1"), true),
         (Participant, "p1", put("/C/INSTANCES/p1/GENERATION"), true),
-        (Participant, "p1", put("/C/INSTANCES/p1/CURRENTSTATES/s1/db"), true),
-        (Participant, "p1", put("/C/INSTANCES/p2/CURRENTSTATES/s1/db"), false),
-        (Participant, "p1", del("/C/INSTANCES/p1/CURRENTSTATES/s0/db"), true),
+        (
+            Participant,
+            "p1",
+            put("/C/INSTANCES/p1/CURRENTSTATES/s1/db"),
+            true,
+        ),
+        (
+            Participant,
+            "p1",
+            put("/C/INSTANCES/p2/CURRENTSTATES/s1/db"),
+            false,
+        ),
+        (
+            Participant,
+            "p1",
+            del("/C/INSTANCES/p1/CURRENTSTATES/s0/db"),
+            true,
+        ),
         (Participant, "p1", put("/C/INSTANCES/p1/ERRORS/s1/db/db_0"), true),
         (Participant, "p1", put("/C/INSTANCES/p1/HEALTHREPORT/disk"), true),
         (Participant, "p1", put("/C/INSTANCES/p2/HEALTHREPORT/disk"), false),
@@ -92,7 +180,15 @@ fn every_rule_of_the_table() {
         (Participant, "p1", del("/C/INSTANCES/p2/MESSAGES/m1"), false),
         (Participant, "p1", put("/C/INSTANCES/p1/HISTORY"), false),
         (Participant, "p1", put("/C/PROPERTYSTORE/app/x"), true),
-        (Participant, "p1", Action::Delete { path: "/C/PROPERTYSTORE", recursive: true }, true),
+        (
+            Participant,
+            "p1",
+            Action::Delete {
+                path: "/C/PROPERTYSTORE",
+                recursive: true,
+            },
+            true,
+        ),
         (Participant, "p1", put("/C/EXTERNALVIEW/db"), false),
         (Participant, "p1", put("/C/IDEALSTATES/db"), false),
         (Participant, "p1", put("/C/CONTROLLER/LEADER"), false),
@@ -101,12 +197,60 @@ fn every_rule_of_the_table() {
         (Participant, "p1", Action::Compact, false),
         (Participant, "p1", Action::ChangeMembership, false),
         // A participant's application message to another instance: its own, never a transition.
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1", value: &app }, true),
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1", value: &forged_src }, false),
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1", value: &transition }, false),
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1", value: &cancel }, false),
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1", value: b"not json" }, false),
-        (Participant, "p1", Action::Put { path: "/C/INSTANCES/p2/MESSAGES/m1/x", value: &app }, false),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &app,
+            },
+            true,
+        ),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &forged_src,
+            },
+            false,
+        ),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &transition,
+            },
+            false,
+        ),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: &cancel,
+            },
+            false,
+        ),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1",
+                value: b"not json",
+            },
+            false,
+        ),
+        (
+            Participant,
+            "p1",
+            Action::Put {
+                path: "/C/INSTANCES/p2/MESSAGES/m1/x",
+                value: &app,
+            },
+            false,
+        ),
     ];
     for (role, name, action, allowed) in rows {
         let got = allow(role, name, &action);
@@ -121,7 +265,11 @@ fn every_rule_of_the_table() {
 #[test]
 fn only_admins_and_operators_administer() {
     for r in Role::ALL {
-        assert_eq!(administers(RoleSet::of(r)), matches!(r, Role::Admin | Role::Operator), "{r}");
+        assert_eq!(
+            administers(RoleSet::of(r)),
+            matches!(r, Role::Admin | Role::Operator),
+            "{r}"
+        );
     }
     assert!(administers(RoleSet::of(Role::Viewer).with(Role::Operator)));
     assert!(!administers(RoleSet::NONE));
@@ -153,12 +301,27 @@ fn requests_are_checked_by_every_write_they_carry() {
             failure: failure.iter().map(op).collect(),
         }))
     };
-    assert!(check_request(p, "p1", &txn(&["/C/LIVEINSTANCES/p1", "/C/INSTANCES/p1/GENERATION"], &[])).is_ok());
-    assert!(check_request(p, "p1", &txn(&["/C/LIVEINSTANCES/p1", "/C/LIVEINSTANCES/p2"], &[])).is_err());
+    assert!(check_request(
+        p,
+        "p1",
+        &txn(&["/C/LIVEINSTANCES/p1", "/C/INSTANCES/p1/GENERATION"], &[])
+    )
+    .is_ok());
+    assert!(check_request(
+        p,
+        "p1",
+        &txn(&["/C/LIVEINSTANCES/p1", "/C/LIVEINSTANCES/p2"], &[])
+    )
+    .is_err());
     assert!(check_request(p, "p1", &txn(&["/C/LIVEINSTANCES/p1"], &["/C/EXTERNALVIEW/db"])).is_err());
     assert!(check_request(p, "p1", &StoreRequest::Write(Command::Compact { below: 5 })).is_err());
     assert!(check_request(p, "p1", &StoreRequest::RemoveReplica { id: 2 }).is_err());
-    assert!(check_request(RoleSet::of(Role::Admin), "a", &StoreRequest::RemoveReplica { id: 2 }).is_ok());
+    assert!(check_request(
+        RoleSet::of(Role::Admin),
+        "a",
+        &StoreRequest::RemoveReplica { id: 2 }
+    )
+    .is_ok());
     let get = StoreRequest::Get {
         path: "/C".into(),
         mode: ReadMode::Linearizable,

@@ -90,7 +90,13 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
         let observed = crate::http::Observed::controller(&controller, &args.cluster);
         let http = args
             .http
-            .start(&flags, &name, crate::authz::Role::Controller, node_setup::store(&flags)?, observed)
+            .start(
+                &flags,
+                &name,
+                crate::authz::Role::Controller,
+                node_setup::store(&flags)?,
+                observed,
+            )
             .await?;
         let mut watches = Vec::new();
         for c in &args.cluster {

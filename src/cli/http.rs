@@ -44,8 +44,7 @@ impl HttpFlags {
             Listen::Plain
         } else {
             let settings = Settings::load(settings_flags).map_err(CliError::usage)?;
-            let tls =
-                settings::tls_material_for(&settings, name, role).map_err(CliError::failed)?;
+            let tls = settings::tls_material_for(&settings, name, role).map_err(CliError::failed)?;
             Listen::Https(Arc::new(tls))
         };
         let options = HttpOptions {

@@ -64,8 +64,8 @@ impl StatusFilter {
 /// Runs `strand members`.
 pub fn run(args: MembersArgs) -> Result<(), CliError> {
     let settings = Settings::load(&args.settings).map_err(CliError::failed)?;
-    let tls =
-        settings::tls_material_for(&settings, CLI_CLIENT_NAME, crate::authz::Role::Admin).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, CLI_CLIENT_NAME, crate::authz::Role::Admin)
+        .map_err(CliError::failed)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::CliError;
+use crate::authz::Role;
 use crate::propertystore::PropertyStore;
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::authz::Role;
 use crate::transport::tls::TlsDir;
 use crate::transport::{PeerRole, Transport};
 

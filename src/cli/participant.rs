@@ -227,7 +227,13 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
         let observed = crate::http::Observed::participant(&participant);
         let http = args
             .http
-            .start(&flags, &instance, Role::Participant, node_setup::store(&flags)?, observed)
+            .start(
+                &flags,
+                &instance,
+                Role::Participant,
+                node_setup::store(&flags)?,
+                observed,
+            )
             .await?;
         answer_echo(
             participant.messaging(),

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use super::output::{table, OutputFormat};
 use super::CliError;
+use crate::authz::Role;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::authz::Role;
 
 /// The port of the development store and of the default store endpoint.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -330,8 +330,7 @@ pub fn client_endpoint(
 ) -> Result<(Arc<dyn crate::transport::Transport>, Vec<SocketAddr>), CliError> {
     let settings = Settings::load(flags).map_err(CliError::usage)?;
     let eps = endpoints(&settings)?;
-    let tls =
-        settings::tls_material_for(&settings, CLIENT_NAME, Role::Admin).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, CLIENT_NAME, Role::Admin).map_err(CliError::failed)?;
     let local: SocketAddr = if eps.iter().all(|a| a.ip().is_loopback()) {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else if eps.iter().all(|a| a.is_ipv6()) {

@@ -52,13 +52,12 @@ pub enum TlsCommand {
 
 /// Arguments of `strand tls revoke`.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false, id = "revoked")]
 pub struct RevokeArgs {
     /// Every certificate of this name.
-    #[arg(long, group = "revoked")]
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
     pub name: Option<String>,
     /// The certificate with this serial (hex, as `openssl x509 -noout -serial` prints it).
-    #[arg(long, group = "revoked")]
+    #[arg(long)]
     pub serial: Option<String>,
     /// The TLS directory [default: from STRAND_TLS_DIR, the config file, or
     /// ~/.local/share/strand/tls].

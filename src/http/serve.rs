@@ -196,7 +196,11 @@ async fn accept_loop(
                             Ok(())
                         }
                     },
-                    None => builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app)).await,
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+                            .await
+                    }
                 }
             };
             tokio::select! {

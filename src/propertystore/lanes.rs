@@ -224,12 +224,7 @@ async fn run_lane(
     }
 }
 
-async fn send_frame(
-    transport: Arc<Out>,
-    to: SocketAddr,
-    mut jobs: Vec<Job>,
-    singles: Arc<AtomicBool>,
-) {
+async fn send_frame(transport: Arc<Out>, to: SocketAddr, mut jobs: Vec<Job>, singles: Arc<AtomicBool>) {
     // Abandoned writes (their caller timed out or gave up) are not sent.
     jobs.retain(|j| !j.answer.is_closed());
     if jobs.len() <= 1 || singles.load(Ordering::Acquire) {

@@ -223,7 +223,9 @@ pub fn claimed_by_sender(sender: &str, req: &RaftRequest) -> Result<(), String> 
             "permission denied: {sender:?} speaks for replica {id} ({:?})",
             replica_name(id)
         )),
-        None => Err(format!("permission denied: {sender:?} sent a vote for no replica")),
+        None => Err(format!(
+            "permission denied: {sender:?} sent a vote for no replica"
+        )),
     }
 }
 

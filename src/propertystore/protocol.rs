@@ -99,6 +99,14 @@ pub enum StoreRequest {
         /// How long to wait when there is nothing yet.
         wait_ms: u32,
     },
+    /// The last `max` (at most [`MAX_AUDIT_ENTRIES`]) entries of this replica's audit log
+    /// concerning `cluster` ([`super::audit`]); answered by [`StoreResponse::Audit`].
+    Audit {
+        /// The cluster.
+        cluster: String,
+        /// The most entries wanted.
+        max: u32,
+    },
 }
 
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
@@ -222,7 +230,12 @@ pub enum StoreResponse {
     /// The caller's certificate does not allow the request (or this write of a
     /// [`StoreRequest::Writes`]); nothing was done.
     PermissionDenied(crate::authz::Denied),
+    /// The answer to a [`StoreRequest::Audit`]: this replica's entries, oldest first.
+    Audit(Vec<super::audit::AuditEntry>),
 }
+
+/// The cap on [`StoreRequest::Audit`]'s `max`.
+pub const MAX_AUDIT_ENTRIES: u32 = 10_000;
 
 /// A Raft RPC between replicas.
 #[derive(Debug, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ use openraft::{BasicNode, ChangeMembers, Config, LogId, ServerState, SnapshotPol
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::audit::{self, AuditLog, AUDIT_MAX_BYTES};
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::durable::Durability;
 use super::elector::{Elector, Next, Role, Timing};
@@ -39,7 +40,7 @@ use super::lease::Lease;
 use super::network::{claimed_by_sender, Fences, Network};
 use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
-    MAX_WRITES_PER_REQUEST,
+    MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
@@ -155,6 +156,8 @@ struct Shared {
     index_reads: AtomicU64,
     /// The most bytes of entries one answer may carry: half the transport's frame limit.
     max_reply: usize,
+    /// Administrative writes this replica handled.
+    audit: AuditLog,
 }
 
 impl StoreServer {
@@ -260,6 +263,7 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
+            audit: AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -561,6 +565,16 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
         tracing::warn!(peer = %from.name, roles = %from.roles, "{denied}");
         return reply.ok_typed(&StoreResponse::PermissionDenied(denied));
     }
+    // Administrative writes are recorded once answered (see `super::audit`).
+    let audited = (authz::administers(from.roles)
+        && matches!(
+            req,
+            StoreRequest::Write(_)
+                | StoreRequest::Writes(_)
+                | StoreRequest::AddReplica { .. }
+                | StoreRequest::RemoveReplica { .. }
+        ))
+    .then(|| req.clone());
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
         StoreRequest::Get { path, mode } => {
@@ -617,6 +631,9 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
             Err(e) => StoreResponse::Error(e),
         },
         StoreRequest::Status => status(&shared).await,
+        StoreRequest::Audit { cluster, max } => {
+            StoreResponse::Audit(shared.audit.read(&cluster, max.min(MAX_AUDIT_ENTRIES) as usize))
+        }
         StoreRequest::AddReplica { id, addr } => add_replica(&shared, id, addr).await,
         StoreRequest::RemoveReplica { id } => remove_replica(&shared, id).await,
         StoreRequest::Writes(cmds) => {
@@ -651,6 +668,14 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
             StoreResponse::Many(answers.await)
         }
     };
+    if let Some(req) = audited {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        shared
+            .audit
+            .append(&audit::entries(&from.name, from.roles, &req, &resp, now));
+    }
     reply.ok_typed(&resp);
 }
 

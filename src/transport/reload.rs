@@ -29,7 +29,11 @@ pub type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 pub fn fingerprint(files: &[PathBuf]) -> Fingerprint {
     files
         .iter()
-        .map(|f| std::fs::metadata(f).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())))
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        })
         .collect()
 }
 
@@ -70,7 +74,9 @@ pub fn watch_material(
                         tracing::warn!(%name, error = %e, "cannot use the new TLS material; keeping the old");
                     }
                 }
-                Err(e) => tracing::warn!(%name, error = %e, "cannot load the new TLS material; keeping the old"),
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "cannot load the new TLS material; keeping the old")
+                }
             }
         }
     })

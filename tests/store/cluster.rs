@@ -10,7 +10,7 @@ use strand::propertystore::protocol::ReplicaStatus;
 use strand::propertystore::{replica_name, PropertyStore, StoreClientConfig};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
-use strand::transport::{PeerRole, Transport};
+use strand::transport::Transport;
 
 /// A set of replica processes, killed when dropped.
 pub struct Cluster {
@@ -135,7 +135,8 @@ impl Cluster {
 
     /// A client endpoint with the test client's certificate (for raw requests).
     pub fn client_transport(&self) -> Arc<dyn Transport> {
-        let tls = settings::tls_material_for(&self.settings(), "test-client", strand::authz::Role::Admin).unwrap();
+        let tls =
+            settings::tls_material_for(&self.settings(), "test-client", strand::authz::Role::Admin).unwrap();
         let mut qc = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls);
         qc.handshake_timeout = Duration::from_millis(800);
         QuicTransport::client(qc).unwrap()

@@ -110,28 +110,57 @@ async fn tls_commands_write_working_certificates_and_refuse_overwrites() {
 
     // Roles: given with --role (repeatable), defaults per kind, unknown ones refused.
     let (code, _, err) = strand(
-        &["tls", "client", "generate", "--name", "eve", "--role", "root", "--dir", d],
+        &[
+            "tls", "client", "generate", "--name", "eve", "--role", "root", "--dir", d,
+        ],
         &home,
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown role \"root\""), "{err}");
     let (code, _, err) = strand(
         &[
-            "tls", "node", "generate", "--name", "both", "--role", "controller", "--role", "participant", "--dir", d,
+            "tls",
+            "node",
+            "generate",
+            "--name",
+            "both",
+            "--role",
+            "controller",
+            "--role",
+            "participant",
+            "--dir",
+            d,
         ],
         &home,
     );
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = strand(
-        &["tls", "client", "generate", "--name", "eve", "--role", "viewer", "--dir", d],
+        &[
+            "tls", "client", "generate", "--name", "eve", "--role", "viewer", "--dir", d,
+        ],
         &home,
     );
     assert_eq!(code, 0, "{err}");
     let t = TlsDir::new(&dir);
-    assert_eq!(t.load("both", PeerRole::Node).unwrap().roles().to_string(), "controller,participant");
-    assert_eq!(t.load("eve", PeerRole::Client).unwrap().roles().to_string(), "viewer");
-    assert_eq!(t.load("admin", PeerRole::Client).unwrap().roles().to_string(), "admin");
-    assert_eq!(t.load("localhost_12913", PeerRole::Node).unwrap().roles().to_string(), "participant");
+    assert_eq!(
+        t.load("both", PeerRole::Node).unwrap().roles().to_string(),
+        "controller,participant"
+    );
+    assert_eq!(
+        t.load("eve", PeerRole::Client).unwrap().roles().to_string(),
+        "viewer"
+    );
+    assert_eq!(
+        t.load("admin", PeerRole::Client).unwrap().roles().to_string(),
+        "admin"
+    );
+    assert_eq!(
+        t.load("localhost_12913", PeerRole::Node)
+            .unwrap()
+            .roles()
+            .to_string(),
+        "participant"
+    );
 
     // Revocation: a name or a serial goes to revoked.txt; a bad serial is a usage error.
     let (code, out, err) = strand(&["tls", "revoke", "--name", "eve", "--dir", d], &home);

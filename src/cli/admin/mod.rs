@@ -15,6 +15,7 @@
 //!
 //! The files here only parse and print; every decision is in [`crate::admin`].
 
+mod audit;
 mod cluster;
 mod common;
 mod config;
@@ -72,6 +73,8 @@ pub enum AdminCommand {
     Constraint(constraint::ConstraintArgs),
     /// Send a message by criteria (`--wait` for replies); exit 1 if any recipient failed.
     Send(send::SendArgs),
+    /// Who changed what and when: the administrative writes the store recorded.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs `strand admin`.
@@ -93,6 +96,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Propertystore(a) => propertystore::run(a).await,
             AdminCommand::Constraint(a) => constraint::run(a).await,
             AdminCommand::Send(a) => send::run(a).await,
+            AdminCommand::Audit(a) => audit::run(a).await,
         }
     })
 }

@@ -356,7 +356,9 @@ impl PropertyStore {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to} is not the leader and knows none yet"))
                 }
-                Ok(StoreResponse::PermissionDenied(denied)) => return Err(ClientError::PermissionDenied(denied)),
+                Ok(StoreResponse::PermissionDenied(denied)) => {
+                    return Err(ClientError::PermissionDenied(denied))
+                }
                 Ok(StoreResponse::Unavailable { reason }) => {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to}: {reason}"))

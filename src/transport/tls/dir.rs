@@ -67,7 +67,11 @@ impl TlsDir {
     /// nodes pick it up when they reload their material. Returns the file written.
     pub fn revoke(&self, line: &str) -> Result<PathBuf, TlsError> {
         let path = self.revoked_path();
-        let mut text = if path.exists() { read_text(&path)? } else { String::new() };
+        let mut text = if path.exists() {
+            read_text(&path)?
+        } else {
+            String::new()
+        };
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -188,13 +192,15 @@ impl TlsDir {
             },
             other => other,
         })?;
-        let material = material.with_revocations(self.read_revocations()?).map_err(|e| match e {
-            TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
-                what: cert_path.display().to_string(),
-                reason,
-            },
-            other => other,
-        })?;
+        let material = material
+            .with_revocations(self.read_revocations()?)
+            .map_err(|e| match e {
+                TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
+                    what: cert_path.display().to_string(),
+                    reason,
+                },
+                other => other,
+            })?;
         if material.name() != name || material.role() != role {
             return Err(TlsError::BadCertificate {
                 what: cert_path.display().to_string(),

@@ -83,7 +83,9 @@ impl Revocations {
         if !self.serials.is_empty() {
             let serial = serial_hex(cert).map_err(|e| e.to_string())?;
             if self.serials.contains(&serial) {
-                return Err(format!("the certificate of {name:?} is revoked (serial {serial})"));
+                return Err(format!(
+                    "the certificate of {name:?} is revoked (serial {serial})"
+                ));
             }
         }
         Ok(())
@@ -119,7 +121,12 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_with_their_number() {
-        for (text, line) in [("serial xyz", 1), ("\nname a b", 2), ("revoke store-1", 1), ("serial", 1)] {
+        for (text, line) in [
+            ("serial xyz", 1),
+            ("\nname a b", 2),
+            ("revoke store-1", 1),
+            ("serial", 1),
+        ] {
             let e = Revocations::parse(text).unwrap_err();
             assert!(e.starts_with(&format!("line {line}:")), "{text:?}: {e}");
         }

@@ -15,10 +15,10 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName as TlsDistinguishedName, RootCertStore, SignatureScheme,
 };
 
+use super::revoke::Revocations;
 use super::{
     der, validate_name, Identity, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX, ROLE_URI_PREFIX,
 };
-use super::revoke::Revocations;
 use crate::authz::{Role, RoleSet};
 
 /// Reads the strand identity (name, kind and roles) from a DER certificate. Exactly one
@@ -110,7 +110,9 @@ impl ServerCertVerifier for StrandServerVerifier {
                 identity.name
             )));
         }
-        self.revoked.check(&identity.name, end_entity).map_err(cert_error)?;
+        self.revoked
+            .check(&identity.name, end_entity)
+            .map_err(cert_error)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -178,7 +180,9 @@ impl ClientCertVerifier for StrandClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let identity = identity_of(end_entity).map_err(|e| cert_error(e.to_string()))?;
-        self.revoked.check(&identity.name, end_entity).map_err(cert_error)?;
+        self.revoked
+            .check(&identity.name, end_entity)
+            .map_err(cert_error)?;
         Ok(verified)
     }
 

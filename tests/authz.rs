@@ -62,28 +62,19 @@ async fn a_viewer_reads_and_writes_nothing() {
         .await
         .unwrap();
     let viewer = c.store_as("eve", roles(Role::Viewer));
-    assert_eq!(
-        viewer
-            .get(&format!("/{C}/PROPERTYSTORE/k"))
+    let value = |s: PropertyStore| async move {
+        s.get(&format!("/{C}/PROPERTYSTORE/k"))
             .await
             .unwrap()
             .unwrap()
-            .value,
-        b"v".to_vec()
-    );
+            .value
+    };
+    assert_eq!(value(viewer.clone()).await, b"v".to_vec());
     denied(viewer.set(&format!("/{C}/PROPERTYSTORE/k"), b"w", None).await);
     denied(viewer.create(&format!("/{C}/PROPERTYSTORE/new"), b"w").await);
     denied(viewer.delete(&format!("/{C}"), None, true).await);
     denied(viewer.compact(1).await);
-    assert_eq!(
-        admin
-            .get(&format!("/{C}/PROPERTYSTORE/k"))
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b"v".to_vec()
-    );
+    assert_eq!(value(admin).await, b"v".to_vec());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

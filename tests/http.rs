@@ -483,6 +483,7 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
     let resp = send.send_request(req("GET", "/admin/v2/clusters")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let _ = resp.into_body().collect().await.unwrap();
+    send.ready().await.unwrap();
     let resp = send
         .send_request(req("PUT", "/admin/v2/clusters/viewer-made"))
         .await

@@ -24,6 +24,10 @@ use crate::authz::{self, RoleSet};
 
 /// The file's size beyond which it is rotated.
 pub const AUDIT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// The most operations one entry lists (a larger transaction ends with "… and N more").
+pub const AUDIT_MAX_OPS: usize = 16;
+/// The longest path an entry spells out (longer ones are cut, ending with "…").
+pub const AUDIT_MAX_PATH: usize = 256;
 
 /// One administrative write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,14 +56,21 @@ impl AuditEntry {
 
 fn describe_op(op: &Op) -> (String, &str) {
     match op {
-        Op::Create { path, .. } => (format!("create {path}"), path),
-        Op::Set { path, .. } => (format!("set {path}"), path),
+        Op::Create { path, .. } => (format!("create {}", shown(path)), path),
+        Op::Set { path, .. } => (format!("set {}", shown(path)), path),
         Op::Delete {
             path,
             recursive: true,
             ..
-        } => (format!("delete {path} recursively"), path),
-        Op::Delete { path, .. } => (format!("delete {path}"), path),
+        } => (format!("delete {} recursively", shown(path)), path),
+        Op::Delete { path, .. } => (format!("delete {}", shown(path)), path),
+    }
+}
+
+fn shown(path: &str) -> String {
+    match path.char_indices().nth(AUDIT_MAX_PATH) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_string(),
     }
 }
 
@@ -68,10 +79,15 @@ fn describe_command(cmd: &Command, what: &mut Vec<String>, clusters: &mut Vec<St
         Command::Compact { below } => what.push(format!("compact below revision {below}")),
         Command::Txn(t) => {
             let guarded = !t.conditions.is_empty();
+            let total = t.success.len() + t.failure.len();
             for (branch, ops) in [("", &t.success), ("else ", &t.failure)] {
                 for op in ops {
                     let (text, path) = describe_op(op);
-                    what.push(if guarded { format!("{branch}{text}") } else { text });
+                    if what.len() < AUDIT_MAX_OPS {
+                        what.push(if guarded { format!("{branch}{text}") } else { text });
+                    } else if what.len() == AUDIT_MAX_OPS {
+                        what.push(format!("… and {} more", total - AUDIT_MAX_OPS));
+                    }
                     if let Some(c) = path
                         .trim_start_matches('/')
                         .split('/')
@@ -266,6 +282,27 @@ mod tests {
         );
         assert_eq!(rm[0].what, vec!["remove replica 3".to_string()]);
         assert!(rm[0].concerns("anything"));
+        // A large transaction is listed in part; long paths are cut.
+        let ops: Vec<Op> = (0..40)
+            .map(|i| Op::Set {
+                path: format!("/C/{}{i}", "x".repeat(400)),
+                value: Vec::new(),
+                expected_version: None,
+            })
+            .collect();
+        let big = StoreRequest::Write(Command::Txn(Txn {
+            conditions: Vec::new(),
+            success: ops,
+            failure: Vec::new(),
+        }));
+        let e = entries("ops", admin, &big, &written(3), 1);
+        assert_eq!(e[0].what.len(), AUDIT_MAX_OPS + 1);
+        assert_eq!(
+            e[0].what.last().unwrap(),
+            &format!("… and {} more", 40 - AUDIT_MAX_OPS)
+        );
+        assert!(e[0].what[0].len() < AUDIT_MAX_PATH + 16 && e[0].what[0].ends_with('…'));
+        assert_eq!(e[0].clusters, vec!["C".to_string()]);
         // A batch: one entry per write that was done.
         let batch = StoreRequest::Writes(vec![set("/C/a"), set("/D/b")]);
         let answers = StoreResponse::Many(vec![written(8), not_leader]);

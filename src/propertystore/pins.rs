@@ -94,26 +94,7 @@ mod tests {
     }
 
     fn status(id: ReplicaId, voters: Vec<(ReplicaId, String)>) -> ReplicaStatus {
-        ReplicaStatus {
-            id,
-            addr: String::new(),
-            role: "Follower".into(),
-            term: 1,
-            leader: None,
-            commit_index: None,
-            applied_index: None,
-            snapshot_index: None,
-            purged_index: None,
-            revision: 0,
-            oldest_revision: 1,
-            db_size_bytes: 0,
-            log_entries: 0,
-            log_syncs: 0,
-            lease_reads: 0,
-            index_reads: 0,
-            voters,
-            learners: Vec::new(),
-        }
+        ReplicaStatus::example(id, voters)
     }
 
     #[test]

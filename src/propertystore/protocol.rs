@@ -237,6 +237,33 @@ pub enum StoreResponse {
 /// The cap on [`StoreRequest::Audit`]'s `max`.
 pub const MAX_AUDIT_ENTRIES: u32 = 10_000;
 
+#[cfg(test)]
+impl ReplicaStatus {
+    /// A follower at term 1 that knows no leader, with `voters`: for tests.
+    pub(crate) fn example(id: ReplicaId, voters: Vec<(ReplicaId, String)>) -> ReplicaStatus {
+        ReplicaStatus {
+            id,
+            addr: String::new(),
+            role: "Follower".into(),
+            term: 1,
+            leader: None,
+            commit_index: None,
+            applied_index: None,
+            snapshot_index: None,
+            purged_index: None,
+            revision: 0,
+            oldest_revision: 1,
+            db_size_bytes: 0,
+            log_entries: 0,
+            log_syncs: 0,
+            lease_reads: 0,
+            index_reads: 0,
+            voters,
+            learners: Vec::new(),
+        }
+    }
+}
+
 /// A Raft RPC between replicas.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftRequest {

@@ -157,7 +157,7 @@ struct Shared {
     /// The most bytes of entries one answer may carry: half the transport's frame limit.
     max_reply: usize,
     /// Administrative writes this replica handled.
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
 }
 
 impl StoreServer {
@@ -263,7 +263,7 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
-            audit: AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES),
+            audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -672,9 +672,12 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        shared
-            .audit
-            .append(&audit::entries(&from.name, from.roles, &req, &resp, now));
+        let entries = audit::entries(&from.name, from.roles, &req, &resp, now);
+        if !entries.is_empty() {
+            // File I/O off the runtime's threads; the answer does not wait for it.
+            let log = shared.audit.clone();
+            tokio::task::spawn_blocking(move || log.append(&entries));
+        }
     }
     reply.ok_typed(&resp);
 }

@@ -475,24 +475,10 @@ async fn killed_node_restarted_at_the_same_address_is_reconnected() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = TlsDir::new(tmp.path());
     dir.create_ca("test CA", false).unwrap();
-    dir.issue(
-        "b",
-        PeerRole::Node,
-        strand::authz::RoleSet::of(strand::authz::Role::Store),
-        &[],
-        &[],
-        false,
-    )
-    .unwrap();
-    dir.issue(
-        "a",
-        PeerRole::Node,
-        strand::authz::RoleSet::of(strand::authz::Role::Store),
-        &[],
-        &[],
-        false,
-    )
-    .unwrap();
+    let store = strand::authz::RoleSet::of(strand::authz::Role::Store);
+    for name in ["b", "a"] {
+        dir.issue(name, PeerRole::Node, store, &[], &[], false).unwrap();
+    }
     // No keep-alive and long idle timeouts at both ends: only a stateless reset can reveal the
     // restart before the request's deadline (without it, this test fails with TimedOut).
     let mut config = QuicConfig::new(loopback(), dir.load("a", PeerRole::Node).unwrap());

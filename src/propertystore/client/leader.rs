@@ -410,24 +410,10 @@ mod tests {
     fn status(id: ReplicaId, term: u64, leader: Option<ReplicaId>) -> ReplicaStatus {
         let voters = (1..=3).map(|i| (i, format!("127.0.0.1:700{i}"))).collect();
         ReplicaStatus {
-            id,
             addr: format!("127.0.0.1:700{id}"),
-            role: "Follower".into(),
             term,
             leader,
-            commit_index: None,
-            applied_index: None,
-            snapshot_index: None,
-            purged_index: None,
-            revision: 0,
-            oldest_revision: 1,
-            db_size_bytes: 0,
-            log_entries: 0,
-            log_syncs: 0,
-            lease_reads: 0,
-            index_reads: 0,
-            voters,
-            learners: Vec::new(),
+            ..ReplicaStatus::example(id, voters)
         }
     }
 

@@ -180,27 +180,21 @@ impl TlsDir {
             });
         }
         let cert_path = self.cert_path(name, role);
-        let material = TlsMaterial::from_pem(
-            &read_text(&self.ca_cert_path())?,
-            &read_text(&cert_path)?,
-            &read_text(&self.key_path(name, role))?,
-        )
-        .map_err(|e| match e {
+        // A refused certificate is named by its file.
+        let at_path = |e| match e {
             TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
                 what: cert_path.display().to_string(),
                 reason,
             },
             other => other,
-        })?;
-        let material = material
-            .with_revocations(self.read_revocations()?)
-            .map_err(|e| match e {
-                TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
-                    what: cert_path.display().to_string(),
-                    reason,
-                },
-                other => other,
-            })?;
+        };
+        let material = TlsMaterial::from_pem(
+            &read_text(&self.ca_cert_path())?,
+            &read_text(&cert_path)?,
+            &read_text(&self.key_path(name, role))?,
+        )
+        .and_then(|m| m.with_revocations(self.read_revocations()?))
+        .map_err(at_path)?;
         if material.name() != name || material.role() != role {
             return Err(TlsError::BadCertificate {
                 what: cert_path.display().to_string(),

@@ -121,6 +121,14 @@ fn run_node(args: NodeRunArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
         let transport = QuicTransport::bind(QuicConfig::new(args.listen, tls))
             .map_err(|e| CliError::failed(format!("cannot listen on {}: {e}", args.listen)))?;
+        crate::transport::reload::watch_material(
+            &transport,
+            crate::transport::tls::TlsDir::new(&settings.tls_dir),
+            args.name.clone(),
+            PeerRole::Node,
+            crate::transport::reload::RELOAD_EVERY,
+            true,
+        );
         let (membership, mut events) = Membership::builder(transport.clone())
             .roles(roles)
             .clusters(args.clusters.clone())

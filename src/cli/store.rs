@@ -18,6 +18,7 @@ use crate::authz::Role;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
+use crate::transport::tls::TlsDir;
 
 /// The port of the development store and of the default store endpoint.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -246,7 +247,21 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let server = StoreServer::start(config).await.map_err(CliError::failed)?;
+        // The replica's endpoint reloads its certificate and the revocation list when the
+        // files change (or on SIGHUP).
+        let transport = QuicTransport::bind(QuicConfig::new(config.listen, config.tls.clone()))
+            .map_err(CliError::failed)?;
+        crate::transport::reload::watch_material(
+            &transport,
+            TlsDir::new(&settings.tls_dir),
+            replica_name(id),
+            crate::transport::PeerRole::Node,
+            crate::transport::reload::RELOAD_EVERY,
+            true,
+        );
+        let server = StoreServer::start_on(config, transport)
+            .await
+            .map_err(CliError::failed)?;
         let http = match args.http.http {
             Some(_) => {
                 let client = connect_with(&http_settings, 0)?;

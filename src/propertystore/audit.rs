@@ -170,7 +170,14 @@ pub fn entries(
 pub struct AuditLog {
     path: PathBuf,
     max_bytes: u64,
-    lock: Mutex<()>,
+    /// Held while the files are written or read.
+    files: Mutex<()>,
+    /// Entries recorded and not yet written (reads include them).
+    pending: Mutex<Vec<AuditEntry>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AuditLog {
@@ -179,7 +186,8 @@ impl AuditLog {
         AuditLog {
             path: data_dir.join("audit.jsonl"),
             max_bytes,
-            lock: Mutex::new(()),
+            files: Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -187,12 +195,20 @@ impl AuditLog {
         self.path.with_extension("jsonl.1")
     }
 
-    /// Appends `entries`; a failure is logged, never fatal to the write it records.
-    pub fn append(&self, entries: &[AuditEntry]) {
+    /// Records `entries` at once (in memory; cheap): reads see them from now on, and
+    /// [`AuditLog::flush`] writes them.
+    pub fn record(&self, entries: Vec<AuditEntry>) {
+        lock(&self.pending).extend(entries);
+    }
+
+    /// Writes the recorded entries to the file (blocking I/O); a failure is logged, never
+    /// fatal to the writes it records.
+    pub fn flush(&self) {
+        let _files = lock(&self.files);
+        let entries = std::mem::take(&mut *lock(&self.pending));
         if entries.is_empty() {
             return;
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = (|| -> std::io::Result<()> {
             if fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max_bytes) {
                 fs::rename(&self.path, self.rotated())?;
@@ -202,7 +218,7 @@ impl AuditLog {
                 .append(true)
                 .open(&self.path)?;
             let mut text = String::new();
-            for e in entries {
+            for e in &entries {
                 text.push_str(&serde_json::to_string(e).map_err(std::io::Error::other)?);
                 text.push('\n');
             }
@@ -213,9 +229,16 @@ impl AuditLog {
         }
     }
 
-    /// The last `max` entries concerning `cluster`, oldest first (unreadable lines skipped).
+    /// Records and writes `entries` (see [`AuditLog::record`], [`AuditLog::flush`]).
+    pub fn append(&self, entries: Vec<AuditEntry>) {
+        self.record(entries);
+        self.flush();
+    }
+
+    /// The last `max` entries concerning `cluster`, oldest first (unreadable lines skipped),
+    /// those not written yet included.
     pub fn read(&self, cluster: &str, max: usize) -> Vec<AuditEntry> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _files = lock(&self.files);
         let mut out = Vec::new();
         for path in [self.rotated(), self.path.clone()] {
             let Ok(f) = fs::File::open(&path) else { continue };
@@ -227,6 +250,12 @@ impl AuditLog {
                 }
             }
         }
+        out.extend(
+            lock(&self.pending)
+                .iter()
+                .filter(|e| e.concerns(cluster))
+                .cloned(),
+        );
         let skip = out.len().saturating_sub(max);
         out.split_off(skip)
     }
@@ -317,7 +346,7 @@ mod tests {
         let log = AuditLog::new(tmp.path(), 600);
         for i in 0..20u64 {
             let req = StoreRequest::Write(set(if i % 2 == 0 { "/C/x" } else { "/D/x" }));
-            log.append(&entries("ops", RoleSet::of(Role::Admin), &req, &written(i), i));
+            log.append(entries("ops", RoleSet::of(Role::Admin), &req, &written(i), i));
         }
         let c = log.read("C", 1000);
         assert!(!c.is_empty() && c.iter().all(|e| e.concerns("C")));
@@ -330,5 +359,19 @@ mod tests {
             .sum();
         assert!(total <= 2 * 600 + 400, "{total}");
         assert_eq!(log.read("C", 2).len(), 2);
+        // Recorded and not written yet: read all the same, and written by the next flush.
+        log.record(entries(
+            "ops",
+            RoleSet::of(Role::Admin),
+            &StoreRequest::Write(set("/C/y")),
+            &written(99),
+            99,
+        ));
+        assert_eq!(log.read("C", 1)[0].when_ms, 99);
+        log.flush();
+        assert_eq!(log.read("C", 1)[0].when_ms, 99);
+        assert!(fs::read_to_string(tmp.path().join("audit.jsonl"))
+            .unwrap()
+            .contains("/C/y"));
     }
 }

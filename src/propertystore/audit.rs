@@ -196,9 +196,14 @@ impl AuditLog {
     }
 
     /// Records `entries` at once (in memory; cheap): reads see them from now on, and
-    /// [`AuditLog::flush`] writes them.
-    pub fn record(&self, entries: Vec<AuditEntry>) {
-        lock(&self.pending).extend(entries);
+    /// [`AuditLog::flush`] writes them. Returns whether a flush must be scheduled: nothing
+    /// was pending before, so no flush scheduled earlier will take these (one that is
+    /// scheduled and has not run yet takes everything pending when it runs).
+    pub fn record(&self, entries: Vec<AuditEntry>) -> bool {
+        let mut pending = lock(&self.pending);
+        let was_empty = pending.is_empty();
+        pending.extend(entries);
+        was_empty && !pending.is_empty()
     }
 
     /// Writes the recorded entries to the file (blocking I/O); a failure is logged, never
@@ -231,8 +236,9 @@ impl AuditLog {
 
     /// Records and writes `entries` (see [`AuditLog::record`], [`AuditLog::flush`]).
     pub fn append(&self, entries: Vec<AuditEntry>) {
-        self.record(entries);
-        self.flush();
+        if self.record(entries) {
+            self.flush();
+        }
     }
 
     /// The last `max` entries concerning `cluster`, oldest first (unreadable lines skipped),
@@ -360,16 +366,21 @@ mod tests {
         assert!(total <= 2 * 600 + 400, "{total}");
         assert_eq!(log.read("C", 2).len(), 2);
         // Recorded and not written yet: read all the same, and written by the next flush.
-        log.record(entries(
-            "ops",
-            RoleSet::of(Role::Admin),
-            &StoreRequest::Write(set("/C/y")),
-            &written(99),
-            99,
-        ));
-        assert_eq!(log.read("C", 1)[0].when_ms, 99);
+        let y = |t| {
+            entries(
+                "ops",
+                RoleSet::of(Role::Admin),
+                &StoreRequest::Write(set("/C/y")),
+                &written(t),
+                t,
+            )
+        };
+        assert!(log.record(y(99)), "nothing was pending: flush");
+        assert!(!log.record(y(100)), "a flush is already due");
+        assert_eq!(log.read("C", 2)[0].when_ms, 99);
         log.flush();
-        assert_eq!(log.read("C", 1)[0].when_ms, 99);
+        assert_eq!(log.read("C", 1)[0].when_ms, 100);
+        assert!(log.record(y(101)), "the flush took everything");
         assert!(fs::read_to_string(tmp.path().join("audit.jsonl"))
             .unwrap()
             .contains("/C/y"));

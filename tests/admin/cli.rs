@@ -135,7 +135,9 @@ fn the_helix_tutorial_runs_step_for_step_with_strand_helix_admin() {
         .filter(|e| {
             e["who"] == "strand-cli"
                 && e["roles"] == "admin"
-                && e["what"].to_string().contains("/MYCLUSTER/CONFIGS/PARTICIPANT/localhost_1291")
+                && e["what"]
+                    .to_string()
+                    .contains("/MYCLUSTER/CONFIGS/PARTICIPANT/localhost_1291")
                 && e["when_ms"].as_u64().is_some_and(|t| t > 0)
         })
         .count();

@@ -24,7 +24,7 @@ fn roles(r: Role) -> RoleSet {
 
 fn denied<T: std::fmt::Debug>(r: Result<T, ClientError>) -> strand::authz::Denied {
     match r {
-        Err(ClientError::PermissionDenied(d)) => d,
+        Err(ClientError::PermissionDenied(d)) => *d,
         other => panic!("expected a permission denial, got {other:?}"),
     }
 }

@@ -357,7 +357,7 @@ impl PropertyStore {
                     Attempt::Retry(format!("{to} is not the leader and knows none yet"))
                 }
                 Ok(StoreResponse::PermissionDenied(denied)) => {
-                    return Err(ClientError::PermissionDenied(denied))
+                    return Err(ClientError::PermissionDenied(Box::new(denied)))
                 }
                 Ok(StoreResponse::Unavailable { reason }) => {
                     self.set_leader(None);

@@ -86,7 +86,7 @@ pub enum ClientError {
     },
     /// The caller's certificate does not allow the operation; nothing changed.
     #[error(transparent)]
-    PermissionDenied(#[from] crate::authz::Denied),
+    PermissionDenied(Box<crate::authz::Denied>),
     /// A replica's certificate is not the one expected at its address (the client pins each
     /// replica's identity once it knows it); nothing was sent to it.
     #[error("authentication with {peer} failed: {reason}")]
@@ -456,7 +456,9 @@ impl PropertyStore {
                     answered = true;
                     entries.append(&mut e);
                 }
-                Ok(StoreResponse::PermissionDenied(d)) => return Err(ClientError::PermissionDenied(d)),
+                Ok(StoreResponse::PermissionDenied(d)) => {
+                    return Err(ClientError::PermissionDenied(Box::new(d)))
+                }
                 Ok(other) => {
                     last = ClientError::Protocol {
                         what: format!("{other:?}"),

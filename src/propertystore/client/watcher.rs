@@ -161,7 +161,9 @@ impl Watcher {
                 Ok(StoreResponse::EventPage { events, next }) => return Ok((events, next)),
                 Ok(StoreResponse::Events { events, next }) => return Ok((events, Position::at(next))),
                 Ok(StoreResponse::Error(e)) => return Err(ClientError::Store(e)),
-                Ok(StoreResponse::PermissionDenied(d)) => return Err(ClientError::PermissionDenied(d)),
+                Ok(StoreResponse::PermissionDenied(d)) => {
+                    return Err(ClientError::PermissionDenied(Box::new(d)))
+                }
                 Ok(other) => {
                     return Err(ClientError::Protocol {
                         what: format!("{other:?}"),

@@ -28,7 +28,15 @@ struct Pair {
 }
 
 fn material(ca: &tls::CertAndKey, name: &str) -> TlsMaterial {
-    let issued = tls::issue_certificate(ca, name, PeerRole::Node, &[], &[]).expect("issue");
+    let issued = tls::issue_certificate(
+        ca,
+        name,
+        PeerRole::Node,
+        strand::authz::RoleSet::of(strand::authz::Role::Store),
+        &[],
+        &[],
+    )
+    .expect("issue");
     TlsMaterial::from_pem(&ca.cert_pem, &issued.cert_pem, &issued.key_pem).expect("material")
 }
 

@@ -213,9 +213,17 @@ fn participant(args: &[String]) -> anyhow::Result<()> {
         store: vec![flag("--store")?],
     };
     node_setup::runtime()?.block_on(async move {
+        // The participant reaches the store over its own endpoint: its writes are checked
+        // against its own certificate (the participant role).
+        let endpoint = node_setup::endpoint(
+            &flags,
+            &instance,
+            strand::authz::Role::Participant,
+            "127.0.0.1:0".parse()?,
+        )?;
         let p = Participant::builder(&cluster, &instance)
-            .store(node_setup::store(&flags)?)
-            .transport(node_setup::endpoint(&flags, &instance, "127.0.0.1:0".parse()?)?)
+            .store(node_setup::store_over(&flags, endpoint.clone())?)
+            .transport(endpoint)
             .connect()
             .await?;
         // Which partitions this node is MASTER of, from its own transition events.

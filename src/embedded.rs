@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::authz::{Role as AuthzRole, RoleSet};
 use crate::controller::{Controller, ControllerError, Role};
 use crate::model::{Layout, Record};
 use crate::participant::{AcceptAll, Participant, ParticipantError, StateModelHandler};
@@ -24,7 +25,7 @@ use crate::propertystore::{
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::spectator::Spectator;
 use crate::transport::mem::MemNetwork;
-use crate::transport::{PeerRole, Transport};
+use crate::transport::Transport;
 
 /// Why the embedded cluster could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +73,10 @@ impl EmbeddedCluster {
         )
         .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
         let net = MemNetwork::new(seed);
-        let endpoint = net.endpoint(&replica_name(1));
+        let endpoint = net.endpoint_with_roles(&replica_name(1), RoleSet::of(AuthzRole::Store));
         let addr = endpoint.local_addr();
         // The in-memory network checks names, not certificates; the material is unused.
-        let tls = settings::tls_material_for(&settings, &replica_name(1), PeerRole::Node)
+        let tls = settings::tls_material_for(&settings, &replica_name(1), crate::authz::Role::Store)
             .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
         let mut config = ReplicaConfig::new(1, addr, dir.path().join("store"), tls);
         config.heartbeat = Duration::from_millis(50);
@@ -103,13 +104,30 @@ impl EmbeddedCluster {
         self.dir.path()
     }
 
-    /// A new store client (with a cache).
+    /// A new store client (with a cache) with an admin certificate named `client-<n>`.
     pub fn store(&mut self) -> PropertyStore {
         self.clients += 1;
-        let endpoint = self.net.client(&format!("client-{}", self.clients));
+        let name = format!("client-{}", self.clients);
+        self.store_as(&name, RoleSet::of(AuthzRole::Admin))
+    }
+
+    /// A new store client (with a cache) whose certificate names `name` and grants `roles`.
+    pub fn store_as(&mut self, name: &str, roles: RoleSet) -> PropertyStore {
+        let endpoint = self.net.client_with_roles(name, roles);
+        self.store_over(endpoint as Arc<dyn Transport>)
+    }
+
+    /// The store replica's address.
+    pub fn store_addr(&self) -> std::net::SocketAddr {
+        self.store_addr
+    }
+
+    /// A store client (with a cache) over a member's own endpoint: the store checks its
+    /// writes against the member's name and roles.
+    fn store_over(&self, endpoint: Arc<dyn Transport>) -> PropertyStore {
         let mut config = StoreClientConfig::new(vec![self.store_addr]);
         config.cache_capacity = 10_000;
-        PropertyStore::new(endpoint as Arc<dyn Transport>, config)
+        PropertyStore::new(endpoint, config)
     }
 
     /// The application property store of `cluster`, over a new store client.
@@ -124,10 +142,13 @@ impl EmbeddedCluster {
 
     /// Starts a controller of `clusters` named `name`.
     pub async fn add_controller(&mut self, name: &str, clusters: &[&str]) -> Result<(), EmbeddedError> {
-        let store = self.store();
+        let endpoint = self
+            .net
+            .endpoint_with_roles(name, RoleSet::of(AuthzRole::Controller))
+            as Arc<dyn Transport>;
         let mut b = Controller::builder(name)
-            .store(store)
-            .transport(self.net.endpoint(name) as Arc<dyn Transport>);
+            .store(self.store_over(endpoint.clone()))
+            .transport(endpoint);
         for c in clusters {
             b = b.cluster(*c);
         }
@@ -143,10 +164,13 @@ impl EmbeddedCluster {
         instance: &str,
         handler: Option<Arc<dyn StateModelHandler>>,
     ) -> Result<&Participant, EmbeddedError> {
-        let store = self.store();
+        let endpoint = self
+            .net
+            .endpoint_with_roles(instance, RoleSet::of(AuthzRole::Participant))
+            as Arc<dyn Transport>;
         let p = Participant::builder(cluster, instance)
-            .store(store)
-            .transport(self.net.endpoint(instance) as Arc<dyn Transport>)
+            .store(self.store_over(endpoint.clone()))
+            .transport(endpoint)
             .handler(handler.unwrap_or_else(|| Arc::new(AcceptAll)))
             .connect()
             .await?;
@@ -210,7 +234,9 @@ impl EmbeddedCluster {
 
     /// A spectator of `cluster`.
     pub async fn spectator(&mut self, cluster: &str) -> Result<Spectator, EmbeddedError> {
-        let store = self.store();
+        self.clients += 1;
+        let name = format!("spectator-{}", self.clients);
+        let store = self.store_as(&name, RoleSet::of(AuthzRole::Spectator));
         Ok(Spectator::connect(store, cluster).await?)
     }
 

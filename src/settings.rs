@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::authz::{Role, RoleSet};
 use crate::transport::tls::{self, RoleName, TlsDir, TlsError, TlsMaterial};
 use crate::transport::PeerRole;
 
@@ -385,20 +386,42 @@ fn parse_config(path: &Path, text: &str) -> Result<FileSettings, SettingsError> 
     Ok(out)
 }
 
-/// The TLS material `name` needs to run as `role`, from the settings' TLS directory.
+/// The TLS material `name` needs to run as `role`, from the settings' TLS directory: a node
+/// certificate for the roles that run a node, else a client certificate. See
+/// [`tls_material_as`].
+pub fn tls_material_for(settings: &Settings, name: &str, role: Role) -> Result<TlsMaterial, SettingsError> {
+    let kind = if role.is_node() {
+        PeerRole::Node
+    } else {
+        PeerRole::Client
+    };
+    tls_material_as(settings, name, kind, RoleSet::of(role))
+}
+
+/// The TLS material `name` needs to run as a `kind` (node or client) certificate granting
+/// at least `roles`, from the settings' TLS directory.
 ///
 /// With no CA in the directory, a development CA is created first ("created a development CA
-/// in DIR" in the log); with the CA key present and no certificate for `name`, one is issued.
-/// Safe to call from several processes at once: they take turns through `DIR/.lock`.
-pub fn tls_material_for(
+/// in DIR" in the log); with the CA key present and no certificate for `name` (or one that
+/// lacks some of `roles`, or predates roles), one is issued with the roles it had and
+/// `roles`. Without the CA key, a certificate lacking a role is an error naming the command
+/// that issues one. Safe to call from several processes at once: they take turns through
+/// `DIR/.lock`.
+pub fn tls_material_as(
     settings: &Settings,
     name: &str,
-    role: PeerRole,
+    kind: PeerRole,
+    roles: RoleSet,
 ) -> Result<TlsMaterial, SettingsError> {
     tls::validate_name(name)?;
     let dir = TlsDir::new(&settings.tls_dir);
-    if dir.has_ca() && dir.has_certificate(name, role) {
-        return Ok(dir.load(name, role)?);
+    let sufficient = |m: &TlsMaterial| m.roles().contains_all(roles);
+    if dir.has_ca() && dir.has_certificate(name, kind) {
+        if let Ok(m) = dir.load(name, kind) {
+            if sufficient(&m) {
+                return Ok(m);
+            }
+        }
     }
     dir.create()?;
     let _lock = DirLock::acquire(dir.path())?;
@@ -416,24 +439,48 @@ pub fn tls_material_for(
             dir.path().display()
         );
     }
-    if !dir.has_certificate(name, role) {
-        if !dir.has_ca_key() {
-            return Err(TlsError::NoCertificate {
+    // Another process may have issued it while this one waited for the lock.
+    let held = if dir.has_certificate(name, kind) {
+        match dir.load(name, kind) {
+            Ok(m) if sufficient(&m) => return Ok(m),
+            Ok(m) => Some(Ok(m)),
+            Err(e) => Some(Err(e)),
+        }
+    } else {
+        None
+    };
+    if !dir.has_ca_key() {
+        return Err(match held {
+            None => TlsError::NoCertificate {
                 dir: dir.path().to_path_buf(),
                 name: name.to_string(),
-                role: RoleName(role),
-            }
-            .into());
+                role: RoleName(kind),
+            },
+            Some(Err(e)) => e,
+            Some(Ok(m)) => TlsError::BadCertificate {
+                what: dir.cert_path(name, kind).display().to_string(),
+                reason: format!(
+                    "it grants {}, not {roles}: reissue it with `strand tls {} generate --name {name} --role ROLE --force`",
+                    m.roles(),
+                    RoleName(kind)
+                ),
+            },
         }
-        // A half-written pair (one file of two) is replaced.
-        dir.issue(name, role, &[], &[], true)?;
-        tracing::info!(
-            "issued a {} certificate for {name} in {}",
-            RoleName(role),
-            dir.path().display()
-        );
+        .into());
     }
-    Ok(dir.load(name, role)?)
+    // A half-written pair (one file of two), a certificate from before roles, or one that
+    // lacks a role is replaced; the roles it granted are kept.
+    let granted = match &held {
+        Some(Ok(m)) => m.roles().union(roles),
+        _ => roles,
+    };
+    dir.issue(name, kind, granted, &[], &[], true)?;
+    tracing::info!(
+        "issued a {} certificate for {name} ({granted}) in {}",
+        RoleName(kind),
+        dir.path().display()
+    );
+    Ok(dir.load(name, kind)?)
 }
 
 /// An exclusive lock on a directory: the file `DIR/.lock`, created with `create_new` and
@@ -660,7 +707,7 @@ pub(crate) mod tests {
             .with_ansi(false)
             .finish();
         let a = tracing::subscriber::with_default(subscriber, || {
-            tls_material_for(&s, "localhost_12913", PeerRole::Node)
+            tls_material_for(&s, "localhost_12913", Role::Participant)
         })
         .unwrap();
         assert_eq!(a.name(), "localhost_12913");
@@ -674,7 +721,7 @@ pub(crate) mod tests {
         let dir = TlsDir::new(&s.tls_dir);
         assert!(dir.has_ca() && dir.has_ca_key());
         let ca = fs::read(dir.ca_cert_path()).unwrap();
-        let b = tls_material_for(&s, "admin", PeerRole::Client).unwrap();
+        let b = tls_material_for(&s, "admin", Role::Admin).unwrap();
         assert_eq!(b.role(), PeerRole::Client);
         assert_eq!(
             fs::read(dir.ca_cert_path()).unwrap(),
@@ -682,16 +729,28 @@ pub(crate) mod tests {
             "the CA is created once"
         );
         assert!(!dir.path().join(".lock").exists());
+        // A certificate lacking a role asked for is reissued with both, by the same CA.
+        let both = tls_material_as(
+            &s,
+            "localhost_12913",
+            PeerRole::Node,
+            RoleSet::of(Role::Controller),
+        )
+        .unwrap();
+        assert_eq!(both.roles().to_string(), "controller,participant");
         // Without the CA key, a missing certificate is a clear error, not a new CA.
         fs::remove_file(dir.ca_key_path()).unwrap();
-        let e = tls_material_for(&s, "other", PeerRole::Node).unwrap_err();
+        let e = tls_material_for(&s, "other", Role::Participant).unwrap_err();
         assert!(
             matches!(e, SettingsError::Tls(TlsError::NoCertificate { .. })),
             "{e}"
         );
-        assert!(tls_material_for(&s, "localhost_12913", PeerRole::Node).is_ok());
+        assert!(tls_material_for(&s, "localhost_12913", Role::Participant).is_ok());
+        // ... and a role it lacks is an error naming the command that issues one.
+        let e = tls_material_for(&s, "localhost_12913", Role::Store).unwrap_err();
+        assert!(e.to_string().contains("--role ROLE --force"), "{e}");
         assert!(matches!(
-            tls_material_for(&s, "bad name", PeerRole::Node),
+            tls_material_for(&s, "bad name", Role::Participant),
             Err(SettingsError::Tls(TlsError::InvalidName { .. }))
         ));
         // (In this test, not one of its own: tracing's callsite cache is process-wide, and
@@ -705,7 +764,7 @@ pub(crate) mod tests {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let s = s.clone();
-                std::thread::spawn(move || tls_material_for(&s, &format!("node-{i}"), PeerRole::Node))
+                std::thread::spawn(move || tls_material_for(&s, &format!("node-{i}"), Role::Store))
             })
             .collect();
         for h in handles {

@@ -395,9 +395,10 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
         |_| None,
     )
     .unwrap();
-    use strand::transport::PeerRole;
-    let node = strand::settings::tls_material_for(&settings, "web-http", PeerRole::Node).unwrap();
-    let client = strand::settings::tls_material_for(&settings, "web-operator", PeerRole::Client).unwrap();
+    let node =
+        strand::settings::tls_material_for(&settings, "web-http", strand::authz::Role::Spectator).unwrap();
+    let client =
+        strand::settings::tls_material_for(&settings, "web-operator", strand::authz::Role::Operator).unwrap();
     let server = strand::http::start(
         HttpOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -436,6 +437,47 @@ async fn https_serves_with_the_cluster_certificates_and_plain_http_is_loopback_o
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         json!({ "clusters": [C] })
     );
+
+    // A viewer's certificate reads, and its writes are refused (403), whatever the path.
+    let viewer =
+        strand::settings::tls_material_for(&settings, "web-viewer", strand::authz::Role::Viewer).unwrap();
+    let mut cfg = viewer.client_config().unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls_pki_types::ServerName::try_from("web-http").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = |method: &str, uri: &str| {
+        hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "web-http")
+            .body(http_body_util::Full::<bytes::Bytes>::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let resp = send.send_request(req("GET", "/admin/v2/clusters")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    send.ready().await.unwrap();
+    let resp = send
+        .send_request(req("PUT", "/admin/v2/clusters/viewer-made"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "permission_denied", "{body}");
+    assert!(!f
+        .admin
+        .list_clusters()
+        .await
+        .unwrap()
+        .contains(&"viewer-made".to_string()));
 
     // Without a client certificate: no answer.
     let tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();

@@ -77,7 +77,18 @@ impl QuicNet {
         materials
             .entry((name.to_string(), role == PeerRole::Node))
             .or_insert_with(|| {
-                let issued = tls::issue_certificate(&self.ca, name, role, &[], &[]).unwrap();
+                let issued = tls::issue_certificate(
+                    &self.ca,
+                    name,
+                    role,
+                    match role {
+                        PeerRole::Node => strand::transport::mem::MemNetwork::NODE_ROLES,
+                        PeerRole::Client => strand::transport::mem::MemNetwork::CLIENT_ROLES,
+                    },
+                    &[],
+                    &[],
+                )
+                .unwrap();
                 TlsMaterial::from_pem(&self.ca.cert_pem, &issued.cert_pem, &issued.key_pem).unwrap()
             })
             .clone()

@@ -80,8 +80,8 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
     crate::transport::tls::validate_name(&name).map_err(CliError::usage)?;
     let flags = args.node.flags();
     node_setup::runtime()?.block_on(async move {
-        let store = node_setup::store(&flags)?;
-        let transport = node_setup::endpoint(&flags, &name, args.listen)?;
+        let transport = node_setup::endpoint(&flags, &name, crate::authz::Role::Controller, args.listen)?;
+        let store = node_setup::store_over(&flags, transport.clone())?;
         let mut builder = Controller::builder(&name).store(store).transport(transport);
         for c in &args.cluster {
             builder = builder.cluster(c);
@@ -90,7 +90,13 @@ fn run_controller(args: RunArgs) -> Result<(), CliError> {
         let observed = crate::http::Observed::controller(&controller, &args.cluster);
         let http = args
             .http
-            .start(&flags, &name, node_setup::store(&flags)?, observed)
+            .start(
+                &flags,
+                &name,
+                crate::authz::Role::Controller,
+                node_setup::store(&flags)?,
+                observed,
+            )
             .await?;
         let mut watches = Vec::new();
         for c in &args.cluster {

@@ -202,6 +202,7 @@ async fn demo(
         .start(
             &cluster.settings(),
             "demo-http",
+            crate::authz::Role::Spectator,
             store.clone(),
             Default::default(),
         )

@@ -9,7 +9,6 @@ use crate::admin::Admin;
 use crate::http::{HttpOptions, HttpServer, Listen, Observed};
 use crate::propertystore::PropertyStore;
 use crate::settings::{self, Settings, SettingsFlags};
-use crate::transport::PeerRole;
 
 /// The HTTP server's flags.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -27,12 +26,14 @@ pub struct HttpFlags {
 }
 
 impl HttpFlags {
-    /// Starts the server when `--http` was given; `name` is the certificate it serves with.
+    /// Starts the server when `--http` was given; `name` is the certificate it serves with
+    /// (a node certificate granting `role`, issued by the development CA when missing).
     /// Prints the URL on stderr.
     pub async fn start(
         &self,
         settings_flags: &SettingsFlags,
         name: &str,
+        role: crate::authz::Role,
         store: PropertyStore,
         observed: Observed,
     ) -> Result<Option<HttpServer>, CliError> {
@@ -43,8 +44,7 @@ impl HttpFlags {
             Listen::Plain
         } else {
             let settings = Settings::load(settings_flags).map_err(CliError::usage)?;
-            let tls =
-                settings::tls_material_for(&settings, name, PeerRole::Node).map_err(CliError::failed)?;
+            let tls = settings::tls_material_for(&settings, name, role).map_err(CliError::failed)?;
             Listen::Https(Arc::new(tls))
         };
         let options = HttpOptions {

@@ -12,7 +12,7 @@ use super::CliError;
 use crate::membership::{query_members, MemberStatus, Status};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{PeerRole, Transport};
+use crate::transport::Transport;
 
 /// The client certificate name the CLI uses.
 pub const CLI_CLIENT_NAME: &str = "admin";
@@ -68,8 +68,8 @@ pub async fn fetch(
     node: SocketAddr,
     timeout: Duration,
 ) -> Result<Vec<MemberStatus>, CliError> {
-    let tls =
-        settings::tls_material_for(settings, CLI_CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(settings, CLI_CLIENT_NAME, crate::authz::Role::Admin)
+        .map_err(CliError::failed)?;
     let bind = match node.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -98,7 +98,16 @@ fn run_node(args: NodeRunArgs) -> Result<(), CliError> {
     }
     let config = config_from(&args)?;
     let settings = Settings::load(&args.settings).map_err(CliError::failed)?;
-    let tls = settings::tls_material_for(&settings, &args.name, PeerRole::Node).map_err(CliError::failed)?;
+    // The certificate grants the roles the node gossips; a bare gossip member is a spectator.
+    let mut granted = crate::authz::RoleSet::NONE;
+    for r in &args.roles {
+        granted = granted.with(crate::authz::Role::parse(r).map_err(CliError::usage)?);
+    }
+    if granted.is_empty() {
+        granted = crate::authz::RoleSet::of(crate::authz::Role::Spectator);
+    }
+    let tls = settings::tls_material_as(&settings, &args.name, PeerRole::Node, granted)
+        .map_err(CliError::failed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -112,6 +121,14 @@ fn run_node(args: NodeRunArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
         let transport = QuicTransport::bind(QuicConfig::new(args.listen, tls))
             .map_err(|e| CliError::failed(format!("cannot listen on {}: {e}", args.listen)))?;
+        crate::transport::reload::watch_material(
+            &transport,
+            crate::transport::tls::TlsDir::new(&settings.tls_dir),
+            args.name.clone(),
+            PeerRole::Node,
+            crate::transport::reload::RELOAD_EVERY,
+            true,
+        );
         let (membership, mut events) = Membership::builder(transport.clone())
             .roles(roles)
             .clusters(args.clusters.clone())

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::CliError;
+use crate::authz::Role;
 use crate::propertystore::PropertyStore;
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
+use crate::transport::tls::TlsDir;
 use crate::transport::{PeerRole, Transport};
 
 /// Settings flags plus Helix's `--zkSvr HOST:PORT`, which names the strand store to use.
@@ -30,23 +32,41 @@ impl NodeSettings {
     }
 }
 
-/// A node endpoint named `name` at `listen`, with a certificate from the settings' TLS
-/// directory (issued on first use by the development CA).
+/// A node endpoint named `name` at `listen`, with a certificate granting `role` from the
+/// settings' TLS directory (issued on first use by the development CA); it reloads its
+/// material when the files change or on SIGHUP.
 pub fn endpoint(
     flags: &SettingsFlags,
     name: &str,
+    role: Role,
     listen: SocketAddr,
 ) -> Result<Arc<dyn Transport>, CliError> {
     let settings = Settings::load(flags).map_err(CliError::usage)?;
-    let tls = settings::tls_material_for(&settings, name, PeerRole::Node).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, name, role).map_err(CliError::failed)?;
     let t = QuicTransport::bind(QuicConfig::new(listen, tls))
         .map_err(|e| CliError::failed(format!("cannot listen on {listen}: {e}")))?;
+    // Rotated certificates and revocations are picked up without a restart.
+    crate::transport::reload::watch_material(
+        &t,
+        TlsDir::new(&settings.tls_dir),
+        name.to_string(),
+        PeerRole::Node,
+        crate::transport::reload::RELOAD_EVERY,
+        true,
+    );
     Ok(t as Arc<dyn Transport>)
 }
 
-/// A store client with a cache (long-running processes read configs often).
+/// A store client with a cache (long-running processes read configs often), with the CLI's
+/// certificate (for the HTTP server, which acts for its callers).
 pub fn store(flags: &SettingsFlags) -> Result<PropertyStore, CliError> {
     super::store::connect_with(flags, 10_000)
+}
+
+/// A store client with a cache over the node's own endpoint: the store checks what it
+/// writes against the node's certificate.
+pub fn store_over(flags: &SettingsFlags, transport: Arc<dyn Transport>) -> Result<PropertyStore, CliError> {
+    super::store::connect_over(flags, transport, 10_000)
 }
 
 /// Completes on SIGTERM or SIGINT.

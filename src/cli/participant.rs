@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use super::node_setup::{self, NodeSettings};
 use super::process::{honour_exit_with_parent, init_logging};
 use super::CliError;
+use crate::authz::Role;
 use crate::participant::{Cancellation, HandlerError, Participant, StateModelHandler, Transition};
 
 /// Arguments of `strand participant`.
@@ -210,8 +211,8 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
     }
     let flags = args.node.flags();
     node_setup::runtime()?.block_on(async move {
-        let store = node_setup::store(&flags)?;
-        let transport = node_setup::endpoint(&flags, &instance, args.listen)?;
+        let transport = node_setup::endpoint(&flags, &instance, Role::Participant, args.listen)?;
+        let store = node_setup::store_over(&flags, transport.clone())?;
         let mut builder = Participant::builder(&args.cluster, &instance)
             .store(store)
             .transport(transport)
@@ -230,7 +231,13 @@ fn run_participant(args: RunArgs) -> Result<(), CliError> {
         let observed = crate::http::Observed::participant(&participant);
         let http = args
             .http
-            .start(&flags, &instance, node_setup::store(&flags)?, observed)
+            .start(
+                &flags,
+                &instance,
+                Role::Participant,
+                node_setup::store(&flags)?,
+                observed,
+            )
             .await?;
         answer_echo(
             participant.messaging(),

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use super::output::{table, OutputFormat};
 use super::CliError;
+use crate::authz::Role;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::PeerRole;
+use crate::transport::tls::TlsDir;
 
 /// The port of the development store and of the default store endpoint.
 pub const DEFAULT_PORT: u16 = 7400;
@@ -217,7 +218,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
         None => default_data_dir()?,
     };
     let tls =
-        settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).map_err(CliError::failed)?;
+        settings::tls_material_for(&settings, &replica_name(id), Role::Store).map_err(CliError::failed)?;
     let mut config = ReplicaConfig::new(id, listen, data_dir.clone(), tls);
     config.peers = peers;
     config.join = args.join;
@@ -246,13 +247,27 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let server = StoreServer::start(config).await.map_err(CliError::failed)?;
+        // The replica's endpoint reloads its certificate and the revocation list when the
+        // files change (or on SIGHUP).
+        let transport = QuicTransport::bind(QuicConfig::new(config.listen, config.tls.clone()))
+            .map_err(CliError::failed)?;
+        crate::transport::reload::watch_material(
+            &transport,
+            TlsDir::new(&settings.tls_dir),
+            replica_name(id),
+            crate::transport::PeerRole::Node,
+            crate::transport::reload::RELOAD_EVERY,
+            true,
+        );
+        let server = StoreServer::start_on(config, transport)
+            .await
+            .map_err(CliError::failed)?;
         let http = match args.http.http {
             Some(_) => {
                 let client = connect_with(&http_settings, 0)?;
                 let observed = crate::http::Observed::store(&server);
                 args.http
-                    .start(&http_settings, &replica_name(id), client, observed)
+                    .start(&http_settings, &replica_name(id), Role::Store, client, observed)
                     .await?
             }
             None => None,
@@ -295,6 +310,20 @@ pub fn endpoints(settings: &Settings) -> Result<Vec<SocketAddr>, CliError> {
     Ok(out)
 }
 
+/// A store client over `transport`, a node's own endpoint, so the store sees the node's
+/// name and roles (a participant's or controller's writes are checked against its own
+/// certificate), with a cache of `cache_capacity` entries.
+pub fn connect_over(
+    flags: &SettingsFlags,
+    transport: Arc<dyn crate::transport::Transport>,
+    cache_capacity: u64,
+) -> Result<PropertyStore, CliError> {
+    let settings = Settings::load(flags).map_err(CliError::usage)?;
+    let mut config = StoreClientConfig::new(endpoints(&settings)?);
+    config.cache_capacity = cache_capacity;
+    Ok(PropertyStore::new(transport, config))
+}
+
 /// A store client for a command: a client QUIC endpoint with the CLI's certificate.
 /// Needs a tokio runtime.
 pub fn connect(flags: &SettingsFlags) -> Result<PropertyStore, CliError> {
@@ -316,8 +345,7 @@ pub fn client_endpoint(
 ) -> Result<(Arc<dyn crate::transport::Transport>, Vec<SocketAddr>), CliError> {
     let settings = Settings::load(flags).map_err(CliError::usage)?;
     let eps = endpoints(&settings)?;
-    let tls =
-        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, CLIENT_NAME, Role::Admin).map_err(CliError::failed)?;
     let local: SocketAddr = if eps.iter().all(|a| a.ip().is_loopback()) {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else if eps.iter().all(|a| a.is_ipv6()) {

@@ -1,5 +1,9 @@
 //! `strand tls ca|node|client generate`: the cluster CA and node and client certificates.
 //!
+//! A certificate grants the roles given with `--role` (repeatable: admin, operator, viewer,
+//! controller, participant, spectator, store); without it a node certificate grants
+//! participant and a client certificate admin (what every client could do before roles).
+//!
 //! Files go to the TLS directory (`--dir`, else `--tls-dir`'s usual sources: `STRAND_TLS_DIR`,
 //! the config file, `~/.local/share/strand/tls`). Existing files are never replaced without
 //! `--force`. Each command prints the files it wrote.
@@ -8,6 +12,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::authz::{Role, RoleSet};
 use crate::settings::{Settings, SettingsFlags};
 use crate::transport::tls::{TlsDir, TlsError};
 use crate::transport::PeerRole;
@@ -41,6 +46,23 @@ pub enum TlsCommand {
         #[command(subcommand)]
         action: ClientAction,
     },
+    /// Revoke a certificate: add it to DIR/revoked.txt, which running nodes reload.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `strand tls revoke`.
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// Every certificate of this name.
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    pub name: Option<String>,
+    /// The certificate with this serial (hex, as `openssl x509 -noout -serial` prints it).
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// The TLS directory [default: from STRAND_TLS_DIR, the config file, or
+    /// ~/.local/share/strand/tls].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `strand tls ca …`.
@@ -99,6 +121,10 @@ pub struct NodeGenerateArgs {
     /// Extra DNS subject names (optional; strand checks the node name).
     #[arg(long, value_name = "NAME")]
     pub dns: Vec<String>,
+    /// A role the certificate grants (controller, participant, spectator, store, or a client
+    /// role); repeatable [default: participant].
+    #[arg(long = "role", value_name = "ROLE", value_delimiter = ',')]
+    pub roles: Vec<Role>,
     /// The directory and overwrite policy.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -110,6 +136,10 @@ pub struct ClientGenerateArgs {
     /// The client's name (letters, digits, '_', '-', '.').
     #[arg(long)]
     pub name: String,
+    /// A role the certificate grants (admin, operator, viewer, …); repeatable [default:
+    /// admin].
+    #[arg(long = "role", value_name = "ROLE", value_delimiter = ',')]
+    pub roles: Vec<Role>,
     /// The directory and overwrite policy.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -128,14 +158,17 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
             action: CertAction::Generate(a),
         } => {
             let dir = tls_dir(&a.dir)?;
-            dir.issue(&a.name, PeerRole::Node, &a.ip, &a.dns, a.dir.force)
+            let roles = granted(&a.roles, Role::Participant);
+            dir.issue(&a.name, PeerRole::Node, roles, &a.ip, &a.dns, a.dir.force)
                 .map_err(cli_error)?
         }
+        TlsCommand::Revoke(a) => revoke(a)?,
         TlsCommand::Client {
             action: ClientAction::Generate(a),
         } => {
             let dir = tls_dir(&a.dir)?;
-            dir.issue(&a.name, PeerRole::Client, &[], &[], a.dir.force)
+            let roles = granted(&a.roles, Role::Admin);
+            dir.issue(&a.name, PeerRole::Client, roles, &[], &[], a.dir.force)
                 .map_err(cli_error)?
         }
     };
@@ -143,6 +176,32 @@ pub fn run(args: TlsArgs) -> Result<(), CliError> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn revoke(a: RevokeArgs) -> Result<Vec<PathBuf>, CliError> {
+    let dir = tls_dir(&DirArgs {
+        dir: a.dir,
+        force: false,
+    })?;
+    let line = match (a.name, a.serial) {
+        (Some(name), None) => format!("name {name}"),
+        (None, Some(serial)) => format!("serial {serial}"),
+        _ => return Err(CliError::usage("give exactly one of --name and --serial")),
+    };
+    let path = dir.revoke(&line).map_err(|e| match e {
+        TlsError::Read { reason, .. } => CliError::usage(reason),
+        other => CliError::failed(other),
+    })?;
+    Ok(vec![path])
+}
+
+/// The roles given, or `default` when none was.
+fn granted(roles: &[Role], default: Role) -> RoleSet {
+    if roles.is_empty() {
+        RoleSet::of(default)
+    } else {
+        roles.iter().copied().collect()
+    }
 }
 
 fn tls_dir(args: &DirArgs) -> Result<TlsDir, CliError> {

@@ -33,6 +33,12 @@ pub enum ApiError {
     /// This server is read-only and the request would write.
     #[error("this server is read-only")]
     ReadOnly,
+    /// The caller's certificate does not allow the request.
+    #[error("permission denied: {reason}")]
+    PermissionDenied {
+        /// Why.
+        reason: String,
+    },
     /// The store could not be reached or refused; nothing was written.
     #[error("{reason}")]
     Unavailable {
@@ -67,7 +73,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::ReadOnly => StatusCode::FORBIDDEN,
+            ApiError::ReadOnly | ApiError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,6 +87,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { .. } => "conflict",
             ApiError::ReadOnly => "read_only",
+            ApiError::PermissionDenied { .. } => "permission_denied",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::Internal { .. } => "internal",
@@ -115,6 +122,12 @@ impl From<AdminError> for ApiError {
             | AdminError::HealthKeyExists { .. }
             | AdminError::Conflict { .. } => ApiError::Conflict { reason },
             AdminError::OutcomeUnknown { .. } => ApiError::OutcomeUnknown { reason },
+            AdminError::Store {
+                source: ClientError::PermissionDenied(d),
+                ..
+            } => ApiError::PermissionDenied {
+                reason: d.to_string(),
+            },
             AdminError::Store { .. } => ApiError::Unavailable { reason },
             AdminError::InvalidRecord { .. } => ApiError::Internal { reason },
         }

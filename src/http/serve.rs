@@ -1,6 +1,10 @@
 //! The listener: HTTPS with the cluster's certificates (the node's certificate from the
 //! TLS directory; clients show one from the cluster CA), or plain HTTP only on a loopback address
 //! and only when asked. One task accepts; each connection is served by its own task.
+//!
+//! Over HTTPS the client certificate's roles count: a caller whose certificate grants neither
+//! admin nor operator ([`crate::authz::administers`]) gets answers to reads only; its writes
+//! are refused with 403 `permission_denied`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::transport::tls::TlsMaterial;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+
+use super::error::ApiError;
+use crate::authz::{self, RoleSet};
+use crate::transport::tls::{identity_of, TlsMaterial};
 
 /// Why the HTTP server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +133,25 @@ impl Drop for HttpServer {
     }
 }
 
+/// The router as a caller with `roles` may use it: whole for administrators, reads only for
+/// everyone else.
+fn for_caller(app: Router, roles: RoleSet) -> Router {
+    if authz::administers(roles) {
+        app
+    } else {
+        app.layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
+            if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+                next.run(req).await
+            } else {
+                ApiError::PermissionDenied {
+                    reason: format!("a certificate granting {roles} reads only; writes need the admin or operator role"),
+                }
+                .into_response()
+            }
+        }))
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -145,18 +175,32 @@ async fn accept_loop(
         let tls = tls.clone();
         let mut stop = stopped.clone();
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(app);
             let builder = auto::Builder::new(TokioExecutor::new());
             let served = async {
                 match tls {
                     Some(acceptor) => match acceptor.accept(tcp).await {
-                        Ok(s) => builder.serve_connection(TokioIo::new(s), service).await,
+                        Ok(s) => {
+                            let roles = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| identity_of(c).ok())
+                                .map(|i| i.roles)
+                                .unwrap_or_default();
+                            let service = TowerToHyperService::new(for_caller(app, roles));
+                            builder.serve_connection(TokioIo::new(s), service).await
+                        }
                         Err(e) => {
                             tracing::debug!("http: TLS handshake with {peer}: {e}");
                             Ok(())
                         }
                     },
-                    None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+                            .await
+                    }
                 }
             };
             tokio::select! {

@@ -513,24 +513,13 @@ mod tests {
 
     fn replica(id: u64, role: &str, commit: u64, applied: u64) -> ReplicaStatus {
         ReplicaStatus {
-            id,
             addr: format!("127.0.0.1:{id}"),
             role: role.into(),
             term: 3,
             leader: Some(1),
             commit_index: Some(commit),
             applied_index: Some(applied),
-            snapshot_index: None,
-            purged_index: None,
-            revision: 0,
-            oldest_revision: 1,
-            db_size_bytes: 0,
-            log_entries: 0,
-            log_syncs: 0,
-            lease_reads: 0,
-            index_reads: 0,
-            voters: vec![],
-            learners: vec![],
+            ..ReplicaStatus::example(id, vec![])
         }
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::Command;
+use super::pins::Pins;
 use super::protocol::{StoreRequest, StoreResponse, BAD_REQUEST, MAX_WRITES_PER_REQUEST};
 use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
 
@@ -77,27 +78,35 @@ impl Drop for Busy<'_> {
 /// The client's way to the replicas: requests go straight out, concurrent writes to the
 /// same replica share frames.
 pub(super) struct Lanes {
-    transport: Arc<dyn Transport>,
+    out: Arc<Out>,
     lanes: Mutex<HashMap<SocketAddr, Arc<Lane>>>,
 }
 
 impl Lanes {
     pub(super) fn new(transport: Arc<dyn Transport>) -> Self {
         Lanes {
-            transport,
+            out: Arc::new(Out {
+                transport,
+                pins: Pins::default(),
+            }),
             lanes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a replica's name is pinned at `to` (see [`super::pins`]).
+    pub(super) fn is_pinned(&self, to: SocketAddr) -> bool {
+        self.out.pins.name(to).is_some()
     }
 
     /// Sends `req` to the replica at `to` and returns its answer.
     pub(super) async fn send(&self, to: SocketAddr, req: &StoreRequest, timeout: Duration) -> Answer {
         let StoreRequest::Write(cmd) = req else {
-            return direct(&*self.transport, to, req, timeout).await;
+            return direct(&self.out, to, req, timeout).await;
         };
         let lane = self.lane(to);
         let (_busy, alone) = Busy::enter(&lane);
         if alone || lane.singles.load(Ordering::Acquire) {
-            return direct(&*self.transport, to, req, timeout).await;
+            return direct(&self.out, to, req, timeout).await;
         }
         let (answer, rx) = oneshot::channel();
         let job = Job {
@@ -108,7 +117,7 @@ impl Lanes {
         // A full queue (more writers than a frame takes, waiting) or a stopped lane: the
         // write goes alone, so the queue stays bounded.
         if lane.queue.try_send(job).is_err() {
-            return direct(&*self.transport, to, req, timeout).await;
+            return direct(&self.out, to, req, timeout).await;
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
@@ -136,8 +145,8 @@ impl Lanes {
         }
         let (queue, rx) = mpsc::channel(LANE_QUEUE);
         let singles = Arc::new(AtomicBool::new(false));
-        let budget = self.transport.max_frame_size() / 2;
-        tokio::spawn(run_lane(self.transport.clone(), to, rx, budget, singles.clone()));
+        let budget = self.out.transport.max_frame_size() / 2;
+        tokio::spawn(run_lane(self.out.clone(), to, rx, budget, singles.clone()));
         let lane = Arc::new(Lane {
             busy: AtomicUsize::new(0),
             singles,
@@ -148,8 +157,24 @@ impl Lanes {
     }
 }
 
-async fn direct(transport: &dyn Transport, to: SocketAddr, req: &StoreRequest, timeout: Duration) -> Answer {
-    transport::call(transport, &PeerAddr::any(to), Service::STORE, req, timeout).await
+/// Sends `req` to the replica at `to`, which must be the one pinned there (if any), and
+/// learns from its answer who is where.
+async fn direct(out: &Out, to: SocketAddr, req: &StoreRequest, timeout: Duration) -> Answer {
+    let peer = PeerAddr {
+        addr: to,
+        name: out.pins.name(to),
+    };
+    let answer = transport::call(&*out.transport, &peer, Service::STORE, req, timeout).await;
+    if let Ok(resp) = &answer {
+        out.pins.learn(to, resp);
+    }
+    answer
+}
+
+/// The way out to the replicas: the transport and the names pinned at their addresses.
+pub(super) struct Out {
+    transport: Arc<dyn Transport>,
+    pins: Pins,
 }
 
 /// What a write takes of a frame: itself, and room for its outcome in the answer.
@@ -165,7 +190,7 @@ fn frame_cost(cmd: &Command) -> usize {
 /// time it runs, up to [`MAX_WRITES_PER_REQUEST`] writes and `budget` bytes (a single larger
 /// write goes alone, as it would without batching).
 async fn run_lane(
-    transport: Arc<dyn Transport>,
+    transport: Arc<Out>,
     to: SocketAddr,
     mut rx: mpsc::Receiver<Job>,
     budget: usize,
@@ -199,12 +224,7 @@ async fn run_lane(
     }
 }
 
-async fn send_frame(
-    transport: Arc<dyn Transport>,
-    to: SocketAddr,
-    mut jobs: Vec<Job>,
-    singles: Arc<AtomicBool>,
-) {
+async fn send_frame(transport: Arc<Out>, to: SocketAddr, mut jobs: Vec<Job>, singles: Arc<AtomicBool>) {
     // Abandoned writes (their caller timed out or gave up) are not sent.
     jobs.retain(|j| !j.answer.is_closed());
     if jobs.len() <= 1 || singles.load(Ordering::Acquire) {
@@ -222,7 +242,7 @@ async fn send_frame(
             let _ = answer.send(Err(e.clone()));
         }
     };
-    match direct(&*transport, to, &request, timeout).await {
+    match direct(&transport, to, &request, timeout).await {
         Ok(StoreResponse::Many(list)) if list.len() == n => {
             for ((_, answer), resp) in waiters.into_iter().zip(list) {
                 let _ = answer.send(Ok(resp));
@@ -260,9 +280,9 @@ async fn send_frame(
 }
 
 /// Sends each write in its own frame, all at once.
-async fn send_singly(transport: &Arc<dyn Transport>, to: SocketAddr, jobs: Vec<Job>) {
+async fn send_singly(transport: &Arc<Out>, to: SocketAddr, jobs: Vec<Job>) {
     let sends = jobs.into_iter().map(|job| async move {
-        let answer = direct(&**transport, to, &StoreRequest::Write(job.cmd), job.timeout).await;
+        let answer = direct(transport, to, &StoreRequest::Write(job.cmd), job.timeout).await;
         let _ = job.answer.send(answer);
     });
     futures::future::join_all(sends).await;

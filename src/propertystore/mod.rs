@@ -17,6 +17,7 @@
 //! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache,
 //! sending a client's concurrent writes to one replica in shared frames (`lanes`).
 
+pub mod audit;
 pub mod client;
 pub mod core;
 pub mod durable;
@@ -25,6 +26,7 @@ mod lanes;
 pub mod lease;
 pub mod metrics;
 pub mod network;
+mod pins;
 pub mod protocol;
 pub mod server;
 pub mod storage;

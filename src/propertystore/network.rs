@@ -207,3 +207,54 @@ impl RaftNetwork<TypeConfig> for Connection {
         }
     }
 }
+
+/// Whether the replica whose certificate names `sender` may send `req`: every Raft RPC
+/// speaks for the replica in its vote (the leader appending, the candidate asking), and that
+/// replica must be the sender — `store-2`'s certificate cannot claim to be replica 3.
+pub fn claimed_by_sender(sender: &str, req: &RaftRequest) -> Result<(), String> {
+    let vote = match req {
+        RaftRequest::Append(r) => &r.vote,
+        RaftRequest::Vote(r) => &r.vote,
+        RaftRequest::Snapshot(r) => &r.vote,
+    };
+    match vote.leader_id().voted_for() {
+        Some(id) if replica_name(id) == sender => Ok(()),
+        Some(id) => Err(format!(
+            "permission denied: {sender:?} speaks for replica {id} ({:?})",
+            replica_name(id)
+        )),
+        None => Err(format!(
+            "permission denied: {sender:?} sent a vote for no replica"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{LogId, Vote};
+
+    use super::*;
+
+    fn vote_from(id: ReplicaId) -> RaftRequest {
+        RaftRequest::Vote(VoteRequest {
+            vote: Vote::new(3, id),
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(2, id), 7)),
+        })
+    }
+
+    #[test]
+    fn a_raft_peer_speaks_only_for_its_own_replica_id() {
+        assert!(claimed_by_sender("store-2", &vote_from(2)).is_ok());
+        let err = claimed_by_sender("store-2", &vote_from(3)).unwrap_err();
+        assert!(err.contains("replica 3") && err.contains("store-2"), "{err}");
+        assert!(claimed_by_sender("store-22", &vote_from(2)).is_err());
+        let append = RaftRequest::Append(AppendEntriesRequest {
+            vote: Vote::new_committed(4, 1),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        });
+        assert!(claimed_by_sender("store-1", &append).is_ok());
+        assert!(claimed_by_sender("store-3", &append).is_err());
+    }
+}

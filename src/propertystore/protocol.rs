@@ -99,6 +99,14 @@ pub enum StoreRequest {
         /// How long to wait when there is nothing yet.
         wait_ms: u32,
     },
+    /// The last `max` (at most [`MAX_AUDIT_ENTRIES`]) entries of this replica's audit log
+    /// concerning `cluster` ([`super::audit`]); answered by [`StoreResponse::Audit`].
+    Audit {
+        /// The cluster.
+        cluster: String,
+        /// The most entries wanted.
+        max: u32,
+    },
 }
 
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
@@ -219,6 +227,41 @@ pub enum StoreResponse {
         /// revision was cut), else at its start.
         next: Position,
     },
+    /// The caller's certificate does not allow the request (or this write of a
+    /// [`StoreRequest::Writes`]); nothing was done.
+    PermissionDenied(crate::authz::Denied),
+    /// The answer to a [`StoreRequest::Audit`]: this replica's entries, oldest first.
+    Audit(Vec<super::audit::AuditEntry>),
+}
+
+/// The cap on [`StoreRequest::Audit`]'s `max`.
+pub const MAX_AUDIT_ENTRIES: u32 = 10_000;
+
+#[cfg(test)]
+impl ReplicaStatus {
+    /// A follower at term 1 that knows no leader, with `voters`: for tests.
+    pub(crate) fn example(id: ReplicaId, voters: Vec<(ReplicaId, String)>) -> ReplicaStatus {
+        ReplicaStatus {
+            id,
+            addr: String::new(),
+            role: "Follower".into(),
+            term: 1,
+            leader: None,
+            commit_index: None,
+            applied_index: None,
+            snapshot_index: None,
+            purged_index: None,
+            revision: 0,
+            oldest_revision: 1,
+            db_size_bytes: 0,
+            log_entries: 0,
+            log_syncs: 0,
+            lease_reads: 0,
+            index_reads: 0,
+            voters,
+            learners: Vec::new(),
+        }
+    }
 }
 
 /// A Raft RPC between replicas.

@@ -32,21 +32,23 @@ use openraft::{BasicNode, ChangeMembers, Config, LogId, ServerState, SnapshotPol
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::audit::{self, AuditLog, AUDIT_MAX_BYTES};
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
 use super::metrics::StoreMetrics;
-use super::network::{Fences, Network};
+use super::network::{claimed_by_sender, Fences, Network};
 use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
-    MAX_WRITES_PER_REQUEST,
+    MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
+use crate::authz;
 use crate::codec;
 use crate::transport::quic::{QuicConfig, QuicTransport};
 use crate::transport::tls::TlsMaterial;
-use crate::transport::{Incoming, PeerRole, Responder, Service, Transport, TransportError};
+use crate::transport::{Incoming, Peer, Responder, Service, Transport, TransportError};
 
 /// Revisions of watch history kept by default.
 pub const DEFAULT_RETAIN: u64 = 20_000;
@@ -157,6 +159,8 @@ struct Shared {
     /// The most bytes of entries one answer may carry: half the transport's frame limit.
     max_reply: usize,
     metrics: StoreMetrics,
+    /// Administrative writes this replica handled.
+    audit: Arc<AuditLog>,
 }
 
 impl StoreServer {
@@ -263,6 +267,7 @@ impl StoreServer {
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
             metrics: StoreMetrics::register(config.id),
+            audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -475,8 +480,11 @@ async fn serve_raft(
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
         };
-        if from.role != PeerRole::Node || !from.name.starts_with("store-") {
-            reply.refuse(format!("{} is not a store replica", from.name));
+        if !from.roles.contains(authz::Role::Store) {
+            reply.refuse(format!(
+                "permission denied: {:?} ({}) is not a store replica",
+                from.name, from.roles
+            ));
             continue;
         }
         let raft = raft.clone();
@@ -488,6 +496,9 @@ async fn serve_raft(
                 Ok(r) => r,
                 Err(e) => return reply.refuse(format!("bad raft request: {e}")),
             };
+            if let Err(reason) = claimed_by_sender(&from.name, &req) {
+                return reply.refuse(reason);
+            }
             let candidate_log = match &req {
                 RaftRequest::Vote(v) => Some(v.last_log_id),
                 _ => None,
@@ -525,11 +536,11 @@ async fn serve_raft(
 
 async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox) {
     while let Some(incoming) = inbox.recv().await {
-        let Incoming::Request { body, reply, .. } = incoming else {
+        let Incoming::Request { from, body, reply } = incoming else {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(async move { handle(shared, body, reply).await });
+        tokio::spawn(async move { handle(shared, from, body, reply).await });
     }
 }
 
@@ -551,11 +562,27 @@ fn is_leader(shared: &Shared) -> bool {
     m.current_leader == Some(shared.id) && m.state == ServerState::Leader
 }
 
-async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
+async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Responder) {
     let req: StoreRequest = match codec::decode(&body) {
         Ok(r) => r,
         Err(e) => return reply.refuse(format!("{BAD_REQUEST}: {e}")),
     };
+    // Every request is checked against the caller's verified certificate before anything
+    // is done; a `Writes` frame write by write below.
+    if let Err(denied) = authz::check_request(from.roles, &from.name, &req) {
+        tracing::warn!(peer = %from.name, roles = %from.roles, "{denied}");
+        return reply.ok_typed(&StoreResponse::PermissionDenied(denied));
+    }
+    // Administrative writes are recorded once answered (see `super::audit`).
+    let audited = (authz::administers(from.roles)
+        && matches!(
+            req,
+            StoreRequest::Write(_)
+                | StoreRequest::Writes(_)
+                | StoreRequest::AddReplica { .. }
+                | StoreRequest::RemoveReplica { .. }
+        ))
+    .then(|| req.clone());
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
         StoreRequest::Get { path, mode } => {
@@ -612,6 +639,9 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
             Err(e) => StoreResponse::Error(e),
         },
         StoreRequest::Status => status(&shared).await,
+        StoreRequest::Audit { cluster, max } => {
+            StoreResponse::Audit(shared.audit.read(&cluster, max.min(MAX_AUDIT_ENTRIES) as usize))
+        }
         StoreRequest::AddReplica { id, addr } => add_replica(&shared, id, addr).await,
         StoreRequest::RemoveReplica { id } => remove_replica(&shared, id).await,
         StoreRequest::Writes(cmds) => {
@@ -633,10 +663,33 @@ async fn handle(shared: Arc<Shared>, body: bytes::Bytes, reply: Responder) {
             }
             // Queued for the write batcher in order; they usually share one log entry. (The
             // frame is answered when its last write is: writes that fail at once wait too.)
-            let answers = futures::future::join_all(cmds.into_iter().map(|cmd| write(&shared, cmd)));
+            let answers = futures::future::join_all(cmds.into_iter().map(|cmd| {
+                let checked = authz::check_command(from.roles, &from.name, &cmd);
+                let shared = &shared;
+                async move {
+                    match checked {
+                        Ok(()) => write(shared, cmd).await,
+                        Err(denied) => StoreResponse::PermissionDenied(denied),
+                    }
+                }
+            }));
             StoreResponse::Many(answers.await)
         }
     };
+    if let Some(req) = audited {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let entries = audit::entries(&from.name, from.roles, &req, &resp, now);
+        if !entries.is_empty() {
+            // File I/O off the runtime's threads; the answer does not wait for it.
+            // One flush at a time is scheduled; under load it writes many entries at once.
+            if shared.audit.record(entries) {
+                let log = shared.audit.clone();
+                tokio::task::spawn_blocking(move || log.flush());
+            }
+        }
+    }
     reply.ok_typed(&resp);
 }
 

@@ -20,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
+use crate::authz::{Role, RoleSet};
+
 use super::{
     Inbox, Incoming, Peer, PeerAddr, PeerRole, Responder, Service, Transport, TransportError,
     DEFAULT_MAX_FRAME,
@@ -36,6 +38,7 @@ type Services = Arc<Mutex<BTreeMap<Service, mpsc::Sender<Incoming>>>>;
 struct EndpointEntry {
     name: String,
     role: PeerRole,
+    roles: RoleSet,
     services: Services,
     alive: Arc<AtomicBool>,
     /// The largest frame this endpoint accepts (as the QUIC transport checks on receive).
@@ -85,25 +88,58 @@ impl MemNetwork {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new node endpoint named `name` at a fresh address.
+    /// A new node endpoint named `name` at a fresh address, with every node role
+    /// ([`MemNetwork::NODE_ROLES`]).
     pub fn endpoint(&self, name: &str) -> Arc<MemTransport> {
-        let addr = {
-            let mut s = self.lock();
-            let port = s.next_port;
-            s.next_port = s.next_port.wrapping_add(1);
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-        };
-        self.endpoint_at(name, addr, PeerRole::Node)
+        self.endpoint_with_roles(name, Self::NODE_ROLES)
+    }
+
+    /// A new node endpoint named `name` at a fresh address whose certificate would grant
+    /// `roles`.
+    pub fn endpoint_with_roles(&self, name: &str, roles: RoleSet) -> Arc<MemTransport> {
+        let addr = self.fresh_addr();
+        self.endpoint_at_with_roles(name, addr, PeerRole::Node, roles)
             .expect("a fresh address is free")
     }
 
-    /// A new endpoint at `addr` (for a restart at the same address); fails while another
-    /// endpoint still holds the address.
+    fn fresh_addr(&self) -> SocketAddr {
+        let mut s = self.lock();
+        let port = s.next_port;
+        s.next_port = s.next_port.wrapping_add(1);
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    /// The roles of [`MemNetwork::endpoint`]'s endpoints: every role that runs a node.
+    pub const NODE_ROLES: RoleSet = RoleSet::of(Role::Controller)
+        .with(Role::Participant)
+        .with(Role::Spectator)
+        .with(Role::Store);
+    /// The roles of [`MemNetwork::client`]'s endpoints: admin.
+    pub const CLIENT_ROLES: RoleSet = RoleSet::of(Role::Admin);
+
+    /// A new endpoint at `addr` (for a restart at the same address) with the default roles
+    /// of its kind; fails while another endpoint still holds the address.
     pub fn endpoint_at(
         &self,
         name: &str,
         addr: SocketAddr,
         role: PeerRole,
+    ) -> Result<Arc<MemTransport>, TransportError> {
+        let roles = match role {
+            PeerRole::Node => Self::NODE_ROLES,
+            PeerRole::Client => Self::CLIENT_ROLES,
+        };
+        self.endpoint_at_with_roles(name, addr, role, roles)
+    }
+
+    /// A new endpoint at `addr` whose certificate would grant `roles`; fails while another
+    /// endpoint still holds the address.
+    pub fn endpoint_at_with_roles(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        role: PeerRole,
+        roles: RoleSet,
     ) -> Result<Arc<MemTransport>, TransportError> {
         let mut s = self.lock();
         if s.endpoints.contains_key(&addr) {
@@ -119,6 +155,7 @@ impl MemNetwork {
             EndpointEntry {
                 name: name.to_string(),
                 role,
+                roles,
                 services: services.clone(),
                 alive: alive.clone(),
                 max_frame: DEFAULT_MAX_FRAME,
@@ -134,16 +171,16 @@ impl MemNetwork {
         }))
     }
 
-    /// A client endpoint (a client certificate): it can call nodes; nodes see
-    /// [`PeerRole::Client`].
+    /// A client endpoint (a client certificate) with the admin role: it can call nodes;
+    /// nodes see [`PeerRole::Client`].
     pub fn client(&self, name: &str) -> Arc<MemTransport> {
-        let addr = {
-            let mut s = self.lock();
-            let port = s.next_port;
-            s.next_port = s.next_port.wrapping_add(1);
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-        };
-        self.endpoint_at(name, addr, PeerRole::Client)
+        self.client_with_roles(name, Self::CLIENT_ROLES)
+    }
+
+    /// A client endpoint whose certificate would grant `roles`.
+    pub fn client_with_roles(&self, name: &str, roles: RoleSet) -> Arc<MemTransport> {
+        let addr = self.fresh_addr();
+        self.endpoint_at_with_roles(name, addr, PeerRole::Client, roles)
             .expect("a fresh address is free")
     }
 
@@ -263,6 +300,7 @@ impl MemNetwork {
             me: Peer {
                 name: me.name.clone(),
                 role: me.role,
+                roles: me.roles,
                 addr: from.addr,
             },
         })

@@ -38,6 +38,7 @@ mod frame;
 pub mod limits;
 pub mod mem;
 pub mod quic;
+pub mod reload;
 pub mod tls;
 
 /// The largest request, response or one-way message body, unless configured otherwise.
@@ -130,6 +131,8 @@ pub struct Peer {
     pub name: String,
     /// Node or client certificate.
     pub role: PeerRole,
+    /// The roles its certificate grants (what it may do, [`crate::authz`]).
+    pub roles: crate::authz::RoleSet,
     /// The address the frame came from.
     pub addr: SocketAddr,
 }

@@ -218,7 +218,10 @@ struct Inner {
     handshake_timeout: Duration,
     datagram_queue: usize,
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    client_config: Mutex<quinn::ClientConfig>,
+    transport_config: Arc<TransportConfig>,
+    /// Whether the endpoint accepts connections (a node) or only dials (a client).
+    serve: bool,
     runtime: tokio::runtime::Handle,
     services: Mutex<BTreeMap<Service, mpsc::Sender<Incoming>>>,
     links: Mutex<BTreeMap<SocketAddr, Slot>>,
@@ -262,20 +265,7 @@ impl QuicTransport {
         }
         let transport_config = Arc::new(config.transport_config()?);
         let tls = &config.tls;
-        let server_config = if serve {
-            let crypto = tls.server_config().map_err(|e| setup_err("TLS")(&e))?;
-            let crypto = QuicServerConfig::try_from(crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
-            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-            server.transport_config(transport_config.clone());
-            Some(server)
-        } else {
-            None
-        };
-        let client_crypto = tls.client_config().map_err(|e| setup_err("TLS")(&e))?;
-        let client_crypto =
-            QuicClientConfig::try_from(client_crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client_config.transport_config(transport_config);
+        let (server_config, client_config) = quic_configs(tls, serve, &transport_config)?;
         let endpoint_config = if serve {
             // Stable across restarts: see the module documentation.
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &tls.reset_seed());
@@ -306,7 +296,9 @@ impl QuicTransport {
             handshake_timeout: config.handshake_timeout,
             datagram_queue: config.datagram_queue.max(1),
             endpoint,
-            client_config,
+            client_config: Mutex::new(client_config),
+            transport_config,
+            serve,
             runtime,
             services: Mutex::new(BTreeMap::new()),
             links: Mutex::new(BTreeMap::new()),
@@ -325,6 +317,31 @@ impl QuicTransport {
     /// Whether this endpoint is a node or a client.
     pub fn role(&self) -> PeerRole {
         self.inner.role
+    }
+
+    /// Replaces the endpoint's TLS material without a restart (a rotated certificate and
+    /// key, a new CA bundle, a new revocation list): connections made from now on, both ways,
+    /// use it; open outgoing connections are forgotten (requests in flight on them finish)
+    /// so the next request dials with the new material; open incoming ones keep theirs until
+    /// they close. The name must stay the same.
+    pub fn reload(&self, tls: &TlsMaterial) -> Result<(), TransportError> {
+        if tls.name() != self.inner.name {
+            return Err(TransportError::Setup {
+                reason: format!(
+                    "new material names {:?}, this endpoint is {:?}",
+                    tls.name(),
+                    self.inner.name
+                ),
+            });
+        }
+        let (server, client) = quic_configs(tls, self.inner.serve, &self.inner.transport_config)?;
+        if let Some(server) = server {
+            self.inner.endpoint.set_server_config(Some(server));
+        }
+        *lock(&self.inner.client_config) = client;
+        lock(&self.inner.links).retain(|_, slot| !matches!(slot, Slot::Ready(_)));
+        tracing::info!(name = %self.inner.name, roles = %tls.roles(), "reloaded TLS material");
+        Ok(())
     }
 }
 
@@ -411,7 +428,7 @@ impl Inner {
         let peer = addr.to_string();
         let connecting = self
             .endpoint
-            .connect_with(self.client_config.clone(), addr, SERVER_NAME)
+            .connect_with(lock(&self.client_config).clone(), addr, SERVER_NAME)
             .map_err(|e| match e {
                 ConnectError::EndpointStopping => TransportError::Closed,
                 other => TransportError::Unreachable {
@@ -668,6 +685,28 @@ fn read_error(peer: &str, e: ReadExactError) -> TransportError {
     }
 }
 
+/// The QUIC server (when `serve`) and client configurations for `tls`.
+fn quic_configs(
+    tls: &TlsMaterial,
+    serve: bool,
+    transport_config: &Arc<TransportConfig>,
+) -> Result<(Option<quinn::ServerConfig>, quinn::ClientConfig), TransportError> {
+    let server_config = if serve {
+        let crypto = tls.server_config().map_err(|e| setup_err("TLS")(&e))?;
+        let crypto = QuicServerConfig::try_from(crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport_config.clone());
+        Some(server)
+    } else {
+        None
+    };
+    let client_crypto = tls.client_config().map_err(|e| setup_err("TLS")(&e))?;
+    let client_crypto = QuicClientConfig::try_from(client_crypto).map_err(|e| setup_err("QUIC TLS")(&e))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client_config.transport_config(transport_config.clone());
+    Ok((server_config, client_config))
+}
+
 /// The strand identity in a connection's verified peer certificate.
 fn peer_identity(conn: &quinn::Connection) -> Option<Identity> {
     let any = conn.peer_identity()?;
@@ -719,6 +758,7 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
     let peer = Peer {
         name: identity.name,
         role: identity.role,
+        roles: identity.roles,
         addr: conn.remote_address(),
     };
     tracing::debug!(peer = %peer.name, addr = %peer.addr, "accepted a connection");

@@ -132,6 +132,23 @@ fn the_helix_tutorial_runs_step_for_step_with_strand_helix_admin() {
         ok(s.admin(&["ls", "/MYCLUSTER/INSTANCES"])),
         "localhost_12913\nlocalhost_12914\nlocalhost_12915\n"
     );
+    // Who did it, what and when: the replica recorded the CLI's administrative writes.
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(s.admin(&["audit", "--cluster", "MYCLUSTER", "-o", "json"]))).unwrap();
+    let added = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["who"] == "strand-cli"
+                && e["roles"] == "admin"
+                && e["what"]
+                    .to_string()
+                    .contains("/MYCLUSTER/CONFIGS/PARTICIPANT/localhost_1291")
+                && e["when_ms"].as_u64().is_some_and(|t| t > 0)
+        })
+        .count();
+    assert!(added >= 3, "{audit:#}");
     assert_eq!(
         ok(s.helix("--listClusterInfo MYCLUSTER")),
         "Existing resources in cluster MYCLUSTER:\nInstances in cluster MYCLUSTER:\nlocalhost_12913\nlocalhost_12914\nlocalhost_12915\n"

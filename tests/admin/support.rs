@@ -10,7 +10,7 @@ use strand::model::Record;
 use strand::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
-use strand::transport::{PeerRole, Transport};
+use strand::transport::Transport;
 
 /// The timestamp the test admin's clock gives.
 pub const NOW_MS: u64 = 1_700_000_000_000;
@@ -34,7 +34,8 @@ impl Store {
             |_| None,
         )
         .unwrap();
-        let tls = settings::tls_material_for(&settings, &replica_name(1), PeerRole::Node).unwrap();
+        let tls =
+            settings::tls_material_for(&settings, &replica_name(1), strand::authz::Role::Store).unwrap();
         let config = ReplicaConfig::new(1, "127.0.0.1:0".parse().unwrap(), dir.path().join("data"), tls);
         let server = StoreServer::start(config).await.unwrap();
         let addr = server.local_addr();
@@ -57,7 +58,8 @@ impl Store {
     }
 
     pub fn client(&self) -> PropertyStore {
-        let tls = settings::tls_material_for(&self.settings, "test-client", PeerRole::Client).unwrap();
+        let tls =
+            settings::tls_material_for(&self.settings, "test-client", strand::authz::Role::Admin).unwrap();
         let transport = QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls)).unwrap();
         let mut config = StoreClientConfig::new(vec![self.addr]);
         config.request_timeout = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use strand::propertystore::protocol::ReplicaStatus;
 use strand::propertystore::{replica_name, PropertyStore, StoreClientConfig};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
-use strand::transport::{PeerRole, Transport};
+use strand::transport::Transport;
 
 /// A set of replica processes, killed when dropped.
 pub struct Cluster {
@@ -57,9 +57,9 @@ impl Cluster {
         };
         let settings = c.settings();
         for id in 1..=n as u64 {
-            settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).unwrap();
+            settings::tls_material_for(&settings, &replica_name(id), strand::authz::Role::Store).unwrap();
         }
-        settings::tls_material_for(&settings, "test-client", PeerRole::Client).unwrap();
+        settings::tls_material_for(&settings, "test-client", strand::authz::Role::Admin).unwrap();
         for i in 0..n {
             c.spawn(i);
         }
@@ -105,7 +105,7 @@ impl Cluster {
     pub fn spawn_joiner(&mut self) -> usize {
         let i = self.addrs.len();
         let id = (i + 1) as u64;
-        settings::tls_material_for(&self.settings(), &replica_name(id), PeerRole::Node).unwrap();
+        settings::tls_material_for(&self.settings(), &replica_name(id), strand::authz::Role::Store).unwrap();
         self.addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
         let log = std::fs::File::create(self.dir.path().join(format!("replica-{id}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_strand"))
@@ -135,7 +135,8 @@ impl Cluster {
 
     /// A client endpoint with the test client's certificate (for raw requests).
     pub fn client_transport(&self) -> Arc<dyn Transport> {
-        let tls = settings::tls_material_for(&self.settings(), "test-client", PeerRole::Client).unwrap();
+        let tls =
+            settings::tls_material_for(&self.settings(), "test-client", strand::authz::Role::Admin).unwrap();
         let mut qc = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls);
         qc.handshake_timeout = Duration::from_millis(800);
         QuicTransport::client(qc).unwrap()

@@ -9,7 +9,7 @@ use strand::propertystore::protocol::ReplicaStatus;
 use strand::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
-use strand::transport::{PeerRole, Transport};
+use strand::transport::Transport;
 
 struct InProcess {
     _dir: tempfile::TempDir,
@@ -56,7 +56,8 @@ impl InProcess {
         let peers = numbered(&addrs);
         let mut servers = Vec::new();
         for (id, addr) in &peers {
-            let tls = settings::tls_material_for(&settings, &replica_name(*id), PeerRole::Node).unwrap();
+            let tls = settings::tls_material_for(&settings, &replica_name(*id), strand::authz::Role::Store)
+                .unwrap();
             let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
             config.peers = peers.clone();
             config.lease_reads = lease_reads;
@@ -72,7 +73,8 @@ impl InProcess {
     }
 
     fn client(&self) -> PropertyStore {
-        let tls = settings::tls_material_for(&self.settings, "test-client", PeerRole::Client).unwrap();
+        let tls =
+            settings::tls_material_for(&self.settings, "test-client", strand::authz::Role::Admin).unwrap();
         let transport = QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls)).unwrap();
         let mut config = StoreClientConfig::new(self.addrs.clone());
         config.request_timeout = Duration::from_secs(2);

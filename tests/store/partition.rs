@@ -15,7 +15,7 @@ use strand::propertystore::{
 };
 use strand::settings;
 use strand::transport::mem::MemNetwork;
-use strand::transport::{PeerRole, Transport};
+use strand::transport::Transport;
 
 use super::fences::{numbered, settings_in};
 
@@ -40,7 +40,8 @@ impl Partitioned {
         let mut servers = Vec::new();
         for ((id, addr), endpoint) in peers.iter().zip(endpoints) {
             // The in-memory network checks names, not certificates; the material is unused.
-            let tls = settings::tls_material_for(&settings, &replica_name(*id), PeerRole::Node).unwrap();
+            let tls = settings::tls_material_for(&settings, &replica_name(*id), strand::authz::Role::Store)
+                .unwrap();
             let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
             config.peers = peers.clone();
             config.lease_reads = lease_reads;

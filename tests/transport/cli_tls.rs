@@ -108,6 +108,70 @@ async fn tls_commands_write_working_certificates_and_refuse_overwrites() {
     );
     assert_eq!(code, 0, "{err}");
 
+    // Roles: given with --role (repeatable), defaults per kind, unknown ones refused.
+    let (code, _, err) = strand(
+        &[
+            "tls", "client", "generate", "--name", "eve", "--role", "root", "--dir", d,
+        ],
+        &home,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown role \"root\""), "{err}");
+    let (code, _, err) = strand(
+        &[
+            "tls",
+            "node",
+            "generate",
+            "--name",
+            "both",
+            "--role",
+            "controller",
+            "--role",
+            "participant",
+            "--dir",
+            d,
+        ],
+        &home,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = strand(
+        &[
+            "tls", "client", "generate", "--name", "eve", "--role", "viewer", "--dir", d,
+        ],
+        &home,
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = TlsDir::new(&dir);
+    assert_eq!(
+        t.load("both", PeerRole::Node).unwrap().roles().to_string(),
+        "controller,participant"
+    );
+    assert_eq!(
+        t.load("eve", PeerRole::Client).unwrap().roles().to_string(),
+        "viewer"
+    );
+    assert_eq!(
+        t.load("admin", PeerRole::Client).unwrap().roles().to_string(),
+        "admin"
+    );
+    assert_eq!(
+        t.load("localhost_12913", PeerRole::Node)
+            .unwrap()
+            .roles()
+            .to_string(),
+        "participant"
+    );
+
+    // Revocation: a name or a serial goes to revoked.txt; a bad serial is a usage error.
+    let (code, out, err) = strand(&["tls", "revoke", "--name", "eve", "--dir", d], &home);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked.txt"), "{out}");
+    let (code, _, err) = strand(&["tls", "revoke", "--serial", "zz", "--dir", d], &home);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a hex serial"), "{err}");
+    let e = t.load("eve", PeerRole::Client).unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+
     // Without --dir, the default per-user location under HOME.
     let (code, out, err) = strand(&["tls", "ca", "generate"], &home);
     assert_eq!(code, 0, "{err}");
@@ -146,8 +210,8 @@ async fn bootstrapped_development_certificates_work_over_quic() {
     })
     .unwrap();
     assert!(settings.tls_dir.starts_with(tmp.path()));
-    let a = strand::settings::tls_material_for(&settings, "store-1", PeerRole::Node).unwrap();
-    let b = strand::settings::tls_material_for(&settings, "store-2", PeerRole::Node).unwrap();
+    let a = strand::settings::tls_material_for(&settings, "store-1", strand::authz::Role::Store).unwrap();
+    let b = strand::settings::tls_material_for(&settings, "store-2", strand::authz::Role::Store).unwrap();
     let a = QuicTransport::bind(QuicConfig::new(loopback(), a)).unwrap();
     let b = QuicTransport::bind(QuicConfig::new(loopback(), b)).unwrap();
     let _served = serve(b.register(Service::RAFT, 8).unwrap());

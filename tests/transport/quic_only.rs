@@ -229,8 +229,24 @@ async fn a_client_certificate_cannot_serve() {
     assert!(matches!(r, Err(TransportError::Setup { .. })), "{r:?}");
     // ...and a strand node refuses a server that presents one.
     let ca = tls::generate_ca("ca").unwrap();
-    let issued = tls::issue_certificate(&ca, "admin", PeerRole::Client, &[], &[]).unwrap();
-    let node_issued = tls::issue_certificate(&ca, "a", PeerRole::Node, &[], &[]).unwrap();
+    let issued = tls::issue_certificate(
+        &ca,
+        "admin",
+        PeerRole::Client,
+        strand::authz::RoleSet::of(strand::authz::Role::Admin),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let node_issued = tls::issue_certificate(
+        &ca,
+        "a",
+        PeerRole::Node,
+        strand::authz::RoleSet::of(strand::authz::Role::Store),
+        &[],
+        &[],
+    )
+    .unwrap();
     let node_material =
         TlsMaterial::from_pem(&ca.cert_pem, &node_issued.cert_pem, &node_issued.key_pem).unwrap();
     let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
@@ -578,8 +594,10 @@ async fn killed_node_restarted_at_the_same_address_is_reconnected() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = TlsDir::new(tmp.path());
     dir.create_ca("test CA", false).unwrap();
-    dir.issue("b", PeerRole::Node, &[], &[], false).unwrap();
-    dir.issue("a", PeerRole::Node, &[], &[], false).unwrap();
+    let store = strand::authz::RoleSet::of(strand::authz::Role::Store);
+    for name in ["b", "a"] {
+        dir.issue(name, PeerRole::Node, store, &[], &[], false).unwrap();
+    }
     // No keep-alive and long idle timeouts at both ends: only a stateless reset can reveal the
     // restart before the request's deadline (without it, this test fails with TimedOut).
     let mut config = QuicConfig::new(loopback(), dir.load("a", PeerRole::Node).unwrap());

@@ -19,6 +19,7 @@
 //! The files here only parse and print; every decision is in [`crate::admin`].
 
 mod alert;
+mod audit;
 mod cluster;
 mod common;
 mod config;
@@ -87,6 +88,8 @@ pub enum AdminCommand {
     Stat(alert::EntryArgs),
     /// The health aggregates, the alert rules with what fires, the last transitions.
     Health(alert::HealthArgs),
+    /// Who changed what and when: the administrative writes the store recorded.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs `strand admin`.
@@ -111,6 +114,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Alert(a) => alert::run_entries(alert::Entries::Alerts, a).await,
             AdminCommand::Stat(a) => alert::run_entries(alert::Entries::Stats, a).await,
             AdminCommand::Health(a) => alert::run_health(a).await,
+            AdminCommand::Audit(a) => audit::run(a).await,
         }
     })
 }

@@ -26,7 +26,6 @@ use serde_json::Value;
 use crate::cli::node::EXIT_WITH_PARENT_ENV;
 use crate::cli::CliError;
 use crate::settings::{self, Settings, SettingsFlags};
-use crate::transport::PeerRole;
 
 /// Arguments of `strand bench detect`.
 #[derive(Debug, clap::Args)]
@@ -476,7 +475,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
     })
     .map_err(CliError::failed)?;
     for i in 0..args.nodes {
-        settings::tls_material_for(&settings, &Bench::node_name(i), PeerRole::Node)
+        settings::tls_material_for(&settings, &Bench::node_name(i), crate::authz::Role::Spectator)
             .map_err(CliError::failed)?;
     }
     let mut addrs = Vec::new();

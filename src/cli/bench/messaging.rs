@@ -31,7 +31,7 @@ use crate::participant::register::ADDR_FIELD;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{PeerRole, Transport};
+use crate::transport::Transport;
 
 /// The key the config notification figures go under.
 pub const CONFIG_NOTIFY_KEY: &str = "config_notify_us";
@@ -81,7 +81,8 @@ fn summary(mut us: Vec<u64>) -> serde_json::Value {
 }
 
 fn node(settings: &Settings, name: &str) -> Result<Arc<dyn Transport>, CliError> {
-    let tls = settings::tls_material_for(settings, name, PeerRole::Node).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(settings, name, crate::authz::Role::Participant)
+        .map_err(CliError::failed)?;
     let t = QuicTransport::bind(QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls))
         .map_err(CliError::failed)?;
     Ok(t as Arc<dyn Transport>)
@@ -158,16 +159,16 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
     let settings = Settings::load(&flags).map_err(CliError::usage)?;
     let store_ep = node(&settings, &replica_name(1))?;
     let store_addr = store_ep.local_addr();
-    let tls =
-        settings::tls_material_for(&settings, &replica_name(1), PeerRole::Node).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, &replica_name(1), crate::authz::Role::Store)
+        .map_err(CliError::failed)?;
     let server = StoreServer::start_on(
         ReplicaConfig::new(1, store_addr, dir.path().join("store"), tls),
         store_ep,
     )
     .await
     .map_err(CliError::failed)?;
-    let client_tls =
-        settings::tls_material_for(&settings, "bench-sender", PeerRole::Client).map_err(CliError::failed)?;
+    let client_tls = settings::tls_material_for(&settings, "bench-sender", crate::authz::Role::Admin)
+        .map_err(CliError::failed)?;
     let sender_ep = QuicTransport::client(QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), client_tls))
         .map_err(CliError::failed)? as Arc<dyn Transport>;
     let store = PropertyStore::new(sender_ep.clone(), StoreClientConfig::new(vec![store_addr]));

@@ -27,7 +27,7 @@ use crate::cli::CliError;
 use crate::propertystore::{replica_name, EventKind, PropertyStore, StoreClientConfig};
 use crate::settings::{self, Settings, SettingsFlags};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{PeerRole, Transport};
+use crate::transport::Transport;
 
 /// Arguments of `strand bench store`.
 #[derive(Debug, clap::Args)]
@@ -170,7 +170,8 @@ pub(super) fn start_replicas(
     .map_err(CliError::failed)?;
     let mut addrs = Vec::new();
     for id in 1..=n {
-        settings::tls_material_for(&settings, &replica_name(id), PeerRole::Node).map_err(CliError::failed)?;
+        settings::tls_material_for(&settings, &replica_name(id), crate::authz::Role::Store)
+            .map_err(CliError::failed)?;
         addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
     }
     let mut reps = Replicas {
@@ -192,8 +193,8 @@ pub(super) fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<P
         store: vec![],
     })
     .map_err(CliError::failed)?;
-    let tls =
-        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, CLIENT_NAME, crate::authz::Role::Admin)
+        .map_err(CliError::failed)?;
     let transport = QuicTransport::client(QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls))
         .map_err(CliError::failed)?;
     let mut config = StoreClientConfig::new(eps.to_vec());
@@ -210,8 +211,8 @@ fn cli_client(tls_dir: &Path, eps: &[SocketAddr]) -> Result<PropertyStore, CliEr
         store: vec![],
     })
     .map_err(CliError::failed)?;
-    let tls =
-        settings::tls_material_for(&settings, CLIENT_NAME, PeerRole::Client).map_err(CliError::failed)?;
+    let tls = settings::tls_material_for(&settings, CLIENT_NAME, crate::authz::Role::Admin)
+        .map_err(CliError::failed)?;
     let mut qc = QuicConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls);
     qc.handshake_timeout = Duration::from_secs(1);
     let transport = QuicTransport::client(qc).map_err(CliError::failed)?;

@@ -309,6 +309,12 @@ impl PropertyStore {
                 return Err(ClientError::Unavailable { reason: last });
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
+            if !self.inner.lanes.is_pinned(to) {
+                // Who is at `to` first (its status pins its name), so the request itself only
+                // goes to that replica; unanswered, the request goes unpinned and may teach it.
+                let wait = timeout.min(remaining).max(Duration::from_millis(50));
+                let _ = self.send(to, &StoreRequest::Status, wait).await;
+            }
             let reply = match self
                 .send_to_leader(to, req, timeout.min(remaining.max(Duration::from_millis(50))))
                 .await
@@ -350,6 +356,9 @@ impl PropertyStore {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to} is not the leader and knows none yet"))
                 }
+                Ok(StoreResponse::PermissionDenied(denied)) => {
+                    return Err(ClientError::PermissionDenied(Box::new(denied)))
+                }
                 Ok(StoreResponse::Unavailable { reason }) => {
                     self.set_leader(None);
                     Attempt::Retry(format!("{to}: {reason}"))
@@ -365,9 +374,7 @@ impl PropertyStore {
                     });
                 }
                 Err(TransportError::Authentication { peer, reason }) => {
-                    return Err(ClientError::Unavailable {
-                        reason: format!("authentication with {peer} failed: {reason}"),
-                    })
+                    return Err(ClientError::Authentication { peer, reason })
                 }
                 Err(e) if e.is_not_delivered() || e.is_outcome_unknown() => {
                     self.set_leader(None);
@@ -403,24 +410,10 @@ mod tests {
     fn status(id: ReplicaId, term: u64, leader: Option<ReplicaId>) -> ReplicaStatus {
         let voters = (1..=3).map(|i| (i, format!("127.0.0.1:700{i}"))).collect();
         ReplicaStatus {
-            id,
             addr: format!("127.0.0.1:700{id}"),
-            role: "Follower".into(),
             term,
             leader,
-            commit_index: None,
-            applied_index: None,
-            snapshot_index: None,
-            purged_index: None,
-            revision: 0,
-            oldest_revision: 1,
-            db_size_bytes: 0,
-            log_entries: 0,
-            log_syncs: 0,
-            lease_reads: 0,
-            index_reads: 0,
-            voters,
-            learners: Vec::new(),
+            ..ReplicaStatus::example(id, voters)
         }
     }
 

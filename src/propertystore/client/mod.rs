@@ -52,6 +52,7 @@ use tokio::time::Instant;
 
 use self::cache::{cache_watch, Cache};
 use self::leader::Deposed;
+use super::audit::AuditEntry;
 use super::core::{Command, Op, OpOutcome, Record, Stat, StoreError, Txn, Written};
 use super::lanes::Lanes;
 use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
@@ -82,6 +83,18 @@ pub enum ClientError {
     Protocol {
         /// What came.
         what: String,
+    },
+    /// The caller's certificate does not allow the operation; nothing changed.
+    #[error(transparent)]
+    PermissionDenied(Box<crate::authz::Denied>),
+    /// A replica's certificate is not the one expected at its address (the client pins each
+    /// replica's identity once it knows it); nothing was sent to it.
+    #[error("authentication with {peer} failed: {reason}")]
+    Authentication {
+        /// The replica dialled.
+        peer: String,
+        /// What did not match.
+        reason: String,
     },
 }
 
@@ -429,6 +442,53 @@ impl PropertyStore {
             out.push((ep, r));
         }
         out
+    }
+
+    /// The last `max` entries of `cluster`'s audit log ([`crate::propertystore::audit`]):
+    /// every reachable replica's entries merged by time (each write is recorded once, by the
+    /// replica that led when it was answered). Fails only when no replica answered.
+    pub async fn audit(&self, cluster: &str, max: u32) -> Result<Vec<AuditEntry>, ClientError> {
+        let req = StoreRequest::Audit {
+            cluster: cluster.to_string(),
+            max,
+        };
+        let mut entries = Vec::new();
+        let mut answered = false;
+        let mut last = ClientError::Unavailable {
+            reason: "no store endpoints configured".into(),
+        };
+        for (addr, status) in self.status_all().await {
+            if let Err(e) = status {
+                last = e;
+                continue;
+            }
+            match self.send(addr, &req, Duration::from_secs(2)).await {
+                Ok(StoreResponse::Audit(mut e)) => {
+                    answered = true;
+                    entries.append(&mut e);
+                }
+                Ok(StoreResponse::PermissionDenied(d)) => {
+                    return Err(ClientError::PermissionDenied(Box::new(d)))
+                }
+                Ok(other) => {
+                    last = ClientError::Protocol {
+                        what: format!("{other:?}"),
+                    }
+                }
+                Err(e) => {
+                    last = ClientError::Unavailable {
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+        if !answered {
+            return Err(last);
+        }
+        entries.sort_by(|a, b| (a.when_ms, &a.who).cmp(&(b.when_ms, &b.who)));
+        entries.dedup();
+        let skip = entries.len().saturating_sub(max as usize);
+        Ok(entries.split_off(skip))
     }
 
     /// Adds a replica (as a learner that catches up, then a voter).

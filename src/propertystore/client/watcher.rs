@@ -161,15 +161,16 @@ impl Watcher {
                 Ok(StoreResponse::EventPage { events, next }) => return Ok((events, next)),
                 Ok(StoreResponse::Events { events, next }) => return Ok((events, Position::at(next))),
                 Ok(StoreResponse::Error(e)) => return Err(ClientError::Store(e)),
+                Ok(StoreResponse::PermissionDenied(d)) => {
+                    return Err(ClientError::PermissionDenied(Box::new(d)))
+                }
                 Ok(other) => {
                     return Err(ClientError::Protocol {
                         what: format!("{other:?}"),
                     })
                 }
                 Err(TransportError::Authentication { peer, reason }) => {
-                    return Err(ClientError::Unavailable {
-                        reason: format!("authentication with {peer} failed: {reason}"),
-                    })
+                    return Err(ClientError::Authentication { peer, reason })
                 }
                 Err(TransportError::Refused { reason, .. })
                     if reason.starts_with(BAD_REQUEST) && !self.whole_revisions_only =>

@@ -1,4 +1,4 @@
-//! Just enough DER to read a certificate's subject and its URI subject alternative names.
+//! Just enough DER to read a certificate's serial, subject and URI subject alternative names.
 //! Every read is bounds-checked; malformed input is an error, never a panic. (The chain and
 //! signatures are verified by webpki, not here.)
 
@@ -15,6 +15,7 @@ const SET: u8 = 0x31;
 const OID: u8 = 0x06;
 const OCTET_STRING: u8 = 0x04;
 const BOOLEAN: u8 = 0x01;
+const INTEGER: u8 = 0x02;
 const UTF8_STRING: u8 = 0x0c;
 const PRINTABLE_STRING: u8 = 0x13;
 const VERSION: u8 = 0xa0;
@@ -67,6 +68,18 @@ fn to_subject(cert: &[u8]) -> Result<(&[u8], &[u8]), String> {
         rest = tlv(rest)?.2;
     }
     expect(rest, SEQUENCE)
+}
+
+/// The certificate's serial number: the INTEGER's content bytes, as encoded.
+pub fn serial(cert: &[u8]) -> Result<Vec<u8>, String> {
+    let (cert, _) = expect(cert, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&VERSION) {
+        rest = tlv(rest)?.2;
+    }
+    let (serial, _) = expect(rest, INTEGER)?;
+    Ok(serial.to_vec())
 }
 
 /// The subject's attributes, in order: (OID arcs, string value).

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::issue::{generate_ca, issue_certificate, CertAndKey};
+use super::revoke::{Revocations, REVOKED_FILE};
 use super::{validate_name, PeerRole, RoleName, TlsError, TlsMaterial};
+use crate::authz::RoleSet;
 
 /// A TLS directory: the CA and the certificates of the nodes and clients that run here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,54 @@ impl TlsDir {
     /// `DIR/node-NAME.key` or `DIR/client-NAME.key`.
     pub fn key_path(&self, name: &str, role: PeerRole) -> PathBuf {
         self.path.join(format!("{}-{name}.key", RoleName(role)))
+    }
+
+    /// `DIR/revoked.txt`, the revocation list.
+    pub fn revoked_path(&self) -> PathBuf {
+        self.path.join(REVOKED_FILE)
+    }
+
+    /// The revocation list (empty when the file does not exist).
+    pub fn read_revocations(&self) -> Result<Revocations, TlsError> {
+        let path = self.revoked_path();
+        if !path.exists() {
+            return Ok(Revocations::default());
+        }
+        Revocations::parse(&read_text(&path)?).map_err(|reason| TlsError::Read { path, reason })
+    }
+
+    /// Adds `line` (`serial HEX` or `name NAME`) to the revocation list, checked first;
+    /// nodes pick it up when they reload their material. Returns the file written.
+    pub fn revoke(&self, line: &str) -> Result<PathBuf, TlsError> {
+        let path = self.revoked_path();
+        let mut text = if path.exists() {
+            read_text(&path)?
+        } else {
+            String::new()
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line.trim());
+        text.push('\n');
+        Revocations::parse(&text).map_err(|reason| TlsError::Read {
+            path: path.clone(),
+            reason,
+        })?;
+        self.create()?;
+        write_file(&path, text.as_bytes(), 0o644)?;
+        Ok(path)
+    }
+
+    /// The files a node's material comes from: the CA, its certificate and key, the
+    /// revocation list (a reload watches them).
+    pub fn material_files(&self, name: &str, role: PeerRole) -> [PathBuf; 4] {
+        [
+            self.ca_cert_path(),
+            self.cert_path(name, role),
+            self.key_path(name, role),
+            self.revoked_path(),
+        ]
     }
 
     /// Whether the CA certificate exists.
@@ -92,12 +142,13 @@ impl TlsDir {
         Ok(files.to_vec())
     }
 
-    /// Issues `name`'s certificate with this directory's CA and writes it and its key;
-    /// refuses to replace them unless `force`. Returns the files written.
+    /// Issues `name`'s certificate granting `roles` with this directory's CA and writes it
+    /// and its key; refuses to replace them unless `force`. Returns the files written.
     pub fn issue(
         &self,
         name: &str,
         role: PeerRole,
+        roles: RoleSet,
         ips: &[IpAddr],
         dns: &[String],
         force: bool,
@@ -106,7 +157,7 @@ impl TlsDir {
         let ca = self.read_ca()?;
         let files = [self.cert_path(name, role), self.key_path(name, role)];
         refuse_existing(&files, force)?;
-        let issued = issue_certificate(&ca, name, role, ips, dns)?;
+        let issued = issue_certificate(&ca, name, role, roles, ips, dns)?;
         write_file(&files[1], issued.key_pem.as_bytes(), 0o600)?;
         write_file(&files[0], issued.cert_pem.as_bytes(), 0o644)?;
         Ok(files.to_vec())
@@ -129,18 +180,21 @@ impl TlsDir {
             });
         }
         let cert_path = self.cert_path(name, role);
-        let material = TlsMaterial::from_pem(
-            &read_text(&self.ca_cert_path())?,
-            &read_text(&cert_path)?,
-            &read_text(&self.key_path(name, role))?,
-        )
-        .map_err(|e| match e {
+        // A refused certificate is named by its file.
+        let at_path = |e| match e {
             TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
                 what: cert_path.display().to_string(),
                 reason,
             },
             other => other,
-        })?;
+        };
+        let material = TlsMaterial::from_pem(
+            &read_text(&self.ca_cert_path())?,
+            &read_text(&cert_path)?,
+            &read_text(&self.key_path(name, role))?,
+        )
+        .and_then(|m| m.with_revocations(self.read_revocations()?))
+        .map_err(at_path)?;
         if material.name() != name || material.role() != role {
             return Err(TlsError::BadCertificate {
                 what: cert_path.display().to_string(),
@@ -230,24 +284,27 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Tls
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::Role;
+
+    const P: RoleSet = RoleSet::of(Role::Participant);
 
     #[test]
     fn directory_layout_and_overwrite_protection() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = TlsDir::new(tmp.path().join("tls"));
         assert!(matches!(
-            dir.issue("n1", PeerRole::Node, &[], &[], false),
+            dir.issue("n1", PeerRole::Node, P, &[], &[], false),
             Err(TlsError::NoCa { .. })
         ));
         let written = dir.create_ca("strand cluster CA", false).unwrap();
         assert_eq!(written, vec![dir.ca_cert_path(), dir.ca_key_path()]);
         assert!(matches!(dir.create_ca("x", false), Err(TlsError::Exists { .. })));
-        dir.issue("n1", PeerRole::Node, &[], &[], false).unwrap();
+        dir.issue("n1", PeerRole::Node, P, &[], &[], false).unwrap();
         assert!(matches!(
-            dir.issue("n1", PeerRole::Node, &[], &[], false),
+            dir.issue("n1", PeerRole::Node, P, &[], &[], false),
             Err(TlsError::Exists { .. })
         ));
-        dir.issue("n1", PeerRole::Node, &[], &[], true).unwrap();
+        dir.issue("n1", PeerRole::Node, P, &[], &[], true).unwrap();
         let m = dir.load("n1", PeerRole::Node).unwrap();
         assert_eq!(m.name(), "n1");
         assert!(matches!(

@@ -11,7 +11,8 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::{der, validate_name, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX};
+use super::{der, validate_name, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX, ROLE_URI_PREFIX};
+use crate::authz::RoleSet;
 
 /// A certificate and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
@@ -99,16 +100,23 @@ pub fn generate_ca(common_name: &str) -> Result<CertAndKey, TlsError> {
     })
 }
 
-/// Issues a node or client certificate for `name`, signed by `ca` (ECDSA P-256, valid 5
-/// years). `ips` and `dns` add optional IP and DNS subject alternative names.
+/// Issues a node or client certificate for `name` granting `roles`, signed by `ca` (ECDSA
+/// P-256, valid 5 years). `ips` and `dns` add optional IP and DNS subject alternative names.
 pub fn issue_certificate(
     ca: &CertAndKey,
     name: &str,
     role: PeerRole,
+    roles: RoleSet,
     ips: &[IpAddr],
     dns: &[String],
 ) -> Result<CertAndKey, TlsError> {
     validate_name(name)?;
+    if roles.is_empty() {
+        return Err(TlsError::Generate {
+            what: format!("a certificate for {name:?}"),
+            reason: "it must grant at least one role".into(),
+        });
+    }
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| TlsError::BadCertificate {
         what: "CA key".into(),
         reason: e.to_string(),
@@ -126,6 +134,12 @@ pub fn issue_certificate(
     };
     let uri = uri.try_into().map_err(gen_err("the name's URI"))?;
     params.subject_alt_names.push(SanType::URI(uri));
+    for r in roles.iter() {
+        let uri = format!("{ROLE_URI_PREFIX}{r}")
+            .try_into()
+            .map_err(gen_err("the role's URI"))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+    }
     for ip in ips {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
@@ -163,24 +177,32 @@ pub fn issue_certificate(
 mod tests {
     use super::super::TlsMaterial;
     use super::*;
+    use crate::authz::Role;
+
+    fn node_roles() -> RoleSet {
+        RoleSet::of(Role::Participant)
+    }
 
     #[test]
     fn issued_certificates_carry_name_and_role() {
         let ca = generate_ca("test CA").unwrap();
-        let node = issue_certificate(&ca, "localhost_12913", PeerRole::Node, &[], &[]).unwrap();
+        let node = issue_certificate(&ca, "localhost_12913", PeerRole::Node, node_roles(), &[], &[]).unwrap();
         let m = TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).unwrap();
         assert_eq!(m.name(), "localhost_12913");
         assert_eq!(m.role(), PeerRole::Node);
+        assert_eq!(m.roles(), node_roles());
         let client = issue_certificate(
             &ca,
             "admin",
             PeerRole::Client,
+            RoleSet::of(Role::Admin).with(Role::Viewer),
             &["127.0.0.1".parse().unwrap()],
             &["example.org".into()],
         )
         .unwrap();
         let m = TlsMaterial::from_pem(&ca.cert_pem, &client.cert_pem, &client.key_pem).unwrap();
         assert_eq!((m.name(), m.role()), ("admin", PeerRole::Client));
+        assert_eq!(m.roles().to_string(), "admin,viewer");
         assert!(m.server_config().is_err(), "a client certificate cannot serve");
     }
 
@@ -188,7 +210,7 @@ mod tests {
     fn material_from_another_ca_is_refused_at_load() {
         let ca = generate_ca("one").unwrap();
         let other = generate_ca("two").unwrap();
-        let node = issue_certificate(&other, "n1", PeerRole::Node, &[], &[]).unwrap();
+        let node = issue_certificate(&other, "n1", PeerRole::Node, node_roles(), &[], &[]).unwrap();
         let err = TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).unwrap_err();
         assert!(matches!(err, TlsError::BadCertificate { .. }), "{err}");
     }
@@ -197,11 +219,18 @@ mod tests {
     fn issuing_reads_the_ca_subject_back_exactly() {
         // A CA with an unusual common name still chains: the issuer name is read, not assumed.
         let ca = generate_ca("Ünïcode CA / test").unwrap();
-        let node = issue_certificate(&ca, "n1", PeerRole::Node, &[], &[]).unwrap();
+        let node = issue_certificate(&ca, "n1", PeerRole::Node, node_roles(), &[], &[]).unwrap();
         assert!(TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).is_ok());
         let der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap();
         let subject = der::subject(der.as_ref()).unwrap();
         assert_eq!(subject.len(), 2);
         assert_eq!(subject[0].0, vec![2, 5, 4, 3]);
+    }
+
+    #[test]
+    fn a_certificate_grants_at_least_one_role() {
+        let ca = generate_ca("ca").unwrap();
+        let err = issue_certificate(&ca, "n1", PeerRole::Node, RoleSet::NONE, &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("at least one role"), "{err}");
     }
 }

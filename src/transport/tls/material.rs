@@ -11,6 +11,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use super::revoke::Revocations;
 use super::verify::{identity_of, StrandClientVerifier, StrandServerVerifier};
 use super::{Identity, PeerRole, TlsError, ALPN};
 
@@ -20,6 +21,7 @@ pub struct TlsMaterial {
     ca: CertificateDer<'static>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
+    revoked: Arc<Revocations>,
 }
 
 impl Clone for TlsMaterial {
@@ -29,6 +31,7 @@ impl Clone for TlsMaterial {
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone_key(),
+            revoked: self.revoked.clone(),
         }
     }
 }
@@ -38,6 +41,7 @@ impl fmt::Debug for TlsMaterial {
         f.debug_struct("TlsMaterial")
             .field("name", &self.identity.name)
             .field("role", &self.identity.role)
+            .field("roles", &self.identity.roles)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +67,7 @@ impl TlsMaterial {
             ca,
             cert,
             key,
+            revoked: Arc::default(),
         };
         // Catch a certificate from another CA now, with a clear message, not at the first
         // handshake. Node certificates carry clientAuth too, so this one check covers both.
@@ -73,6 +78,24 @@ impl TlsMaterial {
         Ok(material)
     }
 
+    /// This material with `revoked` as the revocation list its verifiers check; refused if
+    /// its own certificate is on it.
+    pub fn with_revocations(mut self, revoked: Revocations) -> Result<TlsMaterial, TlsError> {
+        revoked
+            .check(&self.identity.name, &self.cert)
+            .map_err(|reason| TlsError::BadCertificate {
+                what: "certificate".into(),
+                reason,
+            })?;
+        self.revoked = Arc::new(revoked);
+        Ok(self)
+    }
+
+    /// The revocation list the verifiers check.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revoked
+    }
+
     /// The holder's name.
     pub fn name(&self) -> &str {
         &self.identity.name
@@ -81,6 +104,11 @@ impl TlsMaterial {
     /// Node or client certificate.
     pub fn role(&self) -> PeerRole {
         self.identity.role
+    }
+
+    /// The roles the certificate grants.
+    pub fn roles(&self) -> crate::authz::RoleSet {
+        self.identity.roles
     }
 
     /// A 32-byte secret derived from the private key, stable across restarts: the seed of the
@@ -126,6 +154,7 @@ impl TlsMaterial {
         }
         let verifier = Arc::new(StrandClientVerifier {
             inner: self.client_verifier()?,
+            revoked: self.revoked.clone(),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -147,6 +176,7 @@ impl TlsMaterial {
         let verifier = Arc::new(StrandServerVerifier {
             roots: self.roots()?,
             provider: provider(),
+            revoked: self.revoked.clone(),
         });
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])

@@ -8,7 +8,12 @@
 //!   ca.pem / ca.key                 the cluster CA (CN "strand cluster CA")
 //!   node-NAME.pem / .key            URI strand://node/NAME,   EKU serverAuth + clientAuth
 //!   client-NAME.pem / .key          URI strand://client/NAME, EKU clientAuth only
+//!   (both)                          URI strand://role/ROLE, one per role it grants
 //! ```
+//!
+//! The roles ([`crate::authz::Role`]: admin, operator, viewer, controller, participant,
+//! spectator, store) say what the holder may do; a certificate without a role, or with one
+//! strand does not know, is refused.
 //!
 //! Verification is webpki's (chain to the CA, validity, key usage), then strand's own check
 //! of the name and role in the URI: a server must present a node certificate (a client
@@ -25,6 +30,7 @@
 //!   tls/dir.rs       the TLS directory on disk (files, modes, atomic writes)
 //!   tls/material.rs  TlsMaterial: loaded material → rustls server/client configurations
 //!   tls/verify.rs    the SAN name check and strand's client/server certificate verifiers
+//!   tls/revoke.rs    the revocation list (DIR/revoked.txt: serials and names)
 //!   tls/der.rs       just enough DER to read a certificate's subject and URI SANs
 //! ```
 
@@ -32,16 +38,19 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::PeerRole;
+use crate::authz::RoleSet;
 
 mod der;
 mod dir;
 mod issue;
 mod material;
+mod revoke;
 mod verify;
 
 pub use dir::TlsDir;
 pub use issue::{generate_ca, issue_certificate, CertAndKey};
 pub use material::TlsMaterial;
+pub use revoke::{serial_hex, Revocations, REVOKED_FILE};
 pub use verify::identity_of;
 
 /// The ALPN protocol every strand endpoint speaks.
@@ -51,6 +60,9 @@ pub const ALPN: &[u8] = b"strand/1";
 pub const NODE_URI_PREFIX: &str = "strand://node/";
 /// The URI prefix that names a client in its certificate.
 pub const CLIENT_URI_PREFIX: &str = "strand://client/";
+
+/// The URI prefix of a role a certificate grants (`strand://role/participant`).
+pub const ROLE_URI_PREFIX: &str = "strand://role/";
 
 /// The longest name a certificate may carry.
 pub const MAX_NAME_LEN: usize = 128;
@@ -149,6 +161,8 @@ pub struct Identity {
     pub name: String,
     /// Node or client certificate.
     pub role: PeerRole,
+    /// The roles it grants (never empty).
+    pub roles: RoleSet,
 }
 
 /// Checks that `name` can name a node or client: 1 to 128 characters of ASCII letters,

@@ -15,38 +15,48 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName as TlsDistinguishedName, RootCertStore, SignatureScheme,
 };
 
-use super::{der, validate_name, Identity, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX};
+use super::revoke::Revocations;
+use super::{
+    der, validate_name, Identity, PeerRole, TlsError, CLIENT_URI_PREFIX, NODE_URI_PREFIX, ROLE_URI_PREFIX,
+};
+use crate::authz::{Role, RoleSet};
 
-/// Reads the strand identity (name and role) from a DER certificate. Exactly one strand URI
-/// must be present, with a valid name.
+/// Reads the strand identity (name, kind and roles) from a DER certificate. Exactly one
+/// strand name URI must be present, with a valid name, and at least one role URI, each a role
+/// strand knows.
 pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, TlsError> {
     let bad = |reason: String| TlsError::BadCertificate {
         what: "presented by the peer".into(),
         reason,
     };
     let uris = der::san_uris(cert.as_ref()).map_err(|e| bad(format!("unparsable: {e}")))?;
-    let mut found: Option<Identity> = None;
+    let mut found: Option<(String, PeerRole)> = None;
+    let mut roles = RoleSet::NONE;
     for uri in uris {
-        let identity = if let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) {
-            Identity {
-                name: name.to_string(),
-                role: PeerRole::Node,
-            }
+        let named = if let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) {
+            (name.to_string(), PeerRole::Node)
         } else if let Some(name) = uri.strip_prefix(CLIENT_URI_PREFIX) {
-            Identity {
-                name: name.to_string(),
-                role: PeerRole::Client,
-            }
+            (name.to_string(), PeerRole::Client)
+        } else if let Some(role) = uri.strip_prefix(ROLE_URI_PREFIX) {
+            roles = roles.with(Role::parse(role).map_err(|e| bad(e.to_string()))?);
+            continue;
         } else {
             continue;
         };
         if found.is_some() {
             return Err(bad("more than one strand name".into()));
         }
-        validate_name(&identity.name).map_err(|e| bad(e.to_string()))?;
-        found = Some(identity);
+        validate_name(&named.0).map_err(|e| bad(e.to_string()))?;
+        found = Some(named);
     }
-    found.ok_or_else(|| bad("no strand://node/ or strand://client/ name".into()))
+    let (name, role) = found.ok_or_else(|| bad("no strand://node/ or strand://client/ name".into()))?;
+    if roles.is_empty() {
+        return Err(bad(format!(
+            "{name:?} carries no strand://role/ (issued before roles existed?): reissue it with `strand tls {} generate --name {name} --role ROLE --force`",
+            super::RoleName(role)
+        )));
+    }
+    Ok(Identity { name, role, roles })
 }
 
 fn cert_error(reason: String) -> rustls::Error {
@@ -73,6 +83,7 @@ impl std::error::Error for StrandCertError {}
 pub(super) struct StrandServerVerifier {
     pub(super) roots: Arc<RootCertStore>,
     pub(super) provider: Arc<CryptoProvider>,
+    pub(super) revoked: Arc<Revocations>,
 }
 
 impl ServerCertVerifier for StrandServerVerifier {
@@ -99,6 +110,9 @@ impl ServerCertVerifier for StrandServerVerifier {
                 identity.name
             )));
         }
+        self.revoked
+            .check(&identity.name, end_entity)
+            .map_err(cert_error)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -142,6 +156,7 @@ impl ServerCertVerifier for StrandServerVerifier {
 #[derive(Debug)]
 pub(super) struct StrandClientVerifier {
     pub(super) inner: Arc<dyn ClientCertVerifier>,
+    pub(super) revoked: Arc<Revocations>,
 }
 
 impl ClientCertVerifier for StrandClientVerifier {
@@ -164,7 +179,10 @@ impl ClientCertVerifier for StrandClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        identity_of(end_entity).map_err(|e| cert_error(e.to_string()))?;
+        let identity = identity_of(end_entity).map_err(|e| cert_error(e.to_string()))?;
+        self.revoked
+            .check(&identity.name, end_entity)
+            .map_err(cert_error)?;
         Ok(verified)
     }
 
@@ -201,11 +219,15 @@ mod tests {
     #[test]
     fn truncated_certificates_never_panic() {
         let ca = generate_ca("ca").unwrap();
-        let node = issue_certificate(&ca, "n1", PeerRole::Node, &[], &[]).unwrap();
+        let roles = RoleSet::of(Role::Store);
+        let node = issue_certificate(&ca, "n1", PeerRole::Node, roles, &[], &[]).unwrap();
         let der = CertificateDer::from_pem_slice(node.cert_pem.as_bytes())
             .unwrap()
             .to_vec();
-        assert_eq!(der::san_uris(&der).unwrap(), vec!["strand://node/n1".to_string()]);
+        assert_eq!(
+            der::san_uris(&der).unwrap(),
+            vec!["strand://node/n1".to_string(), "strand://role/store".to_string()]
+        );
         for cut in 0..der.len() {
             let _ = der::san_uris(&der[..cut]);
             let _ = der::subject(&der[..cut]);

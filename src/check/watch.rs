@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::check::linearizability::Value;
+use crate::check::linearizability::{Call, Operation, Ret, Value};
 
 /// One event a watcher received (puts only: the checked histories never delete).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,9 @@ pub fn check(
             s.value != e.value || s.version != e.version || s.revision.is_some_and(|r| r != e.revision)
         };
         if by_version.get(&(e.key.as_str(), e.version)).is_some_and(differs)
-            || by_revision.get(&(e.key.as_str(), e.revision)).is_some_and(differs)
+            || by_revision
+                .get(&(e.key.as_str(), e.revision))
+                .is_some_and(differs)
         {
             out.push(WatchViolation::Mismatch { index });
         }
@@ -128,15 +130,70 @@ pub fn check(
     }
     for s in seen {
         if let Some(r) = s.revision {
-            if (from..=through).contains(&r)
-                && in_scope(&s.key)
-                && !shown.contains(&(r, s.key.as_str()))
-            {
+            if (from..=through).contains(&r) && in_scope(&s.key) && !shown.contains(&(r, s.key.as_str())) {
                 out.push(WatchViolation::Missing {
                     key: s.key.clone(),
                     revision: r,
                 });
             }
+        }
+    }
+    out
+}
+
+/// What a complete watch stream says of an operation whose answer never came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Its values are in the stream: it took effect, as `ret` says, at `revision`.
+    Applied {
+        /// The answer it would have had.
+        ret: Ret,
+        /// The revision it took effect at.
+        revision: u64,
+    },
+    /// None of its values is in the stream: it never took effect.
+    Never,
+}
+
+/// Settles the writes of unknown outcome in `history` from `events`, a stream [`check`]
+/// found complete and right over a span holding every write of the history (values are
+/// unique to a write). A write whose values all show is applied; one none of whose values
+/// show never was; anything else stays unknown. Settling only narrows what the checker may
+/// assume, so it can turn a pass into a violation, never the reverse. Returns (index, what).
+pub fn settle_unknown(history: &[Operation], events: &[WatchEvent]) -> Vec<(usize, Settled)> {
+    let by_value: BTreeMap<Value, &WatchEvent> = events.iter().map(|e| (e.value, e)).collect();
+    let mut out = Vec::new();
+    for (i, op) in history.iter().enumerate() {
+        if op.ret != Ret::Unknown {
+            continue;
+        }
+        let puts: Vec<(&str, Value)> = match &op.call {
+            Call::Get { .. } => continue,
+            Call::Put { key, value } | Call::Cas { key, value, .. } => vec![(key.as_str(), *value)],
+            Call::Txn { puts, .. } => puts.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        };
+        let shown: Vec<Option<&&WatchEvent>> = puts.iter().map(|(_, v)| by_value.get(v)).collect();
+        if shown.iter().all(Option::is_none) {
+            out.push((i, Settled::Never));
+        } else if let Some(shown) = shown.into_iter().collect::<Option<Vec<_>>>() {
+            let revision = shown[0].revision;
+            let fits = shown
+                .iter()
+                .zip(&puts)
+                .all(|(e, (k, _))| e.revision == revision && e.key == *k);
+            if !fits {
+                continue;
+            }
+            let ret = match &op.call {
+                Call::Txn { .. } => Ret::Txn {
+                    succeeded: true,
+                    versions: shown.iter().map(|e| e.version).collect(),
+                },
+                _ => Ret::Written {
+                    version: shown[0].version,
+                },
+            };
+            out.push((i, Settled::Applied { ret, revision }));
         }
     }
     out
@@ -171,8 +228,73 @@ mod tests {
     }
 
     #[test]
+    fn a_complete_stream_settles_writes_of_unknown_outcome() {
+        let op = |call: Call| Operation {
+            client: 0,
+            call,
+            ret: Ret::Unknown,
+            invoke: 0,
+            complete: 0,
+        };
+        let history = [
+            op(Call::Put {
+                key: "/w/a".into(),
+                value: 1,
+            }),
+            op(Call::Cas {
+                key: "/w/a".into(),
+                expected: 1,
+                value: 2,
+            }),
+            op(Call::Txn {
+                conditions: vec![],
+                puts: vec![("/w/a".into(), 3), ("/w/b".into(), 4)],
+            }),
+            op(Call::Get { key: "/w/a".into() }),
+            op(Call::Put {
+                key: "/w/b".into(),
+                value: 5,
+            }),
+        ];
+        let events = [
+            ev(5, "/w/a", 1, 1),
+            ev(6, "/w/a", 3, 2),
+            ev(6, "/w/b", 4, 1),
+            ev(7, "/w/a", 5, 3),
+        ];
+        assert_eq!(
+            settle_unknown(&history, &events),
+            vec![
+                (
+                    0,
+                    Settled::Applied {
+                        ret: Ret::Written { version: 1 },
+                        revision: 5
+                    }
+                ),
+                (1, Settled::Never),
+                (
+                    2,
+                    Settled::Applied {
+                        ret: Ret::Txn {
+                            succeeded: true,
+                            versions: vec![2, 1]
+                        },
+                        revision: 6
+                    }
+                ),
+                // Its value shows under another key: left unknown for the checker to judge.
+            ]
+        );
+    }
+
+    #[test]
     fn a_complete_ordered_stream_passes() {
-        let seen = [acked("/w/a", 1, 1, 5), acked("/w/b", 1, 2, 6), acked("/w/a", 2, 3, 8)];
+        let seen = [
+            acked("/w/a", 1, 1, 5),
+            acked("/w/b", 1, 2, 6),
+            acked("/w/a", 2, 3, 8),
+        ];
         // A transaction wrote /w/a and /w/b at revision 9 (outcome unknown to its client).
         let events = [
             ev(5, "/w/a", 1, 1),
@@ -200,7 +322,11 @@ mod tests {
 
     #[test]
     fn each_fault_of_a_stream_is_named() {
-        let seen = [acked("/w/a", 1, 1, 5), acked("/w/a", 2, 3, 7), acked("/x/c", 1, 4, 6)];
+        let seen = [
+            acked("/w/a", 1, 1, 5),
+            acked("/w/a", 2, 3, 7),
+            acked("/x/c", 1, 4, 6),
+        ];
         assert_eq!(
             run(5, &[ev(7, "/w/a", 3, 2)], &seen),
             vec![WatchViolation::Missing {
@@ -210,7 +336,11 @@ mod tests {
             "a write outside the prefix is not missing"
         );
         assert_eq!(
-            run(5, &[ev(5, "/w/a", 1, 1), ev(5, "/w/a", 1, 1), ev(7, "/w/a", 3, 2)], &seen),
+            run(
+                5,
+                &[ev(5, "/w/a", 1, 1), ev(5, "/w/a", 1, 1), ev(7, "/w/a", 3, 2)],
+                &seen
+            ),
             vec![
                 WatchViolation::OutOfOrder { index: 1 },
                 WatchViolation::VersionGap { index: 1, after: 1 }
@@ -225,7 +355,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            run(5, &[ev(5, "/w/a", 1, 1), ev(6, "/w/a", 3, 2), ev(7, "/w/a", 9, 3)], &seen),
+            run(
+                5,
+                &[ev(5, "/w/a", 1, 1), ev(6, "/w/a", 3, 2), ev(7, "/w/a", 9, 3)],
+                &seen
+            ),
             vec![
                 WatchViolation::Mismatch { index: 1 },
                 WatchViolation::Mismatch { index: 2 }
@@ -233,7 +367,11 @@ mod tests {
             "version 2 of /w/a was acknowledged at revision 7, not 6, and with value 3"
         );
         assert_eq!(
-            run(5, &[ev(5, "/w/a", 1, 1), ev(7, "/w/a", 3, 2), ev(8, "/w/a", 11, 3)], &seen),
+            run(
+                5,
+                &[ev(5, "/w/a", 1, 1), ev(7, "/w/a", 3, 2), ev(8, "/w/a", 11, 3)],
+                &seen
+            ),
             vec![WatchViolation::Phantom { index: 2 }]
         );
     }

@@ -12,10 +12,18 @@ use strand::check::linearizability::{check, Call, Operation, Ret, Verdict, Versi
 /// Runs the bench for a few seconds; returns its report and whether it exited 0.
 fn bench(extra: &[&str], history: Option<&std::path::Path>) -> (serde_json::Value, bool) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strand"));
-    cmd.args(["bench", "linearizability", "--json", "--seconds", "6", "--faults", "2"])
-        .args(["--clients", "4", "--watchers", "1"])
-        .args(extra)
-        .env("STRAND_LOG", "warn");
+    cmd.args([
+        "bench",
+        "linearizability",
+        "--json",
+        "--seconds",
+        "6",
+        "--faults",
+        "2",
+    ])
+    .args(["--clients", "4", "--watchers", "1"])
+    .args(extra)
+    .env("STRAND_LOG", "warn");
     if let Some(h) = history {
         cmd.arg("--history-out").arg(h);
     }

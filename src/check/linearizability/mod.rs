@@ -12,8 +12,8 @@
 
 pub mod model;
 mod partition;
-pub mod store;
 mod search;
+pub mod store;
 #[cfg(test)]
 mod tests;
 

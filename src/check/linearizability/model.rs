@@ -121,11 +121,7 @@ impl LocalCall {
         match call {
             Call::Get { key } => LocalCall::Get(index(key)),
             Call::Put { key, value } => LocalCall::Put(index(key), *value),
-            Call::Cas {
-                key,
-                expected,
-                value,
-            } => LocalCall::Cas(index(key), *expected, *value),
+            Call::Cas { key, expected, value } => LocalCall::Cas(index(key), *expected, *value),
             Call::Txn { conditions, puts } => LocalCall::Txn(
                 conditions.iter().map(|(k, v)| (index(k), *v)).collect(),
                 puts.iter().map(|(k, v)| (index(k), *v)).collect(),
@@ -223,17 +219,11 @@ mod tests {
     fn cas_succeeds_only_at_its_version_and_fails_only_elsewhere() {
         let s: State = vec![at(7, 2)];
         let cas = LocalCall::Cas(0, 2, 9);
-        assert_eq!(
-            step(&s, &cas, &Ret::Written { version: 3 }),
-            Some(vec![at(9, 3)])
-        );
+        assert_eq!(step(&s, &cas, &Ret::Written { version: 3 }), Some(vec![at(9, 3)]));
         assert!(step(&s, &cas, &Ret::CasFailed { actual: 2 }).is_none());
         let stale = LocalCall::Cas(0, 1, 9);
         assert!(step(&s, &stale, &Ret::Written { version: 2 }).is_none());
-        assert_eq!(
-            step(&s, &stale, &Ret::CasFailed { actual: 2 }),
-            Some(s.clone())
-        );
+        assert_eq!(step(&s, &stale, &Ret::CasFailed { actual: 2 }), Some(s.clone()));
         // Unknown: applied when it can be, else nothing.
         assert_eq!(step(&s, &stale, &Ret::Unknown), Some(s.clone()));
         assert_eq!(step(&s, &cas, &Ret::Unknown), Some(vec![at(9, 3)]));

@@ -28,9 +28,13 @@ pub(super) struct Entry<O> {
 pub(super) enum Found {
     Linearizable,
     /// No linearization; the largest set of operations placed in one partial linearization.
-    None { best: Vec<usize> },
+    None {
+        best: Vec<usize>,
+    },
     /// The step budget ran out.
-    Undecided { steps: u64 },
+    Undecided {
+        steps: u64,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -178,9 +182,7 @@ pub(super) fn search<O, S: Clone + Eq + Hash>(
     if known_left == 0 {
         Found::Linearizable
     } else {
-        Found::None {
-            best: best.1.ones(),
-        }
+        Found::None { best: best.1.ones() }
     }
 }
 
@@ -197,16 +199,16 @@ mod tests {
     }
 
     fn e(op: Option<u64>, invoke: Time, complete: Option<Time>) -> Entry<Option<u64>> {
-        Entry {
-            op,
-            invoke,
-            complete,
-        }
+        Entry { op, invoke, complete }
     }
 
     #[test]
     fn overlapping_operations_may_go_either_way() {
-        let h = [e(None, 0, Some(10)), e(Some(0), 1, Some(2)), e(Some(1), 3, Some(4))];
+        let h = [
+            e(None, 0, Some(10)),
+            e(Some(0), 1, Some(2)),
+            e(Some(1), 3, Some(4)),
+        ];
         assert_eq!(search(&h, 0, counter, 1000), Found::Linearizable);
     }
 
@@ -235,6 +237,9 @@ mod tests {
     #[test]
     fn the_budget_stops_the_search() {
         let h: Vec<_> = (0..40).map(|i| e(Some(1000 + i), 0, Some(100))).collect();
-        assert!(matches!(search(&h, 0, counter, 10), Found::Undecided { steps: 10 }));
+        assert!(matches!(
+            search(&h, 0, counter, 10),
+            Found::Undecided { steps: 10 }
+        ));
     }
 }

@@ -33,11 +33,9 @@ pub fn command(call: &Call) -> Option<Command> {
     match call {
         Call::Get { .. } => None,
         Call::Put { key, value } => Some(Command::Txn(Txn::single(set(key, value, None)))),
-        Call::Cas {
-            key,
-            expected,
-            value,
-        } => Some(Command::Txn(Txn::single(set(key, value, Some(*expected))))),
+        Call::Cas { key, expected, value } => {
+            Some(Command::Txn(Txn::single(set(key, value, Some(*expected)))))
+        }
         Call::Txn { conditions, puts } => Some(Command::Txn(Txn {
             conditions: conditions
                 .iter()

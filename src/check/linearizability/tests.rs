@@ -22,10 +22,7 @@ fn get(k: &str) -> Call {
 }
 
 fn put(k: &str, value: Value) -> Call {
-    Call::Put {
-        key: k.into(),
-        value,
-    }
+    Call::Put { key: k.into(), value }
 }
 
 fn cas(k: &str, expected: u64, value: Value) -> Call {
@@ -156,13 +153,31 @@ fn a_transaction_seen_half_applied_is_not_linearizable() {
         puts: vec![("/a".into(), 1), ("/b".into(), 2)],
     };
     let whole = [
-        op(0, txn.clone(), Ret::Txn { succeeded: true, versions: vec![1, 1] }, 0, 10),
+        op(
+            0,
+            txn.clone(),
+            Ret::Txn {
+                succeeded: true,
+                versions: vec![1, 1],
+            },
+            0,
+            10,
+        ),
         op(1, get("/b"), saw(2, 1), 1, 2),
         op(1, get("/a"), saw(1, 1), 3, 4),
     ];
     assert_eq!(check(&whole), Verdict::Linearizable);
     let half = [
-        op(0, txn, Ret::Txn { succeeded: true, versions: vec![1, 1] }, 0, 10),
+        op(
+            0,
+            txn,
+            Ret::Txn {
+                succeeded: true,
+                versions: vec![1, 1],
+            },
+            0,
+            10,
+        ),
         op(1, get("/b"), saw(2, 1), 1, 2),
         op(1, get("/a"), Ret::Get(None), 3, 4),
     ];
@@ -176,7 +191,15 @@ fn a_transaction_seen_half_applied_is_not_linearizable() {
 #[test]
 fn each_key_is_checked_alone_and_the_bad_one_is_named() {
     let mut h: Vec<Operation> = (0..40u64)
-        .map(|i| op(i as u32 % 4, put(&format!("/k{}", i % 8), i + 1), Ret::Unknown, i, i + 100))
+        .map(|i| {
+            op(
+                i as u32 % 4,
+                put(&format!("/k{}", i % 8), i + 1),
+                Ret::Unknown,
+                i,
+                i + 100,
+            )
+        })
         .collect();
     h.push(op(9, put("/bad", 1), written(1), 0, 1));
     h.push(op(9, get("/bad"), Ret::Get(None), 2, 3));
@@ -223,9 +246,7 @@ fn make_call((kind, k, k2, e): (u8, u8, u8, u8), value: Value) -> Call {
 fn apply(kv: &mut MemKv, call: &Call) -> Option<Ret> {
     match command(call) {
         None => {
-            let Call::Get { key } = call else {
-                unreachable!()
-            };
+            let Call::Get { key } = call else { unreachable!() };
             Some(ret_of_read(kv.get(key).unwrap().as_ref()))
         }
         Some(cmd) => match kv.apply(&cmd, 1_000) {
@@ -238,7 +259,11 @@ fn apply(kv: &mut MemKv, call: &Call) -> Option<Ret> {
 /// A history from a correct store: each operation takes effect at a point inside its own
 /// interval, in the order of those points; `unknown` ones lose their answer (and with
 /// `dropped` never took effect at all).
-fn concurrent_history(ops: &[((u8, u8, u8, u8), u16, u16, u16, bool, bool)]) -> Vec<Operation> {
+/// One generated operation: its call's shape, start, effect point and tail after it, whether
+/// its answer is lost, and whether it then never took effect.
+type Planned = ((u8, u8, u8, u8), u16, u16, u16, bool, bool);
+
+fn concurrent_history(ops: &[Planned]) -> Vec<Operation> {
     let mut timed: Vec<(u64, usize)> = ops
         .iter()
         .enumerate()
@@ -257,7 +282,13 @@ fn concurrent_history(ops: &[((u8, u8, u8, u8), u16, u16, u16, bool, bool)]) -> 
         };
         if let Some(ret) = ret {
             let invoke = u64::from(start);
-            history.push(op(i as u32, call, ret, invoke, invoke + u64::from(point) + u64::from(tail)));
+            history.push(op(
+                i as u32,
+                call,
+                ret,
+                invoke,
+                invoke + u64::from(point) + u64::from(tail),
+            ));
         }
     }
     history

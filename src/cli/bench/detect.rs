@@ -626,7 +626,10 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         let show = |k: &str| {
             let v = &result[k];
             if v["p99"].is_null() {
-                format!("p50 {} ms, max of {} {} ms (too few for a p99)", v["p50"], v["n"], v["max"])
+                format!(
+                    "p50 {} ms, max of {} {} ms (too few for a p99)",
+                    v["p50"], v["n"], v["max"]
+                )
             } else {
                 format!("p50 {} ms, p99 {} ms, max {} ms", v["p50"], v["p99"], v["max"])
             }

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::check::linearizability::store::{command, decode_value, ret_of_read, ret_of_store_error, ret_of_written};
+use crate::check::linearizability::store::{
+    command, decode_value, ret_of_read, ret_of_store_error, ret_of_written,
+};
 use crate::check::linearizability::{Call, Operation, Ret, Value};
-use crate::check::watch::{Seen, WatchEvent};
+use crate::check::watch::{Seen, Settled, WatchEvent};
 use crate::propertystore::{ClientError, Command, EventKind, PropertyStore};
 
 /// The keys' common prefix.
@@ -69,15 +71,20 @@ impl Recorded {
                     value: v.value,
                     revision: None,
                 }),
-                (Call::Put { key, value } | Call::Cas { key, value, .. }, Ret::Written { version }) => {
-                    out.push(Seen {
+                (Call::Put { key, value } | Call::Cas { key, value, .. }, Ret::Written { version }) => out
+                    .push(Seen {
                         key: key.clone(),
                         version: *version,
                         value: *value,
                         revision: *rev,
-                    })
-                }
-                (Call::Txn { puts, .. }, Ret::Txn { succeeded: true, versions }) => {
+                    }),
+                (
+                    Call::Txn { puts, .. },
+                    Ret::Txn {
+                        succeeded: true,
+                        versions,
+                    },
+                ) => {
                     // A key put twice in one transaction shows only its last put.
                     let last = |i: usize| !puts[i + 1..].iter().any(|(k, _)| *k == puts[i].0);
                     for (i, ((key, value), version)) in puts.iter().zip(versions).enumerate() {
@@ -244,6 +251,36 @@ impl Workload {
     }
 }
 
+/// Settles `recorded`'s writes of unknown outcome from a complete, checked watch stream (see
+/// [`crate::check::watch::settle_unknown`]): applied ones get their answer and revision,
+/// ones that never took effect leave the history. Returns how many were settled.
+pub fn settle(recorded: &mut Recorded, events: &[WatchEvent]) -> usize {
+    let settled = crate::check::watch::settle_unknown(&recorded.history, events);
+    let mut never = std::collections::BTreeSet::new();
+    for (i, s) in &settled {
+        match s {
+            Settled::Applied { ret, revision } => {
+                recorded.history[*i].ret = ret.clone();
+                recorded.revisions[*i] = Some(*revision);
+            }
+            Settled::Never => {
+                never.insert(*i);
+            }
+        }
+    }
+    let keep = |i: &usize| !never.contains(i);
+    let (history, revisions) = std::mem::take(&mut recorded.history)
+        .into_iter()
+        .zip(std::mem::take(&mut recorded.revisions))
+        .enumerate()
+        .filter(|(i, _)| keep(i))
+        .map(|(_, pair)| pair)
+        .unzip();
+    recorded.history = history;
+    recorded.revisions = revisions;
+    settled.len()
+}
+
 /// A pause after a failed request, so a client does not spin while no leader answers.
 async fn backoff() {
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -270,25 +307,23 @@ pub async fn watch(
                 until.load(Ordering::Acquire)
             ));
         }
-        let batch =
-            tokio::time::timeout(std::time::Duration::from_millis(500), watcher.next_batch()).await;
-        match batch {
-            Ok(Ok(batch)) => {
-                for e in batch {
-                    if let EventKind::Put { value, stat } = e.kind {
-                        events.push(WatchEvent {
-                            revision: e.revision,
-                            key: e.path,
-                            value: decode_value(&value),
-                            version: stat.version,
-                        });
-                    } else {
-                        return Err(format!("a delete of {} at revision {}: nothing deletes", e.path, e.revision));
-                    }
-                }
+        let batch = tokio::time::timeout(std::time::Duration::from_millis(500), watcher.next_batch()).await;
+        // On an error or a timeout the watcher resumes from where it was on its next call.
+        if let Ok(Ok(batch)) = batch {
+            for e in batch {
+                let EventKind::Put { value, stat } = e.kind else {
+                    return Err(format!(
+                        "a delete of {} at revision {}: nothing deletes",
+                        e.path, e.revision
+                    ));
+                };
+                events.push(WatchEvent {
+                    revision: e.revision,
+                    key: e.path,
+                    value: decode_value(&value),
+                    version: stat.version,
+                });
             }
-            // The watcher resumes from where it was on its next call.
-            Ok(Err(_)) | Err(_) => {}
         }
     }
 }
@@ -298,12 +333,7 @@ pub async fn watch(
 pub fn sent_values(history: &[Operation]) -> std::collections::BTreeSet<Value> {
     history
         .iter()
-        .filter(|o| {
-            !matches!(
-                o.ret,
-                Ret::CasFailed { .. } | Ret::Txn { succeeded: false, .. }
-            )
-        })
+        .filter(|o| !matches!(o.ret, Ret::CasFailed { .. } | Ret::Txn { succeeded: false, .. }))
         .flat_map(|o| o.call.written_values())
         .collect()
 }

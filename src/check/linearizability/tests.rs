@@ -294,20 +294,27 @@ fn concurrent_history(ops: &[Planned]) -> Vec<Operation> {
     history
 }
 
+/// The history of `calls` applied one after another to the store's in-memory core, and the
+/// core after them.
+fn sequential_history(calls: Vec<(u8, u8, u8, u8)>) -> (MemKv, Vec<Operation>) {
+    let mut kv = MemKv::default();
+    let mut history = Vec::new();
+    for (i, shape) in calls.into_iter().enumerate() {
+        let call = make_call(shape, i as Value + 1);
+        if let Some(ret) = apply(&mut kv, &call) {
+            let t = 10 * i as u64;
+            history.push(op(0, call, ret, t, t + 5));
+        }
+    }
+    (kv, history)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn random_sequential_histories_of_the_store_are_linearizable(calls in prop::collection::vec(arb_call(), 1..60)) {
-        let mut kv = MemKv::default();
-        let mut history = Vec::new();
-        for (i, shape) in calls.into_iter().enumerate() {
-            let call = make_call(shape, i as Value + 1);
-            if let Some(ret) = apply(&mut kv, &call) {
-                let t = 10 * i as u64;
-                history.push(op(0, call, ret, t, t + 5));
-            }
-        }
+        let (_, history) = sequential_history(calls);
         prop_assert_eq!(check(&history), Verdict::Linearizable);
     }
 
@@ -323,17 +330,9 @@ proptest! {
     fn a_stale_read_planted_after_a_sequential_history_is_caught(
         calls in prop::collection::vec(arb_call(), 1..40), pick in any::<prop::sample::Index>()
     ) {
-        let mut kv = MemKv::default();
-        let mut history = Vec::new();
-        // (key, value, version) of every acknowledged write.
+        let (kv, mut history) = sequential_history(calls);
+        // (key, version) of every version a key had before its last.
         let mut versions = Vec::new();
-        for (i, shape) in calls.into_iter().enumerate() {
-            let call = make_call(shape, i as Value + 1);
-            if let Some(ret) = apply(&mut kv, &call) {
-                let t = 10 * i as u64;
-                history.push(op(0, call, ret, t, t + 5));
-            }
-        }
         for (key, rec) in &kv.keys {
             for v in 1..rec.stat.version {
                 versions.push((key.clone(), v));

@@ -200,6 +200,18 @@ pub(super) fn start_replicas(
     Ok((reps, addrs))
 }
 
+/// A new directory for one bench's replicas: `strand-bench-<what>-<pid>-<ns>` in the temp dir.
+pub(super) fn bench_dir(what: &str) -> Result<PathBuf, CliError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("strand-bench-{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
 pub(super) fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStore, CliError> {
     let settings = Settings::load(&SettingsFlags {
         tls_dir: Some(tls_dir.to_path_buf()),
@@ -340,13 +352,7 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
             "--value-size exceeds the store's 1 MiB value limit",
         ));
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("strand-bench-store-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = bench_dir("store")?;
     let mut extra = Vec::new();
     if let Some(h) = args.heartbeat_ms {
         extra.extend(["--heartbeat-ms".to_string(), h.to_string()]);

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use self::record::{Gets, Workload};
-use super::store::{client, start_replicas, steady, Replicas};
+use super::store::{bench_dir, client, start_replicas, steady, Replicas};
 use crate::check::linearizability::{self, Call, Ret, Verdict};
 use crate::check::watch;
 use crate::cli::store::runtime;
@@ -142,13 +142,7 @@ async fn one_mode(
     mode: crate::cli::store::LeaderReads,
 ) -> Result<(serde_json::Value, Vec<linearizability::Operation>), CliError> {
     let mode_name = mode.name();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("strand-bench-linz-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = bench_dir("linz")?;
     let extra = vec!["--read-mode".to_string(), mode_name.to_string()];
     let (mut replicas, eps) = start_replicas(3, &dir, extra)?;
     let tls = dir.join("tls");

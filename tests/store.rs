@@ -257,11 +257,27 @@ async fn watch_sees_every_write_once_in_order_across_a_leader_change_and_a_recon
     };
     let writers = Writers::start(&client, 4, "/w/data");
     writers.wait_for(100).await;
+    // The watcher is live before the kill, and sees writes made after it while the writers
+    // still run.
+    let last_seen = || seen.lock().unwrap().last().map_or(0, |(r, _)| *r);
+    let wait_seen = |revision: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while last_seen() <= revision {
+            assert!(
+                Instant::now() < deadline,
+                "the watcher is stuck before revision {revision}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_seen(first).await;
     let at_kill = seen.lock().unwrap().len();
+    let acked_at_kill = writers.acked.lock().unwrap().values().copied().max().unwrap();
     cluster.kill(leader);
     cluster.wait_leader(&client, Some(leader)).await;
     let n = writers.count();
     writers.wait_for(n + 100).await;
+    wait_seen(acked_at_kill).await;
     let at_stop = seen.lock().unwrap().len();
     let acked = writers.stop().await;
     let last = *acked.values().max().unwrap();

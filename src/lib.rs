@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod check;
 pub mod cli;
 pub mod codec;
 pub mod config;

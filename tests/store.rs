@@ -211,152 +211,88 @@ async fn follower_sigkill_then_leader_killed_right_after_the_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_of_gets_sets_and_cas_across_a_leader_kill_is_linearizable() {
-    use linearizability::{check, Call, Operation, Ret};
-    let seed: u64 = std::env::var("STORE_LIN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0004);
-    eprintln!("seed {seed}");
-    let mut cluster = Cluster::start(3, 10_000);
-    let setup = cluster.client(0);
-    let leader = cluster.wait_leader(&setup, None).await;
-    let base = Instant::now();
-    let history = Arc::new(Mutex::new(Vec::<Operation>::new()));
-    let next_value = Arc::new(AtomicU64::new(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for t in 0..4u64 {
-        let client = cluster.client(0);
-        let (history, next_value, stop) = (history.clone(), next_value.clone(), stop.clone());
-        handles.push(tokio::spawn(async move {
-            let mut rng = seed ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut rand = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng
-            };
-            let mut last_version = [0u64; 3];
-            while !stop.load(Ordering::Relaxed) {
-                let key = (rand() % 3) as u32;
-                let path = format!("/lin/k{key}");
-                let invoke = base.elapsed().as_nanos() as u64;
-                let (call, ret) = match rand() % 3 {
-                    0 => {
-                        let r = client.get(&path).await;
-                        let ret = match r {
-                            Ok(Some(rec)) => {
-                                let v: u64 = String::from_utf8_lossy(&rec.value).parse().unwrap();
-                                last_version[key as usize] = rec.stat.version;
-                                Ret::Get(Some((v, rec.stat.version)))
-                            }
-                            Ok(None) => Ret::Get(None),
-                            Err(_) => continue, // a failed read tells nothing
-                        };
-                        (Call::Get, ret)
-                    }
-                    n => {
-                        let value = next_value.fetch_add(1, Ordering::Relaxed);
-                        let (call, expected) = if n == 1 {
-                            (Call::Set(value), None)
-                        } else {
-                            let e = last_version[key as usize];
-                            (Call::Cas { expected: e, value }, Some(e))
-                        };
-                        let ret = match client.set(&path, value.to_string().as_bytes(), expected).await {
-                            Ok(stat) => {
-                                last_version[key as usize] = stat.version;
-                                Ret::Written {
-                                    version: stat.version,
-                                }
-                            }
-                            Err(ClientError::Store(StoreError::VersionMismatch { actual, .. })) => {
-                                last_version[key as usize] = actual;
-                                Ret::CasFailed { actual }
-                            }
-                            Err(ClientError::OutcomeUnknown { .. }) => Ret::Unknown,
-                            // Certainly not applied: leave it out of the history.
-                            Err(_) => continue,
-                        };
-                        (call, ret)
-                    }
-                };
-                let complete = base.elapsed().as_nanos() as u64;
-                history.lock().unwrap().push(Operation {
-                    key,
-                    call,
-                    ret,
-                    invoke,
-                    complete,
-                });
-            }
-        }));
-    }
-    let wait_ops = |n: usize| {
-        let history = history.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(90);
-            while history.lock().unwrap().len() < n {
-                assert!(
-                    Instant::now() < deadline,
-                    "the history did not reach {n} operations"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait_ops(150).await;
-    cluster.kill(leader);
-    let before = history.lock().unwrap().len();
-    cluster.wait_leader(&setup, Some(leader)).await;
-    wait_ops(before + 150).await;
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.await.unwrap();
-    }
-    let history = history.lock().unwrap().clone();
-    eprintln!("{} operations recorded", history.len());
-    assert_eq!(check(&history), Ok(()), "not linearizable (seed {seed})");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sees_every_write_once_in_order_across_a_leader_change_and_a_reconnect() {
     let mut cluster = Cluster::start(3, 10_000);
     let client = cluster.client(0);
     let leader = cluster.wait_leader(&client, None).await;
     let first = client.set("/w/start", b"0", None).await.unwrap().mod_revision;
+
+    // One watcher from the start, running while the writes go on and the leader dies; it is
+    // dropped once it has seen 50 events and resumed by a new client (a reconnect) from the
+    // revision it had reached.
+    let seen: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let until = Arc::new(AtomicU64::new(u64::MAX));
+    let reconnected = Arc::new(AtomicBool::new(false));
+    let watch_task = {
+        let (seen, until, reconnected) = (seen.clone(), until.clone(), reconnected.clone());
+        let fresh = cluster.client(0);
+        let mut watcher = cluster.client(0).watch("/w/", first);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while seen.lock().unwrap().last().map_or(0, |(r, _)| *r) < until.load(Ordering::Acquire) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the watch did not reach the last write"
+                );
+                let batch = match tokio::time::timeout(Duration::from_millis(200), watcher.next_batch()).await
+                {
+                    Ok(b) => b.unwrap(),
+                    Err(_) => continue,
+                };
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    for e in batch {
+                        assert!(matches!(e.kind, EventKind::Put { .. }));
+                        seen.push((e.revision, e.path));
+                    }
+                    seen.len()
+                };
+                if !reconnected.load(Ordering::Relaxed) && n >= 50 {
+                    let from = watcher.next_revision();
+                    watcher = fresh.watch("/w/", from);
+                    reconnected.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    };
     let writers = Writers::start(&client, 4, "/w/data");
     writers.wait_for(100).await;
+    // The watcher is live before the kill, and sees writes made after it while the writers
+    // still run.
+    let last_seen = || seen.lock().unwrap().last().map_or(0, |(r, _)| *r);
+    let wait_seen = |revision: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while last_seen() <= revision {
+            assert!(
+                Instant::now() < deadline,
+                "the watcher is stuck before revision {revision}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_seen(first).await;
+    let at_kill = seen.lock().unwrap().len();
+    let acked_at_kill = writers.acked.lock().unwrap().values().copied().max().unwrap();
     cluster.kill(leader);
     cluster.wait_leader(&client, Some(leader)).await;
     let n = writers.count();
     writers.wait_for(n + 100).await;
+    wait_seen(acked_at_kill).await;
+    let at_stop = seen.lock().unwrap().len();
     let acked = writers.stop().await;
-
-    // One watcher from the start, dropped half way and resumed by a new client (a
-    // reconnect) from the revision it had reached.
-    let mut seen: Vec<(u64, String)> = Vec::new();
-    let mut watcher = cluster.client(0).watch("/w/", first);
-    let mut resumed = false;
     let last = *acked.values().max().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.last().map_or(0, |(r, _)| *r) < last {
-        assert!(
-            Instant::now() < deadline,
-            "the watch did not reach revision {last}"
-        );
-        for e in watcher.next_batch().await.unwrap() {
-            assert!(matches!(e.kind, EventKind::Put { .. }));
-            seen.push((e.revision, e.path));
-        }
-        if !resumed && seen.len() > acked.len() / 2 {
-            let from = watcher.next_revision();
-            watcher = cluster.client(0).watch("/w/", from);
-            resumed = true;
-        }
-    }
-    assert!(resumed);
+    until.store(last, Ordering::Release);
+    watch_task.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    eprintln!(
+        "{at_kill} events seen at the kill, {at_stop} when the writers stopped, {} in all",
+        seen.len()
+    );
+    assert!(
+        at_kill > 0 && at_stop > at_kill,
+        "the watcher saw events before the kill and between the kill and the end of the writes"
+    );
+    assert!(reconnected.load(Ordering::Relaxed));
     assert!(
         seen.windows(2).all(|w| w[0].0 < w[1].0),
         "revisions strictly increase, no duplicates"
@@ -391,10 +327,15 @@ async fn cached_reads_never_go_behind_the_clients_own_writes_under_concurrent_wr
     let cluster = Cluster::start(3, 10_000);
     let setup = cluster.client(0);
     cluster.wait_leader(&setup, None).await;
+    let start = setup.set("/start", b"0", None).await.unwrap().mod_revision;
     let clients: Vec<PropertyStore> = (0..4).map(|_| cluster.client(10_000)).collect();
+    // Each cached read of another key: (key, what it returned, the revision of the client's
+    // own last write before it).
+    let reads: Arc<Mutex<Vec<(String, strand::propertystore::Record, u64)>>> = Arc::default();
     let mut handles = Vec::new();
     for (t, client) in clients.iter().enumerate() {
         let client = client.clone();
+        let reads = reads.clone();
         handles.push(tokio::spawn(async move {
             for i in 0..60u64 {
                 let path = format!("/cache/k{}", i % 5);
@@ -411,17 +352,50 @@ async fn cached_reads_never_go_behind_the_clients_own_writes_under_concurrent_wr
                     got.stat.mod_revision >= stat.mod_revision,
                     "cached read went back in time"
                 );
-                // Another key, written by others: never older than this client's last write.
+                // Another key, written by others: checked below against the store's history.
                 let other = format!("/cache/k{}", (i + 1) % 5);
                 if let Some(r) = client.cached_get(&other).await.unwrap() {
-                    let fresh = client.get(&other).await.unwrap().unwrap();
-                    assert!(r.stat.mod_revision <= fresh.stat.mod_revision);
+                    reads.lock().unwrap().push((other, r, stat.mod_revision));
                 }
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
+    }
+    // Every write to the keys, from the store's own history (nothing is compacted).
+    let last = setup.set("/end", b"0", None).await.unwrap().mod_revision;
+    let mut writes: BTreeMap<String, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+    let mut watcher = setup.watch("/cache/", start);
+    while watcher.next_revision() <= last {
+        for e in watcher.next_batch().await.unwrap() {
+            if let EventKind::Put { value, .. } = e.kind {
+                writes.entry(e.path).or_default().push((e.revision, value));
+            }
+        }
+    }
+    // A cached read of another key returns a value the key really had, and one no older than
+    // the state at the client's own last write: no write to that key lies between the
+    // value's revision and that write.
+    let reads = reads.lock().unwrap().clone();
+    assert!(!reads.is_empty());
+    for (path, r, floor) in &reads {
+        let history = &writes[path];
+        assert!(
+            history.contains(&(r.stat.mod_revision, r.value.clone())),
+            "{path}: the cached value was never written at revision {}",
+            r.stat.mod_revision
+        );
+        let newer = history
+            .iter()
+            .find(|(rev, _)| *rev > r.stat.mod_revision && *rev <= *floor);
+        assert!(
+            newer.is_none(),
+            "{path}: the cached read returned revision {} though revision {} was written before \
+             the client's own write at {floor}",
+            r.stat.mod_revision,
+            newer.unwrap().0
+        );
     }
     // The watch brings every cache to the final values.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -572,27 +546,55 @@ async fn concurrent_writes_share_fsyncs() {
     let leader = cluster.wait_leader(&client, None).await;
     client.set("/gc/warm", b"x", None).await.unwrap();
     let before = cluster.statuses(&client).await[leader].clone().unwrap();
+    let mut acked = Vec::new();
     for round in 0..4 {
         let writes = (0..128).map(|i| {
             let client = client.clone();
-            async move { client.set(&format!("/gc/r{round}-{i}"), b"v", None).await }
+            let path = format!("/gc/r{round}-{i}");
+            async move { (client.set(&path, b"v", None).await, path) }
         });
-        for r in futures::future::join_all(writes).await {
-            // A leader change on a busy machine may leave a write's outcome unknown.
-            assert!(
-                matches!(r, Ok(_) | Err(ClientError::OutcomeUnknown { .. })),
-                "{r:?}"
-            );
+        for (r, path) in futures::future::join_all(writes).await {
+            match r {
+                Ok(_) => acked.push(path),
+                // A leader change on a busy machine may leave a write's outcome unknown.
+                Err(ClientError::OutcomeUnknown { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
         }
     }
     let after = cluster.statuses(&client).await[leader].clone().unwrap();
+    assert_eq!(
+        after.role, "leader",
+        "the leader changed during the writes: its fsync count says nothing of group commit"
+    );
     let (entries, syncs) = (
         after.log_entries - before.log_entries,
         after.log_syncs - before.log_syncs,
     );
-    eprintln!("512 writes in {entries} log entries, {syncs} fsyncs on the leader");
+    eprintln!(
+        "{} of 512 writes acknowledged in {entries} log entries, {syncs} fsyncs on the leader",
+        acked.len()
+    );
+    // The ratio means something only if the writes happened: most were acknowledged, each
+    // is readable, and the leader's log grew and was synced.
     assert!(
-        syncs * 4 <= 512,
-        "group commit: {syncs} fsyncs for 512 concurrent writes"
+        acked.len() >= 256,
+        "only {} of 512 writes acknowledged",
+        acked.len()
+    );
+    for path in &acked {
+        assert_eq!(
+            client.get(path).await.unwrap().map(|r| r.value),
+            Some(b"v".to_vec())
+        );
+    }
+    assert!(
+        entries >= 1 && syncs >= 1,
+        "{entries} log entries, {syncs} fsyncs"
+    );
+    assert!(
+        syncs * 4 <= acked.len() as u64,
+        "group commit: {syncs} fsyncs for {} concurrent writes",
+        acked.len()
     );
 }

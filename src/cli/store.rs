@@ -79,12 +79,38 @@ pub struct RunArgs {
     /// store should use the same values: the read lease is half of MIN.
     #[arg(long, value_name = "MIN,MAX", value_delimiter = ',')]
     pub election_timeout_ms: Vec<u64>,
+    /// How the leader serves linearizable reads: `lease` (the default) answers without a
+    /// round trip while its lease holds, which assumes the replicas' clocks run at nearly the
+    /// same rate (see `propertystore::lease`); `read-index` confirms leadership with a
+    /// heartbeat round for every batch of reads, as etcd does, and assumes nothing of clocks.
+    #[arg(long, value_enum, default_value_t)]
+    pub read_mode: LeaderReads,
     /// TLS directory.
     #[command(flatten)]
     pub settings: SettingsFlags,
     /// The HTTP API and dashboard (its store client talks to this replica and its peers).
     #[command(flatten)]
     pub http: super::http::HttpFlags,
+}
+
+/// How a leader serves linearizable reads (`strand store run --read-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeaderReads {
+    /// Under the leader's lease when it holds, else by read-index.
+    #[default]
+    Lease,
+    /// Always by read-index.
+    ReadIndex,
+}
+
+impl LeaderReads {
+    /// The flag's value naming this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaderReads::Lease => "lease",
+            LeaderReads::ReadIndex => "read-index",
+        }
+    }
 }
 
 /// `strand store status`.
@@ -224,6 +250,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     config.join = args.join;
     config.snapshot_every = args.snapshot_every;
     config.retain = args.retain;
+    config.lease_reads = args.read_mode == LeaderReads::Lease;
     if let Some(h) = args.heartbeat_ms {
         config.heartbeat = Duration::from_millis(h);
     }

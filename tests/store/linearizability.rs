@@ -1,205 +1,119 @@
-//! A small Wing–Gong linearizability checker for a versioned register per key (get, set,
-//! compare-and-set on the version), with P-compositionality: each key is checked alone.
-//!
-//! Operations whose outcome is unknown (a write that timed out) may take effect at any
-//! point after their invocation, or never.
+//! `strand bench linearizability` as a test (issue 19 §2): three replica processes, clients
+//! doing gets, puts, compare-and-sets and transactions over three keys while the leader is
+//! SIGKILLed and then SIGSTOPped; the history must be linearizable and the watch streams
+//! right, with lease reads and with read-index reads. The harness is shown able to fail: a
+//! stale read planted in the recorded history is caught, and so are gets served from the
+//! client's cache while recorded as linearizable.
 
-use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
 
-/// What a client asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// Read the key.
-    Get,
-    /// Write a (unique) value.
-    Set(u64),
-    /// Write a (unique) value if the key is at `expected` version.
-    Cas { expected: u64, value: u64 },
+use strand::check::linearizability::{check, Call, Operation, Ret, Verdict, Versioned};
+
+/// Runs the bench for a few seconds; returns its report and whether it exited 0.
+fn bench(extra: &[&str], history: Option<&std::path::Path>) -> (serde_json::Value, bool) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strand"));
+    cmd.args([
+        "bench",
+        "linearizability",
+        "--json",
+        "--seconds",
+        "6",
+        "--faults",
+        "2",
+    ])
+    .args(["--clients", "4", "--watchers", "1"])
+    .args(extra)
+    .env("STRAND_LOG", "warn");
+    if let Some(h) = history {
+        cmd.arg("--history-out").arg(h);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!("{report}");
+    (report, out.status.success())
 }
 
-/// What it got back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// The value and version read (`None`: absent, version 0).
-    Get(Option<(u64, u64)>),
-    /// The write took effect; the key's new version.
-    Written { version: u64 },
-    /// The CAS found the key at `actual`.
-    CasFailed { actual: u64 },
-    /// No answer: it may or may not have taken effect.
-    Unknown,
-}
-
-/// One operation of the history; times in any monotonic unit.
-#[derive(Debug, Clone)]
-pub struct Operation {
-    pub key: u32,
-    pub call: Call,
-    pub ret: Ret,
-    pub invoke: u64,
-    pub complete: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct State {
-    value: Option<u64>,
-    version: u64,
-}
-
-fn step(s: State, call: Call, ret: Ret) -> Option<State> {
-    match (call, ret) {
-        (Call::Get, Ret::Get(r)) => {
-            (r == s.value.map(|v| (v, s.version)) && (r.is_some() || s.version == 0)).then_some(s)
-        }
-        (Call::Set(v), Ret::Written { version }) => (version == s.version + 1).then_some(State {
-            value: Some(v),
-            version,
-        }),
-        (Call::Set(v), Ret::Unknown) => Some(State {
-            value: Some(v),
-            version: s.version + 1,
-        }),
-        (Call::Cas { expected, value }, Ret::Written { version }) => {
-            (s.version == expected && version == expected + 1).then_some(State {
-                value: Some(value),
-                version,
-            })
-        }
-        (Call::Cas { expected, .. }, Ret::CasFailed { actual }) => {
-            (s.version == actual && actual != expected).then_some(s)
-        }
-        (Call::Cas { expected, value }, Ret::Unknown) => Some(if s.version == expected {
-            State {
-                value: Some(value),
-                version: s.version + 1,
-            }
-        } else {
-            s
-        }),
-        _ => None,
+/// The report of a run that must hold: faults injected, operations of every kind with
+/// answers, a linearizable verdict and clean watch streams.
+fn assert_clean(report: &serde_json::Value, mode: &str) {
+    let m = &report["modes"][0];
+    assert_eq!(m["read_mode"], mode);
+    assert_eq!(m["faults"]["kills"], 1, "{m}");
+    assert_eq!(m["faults"]["pauses"], 1, "{m}");
+    for kind in ["get", "put", "cas", "txn"] {
+        assert!(m["ops"][kind].as_u64().unwrap() > 0, "no {kind} recorded: {m}");
     }
-}
-
-fn search(
-    ops: &[Operation],
-    done: &mut Vec<bool>,
-    state: State,
-    memo: &mut HashSet<(Vec<bool>, State)>,
-) -> bool {
-    if ops
-        .iter()
-        .zip(done.iter())
-        .all(|(o, d)| *d || o.ret == Ret::Unknown)
-    {
-        return true;
-    }
-    if !memo.insert((done.clone(), state)) {
-        return false;
-    }
-    let min_complete = ops
-        .iter()
-        .zip(done.iter())
-        .filter(|(_, d)| !**d)
-        .map(|(o, _)| o.complete)
-        .min()
-        .unwrap_or(u64::MAX);
-    for i in 0..ops.len() {
-        if done[i] || ops[i].invoke > min_complete {
-            continue;
-        }
-        if let Some(next) = step(state, ops[i].call, ops[i].ret) {
-            done[i] = true;
-            if search(ops, done, next, memo) {
-                return true;
-            }
-            done[i] = false;
-        }
-    }
-    false
-}
-
-/// Checks the history; on failure returns the first key whose operations are not
-/// linearizable.
-pub fn check(history: &[Operation]) -> Result<(), u32> {
-    let mut by_key: BTreeMap<u32, Vec<Operation>> = BTreeMap::new();
-    for op in history {
-        let mut op = op.clone();
-        if op.ret == Ret::Unknown {
-            op.complete = u64::MAX;
-        }
-        by_key.entry(op.key).or_default().push(op);
-    }
-    for (key, mut ops) in by_key {
-        ops.sort_by_key(|o| o.invoke);
-        let mut done = vec![false; ops.len()];
-        let mut memo = HashSet::new();
-        if !search(
-            &ops,
-            &mut done,
-            State {
-                value: None,
-                version: 0,
-            },
-            &mut memo,
-        ) {
-            return Err(key);
-        }
-    }
-    Ok(())
+    assert_eq!(m["verdict"], "Linearizable", "{m}");
+    assert!(m["watches"][0]["events"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["watches"][0]["violations"], serde_json::json!([]), "{m}");
+    assert_eq!(report["violations"], 0);
 }
 
 #[test]
-fn checker_accepts_and_rejects() {
-    let op = |call, ret, invoke, complete| Operation {
-        key: 0,
-        call,
-        ret,
-        invoke,
-        complete,
+fn history_across_a_leader_kill_and_pause_is_linearizable_with_lease_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let (report, ok) = bench(&["--read-modes", "lease"], Some(&path));
+    assert_clean(&report, "lease");
+    assert!(ok);
+
+    // The same recorded history with one stale read planted in it: a read, after everything
+    // else, of a key's first version when the key was written again later.
+    let mut history: Vec<Operation> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(check(&history), Verdict::Linearizable);
+    let first_put = |version: u64| {
+        history.iter().find_map(|o| match (&o.call, &o.ret) {
+            (Call::Put { key, value } | Call::Cas { key, value, .. }, Ret::Written { version: v })
+                if *v == version =>
+            {
+                Some((key.clone(), *value))
+            }
+            _ => None,
+        })
     };
-    // Concurrent set and get: the get may see either.
-    let ok = [
-        op(Call::Set(1), Ret::Written { version: 1 }, 0, 10),
-        op(Call::Get, Ret::Get(None), 1, 2),
-        op(Call::Get, Ret::Get(Some((1, 1))), 3, 4),
-        op(
-            Call::Cas {
-                expected: 1,
-                value: 2,
-            },
-            Ret::Written { version: 2 },
-            11,
-            12,
-        ),
-        op(
-            Call::Cas {
-                expected: 1,
-                value: 3,
-            },
-            Ret::CasFailed { actual: 2 },
-            13,
-            14,
-        ),
-    ];
-    assert_eq!(check(&ok), Ok(()));
-    // A stale read after a completed write is not linearizable.
-    let stale = [
-        op(Call::Set(1), Ret::Written { version: 1 }, 0, 1),
-        op(Call::Get, Ret::Get(None), 2, 3),
-    ];
-    assert_eq!(check(&stale), Err(0));
-    // An unknown write may show up later, or never.
-    let unknown = [
-        op(Call::Set(1), Ret::Unknown, 0, 1),
-        op(Call::Get, Ret::Get(None), 2, 3),
-        op(Call::Get, Ret::Get(Some((1, 1))), 4, 5),
-    ];
-    assert_eq!(check(&unknown), Ok(()));
-    // ...but not disappear once seen.
-    let flicker = [
-        op(Call::Set(1), Ret::Unknown, 0, 1),
-        op(Call::Get, Ret::Get(Some((1, 1))), 2, 3),
-        op(Call::Get, Ret::Get(None), 4, 5),
-    ];
-    assert_eq!(check(&flicker), Err(0));
+    let (key, value) = first_put(1).expect("some write made version 1");
+    assert!(first_put(2).is_some(), "some key was written twice");
+    let end = history.iter().map(|o| o.complete).max().unwrap() + 1;
+    history.push(Operation {
+        client: 99,
+        call: Call::Get { key: key.clone() },
+        ret: Ret::Get(Some(Versioned { value, version: 1 })),
+        invoke: end,
+        complete: end + 1,
+    });
+    match check(&history) {
+        Verdict::NotLinearizable(v) => {
+            assert!(v.keys.contains(&key));
+            assert!(v.unplaced.contains(&(history.len() - 1)), "{v:?}");
+        }
+        other => panic!("the planted stale read passed: {other:?}"),
+    }
+}
+
+#[test]
+fn history_across_a_leader_kill_and_pause_is_linearizable_with_read_index_reads() {
+    let (report, ok) = bench(&["--read-modes", "read-index"], None);
+    assert_clean(&report, "read-index");
+    assert!(ok);
+}
+
+#[test]
+fn gets_served_from_the_cache_as_if_linearizable_are_caught() {
+    let (report, ok) = bench(&["--read-modes", "lease", "--gets", "cache"], None);
+    let m = &report["modes"][0];
+    assert!(
+        m["verdict"].get("not_linearizable").is_some(),
+        "cached gets lag other clients' writes, yet the history passed: {m}"
+    );
+    assert!(!ok, "the bench exits non-zero on a violation");
 }

@@ -9,7 +9,8 @@
 //! runs two busy-loop processes meanwhile, so both cores are saturated.
 //!
 //! JSON: `nodes`, `trials`, `load`, `first_detect_ms`, `all_detect_ms`, `leave_ms` (each
-//! `p50`, `p99`, `max`), `false_positives`, `missed` (trials where some survivor never saw
+//! `p50`, `p99` — `null` under 100 samples, read `max` of `n` — `max`, `n`; in whole ms, as
+//! `resolution_ms` says: the nodes stamp events in whole ms), `false_positives`, `missed` (trials where some survivor never saw
 //! the kill or the leave within 10 s), `leaves_seen_as_down`, `isolated_events`, `rejoins`
 //! and `suspicions` (over the whole run, every node), `config`.
 
@@ -61,12 +62,18 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// machine makes QUIC handshakes slow).
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The wall clock in whole milliseconds, truncated as the nodes truncate the `at_unix_ms` of
+/// their events: differences of the two are whole milliseconds, good to ±1 ms, and are
+/// reported as such (`resolution_ms`), never with a fraction the clocks do not have.
 fn unix_ms_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
+        .map(|d| d.as_millis() as f64)
         .unwrap_or(0.0)
 }
+
+/// The timestamps' resolution, in ms.
+const RESOLUTION_MS: u64 = 1;
 
 /// One line a node printed.
 struct Line {
@@ -400,7 +407,12 @@ impl Drop for Bench {
     }
 }
 
-/// p50, p99 and max of `xs` (nearest rank), rounded to 0.1 ms.
+/// The fewest samples a p99 is reported from: with fewer, the 99th percentile is the maximum
+/// and is reported as `max` of `n` only.
+pub(crate) const MIN_SAMPLES_FOR_P99: usize = 100;
+
+/// p50, p99 and max of `xs` (nearest rank), rounded to 0.1; p99 is `null` with fewer than
+/// [`MIN_SAMPLES_FOR_P99`] samples (read `max` of `n` instead).
 pub(crate) fn summary(xs: &[f64]) -> Value {
     if xs.is_empty() {
         return serde_json::json!({"p50": null, "p99": null, "max": null, "n": 0});
@@ -411,7 +423,8 @@ pub(crate) fn summary(xs: &[f64]) -> Value {
         let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
         (v[idx] * 10.0).round() / 10.0
     };
-    serde_json::json!({"p50": rank(0.5), "p99": rank(0.99), "max": rank(1.0), "n": v.len()})
+    let p99 = (v.len() >= MIN_SAMPLES_FOR_P99).then(|| rank(0.99));
+    serde_json::json!({"p50": rank(0.5), "p99": p99, "max": rank(1.0), "n": v.len()})
 }
 
 fn busy_loop() -> Result<(), CliError> {
@@ -599,6 +612,7 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         "isolated_events": isolated,
         "rejoins": bench.events.iter().filter(|e| e.kind == "Rejoined").count(),
         "suspicions": suspicions,
+        "resolution_ms": RESOLUTION_MS,
         "config": {
             "probe_period_ms": args.probe_period_ms.unwrap_or(100),
             "suspect_ms": args.suspect_ms.unwrap_or(200),
@@ -613,7 +627,14 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
     } else {
         let show = |k: &str| {
             let v = &result[k];
-            format!("p50 {} ms, p99 {} ms, max {} ms", v["p50"], v["p99"], v["max"])
+            if v["p99"].is_null() {
+                format!(
+                    "p50 {} ms, max of {} {} ms (too few for a p99)",
+                    v["p50"], v["n"], v["max"]
+                )
+            } else {
+                format!("p50 {} ms, p99 {} ms, max {} ms", v["p50"], v["p99"], v["max"])
+            }
         };
         println!("nodes {}, trials {}, load {}", args.nodes, args.trials, args.load);
         println!("first survivor sees MemberDown: {}", show("first_detect_ms"));
@@ -622,4 +643,25 @@ pub fn run(args: DetectBenchArgs) -> Result<(), CliError> {
         println!("false positives: {false_positives}, missed: {missed}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_p99_is_reported_from_fewer_than_100_samples() {
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        let s = summary(&twenty);
+        assert!(s["p99"].is_null(), "{s}");
+        assert_eq!((s["max"].as_f64(), s["n"].as_u64()), (Some(20.0), Some(20)));
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = summary(&hundred);
+        assert_eq!((s["p50"].as_f64(), s["p99"].as_f64()), (Some(50.0), Some(99.0)));
+    }
+
+    #[test]
+    fn the_clock_has_whole_milliseconds_like_the_nodes_timestamps() {
+        assert_eq!(unix_ms_now().fract(), 0.0);
+    }
 }

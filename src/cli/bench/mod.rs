@@ -5,6 +5,7 @@ use super::CliError;
 pub mod config_notify;
 pub mod detect;
 pub mod failover;
+pub mod linz;
 pub mod messaging;
 pub mod rebalance;
 pub mod store;
@@ -30,6 +31,9 @@ pub enum BenchCommand {
     Config(config_notify::ConfigBenchArgs),
     /// Failover of a real cluster: participant and controller SIGKILLs, convergence.
     Failover(failover::FailoverBenchArgs),
+    /// The store's history under leader kills and pauses, checked for linearizability, and
+    /// its watch streams checked against it.
+    Linearizability(linz::LinzBenchArgs),
     /// Criteria-addressed messaging over real QUIC: send_and_wait, fan-outs, throughput.
     Messaging(messaging::MessagingBenchArgs),
 }
@@ -54,5 +58,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             let _p = running("config");
             config_notify::run(a)
         }
+        BenchCommand::Linearizability(a) => linz::run(a),
     }
 }

@@ -7,7 +7,10 @@
 //! latency. Each phase stops at `--ops` operations or its time cap.
 //!
 //! `cached_gets` times the cache's hit path (`PropertyStore::cache_lookup`, what
-//! `cached_get` does on a hit) on every core over up to 10 000 filled keys;
+//! `cached_get` does on a hit) on every core over up to 10 000 filled keys while another
+//! client rewrites every 16th of them, so the cache applies its watch's changes as it serves
+//! (`rewrites_during`, `watch_revisions_applied_during`; `stale_after` counts rewritten keys
+//! whose cached value is not the last write once the watch caught up: it must be 0);
 //! `watch_latency_us` is from the moment a put is sent until a watcher of its prefix holds the
 //! event (so it includes the put's commit).
 //!
@@ -71,6 +74,10 @@ pub struct StoreBenchArgs {
     /// --election-timeout-ms`).
     #[arg(long, value_delimiter = ',')]
     pub election_timeout_ms: Vec<u64>,
+    /// How the leader serves the linearizable gets (`strand store run --read-mode`): `lease`
+    /// (the replicas' default) or `read-index` (etcd's way, one heartbeat round per batch).
+    #[arg(long, value_enum, default_value_t)]
+    pub read_mode: crate::cli::store::LeaderReads,
     /// Keep the replicas' directory (data and `replica-<id>.log`) and print where it is.
     #[arg(long)]
     pub keep_dir: bool,
@@ -103,7 +110,7 @@ impl Drop for Replicas {
 
 impl Replicas {
     /// Starts (or restarts) replica `i` (id `i + 1`), its log appended to `replica-<id>.log`.
-    fn spawn(&mut self, i: usize) -> Result<(), CliError> {
+    pub(super) fn spawn(&mut self, i: usize) -> Result<(), CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
         let id = i + 1;
@@ -143,8 +150,15 @@ impl Replicas {
         Ok(())
     }
 
+    /// Sends `signal` to replica `i` if it runs (SIGSTOP pauses it, SIGCONT resumes it).
+    pub(super) fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        if let Some(c) = &self.children[i] {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+        }
+    }
+
     /// SIGKILLs replica `i` and reaps it.
-    fn kill(&mut self, i: usize) {
+    pub(super) fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -185,6 +199,18 @@ pub(super) fn start_replicas(
         reps.spawn(i)?;
     }
     Ok((reps, addrs))
+}
+
+/// A new directory for one bench's replicas: `strand-bench-<what>-<pid>-<ns>` in the temp dir.
+pub(super) fn bench_dir(what: &str) -> Result<PathBuf, CliError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("strand-bench-{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 pub(super) fn client(tls_dir: &Path, eps: &[SocketAddr], cache: u64) -> Result<PropertyStore, CliError> {
@@ -327,13 +353,7 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
             "--value-size exceeds the store's 1 MiB value limit",
         ));
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("strand-bench-store-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = bench_dir("store")?;
     let mut extra = Vec::new();
     if let Some(h) = args.heartbeat_ms {
         extra.extend(["--heartbeat-ms".to_string(), h.to_string()]);
@@ -341,6 +361,7 @@ pub fn run(args: StoreBenchArgs) -> Result<(), CliError> {
     if let [min, max] = args.election_timeout_ms[..] {
         extra.extend(["--election-timeout-ms".to_string(), format!("{min},{max}")]);
     }
+    extra.extend(["--read-mode".to_string(), args.read_mode.name().to_string()]);
     let (mut replicas, eps) = start_replicas(args.replicas, &dir, extra)?;
     replicas.keep = args.keep_dir;
     let rt = runtime()?;
@@ -455,6 +476,30 @@ async fn measure(
     for k in keys.iter() {
         let _ = cached.cached_get(k).await;
     }
+    // Meanwhile another client rewrites every 16th key, one put after another: the cache
+    // takes each change from its watch while it serves the lookups.
+    let changing: Vec<String> = keys.iter().step_by(16).cloned().collect();
+    let rewrites = Arc::new(AtomicU64::new(0));
+    let stop_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress_before = cached.cache_progress();
+    let write_task = {
+        let (writer, rewrites, stop) = (clients[0].clone(), rewrites.clone(), stop_writes.clone());
+        let changing = changing.clone();
+        tokio::spawn(async move {
+            let mut last: Vec<Option<String>> = vec![None; changing.len()];
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = &changing[i as usize % changing.len()];
+                let v = format!("rewrite-{i}");
+                if writer.set(k, v.as_bytes(), None).await.is_ok() {
+                    rewrites.fetch_add(1, Ordering::Relaxed);
+                    last[i as usize % changing.len()] = Some(v);
+                }
+                i += 1;
+            }
+            last
+        })
+    };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per_thread = (args.ops * 20).max(1_000_000);
     let started = Instant::now();
@@ -488,9 +533,37 @@ async fn measure(
         }
     }
     let cached_elapsed = started.elapsed().as_secs_f64();
+    stop_writes.store(true, Ordering::Relaxed);
+    let last_values = write_task.await.unwrap_or_default();
+    let rewrites = rewrites.load(Ordering::Relaxed);
+    let progressed = cached.cache_progress().saturating_sub(progress_before);
+    // The cache ends up with the rewritten values (its watch applied them).
+    let fresh_deadline = Instant::now() + Duration::from_secs(10);
+    let stale = loop {
+        let stale = changing
+            .iter()
+            .zip(&last_values)
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .filter(|(k, v)| {
+                cached
+                    .cache_lookup(k)
+                    .flatten()
+                    .is_none_or(|r| r.value != v.as_bytes())
+            })
+            .count();
+        if stale == 0 || Instant::now() > fresh_deadline {
+            break stale;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     samples.sort_unstable();
     let total = per_thread * threads as u64;
-    eprintln!("cached get: {hits} hits of {total} lookups on {threads} threads in {cached_elapsed:.2} s");
+    eprintln!(
+        "cached get: {hits} hits of {total} lookups on {threads} threads in {cached_elapsed:.2} s, \
+         while {rewrites} puts rewrote {} of the keys (the cache's watch advanced {progressed} \
+         revisions; {stale} keys stale afterwards)",
+        changing.len()
+    );
     let cached_ops = (hits as f64 / cached_elapsed.max(1e-9)) as u64;
     let cached_p50_us = percentile(&samples, 0.5) as f64 / 1000.0;
 
@@ -534,9 +607,20 @@ async fn measure(
     Ok(serde_json::json!({
         "replicas": args.replicas,
         "value_size": args.value_size,
+        "read_mode": args.read_mode.name(),
         "puts": puts,
         "gets": gets,
-        "cached_gets": { "ops_per_s": cached_ops, "p50_us": cached_p50_us },
+        "cached_gets": {
+            "ops_per_s": cached_ops,
+            "p50_us": cached_p50_us,
+            "lookups": total,
+            "hits": hits,
+            "keys": keys.len(),
+            "rewritten_keys": changing.len(),
+            "rewrites_during": rewrites,
+            "watch_revisions_applied_during": progressed,
+            "stale_after": stale,
+        },
         "watch_latency_us": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99) },
     }))
 }

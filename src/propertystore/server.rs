@@ -534,13 +534,25 @@ async fn serve_raft(
     }
 }
 
+/// Most STORE requests a replica handles at once (watch long-polls included). Past it the
+/// service stops taking requests from its inbox, the inbox fills, and the transport holds
+/// new streams back: requests wait instead of growing the task count without bound.
+const MAX_STORE_REQUESTS: usize = 8192;
+
 async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_STORE_REQUESTS));
     while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
         };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let shared = shared.clone();
-        tokio::spawn(async move { handle(shared, from, body, reply).await });
+        tokio::spawn(async move {
+            handle(shared, from, body, reply).await;
+            drop(slot);
+        });
     }
 }
 

@@ -414,7 +414,7 @@ impl RoundScenario {
             let n = partitions / resources + usize::from(r < partitions % resources);
             let mut is = IdealState::create(&format!("bench{r}"), n, "MasterSlave", RebalanceMode::FullAuto);
             is.record.set_simple("REPLICAS", replicas);
-            steady.resources.push(ResourceSnapshot::new(is));
+            steady.resources.push(ResourceSnapshot::new(is).into());
         }
         // Place, then let every replica reach its best possible state (placement is its own
         // fixed point, so one application is normally enough).

@@ -24,7 +24,7 @@ use super::pipeline::{
     order_output, sorted_resources, Cluster, ClusterInputs, ClusterSnapshot, Decision, HeldTransition,
     ResourceSnapshot,
 };
-use super::placement::{self, Placement, PlacementInput};
+use super::placement;
 use super::plan::Planned;
 use super::shared::Shared;
 use super::throttle::Movement;
@@ -92,21 +92,7 @@ impl Engine {
     /// resource whose inputs did not change since the last round, and every partition whose
     /// inputs did not change in the others.
     pub fn round(&mut self, snapshot: &ClusterSnapshot) -> Result<&Decision, RebalanceError> {
-        self.round_with(snapshot, placement::place)
-    }
-
-    /// What the last round reused.
-    pub fn last_round(&self) -> RoundStats {
-        self.last
-    }
-
-    /// [`Engine::round`] with the FULL_AUTO placement given by the caller.
-    pub fn round_with(
-        &mut self,
-        snapshot: &ClusterSnapshot,
-        place: impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<&Decision, RebalanceError> {
-        match self.decide(snapshot, &place) {
+        match self.decide(snapshot) {
             Ok(()) => Ok(&self.decision),
             Err(e) => {
                 // Entries and the decision may be half updated: start afresh next round.
@@ -116,11 +102,13 @@ impl Engine {
         }
     }
 
-    fn decide(
-        &mut self,
-        snapshot: &ClusterSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<(), RebalanceError> {
+    /// What the last round reused.
+    pub fn last_round(&self) -> RoundStats {
+        self.last
+    }
+
+    fn decide(&mut self, snapshot: &ClusterSnapshot) -> Result<(), RebalanceError> {
+        let place = &placement::place;
         let cluster = Cluster::new(snapshot)?;
         // Instances whose liveness changed: the resources are patched. Anything else
         // cluster-wide: every resource is decided again.
@@ -170,7 +158,7 @@ impl Engine {
                 let same = Shared::ptr_eq(&e.input, res);
                 let clock_ok = e.clock_ok(now_ms);
                 if let Some(d) = self.decision.resources.get_mut(&res.name) {
-                    if cluster.patch(res, &e.input, same, &changed, clock_ok, &mut e.planned, d, place) {
+                    if cluster.patch(res, &e.input, same, &changed, clock_ok, &mut e.planned, d) {
                         e.input = (*res).clone();
                         e.now_ms = now_ms;
                         stats.patched += 1;

@@ -28,7 +28,7 @@ use super::pipeline::{
     classify, expected_states, has_every_list, previous_placement, Cluster, HeldTransition, HoldReason,
     InstanceStats, ResourceDecision, ResourceSnapshot, NO_STATES,
 };
-use super::placement::{Placement, PlacementInput, ReplicaCount};
+use super::placement::{place as place_named, place_indexed, Placement, PlacementInput, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::Movement;
 use super::transitions::{self, ReplicaTransition};
@@ -56,7 +56,10 @@ pub(super) struct PartitionExtras {
 
 impl PartitionExtras {
     fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.pending_moves.is_empty() && self.candidate_moves.is_empty() && self.moved == 0
+        self.held.is_empty()
+            && self.pending_moves.is_empty()
+            && self.candidate_moves.is_empty()
+            && self.moved == 0
     }
 }
 
@@ -90,7 +93,10 @@ pub(super) struct Planned {
 impl Planned {
     /// Its bound rejections, in partition order (the decision's `held` before throttling).
     pub fn bound_held(&self) -> Vec<HeldTransition> {
-        self.extras.values().flat_map(|e| e.held.iter().cloned()).collect()
+        self.extras
+            .values()
+            .flat_map(|e| e.held.iter().cloned())
+            .collect()
     }
 
     /// Its transitions in flight, as throttles count them, in partition order.
@@ -247,7 +253,10 @@ impl Cluster<'_> {
         state: &str,
     ) -> RebalanceError {
         RebalanceError::UnknownState {
-            replica: format!("resource {}, partition {partition}, instance {instance}", res.name),
+            replica: format!(
+                "resource {}, partition {partition}, instance {instance}",
+                res.name
+            ),
             what,
             state: state.to_string(),
             state_model: model.name().to_string(),
@@ -330,7 +339,14 @@ impl Cluster<'_> {
         let mut pending: PendingByPartition = BTreeMap::new();
         for p in &res.pending {
             if let Some(s) = [&p.from, &p.to].into_iter().find(|s| !model.has_state(s)) {
-                return Err(Self::unknown(res, model, &p.partition, &p.instance, "pending transition", s));
+                return Err(Self::unknown(
+                    res,
+                    model,
+                    &p.partition,
+                    &p.instance,
+                    "pending transition",
+                    s,
+                ));
             }
             if !self.live.contains(&p.instance) {
                 continue;
@@ -363,7 +379,14 @@ impl Cluster<'_> {
         let mut all_count = true;
         for (instance, state) in holders {
             if !model.has_state(state) {
-                return Err(Self::unknown(res, model, partition, instance, "current state", state));
+                return Err(Self::unknown(
+                    res,
+                    model,
+                    partition,
+                    instance,
+                    "current state",
+                    state,
+                ));
             }
             all_count &= state != DROPPED && self.live.contains(instance);
         }
@@ -396,6 +419,56 @@ impl Cluster<'_> {
         })
     }
 
+    /// Runs `f` on the FULL_AUTO placement input of a resource (outside maintenance); also
+    /// says whether placement reads the clock (delayed rebalance is on).
+    fn with_placement_input<R>(
+        &self,
+        ctx: &ResourceCtx<'_>,
+        res: &ResourceSnapshot,
+        f: impl FnOnce(&PlacementInput<'_>) -> R,
+    ) -> Result<(R, bool), RebalanceError> {
+        let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
+        let (Some(ideal), Some(replicas_field)) = (ctx.ideal, ctx.replicas_field) else {
+            return Err(RebalanceError::MissingStateModel {
+                resource: res.name.clone(),
+            });
+        };
+        let partitions = &ctx.partitions;
+        // The persisted lists are the previous placement when every partition has one
+        // (placement skips the keys that are not partitions); otherwise the current holders
+        // fill the gaps.
+        let owned;
+        let previous = if has_every_list(&ideal.record.list_fields, partitions) {
+            &ideal.record.list_fields
+        } else {
+            owned = previous_placement(ideal, ctx.model, partitions, &res.current_state);
+            &owned
+        };
+        let replicas_hint = match replicas_field {
+            Replicas::Count(n) => n,
+            Replicas::AnyLiveInstance => ctx.live_candidates,
+        };
+        let delay = self.delay(ideal, replicas_hint).map_err(rec_err)?;
+        let input = PlacementInput {
+            resource: &res.name,
+            partitions,
+            replicas: match replicas_field {
+                Replicas::Count(n) => ReplicaCount::Count(n),
+                Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
+            },
+            instances: &self.instances,
+            previous,
+            instance_group_tag: ideal.instance_group_tag(),
+            max_partitions_per_instance: ideal
+                .max_partitions_per_instance()
+                .map_err(rec_err)?
+                .or(self.max_partitions_per_instance),
+            delay,
+            now_ms: self.snapshot.now_ms,
+        };
+        Ok((f(&input), delay.is_some()))
+    }
+
     /// The preference lists of one resource. FULL_AUTO placement may ask for a
     /// recomputation at some time; that is folded into `next_recompute_ms`.
     fn lists(
@@ -406,8 +479,7 @@ impl Cluster<'_> {
         next_recompute_ms: &mut Option<u64>,
         clock_sensitive: &mut bool,
     ) -> Result<BTreeMap<String, Vec<String>>, RebalanceError> {
-        let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
-        let (Some(ideal), Some(mode), Some(replicas_field)) = (ctx.ideal, ctx.mode, ctx.replicas_field) else {
+        let (Some(ideal), Some(mode)) = (ctx.ideal, ctx.mode) else {
             return Ok(BTreeMap::new());
         };
         let model = ctx.model;
@@ -436,40 +508,8 @@ impl Cluster<'_> {
                 lists = previous_placement(ideal, model, partitions, &res.current_state);
             }
             RebalanceMode::FullAuto => {
-                // The persisted lists are the previous placement when every partition has
-                // one (placement skips the keys that are not partitions); otherwise the
-                // current holders fill the gaps.
-                let owned;
-                let previous = if has_every_list(&ideal.record.list_fields, partitions) {
-                    &ideal.record.list_fields
-                } else {
-                    owned = previous_placement(ideal, model, partitions, &res.current_state);
-                    &owned
-                };
-                let replicas_hint = match replicas_field {
-                    Replicas::Count(n) => n,
-                    Replicas::AnyLiveInstance => ctx.live_candidates,
-                };
-                let delay = self.delay(ideal, replicas_hint).map_err(rec_err)?;
-                *clock_sensitive = delay.is_some();
-                let input = PlacementInput {
-                    resource: &res.name,
-                    partitions,
-                    replicas: match replicas_field {
-                        Replicas::Count(n) => ReplicaCount::Count(n),
-                        Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
-                    },
-                    instances: &self.instances,
-                    previous,
-                    instance_group_tag: ideal.instance_group_tag(),
-                    max_partitions_per_instance: ideal
-                        .max_partitions_per_instance()
-                        .map_err(rec_err)?
-                        .or(self.max_partitions_per_instance),
-                    delay,
-                    now_ms: self.snapshot.now_ms,
-                };
-                let placed = place(&input);
+                let (placed, sensitive) = self.with_placement_input(ctx, res, |input| place(input))?;
+                *clock_sensitive = sensitive;
                 if let Some(t) = placed.next_recompute_ms {
                     *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
                 }
@@ -591,7 +631,11 @@ impl Cluster<'_> {
         let mut moved = 0;
         // Every partition with a list, live holders or something in flight, in name order
         // (the three maps are).
-        let (mut l, mut c, mut q) = (lists.iter().peekable(), current.iter().peekable(), pending.iter().peekable());
+        let (mut l, mut c, mut q) = (
+            lists.iter().peekable(),
+            current.iter().peekable(),
+            pending.iter().peekable(),
+        );
         loop {
             let next = [
                 l.peek().map(|&(k, _)| k.as_str()),
@@ -658,7 +702,6 @@ impl Cluster<'_> {
         clock_ok: bool,
         planned: &mut Planned,
         decision: &mut ResourceDecision,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
     ) -> bool {
         if !same && (res.ideal_state != old.ideal_state || res.state_model != old.state_model) {
             return false;
@@ -684,27 +727,61 @@ impl Cluster<'_> {
                         || ctx
                             .ideal
                             .is_none_or(|is| !has_every_list(&is.record.list_fields, &ctx.partitions)))));
-        let mut next_recompute_ms = None;
-        let mut clock_sensitive = false;
-        let new_lists = if replace {
-            match self.lists(&ctx, res, place, &mut next_recompute_ms, &mut clock_sensitive) {
-                Ok(l) => Some(l),
-                Err(_) => return false,
-            }
-        } else {
-            None
-        };
-
-        // The partitions to decide again.
-        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        // partition → its new list (`None`: it has none any more).
+        let mut new_lists: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+        let mut next_recompute_ms = planned.next_recompute_ms;
+        let mut clock_sensitive = planned.clock_sensitive;
         let old_lists = &decision.preference_lists;
-        if let Some(new) = &new_lists {
-            diff_keys(old_lists, new, |p| {
-                dirty.insert(p.to_string());
+        if replace && !ctx.in_maintenance {
+            // Placement by index: only the lists that changed are named.
+            let compare = |input: &PlacementInput<'_>| {
+                let placed = place_indexed(input);
+                let mut changes = BTreeMap::new();
+                let mut old = old_lists.iter().peekable();
+                for (k, p) in placed.partitions.iter().enumerate() {
+                    while let Some((gone, _)) = old.next_if(|(q, _)| q.as_str() < *p) {
+                        changes.insert(gone.clone(), None);
+                    }
+                    let kept = old
+                        .next_if(|(q, _)| q.as_str() == *p)
+                        .is_some_and(|(_, l)| placed.is(k, l));
+                    if !kept {
+                        changes.insert(p.to_string(), Some(placed.names(k)));
+                    }
+                }
+                for (gone, _) in old {
+                    changes.insert(gone.clone(), None);
+                }
+                (changes, placed.partitions.len(), placed.next_recompute_ms)
+            };
+            let Ok(((changes, placed, next), sensitive)) = self.with_placement_input(&ctx, res, compare)
+            else {
+                return false;
+            };
+            if placed < ctx.partitions.len() {
+                return false;
+            }
+            new_lists = changes;
+            clock_sensitive = sensitive;
+            next_recompute_ms = next;
+        } else if replace {
+            let mut next = None;
+            let Ok(lists) = self.lists(&ctx, res, &place_named, &mut next, &mut clock_sensitive) else {
+                return false;
+            };
+            next_recompute_ms = next;
+            diff_keys(old_lists, &lists, |p| {
+                new_lists.insert(p.to_string(), lists.get(p).cloned());
             });
         }
+
+        // The partitions to decide again.
+        let mut dirty: BTreeSet<String> = new_lists.keys().cloned().collect();
         if !changed.is_empty() {
-            for (p, list) in old_lists.iter().chain(new_lists.iter().flatten()) {
+            let listed = old_lists
+                .iter()
+                .chain(new_lists.iter().filter_map(|(p, l)| Some(p).zip(l.as_ref())));
+            for (p, list) in listed {
                 if names_changed(list) {
                     dirty.insert(p.clone());
                 }
@@ -730,7 +807,10 @@ impl Cluster<'_> {
                 }
             }
         }
-        let lists = new_lists.as_ref().unwrap_or(&decision.preference_lists);
+        let list_of = |p: &str| match new_lists.get(p) {
+            Some(l) => l.as_deref(),
+            None => old_lists.get(p).map(Vec::as_slice),
+        };
 
         // Their inputs, checked as the full plan checks them (any error: plan from scratch,
         // which reports it).
@@ -763,8 +843,7 @@ impl Cluster<'_> {
             let holders = holders.unwrap_or(Cow::Borrowed(&NO_STATES));
             let mut pending = in_flight.remove(p.as_str()).unwrap_or_default();
             pending.sort();
-            let list = lists.get(p).map(Vec::as_slice);
-            let (best, extra) = self.decide_partition(&ctx, p, list, &holders, &pending);
+            let (best, extra) = self.decide_partition(&ctx, p, list_of(p), &holders, &pending);
             outcomes.push((p, holders, best, extra));
         }
 
@@ -799,11 +878,14 @@ impl Cluster<'_> {
             }
             planned.live_candidates = ctx.live_candidates;
         }
-        if let Some(new) = new_lists {
-            decision.preference_lists = new;
-            planned.next_recompute_ms = next_recompute_ms;
-            planned.clock_sensitive = clock_sensitive;
+        for (p, list) in new_lists {
+            match list {
+                Some(l) => decision.preference_lists.insert(p, l),
+                None => decision.preference_lists.remove(&p),
+            };
         }
+        planned.next_recompute_ms = next_recompute_ms;
+        planned.clock_sensitive = clock_sensitive;
         true
     }
 }

@@ -196,11 +196,9 @@ fn run_liveness(seed: u64) -> Result<usize, String> {
         match (&full, engine.round(&snap)) {
             (Ok(f), Ok(i)) if f == i => {}
             (Err(f), Err(i)) if f.to_string() == i.to_string() => {}
-            (f, i) => {
-                return Err(format!(
-                    "step {step}: incremental round differs from the full one\nfull: {f:?}\nincremental: {i:?}"
-                ))
-            }
+            (f, i) => return Err(format!(
+                "step {step}: incremental round differs from the full one\nfull: {f:?}\nincremental: {i:?}"
+            )),
         }
         patched += engine.last_round().patched;
         if let Ok(d) = full {

@@ -552,14 +552,9 @@ fn bad_snapshots_are_clear_errors() {
 fn full_auto_tutorial() -> ClusterSnapshot {
     ClusterSnapshot {
         instances: instances(3),
-        resources: vec![ResourceSnapshot::new(ideal(
-            "myDB",
-            6,
-            3,
-            "MasterSlave",
-            RebalanceMode::FullAuto,
-        ))
-        .into()],
+        resources: vec![
+            ResourceSnapshot::new(ideal("myDB", 6, 3, "MasterSlave", RebalanceMode::FullAuto)).into(),
+        ],
         ..Default::default()
     }
 }
@@ -679,14 +674,9 @@ fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
 fn delayed_rebalance_keeps_a_dead_instance_place_until_the_delay_expires() {
     let mut snap = ClusterSnapshot {
         instances: instances(4),
-        resources: vec![ResourceSnapshot::new(ideal(
-            "myDB",
-            8,
-            3,
-            "MasterSlave",
-            RebalanceMode::FullAuto,
-        ))
-        .into()],
+        resources: vec![
+            ResourceSnapshot::new(ideal("myDB", 8, 3, "MasterSlave", RebalanceMode::FullAuto)).into(),
+        ],
         ..Default::default()
     };
     {

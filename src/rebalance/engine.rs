@@ -1,21 +1,26 @@
 //! The incremental round: what the controller keeps from one round to the next.
 //!
 //! ```text
-//!   ClusterSnapshot ──► cluster inputs equal to the last round's? (instances, cluster
-//!     │                 config, state models, STATE_CONSTRAINT, maintenance switch)
-//!     │                   no: forget every resource
-//!     │ per resource:   its snapshot equal to the one it was decided from (and the clock
-//!     │                 inside its delay windows)?  yes: reuse · no: decide it (pipeline)
+//!   ClusterSnapshot ──► cluster inputs (instances, cluster config, state models,
+//!     │                 STATE_CONSTRAINT, maintenance switch) against the last round's:
+//!     │                   same · only some instances' liveness/enabling/offline time ·
+//!     │                   other: forget every resource
+//!     │ per resource:   same snapshot, same liveness, clock inside its delay windows: reuse
+//!     │                 same ideal state (liveness, current states or pending changed):
+//!     │                   patch (placement again; only the touched partitions decided)
+//!     │                 else: decide it (plan)
 //!     │ across the cluster: throttle every resource's candidates (every round)
 //!     ▼
 //!   &Decision  ==  compute(&snapshot)
 //! ```
 //!
 //! [`Engine::round`] returns exactly what [`super::compute`] returns for the same snapshot
-//! (the property test `tests/engine/incremental.rs` checks it after every step of random
-//! change sequences). A cached resource is reused only when its whole input compares equal
-//! to the input it was decided from: no hashes, no change notes that could be missed. The
-//! comparison costs a walk over the resource's maps, far less than deciding it again.
+//! (the property tests in `tests/engine/incremental.rs` check it after every step of random
+//! change sequences). A cached resource is reused only when its whole input equals the
+//! input it was decided from: no hashes, no change notes that could be missed. Snapshots
+//! share their resources ([`super::Shared`]), so an unchanged resource is usually the very
+//! value the engine holds and compares equal at once. A patch decides again every partition
+//! whose inputs may differ ([`super::plan`] says what those are) and keeps the others.
 
 use std::collections::BTreeMap;
 

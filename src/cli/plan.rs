@@ -177,7 +177,7 @@ pub fn parse_input(text: &str) -> Result<ClusterSnapshot, String> {
     if let Some(v) = get(top, "resources") {
         for (i, r) in array("resources", v)?.iter().enumerate() {
             snap.resources
-                .push(parse_resource(&format!("resources[{i}]"), r)?);
+                .push(parse_resource(&format!("resources[{i}]"), r)?.into());
         }
     }
     Ok(snap)

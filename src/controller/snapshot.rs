@@ -22,7 +22,7 @@ use crate::model::{ClusterConfig, ClusterConstraints, CurrentState, IdealState, 
 use crate::participant::ledger::TransitionMessage;
 use crate::participant::register::{ADDR_FIELD, GOSSIP_GENERATION_FIELD};
 use crate::rebalance::transitions::ReplicaTransition;
-use crate::rebalance::{ClusterSnapshot, InstanceInfo, ResourceSnapshot};
+use crate::rebalance::{ClusterSnapshot, InstanceInfo, ResourceSnapshot, Shared};
 use crate::statemodel::{StateModelDefinition, DROPPED};
 
 /// The field of the maintenance record that says who switched it on (Helix's
@@ -302,7 +302,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         })
         .collect();
 
-    let mut resources: Vec<ResourceSnapshot> = Vec::new();
+    let mut resources: Vec<Shared<ResourceSnapshot>> = Vec::new();
     let mut names: BTreeSet<String> = ideal_states.keys().cloned().collect();
     names.extend(current.keys().cloned());
     names.extend(pending.keys().cloned());
@@ -316,7 +316,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         };
         res.current_state = current.get(name).cloned().unwrap_or_default();
         res.pending = pending.remove(name).unwrap_or_default();
-        resources.push(res);
+        resources.push(res.into());
     }
 
     let manual_maintenance = maintenance_trigger

@@ -1,61 +1,73 @@
 //! The incremental round: what the controller keeps from one round to the next.
 //!
 //! ```text
-//!   ClusterSnapshot ──► cluster inputs equal to the last round's? (instances, cluster
-//!     │                 config, state models, STATE_CONSTRAINT, maintenance switch)
-//!     │                   no: forget every resource
-//!     │ per resource:   its snapshot equal to the one it was decided from (and the clock
-//!     │                 inside its delay windows)?  yes: reuse · no: decide it (pipeline)
+//!   ClusterSnapshot ──► cluster inputs (instances, cluster config, state models,
+//!     │                 STATE_CONSTRAINT, maintenance switch) against the last round's:
+//!     │                   same · only some instances' liveness/enabling/offline time ·
+//!     │                   other: forget every resource
+//!     │ per resource:   same snapshot, same liveness, clock inside its delay windows: reuse
+//!     │                 same ideal state (liveness, current states or pending changed):
+//!     │                   patch (placement again; only the touched partitions decided)
+//!     │                 else: decide it (plan)
 //!     │ across the cluster: throttle every resource's candidates (every round)
 //!     ▼
 //!   &Decision  ==  compute(&snapshot)
 //! ```
 //!
 //! [`Engine::round`] returns exactly what [`super::compute`] returns for the same snapshot
-//! (the property test `tests/engine/incremental.rs` checks it after every step of random
-//! change sequences). A cached resource is reused only when its whole input compares equal
-//! to the input it was decided from: no hashes, no change notes that could be missed. The
-//! comparison costs a walk over the resource's maps, far less than deciding it again.
+//! (the property tests in `tests/engine/incremental.rs` check it after every step of random
+//! change sequences). A cached resource is reused only when its whole input equals the
+//! input it was decided from: no hashes, no change notes that could be missed. Snapshots
+//! share their resources ([`super::Shared`]), so an unchanged resource is usually the very
+//! value the engine holds and compares equal at once. A patch decides again every partition
+//! whose inputs may differ ([`super::plan`] says what those are) and keeps the others.
 
 use std::collections::BTreeMap;
 
 use super::error::RebalanceError;
 use super::pipeline::{
     order_output, sorted_resources, Cluster, ClusterInputs, ClusterSnapshot, Decision, HeldTransition,
-    Planned, ResourceSnapshot,
+    ResourceSnapshot,
 };
-use super::placement::{self, Placement, PlacementInput};
+use super::placement;
+use super::plan::Planned;
+use super::shared::Shared;
 use super::throttle::Movement;
 
 /// One resource as the last round decided it.
 #[derive(Debug)]
 struct Entry {
-    /// The resource's snapshot it was decided from.
-    input: ResourceSnapshot,
+    /// The resource's snapshot it was decided from (shared with that round's snapshot).
+    input: Shared<ResourceSnapshot>,
     /// The snapshot's clock then.
     now_ms: u64,
-    /// Its bound rejections (the decision's `held` before throttling).
-    bound_held: Vec<HeldTransition>,
     /// What it was decided into; its decision (lists, best possible) lives in
     /// [`Engine::decision`], so this one is left empty.
     planned: Planned,
 }
 
 impl Entry {
-    /// Whether the entry is this round's decision for `res` at `now_ms`.
-    fn holds_for(&self, res: &ResourceSnapshot, now_ms: u64) -> bool {
+    /// Whether its placement still holds at `now_ms` (it read the clock only to ask which
+    /// delay windows are open).
+    fn clock_ok(&self, now_ms: u64) -> bool {
         let p = &self.planned;
-        let clock_ok =
-            !p.clock_sensitive || (now_ms >= self.now_ms && p.next_recompute_ms.is_none_or(|t| now_ms < t));
-        clock_ok && self.input == *res
+        !p.clock_sensitive || (now_ms >= self.now_ms && p.next_recompute_ms.is_none_or(|t| now_ms < t))
+    }
+
+    /// Whether the entry is this round's decision for `res` at `now_ms`, the cluster-wide
+    /// inputs being the same.
+    fn holds_for(&self, res: &Shared<ResourceSnapshot>, now_ms: u64) -> bool {
+        self.clock_ok(now_ms) && self.input == *res
     }
 }
 
 /// What reuse a round made, for benches and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundStats {
-    /// Resources decided again.
+    /// Resources decided again from scratch.
     pub decided: usize,
+    /// Resources decided again only in the partitions whose inputs changed.
+    pub patched: usize,
     /// Resources reused from the last round.
     pub reused: usize,
 }
@@ -67,6 +79,8 @@ pub struct RoundStats {
 pub struct Engine {
     /// The cluster-wide inputs the entries were decided with.
     cluster: Option<ClusterInputs>,
+    /// Whether they were decided in maintenance mode.
+    maintenance: bool,
     entries: BTreeMap<String, Entry>,
     /// The last round's decision; resources with an entry are in it.
     decision: Decision,
@@ -80,23 +94,10 @@ impl Engine {
     }
 
     /// Decides a round: the same decision as [`super::compute`]`(snapshot)`, reusing every
-    /// resource whose inputs did not change since the last round.
+    /// resource whose inputs did not change since the last round, and every partition whose
+    /// inputs did not change in the others.
     pub fn round(&mut self, snapshot: &ClusterSnapshot) -> Result<&Decision, RebalanceError> {
-        self.round_with(snapshot, placement::place)
-    }
-
-    /// What the last round reused.
-    pub fn last_round(&self) -> RoundStats {
-        self.last
-    }
-
-    /// [`Engine::round`] with the FULL_AUTO placement given by the caller.
-    pub fn round_with(
-        &mut self,
-        snapshot: &ClusterSnapshot,
-        place: impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<&Decision, RebalanceError> {
-        match self.decide(snapshot, &place) {
+        match self.decide(snapshot) {
             Ok(()) => Ok(&self.decision),
             Err(e) => {
                 // Entries and the decision may be half updated: start afresh next round.
@@ -106,17 +107,35 @@ impl Engine {
         }
     }
 
-    fn decide(
-        &mut self,
-        snapshot: &ClusterSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<(), RebalanceError> {
+    /// What the last round reused.
+    pub fn last_round(&self) -> RoundStats {
+        self.last
+    }
+
+    fn decide(&mut self, snapshot: &ClusterSnapshot) -> Result<(), RebalanceError> {
+        let place = &placement::place;
         let cluster = Cluster::new(snapshot)?;
-        if !self.cluster.as_ref().is_some_and(|c| c.matches(snapshot)) {
-            self.entries.clear();
-            self.decision.resources.clear();
+        // Instances whose liveness changed: the resources are patched. Anything else
+        // cluster-wide: every resource is decided again.
+        let changed = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.changed_instances(snapshot))
+            .filter(|_| self.maintenance == cluster.maintenance().is_some());
+        let changed = match changed {
+            Some(c) => c,
+            None => {
+                self.entries.clear();
+                self.decision.resources.clear();
+                self.cluster = Some(ClusterInputs::of(snapshot));
+                self.maintenance = cluster.maintenance().is_some();
+                Vec::new()
+            }
+        };
+        if !changed.is_empty() {
             self.cluster = Some(ClusterInputs::of(snapshot));
         }
+        let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
         let resources = sorted_resources(snapshot)?;
         // Resources gone from the snapshot.
         let mut gone = Vec::new();
@@ -134,22 +153,30 @@ impl Engine {
             self.decision.resources.remove(&name);
         }
         let mut stats = RoundStats::default();
+        let now_ms = snapshot.now_ms;
         for res in &resources {
-            let hit = self
-                .entries
-                .get(&res.name)
-                .is_some_and(|e| e.holds_for(res, snapshot.now_ms));
-            if hit {
-                stats.reused += 1;
-                continue;
+            if let Some(e) = self.entries.get_mut(&res.name) {
+                if changed.is_empty() && e.holds_for(res, now_ms) {
+                    stats.reused += 1;
+                    continue;
+                }
+                let same = Shared::ptr_eq(&e.input, res);
+                let clock_ok = e.clock_ok(now_ms);
+                if let Some(d) = self.decision.resources.get_mut(&res.name) {
+                    if cluster.patch(res, &e.input, same, &changed, clock_ok, &mut e.planned, d) {
+                        e.input = (*res).clone();
+                        e.now_ms = now_ms;
+                        stats.patched += 1;
+                        continue;
+                    }
+                }
             }
             stats.decided += 1;
             let mut planned = cluster.plan(res, place)?;
-            let mut decision = std::mem::take(&mut planned.decision);
+            let decision = std::mem::take(&mut planned.decision);
             let entry = Entry {
                 input: (*res).clone(),
-                now_ms: snapshot.now_ms,
-                bound_held: std::mem::take(&mut decision.held),
+                now_ms,
                 planned,
             };
             self.entries.insert(res.name.clone(), entry);
@@ -161,12 +188,12 @@ impl Engine {
         let pending: Vec<Movement> = self
             .entries
             .values()
-            .flat_map(|e| e.planned.pending_moves.iter().cloned())
+            .flat_map(|e| e.planned.pending_moves().cloned())
             .collect();
         let candidates: Vec<Movement> = self
             .entries
             .values()
-            .flat_map(|e| e.planned.candidate_moves.iter().cloned())
+            .flat_map(|e| e.planned.candidate_moves().cloned())
             .collect();
         let (accepted, held) = cluster.throttle(&pending, candidates);
         let mut decision = cluster.empty_decision();
@@ -179,7 +206,7 @@ impl Engine {
         for (name, d) in decision.resources.iter_mut() {
             let e = &self.entries[name];
             d.transitions.clear();
-            d.held.clone_from(&e.bound_held);
+            d.held = e.planned.bound_held();
             if let Some(t) = e.planned.next_recompute_ms {
                 decision.next_recompute_ms = Some(decision.next_recompute_ms.map_or(t, |n| n.min(t)));
             }
@@ -222,16 +249,17 @@ mod tests {
         for r in 0..3 {
             let mut is = IdealState::create(&format!("db{r}"), 6, "MasterSlave", RebalanceMode::FullAuto);
             is.record.set_simple("REPLICAS", 2);
-            snap.resources.push(ResourceSnapshot::new(is));
+            snap.resources.push(ResourceSnapshot::new(is).into());
         }
         snap
     }
 
-    /// Runs a round, checks it against the full one, and returns (decided, reused).
+    /// Runs a round, checks it against the full one, and returns (decided, reused); a
+    /// patched resource counts as decided.
     fn checked(engine: &mut Engine, snap: &ClusterSnapshot) -> (usize, usize) {
         assert_eq!(*engine.round(snap).unwrap(), compute(snap).unwrap());
         let s = engine.last_round();
-        (s.decided, s.reused)
+        (s.decided + s.patched, s.reused)
     }
 
     #[test]
@@ -243,11 +271,10 @@ mod tests {
     }
 
     #[test]
-    fn a_current_state_update_decides_only_its_resource_again() {
+    fn a_current_state_update_patches_only_its_resource() {
         let mut snap = cluster();
         let mut engine = Engine::new();
         let first = engine.round(&snap).unwrap().clone();
-        // db1's first transition completes.
         let t = first.resources["db1"].transitions[0].clone();
         snap.resources[1]
             .current_state
@@ -255,15 +282,36 @@ mod tests {
             .or_default()
             .insert(t.instance.clone(), t.to.clone());
         assert_eq!(checked(&mut engine, &snap), (1, 2));
+        assert_eq!(engine.last_round().patched, 1);
     }
 
     #[test]
-    fn an_instance_failure_decides_every_resource_again() {
+    fn an_instance_failure_return_and_disable_patch_every_resource_and_equal_the_full_round() {
         let mut snap = cluster();
         let mut engine = Engine::new();
-        engine.round(&snap).unwrap();
-        snap.instances[1].live = false;
-        assert_eq!(checked(&mut engine, &snap), (3, 0));
+        // Steady: every replica at its best possible state.
+        for _ in 0..4 {
+            let d = engine.round(&snap).unwrap().clone();
+            for res in &mut snap.resources {
+                res.current_state = d.resources[&res.name].best_possible.clone();
+            }
+        }
+        let steady = snap.clone();
+        let mut engine = Engine::new();
+        engine.round(&steady).unwrap();
+        // Down (its current states still listed), back, disabled, enabled.
+        let mut down = steady.clone();
+        down.instances[1].live = false;
+        let mut disabled = steady.clone();
+        disabled.instances[2].enabled = false;
+        for snap in [&down, &steady, &disabled, &steady] {
+            let d = engine.round(snap).unwrap().clone();
+            assert_eq!(d, compute(snap).unwrap());
+            let s = engine.last_round();
+            assert_eq!((s.decided, s.patched, s.reused), (0, 3, 0));
+        }
+        // The failure moved something: the patched rounds are not trivially equal.
+        assert_ne!(compute(&down).unwrap(), compute(&steady).unwrap());
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub mod bounds;
 pub mod engine;
 pub mod error;
 pub mod pipeline;
+mod plan;
 pub mod selection;
+pub mod shared;
 pub mod throttle;
 pub mod transitions;
 
@@ -41,3 +43,4 @@ pub use cluster::{InstanceInfo, NameSet};
 pub use engine::Engine;
 pub use error::RebalanceError;
 pub use pipeline::{compute, ClusterSnapshot, Decision, ResourceSnapshot};
+pub use shared::Shared;

@@ -24,23 +24,20 @@
 //! that FULL_AUTO's previous placement remembers where replicas were, which delayed
 //! rebalance needs.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 
 use super::assignment::{self, Eligibility};
 use super::bounds::{StateBounds, StateConstraints};
 use super::cluster::Fnv;
-use super::delayed::DelaySettings;
 use super::error::RebalanceError;
 use super::placement::{self, Placement, PlacementInput, ReplicaCount};
-use super::selection::{self, BoundRejection};
+use super::shared::Shared;
 use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
-use super::transitions::{self, ReplicaTransition};
+use super::transitions::ReplicaTransition;
 use super::{InstanceInfo, NameSet};
 use crate::model::{
     sort_partitions, ClusterConfig, ClusterConstraints, IdealState, RebalanceMode, RebalanceType, Record,
-    RecordError, Replicas,
 };
 use crate::statemodel::{self, StateModelDefinition, DROPPED, ERROR};
 
@@ -91,8 +88,9 @@ pub struct ClusterSnapshot {
     pub instances: Vec<InstanceInfo>,
     /// The cluster config (throttles, MAX_OFFLINE_INSTANCES_ALLOWED, delay defaults, …).
     pub cluster_config: ClusterConfig,
-    /// The resources.
-    pub resources: Vec<ResourceSnapshot>,
+    /// The resources, each shared between the snapshots cloned from one another until one
+    /// of them changes it (see [`Shared`]).
+    pub resources: Vec<Shared<ResourceSnapshot>>,
     /// State models by name; built-ins need not be listed.
     pub state_models: BTreeMap<String, StateModelDefinition>,
     /// The `MESSAGE_CONSTRAINT` record, if any.
@@ -216,7 +214,7 @@ impl Decision {
 /// The states replicas will hold once their pending transitions complete: `current` with
 /// each pending transition's target, except that ERROR stays ERROR (it leaves only by an
 /// operator's reset) and a replica on its way to DROPPED keeps its state until it is gone.
-fn expected_states(
+pub(super) fn expected_states(
     current: &BTreeMap<String, String>,
     pending: &[ReplicaTransition],
 ) -> BTreeMap<String, String> {
@@ -235,61 +233,24 @@ pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
     compute_with(snapshot, placement::place)
 }
 
-/// partition → {instance → state}: borrowed from the snapshot where every holder counts,
-/// a filtered copy where some do not (dead instances, DROPPED).
-type StatesByPartition<'a> = BTreeMap<&'a str, Cow<'a, BTreeMap<String, String>>>;
-/// partition → transitions in flight.
-type PendingByPartition = BTreeMap<String, Vec<ReplicaTransition>>;
-
 /// No holders.
-static NO_STATES: BTreeMap<String, String> = BTreeMap::new();
-
-/// What the pipeline knows of one resource while deciding.
-struct ResourceWork<'a> {
-    name: &'a str,
-    model: &'a StateModelDefinition,
-    /// The model's state bounds with the `STATE_CONSTRAINT` overrides for this resource.
-    bounds: StateBounds,
-    decision: ResourceDecision,
-    /// Live, enabled instances the resource may use (`N`).
-    live_candidates: usize,
-    /// `REPLICAS` (`None` for a dropped resource).
-    replicas_field: Option<Replicas>,
-    /// Live instances' current states.
-    current: StatesByPartition<'a>,
-    /// Live instances' pending transitions, ordered.
-    pending: PendingByPartition,
-}
-
-impl ResourceWork<'_> {
-    /// A partition's replica count (`R`): `REPLICAS`, the list's length when it is 0, the
-    /// live candidates for `ANY_LIVEINSTANCE`; for a partition without a preference list
-    /// (dropped, or no longer in the ideal state), the size of its best possible map.
-    fn replicas_of(&self, partition: &str, best_len: usize) -> usize {
-        match (self.replicas_field, self.decision.preference_lists.get(partition)) {
-            (Some(Replicas::Count(0)), Some(list)) => list.len(),
-            (Some(Replicas::Count(n)), Some(_)) => n,
-            (Some(Replicas::AnyLiveInstance), Some(_)) => self.live_candidates,
-            _ => best_len,
-        }
-    }
-}
+pub(super) static NO_STATES: BTreeMap<String, String> = BTreeMap::new();
 
 /// The cluster-wide inputs every resource is decided with.
 pub(super) struct Cluster<'a> {
-    snapshot: &'a ClusterSnapshot,
-    builtins: BTreeMap<String, StateModelDefinition>,
+    pub(super) snapshot: &'a ClusterSnapshot,
+    pub(super) builtins: BTreeMap<String, StateModelDefinition>,
     /// Every instance, by name.
-    instances: Vec<InstanceInfo>,
+    pub(super) instances: Vec<InstanceInfo>,
     /// Instance name → its index in `instances`.
-    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
-    live: NameSet,
-    maintenance: Option<MaintenanceReason>,
-    throttles: Throttles,
-    state_constraints: StateConstraints,
-    max_partitions_per_instance: Option<usize>,
-    delay_enabled: bool,
-    delay_ms: Option<u64>,
+    pub(super) index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    pub(super) live: NameSet,
+    pub(super) maintenance: Option<MaintenanceReason>,
+    pub(super) throttles: Throttles,
+    pub(super) state_constraints: StateConstraints,
+    pub(super) max_partitions_per_instance: Option<usize>,
+    pub(super) delay_enabled: bool,
+    pub(super) delay_ms: Option<u64>,
 }
 
 impl<'a> Cluster<'a> {
@@ -346,418 +307,11 @@ impl<'a> Cluster<'a> {
     }
 
     /// A state model by name: the snapshot's, else a built-in.
-    fn model(&self, name: &str) -> Option<&StateModelDefinition> {
+    pub(super) fn model(&self, name: &str) -> Option<&StateModelDefinition> {
         self.snapshot
             .state_models
             .get(name)
             .or_else(|| self.builtins.get(name))
-    }
-
-    /// Preference lists and best possible states of one resource. FULL_AUTO placement may
-    /// ask for a recomputation at some time; that is folded into `next_recompute_ms`.
-    fn plan_resource(
-        &'a self,
-        res: &'a ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-        next_recompute_ms: &mut Option<u64>,
-        clock_sensitive: &mut bool,
-    ) -> Result<ResourceWork<'a>, RebalanceError> {
-        let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
-        let model_name = match &res.ideal_state {
-            Some(is) => is.state_model().map_err(rec_err)?.to_string(),
-            None => res
-                .state_model
-                .clone()
-                .ok_or_else(|| RebalanceError::MissingStateModel {
-                    resource: res.name.clone(),
-                })?,
-        };
-        let model = self
-            .model(&model_name)
-            .ok_or_else(|| RebalanceError::UnknownStateModel {
-                resource: res.name.clone(),
-                state_model: model_name.clone(),
-            })?;
-        let unknown =
-            |partition: &str, instance: &str, what: &'static str, state: &str| RebalanceError::UnknownState {
-                replica: format!(
-                    "resource {}, partition {partition}, instance {instance}",
-                    res.name
-                ),
-                what,
-                state: state.to_string(),
-                state_model: model_name.clone(),
-            };
-        let (current, pending) = self.live_states(res, model, &unknown)?;
-        let mut work = ResourceWork {
-            name: &res.name,
-            model,
-            bounds: self.state_constraints.bounds_for(&res.name, model),
-            decision: ResourceDecision {
-                state_model: model_name.clone(),
-                ..Default::default()
-            },
-            live_candidates: self.live.len(),
-            replicas_field: None,
-            current,
-            pending,
-        };
-        let Some(ideal) = &res.ideal_state else {
-            // Dropped: every replica walks to DROPPED.
-            for (partition, holders) in &work.current {
-                work.decision
-                    .best_possible
-                    .insert(partition.to_string(), assignment::assign_dropped(holders));
-            }
-            return Ok(work);
-        };
-
-        let mode = ideal.rebalance_mode().map_err(rec_err)?;
-        work.decision.mode = Some(mode);
-        let tag = ideal.instance_group_tag();
-        work.live_candidates = self
-            .instances
-            .iter()
-            .filter(|i| i.live && i.enabled && i.has_tag(tag))
-            .count();
-        let replicas_field = ideal.replicas().map_err(rec_err)?;
-        work.replicas_field = Some(replicas_field);
-        let partitions = ideal.partitions().map_err(rec_err)?;
-        let in_maintenance = self.maintenance.is_some() && mode != RebalanceMode::Customized;
-        let empty = BTreeMap::new();
-
-        // Preference lists.
-        let lists = &mut work.decision.preference_lists;
-        match mode {
-            RebalanceMode::SemiAuto => {
-                for p in &partitions {
-                    let list = ideal.preference_list(p).map(<[String]>::to_vec);
-                    lists.insert(p.clone(), list.unwrap_or_default());
-                }
-            }
-            RebalanceMode::Customized => {
-                for p in &partitions {
-                    let map = ideal.instance_state_map(p).unwrap_or(&empty);
-                    if let Some((i, s)) = map.iter().find(|(_, s)| !model.has_state(s)) {
-                        return Err(unknown(p, i, "ideal state map", s));
-                    }
-                    let mut list: Vec<String> = map.keys().cloned().collect();
-                    list.sort_by_key(|i| model.state_priority(&map[i]).unwrap_or(usize::MAX));
-                    lists.insert(p.clone(), list);
-                }
-            }
-            RebalanceMode::FullAuto => {
-                if in_maintenance {
-                    *lists = previous_placement(ideal, model, &partitions, &res.current_state);
-                } else {
-                    // The persisted lists are the previous placement when every partition has
-                    // one (placement skips the keys that are not partitions); otherwise the
-                    // current holders fill the gaps.
-                    let owned;
-                    let previous = if has_every_list(&ideal.record.list_fields, &partitions) {
-                        &ideal.record.list_fields
-                    } else {
-                        owned = previous_placement(ideal, model, &partitions, &res.current_state);
-                        &owned
-                    };
-                    let replicas_hint = match replicas_field {
-                        Replicas::Count(n) => n,
-                        Replicas::AnyLiveInstance => work.live_candidates,
-                    };
-                    let delay = self.delay(ideal, replicas_hint).map_err(rec_err)?;
-                    *clock_sensitive = delay.is_some();
-                    let input = PlacementInput {
-                        resource: &res.name,
-                        partitions: &partitions,
-                        replicas: match replicas_field {
-                            Replicas::Count(n) => ReplicaCount::Count(n),
-                            Replicas::AnyLiveInstance => ReplicaCount::AnyLiveInstance,
-                        },
-                        instances: &self.instances,
-                        previous,
-                        instance_group_tag: tag,
-                        max_partitions_per_instance: ideal
-                            .max_partitions_per_instance()
-                            .map_err(rec_err)?
-                            .or(self.max_partitions_per_instance),
-                        delay,
-                        now_ms: self.snapshot.now_ms,
-                    };
-                    let placed = place(&input);
-                    if let Some(t) = placed.next_recompute_ms {
-                        *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
-                    }
-                    *lists = placed.preference_lists;
-                    // Placement lists every partition it was given; this is only a guard.
-                    if lists.len() < partitions.len() {
-                        for p in &partitions {
-                            lists.entry(p.clone()).or_default();
-                        }
-                    }
-                }
-            }
-        }
-
-        // Best possible states: every partition of the ideal state (the keys of the preference
-        // lists) and the held partitions no longer in it, which are dropped; both maps are in
-        // name order, so they are merged rather than looked up.
-        let disabled = self.disabled_by_partition(ideal, &partitions)?;
-        let none = BTreeSet::new();
-        let mut best_possible = Vec::with_capacity(work.decision.preference_lists.len());
-        let mut held = work.current.iter().peekable();
-        for (p, list) in &work.decision.preference_lists {
-            while let Some((q, holders)) = held.next_if(|e| *e.0 < p.as_str()) {
-                best_possible.push((q.to_string(), assignment::assign_dropped(holders)));
-            }
-            let holders = held
-                .next_if(|e| *e.0 == p.as_str())
-                .map_or(&NO_STATES, |(_, c)| &**c);
-            let who = Eligibility {
-                live: &self.live,
-                disabled: if disabled.is_empty() {
-                    &none
-                } else {
-                    disabled.get(p.as_str()).unwrap_or(&none)
-                },
-            };
-            let list = list.as_slice();
-            let replicas = match replicas_field {
-                Replicas::Count(0) => list.len(),
-                Replicas::Count(n) => n,
-                Replicas::AnyLiveInstance => work.live_candidates,
-            };
-            let best = if mode == RebalanceMode::Customized {
-                let map = ideal.instance_state_map(p).unwrap_or(&empty);
-                assignment::assign_customized(model, map, holders, who)
-            } else if in_maintenance {
-                assignment::assign_maintenance(model, &work.bounds, list, holders, who, replicas)
-            } else {
-                // Replicas with a transition in flight count as already in its target state:
-                // a SLAVE about to be one keeps the list's top-state choice, instead of the
-                // first replica to finish its OFFLINE→SLAVE taking MASTER and handing it over
-                // again a round later.
-                let expected = work.pending.get(p).map(|list| expected_states(holders, list));
-                assignment::assign_auto(
-                    model,
-                    &work.bounds,
-                    list,
-                    expected.as_ref().unwrap_or(holders),
-                    who,
-                    replicas,
-                )
-            };
-            best_possible.push((p.clone(), best));
-        }
-        for (q, holders) in held {
-            best_possible.push((q.to_string(), assignment::assign_dropped(holders)));
-        }
-        work.decision.best_possible = best_possible.into_iter().collect();
-        Ok(work)
-    }
-
-    /// Current states and pending transitions of live instances, checked against the model.
-    fn live_states(
-        &self,
-        res: &'a ResourceSnapshot,
-        model: &StateModelDefinition,
-        unknown: &dyn Fn(&str, &str, &'static str, &str) -> RebalanceError,
-    ) -> Result<(StatesByPartition<'a>, PendingByPartition), RebalanceError> {
-        let mut current: Vec<(&'a str, Cow<'a, BTreeMap<String, String>>)> =
-            Vec::with_capacity(res.current_state.len());
-        for (partition, holders) in &res.current_state {
-            let mut all_count = true;
-            for (instance, state) in holders {
-                if !model.has_state(state) {
-                    return Err(unknown(partition, instance, "current state", state));
-                }
-                all_count &= state != DROPPED && self.live.contains(instance);
-            }
-            let states = if all_count {
-                Cow::Borrowed(holders)
-            } else {
-                Cow::Owned(
-                    holders
-                        .iter()
-                        .filter(|(i, s)| *s != DROPPED && self.live.contains(*i))
-                        .map(|(i, s)| (i.clone(), s.clone()))
-                        .collect(),
-                )
-            };
-            if !states.is_empty() {
-                current.push((partition, states));
-            }
-        }
-        // In key order already: the map is built in bulk.
-        let current: StatesByPartition<'a> = current.into_iter().collect();
-        let mut pending: BTreeMap<String, Vec<ReplicaTransition>> = BTreeMap::new();
-        for p in &res.pending {
-            if let Some(s) = [&p.from, &p.to].into_iter().find(|s| !model.has_state(s)) {
-                return Err(unknown(&p.partition, &p.instance, "pending transition", s));
-            }
-            if !self.live.contains(&p.instance) {
-                continue;
-            }
-            let list = pending.entry(p.partition.clone()).or_default();
-            if list.iter().any(|q| q.instance == p.instance) {
-                return Err(RebalanceError::DuplicatePending {
-                    resource: res.name.clone(),
-                    partition: p.partition.clone(),
-                    instance: p.instance.clone(),
-                });
-            }
-            list.push(p.clone());
-        }
-        for list in pending.values_mut() {
-            list.sort();
-        }
-        Ok((current, pending))
-    }
-
-    /// Delayed rebalance settings: the resource's delay, else the cluster's; on only when
-    /// both switches allow it and the delay is positive. `MIN_ACTIVE_REPLICAS` defaults to
-    /// the replica count, as in Helix.
-    fn delay(&self, ideal: &IdealState, replicas: usize) -> Result<Option<DelaySettings>, RecordError> {
-        let delay_ms = ideal.rebalance_delay_ms()?.or(self.delay_ms);
-        let enabled = self.delay_enabled && ideal.delay_rebalance_enabled()?.unwrap_or(true);
-        Ok(match delay_ms {
-            Some(ms) if ms > 0 && enabled => Some(DelaySettings {
-                delay_ms: ms,
-                min_active_replicas: ideal.min_active_replicas()?.unwrap_or(replicas).min(replicas),
-            }),
-            _ => None,
-        })
-    }
-
-    /// Instances that may not serve each partition of a resource: disabled instances,
-    /// instances where the partition is disabled, or all of them when the resource is
-    /// disabled. Partitions with nobody disabled are absent.
-    fn disabled_by_partition(
-        &self,
-        ideal: &IdealState,
-        partitions: &[String],
-    ) -> Result<BTreeMap<String, BTreeSet<String>>, RebalanceError> {
-        let resource = ideal.resource();
-        let enabled = ideal
-            .enabled()
-            .map_err(|e| RebalanceError::record(format!("resource {resource}"), e))?;
-        let everywhere: BTreeSet<String> = self
-            .instances
-            .iter()
-            .filter(|i| !enabled || !i.enabled)
-            .map(|i| i.name.clone())
-            .collect();
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        if !everywhere.is_empty() {
-            for p in partitions {
-                out.insert(p.clone(), everywhere.clone());
-            }
-        }
-        for i in &self.instances {
-            for key in [resource, ""] {
-                for p in i.disabled_partitions.get(key).into_iter().flatten() {
-                    out.entry(p.clone()).or_default().insert(i.name.clone());
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// One resource decided up to the cluster-wide throttle: preference lists, best possible
-    /// states, selection under the state bounds, per-instance counts and movement.
-    pub(super) fn plan(
-        &'a self,
-        res: &'a ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<Planned, RebalanceError> {
-        let mut next_recompute_ms = None;
-        let mut clock_sensitive = false;
-        let mut work = self.plan_resource(res, place, &mut next_recompute_ms, &mut clock_sensitive)?;
-        let (pending_moves, candidate_moves) = self.select(&mut work);
-        let (stats, other_stats) = self.tally(&mut work);
-        Ok(Planned {
-            decision: work.decision,
-            pending_moves,
-            candidate_moves,
-            stats,
-            other_stats,
-            next_recompute_ms,
-            clock_sensitive,
-        })
-    }
-
-    /// Candidate transitions of every partition of one resource, selected under the state
-    /// bounds (rejections go to its `held`); returns the pending transitions and the
-    /// selected ones as movements for throttling.
-    fn select(&self, w: &mut ResourceWork<'_>) -> (Vec<Movement>, Vec<Movement>) {
-        let mut pending_moves = Vec::new();
-        let mut candidate_moves = Vec::new();
-        // Partitions with a best possible map or something in flight, in name order (both
-        // maps are).
-        let mut partitions: Vec<(&String, &BTreeMap<String, String>)> =
-            Vec::with_capacity(w.decision.best_possible.len());
-        let mut best_maps = w.decision.best_possible.iter().peekable();
-        let mut pending_keys = w.pending.keys().peekable();
-        loop {
-            let next = match (best_maps.peek(), pending_keys.peek()) {
-                (Some((a, _)), Some(b)) if a == b => {
-                    pending_keys.next();
-                    best_maps.next()
-                }
-                (Some((a, _)), Some(b)) if b < a => pending_keys.next().map(|p| (p, &NO_STATES)),
-                (Some(_), _) => best_maps.next(),
-                (None, _) => pending_keys.next().map(|p| (p, &NO_STATES)),
-            };
-            match next {
-                Some(entry) => partitions.push(entry),
-                None => break,
-            }
-        }
-        let mut held = Vec::new();
-        let mut current = w.current.iter().peekable();
-        for (p, best) in partitions {
-            while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
-            let holders = current
-                .next_if(|e| *e.0 == p.as_str())
-                .map_or(&NO_STATES, |(_, c)| &**c);
-            let pending = w.pending.get(p).map_or(&[][..], Vec::as_slice);
-            let busy: BTreeSet<String> = pending.iter().map(|t| t.instance.clone()).collect();
-            let candidates = transitions::partition_candidates(w.model, p, holders, best, &busy);
-            if candidates.is_empty() && pending.is_empty() {
-                continue;
-            }
-            let replicas = w.replicas_of(p, best.len());
-            let (kind, urgency) = classify(w.model, holders, best);
-            let movement = |t: &ReplicaTransition| Movement {
-                resource: w.name.to_string(),
-                state_model: w.decision.state_model.clone(),
-                transition: t.clone(),
-                kind,
-                urgency,
-                transition_priority: w.model.transition_priority(&t.from, &t.to).unwrap_or(usize::MAX),
-                live_candidates: w.live_candidates,
-                replicas,
-            };
-            pending_moves.extend(pending.iter().map(movement));
-            if candidates.is_empty() {
-                continue;
-            }
-            let bounds = selection::resolve_bounds(&w.bounds, w.live_candidates, replicas);
-            let sel = selection::select(w.model, &bounds, holders, pending, best, candidates);
-            candidate_moves.extend(sel.accepted.iter().map(movement));
-            for BoundRejection {
-                transition,
-                state,
-                bound,
-            } in sel.rejected
-            {
-                held.push(HeldTransition {
-                    transition,
-                    reason: HoldReason::Bound { state, bound },
-                });
-            }
-        }
-        w.decision.held.append(&mut held);
-        (pending_moves, candidate_moves)
     }
 
     /// Throttles the selected transitions of every resource across the cluster (or holds
@@ -781,36 +335,9 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// One resource's per-instance counts over its best possible map (by index into the
-    /// sorted instances, and by name for instances not configured) and its movement.
-    fn tally(&self, w: &mut ResourceWork<'_>) -> (Vec<InstanceStats>, BTreeMap<String, InstanceStats>) {
-        let mut stats = vec![InstanceStats::default(); self.instances.len()];
-        let mut other: BTreeMap<String, InstanceStats> = BTreeMap::new();
-        let d = &mut w.decision;
-        let (top, initial) = (w.model.top_state(), w.model.initial_state());
-        let mut current = w.current.iter().peekable();
-        for (p, best) in &d.best_possible {
-            while current.next_if(|e| *e.0 < p.as_str()).is_some() {}
-            let holders = current.next_if(|e| *e.0 == p.as_str()).map(|(_, c)| c);
-            for (instance, state) in best {
-                if state == DROPPED || state == initial {
-                    continue;
-                }
-                let s = match self.index.get(instance.as_str()) {
-                    Some(&k) => &mut stats[k],
-                    None => other.entry(instance.clone()).or_default(),
-                };
-                s.replicas += 1;
-                if state == top {
-                    s.top_states += 1;
-                }
-                let held = holders.is_some_and(|h| h.contains_key(instance));
-                if !held && state != ERROR {
-                    d.moved += 1;
-                }
-            }
-        }
-        (stats, other)
+    /// Why the cluster is in maintenance mode, if it is.
+    pub(super) fn maintenance(&self) -> Option<MaintenanceReason> {
+        self.maintenance
     }
 
     /// The decision's cluster-wide fields, its resources yet to add.
@@ -851,31 +378,7 @@ impl<'a> Cluster<'a> {
     }
 }
 
-/// One resource decided up to the cluster-wide throttle. What [`compute`] finishes at once
-/// and what [`super::engine::Engine`] keeps across rounds: it depends only on the resource's
-/// snapshot and the cluster-wide inputs of [`ClusterInputs`] (and on the clock when
-/// `clock_sensitive`).
-#[derive(Debug, Clone)]
-pub(super) struct Planned {
-    /// Transitions still empty; `held` has the bound rejections only.
-    pub decision: ResourceDecision,
-    /// Its transitions in flight, as throttles count them.
-    pub pending_moves: Vec<Movement>,
-    /// Its candidates that passed the state bounds, for the throttles.
-    pub candidate_moves: Vec<Movement>,
-    /// Per-instance counts, by index into the instances sorted by name.
-    pub stats: Vec<InstanceStats>,
-    /// Counts of instances in its best possible map that are not configured.
-    pub other_stats: BTreeMap<String, InstanceStats>,
-    /// When delayed rebalance needs it decided again.
-    pub next_recompute_ms: Option<u64>,
-    /// Its placement read the clock (delayed rebalance is on): it holds for any `now_ms` from
-    /// the one it was decided at up to (excluding) `next_recompute_ms`, as placement reads
-    /// the clock only to ask which delay windows are still open.
-    pub clock_sensitive: bool,
-}
-
-/// The cluster-wide inputs a resource's [`Planned`] depends on: all of the snapshot but its
+/// The cluster-wide inputs a resource's [`super::plan::Planned`] depends on: all of the snapshot but its
 /// resources, the clock, the message constraints and the pause flag (those act at the
 /// throttle, which runs every round).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -888,13 +391,34 @@ pub(super) struct ClusterInputs {
 }
 
 impl ClusterInputs {
-    /// Whether `snapshot` has these inputs.
-    pub fn matches(&self, snapshot: &ClusterSnapshot) -> bool {
-        self.instances == snapshot.instances
+    /// The instances of `snapshot` whose liveness, enabling or offline time differ from
+    /// these inputs (none: the same inputs), or `None` when anything else differs (an
+    /// instance added, removed, reordered or reconfigured, or another cluster-wide input).
+    pub fn changed_instances(&self, snapshot: &ClusterSnapshot) -> Option<Vec<String>> {
+        let same_rest = self.instances.len() == snapshot.instances.len()
             && self.cluster_config == snapshot.cluster_config
             && self.state_models == snapshot.state_models
             && self.state_constraints == snapshot.state_constraints
-            && self.maintenance == snapshot.maintenance
+            && self.maintenance == snapshot.maintenance;
+        if !same_rest {
+            return None;
+        }
+        let mut changed = Vec::new();
+        for (a, b) in self.instances.iter().zip(&snapshot.instances) {
+            if a == b {
+                continue;
+            }
+            let liveness_only = a.name == b.name
+                && a.zone == b.zone
+                && a.tags == b.tags
+                && a.weight == b.weight
+                && a.disabled_partitions == b.disabled_partitions;
+            if !liveness_only {
+                return None;
+            }
+            changed.push(b.name.clone());
+        }
+        Some(changed)
     }
 
     /// The inputs of `snapshot`.
@@ -910,8 +434,10 @@ impl ClusterInputs {
 }
 
 /// The snapshot's resources in name order; an error for a name given twice.
-pub(super) fn sorted_resources(snapshot: &ClusterSnapshot) -> Result<Vec<&ResourceSnapshot>, RebalanceError> {
-    let mut resources: Vec<&ResourceSnapshot> = snapshot.resources.iter().collect();
+pub(super) fn sorted_resources(
+    snapshot: &ClusterSnapshot,
+) -> Result<Vec<&Shared<ResourceSnapshot>>, RebalanceError> {
+    let mut resources: Vec<&Shared<ResourceSnapshot>> = snapshot.resources.iter().collect();
     resources.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = resources.windows(2).find(|w| w[0].name == w[1].name) {
         return Err(RebalanceError::DuplicateResource {
@@ -940,14 +466,17 @@ pub fn compute_with(
     for res in &resources {
         planned.push(cluster.plan(res, &place)?);
     }
-    let pending: Vec<Movement> = planned
-        .iter_mut()
-        .flat_map(|p| std::mem::take(&mut p.pending_moves))
-        .collect();
-    let candidates: Vec<Movement> = planned
-        .iter_mut()
-        .flat_map(|p| std::mem::take(&mut p.candidate_moves))
-        .collect();
+    let mut pending: Vec<Movement> = Vec::new();
+    let mut candidates: Vec<Movement> = Vec::new();
+    for p in &mut planned {
+        let mut held = Vec::new();
+        for e in p.extras.values_mut() {
+            pending.append(&mut e.pending_moves);
+            candidates.append(&mut e.candidate_moves);
+            held.append(&mut e.held);
+        }
+        p.decision.held = held;
+    }
     let (accepted, held) = cluster.throttle(&pending, candidates);
     let index: HashMap<&str, usize, BuildHasherDefault<Fnv>> = resources
         .iter()
@@ -987,7 +516,7 @@ pub fn compute_with(
 }
 
 /// Whether `lists` (an ideal state's listFields) has a non-empty list for every partition.
-fn has_every_list(lists: &BTreeMap<String, Vec<String>>, partitions: &[String]) -> bool {
+pub(super) fn has_every_list(lists: &BTreeMap<String, Vec<String>>, partitions: &[String]) -> bool {
     let mut sorted: Vec<&str> = partitions.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     let mut entries = lists.iter().peekable();
@@ -1004,7 +533,7 @@ fn has_every_list(lists: &BTreeMap<String, Vec<String>>, partitions: &[String]) 
 /// the initial state serves nothing and is not a holder: counting it would make placement
 /// flip-flop while a replica is being moved out (it drops to OFFLINE, sorts last, and
 /// placement would pick another partition to take from its instance).
-fn previous_placement(
+pub(super) fn previous_placement(
     ideal: &IdealState,
     model: &StateModelDefinition,
     partitions: &[String],
@@ -1034,7 +563,7 @@ fn previous_placement(
 
 /// A partition's rebalance type and urgency: recovery when the best possible map wants more
 /// replicas in some active state than the current state has.
-fn classify(
+pub(super) fn classify(
     model: &StateModelDefinition,
     current: &BTreeMap<String, String>,
     best: &BTreeMap<String, String>,

@@ -94,6 +94,58 @@ const SEARCH_BUDGET: usize = 1 << 21;
 
 /// Computes the preference lists of one FULL_AUTO resource. See the module documentation.
 pub fn place(input: &PlacementInput<'_>) -> Placement {
+    place_indexed(input).into_placement()
+}
+
+/// [`place`]'s result before it is named: lists of indices into the sorted instances, so a
+/// caller holding the last lists can compare them without building new ones.
+#[derive(Debug, Clone)]
+pub struct IndexedPlacement<'a> {
+    /// The partitions, sorted, without duplicates.
+    pub partitions: Vec<&'a str>,
+    /// The instances, sorted by name, without duplicates.
+    pub instances: Vec<&'a InstanceInfo>,
+    /// Each partition's list (same order as `partitions`): indices into `instances`, best
+    /// first.
+    pub lists: Vec<Vec<u32>>,
+    /// When a delay expires and placement must run again (ms), if any.
+    pub next_recompute_ms: Option<u64>,
+}
+
+impl IndexedPlacement<'_> {
+    /// Partition `p`'s list, by name.
+    pub fn names(&self, p: usize) -> Vec<String> {
+        self.lists[p]
+            .iter()
+            .map(|&g| self.instances[g as usize].name.clone())
+            .collect()
+    }
+
+    /// Whether partition `p`'s list is `names`.
+    pub fn is(&self, p: usize, names: &[String]) -> bool {
+        let list = &self.lists[p];
+        list.len() == names.len()
+            && list
+                .iter()
+                .zip(names)
+                .all(|(&g, n)| self.instances[g as usize].name == *n)
+    }
+
+    /// The named placement.
+    pub fn into_placement(self) -> Placement {
+        // Partitions are in name order already, so collecting builds the map in bulk.
+        let preference_lists = (0..self.partitions.len())
+            .map(|p| (self.partitions[p].to_string(), self.names(p)))
+            .collect();
+        Placement {
+            preference_lists,
+            next_recompute_ms: self.next_recompute_ms,
+        }
+    }
+}
+
+/// [`place`] without naming the result.
+pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
     // Canonical orders: partitions and instances by name, duplicates dropped.
     let mut parts: Vec<&str> = input.partitions.iter().map(String::as_str).collect();
     parts.sort_unstable();
@@ -197,17 +249,10 @@ pub fn place(input: &PlacementInput<'_>) -> Placement {
         ctx.solve(&members)
     };
 
-    // Partitions are in name order already, so collecting builds the map in bulk.
-    let preference_lists: BTreeMap<String, Vec<String>> = lists
-        .iter()
-        .enumerate()
-        .map(|(p, list)| {
-            let names = list.iter().map(|&g| insts[g as usize].name.clone()).collect();
-            (parts[p].to_string(), names)
-        })
-        .collect();
-    Placement {
-        preference_lists,
+    IndexedPlacement {
+        partitions: parts,
+        instances: insts,
+        lists,
         next_recompute_ms: expiry.iter().flatten().copied().min(),
     }
 }

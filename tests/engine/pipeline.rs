@@ -24,7 +24,7 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn tutorial_cluster() -> ClusterSnapshot {
     ClusterSnapshot {
         instances: instances(3),
-        resources: vec![ResourceSnapshot::new(tutorial_semi_auto())],
+        resources: vec![ResourceSnapshot::new(tutorial_semi_auto()).into()],
         ..Default::default()
     }
 }
@@ -203,7 +203,7 @@ fn dropped_resource_walks_every_replica_to_dropped() {
     let current = snap.resources[0].current_state.clone();
     let mut dropped = ResourceSnapshot::dropped("myDB", "MasterSlave");
     dropped.current_state = current;
-    snap.resources = vec![dropped];
+    snap.resources = vec![dropped.into()];
     let (d, rounds) = converge(&mut snap, 10);
     assert!(snap.resources[0].current_state.is_empty());
     assert_eq!(rounds, 3, "MASTER→SLAVE→OFFLINE→DROPPED");
@@ -419,7 +419,7 @@ fn semi_auto_other(partitions: usize, replicas: usize, model: &str) -> ResourceS
 #[test]
 fn state_constraint_overrides_the_master_bound_of_one_resource() {
     let mut snap = tutorial_cluster();
-    snap.resources.push(semi_auto_other(3, 3, "MasterSlave"));
+    snap.resources.push(semi_auto_other(3, 3, "MasterSlave").into());
     let mut r = Record::new("STATE_CONSTRAINT");
     r.map_fields.insert(
         "everyResource".into(),
@@ -477,7 +477,7 @@ fn state_constraint_overrides_the_master_bound_of_one_resource() {
 #[test]
 fn same_decision_whatever_the_input_order() {
     let mut snap = tutorial_cluster();
-    snap.resources.push(semi_auto_other(4, 2, "OnlineOffline"));
+    snap.resources.push(semi_auto_other(4, 2, "OnlineOffline").into());
     converge(&mut snap, 10);
     kill(&mut snap, "localhost_12914");
     snap.resources[0].pending.push(ReplicaTransition::new(
@@ -552,13 +552,9 @@ fn bad_snapshots_are_clear_errors() {
 fn full_auto_tutorial() -> ClusterSnapshot {
     ClusterSnapshot {
         instances: instances(3),
-        resources: vec![ResourceSnapshot::new(ideal(
-            "myDB",
-            6,
-            3,
-            "MasterSlave",
-            RebalanceMode::FullAuto,
-        ))],
+        resources: vec![
+            ResourceSnapshot::new(ideal("myDB", 6, 3, "MasterSlave", RebalanceMode::FullAuto)).into(),
+        ],
         ..Default::default()
     }
 }
@@ -662,7 +658,7 @@ fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
     // As a SEMI_AUTO resource, the filled ideal state converges to its own map.
     let mut snap = ClusterSnapshot {
         instances: instances(3),
-        resources: vec![ResourceSnapshot::new(out.clone())],
+        resources: vec![ResourceSnapshot::new(out.clone()).into()],
         ..Default::default()
     };
     converge(&mut snap, 10);
@@ -678,13 +674,9 @@ fn rebalance_ideal_state_fills_lists_and_maps_like_helix_admin() {
 fn delayed_rebalance_keeps_a_dead_instance_place_until_the_delay_expires() {
     let mut snap = ClusterSnapshot {
         instances: instances(4),
-        resources: vec![ResourceSnapshot::new(ideal(
-            "myDB",
-            8,
-            3,
-            "MasterSlave",
-            RebalanceMode::FullAuto,
-        ))],
+        resources: vec![
+            ResourceSnapshot::new(ideal("myDB", 8, 3, "MasterSlave", RebalanceMode::FullAuto)).into(),
+        ],
         ..Default::default()
     };
     {

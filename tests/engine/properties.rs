@@ -85,7 +85,7 @@ pub(super) fn random_cluster(rng: &mut StdRng, modes: &[RebalanceMode]) -> Clust
                 RebalanceMode::FullAuto => {}
             }
         }
-        snap.resources.push(ResourceSnapshot::new(is));
+        snap.resources.push(ResourceSnapshot::new(is).into());
     }
     snap
 }

@@ -414,7 +414,7 @@ impl RoundScenario {
             let n = partitions / resources + usize::from(r < partitions % resources);
             let mut is = IdealState::create(&format!("bench{r}"), n, "MasterSlave", RebalanceMode::FullAuto);
             is.record.set_simple("REPLICAS", replicas);
-            steady.resources.push(ResourceSnapshot::new(is));
+            steady.resources.push(ResourceSnapshot::new(is).into());
         }
         // Place, then let every replica reach its best possible state (placement is its own
         // fixed point, so one application is normally enough).
@@ -518,8 +518,14 @@ pub struct RoundReport {
     /// The incremental round after five current-state updates in five resources, from an
     /// engine warm on the in-flight round.
     pub engine_round_after_updates_ms: Timing,
-    /// Resources the round after the updates decided again (the rest were reused).
+    /// Resources the round after the updates decided again from scratch.
     pub engine_decided_after_updates: usize,
+    /// Resources the round after the updates patched (decided again only in the partitions
+    /// that changed); the rest were reused.
+    pub engine_patched_after_updates: usize,
+    /// Resources the round after the failure patched (of all of them: every resource has
+    /// replicas on the failed instance).
+    pub engine_patched_after_failure: usize,
     /// Transitions the steady round sends (0: it is steady).
     pub sent_steady: usize,
     /// Replicas the failed instance held.
@@ -560,14 +566,14 @@ pub fn run_round_scenario(
             },
             |e| {
                 e.round(timed_snap).expect("the bench cluster is valid");
-                e.last_round().decided
+                e.last_round()
             },
         )
     };
     let (engine_steady_ms, _) = warm(&sc.steady, &sc.steady);
-    let (engine_failure_ms, _) = warm(&sc.steady, &sc.after_failure);
+    let (engine_failure_ms, after_failure) = warm(&sc.steady, &sc.after_failure);
     let (engine_in_flight_ms, _) = warm(&sc.after_failure, &sc.in_flight);
-    let (engine_updates_ms, decided_after_updates) = warm(&sc.in_flight, &sc.updated);
+    let (engine_updates_ms, after_updates) = warm(&sc.in_flight, &sc.updated);
     RoundReport {
         scenario: "pipeline",
         resources: sc.steady.resources.len(),
@@ -583,7 +589,9 @@ pub fn run_round_scenario(
         engine_round_after_failure_ms: engine_failure_ms,
         engine_round_in_flight_ms: engine_in_flight_ms,
         engine_round_after_updates_ms: engine_updates_ms,
-        engine_decided_after_updates: decided_after_updates,
+        engine_decided_after_updates: after_updates.decided,
+        engine_patched_after_updates: after_updates.patched,
+        engine_patched_after_failure: after_failure.patched,
         sent_steady: sent(&steady),
         failed_instance_replicas: sc.failed_replicas(),
         sent_after_failure: sent(&failure),
@@ -755,8 +763,14 @@ mod tests {
         assert_eq!(rep.failed_instance_replicas, 30);
         // The failed instance's MASTERs are taken over and its replicas placed elsewhere.
         assert!(rep.sent_after_failure >= 30, "{rep:?}");
-        // Five current-state updates in two resources: those two are decided again.
-        assert_eq!(rep.engine_decided_after_updates, 2, "{rep:?}");
+        // Five current-state updates in two resources: those two are patched, nothing is
+        // decided from scratch; the failure patches both resources.
+        assert_eq!(
+            (rep.engine_decided_after_updates, rep.engine_patched_after_updates),
+            (0, 2),
+            "{rep:?}"
+        );
+        assert_eq!(rep.engine_patched_after_failure, 2, "{rep:?}");
     }
 
     #[test]

@@ -192,7 +192,7 @@ mod tests {
             d.best_possible.insert(p, best.clone());
         }
         let snapshot = ClusterSnapshot {
-            resources: vec![res],
+            resources: vec![res.into()],
             ..Default::default()
         };
         let mut decision = Decision::default();

@@ -15,8 +15,11 @@ use serde::Serialize;
 
 use crate::membership::MemberStatus;
 use crate::model::layout::Key;
-use crate::model::{CurrentState, IdealState, InstanceConfig, Layout, Message, Record};
+use crate::model::{CurrentState, IdealState, InstanceConfig, Layout, Message, Record, Replicas};
 use crate::propertystore::protocol::ReplicaStatus;
+use crate::rebalance::assignment::{assign_auto, Eligibility};
+use crate::rebalance::bounds::StateBounds;
+use crate::rebalance::NameSet;
 use crate::statemodel::StateModelDefinition;
 
 /// What the dashboard shows of one cluster.
@@ -393,6 +396,12 @@ impl Gathered {
                 for (i, s) in map {
                     cell(&mut cells, p, i).ideal = Some(s.clone());
                 }
+            } else if let (Some(is), Some(model)) = (ideal, self.models.get(&state_model)) {
+                // No map fields (FULL_AUTO, SEMI_AUTO): the states the preference list asks
+                // for, as the engine assigns them.
+                for (i, s) in self.best_from_list(name, is, model, p) {
+                    cell(&mut cells, p, &i).ideal = Some(s);
+                }
             }
             if let Some(map) = external.and_then(|e| e.map(p)) {
                 for (i, s) in map {
@@ -438,6 +447,59 @@ impl Gathered {
             cells: out,
             differences,
         }
+    }
+
+    /// The states a partition's preference list asks for, as the engine's
+    /// `assignment::assign_auto` gives them over the live, enabled instances and the current
+    /// states of their sessions (the model's own bounds; a `STATE_CONSTRAINT` record and
+    /// maintenance are not taken into account here).
+    fn best_from_list(
+        &self,
+        resource: &str,
+        is: &IdealState,
+        model: &StateModelDefinition,
+        partition: &str,
+    ) -> BTreeMap<String, String> {
+        let Some(list) = is.preference_list(partition) else {
+            return BTreeMap::new();
+        };
+        let live: NameSet = self.live.keys().cloned().collect();
+        let resource_disabled = !is.enabled().unwrap_or(true);
+        let disabled: BTreeSet<String> = self
+            .configs
+            .iter()
+            .filter(|(_, c)| {
+                resource_disabled
+                    || !c.enabled().unwrap_or(true)
+                    || c.disabled_partitions()
+                        .iter()
+                        .any(|(r, ps)| (r.is_empty() || r == resource) && ps.iter().any(|q| q == partition))
+            })
+            .map(|(i, _)| i.clone())
+            .collect();
+        let holders: BTreeMap<String, String> = self
+            .current
+            .iter()
+            .filter(|((i, session, r), _)| r == resource && self.live.get(i) == Some(session))
+            .filter_map(|((i, _, _), cs)| cs.state(partition).map(|s| (i.clone(), s.to_string())))
+            .collect();
+        let who = Eligibility {
+            live: &live,
+            disabled: &disabled,
+        };
+        let replicas = match is.replicas() {
+            Ok(Replicas::Count(0)) | Err(_) => list.len(),
+            Ok(Replicas::Count(n)) => n,
+            Ok(Replicas::AnyLiveInstance) => live.iter().filter(|i| who.can_serve(i)).count(),
+        };
+        assign_auto(
+            model,
+            &StateBounds::of_model(model),
+            list,
+            &holders,
+            who,
+            replicas,
+        )
     }
 
     fn instances(
@@ -595,6 +657,50 @@ mod tests {
             .unwrap();
         add(l.message("i2", "m1"), m.record, 10);
         out
+    }
+
+    /// A FULL_AUTO ideal state has preference lists, not map fields: the grid's ideal states
+    /// are what the engine assigns from the list over live, enabled instances.
+    #[test]
+    fn full_auto_ideal_states_come_from_the_preference_lists() {
+        let l = Layout::new("C");
+        let mut recs = records();
+        let mut is = IdealState::create("kv", 3, "MasterSlave", crate::model::RebalanceMode::FullAuto).record;
+        is.set_simple("REPLICAS", "1");
+        is.list_fields
+            .insert("kv_0".into(), vec!["i1".into(), "i2".into()]);
+        // i2 is disabled (records()): the MASTER goes to the next instance of the list.
+        is.list_fields
+            .insert("kv_1".into(), vec!["i2".into(), "i1".into()]);
+        is.list_fields.insert("kv_2".into(), vec!["i1".into()]);
+        recs.push((l.ideal_state("kv"), is, 20));
+        let mut ev = Record::new("kv");
+        ev.map_fields
+            .insert("kv_0".into(), [("i1".into(), "MASTER".into())].into());
+        ev.map_fields
+            .insert("kv_1".into(), [("i1".into(), "MASTER".into())].into());
+        recs.push((l.external_view("kv"), ev, 21));
+        let mut cs = CurrentState::create("kv", "s1", "MasterSlave");
+        cs.set_state("kv_0", "MASTER");
+        cs.set_state("kv_1", "MASTER");
+        recs.push((l.current_state("i1", "s1", "kv"), cs.record, 22));
+        let v = build("C", 30, &recs, &[], &[]);
+        let r = v.resources.iter().find(|r| r.name == "kv").unwrap();
+        let cell = |p: &str, i: &str| r.cells.iter().find(|c| c.partition == p && c.instance == i);
+        assert_eq!(cell("kv_0", "i1").unwrap().ideal.as_deref(), Some("MASTER"));
+        assert_eq!(cell("kv_1", "i1").unwrap().ideal.as_deref(), Some("MASTER"));
+        assert!(
+            cell("kv_1", "i2").is_none_or(|c| c.ideal.is_none()),
+            "a disabled instance is given nothing"
+        );
+        // kv_2 is not placed yet: the one difference.
+        let missing = cell("kv_2", "i1").unwrap();
+        assert_eq!(
+            (missing.ideal.as_deref(), missing.external.as_deref()),
+            (Some("MASTER"), None)
+        );
+        assert!(missing.differs);
+        assert_eq!(r.differences, 1);
     }
 
     #[test]

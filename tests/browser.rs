@@ -175,6 +175,22 @@ async fn the_dashboard_shows_the_store_follows_a_failover_and_disables_an_instan
         timeline.contains(&victim),
         "the time line names the victim: {timeline}"
     );
+    // A page opened after the failover reads it off its time line too (the server keeps
+    // the recent events, with the times it saw them).
+    c.goto(&format!("{}/", f.base)).await;
+    let ended = format!("{victim} session ended");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let timeline = c.text("#timeline").await.unwrap_or_default();
+        if timeline.contains(&ended) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a page opened after the kill lacks it: {timeline}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     if let Ok(path) = std::env::var("STRAND_SCREENSHOT") {
         let png = c.screenshot().await;
         assert_eq!(&png[..4], b"\x89PNG");

@@ -352,11 +352,14 @@ async fn readyz_follows_the_roles_and_events_stream_store_changes() {
     assert_eq!(p["ready"], json!(false));
 
     // SSE: an operator's write shows up on the stream as an instanceConfig event.
-    let (mut tcp, mut got) = open_events(&f.base).await;
-    // The watch starts at the current revision once the stream is open; write until seen.
+    let is_web_1_config = |e: &(u64, String)| {
+        e.1.contains(r#""kind":"instanceConfig""#) && e.1.contains(r#""instance":"web_1""#)
+    };
+    let (mut tcp, mut got) = open_events(&f.base, None).await;
+    // The server records from the first revision it watches; write until seen.
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut enabled = false;
-    while !got.contains(r#""kind":"instanceConfig""#) || !got.contains(r#""instance":"web_1""#) {
+    while !sse_events(&got).iter().any(is_web_1_config) {
         f.admin.enable_instance(C, "web_1", enabled).await.unwrap();
         enabled = !enabled;
         read_more(&mut tcp, &mut got, Duration::from_millis(500)).await;
@@ -365,6 +368,54 @@ async fn readyz_follows_the_roles_and_events_stream_store_changes() {
             "no instanceConfig event: {got}"
         );
     }
+    drop(tcp);
+    let seen = sse_events(&got);
+    let first = seen.iter().find(|e| is_web_1_config(e)).unwrap().clone();
+    assert!(first.1.contains(r#""at_ms":"#), "{}", first.1);
+
+    // A stream opened later starts with what happened before it (no write now: only the
+    // server's journal can deliver it), in the order the first stream saw.
+    let (mut tcp, mut got) = open_events(&f.base, None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sse_events(&got).iter().any(|e| e.0 == first.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backlog lacks event {}: {got}",
+            first.0
+        );
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+    }
+    let replayed = sse_events(&got);
+    let again = replayed.iter().find(|e| e.0 == first.0).unwrap();
+    assert_eq!(
+        again.1, first.1,
+        "the same event, with the time the server saw it"
+    );
+    let ids: Vec<u64> = replayed.iter().map(|e| e.0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, once: {ids:?}");
+    drop(tcp);
+
+    // A client resuming with `Last-Event-ID` gets only what came after it.
+    let boot = sse_boot(&got);
+    let (mut tcp, mut got) = open_events(&f.base, Some(&format!("{boot}-{}", first.0))).await;
+    f.admin.enable_instance(C, "web_1", !enabled).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !sse_events(&got)
+        .iter()
+        .any(|e| e.0 > first.0 && is_web_1_config(e))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new event after resuming: {got}"
+        );
+        read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
+    }
+    let resumed: Vec<u64> = sse_events(&got).iter().map(|e| e.0).collect();
+    assert!(
+        resumed.iter().all(|&n| n > first.0),
+        "resumed after {}: {resumed:?}",
+        first.0
+    );
     f.cluster.shutdown().await;
 }
 
@@ -565,7 +616,7 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
     assert_eq!(s, 409, "the same rule twice is a conflict");
 
     // Open the event stream, then make the rule fire.
-    let (mut tcp, mut got) = open_events(&f.base).await;
+    let (mut tcp, mut got) = open_events(&f.base, None).await;
     let health = f.cluster.participants["web_0"].health();
     health
         .report("web_latency_ms", 9.0, strand::health::Scope::instance())
@@ -622,12 +673,15 @@ async fn alerts_are_served_streamed_and_exported_as_metrics() {
 
 /// Opens the cluster's event stream; the connection and what was read, once the response
 /// headers are in.
-async fn open_events(base: &str) -> (tokio::net::TcpStream, String) {
+async fn open_events(base: &str, last_event_id: Option<&str>) -> (tokio::net::TcpStream, String) {
     use tokio::io::AsyncWriteExt;
     let addr = base.trim_start_matches("http://").to_string();
     let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let resume = last_event_id
+        .map(|id| format!("last-event-id: {id}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+        "GET /admin/v2/clusters/{C}/events HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n{resume}\r\n"
     );
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut got = String::new();
@@ -637,6 +691,36 @@ async fn open_events(base: &str) -> (tokio::net::TcpStream, String) {
         read_more(&mut tcp, &mut got, Duration::from_millis(200)).await;
     }
     (tcp, got)
+}
+
+/// The complete events of a raw SSE response (those ended by their blank line): (sequence
+/// number of the `<boot>-<seq>` id, data). The body is chunked, one event per chunk, so an
+/// event's lines are found by their prefixes.
+fn sse_events(raw: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let (mut id, mut data) = (None, None);
+    for line in raw.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok());
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data = Some(d.trim().to_string());
+        } else if line.is_empty() {
+            if let (Some(n), Some(d)) = (id.take(), data.take()) {
+                out.push((n, d));
+            }
+        }
+    }
+    out
+}
+
+/// The server run's half of the event ids in a raw SSE response.
+fn sse_boot(raw: &str) -> String {
+    raw.lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .and_then(|v| v.trim().split_once('-'))
+        .map(|(b, _)| b.to_string())
+        .expect("an event id")
 }
 
 /// Appends what arrives on the stream within `wait` to `got`; fails if the stream closed.

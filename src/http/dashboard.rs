@@ -41,7 +41,9 @@ pub(super) async fn cluster_view(
     State(s): State<AppState>,
     Path(c): Path<String>,
 ) -> Result<Json<ClusterView>, ApiError> {
-    Ok(Json(gather(&s, &c).await?))
+    let view = gather(&s, &c).await?;
+    s.journals().journal(&c);
+    Ok(Json(view))
 }
 
 /// Reads everything the view needs: one range read of `/<C>`, the gossip, the replicas.

@@ -6,20 +6,21 @@
 //!
 //! ```text
 //!   store watch(/<C>) ──► describe() ──┐
-//!   membership events ──► member()   ──┼─► bounded channel ─► SSE `data: {json}`
+//!   membership events ──► member()   ──┼─► journal (recent events, numbered) ─► SSE
 //! ```
-//! [`describe`] and [`member`] are pure; the task ends when the client goes away.
+//! [`describe`] and [`member`] are pure; [`super::journal`] keeps and feeds the events, so a
+//! stream opens with the cluster's recent past (`id: <boot>-<seq>`, `data: {json}`).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use super::error::ApiError;
+use super::journal;
 use super::state::AppState;
 use crate::membership::MembershipEvent;
 use crate::model::layout::Key;
@@ -154,75 +155,35 @@ pub fn member(ev: &MembershipEvent) -> Option<LiveEvent> {
     })
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-/// How many events may wait for a slow client before it is cut off.
-const CLIENT_BUFFER: usize = 1024;
-
+/// The events of cluster `c` as server-sent events: what the cluster's journal kept (after
+/// the client's `Last-Event-ID`, if it names this server run), then each new one. A client
+/// too slow to keep up is cut off; its `EventSource` reconnects and resumes from its last id.
 pub(super) async fn stream(
     State(s): State<AppState>,
     Path(c): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     s.admin().cluster_config(&c).await?;
-    let (tx, rx) = mpsc::channel::<LiveEvent>(CLIENT_BUFFER);
-    let l = Layout::new(&c);
-    let mut watcher = s.admin().store().watch(&l.root(), 0);
-    let store_tx = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                _ = store_tx.closed() => return,
-                batch = watcher.next_batch() => match batch {
-                    Ok(events) => {
-                        for ev in &events {
-                            let described = describe(&l, ev, now_ms()).into_iter();
-                            for e in described.chain(alert_events(&l, ev)) {
-                                if store_tx.try_send(e).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!("http events: store watch: {e}");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
+    let journals = s.journals();
+    let boot = journals.boot();
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let (backlog, live) = journals.journal(&c).subscribe(journal::resume_after(boot, last));
+    let backlog = futures::stream::iter(backlog);
+    let live = futures::stream::unfold(live, |mut rx| async move {
+        // Lagging behind ends the stream (the client resumes with its last id).
+        let e = rx.recv().await.ok()?;
+        Some((e, rx))
     });
-    if let Some(view) = s.membership() {
-        let mut sub = view.subscribe();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = tx.closed() => return,
-                    ev = sub.recv() => match ev {
-                        Ok(ev) => {
-                            if let Some(e) = member(&ev) {
-                                if tx.try_send(e).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(crate::membership::RecvError::Lagged(_)) => continue,
-                        Err(_) => return,
-                    },
-                }
-            }
-        });
-    }
-    let out = futures::stream::unfold(rx, |mut rx| async move {
-        let e = rx.recv().await?;
-        let data = serde_json::to_string(&e).unwrap_or_default();
-        Some((Ok(SseEvent::default().data(data)), rx))
+    let out = backlog.chain(live).map(move |e| {
+        let data = serde_json::to_string(&e.event).unwrap_or_default();
+        Ok(SseEvent::default().id(journal::event_id(boot, e.seq)).data(data))
     });
     Ok(Sse::new(out).keep_alive(KeepAlive::default()))
 }

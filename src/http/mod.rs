@@ -6,20 +6,22 @@
 //!        │  HTTPS (cluster CA, client certificate) — or plain HTTP on loopback when asked
 //!        ▼
 //!   serve ── router ─┬─ rest/      /admin/v2/clusters/…  ──► admin::Admin (the CLI's API)
-//!                    ├─ events     /admin/v2/clusters/{c}/events (SSE: store watch + gossip)
+//!                    ├─ events     /admin/v2/clusters/{c}/events (SSE: journal's backlog + live)
 //!                    ├─ health     /livez, /readyz (each role's ReadyCheck)
 //!                    ├─ metrics    /metrics (Prometheus exporter; each role's Collector)
 //!                    └─ dashboard  /, /assets/*, /api/v1/… (view::build over one range read)
 //! ```
 //!
 //! Decisions (`command`, `view`, `events::describe`, `health::readiness`) are pure; the
-//! handlers only read, call `Admin` and print.
+//! handlers only read, call `Admin` and print. `journal` keeps each cluster's recent events
+//! (store watch + gossip, one recorder per cluster) for the time line and scripts.
 
 pub mod command;
 pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod journal;
 pub mod metrics;
 mod rest;
 pub mod serve;
@@ -74,7 +76,10 @@ pub struct HttpOptions {
 /// the process's roles (gossip view, readiness checks, metrics collectors).
 pub async fn start(options: HttpOptions, admin: Admin, observed: Observed) -> Result<HttpServer, HttpError> {
     let state = AppState::new(admin, options.read_only, observed);
-    HttpServer::start(options.addr, options.listen, router(state)).await
+    let server = HttpServer::start(options.addr, options.listen, router(state.clone())).await?;
+    // The time line starts now for the clusters that exist, not when a page first opens.
+    state.journals().record_existing().await;
+    Ok(server)
 }
 
 async fn metrics_text(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {

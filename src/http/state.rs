@@ -1,10 +1,11 @@
 //! What every handler shares: the admin API, whether writes are allowed, this process's
-//! gossip view and its readiness checks.
+//! gossip view, its readiness checks and the clusters' recent events.
 
 use std::sync::Arc;
 
 use super::error::ApiError;
 use super::health::{self, ReadyCheck};
+use super::journal::Journals;
 use super::metrics::{self, Collector};
 use crate::admin::Admin;
 use crate::membership::MembershipView;
@@ -19,6 +20,7 @@ struct Inner {
     admin: Admin,
     read_only: bool,
     observed: Observed,
+    journals: Journals,
 }
 
 /// What the server observes of its process's roles: the gossip view (if the process takes
@@ -74,11 +76,13 @@ impl AppState {
     /// A state over `admin`; `read_only` refuses every write (and the dashboard shows no
     /// action buttons).
     pub fn new(admin: Admin, read_only: bool, observed: Observed) -> Self {
+        let journals = Journals::new(admin.clone(), observed.membership.clone());
         AppState {
             inner: Arc::new(Inner {
                 admin,
                 read_only,
                 observed,
+                journals,
             }),
         }
     }
@@ -115,5 +119,11 @@ impl AppState {
     /// The metrics collectors of this process's roles.
     pub fn collectors(&self) -> &[Collector] {
         &self.inner.observed.collectors
+    }
+
+    /// The clusters' recent events (their recorders stop when the last clone of this state
+    /// is dropped).
+    pub fn journals(&self) -> &Journals {
+        &self.inner.journals
     }
 }

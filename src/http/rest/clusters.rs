@@ -72,12 +72,14 @@ const NO_LEADER: &str = "No Lead Controller!";
 async fn create(State(s): State<AppState>, Path(c): Path<String>) -> Result<StatusCode, ApiError> {
     s.writable()?;
     s.admin().add_cluster(&c).await?;
+    s.journals().journal(&c);
     Ok(StatusCode::CREATED)
 }
 
 async fn remove(State(s): State<AppState>, Path(c): Path<String>) -> Result<StatusCode, ApiError> {
     s.writable()?;
     s.admin().drop_cluster(&c).await?;
+    s.journals().forget(&c);
     Ok(StatusCode::OK)
 }
 

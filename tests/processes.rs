@@ -398,3 +398,57 @@ async fn the_tutorial_with_helix_admin_options_verbatim() {
     }
     assert_never_two_masters(&cluster);
 }
+
+/// `strand bench chaos` (issue 19 §3) with the faults that go through the transport's fault
+/// layer and a pause: each must take effect (the cluster serves again without the target
+/// while the fault holds, which it cannot if the target still answers), heal, and leave no
+/// invariant broken.
+#[test]
+fn chaos_with_isolation_a_one_way_cut_and_a_pause_breaks_no_invariant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args([
+            "bench",
+            "chaos",
+            "--json",
+            "--minutes",
+            "0.15",
+            "--participants",
+            "4",
+        ])
+        .args([
+            "--faults",
+            "isolate_participant,mute_participant,pause_participant",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .env("STRAND_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["violations"]["total"], 0, "{report}");
+    let log = report["faults"]["log"].as_array().unwrap();
+    let kinds: std::collections::BTreeSet<&str> = log.iter().map(|f| f["fault"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["isolate_participant", "mute_participant", "pause_participant"],
+        "{report}"
+    );
+    for f in log {
+        assert!(f["served_ms"].is_number(), "the fault never took effect: {f}");
+        assert!(f["settle_ms"].is_number(), "never healed: {f}");
+    }
+    assert!(report["operations"]["store"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["operations"]["transitions"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["store"]["verdict"], "Linearizable", "{report}");
+}

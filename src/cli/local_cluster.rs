@@ -103,6 +103,8 @@ pub struct LocalCluster {
     past: Vec<Line>,
     /// When each participant's processes ended (wall clock µs), for the two-masters audit.
     pub ends: BTreeMap<String, Vec<u64>>,
+    /// Whether processes start with `--net-faults <dir>/<name>.faults`.
+    net_faults: bool,
 }
 
 impl LocalCluster {
@@ -135,7 +137,30 @@ impl LocalCluster {
             cluster: cluster.to_string(),
             past: Vec::new(),
             ends: BTreeMap::new(),
+            net_faults: false,
         })
+    }
+
+    /// Starts every process from now on with network fault injection, its rules in
+    /// `<dir>/<name>.faults` ([`LocalCluster::set_net_faults`]; none until written).
+    pub fn with_net_faults(mut self) -> Self {
+        self.net_faults = true;
+        self
+    }
+
+    fn faults_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.faults"))
+    }
+
+    /// Replaces the network fault rules of process `name` (`store-<id>`, a controller's or a
+    /// participant's name; see `transport::faults`); an empty text heals it. The process
+    /// picks them up within 50 ms (the file is replaced whole, never read half-written).
+    pub fn set_net_faults(&self, name: &str, rules: &str) -> Result<(), CliError> {
+        let path = self.faults_file(name);
+        let tmp = path.with_extension("faults.tmp");
+        std::fs::write(&tmp, rules)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Runs `exe` as strand (tests run the binary cargo built; by default, this process's
@@ -180,7 +205,11 @@ impl LocalCluster {
     fn spawn(&self, args: &[String], log: &str) -> Result<Proc, CliError> {
         let stderr = std::fs::File::create(self.dir.join(format!("{log}.log")))
             .map_err(|e| CliError::failed(format!("cannot create a log file: {e}")))?;
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        if self.net_faults {
+            command.arg("--net-faults").arg(self.faults_file(log));
+        }
+        let mut child = command
             .args(args)
             .env(EXIT_WITH_PARENT_ENV, "1")
             .env("STRAND_TLS_DIR", self.tls_dir())

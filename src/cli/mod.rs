@@ -40,6 +40,17 @@ pub struct Cli {
     /// `timestamp`, `level`, `target`, `message`); `RUST_LOG` / `STRAND_LOG` filter them.
     #[arg(long, global = true, value_enum, default_value_t, env = "STRAND_LOG_FORMAT")]
     pub log_format: process::LogFormat,
+    /// Fault injection for fault runs (`strand bench chaos`): drop this process's QUIC
+    /// datagrams by the rules in FILE, re-read as it changes (`out|in all|IP:PORT`,
+    /// `loss P`; see `transport::faults`). Off unless given.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "FILE",
+        env = "STRAND_NET_FAULTS"
+    )]
+    pub net_faults: Option<std::path::PathBuf>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -137,6 +148,9 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     process::set_log_format(cli.log_format);
+    if let Some(path) = cli.net_faults {
+        crate::transport::faults::install_from_file(path).map_err(CliError::usage)?;
+    }
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Plan(args) => plan::run(args),

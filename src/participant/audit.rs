@@ -121,8 +121,65 @@ pub fn violations(
     bound: usize,
     ends: &BTreeMap<String, Vec<u64>>,
 ) -> Vec<Violation> {
+    overlaps(intervals(lines, state, ends), state, bound)
+}
+
+/// Every time more than `bound` replicas held `state` at once, with spans of each instance
+/// (µs) taken out of its intervals: a frozen process serves nothing, so only what it does
+/// while running counts. The caller chooses the spans: `SIGSTOP` → `SIGCONT` counts a
+/// replica that wakes up still holding the state while another took it over as a violation
+/// until it steps down; `strand bench chaos` adds a bounded grace after `SIGCONT` for the
+/// step-down itself and reports how long each one took.
+pub fn violations_with_pauses(
+    lines: &[LogLine],
+    state: &str,
+    bound: usize,
+    ends: &BTreeMap<String, Vec<u64>>,
+    pauses: &BTreeMap<String, Vec<(u64, u64)>>,
+) -> Vec<Violation> {
+    let mut held = intervals(lines, state, ends);
+    for ivs in held.values_mut() {
+        *ivs = ivs
+            .drain(..)
+            .flat_map(|iv| {
+                let spans = pauses.get(&iv.instance).cloned().unwrap_or_default();
+                without_spans(iv, &spans)
+            })
+            .collect();
+    }
+    overlaps(held, state, bound)
+}
+
+/// `iv` with `spans` cut out of it: the pieces left.
+fn without_spans(iv: Interval, spans: &[(u64, u64)]) -> Vec<Interval> {
+    let mut pieces = vec![iv];
+    for &(from, to) in spans {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|p| {
+                let mut left = Vec::new();
+                if p.start_us < from.min(p.end_us) {
+                    left.push(Interval {
+                        end_us: from.min(p.end_us),
+                        ..p.clone()
+                    });
+                }
+                if to.max(p.start_us) < p.end_us {
+                    left.push(Interval {
+                        start_us: to.max(p.start_us),
+                        ..p
+                    });
+                }
+                left
+            })
+            .collect();
+    }
+    pieces
+}
+
+fn overlaps(held: BTreeMap<(String, String), Vec<Interval>>, state: &str, bound: usize) -> Vec<Violation> {
     let mut out = Vec::new();
-    for ((resource, partition), mut ivs) in intervals(lines, state, ends) {
+    for ((resource, partition), mut ivs) in held {
         ivs.sort_by_key(|i| i.start_us);
         // Sweep: at each start, the intervals still open.
         for (k, iv) in ivs.iter().enumerate() {
@@ -224,6 +281,50 @@ mod tests {
         let mut later = lines.clone();
         later[4].ts_us = 35;
         assert!(violations(&later, "MASTER", 1, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_paused_master_counts_only_while_it_runs() {
+        // a is MASTER, frozen at 20, b promoted at 30, a wakes at 40 and steps down at 45.
+        let lines = vec![
+            line(10, "a", "SLAVE", "MASTER", "begin"),
+            line(11, "a", "SLAVE", "MASTER", "ok"),
+            line(30, "b", "SLAVE", "MASTER", "begin"),
+            line(31, "b", "SLAVE", "MASTER", "ok"),
+            line(44, "a", "MASTER", "SLAVE", "begin"),
+            line(45, "a", "MASTER", "SLAVE", "ok"),
+        ];
+        let none = BTreeMap::new();
+        assert_eq!(
+            violations(&lines, "MASTER", 1, &none).len(),
+            1,
+            "overlap by the clock"
+        );
+        // Woken at 40, it still held MASTER until 45 while b did: a zombie window.
+        let woke_early = BTreeMap::from([("a".to_string(), vec![(20, 40)])]);
+        let v = violations_with_pauses(&lines, "MASTER", 1, &none, &woke_early);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            v[0].intervals
+                .iter()
+                .map(|i| (i.start_us, i.end_us))
+                .collect::<Vec<_>>(),
+            vec![(30, u64::MAX), (40, 45)]
+        );
+        // Paused until its step-down (it stepped down as it woke): no violation.
+        let slept_through = BTreeMap::from([("a".to_string(), vec![(20, 45)])]);
+        assert!(violations_with_pauses(&lines, "MASTER", 1, &none, &slept_through).is_empty());
+        // Pieces on both sides of a pause inside an interval.
+        let iv = Interval {
+            instance: "a".into(),
+            start_us: 10,
+            end_us: 100,
+        };
+        let pieces = without_spans(iv, &[(20, 30), (50, 60), (200, 300)]);
+        assert_eq!(
+            pieces.iter().map(|i| (i.start_us, i.end_us)).collect::<Vec<_>>(),
+            vec![(10, 20), (30, 50), (60, 100)]
+        );
     }
 
     #[test]

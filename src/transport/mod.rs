@@ -16,7 +16,9 @@
 //! the certificates of [`tls`]). One conformance suite (`tests/transport/conformance.rs`)
 //! runs against both, so code that works over one works over the other. Both enforce the
 //! frame limit at both ends: a body above the sender's limit is `FrameTooLarge` before
-//! anything is sent, one above the receiver's limit is `Refused`.
+//! anything is sent, one above the receiver's limit is `Refused`. [`faults`] cuts and loses
+//! a real process's QUIC datagrams by rules in a file (`strand --net-faults FILE`, off
+//! unless given), for fault runs of real processes.
 //!
 //! Errors keep three outcomes apart, because callers must treat them differently:
 //! [`TransportError::Unreachable`] (nothing was delivered: safe to retry elsewhere),
@@ -34,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{self, CodecError};
 
+pub mod faults;
 mod frame;
 pub mod limits;
 pub mod mem;

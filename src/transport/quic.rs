@@ -129,6 +129,9 @@ pub struct QuicConfig {
     /// How many requests and messages one identity may have in flight at this endpoint over
     /// all its connections; another is refused with the reason.
     pub max_streams_per_peer: usize,
+    /// Network faults this endpoint's datagrams pass through (fault runs only; `None`: the
+    /// process's `--net-faults`, if it was given; see [`super::faults`]).
+    pub net_faults: Option<Arc<super::faults::NetFaults>>,
 }
 
 impl QuicConfig {
@@ -148,6 +151,7 @@ impl QuicConfig {
             max_concurrent_streams: 1024,
             max_connections_per_peer: 64,
             max_streams_per_peer: 4096,
+            net_faults: None,
         }
     }
 
@@ -280,12 +284,27 @@ impl QuicTransport {
         let socket = std::net::UdpSocket::bind(config.listen)
             .map_err(|e| setup_err(&format!("cannot bind {}", config.listen))(&e))?;
         let local_addr = socket.local_addr().map_err(|e| setup_err("local address")(&e))?;
-        let endpoint = quinn::Endpoint::new(
-            endpoint_config,
-            server_config,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
+        let endpoint = match config.net_faults.clone().or_else(super::faults::installed) {
+            None => quinn::Endpoint::new(
+                endpoint_config,
+                server_config,
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            ),
+            // A fault run: every datagram passes the fault rules.
+            Some(faults) => {
+                use quinn::Runtime as _;
+                quinn::TokioRuntime.wrap_udp_socket(socket).and_then(|udp| {
+                    let faulty = Arc::new(super::faults::FaultySocket::new(udp, faults));
+                    quinn::Endpoint::new_with_abstract_socket(
+                        endpoint_config,
+                        server_config,
+                        faulty,
+                        Arc::new(quinn::TokioRuntime),
+                    )
+                })
+            }
+        }
         .map_err(|e| setup_err("QUIC endpoint")(&e))?;
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {

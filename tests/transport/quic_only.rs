@@ -637,3 +637,50 @@ async fn killed_node_restarted_at_the_same_address_is_reconnected() {
     }
     child.kill();
 }
+
+/// The fault layer of fault runs (`transport::faults`, `strand --net-faults`): an endpoint's
+/// rules drop what it sends and hears, by address or all, and healing restores the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_fault_rules_cut_a_link_one_way_or_both_and_healing_restores_it() {
+    use strand::transport::faults::{NetFaults, Rules};
+    let net = QuicNet::new();
+    let faults = Arc::new(NetFaults::default());
+    let mut config = net.config("b");
+    config.net_faults = Some(faults.clone());
+    let b = QuicTransport::bind(config).unwrap();
+    let (seen, _) = serve(b.register(Service::STORE, 64).unwrap());
+    let a = QuicTransport::bind(net.config("a")).unwrap();
+    let c = QuicTransport::bind(net.config("c")).unwrap();
+    let to_b = PeerAddr::named(b.local_name(), b.local_addr());
+    let short = Duration::from_millis(400);
+    let ask = |from: &Arc<QuicTransport>, body: &'static str| {
+        let (from, to) = (from.clone(), to_b.clone());
+        async move {
+            from.request(&to, Service::STORE, Bytes::from_static(body.as_bytes()), short)
+                .await
+        }
+    };
+    ask(&a, "before").await.expect("no faults: answered");
+    // b hears nothing from a: a's requests go unanswered, c's are served.
+    faults.set(Rules::parse(&format!("in {}", a.local_addr())).unwrap());
+    assert!(ask(&a, "cut-in").await.is_err(), "b must not hear a");
+    ask(&c, "other").await.expect("c is not cut");
+    // b says nothing to anyone: even c's requests go unanswered.
+    faults.set(Rules::parse("out all").unwrap());
+    assert!(ask(&c, "cut-out").await.is_err(), "b's answers must be dropped");
+    // Healed: a is answered again (QUIC retransmits or redials).
+    faults.set(Rules::default());
+    let mut healed = false;
+    for _ in 0..50 {
+        if ask(&a, "after").await.is_ok() {
+            healed = true;
+            break;
+        }
+    }
+    assert!(healed, "the link never came back after the rules were cleared");
+    let bodies: Vec<Bytes> = seen.requests().into_iter().map(|(_, b)| b).collect();
+    assert!(
+        bodies.contains(&Bytes::from_static(b"cut-out")),
+        "b heard c; only its answer was lost"
+    );
+}

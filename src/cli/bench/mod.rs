@@ -2,6 +2,7 @@
 
 use super::CliError;
 
+pub mod chaos;
 pub mod config_notify;
 pub mod detect;
 pub mod failover;
@@ -36,6 +37,9 @@ pub enum BenchCommand {
     Linearizability(linz::LinzBenchArgs),
     /// Criteria-addressed messaging over real QUIC: send_and_wait, fan-outs, throughput.
     Messaging(messaging::MessagingBenchArgs),
+    /// Kills, pauses and network faults on a cluster of real processes, with the invariants
+    /// (one top state, fenced epochs, a linearizable store, recovery) checked.
+    Chaos(chaos::ChaosBenchArgs),
 }
 
 /// Runs a benchmark. Those with trials show each trial as progress themselves; the others
@@ -50,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchCommand::Detect(a) => detect::run(a),
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Failover(a) => failover::run(a),
+        BenchCommand::Chaos(a) => chaos::run(a),
         BenchCommand::Messaging(a) => {
             let _p = running("messaging");
             messaging::run(a)

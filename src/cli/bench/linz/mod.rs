@@ -17,7 +17,7 @@
 //! client's cache while recording them as linearizable: a planted fault the checker catches.
 //! `--history-out FILE` writes each mode's history as JSON lines, for the checker's tests.
 
-mod record;
+pub(super) mod record;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ use crate::cli::CliError;
 
 /// The checker's step budget per partition: a history it cannot decide within it is reported
 /// `Undecided` (a violation of this bench's promise too), and memory stays bounded.
-const CHECK_BUDGET: u64 = 2_000_000;
+pub(super) const CHECK_BUDGET: u64 = 2_000_000;
 
 /// Arguments of `strand bench linearizability`.
 #[derive(Debug, clap::Args)]
@@ -207,6 +207,25 @@ async fn one_mode(
         }
     }
     drop(replicas);
+    let (checked, history) = check_history(&workload, &streams, start, last, mode_name);
+    let mut report = serde_json::json!({ "read_mode": mode_name, "faults": faults });
+    if let (Some(r), serde_json::Value::Object(c)) = (report.as_object_mut(), checked) {
+        r.extend(c);
+    }
+    Ok((report, history))
+}
+
+/// Checks what `workload` recorded and what the watchers saw (from revision `start` to
+/// `last`): unknown outcomes settled by a complete watch stream, then the history's
+/// linearizability and each stream against it. Returns the report (`ops`, `verdict`,
+/// `check_ms`, `watches`, `violations`) and the history.
+pub(super) fn check_history(
+    workload: &Workload,
+    streams: &[Vec<watch::WatchEvent>],
+    start: u64,
+    last: u64,
+    label: &str,
+) -> (serde_json::Value, Vec<linearizability::Operation>) {
     let mut recorded = std::mem::take(&mut *workload.recorded.lock().unwrap_or_else(|e| e.into_inner()));
     let unknown = recorded.history.iter().filter(|o| o.ret == Ret::Unknown).count();
     let seen = recorded.seen();
@@ -228,7 +247,7 @@ async fn one_mode(
         _ => 0,
     };
     eprintln!(
-        "{mode_name}: {} operations ({unknown} of unknown outcome, {settled} settled by the watch); checking",
+        "{label}: {} operations ({unknown} of unknown outcome, {settled} settled by the watch); checking",
         recorded.history.len()
     );
     let checked = Instant::now();
@@ -237,9 +256,8 @@ async fn one_mode(
     let h = &recorded.history;
     let count = |f: &dyn Fn(&linearizability::Operation) -> bool| h.iter().filter(|o| f(o)).count();
     let violations = u64::from(!verdict.is_linearizable()) + watch_violations as u64;
-    eprintln!("{mode_name}: checked in {check_ms} ms: {violations} violations");
+    eprintln!("{label}: checked in {check_ms} ms: {violations} violations");
     let report = serde_json::json!({
-        "read_mode": mode_name,
         "ops": {
             "total": h.len(),
             "get": count(&|o| matches!(o.call, Call::Get { .. })),
@@ -250,13 +268,12 @@ async fn one_mode(
             "settled_by_watch": settled,
             "unknown_after_settling": count(&|o| o.ret == Ret::Unknown),
         },
-        "faults": faults,
         "verdict": verdict_json(&verdict, h),
         "check_ms": check_ms,
         "watches": watch_reports,
         "violations": violations,
     });
-    Ok((report, recorded.history))
+    (report, recorded.history)
 }
 
 fn verdict_json(v: &Verdict, history: &[linearizability::Operation]) -> serde_json::Value {

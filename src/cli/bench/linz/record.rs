@@ -116,6 +116,8 @@ pub struct Workload {
     pub base: Instant,
     /// Set to stop the tasks.
     pub stop: Arc<AtomicBool>,
+    /// A pause after each operation (zero: none), to keep a long run's history checkable.
+    pub pace: std::time::Duration,
     /// The next unique value.
     next_value: Arc<AtomicU64>,
     /// What they recorded.
@@ -130,6 +132,7 @@ impl Workload {
             gets,
             base: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
+            pace: std::time::Duration::ZERO,
             next_value: Arc::new(AtomicU64::new(1)),
             recorded: Arc::new(Mutex::new(Recorded::default())),
         }
@@ -244,15 +247,20 @@ impl Workload {
                 }
                 _ => {}
             }
-            let mut r = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-            r.history.push(Operation {
-                client: id,
-                call,
-                ret,
-                invoke,
-                complete,
-            });
-            r.revisions.push(revision);
+            {
+                let mut r = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+                r.history.push(Operation {
+                    client: id,
+                    call,
+                    ret,
+                    invoke,
+                    complete,
+                });
+                r.revisions.push(revision);
+            }
+            if !self.pace.is_zero() {
+                tokio::time::sleep(self.pace).await;
+            }
         }
     }
 }

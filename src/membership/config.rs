@@ -40,6 +40,11 @@ pub struct MembershipConfig {
     /// `suspect_to_down_after`: others need at least `probe_period + suspect_to_down_after`
     /// to declare a cut-off node down, so the node hears of its isolation first.
     pub isolation_after: Duration,
+    /// Whether a node that is cut off (nothing addressed to it for `isolation_after`, with at
+    /// least two peers present) holds its accusations back until then and for a grace after
+    /// it hears from its peers again, so that a healed cut makes no one else rejoin. On by
+    /// default; off only to show what it prevents.
+    pub hold_accusations_when_cut_off: bool,
     /// How many times a graceful leave is sent directly to every member.
     pub leave_repeats: u32,
     /// The pause between those repeats.
@@ -74,6 +79,7 @@ impl MembershipConfig {
             remove_down_after: Duration::from_secs(3600),
             join_retry: Duration::from_millis(250),
             isolation_after: Duration::from_millis(200),
+            hold_accusations_when_cut_off: true,
             leave_repeats: 3,
             leave_spacing: Duration::from_millis(10),
             health: HealthConfig::default(),

@@ -11,7 +11,9 @@
 //! Incoming datagrams are handled before due timers, so acks that queued up while the loop
 //! was stalled count before the probe they answer is judged. The health guard sees every
 //! timer's lateness; while it holds accusations back, `ProbeRandomMember` (which turns a
-//! failed probe into a suspicion) and `ChangeSuspectToDown` are postponed.
+//! failed probe into a suspicion) and `ChangeSuspectToDown` are postponed. While this node
+//! is cut off (nothing addressed to it for `isolation_after`) and for a grace after it hears
+//! from its peers again, `ChangeSuspectToDown` alone is postponed (`Shell::cut_off_hold`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -117,6 +119,9 @@ pub(crate) struct Shell {
     /// Suspects told directly that they are suspected, and when last.
     nudged: BTreeMap<String, Instant>,
     leaving: bool,
+    /// After a silence of `isolation_after` (this node was cut off), accusations wait until
+    /// then: the suspicions it started while cut off must meet their refutations first.
+    cut_off_grace_until: Option<Instant>,
     metrics: MembershipMetrics,
 }
 
@@ -166,6 +171,7 @@ impl Shell {
             local: parts.local,
             incarnation: 0,
             probe: None,
+            cut_off_grace_until: None,
             events: parts.events,
             changes: parts.changes,
             hello_tx,
@@ -438,6 +444,12 @@ impl Shell {
             // identity counts (acks come once per probe period, so a single slow peer
             // would fake an isolation; a one-way cut ends in `Rejoined` instead).
             if header.dst == self.local {
+                if s.table
+                    .silent_for(t)
+                    .is_some_and(|d| d >= self.config.isolation_after)
+                {
+                    self.cut_off_grace_until = Some(t + self.cut_off_grace());
+                }
                 s.table.acked(&self.local, t, at)
             } else {
                 None
@@ -464,6 +476,17 @@ impl Shell {
                     if accuses {
                         if let Some(until) = self.health.holding(t) {
                             tracing::debug!("holding an accusation back for {:?}: this node lags", until - t);
+                            self.timers.schedule(until, Wake::Foca(timer));
+                            continue;
+                        }
+                        // Only the verdict waits: probes go on, so the cut is noticed
+                        // healed (peers that all held their probes would hear nothing).
+                        let verdict = matches!(timer, Timer::ChangeSuspectToDown { .. });
+                        if let Some(until) = self.cut_off_hold(t).filter(|_| verdict) {
+                            tracing::debug!(
+                                "holding an accusation back for {:?}: this node is cut off",
+                                until - t
+                            );
                             self.timers.schedule(until, Wake::Foca(timer));
                             continue;
                         }
@@ -506,6 +529,32 @@ impl Shell {
                 }
             }
         }
+    }
+
+    /// How long accusations wait once a cut-off node hears from its peers again: long enough
+    /// for a suspect to hear of its suspicion and refute it.
+    fn cut_off_grace(&self) -> Duration {
+        self.config.probe_period + 2 * self.health.stretch(self.config.suspect_to_down_after)
+    }
+
+    /// Until when a suspect→down verdict waits because this node, not its peers, is the one cut off:
+    /// nothing addressed to it arrived for `isolation_after` while at least two peers are
+    /// present (they cannot all have failed at once as far as it can tell; with one peer
+    /// the silence may be that peer's death, which is judged as usual), or it heard from
+    /// them again less than [`Shell::cut_off_grace`] ago. Without this hold a member cut off
+    /// from everyone declares every other member down, and when the cut heals that news
+    /// makes each of them rejoin (found by `strand bench chaos`).
+    fn cut_off_hold(&self, t: Instant) -> Option<Instant> {
+        if !self.config.hold_accusations_when_cut_off {
+            return None;
+        }
+        if let Some(until) = self.cut_off_grace_until.filter(|u| *u > t) {
+            return Some(until);
+        }
+        let s = lock(&self.shared);
+        let silent = s.table.silent_for(t)?;
+        (silent >= self.config.isolation_after && s.table.active().count() >= 2)
+            .then(|| t + self.config.isolation_after / 8)
     }
 
     /// With no live peer: ask the seeds who they are (then announce to them), and announce

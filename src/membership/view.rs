@@ -238,6 +238,12 @@ impl MemberTable {
         }))
     }
 
+    /// How long since a packet addressed to this node's current identity arrived (`None`:
+    /// none yet).
+    pub fn silent_for(&self, now: Instant) -> Option<Duration> {
+        self.last_ack.map(|last| now.saturating_duration_since(last))
+    }
+
     /// Whether the node is isolated now.
     pub fn is_isolated(&self) -> bool {
         self.isolated

@@ -458,10 +458,12 @@ async fn a_member_whose_loop_stalls_300ms_accuses_no_one() {
 }
 
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
-/// healthy members, so the test above does exercise the guard.
+/// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
+/// like a cut-off to n1, whose hold of accusations is switched off too.)
 #[tokio::test(start_paused = true)]
 async fn without_the_health_guard_a_stalled_member_accuses_others() {
     let mut config = MembershipConfig::lan();
+    config.hold_accusations_when_cut_off = false;
     config.health.min_hold = Duration::ZERO;
     config.health.max_hold = Duration::ZERO;
     config.health.max_score = 0;
@@ -531,6 +533,77 @@ async fn an_isolated_member_is_told_before_the_others_declare_it_down() {
         // It had been declared down, so it came back with a higher generation.
         assert!(sim.nodes[3].m.local().generation > 100, "seed {seed}");
     }
+}
+
+/// Found by `strand bench chaos`: a member cut off from everyone suspects and declares every
+/// other member down; when the cut heals, that news must not spread — the others were never
+/// down, and a member told it is down rejoins (a participant steps every replica down).
+#[tokio::test(start_paused = true)]
+async fn a_healed_isolated_member_declares_no_one_else_down() {
+    healed_isolation(MembershipConfig::lan()).await.unwrap();
+}
+
+/// The control experiment: without the hold, the same healed isolation makes others rejoin.
+#[tokio::test(start_paused = true)]
+async fn without_the_cut_off_hold_a_healed_isolated_member_makes_others_rejoin() {
+    let mut config = MembershipConfig::lan();
+    config.hold_accusations_when_cut_off = false;
+    assert!(
+        healed_isolation(config).await.is_err(),
+        "the hold is not what prevents it"
+    );
+}
+
+/// The one-way version: n3 hears everyone but nothing it sends arrives, so it sees every
+/// probe fail while it is not silent; once healed, no one else may be down or rejoin.
+#[tokio::test(start_paused = true)]
+async fn a_healed_one_way_cut_declares_no_one_else_down() {
+    healed_cut(MembershipConfig::lan(), true).await.unwrap();
+}
+
+async fn healed_isolation(config: MembershipConfig) -> Result<(), String> {
+    healed_cut(config, false).await
+}
+
+/// Cuts n3 of five off (both ways, or only what it sends), heals it, and returns an error
+/// naming the first seed where another member was declared down or told it is down.
+async fn healed_cut(config: MembershipConfig, one_way: bool) -> Result<(), String> {
+    for seed in seeds() {
+        let sim = Sim::start_with(seed, 5, config.clone()).await;
+        let x = sim.nodes[3].addr;
+        if one_way {
+            for (i, n) in sim.nodes.iter().enumerate() {
+                if i != 3 {
+                    sim.net.block(x, n.addr);
+                }
+            }
+        } else {
+            sim.net.isolate(x);
+        }
+        for i in [0, 1, 2, 4] {
+            assert!(
+                sim.wait_status(i, "n3", Status::Down, Duration::from_secs(5))
+                    .await,
+                "seed {seed}"
+            );
+        }
+        // Long enough for every suspicion the isolated member started to run out.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sim.net.heal();
+        sim.wait_all_alive(&[0, 1, 2, 3, 4], Duration::from_secs(20))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let downs = sim.false_downs(&["n3"]);
+        if !downs.is_empty() {
+            return Err(format!("seed {seed}: {downs:?}: {}", sim.dump()));
+        }
+        for i in [0, 1, 2, 4] {
+            if sim.nodes[i].has_local("Rejoined") || sim.nodes[i].m.local().generation != 100 {
+                return Err(format!("seed {seed}: n{i} was told it is down: {}", sim.dump()));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]

@@ -104,9 +104,13 @@ async fn describe(client: &PropertyStore) -> String {
     out
 }
 
-/// Writes the fixture: 40 keys, one set again, one deleted, a two-key transaction, with a
-/// snapshot every 16 entries (so the log is purged), then a few writes after the last
-/// snapshot; a clean shutdown. The directory keeps only RocksDB's own files.
+/// Keys of the fixture: enough entries for openraft to purge the log (it purges in batches
+/// of 256 entries).
+const KEYS: usize = 300;
+
+/// Writes the fixture: 300 keys, one set again, one deleted, a two-key transaction, with a
+/// snapshot every 16 entries (so the log is purged), then writes after the last snapshot
+/// until there is one; a clean shutdown. The directory keeps only RocksDB's own files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes the checked-in fixture; run by hand when the format version changes"]
 async fn write_the_store_v1_fixture() {
@@ -115,15 +119,15 @@ async fn write_the_store_v1_fixture() {
     let data = tmp.path().join("data");
     let server = start(&settings, &data, 16).await.unwrap();
     let client = client(&settings, server.local_addr());
-    first_write(&client, "/fixture/k00", b"v00").await;
-    for i in 1..40 {
+    first_write(&client, "/fixture/k000", b"v000").await;
+    for i in 1..KEYS {
         client
-            .set(&format!("/fixture/k{i:02}"), format!("v{i:02}").as_bytes(), None)
+            .set(&format!("/fixture/k{i:03}"), format!("v{i:03}").as_bytes(), None)
             .await
             .unwrap();
     }
-    client.set("/fixture/k00", b"v00-again", Some(1)).await.unwrap();
-    client.delete("/fixture/k01", Some(1), false).await.unwrap();
+    client.set("/fixture/k000", b"v000-again", Some(1)).await.unwrap();
+    client.delete("/fixture/k001", Some(1), false).await.unwrap();
     let txn = Txn {
         conditions: vec![],
         success: vec![
@@ -141,18 +145,21 @@ async fn write_the_store_v1_fixture() {
     assert!(client.txn(txn).await.unwrap().succeeded);
     // A snapshot, a purge, and entries after the snapshot that only the log holds.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = 0;
     let status = loop {
         let s = client.status_all().await.remove(0).1.unwrap();
         if s.snapshot_index.is_some() && s.purged_index.is_some() && s.applied_index == s.commit_index {
-            break s;
+            if s.snapshot_index < s.applied_index {
+                break s;
+            }
+            after += 1;
+            let path = format!("/fixture/z-after-snapshot/{after}");
+            client.set(&path, b"a", None).await.unwrap();
+            continue;
         }
         assert!(Instant::now() < deadline, "no snapshot and purge: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(
-        status.snapshot_index < status.applied_index,
-        "the last entries must be after the snapshot: {status:?}"
-    );
     let expected = describe(&client).await;
     server.shutdown().await;
 
@@ -196,6 +203,8 @@ async fn a_data_directory_written_by_format_version_1_is_read_back_whole() {
         status.purged_index.is_some() && status.snapshot_index.is_some(),
         "the fixture has a snapshot and a purged log: {status:?}"
     );
+    // The state machine on disk is at the last snapshot's flush: opening re-applies the
+    // entries after it from the log, so the log's format is read too.
     assert_eq!(describe(&client).await, expected, "the store read back from the fixture");
     // And it goes on from there.
     let revision: u64 = expected.lines().next().unwrap()["revision ".len()..].parse().unwrap();
@@ -222,7 +231,7 @@ async fn a_data_directory_of_an_unknown_version_is_refused_naming_both_versions(
     for (cf, key, what) in [
         ("meta", &b"format"[..], "a directory marker"),
         ("meta", &b"meta"[..], "the value meta/meta"),
-        ("kv", &b"/fixture/k00"[..], "the first value of kv"),
+        ("kv", &b"/fixture/k000"[..], "the first value of kv"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let settings = settings_in(tmp.path());

@@ -39,7 +39,10 @@ pub struct DiskCheck {
 impl DiskCheck {
     /// A detector that calls the disk stalled once a write has waited `bound` for its fsync.
     pub fn new(bound: Duration) -> Self {
-        DiskCheck { bound, stalled: false }
+        DiskCheck {
+            bound,
+            stalled: false,
+        }
     }
 
     /// Whether the disk counts as stalled.

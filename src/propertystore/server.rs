@@ -19,6 +19,11 @@
 //! `ensure_linearizable` round runs shares the next round, so a burst of N concurrent reads
 //! costs one quorum heartbeat instead of N. A read only joins a round that starts after it
 //! arrived.
+//!
+//! Disks: a leader whose log fsyncs stall past `disk_stall` steps down until they catch up
+//! ([`super::disk`], `watch_disk`), and a leader whose disk has less than `min_free_bytes`
+//! free refuses writes other than deletes and compaction ([`super::space`]). Status never
+//! waits long on the Raft core, so a replica with a stalled disk still answers it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -35,7 +40,6 @@ use tokio::task::JoinHandle;
 use super::audit::{self, AuditLog, AUDIT_MAX_BYTES};
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
 use super::disk::{DiskCheck, DiskEvent};
-use super::space::{Space, DEFAULT_MIN_FREE_BYTES};
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
 use super::metrics::StoreMetrics;
@@ -44,6 +48,7 @@ use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
     MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
+use super::space::{Space, DEFAULT_MIN_FREE_BYTES};
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
 use crate::authz;
@@ -769,7 +774,9 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
             }
             if !is_leader(&shared) {
                 let answer = not_leader(&shared);
-                return reply.ok_typed(&StoreResponse::Many(cmds.iter().map(|_| answer.clone()).collect()));
+                return reply.ok_typed(&StoreResponse::Many(
+                    cmds.iter().map(|_| answer.clone()).collect(),
+                ));
             }
             // Queued for the write batcher in order; they usually share one log entry. (The
             // frame is answered when its last write is: writes that fail at once wait too.)

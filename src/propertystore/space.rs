@@ -75,7 +75,9 @@ impl Space {
         let free = match simulated {
             Some(free) => Some(free),
             None => match nix::sys::statvfs::statvfs(self.dir.as_path()) {
-                // Blocks available to unprivileged users, in fragment-size units.
+                // Blocks available to unprivileged users, in fragment-size units. (`u64`
+                // here; narrower on some platforms, hence the conversions.)
+                #[allow(clippy::useless_conversion)]
                 Ok(s) => Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()))),
                 Err(e) => {
                     tracing::debug!(dir = %self.dir.display(), error = %e, "statvfs failed");
@@ -152,7 +154,10 @@ mod tests {
                 value: vec![],
             }],
         });
-        assert!(admit(0, 100, &mixed).is_err(), "a transaction that may write is refused");
+        assert!(
+            admit(0, 100, &mixed).is_err(),
+            "a transaction that may write is refused"
+        );
     }
 
     #[test]

@@ -313,7 +313,10 @@ async fn a_leader_whose_disk_stalls_steps_down_and_still_answers_status() {
     let mut last = None;
     let mut i = 0u32;
     while i < 20 {
-        match client.set(&format!("/fences/disk/{i}"), &i.to_be_bytes(), None).await {
+        match client
+            .set(&format!("/fences/disk/{i}"), &i.to_be_bytes(), None)
+            .await
+        {
             Ok(stat) => {
                 last = Some(stat);
                 i += 1;
@@ -354,7 +357,11 @@ async fn a_leader_whose_disk_stalls_steps_down_and_still_answers_status() {
         assert!(Instant::now() < deadline, "the stalled replica did not catch up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let record = client.get("/fences/disk/19").await.unwrap().expect("the last write is there");
+    let record = client
+        .get("/fences/disk/19")
+        .await
+        .unwrap()
+        .expect("the last write is there");
     assert_eq!(record.stat.mod_revision, last.mod_revision);
     cluster.shutdown().await;
 }
@@ -370,7 +377,10 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
     let mut acked = Vec::new();
     for i in 0..20u32 {
         let path = format!("/fences/full/{i}");
-        acked.push((path.clone(), client.set(&path, &i.to_be_bytes(), None).await.unwrap()));
+        acked.push((
+            path.clone(),
+            client.set(&path, &i.to_be_bytes(), None).await.unwrap(),
+        ));
     }
 
     for s in &cluster.servers {
@@ -383,17 +393,22 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
     assert!(
         matches!(
             err,
-            ClientError::Store(StoreError::DiskFull {
-                free_bytes: 4096,
-                ..
-            })
+            ClientError::Store(StoreError::DiskFull { free_bytes: 4096, .. })
         ),
         "{err}"
     );
     assert!(err.to_string().contains("no space"), "{err}");
-    assert_eq!(client.get("/fences/full/refused").await.unwrap(), None, "nothing was written");
+    assert_eq!(
+        client.get("/fences/full/refused").await.unwrap(),
+        None,
+        "nothing was written"
+    );
     for (path, stat) in &acked {
-        let record = client.get(path).await.unwrap().expect("an acknowledged write is kept");
+        let record = client
+            .get(path)
+            .await
+            .unwrap()
+            .expect("an acknowledged write is kept");
         assert_eq!(record.stat, *stat);
     }
     // Deleting is how space returns: taken even now.

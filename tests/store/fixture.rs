@@ -205,9 +205,15 @@ async fn a_data_directory_written_by_format_version_1_is_read_back_whole() {
     );
     // The state machine on disk is at the last snapshot's flush: opening re-applies the
     // entries after it from the log, so the log's format is read too.
-    assert_eq!(describe(&client).await, expected, "the store read back from the fixture");
+    assert_eq!(
+        describe(&client).await,
+        expected,
+        "the store read back from the fixture"
+    );
     // And it goes on from there.
-    let revision: u64 = expected.lines().next().unwrap()["revision ".len()..].parse().unwrap();
+    let revision: u64 = expected.lines().next().unwrap()["revision ".len()..]
+        .parse()
+        .unwrap();
     let stat = client.set("/fixture/after", b"next", None).await.unwrap();
     assert_eq!(stat.mod_revision, revision + 1);
     server.shutdown().await;
@@ -220,7 +226,10 @@ fn patch(data: &Path, cf: &str, key: &[u8], patch: impl FnOnce(&mut Vec<u8>)) {
     let cfs = rocksdb::DB::list_cf(&opts, data).unwrap();
     let db = rocksdb::DB::open_cf(&opts, data, cfs).unwrap();
     let handle = db.cf_handle(cf).unwrap();
-    let mut value = db.get_cf(handle, key).unwrap().expect("the fixture holds the key");
+    let mut value = db
+        .get_cf(handle, key)
+        .unwrap()
+        .expect("the fixture holds the key");
     patch(&mut value);
     db.put_cf(handle, key, value).unwrap();
     db.flush_cf(handle).unwrap();

@@ -60,9 +60,9 @@ mod version;
 pub use self::db::Db;
 pub use self::log::LogStore;
 pub use self::recovery::open;
-pub use self::state_machine::{SnapshotBuilder, StateMachine};
 #[cfg(any(test, feature = "testing"))]
 pub use self::state_machine::PAUSE_SNAPSHOT_ENV;
+pub use self::state_machine::{SnapshotBuilder, StateMachine};
 
 use openraft::{StorageError, StorageIOError};
 use serde::Serialize;

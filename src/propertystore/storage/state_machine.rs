@@ -284,7 +284,10 @@ pub const PAUSE_SNAPSHOT_ENV: &str = "STRAND_TEST_PAUSE_SNAPSHOT_MS";
 
 #[cfg(any(test, feature = "testing"))]
 fn pause_for_tests() {
-    let Some(ms) = std::env::var(PAUSE_SNAPSHOT_ENV).ok().and_then(|v| v.parse::<u64>().ok()) else {
+    let Some(ms) = std::env::var(PAUSE_SNAPSHOT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
         return;
     };
     tracing::warn!(ms, "snapshot paused for a test");

@@ -108,7 +108,9 @@ mod tests {
     fn another_marker_or_value_version_is_refused_naming_both_versions() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        db.db.put_cf(db.cf(CF_META), FORMAT_KEY, [ENVELOPE_VERSION + 1]).unwrap();
+        db.db
+            .put_cf(db.cf(CF_META), FORMAT_KEY, [ENVELOPE_VERSION + 1])
+            .unwrap();
         let err = check(&db.db).unwrap_err();
         let text = err.to_string();
         assert!(
@@ -116,13 +118,21 @@ mod tests {
                 if found == ENVELOPE_VERSION + 1 && supported == ENVELOPE_VERSION),
             "{text}"
         );
-        assert!(text.contains("format version 2") && text.contains("reads version 1"), "{text}");
+        assert!(
+            text.contains("format version 2") && text.contains("reads version 1"),
+            "{text}"
+        );
 
-        db.db.put_cf(db.cf(CF_META), FORMAT_KEY, [ENVELOPE_VERSION]).unwrap();
+        db.db
+            .put_cf(db.cf(CF_META), FORMAT_KEY, [ENVELOPE_VERSION])
+            .unwrap();
         let mut value = crate::codec::encode(&7u64).unwrap();
         value[2] = 9;
         db.db.put_cf(db.cf(CF_KV), b"/a", &value).unwrap();
         let text = check(&db.db).unwrap_err().to_string();
-        assert!(text.contains("value of kv") && text.contains("version 9"), "{text}");
+        assert!(
+            text.contains("value of kv") && text.contains("version 9"),
+            "{text}"
+        );
     }
 }

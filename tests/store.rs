@@ -21,6 +21,8 @@ mod cluster;
 mod fences;
 #[path = "store/fixture.rs"]
 mod fixture;
+#[path = "store/full_disk.rs"]
+mod full_disk;
 #[path = "store/linearizability.rs"]
 mod linearizability;
 #[path = "store/partition.rs"]

@@ -249,6 +249,7 @@ impl StoreServer {
         let (heard_tx, heard_rx) = watch::channel(Instant::now());
         let (stalled_tx, stalled_rx) = watch::channel(false);
         let space = Arc::new(Space::new(&config.data_dir, config.min_free_bytes));
+        let metrics = StoreMetrics::register(config.id);
 
         if !config.join {
             let initialized = raft.is_initialized().await.map_err(|e| ServerError::Raft {
@@ -293,7 +294,7 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
-            metrics: StoreMetrics::register(config.id),
+            metrics: metrics.clone(),
             audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
             disk_stalled: stalled_rx.clone(),
             space: space.clone(),
@@ -322,8 +323,9 @@ impl StoreServer {
                 fences.durability.clone(),
                 DiskCheck::new(config.disk_stall),
                 stalled_tx,
+                metrics.clone(),
             )),
-            tokio::spawn(measure_space(space.clone())),
+            tokio::spawn(measure_space(space.clone(), metrics.clone())),
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
@@ -527,7 +529,9 @@ async fn watch_disk(
     durability: Arc<super::durable::Durability>,
     mut check: DiskCheck,
     stalled: watch::Sender<bool>,
+    metrics: StoreMetrics,
 ) {
+    metrics.disk_stalled(false);
     let mut tick = tokio::time::interval(check.tick_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -541,10 +545,12 @@ async fn watch_disk(
                 );
                 raft.runtime_config().heartbeat(false);
                 stalled.send_replace(true);
+                metrics.disk_stalled(true);
             }
             Some(DiskEvent::Recovered) => {
                 tracing::info!("the disk caught up: leading and campaigning again");
                 stalled.send_replace(false);
+                metrics.disk_stalled(false);
                 raft.runtime_config().heartbeat(true);
             }
             None => {}
@@ -556,12 +562,13 @@ async fn watch_disk(
 const SPACE_EVERY: Duration = Duration::from_millis(100);
 
 /// Keeps [`Space`]'s measurement fresh.
-async fn measure_space(space: Arc<Space>) {
+async fn measure_space(space: Arc<Space>, metrics: StoreMetrics) {
     let mut tick = tokio::time::interval(SPACE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         space.refresh();
+        metrics.disk_free(space.free());
     }
 }
 

@@ -136,6 +136,16 @@ async fn metrics_of_every_module_follow_the_cluster_activity() {
     }
     assert!(value(&text, "strand_store_commit_index", &[]).unwrap() >= 1.0);
     assert!(value(&text, "strand_store_watchers", &[]).is_some(), "{text}");
+    // The disk: not stalled, and its free space measured.
+    assert_eq!(
+        value(&text, "strand_store_disk_stalled", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(&text, "strand_store_disk_free_bytes", &[]).unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
 
     // The gossip probes members and times the round trips.
     let text = scrape_until(&f.base, "probe round trips", |t| {

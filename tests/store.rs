@@ -3,7 +3,8 @@
 //! and reconnects, compaction, cache coherence, bad input and TLS refusal; the leader's
 //! early acknowledgement and lease reads with in-process replicas (`fences`); a partitioned
 //! leader on the in-memory network (`partition`); range reads at one revision (`range`); watches of
-//! bursts larger than a frame (`watch`).
+//! bursts larger than a frame (`watch`); a data directory of format version 1 read back, and
+//! unknown versions refused (`fixture`); a SIGKILL in the middle of a snapshot (`snapshots`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,12 +19,18 @@ mod cli;
 mod cluster;
 #[path = "store/fences.rs"]
 mod fences;
+#[path = "store/fixture.rs"]
+mod fixture;
+#[path = "store/full_disk.rs"]
+mod full_disk;
 #[path = "store/linearizability.rs"]
 mod linearizability;
 #[path = "store/partition.rs"]
 mod partition;
 #[path = "store/range.rs"]
 mod range;
+#[path = "store/snapshots.rs"]
+mod snapshots;
 #[path = "store/watch.rs"]
 mod watch;
 

@@ -85,6 +85,14 @@ pub struct RunArgs {
     /// heartbeat round for every batch of reads, as etcd does, and assumes nothing of clocks.
     #[arg(long, value_enum, default_value_t)]
     pub read_mode: LeaderReads,
+    /// Free bytes the data directory's filesystem must keep: below them the leader refuses
+    /// writes (deletes and compaction still go through) until space returns.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::propertystore::space::DEFAULT_MIN_FREE_BYTES)]
+    pub min_free_bytes: u64,
+    /// A log write that waits this long for its fsync marks the disk stalled: a leader steps
+    /// down (and the replica does not campaign) until the disk catches up.
+    #[arg(long, value_name = "MS", default_value_t = crate::propertystore::server::DEFAULT_DISK_STALL.as_millis() as u64)]
+    pub disk_stall_ms: u64,
     /// TLS directory.
     #[command(flatten)]
     pub settings: SettingsFlags,
@@ -251,6 +259,11 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
     config.snapshot_every = args.snapshot_every;
     config.retain = args.retain;
     config.lease_reads = args.read_mode == LeaderReads::Lease;
+    config.min_free_bytes = args.min_free_bytes;
+    if args.disk_stall_ms == 0 {
+        return Err(CliError::usage("--disk-stall-ms must be at least 1"));
+    }
+    config.disk_stall = Duration::from_millis(args.disk_stall_ms);
     if let Some(h) = args.heartbeat_ms {
         config.heartbeat = Duration::from_millis(h);
     }

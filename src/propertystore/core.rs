@@ -113,6 +113,19 @@ pub enum StoreError {
         /// The most bytes of entries one reply may carry.
         max: usize,
     },
+    /// The leader's disk has less free space than writes need; nothing was written. Deletes
+    /// and compaction are still taken (they free space); other writes succeed again once
+    /// space returns.
+    #[error(
+        "no space for writes on the leader's disk: {free_bytes} bytes free, writes need at \
+         least {reserve_bytes}; nothing was written (deletes and compaction still go through)"
+    )]
+    DiskFull {
+        /// Free bytes on the data directory's filesystem.
+        free_bytes: u64,
+        /// The free space writes need (`--min-free-bytes`).
+        reserve_bytes: u64,
+    },
 }
 
 /// Checks a path: absolute, `/`-separated non-empty segments without `.`/`..`, no trailing

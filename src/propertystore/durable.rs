@@ -22,6 +22,7 @@
 //! aborts, as etcd and PostgreSQL do.
 
 use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 use openraft::LogId;
 use tokio::sync::watch;
@@ -45,6 +46,9 @@ struct State {
     /// Bumped by every truncation, so that an fsync started before one cannot claim entries
     /// that the truncation removed.
     generation: u64,
+    /// When the oldest write not yet known to be on disk was made (at the latest); `None`
+    /// while everything written is durable. A stalled disk shows as this growing old.
+    unsynced_since: Option<Instant>,
 }
 
 /// What an fsync is about to make durable; see [`Durability::before_sync`].
@@ -52,6 +56,8 @@ struct State {
 pub struct SyncMark {
     generation: u64,
     written: Option<LogId<ReplicaId>>,
+    /// When the mark was taken: writes it does not cover were made after it.
+    at: Instant,
 }
 
 impl Durability {
@@ -62,6 +68,7 @@ impl Durability {
             state: Mutex::new(State {
                 written: last,
                 generation: 0,
+                unsynced_since: None,
             }),
             durable,
             stalled: Mutex::new(false),
@@ -102,7 +109,9 @@ impl Durability {
 
     /// Entries up to `last` were written (not yet synced).
     pub fn written(&self, last: LogId<ReplicaId>) {
-        self.state().written = Some(last);
+        let mut s = self.state();
+        s.written = Some(last);
+        s.unsynced_since.get_or_insert_with(Instant::now);
     }
 
     /// The log was truncated: `last` is the entry now at its end. Durability falls back to it
@@ -119,6 +128,9 @@ impl Durability {
                 false
             }
         });
+        if index(*self.durable.borrow()) >= index(last) {
+            s.unsynced_since = None;
+        }
     }
 
     /// Taken just before an fsync: what it will cover.
@@ -127,16 +139,23 @@ impl Durability {
         SyncMark {
             generation: s.generation,
             written: s.written,
+            at: Instant::now(),
         }
     }
 
     /// The fsync begun at `mark` succeeded.
     pub fn synced(&self, mark: SyncMark) {
-        let s = self.state();
+        let mut s = self.state();
         if s.generation != mark.generation {
             // A truncation ran meanwhile; the next fsync (the append after it) will tell.
             return;
         }
+        s.unsynced_since = if index(mark.written) >= index(s.written) {
+            None
+        } else {
+            // What the fsync did not cover was written after the mark was taken.
+            Some(mark.at)
+        };
         self.durable.send_if_modified(|d| {
             if index(mark.written) > index(*d) {
                 *d = mark.written;
@@ -145,6 +164,12 @@ impl Durability {
                 false
             }
         });
+    }
+
+    /// Since when (at the latest) a write has waited for its fsync; `None` when everything
+    /// written is on disk. A disk whose fsyncs stall shows as a time that grows old.
+    pub fn unsynced_since(&self) -> Option<Instant> {
+        self.state().unsynced_since
     }
 
     /// The last entry known to be on disk.
@@ -222,9 +247,31 @@ mod tests {
         let mark = SyncMark {
             generation: 0,
             written: Some(id(1, 4)),
+            at: Instant::now(),
         };
         d.synced(mark);
         assert_eq!(d.durable(), Some(id(1, 10)));
+    }
+
+    #[test]
+    fn the_oldest_unsynced_write_is_dated_until_a_sync_covers_everything() {
+        let d = Durability::new(Some(id(1, 1)));
+        assert_eq!(d.unsynced_since(), None);
+        d.written(id(1, 2));
+        let first = d.unsynced_since().expect("a write waits for its fsync");
+        d.written(id(1, 3));
+        assert_eq!(d.unsynced_since(), Some(first), "dated by the oldest write");
+        let mark = d.before_sync();
+        d.written(id(1, 4));
+        d.synced(mark);
+        let rest = d.unsynced_since().expect("entry 4 is not covered");
+        assert!(rest >= first && rest <= Instant::now());
+        let mark = d.before_sync();
+        d.synced(mark);
+        assert_eq!(d.unsynced_since(), None);
+        d.written(id(1, 5));
+        d.truncated(Some(id(1, 4)));
+        assert_eq!(d.unsynced_since(), None, "the unsynced entry was truncated away");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //! | `strand_store_write_seconds` | histogram | a client write at the leader: queued for proposal → applied and answered |
 //! | `strand_store_read_seconds` | histogram (`mode`: linearizable, serializable) | a get, children or range read, lease or read-index wait included |
 //! | `strand_store_watchers` | gauge | watch requests this replica holds open, waiting for a change |
+//! | `strand_store_disk_stalled` | gauge (0/1) | a log write has waited past `--disk-stall-ms` for its fsync: not leading |
+//! | `strand_store_disk_free_bytes` | gauge | free bytes on the data directory's filesystem (writes refused below `--min-free-bytes`) |
 
 use std::time::Instant;
 
@@ -27,6 +29,8 @@ pub struct StoreMetrics {
     read_linearizable: Histogram,
     read_serializable: Histogram,
     watchers: Gauge,
+    disk_stalled: Gauge,
+    disk_free: Gauge,
 }
 
 impl StoreMetrics {
@@ -42,7 +46,9 @@ impl StoreMetrics {
                 "replica" => replica.clone(), "mode" => "linearizable"),
             read_serializable: metrics::histogram!("strand_store_read_seconds",
                 "replica" => replica.clone(), "mode" => "serializable"),
-            watchers: metrics::gauge!("strand_store_watchers", "replica" => replica),
+            watchers: metrics::gauge!("strand_store_watchers", "replica" => replica.clone()),
+            disk_stalled: metrics::gauge!("strand_store_disk_stalled", "replica" => replica.clone()),
+            disk_free: metrics::gauge!("strand_store_disk_free_bytes", "replica" => replica),
         }
     }
 
@@ -54,6 +60,16 @@ impl StoreMetrics {
     /// openraft saved `index` as committed.
     pub fn committed(&self, index: u64) {
         self.commit_index.set(index as f64);
+    }
+
+    /// Whether the disk counts as stalled now.
+    pub fn disk_stalled(&self, stalled: bool) {
+        self.disk_stalled.set(if stalled { 1.0 } else { 0.0 });
+    }
+
+    /// The data directory's free space as last measured.
+    pub fn disk_free(&self, bytes: u64) {
+        self.disk_free.set(bytes as f64);
     }
 
     /// Times a client write from its proposal to its answer.

@@ -11,8 +11,10 @@
 //! Paths mirror Helix's znodes (`/MYCLUSTER/IDEALSTATES/myDB`). [`core`] is the pure data
 //! model and state machine; [`storage`] puts it and the Raft log in RocksDB behind openraft's
 //! storage traits; [`durable`] tracks what of the log is on disk and holds the two rules that
-//! let the leader replicate before its own fsync; [`lease`] is the leader's lease for reads;
-//! [`elector`] decides when a follower calls an election;
+//! let the leader replicate before its own fsync; [`disk`] tells when a write has waited too
+//! long for its fsync (a leader then steps down); [`lease`] is the leader's lease for reads;
+//! [`elector`] decides when a follower calls an election; [`space`] refuses writes while the
+//! disk is nearly full;
 //! [`network`] carries Raft RPCs over strand's transport; [`server`] runs a replica and
 //! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache,
 //! sending a client's concurrent writes to one replica in shared frames (`lanes`).
@@ -20,6 +22,7 @@
 pub mod audit;
 pub mod client;
 pub mod core;
+pub mod disk;
 pub mod durable;
 pub mod elector;
 mod lanes;
@@ -29,6 +32,7 @@ pub mod network;
 mod pins;
 pub mod protocol;
 pub mod server;
+pub mod space;
 pub mod storage;
 
 pub use self::client::{ClientError, PropertyStore, StoreClientConfig};

@@ -19,6 +19,11 @@
 //! `ensure_linearizable` round runs shares the next round, so a burst of N concurrent reads
 //! costs one quorum heartbeat instead of N. A read only joins a round that starts after it
 //! arrived.
+//!
+//! Disks: a leader whose log fsyncs stall past `disk_stall` steps down until they catch up
+//! ([`super::disk`], `watch_disk`), and a leader whose disk has less than `min_free_bytes`
+//! free refuses writes other than deletes and compaction ([`super::space`]). Status never
+//! waits long on the Raft core, so a replica with a stalled disk still answers it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -34,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditLog, AUDIT_MAX_BYTES};
 use super::core::{Batch, Command, Event, PageLimits, Position, StoreError};
+use super::disk::{DiskCheck, DiskEvent};
 use super::elector::{Elector, Next, Role, Timing};
 use super::lease::Lease;
 use super::metrics::StoreMetrics;
@@ -42,6 +48,7 @@ use super::protocol::{
     RaftRequest, RaftResponse, ReadMode, ReplicaStatus, StoreRequest, StoreResponse, BAD_REQUEST,
     MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
+use super::space::{Space, DEFAULT_MIN_FREE_BYTES};
 use super::storage::{self, Db, OpenError};
 use super::{ReplicaId, StoreRaft};
 use crate::authz;
@@ -52,6 +59,10 @@ use crate::transport::{Incoming, Peer, Responder, Service, Transport, TransportE
 
 /// Revisions of watch history kept by default.
 pub const DEFAULT_RETAIN: u64 = 20_000;
+
+/// How long a write may wait for its fsync before the disk counts as stalled, by default.
+/// An fsync takes about a millisecond here; etcd warns of a slow one at one second.
+pub const DEFAULT_DISK_STALL: Duration = Duration::from_secs(2);
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +114,12 @@ pub struct ReplicaConfig {
     /// Serve linearizable reads under the leader's lease (half the shortest election
     /// timeout) when it holds; off, every linearizable read takes a read-index round.
     pub lease_reads: bool,
+    /// A write that waited this long for its fsync means the disk is stalled: a leader steps
+    /// down until the disk catches up (see [`super::disk`]).
+    pub disk_stall: Duration,
+    /// Free bytes the data directory's filesystem must keep: below them the leader refuses
+    /// writes other than deletes and compaction (see [`super::space`]).
+    pub min_free_bytes: u64,
 }
 
 impl ReplicaConfig {
@@ -123,6 +140,8 @@ impl ReplicaConfig {
             heartbeat: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
             lease_reads: true,
+            disk_stall: DEFAULT_DISK_STALL,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -135,6 +154,8 @@ pub struct StoreServer {
     db: Db,
     #[cfg(any(test, feature = "testing"))]
     durability: Arc<super::durable::Durability>,
+    #[cfg(any(test, feature = "testing"))]
+    space: Arc<Space>,
     transport: Arc<dyn Transport>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -161,6 +182,10 @@ struct Shared {
     metrics: StoreMetrics,
     /// Administrative writes this replica handled.
     audit: Arc<AuditLog>,
+    /// This replica's disk is stalled (see [`super::disk`]): it neither leads nor campaigns.
+    disk_stalled: watch::Receiver<bool>,
+    /// Free space on the data directory's disk.
+    space: Arc<Space>,
 }
 
 impl StoreServer {
@@ -222,6 +247,9 @@ impl StoreServer {
         // openraft's timer; `initialize` below still elects at once.
         raft.runtime_config().elect(false);
         let (heard_tx, heard_rx) = watch::channel(Instant::now());
+        let (stalled_tx, stalled_rx) = watch::channel(false);
+        let space = Arc::new(Space::new(&config.data_dir, config.min_free_bytes));
+        let metrics = StoreMetrics::register(config.id);
 
         if !config.join {
             let initialized = raft.is_initialized().await.map_err(|e| ServerError::Raft {
@@ -266,8 +294,10 @@ impl StoreServer {
             lease_reads: AtomicU64::new(0),
             index_reads: AtomicU64::new(0),
             max_reply: transport.max_frame_size() / 2,
-            metrics: StoreMetrics::register(config.id),
+            metrics: metrics.clone(),
             audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
+            disk_stalled: stalled_rx.clone(),
+            space: space.clone(),
         });
         let timing = Timing {
             min: config.election_timeout.0,
@@ -284,9 +314,18 @@ impl StoreServer {
                 config.id,
                 heard_rx,
                 fences.greater_logs.clone(),
+                stalled_rx,
                 timing,
                 seed,
             )),
+            tokio::spawn(watch_disk(
+                raft.clone(),
+                fences.durability.clone(),
+                DiskCheck::new(config.disk_stall),
+                stalled_tx,
+                metrics.clone(),
+            )),
+            tokio::spawn(measure_space(space.clone(), metrics.clone())),
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
@@ -307,6 +346,8 @@ impl StoreServer {
             db,
             #[cfg(any(test, feature = "testing"))]
             durability: fences.durability.clone(),
+            #[cfg(any(test, feature = "testing"))]
+            space,
             transport,
             tasks,
         })
@@ -317,6 +358,13 @@ impl StoreServer {
     #[cfg(any(test, feature = "testing"))]
     pub fn durability(&self) -> &super::durable::Durability {
         &self.durability
+    }
+
+    /// The free space on this replica's disk; `Space::simulate_free_bytes` simulates a full
+    /// disk. Test-only (the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn space(&self) -> &Space {
+        &self.space
     }
 
     /// This replica's id.
@@ -404,6 +452,7 @@ async fn run_elector(
     id: ReplicaId,
     mut heard: watch::Receiver<Instant>,
     greater_logs: Arc<AtomicU64>,
+    mut disk_stalled: watch::Receiver<bool>,
     timing: Timing,
     seed: u64,
 ) {
@@ -440,7 +489,10 @@ async fn run_elector(
             elector.saw_greater_log(Instant::now());
         }
         let heard_at = (*heard.borrow_and_update()).max(vote_changed);
+        let stalled = *disk_stalled.borrow_and_update();
         let until = match elector.decide(Instant::now(), role, heard_at) {
+            // A replica whose disk is stalled could not hold the leadership it won.
+            Next::Elect if stalled => None,
             Next::Elect => {
                 tracing::info!(
                     term = vote.leader_id().term + 1,
@@ -464,7 +516,59 @@ async fn run_elector(
             () = sleep => {}
             r = metrics.changed() => if r.is_err() { return },
             r = heard.changed() => if r.is_err() { return },
+            r = disk_stalled.changed() => if r.is_err() { return },
         }
+    }
+}
+
+/// Steps this replica down while its disk is stalled ([`super::disk`]): no heartbeats (so
+/// the followers elect another leader), and `disk_stalled` set, which refuses writes and
+/// linearizable reads and keeps the elector from campaigning. Undone when the disk recovers.
+async fn watch_disk(
+    raft: StoreRaft,
+    durability: Arc<super::durable::Durability>,
+    mut check: DiskCheck,
+    stalled: watch::Sender<bool>,
+    metrics: StoreMetrics,
+) {
+    metrics.disk_stalled(false);
+    let mut tick = tokio::time::interval(check.tick_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match check.handle_tick(Instant::now(), durability.unsynced_since()) {
+            Some(DiskEvent::Stalled { waited }) => {
+                tracing::warn!(
+                    waited_ms = waited.as_millis() as u64,
+                    "a log write has waited for its fsync longer than the bound: the disk is \
+                     stalled; not leading or campaigning until it catches up"
+                );
+                raft.runtime_config().heartbeat(false);
+                stalled.send_replace(true);
+                metrics.disk_stalled(true);
+            }
+            Some(DiskEvent::Recovered) => {
+                tracing::info!("the disk caught up: leading and campaigning again");
+                stalled.send_replace(false);
+                metrics.disk_stalled(false);
+                raft.runtime_config().heartbeat(true);
+            }
+            None => {}
+        }
+    }
+}
+
+/// How often the data directory's free space is measured.
+const SPACE_EVERY: Duration = Duration::from_millis(100);
+
+/// Keeps [`Space`]'s measurement fresh.
+async fn measure_space(space: Arc<Space>, metrics: StoreMetrics) {
+    let mut tick = tokio::time::interval(SPACE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        space.refresh();
+        metrics.disk_free(space.free());
     }
 }
 
@@ -568,10 +672,22 @@ fn leader_of(raft: &StoreRaft) -> Option<(ReplicaId, String)> {
     Some((id, addr))
 }
 
+/// Whether this replica leads and may act as the leader: not while its disk is stalled.
 fn is_leader(shared: &Shared) -> bool {
+    if *shared.disk_stalled.borrow() {
+        return false;
+    }
     let m = shared.raft.metrics();
     let m = m.borrow();
     m.current_leader == Some(shared.id) && m.state == ServerState::Leader
+}
+
+/// The answer of a replica that does not lead (or may not: a leader with a stalled disk
+/// names no leader, so that clients look for the next one).
+fn not_leader(shared: &Shared) -> StoreResponse {
+    StoreResponse::NotLeader {
+        leader: leader_of(&shared.raft).filter(|(id, _)| *id != shared.id),
+    }
 }
 
 async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Responder) {
@@ -664,13 +780,9 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
                 ));
             }
             if !is_leader(&shared) {
-                let leader = leader_of(&shared.raft);
+                let answer = not_leader(&shared);
                 return reply.ok_typed(&StoreResponse::Many(
-                    cmds.iter()
-                        .map(|_| StoreResponse::NotLeader {
-                            leader: leader.clone(),
-                        })
-                        .collect(),
+                    cmds.iter().map(|_| answer.clone()).collect(),
                 ));
             }
             // Queued for the write batcher in order; they usually share one log entry. (The
@@ -742,6 +854,9 @@ const LEASE_APPLY_WAIT: Duration = Duration::from_millis(100);
 impl LeaseRead {
     async fn begin(shared: &Shared) -> Option<LeaseRead> {
         let lease_for = shared.read_lease?;
+        if *shared.disk_stalled.borrow() {
+            return None;
+        }
         // Both taken first: a vote request or a commit that follows is the read's own
         // business; one that came before must be reflected.
         let votes_seen = shared.fences.lease.votes_seen();
@@ -799,9 +914,7 @@ impl LeaseRead {
 /// A read-index round (shared with every read queued meanwhile); leader only.
 async fn read_index(shared: &Shared) -> Result<(), StoreResponse> {
     if !is_leader(shared) {
-        return Err(StoreResponse::NotLeader {
-            leader: leader_of(&shared.raft),
-        });
+        return Err(not_leader(shared));
     }
     let (tx, rx) = oneshot::channel();
     if shared.reads.send(tx).await.is_err() {
@@ -824,9 +937,10 @@ async fn write(shared: &Shared, cmd: Command) -> StoreResponse {
         }
     }
     if !is_leader(shared) {
-        return StoreResponse::NotLeader {
-            leader: leader_of(&shared.raft),
-        };
+        return not_leader(shared);
+    }
+    if let Err(e) = shared.space.admit(&cmd) {
+        return StoreResponse::Error(e);
     }
     let _timed = shared.metrics.time_write();
     let (tx, rx) = oneshot::channel();
@@ -957,14 +1071,21 @@ async fn watch_events(
     }
 }
 
+/// How long a status request waits for the Raft core (for the commit index).
+const STATUS_CORE_WAIT: Duration = Duration::from_millis(100);
+
 async fn status(shared: &Shared) -> StoreResponse {
     let m = shared.raft.metrics().borrow().clone();
-    let committed = shared
-        .raft
-        .with_raft_state(|s| s.committed.map(|l| l.index))
-        .await
-        .ok()
-        .flatten();
+    // The Raft core of a follower whose disk stalls waits for the stalled flush; status
+    // must answer anyway, without the commit index then.
+    let committed = tokio::time::timeout(
+        STATUS_CORE_WAIT,
+        shared.raft.with_raft_state(|s| s.committed.map(|l| l.index)),
+    )
+    .await
+    .ok()
+    .and_then(|r| r.ok())
+    .flatten();
     let meta = shared.db.meta().unwrap_or_default();
     let membership = m.membership_config.membership();
     let addr_of = |id: ReplicaId| {
@@ -1025,9 +1146,7 @@ async fn add_replica(shared: &Shared, id: ReplicaId, addr: String) -> StoreRespo
         });
     }
     if !is_leader(shared) {
-        return StoreResponse::NotLeader {
-            leader: leader_of(&shared.raft),
-        };
+        return not_leader(shared);
     }
     if let Err(e) = shared.raft.add_learner(id, BasicNode::new(addr), true).await {
         return membership_error(e);
@@ -1046,9 +1165,7 @@ async fn add_replica(shared: &Shared, id: ReplicaId, addr: String) -> StoreRespo
 
 async fn remove_replica(shared: &Shared, id: ReplicaId) -> StoreResponse {
     if !is_leader(shared) {
-        return StoreResponse::NotLeader {
-            leader: leader_of(&shared.raft),
-        };
+        return not_leader(shared);
     }
     match shared
         .raft

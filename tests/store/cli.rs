@@ -176,6 +176,10 @@ fn store_run_rejects_bad_flags() {
             vec!["store", "run", "--id", "1", "--peers", "1@nowhere"],
             "not an address",
         ),
+        (
+            vec!["store", "run", "--disk-stall-ms", "0"],
+            "--disk-stall-ms must be at least 1",
+        ),
     ] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strand"));
         cmd.args(&args);

@@ -18,6 +18,10 @@ pub struct Cluster {
     pub addrs: Vec<SocketAddr>,
     children: Vec<Option<Child>>,
     snapshot_every: u64,
+    /// Extra environment of every replica process.
+    env: Vec<(String, String)>,
+    /// Extra arguments of every replica process.
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -46,6 +50,12 @@ impl Cluster {
 
     /// Starts `n` replicas that form one store.
     pub fn start(n: usize, snapshot_every: u64) -> Cluster {
+        Self::start_with(n, snapshot_every, &[], &[])
+    }
+
+    /// [`Cluster::start`], every replica process with `env` in its environment and `args`
+    /// after the others.
+    pub fn start_with(n: usize, snapshot_every: u64, env: &[(&str, &str)], args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cluster {
             dir,
@@ -54,6 +64,8 @@ impl Cluster {
                 .collect(),
             children: (0..n).map(|_| None).collect(),
             snapshot_every,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         let settings = c.settings();
         for id in 1..=n as u64 {
@@ -86,12 +98,14 @@ impl Cluster {
             .args(["store", "run", "--id", &(i + 1).to_string()])
             .args(["--listen", &self.addrs[i].to_string(), "--peers", &self.peers()])
             .args(["--snapshot-every", &self.snapshot_every.to_string()])
+            .args(&self.args)
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("data-{}", i + 1)))
             .arg("--tls-dir")
             .arg(self.tls_dir())
             .env("STRAND_EXIT_WITH_PARENT", "1")
             .env("STRAND_LOG", "warn,strand=info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -123,6 +137,11 @@ impl Cluster {
             .unwrap();
         self.children.push(Some(child));
         i
+    }
+
+    /// What replica `i` (0-based) has logged so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("replica-{}.log", i + 1))).unwrap_or_default()
     }
 
     /// SIGKILLs replica `i`.

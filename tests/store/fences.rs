@@ -1,12 +1,15 @@
-//! The leader's early acknowledgement and the lease, with replicas in this process so that a
-//! test can stall one replica's disk (`Durability::stall_syncs`).
+//! The leader's early acknowledgement, the lease, a stalled disk and a full one, with replicas
+//! in this process so that a test can stall one replica's disk (`Durability::stall_syncs`) or
+//! fill it (`Space::simulate_free_bytes`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strand::propertystore::protocol::ReplicaStatus;
-use strand::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
+use strand::propertystore::{
+    replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreError, StoreServer,
+};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
 use strand::transport::Transport;
@@ -140,6 +143,8 @@ async fn a_write_becomes_visible_only_once_the_leaders_own_disk_holds_it() {
     // store tests at once) does not reach between two heartbeats.
     let cluster = InProcess::start_with(3, true, |c| {
         c.election_timeout = (Duration::from_millis(1000), Duration::from_millis(2000));
+        // The stall is the test's: the leader must not step down over it.
+        c.disk_stall = Duration::from_secs(600);
     })
     .await;
     let client = cluster.client();
@@ -234,8 +239,8 @@ async fn linearizable_reads_use_the_lease_when_it_holds_and_read_index_when_it_i
 
 /// A follower syncs its appends inline while its syncer is idle and queues them while its
 /// disk is stalled: the stalled follower holds nothing up, applies nothing its disk lacks,
-/// and catches up in order once the disk is back. (Its Raft core waits for the flush, so it
-/// does not answer status meanwhile; the test reads its metrics directly.)
+/// and catches up in order once the disk is back. (Its Raft core waits for the flush; the
+/// test reads its metrics directly.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_with_a_stalled_disk_holds_nothing_up_and_catches_up() {
     let cluster = InProcess::start(3, true).await;
@@ -284,6 +289,144 @@ async fn a_follower_with_a_stalled_disk_holds_nothing_up_and_catches_up() {
             Instant::now() < deadline,
             "the follower missed a write after the stall"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}
+
+/// A leader whose fsyncs stall steps down (no heartbeats, no writes or linearizable reads, no
+/// campaigning), so the others elect a leader and writes go on; the stalled replica answers
+/// status throughout, although its Raft core then waits for the stalled flush, and catches up
+/// once its disk is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_disk_stalls_steps_down_and_still_answers_status() {
+    let cluster = InProcess::start_with(3, true, |c| {
+        c.disk_stall = Duration::from_millis(400);
+    })
+    .await;
+    let client = cluster.client();
+    let stalled = cluster.leader(&client).await;
+    cluster.servers[stalled].durability().stall_syncs(true);
+
+    // Writes go on under another leader (one in flight at the stall may end "outcome unknown").
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    let mut i = 0u32;
+    while i < 20 {
+        match client
+            .set(&format!("/fences/disk/{i}"), &i.to_be_bytes(), None)
+            .await
+        {
+            Ok(stat) => {
+                last = Some(stat);
+                i += 1;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "writes did not resume under another leader: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let last = last.unwrap();
+    // Every replica answers status, the stalled one too, and it no longer leads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses = cluster.statuses(&client).await;
+        let leaders: Vec<usize> = (0..3).filter(|i| statuses[*i].role == "leader").collect();
+        if statuses[stalled].role != "leader" && leaders.len() == 1 {
+            assert!(
+                statuses[stalled].revision < last.mod_revision,
+                "the stalled replica applied writes its disk does not hold: {:?}",
+                statuses[stalled]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled leader did not step down: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cluster.servers[stalled].durability().stall_syncs(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.statuses(&client).await[stalled].revision < last.mod_revision {
+        assert!(Instant::now() < deadline, "the stalled replica did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = client
+        .get("/fences/disk/19")
+        .await
+        .unwrap()
+        .expect("the last write is there");
+    assert_eq!(record.stat.mod_revision, last.mod_revision);
+    cluster.shutdown().await;
+}
+
+/// A disk with less free space than the reserve (simulated: `Space::simulate_free_bytes`)
+/// refuses writes with an error that names the cause, writes nothing of them, keeps every
+/// acknowledged write, still takes deletes, and takes writes again once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
+    let cluster = InProcess::start(3, true).await;
+    let client = cluster.client();
+    cluster.leader(&client).await;
+    let mut acked = Vec::new();
+    for i in 0..20u32 {
+        let path = format!("/fences/full/{i}");
+        acked.push((
+            path.clone(),
+            client.set(&path, &i.to_be_bytes(), None).await.unwrap(),
+        ));
+    }
+
+    for s in &cluster.servers {
+        s.space().simulate_free_bytes(Some(4096));
+    }
+    let err = client
+        .set("/fences/full/refused", b"x", None)
+        .await
+        .expect_err("a write on a full disk");
+    assert!(
+        matches!(
+            err,
+            ClientError::Store(StoreError::DiskFull { free_bytes: 4096, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no space"), "{err}");
+    assert_eq!(
+        client.get("/fences/full/refused").await.unwrap(),
+        None,
+        "nothing was written"
+    );
+    for (path, stat) in &acked {
+        let record = client
+            .get(path)
+            .await
+            .unwrap()
+            .expect("an acknowledged write is kept");
+        assert_eq!(record.stat, *stat);
+    }
+    // Deleting is how space returns: taken even now.
+    client.delete("/fences/full/0", None, false).await.unwrap();
+
+    for s in &cluster.servers {
+        s.space().simulate_free_bytes(None);
+    }
+    let stat = client.set("/fences/full/refused", b"x", None).await.unwrap();
+    assert_eq!(stat.version, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster
+        .statuses(&client)
+        .await
+        .iter()
+        .any(|s| s.revision < stat.mod_revision)
+    {
+        assert!(Instant::now() < deadline, "a replica did not apply the write");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.shutdown().await;

@@ -52,7 +52,8 @@ fn cf_options(name: &str) -> Options {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`, refusing one written in another
+    /// format version (see `version.rs`).
     pub fn open(dir: &Path) -> Result<Db, OpenError> {
         Db::open_with(dir, |_| {})
     }
@@ -74,6 +75,7 @@ impl Db {
             path: dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        super::version::check(&db)?;
         Ok(Db { db: Arc::new(db) })
     }
 

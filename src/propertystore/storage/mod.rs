@@ -7,7 +7,7 @@
 //!                     raft    "vote" "committed" "purged"
 //!                     kv      path                      → Record
 //!                     events  revision (u64 BE) seq (u32 BE) → Event
-//!                     meta    "meta" "applied" "membership" "snapshot"
+//!                     meta    "meta" "applied" "membership" "snapshot" "format"
 //!
 //!   append ─► WriteBatch (visible at once) ─► queue ─► syncer thread: drain queue,
 //!                                                      one WAL fsync, complete every callback
@@ -37,6 +37,14 @@
 //!
 //! A clean close flushes the memtables; only a crash re-applies.
 //!
+//! **Versions.** Every stored value is a [`codec`] envelope that names its format version,
+//! and the directory as a whole records the version it was written with (`meta/"format"`,
+//! one raw byte, written when a directory is first opened). [`Db::open`] refuses a directory
+//! of another version, and a value of an unknown version read at open, with
+//! [`OpenError::UnsupportedVersion`]; a directory from before the marker (all version 1) is
+//! marked on open. `tests/fixtures/store-v1/` is a directory written by version 1 that every
+//! later build must read (`tests/store/fixture.rs`).
+//!
 //! The files: [`Db`] (`db.rs`: the database, its column families and the read API the server
 //! and the state machine use), [`LogStore`] and its syncer (`log.rs`), [`StateMachine`] and
 //! snapshots (`state_machine.rs`), [`open`] and the recovery of rule 2 (`recovery.rs`).
@@ -47,10 +55,13 @@ mod recovery;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+mod version;
 
 pub use self::db::Db;
 pub use self::log::LogStore;
 pub use self::recovery::open;
+#[cfg(any(test, feature = "testing"))]
+pub use self::state_machine::PAUSE_SNAPSHOT_ENV;
 pub use self::state_machine::{SnapshotBuilder, StateMachine};
 
 use openraft::{StorageError, StorageIOError};
@@ -80,6 +91,22 @@ pub enum OpenError {
         path: String,
         /// RocksDB's reason.
         reason: String,
+    },
+    /// The directory, or a value read from it at open, was written in a format version this
+    /// build does not read (by a newer strand, or damaged). Nothing was changed.
+    #[error(
+        "the store database in {path} holds {what} of format version {found}; this build reads \
+         version {supported} only (written by a newer strand?)"
+    )]
+    UnsupportedVersion {
+        /// The data directory.
+        path: String,
+        /// What carried the version: the directory's marker, or the value read.
+        what: String,
+        /// The version found.
+        found: u8,
+        /// The version this build reads and writes.
+        supported: u8,
     },
     /// Stored state could not be read back.
     #[error("the store database in {path} is unreadable: {reason}")]

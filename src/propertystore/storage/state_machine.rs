@@ -245,6 +245,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 membership: membership.clone(),
             };
             let bytes = codec::encode(&data).map_err(cerr)?;
+            #[cfg(any(test, feature = "testing"))]
+            pause_for_tests();
             let snapshot_id = match applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
                 None => format!("none-{seq}"),
@@ -272,6 +274,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
+}
+
+/// Set (in ms) in a replica's environment, a snapshot pauses this long between reading the
+/// state machine and storing the snapshot, and says so on stderr: a test SIGKILLs the process
+/// in the middle of a snapshot. Test-only (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
+pub const PAUSE_SNAPSHOT_ENV: &str = "STRAND_TEST_PAUSE_SNAPSHOT_MS";
+
+#[cfg(any(test, feature = "testing"))]
+fn pause_for_tests() {
+    let Some(ms) = std::env::var(PAUSE_SNAPSHOT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    tracing::warn!(ms, "snapshot paused for a test");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
 }
 
 trait SnapshotErr {

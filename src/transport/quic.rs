@@ -67,6 +67,14 @@ const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
 const CLOSE_AUTH: VarInt = VarInt::from_u32(1);
 /// Application close code: the peer holds the most connections one identity may.
 const CLOSE_LIMIT: VarInt = VarInt::from_u32(2);
+/// Close code: a request was abandoned on this connection and the peer had said nothing on
+/// it meanwhile (see [`SilenceWatch`]).
+const CLOSE_SILENT: VarInt = VarInt::from_u32(3);
+
+/// A request abandoned after at least this long with nothing heard from the peer on its
+/// connection meanwhile condemns the connection. A live peer acknowledges a request's
+/// bytes within its ack delay (25 ms) plus a round trip, answer or not.
+const SILENCE_CONDEMNS: Duration = Duration::from_millis(100);
 /// Stream stop code: the frame was refused (its reason is in the answer).
 const STOP_REFUSED: VarInt = VarInt::from_u32(1);
 /// How long [`Transport::shutdown`] waits for close frames to reach the peers.
@@ -209,6 +217,8 @@ enum Slot {
     Dialing {
         id: u64,
         done: DialFuture,
+        /// When the dial began: one older than `Inner::dial_patience` is superseded.
+        started: Instant,
         /// Framed datagrams waiting for the connection, with the name they were addressed to.
         queued: VecDeque<(Option<String>, Bytes)>,
     },
@@ -220,6 +230,10 @@ struct Inner {
     local_addr: SocketAddr,
     max_frame: usize,
     handshake_timeout: Duration,
+    /// A dial still unfinished after this long is replaced by a fresh one for the next
+    /// caller: its handshake packets were lost and their retransmission has backed off, so
+    /// it may finish long after the path works again (25 initial RTTs: 250 ms by default).
+    dial_patience: Duration,
     datagram_queue: usize,
     endpoint: quinn::Endpoint,
     client_config: Mutex<quinn::ClientConfig>,
@@ -313,6 +327,7 @@ impl QuicTransport {
             local_addr,
             max_frame: config.max_frame,
             handshake_timeout: config.handshake_timeout,
+            dial_patience: config.initial_rtt * 25,
             datagram_queue: config.datagram_queue.max(1),
             endpoint,
             client_config: Mutex::new(client_config),
@@ -405,7 +420,9 @@ impl Inner {
             self.check_open()?;
             match links.get(&addr) {
                 Some(Slot::Ready(link)) if link.is_open() => return Ok(link.clone()),
-                Some(Slot::Dialing { done, .. }) => done.clone(),
+                Some(Slot::Dialing { done, started, .. }) if started.elapsed() < self.dial_patience => {
+                    done.clone()
+                }
                 _ => self.start_dial(&mut links, addr),
             }
         };
@@ -432,12 +449,18 @@ impl Inner {
         }
         .boxed()
         .shared();
+        // A superseded dial's queued datagrams go with the new one.
+        let queued = match links.remove(&addr) {
+            Some(Slot::Dialing { queued, .. }) => queued,
+            _ => VecDeque::new(),
+        };
         links.insert(
             addr,
             Slot::Dialing {
                 id,
                 done: done.clone(),
-                queued: VecDeque::new(),
+                started: Instant::now(),
+                queued,
             },
         );
         done
@@ -551,7 +574,7 @@ impl Inner {
         // Named only when an error needs it: formatting the address on every request costs.
         let peer = || to.to_string();
         let mut retried = false;
-        let (mut send, mut recv) = loop {
+        let (mut send, mut recv, link_conn) = loop {
             let link = match tokio::time::timeout_at(deadline, self.link(to.addr)).await {
                 Err(_) => {
                     return Err(TransportError::Unreachable {
@@ -573,7 +596,7 @@ impl Inner {
                 }
             }
             match link.conn.open_bi().await {
-                Ok(streams) => break streams,
+                Ok((send, recv)) => break (send, recv, link.conn),
                 Err(e) => {
                     // Nothing was written: safe to try once more on a fresh connection.
                     self.forget(to.addr, link.conn.stable_id());
@@ -586,6 +609,23 @@ impl Inner {
                 }
             }
         };
+        let mut watch = SilenceWatch::new(self.clone(), to.addr, &link_conn);
+        let result = self.talk(to, kind, service, body, &mut send, &mut recv).await;
+        watch.disarm();
+        result
+    }
+
+    /// Writes one request or message on an open stream and reads its answer.
+    async fn talk(
+        &self,
+        to: &PeerAddr,
+        kind: Kind,
+        service: Service,
+        body: Bytes,
+        send: &mut SendStream,
+        recv: &mut RecvStream,
+    ) -> Result<Bytes, TransportError> {
+        let peer = || to.to_string();
         let len = u32::try_from(body.len()).map_err(|_| TransportError::FrameTooLarge {
             size: body.len(),
             max: self.max_frame,
@@ -625,7 +665,7 @@ impl Inner {
                 return Err(TransportError::Refused { peer: peer(), reason });
             }
         };
-        let buf = read_body(&mut recv, answer.len as usize)
+        let buf = read_body(recv, answer.len as usize)
             .await
             .map_err(|e| read_error(&peer(), e))?;
         match answer.status {
@@ -646,6 +686,62 @@ impl Inner {
             });
         }
         Ok(())
+    }
+}
+
+/// Watches one exchange: if it is abandoned (its deadline passed and the future was dropped)
+/// after [`SILENCE_CONDEMNS`] or more, and its connection received no datagram at all
+/// meanwhile, the connection is closed and forgotten, so the next request dials afresh.
+///
+/// Why: after a spell of heavy loss QUIC's probe timeout has backed off exponentially (to
+/// seconds after a few seconds of total loss) and the congestion window is full of data
+/// that was lost: a new request on that connection waits for the next probe, long after
+/// the loss ended. A fresh connection starts with a fresh RTT estimate and window. A live
+/// peer acknowledges a request's bytes within milliseconds, answered or not, so silence
+/// that long means the connection is stuck or the peer is gone (then a redial is what the
+/// next request needs anyway).
+struct SilenceWatch {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    conn: quinn::Connection,
+    heard: u64,
+    since: Instant,
+    armed: bool,
+}
+
+impl SilenceWatch {
+    fn new(inner: Arc<Inner>, addr: SocketAddr, conn: &quinn::Connection) -> Self {
+        SilenceWatch {
+            inner,
+            addr,
+            heard: conn.stats().udp_rx.datagrams,
+            conn: conn.clone(),
+            since: Instant::now(),
+            armed: true,
+        }
+    }
+
+    /// The exchange ended by itself (answered or failed): nothing to judge.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for SilenceWatch {
+    fn drop(&mut self) {
+        if !self.armed || self.since.elapsed() < SILENCE_CONDEMNS {
+            return;
+        }
+        if self.conn.stats().udp_rx.datagrams != self.heard {
+            return;
+        }
+        tracing::debug!(
+            addr = %self.addr,
+            silent_ms = self.since.elapsed().as_millis() as u64,
+            "a request was abandoned on a connection that heard nothing meanwhile: redialling"
+        );
+        self.inner.forget(self.addr, self.conn.stable_id());
+        self.conn.close(CLOSE_SILENT, b"silent");
     }
 }
 

@@ -684,3 +684,41 @@ async fn net_fault_rules_cut_a_link_one_way_or_both_and_healing_restores_it() {
         "b heard c; only its answer was lost"
     );
 }
+
+/// After a spell of total loss, QUIC's probe timeout has backed off to seconds and the
+/// connection's congestion window is full of lost data: a request on that connection would
+/// wait for the next probe long after the link healed. A request that times out on a
+/// connection that heard nothing from the peer meanwhile makes the transport close and
+/// forget it, so the first request after the heal goes out on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_total_loss_heals_the_next_request_is_answered_promptly() {
+    use strand::transport::faults::{NetFaults, Rules};
+    let net = QuicNet::new();
+    let faults = Arc::new(NetFaults::default());
+    let mut config = net.config("a");
+    config.net_faults = Some(faults.clone());
+    let a = QuicTransport::bind(config).unwrap();
+    let b = QuicTransport::bind(net.config("b")).unwrap();
+    let _served = serve(b.register(Service::STORE, 64).unwrap());
+    let to_b = PeerAddr::named(b.local_name(), b.local_addr());
+    let body = Bytes::from(vec![7u8; 4096]);
+    a.request(&to_b, Service::STORE, body.clone(), PATIENCE)
+        .await
+        .expect("no faults: answered");
+    // Four and a half seconds of total loss with requests going out all along: each is lost.
+    faults.set(Rules::parse("loss 1").unwrap());
+    let lossy_until = tokio::time::Instant::now() + Duration::from_millis(4500);
+    while tokio::time::Instant::now() < lossy_until {
+        let r = a
+            .request(&to_b, Service::STORE, body.clone(), Duration::from_millis(250))
+            .await;
+        assert!(r.is_err(), "every datagram is lost: no answer can come");
+    }
+    faults.set(Rules::default());
+    let healed = std::time::Instant::now();
+    // Healed: answered well before the backed-off probe timeout (seconds by now) would fire.
+    a.request(&to_b, Service::STORE, body, Duration::from_millis(1000))
+        .await
+        .expect("answered within a second of the heal");
+    eprintln!("answered {:?} after the heal", healed.elapsed());
+}

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use self::schedule::{Fault, Schedule, Step};
 use super::detect::summary;
 use super::linz::record::{self, Gets, Workload};
-use crate::admin::{AddResource, Admin};
+use crate::admin::AddResource;
 use crate::cli::local_cluster::{wait_for, LocalCluster};
 use crate::cli::CliError;
 use crate::model::RebalanceMode;
@@ -203,21 +203,11 @@ struct Pauses {
 }
 
 async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Value, CliError> {
-    cluster.start_store(3)?;
-    let store = cluster.client()?;
-    let admin = Admin::new(store.clone());
-    let deadline = Instant::now() + SETUP_LIMIT;
-    while admin.list_clusters().await.is_err() {
-        if Instant::now() > deadline {
-            return Err(CliError::failed("the store did not start"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin.add_cluster(CLUSTER).await.map_err(CliError::failed)?;
     let instances: Vec<String> = (0..args.participants).map(|i| format!("node_{i}")).collect();
-    for i in &instances {
-        admin.add_instance(CLUSTER, i).await.map_err(CliError::failed)?;
-    }
+    let admin = cluster
+        .start_store_and_cluster(3, &instances, SETUP_LIMIT)
+        .await?;
+    let store = admin.store().clone();
     for (name, model, partitions, replicas, _) in RESOURCES {
         let mut spec = AddResource::new(partitions, model);
         spec.mode = RebalanceMode::FullAuto;
@@ -331,17 +321,7 @@ async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Valu
     for c in clients {
         let _ = c.await;
     }
-    let last = loop {
-        match probe.set("/chaos-ready", b"2", None).await {
-            Ok(stat) => break stat.mod_revision,
-            Err(e) if Instant::now() > watch_deadline => {
-                return Err(CliError::failed(format!(
-                    "the store did not answer after the run: {e}"
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let last = record::final_write(&probe, "/chaos-ready", watch_deadline).await?;
     until.store(last, Ordering::Release);
     let stream = match watcher.await {
         Ok(Ok(events)) => events,

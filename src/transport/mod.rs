@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{self, CodecError};
 
-mod frame;
+pub mod frame;
 pub mod limits;
 pub mod mem;
 pub mod quic;

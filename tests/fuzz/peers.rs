@@ -12,7 +12,9 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use strand::codec;
 use strand::propertystore::protocol::{ReadMode, StoreRequest, StoreResponse, BAD_REQUEST};
-use strand::propertystore::{replica_name, Command, Op, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer, Txn};
+use strand::propertystore::{
+    replica_name, Command, Op, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer, Txn,
+};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::mem::MemNetwork;
 use strand::transport::{PeerAddr, Service, Transport, TransportError};
@@ -97,14 +99,19 @@ async fn a_replica_refuses_garbage_from_one_peer_and_serves_the_others() {
     let tls = settings::tls_material_for(&settings, &replica_name(1), strand::authz::Role::Store).unwrap();
     let mut config = ReplicaConfig::new(1, addr, dir.path().join("data"), tls);
     config.peers = vec![(1, addr)];
-    let server = StoreServer::start_on(config, endpoint as Arc<dyn Transport>).await.unwrap();
+    let server = StoreServer::start_on(config, endpoint as Arc<dyn Transport>)
+        .await
+        .unwrap();
 
     let mut client_config = StoreClientConfig::new(vec![addr]);
     client_config.cache_capacity = 0;
     let good = PropertyStore::new(net.client("good") as Arc<dyn Transport>, client_config);
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while good.set("/good/ready", b"1", None).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the replica never took a write");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never took a write"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -115,7 +122,9 @@ async fn a_replica_refuses_garbage_from_one_peer_and_serves_the_others() {
         let body = Bytes::from(g);
         check_answer(
             BAD_REQUEST,
-            bad_client.request(&to, Service::STORE, body.clone(), TIMEOUT).await,
+            bad_client
+                .request(&to, Service::STORE, body.clone(), TIMEOUT)
+                .await,
         );
         match bad_replica.request(&to, Service::RAFT, body, TIMEOUT).await {
             Err(TransportError::Refused { reason, .. }) => assert!(!reason.is_empty()),
@@ -125,15 +134,26 @@ async fn a_replica_refuses_garbage_from_one_peer_and_serves_the_others() {
         if i % 10 == 0 {
             let path = format!("/good/k{i}");
             good.set(&path, format!("{i}").as_bytes(), None).await.unwrap();
-            assert_eq!(good.get(&path).await.unwrap().unwrap().value, format!("{i}").into_bytes());
+            assert_eq!(
+                good.get(&path).await.unwrap().unwrap().value,
+                format!("{i}").into_bytes()
+            );
         }
     }
     // The garbage sender itself is still served when it sends a genuine request.
     let status = bad_client
-        .request(&to, Service::STORE, Bytes::from(codec::encode(&StoreRequest::Status).unwrap()), TIMEOUT)
+        .request(
+            &to,
+            Service::STORE,
+            Bytes::from(codec::encode(&StoreRequest::Status).unwrap()),
+            TIMEOUT,
+        )
         .await
         .unwrap();
-    assert!(matches!(codec::decode::<StoreResponse>(&status), Ok(StoreResponse::Status(_))));
+    assert!(matches!(
+        codec::decode::<StoreResponse>(&status),
+        Ok(StoreResponse::Status(_))
+    ));
     assert_eq!(good.children("/good").await.unwrap().len(), 16);
     server.shutdown().await;
 }

@@ -18,23 +18,92 @@ use super::mutate::{mutated, mutated_text, mutations};
 
 /// Field names the views read, and a few others.
 const KEYS: &[&str] = &[
-    "NUM_PARTITIONS", "REPLICAS", "REBALANCE_MODE", "IDEAL_STATE_MODE", "REBALANCE_STRATEGY",
-    "STATE_MODEL_DEF_REF", "STATE_MODEL_FACTORY_NAME", "MAX_PARTITIONS_PER_INSTANCE",
-    "INSTANCE_GROUP_TAG", "MIN_ACTIVE_REPLICAS", "REBALANCE_DELAY", "DELAY_REBALANCE_ENABLED",
-    "DELAY_REBALANCE_TIME", "HELIX_ENABLED", "HELIX_HOST", "HELIX_PORT", "HELIX_DISABLED_PARTITION",
-    "TAG_LIST", "HELIX_ZONE_ID", "ZONE_ID", "INSTANCE_WEIGHT", "MAX_OFFLINE_INSTANCES_ALLOWED",
-    "STATE_TRANSITION_THROTTLE_CONFIGS", "BUCKET_SIZE", "SESSION_ID", "STATE_MODEL_DEF",
-    "CURRENT_STATE", "REQUESTED_STATE", "PREVIOUS_STATE", "INFO", "START_TIME", "END_TIME",
-    "HELIX_VERSION", "LIVE_INSTANCE", "RESOURCE_CAPACITY", "RESOURCE_TYPE", "GROUP_ROUTING_ENABLED",
-    "EXTERNAL_VIEW_DISABLED", "MONITORING_DISABLED", "PARTITION_CAPACITY_MAP", "MSG_ID", "MSG_TYPE",
-    "MSG_SUBTYPE", "MSG_STATE", "SRC_NAME", "TGT_NAME", "SRC_SESSION_ID", "TGT_SESSION_ID",
-    "EXE_SESSION_ID", "SRC_INSTANCE_TYPE", "FROM_STATE", "TO_STATE", "PARTITION_NAME", "RESOURCE_NAME",
-    "CREATE_TIMESTAMP", "READ_TIMESTAMP", "EXECUTE_START_TIMESTAMP", "CORRELATION_ID", "TIMEOUT",
-    "RETRY_COUNT", "PARENT_MSG_ID", "CONSTRAINT_VALUE", "STRAND_BODY", "STRAND_CLUSTER", "STRAND_EPOCH",
-    "STRAND_EXPIRY_MS", "STRAND_PERSISTENT", "PARTITION_STATE", "INITIAL_STATE", "STATE_PRIORITY_LIST",
-    "STATE_TRANSITION_PRIORITYLIST", "MASTER.meta", "SLAVE.meta", "OFFLINE.next", "MASTER.next",
-    "count", "TestDB_0", "TestDB_1", "localhost_1", "localhost_2", "MASTER", "SLAVE", "OFFLINE",
-    "DROPPED", "ERROR", "ONLINE",
+    "NUM_PARTITIONS",
+    "REPLICAS",
+    "REBALANCE_MODE",
+    "IDEAL_STATE_MODE",
+    "REBALANCE_STRATEGY",
+    "STATE_MODEL_DEF_REF",
+    "STATE_MODEL_FACTORY_NAME",
+    "MAX_PARTITIONS_PER_INSTANCE",
+    "INSTANCE_GROUP_TAG",
+    "MIN_ACTIVE_REPLICAS",
+    "REBALANCE_DELAY",
+    "DELAY_REBALANCE_ENABLED",
+    "DELAY_REBALANCE_TIME",
+    "HELIX_ENABLED",
+    "HELIX_HOST",
+    "HELIX_PORT",
+    "HELIX_DISABLED_PARTITION",
+    "TAG_LIST",
+    "HELIX_ZONE_ID",
+    "ZONE_ID",
+    "INSTANCE_WEIGHT",
+    "MAX_OFFLINE_INSTANCES_ALLOWED",
+    "STATE_TRANSITION_THROTTLE_CONFIGS",
+    "BUCKET_SIZE",
+    "SESSION_ID",
+    "STATE_MODEL_DEF",
+    "CURRENT_STATE",
+    "REQUESTED_STATE",
+    "PREVIOUS_STATE",
+    "INFO",
+    "START_TIME",
+    "END_TIME",
+    "HELIX_VERSION",
+    "LIVE_INSTANCE",
+    "RESOURCE_CAPACITY",
+    "RESOURCE_TYPE",
+    "GROUP_ROUTING_ENABLED",
+    "EXTERNAL_VIEW_DISABLED",
+    "MONITORING_DISABLED",
+    "PARTITION_CAPACITY_MAP",
+    "MSG_ID",
+    "MSG_TYPE",
+    "MSG_SUBTYPE",
+    "MSG_STATE",
+    "SRC_NAME",
+    "TGT_NAME",
+    "SRC_SESSION_ID",
+    "TGT_SESSION_ID",
+    "EXE_SESSION_ID",
+    "SRC_INSTANCE_TYPE",
+    "FROM_STATE",
+    "TO_STATE",
+    "PARTITION_NAME",
+    "RESOURCE_NAME",
+    "CREATE_TIMESTAMP",
+    "READ_TIMESTAMP",
+    "EXECUTE_START_TIMESTAMP",
+    "CORRELATION_ID",
+    "TIMEOUT",
+    "RETRY_COUNT",
+    "PARENT_MSG_ID",
+    "CONSTRAINT_VALUE",
+    "STRAND_BODY",
+    "STRAND_CLUSTER",
+    "STRAND_EPOCH",
+    "STRAND_EXPIRY_MS",
+    "STRAND_PERSISTENT",
+    "PARTITION_STATE",
+    "INITIAL_STATE",
+    "STATE_PRIORITY_LIST",
+    "STATE_TRANSITION_PRIORITYLIST",
+    "MASTER.meta",
+    "SLAVE.meta",
+    "OFFLINE.next",
+    "MASTER.next",
+    "count",
+    "TestDB_0",
+    "TestDB_1",
+    "localhost_1",
+    "localhost_2",
+    "MASTER",
+    "SLAVE",
+    "OFFLINE",
+    "DROPPED",
+    "ERROR",
+    "ONLINE",
 ];
 
 /// Values that sit on the edges of what the views parse.
@@ -62,7 +131,11 @@ pub fn record() -> impl Strategy<Value = Record> {
         prop_oneof![Just("TestDB".to_string()), ".{0,10}"],
         proptest::collection::btree_map(key(), field_value(), 0..12),
         proptest::collection::btree_map(key(), proptest::collection::vec(field_value(), 0..4), 0..4),
-        proptest::collection::btree_map(key(), proptest::collection::btree_map(key(), field_value(), 0..4), 0..4),
+        proptest::collection::btree_map(
+            key(),
+            proptest::collection::btree_map(key(), field_value(), 0..4),
+            0..4,
+        ),
     )
         .prop_map(|(id, simple, lists, maps)| {
             let mut r = Record::new(id);
@@ -76,42 +149,114 @@ pub fn record() -> impl Strategy<Value = Record> {
 /// Reads `r` through every view and parser of records; nothing may panic.
 pub fn read_every_way(r: &Record) {
     let is = IdealState::new(r.clone());
-    let _ = (is.rebalance_mode(), is.num_partitions(), is.replicas(), is.state_model());
-    let _ = (is.max_partitions_per_instance(), is.min_active_replicas(), is.rebalance_delay_ms());
-    let _ = (is.delay_rebalance_enabled(), is.enabled(), is.instance_group_tag());
+    let _ = (
+        is.rebalance_mode(),
+        is.num_partitions(),
+        is.replicas(),
+        is.state_model(),
+    );
+    let _ = (
+        is.max_partitions_per_instance(),
+        is.min_active_replicas(),
+        is.rebalance_delay_ms(),
+    );
+    let _ = (
+        is.delay_rebalance_enabled(),
+        is.enabled(),
+        is.instance_group_tag(),
+    );
     if let Ok(parts) = is.partitions() {
         for p in parts.iter().take(8) {
             let _ = (is.preference_list(p), is.instance_state_map(p));
         }
     }
     let ic = InstanceConfig::new(r.clone());
-    let _ = (ic.enabled(), ic.tags(), ic.zone(), ic.weight(), ic.disabled_partitions());
+    let _ = (
+        ic.enabled(),
+        ic.tags(),
+        ic.zone(),
+        ic.weight(),
+        ic.disabled_partitions(),
+    );
     let cc = ClusterConfig::new(r.clone());
-    let _ = (cc.max_offline_instances_allowed(), cc.delay_rebalance_enabled(), cc.rebalance_delay_ms());
-    let _ = (cc.max_partitions_per_instance(), cc.state_transition_throttle_configs());
+    let _ = (
+        cc.max_offline_instances_allowed(),
+        cc.delay_rebalance_enabled(),
+        cc.rebalance_delay_ms(),
+    );
+    let _ = (
+        cc.max_partitions_per_instance(),
+        cc.state_transition_throttle_configs(),
+    );
     let cs = CurrentState::new(r.clone());
-    let _ = (cs.session_id(), cs.state_model(), cs.bucket_size(), cs.partition_states(), cs.validate());
+    let _ = (
+        cs.session_id(),
+        cs.state_model(),
+        cs.bucket_size(),
+        cs.partition_states(),
+        cs.validate(),
+    );
     for p in cs.partitions().iter().take(8) {
-        let _ = (cs.state(p), cs.requested_state(p), cs.info(p), cs.previous_state(p));
+        let _ = (
+            cs.state(p),
+            cs.requested_state(p),
+            cs.info(p),
+            cs.previous_state(p),
+        );
         let _ = (cs.start_time_ms(p), cs.end_time_ms(p));
     }
     let ev = ExternalView::new(r.clone());
-    let _ = (ev.state_model(), ev.bucket_size(), ev.validate(), ev.count_by_instance("MASTER"));
+    let _ = (
+        ev.state_model(),
+        ev.bucket_size(),
+        ev.validate(),
+        ev.count_by_instance("MASTER"),
+    );
     for p in ev.partitions().iter().take(8) {
         let _ = ev.instances_in_state(p, "MASTER");
     }
     let li = LiveInstance::new(r.clone());
-    let _ = (li.session_id(), li.helix_version(), li.resource_capacity(), li.validate());
+    let _ = (
+        li.session_id(),
+        li.helix_version(),
+        li.resource_capacity(),
+        li.validate(),
+    );
     let rc = ResourceConfig::new(r.clone());
-    let _ = (rc.num_partitions(), rc.replicas(), rc.min_active_replicas(), rc.max_partitions_per_instance());
-    let _ = (rc.enabled(), rc.rebalance_mode(), rc.rebalance_delay_ms(), rc.delay_rebalance_enabled());
-    let _ = (rc.group_routing_enabled(), rc.external_view_disabled(), rc.monitoring_disabled());
+    let _ = (
+        rc.num_partitions(),
+        rc.replicas(),
+        rc.min_active_replicas(),
+        rc.max_partitions_per_instance(),
+    );
+    let _ = (
+        rc.enabled(),
+        rc.rebalance_mode(),
+        rc.rebalance_delay_ms(),
+        rc.delay_rebalance_enabled(),
+    );
+    let _ = (
+        rc.group_routing_enabled(),
+        rc.external_view_disabled(),
+        rc.monitoring_disabled(),
+    );
     let _ = rc.partition_capacity_map();
     let cons = ClusterConstraints::new(r.clone());
     let _ = (cons.constraint_type(), cons.items(), cons.validate());
     let m = Message::new(r.clone());
-    let _ = (m.msg_type(), m.msg_state(), m.bucket_size(), m.create_timestamp_ms(), m.read_timestamp_ms());
-    let _ = (m.execute_start_timestamp_ms(), m.timeout_ms(), m.retry_count(), m.validate());
+    let _ = (
+        m.msg_type(),
+        m.msg_state(),
+        m.bucket_size(),
+        m.create_timestamp_ms(),
+        m.read_timestamp_ms(),
+    );
+    let _ = (
+        m.execute_start_timestamp_ms(),
+        m.timeout_ms(),
+        m.retry_count(),
+        m.validate(),
+    );
     let _ = StateModelDefinition::from_record(r);
     let _ = TransitionMessage::parse(r);
     let _ = AppMessage::from_record(r);
@@ -122,10 +267,28 @@ pub fn read_every_way(r: &Record) {
 fn app_message() -> impl Strategy<Value = AppMessage> {
     let name = "[a-zA-Z0-9_-]{1,10}";
     (
-        (name, name, name, prop::sample::select(vec!["ECHO", "USER_DEFINE_MSG", "custom"]), proptest::option::of(name)),
-        (name, prop::sample::select(vec!["PARTICIPANT", "CONTROLLER", "SPECTATOR", "ADMIN"]), name, name),
-        (proptest::option::of(name), proptest::option::of(name), proptest::option::of(name)),
-        (prop::sample::select(vec!["{}", "[1,2]", "\"text\"", "null", "{\"k\":{\"n\":[true]}}"]), 0u64..1 << 50),
+        (
+            name,
+            name,
+            name,
+            prop::sample::select(vec!["ECHO", "USER_DEFINE_MSG", "custom"]),
+            proptest::option::of(name),
+        ),
+        (
+            name,
+            prop::sample::select(vec!["PARTICIPANT", "CONTROLLER", "SPECTATOR", "ADMIN"]),
+            name,
+            name,
+        ),
+        (
+            proptest::option::of(name),
+            proptest::option::of(name),
+            proptest::option::of(name),
+        ),
+        (
+            prop::sample::select(vec!["{}", "[1,2]", "\"text\"", "null", "{\"k\":{\"n\":[true]}}"]),
+            0u64..1 << 50,
+        ),
         (proptest::option::of(0u64..1 << 50), any::<bool>(), 0u32..100),
     )
         .prop_map(
@@ -163,7 +326,7 @@ proptest! {
     #[test]
     fn any_text_or_bytes_as_a_record_is_a_record_or_a_json_error(text in ".{0,64}", bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         if let Err(e) = Record::from_json(&text) {
-            prop_assert!(e.to_string().contains("JSON") || e.to_string().contains("json"), "{e}");
+            prop_assert!(e.to_string().contains("record"), "{e}");
         }
         if let Ok(Some(r)) = Record::from_stored(&bytes) {
             read_every_way(&r);

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use strand::codec::{self, CodecError};
 use strand::propertystore::protocol::{RaftRequest, RaftResponse, ReadMode, StoreRequest, StoreResponse};
 use strand::propertystore::{
-    Batch, Cmp, Command, Condition, Event, EventKind, Op, Position, Record, Stat, StoreError, Txn, TypeConfig,
-    Written,
+    Batch, Cmp, Command, Condition, Event, EventKind, Op, Position, Record, Stat, StoreError, Txn,
+    TypeConfig, Written,
 };
 
 use super::alloc::{peak_bytes, DECODE_BUDGET};
@@ -60,17 +60,23 @@ fn op() -> impl Strategy<Value = Op> {
             value,
             expected_version
         }),
-        (path(), any::<Option<u64>>(), any::<bool>()).prop_map(|(path, expected_version, recursive)| Op::Delete {
-            path,
-            expected_version,
-            recursive
+        (path(), any::<Option<u64>>(), any::<bool>()).prop_map(|(path, expected_version, recursive)| {
+            Op::Delete {
+                path,
+                expected_version,
+                recursive,
+            }
         }),
     ]
 }
 
 fn condition() -> impl Strategy<Value = Condition> {
     prop_oneof![
-        (path(), cmp(), any::<u64>()).prop_map(|(path, cmp, version)| Condition::Version { path, cmp, version }),
+        (path(), cmp(), any::<u64>()).prop_map(|(path, cmp, version)| Condition::Version {
+            path,
+            cmp,
+            version
+        }),
         path().prop_map(|path| Condition::Exists { path }),
         path().prop_map(|path| Condition::Missing { path }),
         (path(), cmp(), value()).prop_map(|(path, cmp, value)| Condition::Value { path, cmp, value }),
@@ -103,7 +109,12 @@ fn request() -> impl Strategy<Value = StoreRequest> {
         (path(), mode()).prop_map(|(path, mode)| StoreRequest::Get { path, mode }),
         (path(), mode()).prop_map(|(path, mode)| StoreRequest::Children { path, mode }),
         (path(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(prefix, from, max, wait_ms)| {
-            StoreRequest::Watch { prefix, from, max, wait_ms }
+            StoreRequest::Watch {
+                prefix,
+                from,
+                max,
+                wait_ms,
+            }
         }),
         Just(StoreRequest::Status),
         (any::<u64>(), ".{0,20}").prop_map(|(id, addr)| StoreRequest::AddReplica { id, addr }),
@@ -111,7 +122,12 @@ fn request() -> impl Strategy<Value = StoreRequest> {
         proptest::collection::vec(command(), 0..4).prop_map(StoreRequest::Writes),
         (path(), mode()).prop_map(|(prefix, mode)| StoreRequest::Range { prefix, mode }),
         (path(), position(), any::<u32>(), any::<u32>()).prop_map(|(prefix, from, max, wait_ms)| {
-            StoreRequest::WatchPage { prefix, from, max, wait_ms }
+            StoreRequest::WatchPage {
+                prefix,
+                from,
+                max,
+                wait_ms,
+            }
         }),
         (".{0,12}", any::<u32>()).prop_map(|(cluster, max)| StoreRequest::Audit { cluster, max }),
     ]
@@ -149,24 +165,26 @@ fn response() -> impl Strategy<Value = StoreResponse> {
             ops: vec![]
         })),
         path().prop_map(|path| StoreResponse::Error(StoreError::NotFound { path })),
-        (proptest::option::of(record()), any::<u64>()).prop_map(|(record, revision)| StoreResponse::Value {
-            record,
-            revision
-        }),
+        (proptest::option::of(record()), any::<u64>())
+            .prop_map(|(record, revision)| StoreResponse::Value { record, revision }),
         (proptest::collection::vec(".{0,8}", 0..4), any::<u64>())
             .prop_map(|(names, revision)| StoreResponse::Children { names, revision }),
         (proptest::collection::vec(event(), 0..4), any::<u64>())
             .prop_map(|(events, next)| StoreResponse::Events { events, next }),
-        proptest::option::of((any::<u64>(), ".{0,12}")).prop_map(|leader| StoreResponse::NotLeader { leader }),
+        proptest::option::of((any::<u64>(), ".{0,12}"))
+            .prop_map(|leader| StoreResponse::NotLeader { leader }),
         ".{0,20}".prop_map(|reason| StoreResponse::OutcomeUnknown { reason }),
         ".{0,20}".prop_map(|reason| StoreResponse::Unavailable { reason }),
-        proptest::collection::vec(any::<u64>(), 0..5).prop_map(|voters| StoreResponse::MembershipChanged { voters }),
+        proptest::collection::vec(any::<u64>(), 0..5)
+            .prop_map(|voters| StoreResponse::MembershipChanged { voters }),
         (proptest::collection::vec((path(), record()), 0..4), any::<u64>())
             .prop_map(|(entries, revision)| StoreResponse::Range { entries, revision }),
         (proptest::collection::vec(event(), 0..4), position())
             .prop_map(|(events, next)| StoreResponse::EventPage { events, next }),
     ];
-    leaf.prop_recursive(2, 8, 4, |inner| proptest::collection::vec(inner, 0..4).prop_map(StoreResponse::Many))
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        proptest::collection::vec(inner, 0..4).prop_map(StoreResponse::Many)
+    })
 }
 
 proptest! {
@@ -224,7 +242,10 @@ fn a_writes_frame_declaring_billions_of_commands_in_ten_bytes_is_refused_without
         bytes.extend(varint(count));
         let (r, held) = peak_bytes(|| codec::decode::<StoreRequest>(&bytes));
         assert!(matches!(r, Err(CodecError::Malformed { .. })), "{count}: {r:?}");
-        assert!(held <= DECODE_BUDGET, "{count} declared commands: {held} bytes held");
+        assert!(
+            held <= DECODE_BUDGET,
+            "{count} declared commands: {held} bytes held"
+        );
     }
     // The tag is right: one real command in the same shape decodes.
     let mut bytes = b"ST\x01".to_vec();

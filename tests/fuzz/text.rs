@@ -13,7 +13,8 @@ use strand::health::{Group, Rule, StatSpec};
 use strand::membership::Roles;
 use strand::messaging::criteria::Criteria;
 use strand::model::{
-    ConstraintAttribute, ConstraintType, ConstraintValue, MessageType, RebalanceMode, StateTransitionThrottleConfig,
+    ConstraintAttribute, ConstraintType, ConstraintValue, MessageType, RebalanceMode,
+    StateTransitionThrottleConfig,
 };
 use strand::settings::{Settings, SettingsFlags, CONFIG_ENV};
 use strand::statemodel::UpperBound;
@@ -23,13 +24,80 @@ use strand::transport::tls::Revocations;
 /// first check; plus plain arbitrary text.
 fn grammar_text() -> impl Strategy<Value = String> {
     let piece = prop::sample::select(vec![
-        "instanceName", "resource", "partition", "partitionState", "recipientInstanceType", "sessionSpecific",
-        "selfExcluded", "dataSource", "=", ",", "%", "*", "_", "TestDB", "TestDB_1", "MASTER", "PARTICIPANT",
-        "CLUSTER", "INSTANCE", "RESOURCE", "PARTITION", "PARTICIPANT", "C", "localhost_1", "EXP", "CMP", "CON",
-        "(", ")", "[", "]", "{", "}", ".", "|", ":", ";", "#", " ", "  ", "\n", "\t", "accumulate", "window",
-        "decay", "count", "latency", "lastValue", "GREATER", "LESS", "EQUAL", ">", "<", ">=", "0", "1", "-1",
-        "1.5", "1e308", "NaN", "inf", "18446744073709551616", "true", "serial", "name", "ab:CD", "0x", "store-1",
-        "@", "127.0.0.1:7000", "[::1]:0", "99999", "é", "\u{0}",
+        "instanceName",
+        "resource",
+        "partition",
+        "partitionState",
+        "recipientInstanceType",
+        "sessionSpecific",
+        "selfExcluded",
+        "dataSource",
+        "=",
+        ",",
+        "%",
+        "*",
+        "_",
+        "TestDB",
+        "TestDB_1",
+        "MASTER",
+        "PARTICIPANT",
+        "CLUSTER",
+        "INSTANCE",
+        "RESOURCE",
+        "PARTITION",
+        "PARTICIPANT",
+        "C",
+        "localhost_1",
+        "EXP",
+        "CMP",
+        "CON",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ".",
+        "|",
+        ":",
+        ";",
+        "#",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "accumulate",
+        "window",
+        "decay",
+        "count",
+        "latency",
+        "lastValue",
+        "GREATER",
+        "LESS",
+        "EQUAL",
+        ">",
+        "<",
+        ">=",
+        "0",
+        "1",
+        "-1",
+        "1.5",
+        "1e308",
+        "NaN",
+        "inf",
+        "18446744073709551616",
+        "true",
+        "serial",
+        "name",
+        "ab:CD",
+        "0x",
+        "store-1",
+        "@",
+        "127.0.0.1:7000",
+        "[::1]:0",
+        "99999",
+        "é",
+        "\u{0}",
     ]);
     prop_oneof![
         3 => proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat()),
@@ -40,7 +108,14 @@ fn grammar_text() -> impl Strategy<Value = String> {
 fn no_panic_text(t: &str) {
     let _ = Criteria::parse(t).map(|c| c.to_string());
     let _ = ConfigScope::parse(t).map(|s| s.path());
-    for kind in ["CLUSTER", "PARTICIPANT", "RESOURCE", "PARTITION", "CONSTRAINT", "x"] {
+    for kind in [
+        "CLUSTER",
+        "PARTICIPANT",
+        "RESOURCE",
+        "PARTITION",
+        "CONSTRAINT",
+        "x",
+    ] {
         let _ = ConfigScope::from_parts(kind, t).map(|s| (s.path(), s.cluster().to_string()));
     }
     let _ = parse_key_values(t);
@@ -52,8 +127,16 @@ fn no_panic_text(t: &str) {
     let _ = Roles::parse_one(t);
     let _ = Revocations::parse(t);
     let _ = StateTransitionThrottleConfig::parse(t).map(|c| c.to_helix_json());
-    let _ = (ConstraintType::parse(t), ConstraintAttribute::parse(t), ConstraintValue::parse(t));
-    let _ = (MessageType::parse(t), RebalanceMode::parse(t), UpperBound::parse(t));
+    let _ = (
+        ConstraintType::parse(t),
+        ConstraintAttribute::parse(t),
+        ConstraintValue::parse(t),
+    );
+    let _ = (
+        MessageType::parse(t),
+        RebalanceMode::parse(t),
+        UpperBound::parse(t),
+    );
     let _ = parse_constraint_type(t);
     let _ = parse_peer(t);
     let _ = strand::config::app_path::validate_app_path(t);

@@ -3,7 +3,7 @@
 //! `Cli::try_parse_from`, which runs the custom value parsers (durations, peers, filters,
 //! roles). Each must be parsed or refused with a message, never a panic.
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use proptest::prelude::*;
 use strand::cli::Cli;
 
@@ -56,6 +56,19 @@ const VALUES: &[&str] = &[
     "{\"a\":1}",
     "é",
     "\u{0}",
+    "999999999999999999m",
+    "999999999999999999s",
+    "18446744073709551615ms",
+    "0ms",
+    "4294967296",
+    "1@",
+    "@127.0.0.1:1",
+    "18446744073709551616@127.0.0.1:1",
+    "a=b=c",
+    "=",
+    ",",
+    "%",
+    "1.0.0.0.0:1",
 ];
 
 /// A walk down the tree: at each level, `picks` choose a subcommand; then flags of the
@@ -121,6 +134,53 @@ proptest! {
     fn arbitrary_arguments_parse_or_are_refused(argv in proptest::collection::vec(".{0,16}", 0..6)) {
         let _ = Cli::try_parse_from(std::iter::once("strand".to_string()).chain(argv));
     }
+}
+
+/// Every command of the tree with its path from the root.
+fn every_command() -> Vec<(Vec<String>, clap::Command)> {
+    fn walk(path: Vec<String>, cmd: &clap::Command, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            walk(p, sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(vec!["strand".into()], &Cli::command(), &mut out);
+    out
+}
+
+/// Exhaustively: every flag and positional of every command, given each of [`VALUES`]
+/// (value parsers run as the value is read, before required arguments are checked).
+#[test]
+fn every_argument_of_every_command_takes_every_hostile_value() {
+    // One command, built once (`try_parse_from` would build the whole tree per call).
+    let mut root = Cli::command();
+    root.build();
+    let mut tried = 0;
+    for (path, cmd) in every_command() {
+        for arg in cmd.get_arguments() {
+            if !arg.get_action().takes_values() {
+                continue;
+            }
+            for value in VALUES {
+                let mut argv = path.clone();
+                match (arg.get_long(), arg.get_short()) {
+                    (Some(long), _) => argv.extend([format!("--{long}"), value.to_string()]),
+                    (None, Some(short)) => argv.extend([format!("-{short}"), value.to_string()]),
+                    (None, None) => argv.push(value.to_string()),
+                }
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    root.try_get_matches_from_mut(&argv)
+                        .map(|m| Cli::from_arg_matches(&m).map(drop))
+                }));
+                assert!(outcome.is_ok(), "{argv:?} panicked");
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 1000, "{tried} arguments tried");
 }
 
 #[test]

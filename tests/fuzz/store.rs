@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 use strand::codec::{self, CodecError};
+use strand::propertystore::core::MemKv;
 use strand::propertystore::protocol::{RaftRequest, RaftResponse, ReadMode, StoreRequest, StoreResponse};
 use strand::propertystore::{
     Batch, Cmp, Command, Condition, Event, EventKind, Op, Position, Record, Stat, StoreError, Txn,
@@ -264,4 +265,60 @@ fn a_value_declaring_four_gib_in_a_few_bytes_is_refused_without_allocating_it() 
     let (r, held) = peak_bytes(|| codec::decode::<Record>(&bytes));
     assert!(matches!(r, Err(CodecError::Malformed { .. })), "{r:?}");
     assert!(held <= DECODE_BUDGET, "{held} bytes held");
+}
+
+/// Applies `cmds` to a fresh in-memory store (the state machine every replica runs on what
+/// the log commits): each is applied or fails, and a failed one changes nothing.
+fn apply_all(cmds: &[Command]) -> Result<(), TestCaseError> {
+    let mut kv = MemKv::default();
+    for cmd in cmds {
+        let before = kv.clone();
+        match kv.apply(cmd, 100) {
+            Ok(w) => prop_assert!(w.revision >= before.meta.revision),
+            Err(e) => {
+                prop_assert!(!e.to_string().is_empty());
+                prop_assert_eq!(&kv, &before, "a failed command changed the store: {:?}", e);
+            }
+        }
+        for path in cmd_paths(cmd) {
+            let _ = kv.children(&path);
+            let _ = kv.watch(&path, 0);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_paths(cmd: &Command) -> Vec<String> {
+    match cmd {
+        Command::Compact { .. } => vec!["/".into()],
+        Command::Txn(t) => t
+            .success
+            .iter()
+            .chain(&t.failure)
+            .map(|op| op.path().to_string())
+            .chain(t.conditions.iter().map(|c| match c {
+                Condition::Version { path, .. }
+                | Condition::Exists { path }
+                | Condition::Missing { path }
+                | Condition::Value { path, .. } => path.clone(),
+            }))
+            .collect(),
+    }
+}
+
+proptest! {
+    #![proptest_config(super::config(256))]
+
+    #[test]
+    fn commands_that_decode_from_garbage_apply_or_fail_without_changing_anything(
+        cmds in proptest::collection::vec(command(), 1..6),
+        ms in mutations(),
+    ) {
+        apply_all(&cmds)?;
+        // What a peer could get into the log: mutants of a Writes frame that still decode.
+        let bytes = mutated(&codec::encode(&StoreRequest::Writes(cmds)).unwrap(), &ms, 3);
+        if let Ok(StoreRequest::Writes(decoded)) = codec::decode::<StoreRequest>(&bytes) {
+            apply_all(&decoded)?;
+        }
+    }
 }

@@ -142,9 +142,20 @@ fn ideal_state() -> impl Strategy<Value = Value> {
             0..3,
         ),
         partition_map(),
+        proptest::option::weighted(
+            0.3,
+            (
+                prop_oneof![
+                    5 => (0u64..100_000).prop_map(|v| v.to_string()),
+                    1 => Just(i64::MAX.to_string()),
+                    1 => Just("-5".to_string()),
+                ],
+                prop::sample::select(vec!["true", "false", "TRUE"]),
+            ),
+        ),
     )
         .prop_map(
-            |(id, n, replicas, mode, model, min_active, max_per, lists, maps)| {
+            |(id, n, replicas, mode, model, min_active, max_per, lists, maps, delay)| {
                 let mut simple = json!({
                     "NUM_PARTITIONS": n,
                     "REPLICAS": replicas,
@@ -156,6 +167,10 @@ fn ideal_state() -> impl Strategy<Value = Value> {
                 }
                 if let Some(v) = max_per {
                     simple["MAX_PARTITIONS_PER_INSTANCE"] = v.into();
+                }
+                if let Some((ms, enabled)) = delay {
+                    simple["REBALANCE_DELAY"] = ms.into();
+                    simple["DELAY_REBALANCE_ENABLED"] = enabled.into();
                 }
                 json!({
                     "id": id,

@@ -105,6 +105,85 @@ fn grammar_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Alert rules in the rule language, with edge-case parameters, names and numbers.
+fn rule_text() -> impl Strategy<Value = String> {
+    let stat = prop_oneof![
+        4 => prop::sample::select(vec!["latency_ms", "errors", "q.size", "x"]).prop_map(String::from),
+        1 => ".{0,6}",
+    ];
+    let spec = prop_oneof![
+        prop::sample::select(vec!["SUM", "AVG", "avg", "Sum"]).prop_map(|a| format!("{a}({{}})")),
+        prop::sample::select(vec!["0.5", "1", "0", "1.5", "-0.1", "NaN", "1e-320", "0.999999"])
+            .prop_map(|a| format!("EXPONENTIAL({a})({{}})")),
+        prop::sample::select(vec!["1", "5", "0", "-1", "100000", "18446744073709551616"])
+            .prop_map(|n| format!("WINDOW({n})({{}})")),
+    ];
+    let pat = prop::sample::select(vec!["*", "TestDB", "TestDB_*", "a*b*", "", "é"]);
+    let selector = prop_oneof![
+        pat.clone().prop_map(|p| format!("[INSTANCE={p}]")),
+        pat.clone().prop_map(|p| format!("[RESOURCE={p}]")),
+        pat.clone().prop_map(|p| format!("[PARTITION={p}]")),
+        (pat.clone(), pat).prop_map(|(r, p)| format!("[RESOURCE={r},PARTITION={p}]")),
+    ];
+    let cmp = prop::sample::select(vec![">", ">=", "<", "<=", "==", "=", "!="]);
+    let threshold = prop_oneof![
+        4 => prop::sample::select(vec!["50", "-1.5", "2e3", "0", "1e308", "1e309", "-0", "NaN", "inf", "0x10", ".5", "5."])
+            .prop_map(String::from),
+        1 => any::<f64>().prop_map(|v| v.to_string()),
+    ];
+    (
+        stat,
+        spec,
+        selector,
+        cmp,
+        threshold,
+        prop::sample::select(vec!["", " ", "  "]),
+    )
+        .prop_map(|(stat, spec, sel, cmp, t, ws)| {
+            format!("{ws}{}{ws}{sel} {cmp}{ws} {t}{ws}", spec.replace("{}", &stat))
+        })
+}
+
+/// Criteria in Helix's `key=value,...` form.
+fn criteria_text() -> impl Strategy<Value = String> {
+    let pair = (
+        prop::sample::select(vec![
+            "instanceName",
+            "resource",
+            "partition",
+            "partitionState",
+            "recipientInstanceType",
+            "sessionSpecific",
+            "selfExcluded",
+            "dataSource",
+            "clusterName",
+            "resourceName",
+            "nope",
+        ]),
+        prop::sample::select(vec![
+            "%",
+            "_",
+            "TestDB",
+            "TestDB_%",
+            "MASTER",
+            "PARTICIPANT",
+            "CONTROLLER",
+            "true",
+            "false",
+            "EXTERNALVIEW",
+            "LIVEINSTANCES",
+            "INSTANCES",
+            "IDEALSTATES",
+            "C",
+            "",
+            "a=b",
+            "é",
+        ]),
+    )
+        .prop_map(|(k, v)| format!("{k}={v}"));
+    proptest::collection::vec(pair, 1..6).prop_map(|v| v.join(","))
+}
+
 fn no_panic_text(t: &str) {
     let _ = Criteria::parse(t).map(|c| c.to_string());
     let _ = ConfigScope::parse(t).map(|s| s.path());
@@ -151,8 +230,12 @@ proptest! {
     }
 
     #[test]
-    fn parsed_rules_and_criteria_read_back_the_same(t in grammar_text()) {
+    fn parsed_rules_and_criteria_read_back_the_same(
+        t in prop_oneof![rule_text(), criteria_text(), grammar_text()],
+    ) {
+        no_panic_text(&t);
         if let Ok(rule) = Rule::parse(&t) {
+            prop_assert!(rule.threshold.is_finite(), "{t:?} parsed to {rule:?}");
             prop_assert_eq!(Rule::parse(&rule.text()).unwrap(), rule);
         }
         if let Ok(c) = Criteria::parse(&t) {
@@ -206,4 +289,21 @@ proptest! {
             prop_assert!(!e.to_string().is_empty());
         }
     }
+}
+
+/// The structured generators reach past the first check: a good share parses.
+#[test]
+fn generated_rules_and_criteria_parse_often_enough() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let rules = (0..500)
+        .filter(|_| Rule::parse(&rule_text().new_tree(&mut runner).unwrap().current()).is_ok())
+        .count();
+    let criteria = (0..500)
+        .filter(|_| Criteria::parse(&criteria_text().new_tree(&mut runner).unwrap().current()).is_ok())
+        .count();
+    assert!(
+        rules >= 100 && criteria >= 50,
+        "{rules} rules, {criteria} criteria of 500 parsed"
+    );
 }

@@ -3,6 +3,9 @@
 //! messages, state model definitions, transition and application messages, health records.
 
 use proptest::prelude::*;
+use strand::admin::{ConfigScope, ConfigScopeType};
+use strand::config::diff::ConfigFilter;
+use strand::config::fold::ConfigFold;
 use strand::health::decide::State as HealthState;
 use strand::health::Report;
 use strand::messaging::wire::AppMessage;
@@ -11,6 +14,7 @@ use strand::model::{
     Message, Record, ResourceConfig,
 };
 use strand::participant::ledger::TransitionMessage;
+use strand::propertystore::{Event, EventKind, Stat};
 use strand::statemodel::{builtin, builtin_names, StateModelDefinition};
 
 use super::alloc::peak_bytes;
@@ -401,4 +405,70 @@ fn a_huge_partition_count_is_refused_not_allocated() {
     let (p, held) = peak_bytes(|| IdealState::new(r.clone()).partitions());
     assert!(p.is_err(), "{p:?}");
     assert!(held < 1 << 16, "{held}");
+}
+
+/// A config path of cluster `C`, right or nearly so.
+fn config_path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/C/CONFIGS/CLUSTER/C".to_string()),
+        Just("/C/CONFIGS/PARTICIPANT/localhost_1".to_string()),
+        Just("/C/CONFIGS/RESOURCE/TestDB".to_string()),
+        Just("/C/CONFIGS/RESOURCE".to_string()),
+        Just("/C/CONFIGS/RESOURCE/TestDB/extra".to_string()),
+        Just("/C/CONFIGS/CLUSTER/other".to_string()),
+        "/C/CONFIGS/[A-Z]{0,12}/.{0,8}",
+        ".{0,16}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(super::config(256))]
+
+    /// What a config subscription does with each store event: any value (a record, JSON that
+    /// is not one, bytes that are not UTF-8, nothing) under any path becomes changes or a
+    /// reported malformed record.
+    #[test]
+    fn config_subscriptions_fold_any_stored_value(
+        events in proptest::collection::vec(
+            (
+                config_path(),
+                prop_oneof![
+                    record().prop_map(|r| Some(r.to_bytes())),
+                    proptest::collection::vec(any::<u8>(), 0..32).prop_map(Some),
+                    Just(None),
+                ],
+            ),
+            1..8,
+        ),
+        kind in prop::sample::select(vec![
+            ConfigScopeType::Cluster,
+            ConfigScopeType::Participant,
+            ConfigScopeType::Resource,
+            ConfigScopeType::Partition,
+        ]),
+    ) {
+        let filters = [
+            ConfigFilter::Kind { cluster: "C".into(), kind },
+            ConfigFilter::Scope(ConfigScope::parse("CLUSTER=C").unwrap()),
+            ConfigFilter::Scope(ConfigScope::parse("CLUSTER=C,RESOURCE=TestDB").unwrap()),
+        ];
+        for filter in filters {
+            let mut fold = ConfigFold::new(filter, Default::default(), 1);
+            for (i, (path, value)) in events.iter().enumerate() {
+                let revision = i as u64 + 1;
+                let kind = match value {
+                    Some(v) => EventKind::Put {
+                        value: v.clone(),
+                        stat: Stat { version: 1, create_revision: revision, mod_revision: revision },
+                    },
+                    None => EventKind::Delete,
+                };
+                let _ = fold.apply(&Event { revision, path: path.clone(), kind });
+                let _ = strand::config::diff::record_scope("C", path);
+            }
+            for (_, _, reason) in fold.take_malformed() {
+                prop_assert!(!reason.is_empty());
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use strand::transport::frame::{
     decode_datagram, encode_datagram, AnswerHeader, FrameError, Header, Kind, Status, ANSWER_HEADER_LEN,
-    HEADER_LEN, MAX_REASON_LEN,
+    FRAME_VERSION, HEADER_LEN, MAGIC, MAX_REASON_LEN,
 };
 use strand::transport::Service;
 
@@ -28,7 +28,19 @@ proptest! {
 
     #[test]
     fn any_header_bytes_are_a_header_within_the_limit_or_a_named_error(
-        bytes in proptest::array::uniform10(any::<u8>()),
+        bytes in prop_oneof![
+            proptest::array::uniform10(any::<u8>()),
+            // A valid start, so the later checks (kind, reserved byte, length) are reached.
+            (0u8..4, any::<u8>(), proptest::array::uniform6(any::<u8>())).prop_map(|(kind, reserved, rest)| {
+                let mut b = [0u8; HEADER_LEN];
+                b[0] = MAGIC;
+                b[1] = FRAME_VERSION;
+                b[2] = kind;
+                b[3] = if reserved < 200 { 0 } else { reserved };
+                b[4..].copy_from_slice(&rest);
+                b
+            }),
+        ],
         max in prop_oneof![Just(0usize), Just(usize::MAX), 0usize..1 << 24],
     ) {
         match Header::decode(&bytes, max) {

@@ -58,6 +58,12 @@ pub struct ChaosBenchArgs {
     /// Only these kinds of fault (comma-separated; default: all ten, each once per round).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub faults: Vec<Fault>,
+    /// Hold every fault this long (default: 1.5–3 s, drawn from the seed).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub hold_ms: Option<u64>,
+    /// Stop after this many faults (default: as many as `--minutes` allows).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
     /// Print one JSON document (the default prints it too, with progress on stderr).
     #[arg(long)]
     pub json: bool,
@@ -265,9 +271,13 @@ async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Valu
     let base = Instant::now();
     let mut pauses = Pauses::default();
     let mut done: Vec<Done> = Vec::new();
-    for step in Schedule::new(args.seed, &args.faults) {
+    let count = args.count.map_or(usize::MAX, |n| n as usize);
+    for mut step in Schedule::new(args.seed, &args.faults).take(count) {
         if base.elapsed() >= run {
             break;
+        }
+        if let Some(ms) = args.hold_ms {
+            step.hold_ms = ms;
         }
         let at_ms = base.elapsed().as_millis() as u64;
         let target = inject(cluster, &probe, &eps, step, &mut pauses).await?;

@@ -98,6 +98,11 @@ fn grammar_text() -> impl Strategy<Value = String> {
         "99999",
         "é",
         "\u{0}",
+        "out",
+        "in",
+        "all",
+        "loss",
+        "0.2",
     ]);
     prop_oneof![
         3 => proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat()),
@@ -219,6 +224,10 @@ fn no_panic_text(t: &str) {
     let _ = parse_constraint_type(t);
     let _ = parse_peer(t);
     let _ = strand::config::app_path::validate_app_path(t);
+    // The fault rules of fault runs (`--net-faults`): a file that fails names its line.
+    if let Err(e) = strand::transport::faults::Rules::parse(t) {
+        assert!(e.starts_with("line "), "{e}");
+    }
 }
 
 proptest! {

@@ -39,6 +39,9 @@ use super::cluster::Fnv;
 use super::delayed;
 pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
+use shares::{apportion, apportion_one, bisect, share_bound, share_bounds, waterfill, zone_limits};
+
+mod shares;
 
 /// How many replicas each partition wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -567,22 +570,14 @@ impl<'a> Solver<'a> {
         for z in 0..nz {
             if let [i] = self.zone_members[z][..] {
                 // A zone of one instance (every instance without a zone): the same
-                // computation as below on one-element slices, without their allocations.
+                // computation as below, for one share ([`apportion_one`]).
                 let i = i as usize;
-                let x = [ytot[z].clamp(lo[i], hi[i])];
-                let (li, hi_i) = ([lo[i] as u64], [hi[i] as u64]);
-                let ints = apportion(
-                    &x,
-                    &li,
-                    &hi_i,
-                    yint[z],
-                    &[u64::from(self.kept[i])],
-                    &[self.tie[i]],
-                );
-                let (low, up) = share_bounds(&x, &hi_i);
-                self.target[i] = ints[0] as u32;
-                self.lower[i] = low[0].max(li[0] as u32).min(self.target[i]);
-                self.upper[i] = up[0].max(self.target[i]);
+                let x = ytot[z].clamp(lo[i], hi[i]);
+                let (li, hi_i) = (lo[i] as u64, hi[i] as u64);
+                let (low, up) = share_bound(x, hi_i);
+                self.target[i] = apportion_one(x, li, hi_i, yint[z]) as u32;
+                self.lower[i] = low.max(li as u32).min(self.target[i]);
+                self.upper[i] = up.max(self.target[i]);
                 self.zone_target[z] += self.target[i];
                 continue;
             }
@@ -1291,109 +1286,6 @@ impl<'a> Solver<'a> {
     }
 }
 
-/// Replicas of one partition each zone may hold: one per zone when there are at least as
-/// many zones as replicas, else the smallest even spread the zone sizes allow
-/// (`ANY_LIVEINSTANCE`: every instance).
-fn zone_limits(sizes: &[usize], r: usize, any: bool) -> Vec<u32> {
-    if any {
-        return sizes.iter().map(|&s| s as u32).collect();
-    }
-    let mut k = 1;
-    while sizes.iter().map(|&s| s.min(k)).sum::<usize>() < r {
-        k += 1;
-    }
-    sizes.iter().map(|&s| s.min(k) as u32).collect()
-}
-
-/// The floor and the ceiling of each share, within `[0, hi]`.
-fn share_bounds(x: &[f64], hi: &[u64]) -> (Vec<u32>, Vec<u32>) {
-    const EPS: f64 = 1e-6;
-    let low = x
-        .iter()
-        .zip(hi)
-        .map(|(&v, &h)| ((v + EPS).floor().max(0.0) as u64).min(h) as u32)
-        .collect();
-    let up = x
-        .iter()
-        .zip(hi)
-        .map(|(&v, &h)| ((v - EPS).ceil().max(0.0) as u64).min(h) as u32)
-        .collect();
-    (low, up)
-}
-
-/// Finds `λ` in `[0, max]` with `f(λ) ≈ target` for a non-decreasing `f`.
-fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
-    let (mut lo, mut hi) = (0.0, max);
-    for _ in 0..64 {
-        let mid = 0.5 * (lo + hi);
-        if f(mid) < target {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    hi
-}
-
-/// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
-fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
-    let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
-    if w.len() == 1 {
-        return vec![total.clamp(lo[0], hi[0])];
-    }
-    let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
-    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
-    (0..w.len()).map(|i| at(lambda, i)).collect()
-}
-
-/// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
-/// or the ceiling of its share; the ceilings go first to entries holding the most above
-/// their floor already (`held`), then to larger fractions, then by `tie`.
-fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &[u64]) -> Vec<u64> {
-    const EPS: f64 = 1e-6;
-    let n = x.len();
-    let mut out: Vec<u64> = (0..n)
-        .map(|i| ((x[i] + EPS).floor().max(0.0) as u64).clamp(lo[i], hi[i]))
-        .collect();
-    let sum: u64 = out.iter().sum();
-    let frac = |i: usize| ((x[i] - out[i] as f64) * 1e6).round() as i64;
-    if sum < total {
-        let mut order: Vec<usize> = (0..n).filter(|&i| out[i] < hi[i]).collect();
-        order.sort_by_key(|&i| {
-            let f = frac(i);
-            (
-                std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
-                i,
-            )
-        });
-        let mut need = total - sum;
-        // Two rounds: ceilings first; a second only if rounding left a shortfall.
-        for _ in 0..2 {
-            for &i in &order {
-                if need == 0 {
-                    break;
-                }
-                if out[i] < hi[i] {
-                    out[i] += 1;
-                    need -= 1;
-                }
-            }
-        }
-    } else if sum > total {
-        let mut order: Vec<usize> = (0..n).filter(|&i| out[i] > lo[i]).collect();
-        order.sort_by_key(|&i| ((held[i] >= out[i], frac(i), tie[i]), i));
-        let mut extra = sum - total;
-        for &i in &order {
-            if extra == 0 {
-                break;
-            }
-            out[i] -= 1;
-            extra -= 1;
-        }
-    }
-    out
-}
-
 /// Picks, for a partition, the valid instance with the largest remaining deficit: a heap
 /// of zones keyed by their best instance, over a heap of instances per zone.
 struct Picker {
@@ -1788,20 +1680,5 @@ mod tests {
         assert_eq!(c[&insts[0].name], (10, 5));
         assert_eq!(c[&insts[1].name], (20, 10));
         assert_eq!(c[&insts[2].name], (30, 15));
-    }
-
-    #[test]
-    fn apportion_gives_ceilings_to_holders_first() {
-        let x = [1.5, 1.5, 1.0];
-        let out = apportion(&x, &[0; 3], &[5; 3], 4, &[1, 2, 0], &[1, 2, 3]);
-        assert_eq!(out, vec![1, 2, 1]);
-    }
-
-    #[test]
-    fn zone_limits_spread_as_evenly_as_sizes_allow() {
-        assert_eq!(zone_limits(&[2, 2, 2], 3, false), vec![1, 1, 1]);
-        assert_eq!(zone_limits(&[3, 3], 3, false), vec![2, 2]);
-        assert_eq!(zone_limits(&[1, 10], 3, false), vec![1, 2]);
-        assert_eq!(zone_limits(&[1, 1, 5], 5, false), vec![1, 1, 3]);
     }
 }

@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::assignment::{self, Eligibility};
 use super::bounds::StateBounds;
@@ -88,6 +89,11 @@ pub(super) struct Planned {
     /// Whether a partition's outcome depends on `N` beyond its moves' `live_candidates`
     /// (`ANY_LIVEINSTANCE`, or a state bound of `N`).
     pub n_sensitive: bool,
+    /// The ideal state's partitions, in order (they depend on the ideal state only, which a
+    /// patch never changes).
+    pub partitions: Arc<Vec<String>>,
+    /// Whether the ideal state persists a list for every partition (FULL_AUTO only).
+    pub every_list: bool,
 }
 
 impl Planned {
@@ -143,7 +149,10 @@ struct ResourceCtx<'a> {
     replicas_field: Option<Replicas>,
     in_maintenance: bool,
     /// The ideal state's partitions (none when dropped).
-    partitions: Vec<String>,
+    partitions: Arc<Vec<String>>,
+    /// FULL_AUTO: whether the ideal state persists a list for every partition (then those
+    /// lists are the previous placement).
+    every_list: bool,
     disabled: Disabled,
 }
 
@@ -263,11 +272,13 @@ impl Cluster<'_> {
         }
     }
 
-    /// The context every partition of `res` is decided with.
+    /// The context every partition of `res` is decided with; `known` is the last plan of the
+    /// same ideal state, whose partitions it reuses.
     fn resource_ctx<'r>(
         &self,
         res: &'r ResourceSnapshot,
         model: &'r StateModelDefinition,
+        known: Option<&Planned>,
     ) -> Result<ResourceCtx<'r>, RebalanceError> {
         let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
         let mut ctx = ResourceCtx {
@@ -280,7 +291,8 @@ impl Cluster<'_> {
             mode: None,
             replicas_field: None,
             in_maintenance: false,
-            partitions: Vec::new(),
+            partitions: Arc::default(),
+            every_list: false,
             disabled: Disabled {
                 everywhere: BTreeSet::new(),
                 by_partition: BTreeMap::new(),
@@ -298,7 +310,17 @@ impl Cluster<'_> {
             .filter(|i| i.live && i.enabled && i.has_tag(tag))
             .count();
         ctx.replicas_field = Some(ideal.replicas().map_err(rec_err)?);
-        ctx.partitions = ideal.partitions().map_err(rec_err)?;
+        match known {
+            Some(k) => {
+                ctx.partitions = Arc::clone(&k.partitions);
+                ctx.every_list = k.every_list;
+            }
+            None => {
+                ctx.partitions = Arc::new(ideal.partitions().map_err(rec_err)?);
+                ctx.every_list = mode == RebalanceMode::FullAuto
+                    && has_every_list(&ideal.record.list_fields, &ctx.partitions);
+            }
+        }
         ctx.in_maintenance = self.maintenance.is_some() && mode != RebalanceMode::Customized;
         let enabled = ideal.enabled().map_err(rec_err)?;
         ctx.disabled.everywhere = self
@@ -433,12 +455,12 @@ impl Cluster<'_> {
                 resource: res.name.clone(),
             });
         };
-        let partitions = &ctx.partitions;
+        let partitions: &[String] = &ctx.partitions;
         // The persisted lists are the previous placement when every partition has one
         // (placement skips the keys that are not partitions); otherwise the current holders
         // fill the gaps.
         let owned;
-        let previous = if has_every_list(&ideal.record.list_fields, partitions) {
+        let previous = if ctx.every_list {
             &ideal.record.list_fields
         } else {
             owned = previous_placement(ideal, ctx.model, partitions, &res.current_state);
@@ -483,7 +505,7 @@ impl Cluster<'_> {
             return Ok(BTreeMap::new());
         };
         let model = ctx.model;
-        let partitions = &ctx.partitions;
+        let partitions: &[String] = &ctx.partitions;
         let mut lists = BTreeMap::new();
         match mode {
             RebalanceMode::SemiAuto => {
@@ -620,7 +642,7 @@ impl Cluster<'_> {
     ) -> Result<Planned, RebalanceError> {
         let model = self.resource_model(res)?;
         let (current, pending) = self.live_states(res, model)?;
-        let ctx = self.resource_ctx(res, model)?;
+        let ctx = self.resource_ctx(res, model, None)?;
         let mut next_recompute_ms = None;
         let mut clock_sensitive = false;
         let lists = self.lists(&ctx, res, place, &mut next_recompute_ms, &mut clock_sensitive)?;
@@ -664,6 +686,7 @@ impl Cluster<'_> {
             }
         }
         let n_sensitive = ctx.n_sensitive();
+        let every_list = ctx.every_list;
         Ok(Planned {
             decision: ResourceDecision {
                 state_model: ctx.model_name,
@@ -681,6 +704,8 @@ impl Cluster<'_> {
             clock_sensitive,
             live_candidates: ctx.live_candidates,
             n_sensitive,
+            partitions: ctx.partitions,
+            every_list,
         })
     }
 
@@ -709,7 +734,7 @@ impl Cluster<'_> {
         let Ok(model) = self.resource_model(res) else {
             return false;
         };
-        let Ok(ctx) = self.resource_ctx(res, model) else {
+        let Ok(ctx) = self.resource_ctx(res, model, Some(planned)) else {
             return false;
         };
         if ctx.live_candidates != planned.live_candidates && planned.n_sensitive {
@@ -722,11 +747,7 @@ impl Cluster<'_> {
         let replace = ctx.mode == Some(RebalanceMode::FullAuto)
             && (!changed.is_empty()
                 || !clock_ok
-                || (!same
-                    && (ctx.in_maintenance
-                        || ctx
-                            .ideal
-                            .is_none_or(|is| !has_every_list(&is.record.list_fields, &ctx.partitions)))));
+                || (!same && (ctx.in_maintenance || ctx.ideal.is_none() || !ctx.every_list)));
         // partition → its new list (`None`: it has none any more).
         let mut new_lists: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
         let mut next_recompute_ms = planned.next_recompute_ms;

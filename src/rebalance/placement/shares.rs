@@ -1,0 +1,187 @@
+//! Placement's share arithmetic: how many replicas (or top states) each zone and instance
+//! should hold, from weights, bounds and a total. Every function here is exact and
+//! deterministic (ties broken by the caller's stable hashes), so placing twice from the same
+//! input gives the same targets.
+
+/// Slack for floating-point shares that should be whole numbers.
+const EPS: f64 = 1e-6;
+
+/// Replicas of one partition each zone may hold: one per zone when there are at least as
+/// many zones as replicas, else the smallest even spread the zone sizes allow
+/// (`ANY_LIVEINSTANCE`: every instance).
+pub(super) fn zone_limits(sizes: &[usize], r: usize, any: bool) -> Vec<u32> {
+    if any {
+        return sizes.iter().map(|&s| s as u32).collect();
+    }
+    let mut k = 1;
+    while sizes.iter().map(|&s| s.min(k)).sum::<usize>() < r {
+        k += 1;
+    }
+    sizes.iter().map(|&s| s.min(k) as u32).collect()
+}
+
+/// The floor and the ceiling of one share, within `[0, hi]`.
+pub(super) fn share_bound(v: f64, hi: u64) -> (u32, u32) {
+    let low = ((v + EPS).floor().max(0.0) as u64).min(hi) as u32;
+    let up = ((v - EPS).ceil().max(0.0) as u64).min(hi) as u32;
+    (low, up)
+}
+
+/// The floor and the ceiling of each share, within `[0, hi]`.
+pub(super) fn share_bounds(x: &[f64], hi: &[u64]) -> (Vec<u32>, Vec<u32>) {
+    x.iter().zip(hi).map(|(&v, &h)| share_bound(v, h)).unzip()
+}
+
+/// Finds `λ` in `[0, max]` with `f(λ) ≈ target` for a non-decreasing `f`.
+pub(super) fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
+    let (mut lo, mut hi) = (0.0, max);
+    for _ in 0..64 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
+pub(super) fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
+    let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
+    if w.len() == 1 {
+        return vec![total.clamp(lo[0], hi[0])];
+    }
+    let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
+    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
+    (0..w.len()).map(|i| at(lambda, i)).collect()
+}
+
+/// A share's floor, within `[lo, hi]`.
+fn floor_within(x: f64, lo: u64, hi: u64) -> u64 {
+    ((x + EPS).floor().max(0.0) as u64).clamp(lo, hi)
+}
+
+/// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
+/// or the ceiling of its share; the ceilings go first to entries holding the most above
+/// their floor already (`held`), then to larger fractions, then by `tie`.
+pub(super) fn apportion(
+    x: &[f64],
+    lo: &[u64],
+    hi: &[u64],
+    total: u64,
+    held: &[u64],
+    tie: &[u64],
+) -> Vec<u64> {
+    let n = x.len();
+    let mut out: Vec<u64> = (0..n).map(|i| floor_within(x[i], lo[i], hi[i])).collect();
+    let sum: u64 = out.iter().sum();
+    let frac = |out: &[u64], i: usize| ((x[i] - out[i] as f64) * 1e6).round() as i64;
+    // Each key is computed once; the index ends every key, so the order is total and an
+    // unstable sort gives the one order there is.
+    if sum < total {
+        let mut order: Vec<(std::cmp::Reverse<(bool, i64, i64, u64)>, usize)> = (0..n)
+            .filter(|&i| out[i] < hi[i])
+            .map(|i| {
+                let f = frac(&out, i);
+                (
+                    std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
+                    i,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        let mut need = total - sum;
+        // Two rounds: ceilings first; a second only if rounding left a shortfall.
+        for _ in 0..2 {
+            for &(_, i) in &order {
+                if need == 0 {
+                    break;
+                }
+                if out[i] < hi[i] {
+                    out[i] += 1;
+                    need -= 1;
+                }
+            }
+        }
+    } else if sum > total {
+        let mut order: Vec<((bool, i64, u64), usize)> = (0..n)
+            .filter(|&i| out[i] > lo[i])
+            .map(|i| ((held[i] >= out[i], frac(&out, i), tie[i]), i))
+            .collect();
+        order.sort_unstable();
+        let mut extra = sum - total;
+        for &(_, i) in &order {
+            if extra == 0 {
+                break;
+            }
+            out[i] -= 1;
+            extra -= 1;
+        }
+    }
+    out
+}
+
+/// [`apportion`] of a single share (its `held` and `tie` cannot matter), without the
+/// vectors: the common zone of one instance.
+pub(super) fn apportion_one(x: f64, lo: u64, hi: u64, total: u64) -> u64 {
+    let out = floor_within(x, lo, hi);
+    if out < total {
+        // Up to two rounds of one ceiling each, never past `hi`.
+        out + (total - out).min(2).min(hi - out)
+    } else if out > total && out > lo {
+        out - 1
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportion_gives_ceilings_to_holders_first() {
+        let x = [1.5, 1.5, 1.0];
+        let out = apportion(&x, &[0; 3], &[5; 3], 4, &[1, 2, 0], &[1, 2, 3]);
+        assert_eq!(out, vec![1, 2, 1]);
+    }
+
+    #[test]
+    fn apportion_of_one_share_equals_the_general_one() {
+        // A small deterministic generator: shares around the bounds, totals below, at and
+        // above the floor, bounds that pinch.
+        let mut z: u64 = 7;
+        let mut next = |m: u64| {
+            z = z
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (z >> 33) % m
+        };
+        let mut cases = 0;
+        for _ in 0..20_000 {
+            let lo = next(6);
+            let hi = lo + next(8);
+            let x = next(1200) as f64 / 100.0 + [0.0, 1e-7, 0.5, 0.999_999_5][next(4) as usize];
+            let total = next(16);
+            let one = apportion_one(x, lo, hi, total);
+            let all = apportion(&[x], &[lo], &[hi], total, &[next(12)], &[next(99)]);
+            assert_eq!(vec![one], all, "x {x} lo {lo} hi {hi} total {total}");
+            assert_eq!(share_bound(x, hi), {
+                let (l, u) = share_bounds(&[x], &[hi]);
+                (l[0], u[0])
+            });
+            cases += usize::from(one != floor_within(x, lo, hi));
+        }
+        // Both the raising and the lowering branches ran.
+        assert!(cases > 1000);
+    }
+
+    #[test]
+    fn zone_limits_spread_as_evenly_as_sizes_allow() {
+        assert_eq!(zone_limits(&[2, 2, 2], 3, false), vec![1, 1, 1]);
+        assert_eq!(zone_limits(&[3, 3], 3, false), vec![2, 2]);
+        assert_eq!(zone_limits(&[1, 10], 3, false), vec![1, 2]);
+        assert_eq!(zone_limits(&[1, 1, 5], 5, false), vec![1, 1, 3]);
+    }
+}

@@ -32,15 +32,15 @@
 //! returns it unchanged, so a controller that reruns placement every round moves nothing
 //! until something changes.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use super::cluster::Fnv;
 use super::delayed;
 pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
+pub use prepared::Prepared;
 use shares::{apportion, apportion_one, bisect, share_bound, share_bounds, waterfill, zone_limits};
 
+mod prepared;
 mod shares;
 
 /// How many replicas each partition wants.
@@ -136,6 +136,11 @@ impl IndexedPlacement<'_> {
 
     /// The named placement.
     pub fn into_placement(self) -> Placement {
+        self.to_placement()
+    }
+
+    /// The named placement, keeping this one.
+    pub fn to_placement(&self) -> Placement {
         // Partitions are in name order already, so collecting builds the map in bulk.
         let preference_lists = (0..self.partitions.len())
             .map(|p| (self.partitions[p].to_string(), self.names(p)))
@@ -149,39 +154,24 @@ impl IndexedPlacement<'_> {
 
 /// [`place`] without naming the result.
 pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
-    // Canonical orders: partitions and instances by name, duplicates dropped.
-    let mut parts: Vec<&str> = input.partitions.iter().map(String::as_str).collect();
-    parts.sort_unstable();
-    parts.dedup();
-    let mut insts: Vec<&InstanceInfo> = input.instances.iter().collect();
-    insts.sort_by(|a, b| {
-        (a.name.as_str(), !a.live, !a.enabled, a.fault_zone(), a.weight).cmp(&(
-            b.name.as_str(),
-            !b.live,
-            !b.enabled,
-            b.fault_zone(),
-            b.weight,
-        ))
-    });
-    insts.dedup_by(|b, a| a.name == b.name);
+    place_prepared(input, &Prepared::new(input))
+}
 
-    let inst_index: HashMap<&str, u32, BuildHasherDefault<Fnv>> = insts
+/// [`place_indexed`] with its name-derived inputs prepared already (by [`Prepared::new`] on
+/// this input, or on one it may serve: see [`Prepared`]).
+pub fn place_prepared<'a>(input: &PlacementInput<'a>, prepared: &Prepared) -> IndexedPlacement<'a> {
+    // Canonical orders: partitions and instances by name, duplicates dropped.
+    let parts: Vec<&str> = prepared
+        .part_order
         .iter()
-        .enumerate()
-        .map(|(i, x)| (x.name.as_str(), i as u32))
+        .map(|&k| input.partitions[k as usize].as_str())
         .collect();
-    // Both the partitions and the previous map are in name order: merge them.
-    let mut prev: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
-    let mut previous = input.previous.iter().peekable();
-    for (p, name) in parts.iter().enumerate() {
-        while previous.next_if(|(k, _)| k.as_str() < *name).is_some() {}
-        if let Some((_, list)) = previous.next_if(|(k, _)| k.as_str() == *name) {
-            prev[p] = list
-                .iter()
-                .filter_map(|n| inst_index.get(n.as_str()).copied())
-                .collect();
-        }
-    }
+    let insts: Vec<&InstanceInfo> = prepared
+        .inst_order
+        .iter()
+        .map(|&k| &input.instances[k as usize])
+        .collect();
+    let prev = &prepared.prev;
 
     let eligible = |x: &InstanceInfo| x.enabled && x.has_tag(input.instance_group_tag);
     let live: Vec<bool> = insts.iter().map(|x| x.live && eligible(x)).collect();
@@ -192,12 +182,13 @@ pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
             _ => None,
         })
         .collect();
-    let part_tie: Vec<u64> = parts.iter().map(|p| hash2(input.resource, p)).collect();
     let ctx = Ctx {
-        resource: input.resource,
         insts: &insts,
-        part_tie: &part_tie,
-        prev: &prev,
+        part_tie: &prepared.part_tie,
+        inst_tie: &prepared.inst_tie,
+        zone_rank: &prepared.zone_rank,
+        zone_tie: &prepared.zone_tie,
+        prev,
         replicas: input.replicas,
         cap: input.max_partitions_per_instance,
     };
@@ -237,7 +228,7 @@ pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
         let min_active = input.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
         delayed::top_up(
             &mut all,
-            &prev,
+            prev,
             &active,
             &live,
             min_active,
@@ -290,9 +281,13 @@ enum Member {
 
 /// What every solve of one `place` call shares.
 struct Ctx<'a> {
-    resource: &'a str,
     insts: &'a [&'a InstanceInfo],
     part_tie: &'a [u64],
+    /// Per instance (global index): its tie-breaking hash, its zone's rank.
+    inst_tie: &'a [u64],
+    zone_rank: &'a [u32],
+    /// Per zone rank: the zone's tie-breaking hash.
+    zone_tie: &'a [u64],
     prev: &'a [Vec<u32>],
     replicas: ReplicaCount,
     cap: Option<usize>,
@@ -385,13 +380,14 @@ impl<'a> Solver<'a> {
         }
         let info = |i: usize| ctx.insts[global[i] as usize];
         let weight: Vec<f64> = (0..n).map(|i| f64::from(info(i).weight.max(1))).collect();
-        let tie: Vec<u64> = (0..n).map(|i| hash2(ctx.resource, &info(i).name)).collect();
-        // Zones, indexed by sorted zone name.
-        let mut znames: Vec<&str> = (0..n).map(|i| info(i).fault_zone()).collect();
+        let tie: Vec<u64> = global.iter().map(|&g| ctx.inst_tie[g as usize]).collect();
+        // Zones, indexed by sorted zone name (ranks sort as the names do).
+        let rank = |i: usize| ctx.zone_rank[global[i] as usize];
+        let mut znames: Vec<u32> = (0..n).map(rank).collect();
         znames.sort_unstable();
         znames.dedup();
         let zone: Vec<u32> = (0..n)
-            .map(|i| znames.binary_search(&info(i).fault_zone()).unwrap_or(0) as u32)
+            .map(|i| znames.binary_search(&rank(i)).unwrap_or(0) as u32)
             .collect();
         let mut zone_members = vec![Vec::new(); znames.len()];
         for (i, &z) in zone.iter().enumerate() {
@@ -399,7 +395,7 @@ impl<'a> Solver<'a> {
         }
         let sizes: Vec<usize> = zone_members.iter().map(Vec::len).collect();
         let zone_max = zone_limits(&sizes, r, ctx.replicas == ReplicaCount::AnyLiveInstance);
-        let zone_tie = znames.iter().map(|z| hash2(ctx.resource, z)).collect();
+        let zone_tie = znames.iter().map(|&z| ctx.zone_tie[z as usize]).collect();
         let nparts = ctx.prev.len();
         let hard_cap = ctx.cap.unwrap_or(usize::MAX).min(nparts) as u32;
         Solver {

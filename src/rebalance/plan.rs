@@ -29,7 +29,7 @@ use super::pipeline::{
     classify, expected_states, has_every_list, previous_placement, Cluster, HeldTransition, HoldReason,
     InstanceStats, ResourceDecision, ResourceSnapshot, NO_STATES,
 };
-use super::placement::{place as place_named, place_indexed, Placement, PlacementInput, ReplicaCount};
+use super::placement::{place_prepared, Placement, PlacementInput, Prepared, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::Movement;
 use super::transitions::{self, ReplicaTransition};
@@ -64,6 +64,27 @@ impl PartitionExtras {
     }
 }
 
+/// How FULL_AUTO resources are placed.
+#[derive(Clone, Copy)]
+pub(super) enum Placer<'p> {
+    /// [`super::placement::place`], keeping what a later patch reuses ([`PlacementMemo`]).
+    Builtin,
+    /// Another placement (tests and benches compare against one).
+    Custom(&'p dyn Fn(&PlacementInput<'_>) -> Placement),
+}
+
+/// A resource's last FULL_AUTO placement by index: what a patch places again from, and
+/// compares the new lists with, without names.
+#[derive(Debug, Clone)]
+pub(super) struct PlacementMemo {
+    /// Placement's name-derived inputs (valid while the ideal state and the instances'
+    /// names are; the engine patches only then).
+    prepared: Prepared,
+    /// The lists placed, per sorted partition, as indices into the instances sorted by
+    /// name: the decision's preference lists.
+    lists: Vec<Vec<u32>>,
+}
+
 /// One resource decided up to the cluster-wide throttle. What [`super::compute`] finishes at
 /// once and what [`super::Engine`] keeps across rounds: it depends only on the resource's
 /// snapshot and the cluster-wide inputs of [`super::pipeline::ClusterInputs`] (and on the
@@ -94,6 +115,9 @@ pub(super) struct Planned {
     pub partitions: Arc<Vec<String>>,
     /// Whether the ideal state persists a list for every partition (FULL_AUTO only).
     pub every_list: bool,
+    /// Its preference lists as the built-in placement placed them (FULL_AUTO outside
+    /// maintenance); `None` when they came from anywhere else.
+    pub placement: Option<Box<PlacementMemo>>,
 }
 
 impl Planned {
@@ -497,9 +521,10 @@ impl Cluster<'_> {
         &self,
         ctx: &ResourceCtx<'_>,
         res: &ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
+        place: Placer<'_>,
         next_recompute_ms: &mut Option<u64>,
         clock_sensitive: &mut bool,
+        memo: &mut Option<Box<PlacementMemo>>,
     ) -> Result<BTreeMap<String, Vec<String>>, RebalanceError> {
         let (Some(ideal), Some(mode)) = (ctx.ideal, ctx.mode) else {
             return Ok(BTreeMap::new());
@@ -530,7 +555,21 @@ impl Cluster<'_> {
                 lists = previous_placement(ideal, model, partitions, &res.current_state);
             }
             RebalanceMode::FullAuto => {
-                let (placed, sensitive) = self.with_placement_input(ctx, res, |input| place(input))?;
+                let ((placed, kept), sensitive) =
+                    self.with_placement_input(ctx, res, |input| match place {
+                        Placer::Custom(f) => (f(input), None),
+                        Placer::Builtin => {
+                            let prepared = Prepared::new(input);
+                            let indexed = place_prepared(input, &prepared);
+                            let placed = indexed.to_placement();
+                            let lists = indexed.lists;
+                            let kept = prepared
+                                .reusable()
+                                .then(|| Box::new(PlacementMemo { prepared, lists }));
+                            (placed, kept)
+                        }
+                    })?;
+                *memo = kept;
                 *clock_sensitive = sensitive;
                 if let Some(t) = placed.next_recompute_ms {
                     *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
@@ -635,17 +674,21 @@ impl Cluster<'_> {
 
     /// One resource decided up to the cluster-wide throttle: preference lists, best possible
     /// states, selection under the state bounds, per-instance counts and movement.
-    pub(super) fn plan(
-        &self,
-        res: &ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<Planned, RebalanceError> {
+    pub(super) fn plan(&self, res: &ResourceSnapshot, place: Placer<'_>) -> Result<Planned, RebalanceError> {
         let model = self.resource_model(res)?;
         let (current, pending) = self.live_states(res, model)?;
         let ctx = self.resource_ctx(res, model, None)?;
         let mut next_recompute_ms = None;
         let mut clock_sensitive = false;
-        let lists = self.lists(&ctx, res, place, &mut next_recompute_ms, &mut clock_sensitive)?;
+        let mut memo = None;
+        let lists = self.lists(
+            &ctx,
+            res,
+            place,
+            &mut next_recompute_ms,
+            &mut clock_sensitive,
+            &mut memo,
+        )?;
         let mut stats = vec![InstanceStats::default(); self.instances.len()];
         let mut other_stats = BTreeMap::new();
         let mut best_possible = Vec::with_capacity(lists.len());
@@ -706,6 +749,7 @@ impl Cluster<'_> {
             n_sensitive,
             partitions: ctx.partitions,
             every_list,
+            placement: memo,
         })
     }
 
@@ -753,29 +797,75 @@ impl Cluster<'_> {
         let mut next_recompute_ms = planned.next_recompute_ms;
         let mut clock_sensitive = planned.clock_sensitive;
         let old_lists = &decision.preference_lists;
+        // Partitions whose old list names a changed instance, when found by index.
+        let mut named_before: Option<Vec<String>> = None;
         if replace && !ctx.in_maintenance {
-            // Placement by index: only the lists that changed are named.
+            // Placement by index, from the last one's prepared inputs when there is one:
+            // only the lists that changed are named.
+            let memo = planned.placement.take();
+            let changed_at: Vec<u32> = changed
+                .iter()
+                .filter_map(|i| self.index.get(*i).map(|&k| k as u32))
+                .collect();
+            let every_list = ctx.every_list;
             let compare = |input: &PlacementInput<'_>| {
-                let placed = place_indexed(input);
+                let (prepared, before) = match memo {
+                    Some(m) => {
+                        let PlacementMemo { mut prepared, lists } = *m;
+                        if !every_list {
+                            // The previous placement came from current states.
+                            prepared.refresh_previous(input);
+                        }
+                        (prepared, Some(lists))
+                    }
+                    None => (Prepared::new(input), None),
+                };
+                let placed = place_prepared(input, &prepared);
                 let mut changes = BTreeMap::new();
-                let mut old = old_lists.iter().peekable();
-                for (k, p) in placed.partitions.iter().enumerate() {
-                    while let Some((gone, _)) = old.next_if(|(q, _)| q.as_str() < *p) {
-                        changes.insert(gone.clone(), None);
+                let mut named = None;
+                match before {
+                    // The same partitions, the same instances: compare by position.
+                    Some(before) if before.len() == placed.lists.len() => {
+                        let mut found = Vec::new();
+                        for (k, (now, then)) in placed.lists.iter().zip(&before).enumerate() {
+                            if now != then {
+                                changes.insert(placed.partitions[k].to_string(), Some(placed.names(k)));
+                            }
+                            if then.iter().any(|g| changed_at.contains(g)) {
+                                found.push(placed.partitions[k].to_string());
+                            }
+                        }
+                        named = Some(found);
                     }
-                    let kept = old
-                        .next_if(|(q, _)| q.as_str() == *p)
-                        .is_some_and(|(_, l)| placed.is(k, l));
-                    if !kept {
-                        changes.insert(p.to_string(), Some(placed.names(k)));
+                    _ => {
+                        let mut old = old_lists.iter().peekable();
+                        for (k, p) in placed.partitions.iter().enumerate() {
+                            while let Some((gone, _)) = old.next_if(|(q, _)| q.as_str() < *p) {
+                                changes.insert(gone.clone(), None);
+                            }
+                            let kept = old
+                                .next_if(|(q, _)| q.as_str() == *p)
+                                .is_some_and(|(_, l)| placed.is(k, l));
+                            if !kept {
+                                changes.insert(p.to_string(), Some(placed.names(k)));
+                            }
+                        }
+                        for (gone, _) in old {
+                            changes.insert(gone.clone(), None);
+                        }
                     }
                 }
-                for (gone, _) in old {
-                    changes.insert(gone.clone(), None);
-                }
-                (changes, placed.partitions.len(), placed.next_recompute_ms)
+                let (count, next) = (placed.partitions.len(), placed.next_recompute_ms);
+                let memo = prepared.reusable().then(|| {
+                    Box::new(PlacementMemo {
+                        prepared,
+                        lists: placed.lists,
+                    })
+                });
+                (changes, named, count, next, memo)
             };
-            let Ok(((changes, placed, next), sensitive)) = self.with_placement_input(&ctx, res, compare)
+            let Ok(((changes, named, placed, next, memo), sensitive)) =
+                self.with_placement_input(&ctx, res, compare)
             else {
                 return false;
             };
@@ -783,13 +873,25 @@ impl Cluster<'_> {
                 return false;
             }
             new_lists = changes;
+            named_before = named;
+            planned.placement = memo;
             clock_sensitive = sensitive;
             next_recompute_ms = next;
         } else if replace {
-            let mut next = None;
-            let Ok(lists) = self.lists(&ctx, res, &place_named, &mut next, &mut clock_sensitive) else {
+            // Maintenance: the lists do not come from placement.
+            planned.placement = None;
+            let (mut next, mut memo) = (None, None);
+            let Ok(lists) = self.lists(
+                &ctx,
+                res,
+                Placer::Builtin,
+                &mut next,
+                &mut clock_sensitive,
+                &mut memo,
+            ) else {
                 return false;
             };
+            planned.placement = memo;
             next_recompute_ms = next;
             diff_keys(old_lists, &lists, |p| {
                 new_lists.insert(p.to_string(), lists.get(p).cloned());
@@ -799,10 +901,17 @@ impl Cluster<'_> {
         // The partitions to decide again.
         let mut dirty: BTreeSet<String> = new_lists.keys().cloned().collect();
         if !changed.is_empty() {
-            let listed = old_lists
-                .iter()
-                .chain(new_lists.iter().filter_map(|(p, l)| Some(p).zip(l.as_ref())));
-            for (p, list) in listed {
+            match named_before {
+                Some(named) => dirty.extend(named),
+                None => {
+                    for (p, list) in old_lists {
+                        if names_changed(list) {
+                            dirty.insert(p.clone());
+                        }
+                    }
+                }
+            }
+            for (p, list) in new_lists.iter().filter_map(|(p, l)| Some(p).zip(l.as_ref())) {
                 if names_changed(list) {
                     dirty.insert(p.clone());
                 }

@@ -38,7 +38,9 @@ use super::delayed;
 pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
 pub use prepared::Prepared;
-use shares::{apportion, apportion_one, bisect, share_bound, share_bounds, waterfill, zone_limits};
+use shares::{
+    apportion, apportion_one, bisect, bisect_level, share_bound, share_bounds, waterfill, zone_limits, Level,
+};
 
 mod prepared;
 mod shares;
@@ -546,9 +548,25 @@ impl<'a> Solver<'a> {
             s.clamp(zlo[z] as f64, zhi[z] as f64)
         };
         let lambda_max = (0..n).map(|i| hi[i] / self.weight[i]).fold(0.0, f64::max) + 1.0;
-        let lambda = bisect(lambda_max, total as f64, |l| {
-            (0..nz).map(|z| zone_total(z, l)).sum()
-        });
+        let lambda = if self.zone_members.iter().all(|m| m.len() == 1) {
+            // Every zone is one instance: the same sum over flat terms, zone by zone.
+            let flat =
+                |v: &[f64]| -> Vec<f64> { self.zone_members.iter().map(|m| v[m[0] as usize]).collect() };
+            let (w, l, h) = (flat(&self.weight), flat(&lo), flat(&hi));
+            let zl: Vec<f64> = zlo.iter().map(|&v| v as f64).collect();
+            let zh: Vec<f64> = zhi.iter().map(|&v| v as f64).collect();
+            let level = Level {
+                w: &w,
+                lo: &l,
+                hi: &h,
+                outer: Some((&zl, &zh)),
+            };
+            bisect_level(lambda_max, total as f64, &level)
+        } else {
+            bisect(lambda_max, total as f64, |l| {
+                (0..nz).map(|z| zone_total(z, l)).sum()
+            })
+        };
         let ytot: Vec<f64> = (0..nz).map(|z| zone_total(z, lambda)).collect();
         let zkept: Vec<u64> = (0..nz)
             .map(|z| {

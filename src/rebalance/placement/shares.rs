@@ -46,6 +46,101 @@ pub(super) fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
     hi
 }
 
+/// A water level over flat terms: `f(λ) = Σ_k clamp(clamp(λ·w_k, lo_k, hi_k), zlo_k, zhi_k)`,
+/// summed in index order (the outer clamp only with `outer`, as `(zlo, zhi)`).
+pub(super) struct Level<'a> {
+    pub w: &'a [f64],
+    pub lo: &'a [f64],
+    pub hi: &'a [f64],
+    pub outer: Option<(&'a [f64], &'a [f64])>,
+}
+
+impl Level<'_> {
+    fn term(&self, k: usize, l: f64) -> f64 {
+        let v = (l * self.w[k]).clamp(self.lo[k], self.hi[k]);
+        match self.outer {
+            Some((zlo, zhi)) => v.clamp(zlo[k], zhi[k]),
+            None => v,
+        }
+    }
+
+    /// `f(λ)`, summed in index order: the value [`bisect`] over it compares.
+    fn exact(&self, l: f64) -> f64 {
+        (0..self.w.len()).map(|k| self.term(k, l)).sum()
+    }
+
+    /// Whether `f(λ) < target`, exactly as [`Self::exact`] says: first from a sum in eight
+    /// lanes (no chain of dependent additions), which decides whenever it is farther from
+    /// `target` than the two sums can differ; else from the ordered sum.
+    fn below(&self, l: f64, target: f64) -> bool {
+        let n = self.w.len();
+        let (w, lo, hi) = (&self.w[..n], &self.lo[..n], &self.hi[..n]);
+        // Without an outer clamp, clamping again to `lo..hi` changes nothing.
+        let (zlo, zhi) = self.outer.unwrap_or((lo, hi));
+        let (zlo, zhi) = (&zlo[..n], &zhi[..n]);
+        // Selects by comparison are `clamp` up to the sign of a zero, which no sum's value
+        // sees (and, unlike `f64::max`, compile to plain vector instructions).
+        #[inline(always)]
+        fn term(l: f64, w: f64, lo: f64, hi: f64, zlo: f64, zhi: f64) -> f64 {
+            let v = l * w;
+            let v = if v < lo { lo } else { v };
+            let v = if v > hi { hi } else { v };
+            let v = if v < zlo { zlo } else { v };
+            if v > zhi {
+                zhi
+            } else {
+                v
+            }
+        }
+        let (mut acc, mut abs) = ([0.0f64; 8], [0.0f64; 8]);
+        let chunks = w
+            .chunks_exact(8)
+            .zip(lo.chunks_exact(8))
+            .zip(hi.chunks_exact(8))
+            .zip(zlo.chunks_exact(8).zip(zhi.chunks_exact(8)));
+        for (((w, lo), hi), (zlo, zhi)) in chunks {
+            for j in 0..8 {
+                let v = term(l, w[j], lo[j], hi[j], zlo[j], zhi[j]);
+                acc[j] += v;
+                abs[j] += v.abs();
+            }
+        }
+        for (j, k) in (n - n % 8..n).enumerate() {
+            let v = term(l, w[k], lo[k], hi[k], zlo[k], zhi[k]);
+            acc[j] += v;
+            abs[j] += v.abs();
+        }
+        let fast: f64 = acc.iter().sum();
+        let size: f64 = abs.iter().sum();
+        // Any order of summing n terms is within γ_n·Σ|v| ≈ n·u·Σ|v| of the exact sum
+        // (u = ε/2), so the two sums are within 2·n·u·Σ|v| of each other; the bound below
+        // is twice that with room for the rounding of `size` itself. A NaN or an infinity
+        // decides nothing here.
+        let tol = 4.0 * (n as f64 + 8.0) * f64::EPSILON * size + f64::MIN_POSITIVE;
+        if fast - target > tol {
+            false
+        } else if target - fast > tol {
+            true
+        } else {
+            self.exact(l) < target
+        }
+    }
+}
+
+/// [`bisect`] over a [`Level`]: the same `λ`, with most evaluations in eight lanes.
+pub(super) fn bisect_level(max: f64, target: f64, level: &Level<'_>) -> f64 {
+    let (mut lo, mut hi) = (0.0, max);
+    for _ in 0..64 {
+        let mid = 0.5 * (lo + hi);
+        if level.below(mid, target) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
 /// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
 pub(super) fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
     let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
@@ -53,7 +148,13 @@ pub(super) fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f6
         return vec![total.clamp(lo[0], hi[0])];
     }
     let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
-    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
+    let level = Level {
+        w,
+        lo,
+        hi,
+        outer: None,
+    };
+    let lambda = bisect_level(lambda_max, total, &level);
     (0..w.len()).map(|i| at(lambda, i)).collect()
 }
 
@@ -175,6 +276,59 @@ mod tests {
         }
         // Both the raising and the lowering branches ran.
         assert!(cases > 1000);
+    }
+
+    #[test]
+    fn a_level_bisects_to_the_same_lambda_as_the_ordered_sum() {
+        let mut z: u64 = 11;
+        let mut next = |m: u64| {
+            z = z
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (z >> 33) % m
+        };
+        let mut near = 0;
+        for case in 0..300 {
+            let n = 1 + next(1500) as usize;
+            let w: Vec<f64> = (0..n)
+                .map(|_| [1000.0, 500.0, 1.0, 3.0][next(4) as usize])
+                .collect();
+            let lo: Vec<f64> = (0..n).map(|_| [0.0, 0.0, 2.0][next(3) as usize]).collect();
+            let hi: Vec<f64> = lo.iter().map(|&l| l + next(40) as f64).collect();
+            let zlo: Vec<f64> = (0..n).map(|_| next(3) as f64).collect();
+            let zhi: Vec<f64> = zlo.iter().map(|&l| l + next(50) as f64).collect();
+            let outer = (case % 2 == 0).then_some((&zlo[..], &zhi[..]));
+            let level = Level {
+                w: &w,
+                lo: &lo,
+                hi: &hi,
+                outer,
+            };
+            let sum_hi: f64 = hi.iter().sum();
+            let target = (next(1 + sum_hi as u64) as f64).max(1.0);
+            let max = (0..n).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
+            let ordered = bisect(max, target, |l| level.exact(l));
+            assert_eq!(
+                bisect_level(max, target, &level).to_bits(),
+                ordered.to_bits(),
+                "case {case}"
+            );
+            // Every step decides as the ordered sum does, also next to the answer.
+            let (mut lo_l, mut hi_l) = (0.0, max);
+            for _ in 0..64 {
+                let mid = 0.5 * (lo_l + hi_l);
+                let exact = level.exact(mid) < target;
+                assert_eq!(level.below(mid, target), exact, "case {case}, λ {mid}");
+                near += usize::from((level.exact(mid) - target).abs() < 1e-6);
+                if exact {
+                    lo_l = mid;
+                } else {
+                    hi_l = mid;
+                }
+            }
+        }
+        // The steps next to the answer, where only the ordered sum decides, were reached.
+        assert!(near > 0);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 
 use super::error::RebalanceError;
+use super::holdings::Holdings;
 use super::pipeline::{
     order_output, sorted_resources, Cluster, ClusterInputs, ClusterSnapshot, Decision, HeldTransition,
     ResourceSnapshot,
@@ -171,6 +172,7 @@ impl Engine {
             }
             stats.decided += 1;
             let mut planned = cluster.plan(res, Placer::Builtin)?;
+            planned.holdings = Some(Holdings::of(&cluster, &res.current_state));
             let decision = std::mem::take(&mut planned.decision);
             let entry = Entry {
                 input: (*res).clone(),

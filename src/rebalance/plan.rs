@@ -25,6 +25,7 @@ use super::assignment::{self, Eligibility};
 use super::bounds::StateBounds;
 use super::delayed::DelaySettings;
 use super::error::RebalanceError;
+use super::holdings::Holdings;
 use super::pipeline::{
     classify, expected_states, has_every_list, previous_placement, Cluster, HeldTransition, HoldReason,
     InstanceStats, ResourceDecision, ResourceSnapshot, NO_STATES,
@@ -118,6 +119,9 @@ pub(super) struct Planned {
     /// Its preference lists as the built-in placement placed them (FULL_AUTO outside
     /// maintenance); `None` when they came from anywhere else.
     pub placement: Option<Box<PlacementMemo>>,
+    /// Which partitions each instance holds in the current states it was decided from
+    /// (kept by the engine, which patches it; `None` elsewhere).
+    pub holdings: Option<Holdings>,
 }
 
 impl Planned {
@@ -750,6 +754,7 @@ impl Cluster<'_> {
             partitions: ctx.partitions,
             every_list,
             placement: memo,
+            holdings: None,
         })
     }
 
@@ -916,9 +921,20 @@ impl Cluster<'_> {
                     dirty.insert(p.clone());
                 }
             }
-            for (p, holders) in &res.current_state {
-                if holders.keys().any(|i| named(i)) {
-                    dirty.insert(p.clone());
+            match &planned.holdings {
+                // They describe the last round's current states: where this round's differ,
+                // the partitions are decided again below anyway.
+                Some(h) => {
+                    for k in changed.iter().filter_map(|i| self.index.get(*i)) {
+                        dirty.extend(h.held_by(*k).iter().cloned());
+                    }
+                }
+                None => {
+                    for (p, holders) in &res.current_state {
+                        if holders.keys().any(|i| named(i)) {
+                            dirty.insert(p.clone());
+                        }
+                    }
                 }
             }
             for t in &res.pending {
@@ -927,9 +943,12 @@ impl Cluster<'_> {
                 }
             }
         }
+        // Partitions whose holders changed since the last round.
+        let mut moved_holders = Vec::new();
         if !same {
             diff_keys(&old.current_state, &res.current_state, |p| {
                 dirty.insert(p.to_string());
+                moved_holders.push(p);
             });
             if old.pending != res.pending {
                 for t in old.pending.iter().chain(&res.pending) {
@@ -1013,6 +1032,11 @@ impl Cluster<'_> {
                 Some(l) => decision.preference_lists.insert(p, l),
                 None => decision.preference_lists.remove(&p),
             };
+        }
+        if let Some(h) = planned.holdings.as_mut() {
+            for p in moved_holders {
+                h.update(self, p, old.current_state.get(p), res.current_state.get(p));
+            }
         }
         planned.next_recompute_ms = next_recompute_ms;
         planned.clock_sensitive = clock_sensitive;

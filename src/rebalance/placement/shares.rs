@@ -191,8 +191,17 @@ pub(super) fn apportion(
                 )
             })
             .collect();
-        order.sort_unstable();
         let mut need = total - sum;
+        if need < order.len() as u64 {
+            // One round takes the first `need` in order, one ceiling each: which they are
+            // matters, not their order, so selecting them is enough.
+            order.select_nth_unstable(need as usize);
+            for &(_, i) in &order[..need as usize] {
+                out[i] += 1;
+            }
+            return out;
+        }
+        order.sort_unstable();
         // Two rounds: ceilings first; a second only if rounding left a shortfall.
         for _ in 0..2 {
             for &(_, i) in &order {
@@ -210,8 +219,11 @@ pub(super) fn apportion(
             .filter(|&i| out[i] > lo[i])
             .map(|i| ((held[i] >= out[i], frac(&out, i), tie[i]), i))
             .collect();
-        order.sort_unstable();
         let mut extra = sum - total;
+        // The first `extra` in order lose one each: which they are matters, not their order.
+        if extra < order.len() as u64 {
+            order.select_nth_unstable(extra as usize);
+        }
         for &(_, i) in &order {
             if extra == 0 {
                 break;
@@ -246,6 +258,78 @@ mod tests {
         let x = [1.5, 1.5, 1.0];
         let out = apportion(&x, &[0; 3], &[5; 3], 4, &[1, 2, 0], &[1, 2, 3]);
         assert_eq!(out, vec![1, 2, 1]);
+    }
+
+    /// [`apportion`] as first written: every candidate sorted, the rounds walked in order.
+    fn apportion_by_sorting(
+        x: &[f64],
+        lo: &[u64],
+        hi: &[u64],
+        total: u64,
+        held: &[u64],
+        tie: &[u64],
+    ) -> Vec<u64> {
+        let n = x.len();
+        let mut out: Vec<u64> = (0..n).map(|i| floor_within(x[i], lo[i], hi[i])).collect();
+        let sum: u64 = out.iter().sum();
+        let frac = |out: &[u64], i: usize| ((x[i] - out[i] as f64) * 1e6).round() as i64;
+        if sum < total {
+            let mut order: Vec<usize> = (0..n).filter(|&i| out[i] < hi[i]).collect();
+            order.sort_by_key(|&i| {
+                let f = frac(&out, i);
+                (
+                    std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
+                    i,
+                )
+            });
+            let mut need = total - sum;
+            for _ in 0..2 {
+                for &i in &order {
+                    if need > 0 && out[i] < hi[i] {
+                        out[i] += 1;
+                        need -= 1;
+                    }
+                }
+            }
+        } else if sum > total {
+            let mut order: Vec<usize> = (0..n).filter(|&i| out[i] > lo[i]).collect();
+            order.sort_by_key(|&i| ((held[i] >= out[i], frac(&out, i), tie[i]), i));
+            let mut extra = sum - total;
+            for &i in &order {
+                if extra > 0 {
+                    out[i] -= 1;
+                    extra -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn apportion_by_selection_equals_apportion_by_sorting() {
+        let mut z: u64 = 3;
+        let mut next = |m: u64| {
+            z = z
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (z >> 33) % m
+        };
+        let mut branches = [0; 3];
+        for _ in 0..5_000 {
+            let n = 1 + next(40) as usize;
+            let x: Vec<f64> = (0..n).map(|_| next(2_000) as f64 / 100.0).collect();
+            let lo: Vec<u64> = (0..n).map(|_| next(3)).collect();
+            let hi: Vec<u64> = lo.iter().map(|&l| l + next(25)).collect();
+            let held: Vec<u64> = (0..n).map(|_| next(25)).collect();
+            // Ties, so that only the index breaks some.
+            let tie: Vec<u64> = (0..n).map(|_| next(4)).collect();
+            let floor: u64 = (0..n).map(|i| floor_within(x[i], lo[i], hi[i])).sum();
+            let total = (floor + next(2 * n as u64 + 2)).saturating_sub(n as u64);
+            let got = apportion(&x, &lo, &hi, total, &held, &tie);
+            assert_eq!(got, apportion_by_sorting(&x, &lo, &hi, total, &held, &tie));
+            branches[usize::from(total > floor) + usize::from(total > floor + n as u64 / 2)] += 1;
+        }
+        assert!(branches.iter().all(|&b| b > 100), "{branches:?}");
     }
 
     #[test]

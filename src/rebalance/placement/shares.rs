@@ -163,6 +163,10 @@ fn floor_within(x: f64, lo: u64, hi: u64) -> u64 {
     ((x + EPS).floor().max(0.0) as u64).clamp(lo, hi)
 }
 
+/// Who takes a ceiling first (smallest first): a positive fraction, then the most held
+/// above the floor, then the larger fraction, then the tie hash.
+type CeilingKey = std::cmp::Reverse<(bool, i64, i64, u64)>;
+
 /// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
 /// or the ceiling of its share; the ceilings go first to entries holding the most above
 /// their floor already (`held`), then to larger fractions, then by `tie`.
@@ -181,7 +185,7 @@ pub(super) fn apportion(
     // Each key is computed once; the index ends every key, so the order is total and an
     // unstable sort gives the one order there is.
     if sum < total {
-        let mut order: Vec<(std::cmp::Reverse<(bool, i64, i64, u64)>, usize)> = (0..n)
+        let mut order: Vec<(CeilingKey, usize)> = (0..n)
             .filter(|&i| out[i] < hi[i])
             .map(|i| {
                 let f = frac(&out, i);

@@ -197,6 +197,33 @@ impl LocalCluster {
         }
     }
 
+    /// Starts a store of `replicas` replicas, waits up to `limit` for it to answer, and adds
+    /// this cluster with `instances`; returns the admin API over a client of it.
+    pub async fn start_store_and_cluster(
+        &mut self,
+        replicas: usize,
+        instances: &[String],
+        limit: Duration,
+    ) -> Result<crate::admin::Admin, CliError> {
+        self.start_store(replicas)?;
+        let admin = crate::admin::Admin::new(self.client()?);
+        let deadline = Instant::now() + limit;
+        while admin.list_clusters().await.is_err() {
+            if Instant::now() > deadline {
+                return Err(CliError::failed("the store did not start"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        admin.add_cluster(&self.cluster).await.map_err(CliError::failed)?;
+        for i in instances {
+            admin
+                .add_instance(&self.cluster, i)
+                .await
+                .map_err(CliError::failed)?;
+        }
+        Ok(admin)
+    }
+
     /// A store client (needs a tokio runtime).
     pub fn client(&self) -> Result<PropertyStore, CliError> {
         super::store::connect_with(&self.settings(), 0)

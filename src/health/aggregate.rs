@@ -71,7 +71,7 @@ impl fmt::Display for Aggregation {
         match self {
             Aggregation::Sum => write!(f, "SUM"),
             Aggregation::Avg => write!(f, "AVG"),
-            Aggregation::Exponential(a) => write!(f, "EXPONENTIAL({})", super::format_value(a.0)),
+            Aggregation::Exponential(a) => write!(f, "EXPONENTIAL({})", super::format_exact(a.0)),
             Aggregation::Window(n) => write!(f, "WINDOW({n})"),
         }
     }

@@ -89,6 +89,13 @@ pub fn validate_stat_name(name: &str) -> Result<(), HealthError> {
     Ok(())
 }
 
+/// Formats a number of a rule or stat spec in their canonical text: the shortest decimal
+/// that reads back as the same number (`0.0000001`, not [`format_value`]'s `0`), so a
+/// rule stored as text means what was added.
+pub fn format_exact(v: f64) -> String {
+    format!("{v}")
+}
+
 /// Formats a value for records and tables: integers without a fraction, others with at
 /// most six significant decimals.
 pub fn format_value(v: f64) -> String {
@@ -120,5 +127,9 @@ mod tests {
         assert_eq!(format_value(-3.0), "-3");
         assert_eq!(format_value(0.5), "0.5");
         assert_eq!(format_value(1.0 / 3.0), "0.333333");
+        for v in [1e-7, 1.0 / 3.0, 1e300, -2.5, 6.889976730267272e-289, 50.0] {
+            assert_eq!(format_exact(v).parse::<f64>().unwrap(), v);
+        }
+        assert_eq!(format_exact(50.0), "50");
     }
 }

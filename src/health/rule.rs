@@ -170,7 +170,7 @@ impl fmt::Display for Rule {
             self.spec,
             self.selector,
             self.comparator.as_str(),
-            super::format_value(self.threshold)
+            super::format_exact(self.threshold)
         )
     }
 }
@@ -523,5 +523,25 @@ mod tests {
         assert_eq!(StatSpec::parse("SUM(q)").unwrap().to_string(), "SUM(q)");
         assert!(StatSpec::parse("SUM(q)[RESOURCE=*]").is_err());
         assert!(StatSpec::parse("SUM").is_err());
+    }
+
+    /// Found by `tests/fuzz/text.rs`: the canonical text rounded numbers to six decimals,
+    /// so `> 0.0000001` was stored as `> 0` (another rule) and `EXPONENTIAL(0.0000001)` as
+    /// `EXPONENTIAL(0)`, which no longer parses.
+    #[test]
+    fn small_thresholds_and_decay_factors_survive_the_canonical_text() {
+        for text in [
+            "AVG(x)[RESOURCE=*] > 0.0000001",
+            "EXPONENTIAL(0.0000001)(x)[INSTANCE=*] < 1",
+            "WINDOW(1)(latency_ms)[INSTANCE=*] > 0.000000000000000000000000000000000000000006889976730267272",
+        ] {
+            let rule = Rule::parse(text).unwrap();
+            let back = Rule::parse(&rule.text()).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back, rule, "{text}");
+        }
+        assert_eq!(
+            Rule::parse("AVG(x)[RESOURCE=*] > 0.0000001").unwrap().text(),
+            "AVG(x)[RESOURCE=*] > 0.0000001"
+        );
     }
 }

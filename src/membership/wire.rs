@@ -15,11 +15,11 @@ use super::identity::NodeId;
 
 /// Bytes the envelope and the [`Datagram::Swim`] wrapping add to a foca packet (magic,
 /// version, variant, length prefix), rounded up.
-pub(crate) const DATAGRAM_OVERHEAD: usize = 8;
+pub const DATAGRAM_OVERHEAD: usize = 8;
 
 /// One membership datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Datagram {
+pub enum Datagram {
     /// A SWIM packet for foca.
     Swim(Vec<u8>),
     /// The sender leaves the cluster now (sent directly to every member, a few times).

@@ -424,7 +424,11 @@ impl Inner {
         let body = serde_json::to_string(&out.body).map_err(|e| MessagingError::BadMessage {
             reason: format!("the body cannot be written as JSON: {e}"),
         })?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout past what the clock can represent waits as long as the clock allows.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         let cluster = criteria.cluster.clone().unwrap_or_else(|| self.cluster.clone());
         let view = self.view(&cluster).current(timeout).await?;
         let targets = resolve::resolve(criteria, &view, &self.name, out.persistent)?;

@@ -25,12 +25,12 @@
 use std::collections::BTreeMap;
 
 use super::error::RebalanceError;
+use super::holdings::Holdings;
 use super::pipeline::{
     order_output, sorted_resources, Cluster, ClusterInputs, ClusterSnapshot, Decision, HeldTransition,
     ResourceSnapshot,
 };
-use super::placement;
-use super::plan::Planned;
+use super::plan::{Placer, Planned};
 use super::shared::Shared;
 use super::throttle::Movement;
 
@@ -113,7 +113,6 @@ impl Engine {
     }
 
     fn decide(&mut self, snapshot: &ClusterSnapshot) -> Result<(), RebalanceError> {
-        let place = &placement::place;
         let cluster = Cluster::new(snapshot)?;
         // Instances whose liveness changed: the resources are patched. Anything else
         // cluster-wide: every resource is decided again.
@@ -172,7 +171,8 @@ impl Engine {
                 }
             }
             stats.decided += 1;
-            let mut planned = cluster.plan(res, place)?;
+            let mut planned = cluster.plan(res, Placer::Builtin)?;
+            planned.holdings = Some(Holdings::of(&cluster, &res.current_state));
             let decision = std::mem::take(&mut planned.decision);
             let entry = Entry {
                 input: (*res).clone(),

@@ -32,6 +32,7 @@ pub mod assignment;
 pub mod bounds;
 pub mod engine;
 pub mod error;
+mod holdings;
 pub mod pipeline;
 mod plan;
 pub mod selection;

@@ -32,6 +32,7 @@ use super::bounds::{StateBounds, StateConstraints};
 use super::cluster::Fnv;
 use super::error::RebalanceError;
 use super::placement::{self, Placement, PlacementInput, ReplicaCount};
+use super::plan::Placer;
 use super::shared::Shared;
 use super::throttle::{Movement, ThrottleReason, Throttles, Urgency};
 use super::transitions::ReplicaTransition;
@@ -230,7 +231,7 @@ pub(super) fn expected_states(
 
 /// Computes the decision for a snapshot with FULL_AUTO placement by [`placement::place`].
 pub fn compute(snapshot: &ClusterSnapshot) -> Result<Decision, RebalanceError> {
-    compute_with(snapshot, placement::place)
+    decide(snapshot, Placer::Builtin)
 }
 
 /// No holders.
@@ -460,11 +461,16 @@ pub fn compute_with(
     snapshot: &ClusterSnapshot,
     place: impl Fn(&PlacementInput<'_>) -> Placement,
 ) -> Result<Decision, RebalanceError> {
+    decide(snapshot, Placer::Custom(&place))
+}
+
+/// [`compute`] with the given placement.
+fn decide(snapshot: &ClusterSnapshot, place: Placer<'_>) -> Result<Decision, RebalanceError> {
     let cluster = Cluster::new(snapshot)?;
     let resources = sorted_resources(snapshot)?;
     let mut planned = Vec::with_capacity(resources.len());
     for res in &resources {
-        planned.push(cluster.plan(res, &place)?);
+        planned.push(cluster.plan(res, place)?);
     }
     let mut pending: Vec<Movement> = Vec::new();
     let mut candidates: Vec<Movement> = Vec::new();

@@ -32,13 +32,18 @@
 //! returns it unchanged, so a controller that reruns placement every round moves nothing
 //! until something changes.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use super::cluster::Fnv;
 use super::delayed;
 pub use super::delayed::DelaySettings;
 use super::InstanceInfo;
+pub use prepared::Prepared;
+use shares::{
+    apportion, apportion_one, bisect, bisect_level, share_bound, share_bounds, waterfill, zone_limits, Level,
+};
+
+mod prepared;
+mod shares;
 
 /// How many replicas each partition wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,11 @@ impl IndexedPlacement<'_> {
 
     /// The named placement.
     pub fn into_placement(self) -> Placement {
+        self.to_placement()
+    }
+
+    /// The named placement, keeping this one.
+    pub fn to_placement(&self) -> Placement {
         // Partitions are in name order already, so collecting builds the map in bulk.
         let preference_lists = (0..self.partitions.len())
             .map(|p| (self.partitions[p].to_string(), self.names(p)))
@@ -146,39 +156,24 @@ impl IndexedPlacement<'_> {
 
 /// [`place`] without naming the result.
 pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
-    // Canonical orders: partitions and instances by name, duplicates dropped.
-    let mut parts: Vec<&str> = input.partitions.iter().map(String::as_str).collect();
-    parts.sort_unstable();
-    parts.dedup();
-    let mut insts: Vec<&InstanceInfo> = input.instances.iter().collect();
-    insts.sort_by(|a, b| {
-        (a.name.as_str(), !a.live, !a.enabled, a.fault_zone(), a.weight).cmp(&(
-            b.name.as_str(),
-            !b.live,
-            !b.enabled,
-            b.fault_zone(),
-            b.weight,
-        ))
-    });
-    insts.dedup_by(|b, a| a.name == b.name);
+    place_prepared(input, &Prepared::new(input))
+}
 
-    let inst_index: HashMap<&str, u32, BuildHasherDefault<Fnv>> = insts
+/// [`place_indexed`] with its name-derived inputs prepared already (by [`Prepared::new`] on
+/// this input, or on one it may serve: see [`Prepared`]).
+pub fn place_prepared<'a>(input: &PlacementInput<'a>, prepared: &Prepared) -> IndexedPlacement<'a> {
+    // Canonical orders: partitions and instances by name, duplicates dropped.
+    let parts: Vec<&str> = prepared
+        .part_order
         .iter()
-        .enumerate()
-        .map(|(i, x)| (x.name.as_str(), i as u32))
+        .map(|&k| input.partitions[k as usize].as_str())
         .collect();
-    // Both the partitions and the previous map are in name order: merge them.
-    let mut prev: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
-    let mut previous = input.previous.iter().peekable();
-    for (p, name) in parts.iter().enumerate() {
-        while previous.next_if(|(k, _)| k.as_str() < *name).is_some() {}
-        if let Some((_, list)) = previous.next_if(|(k, _)| k.as_str() == *name) {
-            prev[p] = list
-                .iter()
-                .filter_map(|n| inst_index.get(n.as_str()).copied())
-                .collect();
-        }
-    }
+    let insts: Vec<&InstanceInfo> = prepared
+        .inst_order
+        .iter()
+        .map(|&k| &input.instances[k as usize])
+        .collect();
+    let prev = &prepared.prev;
 
     let eligible = |x: &InstanceInfo| x.enabled && x.has_tag(input.instance_group_tag);
     let live: Vec<bool> = insts.iter().map(|x| x.live && eligible(x)).collect();
@@ -189,12 +184,13 @@ pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
             _ => None,
         })
         .collect();
-    let part_tie: Vec<u64> = parts.iter().map(|p| hash2(input.resource, p)).collect();
     let ctx = Ctx {
-        resource: input.resource,
         insts: &insts,
-        part_tie: &part_tie,
-        prev: &prev,
+        part_tie: &prepared.part_tie,
+        inst_tie: &prepared.inst_tie,
+        zone_rank: &prepared.zone_rank,
+        zone_tie: &prepared.zone_tie,
+        prev,
         replicas: input.replicas,
         cap: input.max_partitions_per_instance,
     };
@@ -234,7 +230,7 @@ pub fn place_indexed<'a>(input: &PlacementInput<'a>) -> IndexedPlacement<'a> {
         let min_active = input.delay.map_or(0, |d| d.min_active_replicas).min(wanted);
         delayed::top_up(
             &mut all,
-            &prev,
+            prev,
             &active,
             &live,
             min_active,
@@ -287,9 +283,13 @@ enum Member {
 
 /// What every solve of one `place` call shares.
 struct Ctx<'a> {
-    resource: &'a str,
     insts: &'a [&'a InstanceInfo],
     part_tie: &'a [u64],
+    /// Per instance (global index): its tie-breaking hash, its zone's rank.
+    inst_tie: &'a [u64],
+    zone_rank: &'a [u32],
+    /// Per zone rank: the zone's tie-breaking hash.
+    zone_tie: &'a [u64],
     prev: &'a [Vec<u32>],
     replicas: ReplicaCount,
     cap: Option<usize>,
@@ -382,13 +382,14 @@ impl<'a> Solver<'a> {
         }
         let info = |i: usize| ctx.insts[global[i] as usize];
         let weight: Vec<f64> = (0..n).map(|i| f64::from(info(i).weight.max(1))).collect();
-        let tie: Vec<u64> = (0..n).map(|i| hash2(ctx.resource, &info(i).name)).collect();
-        // Zones, indexed by sorted zone name.
-        let mut znames: Vec<&str> = (0..n).map(|i| info(i).fault_zone()).collect();
+        let tie: Vec<u64> = global.iter().map(|&g| ctx.inst_tie[g as usize]).collect();
+        // Zones, indexed by sorted zone name (ranks sort as the names do).
+        let rank = |i: usize| ctx.zone_rank[global[i] as usize];
+        let mut znames: Vec<u32> = (0..n).map(rank).collect();
         znames.sort_unstable();
         znames.dedup();
         let zone: Vec<u32> = (0..n)
-            .map(|i| znames.binary_search(&info(i).fault_zone()).unwrap_or(0) as u32)
+            .map(|i| znames.binary_search(&rank(i)).unwrap_or(0) as u32)
             .collect();
         let mut zone_members = vec![Vec::new(); znames.len()];
         for (i, &z) in zone.iter().enumerate() {
@@ -396,7 +397,7 @@ impl<'a> Solver<'a> {
         }
         let sizes: Vec<usize> = zone_members.iter().map(Vec::len).collect();
         let zone_max = zone_limits(&sizes, r, ctx.replicas == ReplicaCount::AnyLiveInstance);
-        let zone_tie = znames.iter().map(|z| hash2(ctx.resource, z)).collect();
+        let zone_tie = znames.iter().map(|&z| ctx.zone_tie[z as usize]).collect();
         let nparts = ctx.prev.len();
         let hard_cap = ctx.cap.unwrap_or(usize::MAX).min(nparts) as u32;
         Solver {
@@ -547,9 +548,25 @@ impl<'a> Solver<'a> {
             s.clamp(zlo[z] as f64, zhi[z] as f64)
         };
         let lambda_max = (0..n).map(|i| hi[i] / self.weight[i]).fold(0.0, f64::max) + 1.0;
-        let lambda = bisect(lambda_max, total as f64, |l| {
-            (0..nz).map(|z| zone_total(z, l)).sum()
-        });
+        let lambda = if self.zone_members.iter().all(|m| m.len() == 1) {
+            // Every zone is one instance: the same sum over flat terms, zone by zone.
+            let flat =
+                |v: &[f64]| -> Vec<f64> { self.zone_members.iter().map(|m| v[m[0] as usize]).collect() };
+            let (w, l, h) = (flat(&self.weight), flat(&lo), flat(&hi));
+            let zl: Vec<f64> = zlo.iter().map(|&v| v as f64).collect();
+            let zh: Vec<f64> = zhi.iter().map(|&v| v as f64).collect();
+            let level = Level {
+                w: &w,
+                lo: &l,
+                hi: &h,
+                outer: Some((&zl, &zh)),
+            };
+            bisect_level(lambda_max, total as f64, &level)
+        } else {
+            bisect(lambda_max, total as f64, |l| {
+                (0..nz).map(|z| zone_total(z, l)).sum()
+            })
+        };
         let ytot: Vec<f64> = (0..nz).map(|z| zone_total(z, lambda)).collect();
         let zkept: Vec<u64> = (0..nz)
             .map(|z| {
@@ -567,22 +584,14 @@ impl<'a> Solver<'a> {
         for z in 0..nz {
             if let [i] = self.zone_members[z][..] {
                 // A zone of one instance (every instance without a zone): the same
-                // computation as below on one-element slices, without their allocations.
+                // computation as below, for one share ([`apportion_one`]).
                 let i = i as usize;
-                let x = [ytot[z].clamp(lo[i], hi[i])];
-                let (li, hi_i) = ([lo[i] as u64], [hi[i] as u64]);
-                let ints = apportion(
-                    &x,
-                    &li,
-                    &hi_i,
-                    yint[z],
-                    &[u64::from(self.kept[i])],
-                    &[self.tie[i]],
-                );
-                let (low, up) = share_bounds(&x, &hi_i);
-                self.target[i] = ints[0] as u32;
-                self.lower[i] = low[0].max(li[0] as u32).min(self.target[i]);
-                self.upper[i] = up[0].max(self.target[i]);
+                let x = ytot[z].clamp(lo[i], hi[i]);
+                let (li, hi_i) = (lo[i] as u64, hi[i] as u64);
+                let (low, up) = share_bound(x, hi_i);
+                self.target[i] = apportion_one(x, li, hi_i, yint[z]) as u32;
+                self.lower[i] = low.max(li as u32).min(self.target[i]);
+                self.upper[i] = up.max(self.target[i]);
                 self.zone_target[z] += self.target[i];
                 continue;
             }
@@ -1291,109 +1300,6 @@ impl<'a> Solver<'a> {
     }
 }
 
-/// Replicas of one partition each zone may hold: one per zone when there are at least as
-/// many zones as replicas, else the smallest even spread the zone sizes allow
-/// (`ANY_LIVEINSTANCE`: every instance).
-fn zone_limits(sizes: &[usize], r: usize, any: bool) -> Vec<u32> {
-    if any {
-        return sizes.iter().map(|&s| s as u32).collect();
-    }
-    let mut k = 1;
-    while sizes.iter().map(|&s| s.min(k)).sum::<usize>() < r {
-        k += 1;
-    }
-    sizes.iter().map(|&s| s.min(k) as u32).collect()
-}
-
-/// The floor and the ceiling of each share, within `[0, hi]`.
-fn share_bounds(x: &[f64], hi: &[u64]) -> (Vec<u32>, Vec<u32>) {
-    const EPS: f64 = 1e-6;
-    let low = x
-        .iter()
-        .zip(hi)
-        .map(|(&v, &h)| ((v + EPS).floor().max(0.0) as u64).min(h) as u32)
-        .collect();
-    let up = x
-        .iter()
-        .zip(hi)
-        .map(|(&v, &h)| ((v - EPS).ceil().max(0.0) as u64).min(h) as u32)
-        .collect();
-    (low, up)
-}
-
-/// Finds `λ` in `[0, max]` with `f(λ) ≈ target` for a non-decreasing `f`.
-fn bisect(max: f64, target: f64, f: impl Fn(f64) -> f64) -> f64 {
-    let (mut lo, mut hi) = (0.0, max);
-    for _ in 0..64 {
-        let mid = 0.5 * (lo + hi);
-        if f(mid) < target {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    hi
-}
-
-/// `x_i = clamp(λ·w_i, lo_i, hi_i)` with `Σ x_i = total`.
-fn waterfill(w: &[f64], lo: &[f64], hi: &[f64], total: f64) -> Vec<f64> {
-    let at = |l: f64, i: usize| (l * w[i]).clamp(lo[i], hi[i]);
-    if w.len() == 1 {
-        return vec![total.clamp(lo[0], hi[0])];
-    }
-    let lambda_max = (0..w.len()).map(|i| hi[i] / w[i]).fold(0.0, f64::max) + 1.0;
-    let lambda = bisect(lambda_max, total, |l| (0..w.len()).map(|i| at(l, i)).sum());
-    (0..w.len()).map(|i| at(lambda, i)).collect()
-}
-
-/// Rounds shares `x` to integers within `[lo, hi]` that sum to `total`: each is the floor
-/// or the ceiling of its share; the ceilings go first to entries holding the most above
-/// their floor already (`held`), then to larger fractions, then by `tie`.
-fn apportion(x: &[f64], lo: &[u64], hi: &[u64], total: u64, held: &[u64], tie: &[u64]) -> Vec<u64> {
-    const EPS: f64 = 1e-6;
-    let n = x.len();
-    let mut out: Vec<u64> = (0..n)
-        .map(|i| ((x[i] + EPS).floor().max(0.0) as u64).clamp(lo[i], hi[i]))
-        .collect();
-    let sum: u64 = out.iter().sum();
-    let frac = |i: usize| ((x[i] - out[i] as f64) * 1e6).round() as i64;
-    if sum < total {
-        let mut order: Vec<usize> = (0..n).filter(|&i| out[i] < hi[i]).collect();
-        order.sort_by_key(|&i| {
-            let f = frac(i);
-            (
-                std::cmp::Reverse((f > 0, held[i] as i64 - out[i] as i64, f, tie[i])),
-                i,
-            )
-        });
-        let mut need = total - sum;
-        // Two rounds: ceilings first; a second only if rounding left a shortfall.
-        for _ in 0..2 {
-            for &i in &order {
-                if need == 0 {
-                    break;
-                }
-                if out[i] < hi[i] {
-                    out[i] += 1;
-                    need -= 1;
-                }
-            }
-        }
-    } else if sum > total {
-        let mut order: Vec<usize> = (0..n).filter(|&i| out[i] > lo[i]).collect();
-        order.sort_by_key(|&i| ((held[i] >= out[i], frac(i), tie[i]), i));
-        let mut extra = sum - total;
-        for &i in &order {
-            if extra == 0 {
-                break;
-            }
-            out[i] -= 1;
-            extra -= 1;
-        }
-    }
-    out
-}
-
 /// Picks, for a partition, the valid instance with the largest remaining deficit: a heap
 /// of zones keyed by their best instance, over a heap of instances per zone.
 struct Picker {
@@ -1788,20 +1694,5 @@ mod tests {
         assert_eq!(c[&insts[0].name], (10, 5));
         assert_eq!(c[&insts[1].name], (20, 10));
         assert_eq!(c[&insts[2].name], (30, 15));
-    }
-
-    #[test]
-    fn apportion_gives_ceilings_to_holders_first() {
-        let x = [1.5, 1.5, 1.0];
-        let out = apportion(&x, &[0; 3], &[5; 3], 4, &[1, 2, 0], &[1, 2, 3]);
-        assert_eq!(out, vec![1, 2, 1]);
-    }
-
-    #[test]
-    fn zone_limits_spread_as_evenly_as_sizes_allow() {
-        assert_eq!(zone_limits(&[2, 2, 2], 3, false), vec![1, 1, 1]);
-        assert_eq!(zone_limits(&[3, 3], 3, false), vec![2, 2]);
-        assert_eq!(zone_limits(&[1, 10], 3, false), vec![1, 2]);
-        assert_eq!(zone_limits(&[1, 1, 5], 5, false), vec![1, 1, 3]);
     }
 }

@@ -19,16 +19,18 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::assignment::{self, Eligibility};
 use super::bounds::StateBounds;
 use super::delayed::DelaySettings;
 use super::error::RebalanceError;
+use super::holdings::Holdings;
 use super::pipeline::{
     classify, expected_states, has_every_list, previous_placement, Cluster, HeldTransition, HoldReason,
     InstanceStats, ResourceDecision, ResourceSnapshot, NO_STATES,
 };
-use super::placement::{place as place_named, place_indexed, Placement, PlacementInput, ReplicaCount};
+use super::placement::{place_prepared, Placement, PlacementInput, Prepared, ReplicaCount};
 use super::selection::{self, BoundRejection};
 use super::throttle::Movement;
 use super::transitions::{self, ReplicaTransition};
@@ -63,6 +65,27 @@ impl PartitionExtras {
     }
 }
 
+/// How FULL_AUTO resources are placed.
+#[derive(Clone, Copy)]
+pub(super) enum Placer<'p> {
+    /// [`super::placement::place`], keeping what a later patch reuses ([`PlacementMemo`]).
+    Builtin,
+    /// Another placement (tests and benches compare against one).
+    Custom(&'p dyn Fn(&PlacementInput<'_>) -> Placement),
+}
+
+/// A resource's last FULL_AUTO placement by index: what a patch places again from, and
+/// compares the new lists with, without names.
+#[derive(Debug, Clone)]
+pub(super) struct PlacementMemo {
+    /// Placement's name-derived inputs (valid while the ideal state and the instances'
+    /// names are; the engine patches only then).
+    prepared: Prepared,
+    /// The lists placed, per sorted partition, as indices into the instances sorted by
+    /// name: the decision's preference lists.
+    lists: Vec<Vec<u32>>,
+}
+
 /// One resource decided up to the cluster-wide throttle. What [`super::compute`] finishes at
 /// once and what [`super::Engine`] keeps across rounds: it depends only on the resource's
 /// snapshot and the cluster-wide inputs of [`super::pipeline::ClusterInputs`] (and on the
@@ -88,6 +111,17 @@ pub(super) struct Planned {
     /// Whether a partition's outcome depends on `N` beyond its moves' `live_candidates`
     /// (`ANY_LIVEINSTANCE`, or a state bound of `N`).
     pub n_sensitive: bool,
+    /// The ideal state's partitions, in order (they depend on the ideal state only, which a
+    /// patch never changes).
+    pub partitions: Arc<Vec<String>>,
+    /// Whether the ideal state persists a list for every partition (FULL_AUTO only).
+    pub every_list: bool,
+    /// Its preference lists as the built-in placement placed them (FULL_AUTO outside
+    /// maintenance); `None` when they came from anywhere else.
+    pub placement: Option<Box<PlacementMemo>>,
+    /// Which partitions each instance holds in the current states it was decided from
+    /// (kept by the engine, which patches it; `None` elsewhere).
+    pub holdings: Option<Holdings>,
 }
 
 impl Planned {
@@ -143,7 +177,10 @@ struct ResourceCtx<'a> {
     replicas_field: Option<Replicas>,
     in_maintenance: bool,
     /// The ideal state's partitions (none when dropped).
-    partitions: Vec<String>,
+    partitions: Arc<Vec<String>>,
+    /// FULL_AUTO: whether the ideal state persists a list for every partition (then those
+    /// lists are the previous placement).
+    every_list: bool,
     disabled: Disabled,
 }
 
@@ -263,11 +300,13 @@ impl Cluster<'_> {
         }
     }
 
-    /// The context every partition of `res` is decided with.
+    /// The context every partition of `res` is decided with; `known` is the last plan of the
+    /// same ideal state, whose partitions it reuses.
     fn resource_ctx<'r>(
         &self,
         res: &'r ResourceSnapshot,
         model: &'r StateModelDefinition,
+        known: Option<&Planned>,
     ) -> Result<ResourceCtx<'r>, RebalanceError> {
         let rec_err = |e| RebalanceError::record(format!("resource {}", res.name), e);
         let mut ctx = ResourceCtx {
@@ -280,7 +319,8 @@ impl Cluster<'_> {
             mode: None,
             replicas_field: None,
             in_maintenance: false,
-            partitions: Vec::new(),
+            partitions: Arc::default(),
+            every_list: false,
             disabled: Disabled {
                 everywhere: BTreeSet::new(),
                 by_partition: BTreeMap::new(),
@@ -298,7 +338,17 @@ impl Cluster<'_> {
             .filter(|i| i.live && i.enabled && i.has_tag(tag))
             .count();
         ctx.replicas_field = Some(ideal.replicas().map_err(rec_err)?);
-        ctx.partitions = ideal.partitions().map_err(rec_err)?;
+        match known {
+            Some(k) => {
+                ctx.partitions = Arc::clone(&k.partitions);
+                ctx.every_list = k.every_list;
+            }
+            None => {
+                ctx.partitions = Arc::new(ideal.partitions().map_err(rec_err)?);
+                ctx.every_list = mode == RebalanceMode::FullAuto
+                    && has_every_list(&ideal.record.list_fields, &ctx.partitions);
+            }
+        }
         ctx.in_maintenance = self.maintenance.is_some() && mode != RebalanceMode::Customized;
         let enabled = ideal.enabled().map_err(rec_err)?;
         ctx.disabled.everywhere = self
@@ -433,12 +483,12 @@ impl Cluster<'_> {
                 resource: res.name.clone(),
             });
         };
-        let partitions = &ctx.partitions;
+        let partitions: &[String] = &ctx.partitions;
         // The persisted lists are the previous placement when every partition has one
         // (placement skips the keys that are not partitions); otherwise the current holders
         // fill the gaps.
         let owned;
-        let previous = if has_every_list(&ideal.record.list_fields, partitions) {
+        let previous = if ctx.every_list {
             &ideal.record.list_fields
         } else {
             owned = previous_placement(ideal, ctx.model, partitions, &res.current_state);
@@ -475,15 +525,16 @@ impl Cluster<'_> {
         &self,
         ctx: &ResourceCtx<'_>,
         res: &ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
+        place: Placer<'_>,
         next_recompute_ms: &mut Option<u64>,
         clock_sensitive: &mut bool,
+        memo: &mut Option<Box<PlacementMemo>>,
     ) -> Result<BTreeMap<String, Vec<String>>, RebalanceError> {
         let (Some(ideal), Some(mode)) = (ctx.ideal, ctx.mode) else {
             return Ok(BTreeMap::new());
         };
         let model = ctx.model;
-        let partitions = &ctx.partitions;
+        let partitions: &[String] = &ctx.partitions;
         let mut lists = BTreeMap::new();
         match mode {
             RebalanceMode::SemiAuto => {
@@ -508,7 +559,21 @@ impl Cluster<'_> {
                 lists = previous_placement(ideal, model, partitions, &res.current_state);
             }
             RebalanceMode::FullAuto => {
-                let (placed, sensitive) = self.with_placement_input(ctx, res, |input| place(input))?;
+                let ((placed, kept), sensitive) =
+                    self.with_placement_input(ctx, res, |input| match place {
+                        Placer::Custom(f) => (f(input), None),
+                        Placer::Builtin => {
+                            let prepared = Prepared::new(input);
+                            let indexed = place_prepared(input, &prepared);
+                            let placed = indexed.to_placement();
+                            let lists = indexed.lists;
+                            let kept = prepared
+                                .reusable()
+                                .then(|| Box::new(PlacementMemo { prepared, lists }));
+                            (placed, kept)
+                        }
+                    })?;
+                *memo = kept;
                 *clock_sensitive = sensitive;
                 if let Some(t) = placed.next_recompute_ms {
                     *next_recompute_ms = Some(next_recompute_ms.map_or(t, |n| n.min(t)));
@@ -613,17 +678,21 @@ impl Cluster<'_> {
 
     /// One resource decided up to the cluster-wide throttle: preference lists, best possible
     /// states, selection under the state bounds, per-instance counts and movement.
-    pub(super) fn plan(
-        &self,
-        res: &ResourceSnapshot,
-        place: &impl Fn(&PlacementInput<'_>) -> Placement,
-    ) -> Result<Planned, RebalanceError> {
+    pub(super) fn plan(&self, res: &ResourceSnapshot, place: Placer<'_>) -> Result<Planned, RebalanceError> {
         let model = self.resource_model(res)?;
         let (current, pending) = self.live_states(res, model)?;
-        let ctx = self.resource_ctx(res, model)?;
+        let ctx = self.resource_ctx(res, model, None)?;
         let mut next_recompute_ms = None;
         let mut clock_sensitive = false;
-        let lists = self.lists(&ctx, res, place, &mut next_recompute_ms, &mut clock_sensitive)?;
+        let mut memo = None;
+        let lists = self.lists(
+            &ctx,
+            res,
+            place,
+            &mut next_recompute_ms,
+            &mut clock_sensitive,
+            &mut memo,
+        )?;
         let mut stats = vec![InstanceStats::default(); self.instances.len()];
         let mut other_stats = BTreeMap::new();
         let mut best_possible = Vec::with_capacity(lists.len());
@@ -664,6 +733,7 @@ impl Cluster<'_> {
             }
         }
         let n_sensitive = ctx.n_sensitive();
+        let every_list = ctx.every_list;
         Ok(Planned {
             decision: ResourceDecision {
                 state_model: ctx.model_name,
@@ -681,6 +751,10 @@ impl Cluster<'_> {
             clock_sensitive,
             live_candidates: ctx.live_candidates,
             n_sensitive,
+            partitions: ctx.partitions,
+            every_list,
+            placement: memo,
+            holdings: None,
         })
     }
 
@@ -709,7 +783,7 @@ impl Cluster<'_> {
         let Ok(model) = self.resource_model(res) else {
             return false;
         };
-        let Ok(ctx) = self.resource_ctx(res, model) else {
+        let Ok(ctx) = self.resource_ctx(res, model, Some(planned)) else {
             return false;
         };
         if ctx.live_candidates != planned.live_candidates && planned.n_sensitive {
@@ -722,39 +796,81 @@ impl Cluster<'_> {
         let replace = ctx.mode == Some(RebalanceMode::FullAuto)
             && (!changed.is_empty()
                 || !clock_ok
-                || (!same
-                    && (ctx.in_maintenance
-                        || ctx
-                            .ideal
-                            .is_none_or(|is| !has_every_list(&is.record.list_fields, &ctx.partitions)))));
+                || (!same && (ctx.in_maintenance || ctx.ideal.is_none() || !ctx.every_list)));
         // partition → its new list (`None`: it has none any more).
         let mut new_lists: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
         let mut next_recompute_ms = planned.next_recompute_ms;
         let mut clock_sensitive = planned.clock_sensitive;
         let old_lists = &decision.preference_lists;
+        // Partitions whose old list names a changed instance, when found by index.
+        let mut named_before: Option<Vec<String>> = None;
         if replace && !ctx.in_maintenance {
-            // Placement by index: only the lists that changed are named.
+            // Placement by index, from the last one's prepared inputs when there is one:
+            // only the lists that changed are named.
+            let memo = planned.placement.take();
+            let changed_at: Vec<u32> = changed
+                .iter()
+                .filter_map(|i| self.index.get(*i).map(|&k| k as u32))
+                .collect();
+            let every_list = ctx.every_list;
             let compare = |input: &PlacementInput<'_>| {
-                let placed = place_indexed(input);
+                let (prepared, before) = match memo {
+                    Some(m) => {
+                        let PlacementMemo { mut prepared, lists } = *m;
+                        if !every_list {
+                            // The previous placement came from current states.
+                            prepared.refresh_previous(input);
+                        }
+                        (prepared, Some(lists))
+                    }
+                    None => (Prepared::new(input), None),
+                };
+                let placed = place_prepared(input, &prepared);
                 let mut changes = BTreeMap::new();
-                let mut old = old_lists.iter().peekable();
-                for (k, p) in placed.partitions.iter().enumerate() {
-                    while let Some((gone, _)) = old.next_if(|(q, _)| q.as_str() < *p) {
-                        changes.insert(gone.clone(), None);
+                let mut named = None;
+                match before {
+                    // The same partitions, the same instances: compare by position.
+                    Some(before) if before.len() == placed.lists.len() => {
+                        let mut found = Vec::new();
+                        for (k, (now, then)) in placed.lists.iter().zip(&before).enumerate() {
+                            if now != then {
+                                changes.insert(placed.partitions[k].to_string(), Some(placed.names(k)));
+                            }
+                            if then.iter().any(|g| changed_at.contains(g)) {
+                                found.push(placed.partitions[k].to_string());
+                            }
+                        }
+                        named = Some(found);
                     }
-                    let kept = old
-                        .next_if(|(q, _)| q.as_str() == *p)
-                        .is_some_and(|(_, l)| placed.is(k, l));
-                    if !kept {
-                        changes.insert(p.to_string(), Some(placed.names(k)));
+                    _ => {
+                        let mut old = old_lists.iter().peekable();
+                        for (k, p) in placed.partitions.iter().enumerate() {
+                            while let Some((gone, _)) = old.next_if(|(q, _)| q.as_str() < *p) {
+                                changes.insert(gone.clone(), None);
+                            }
+                            let kept = old
+                                .next_if(|(q, _)| q.as_str() == *p)
+                                .is_some_and(|(_, l)| placed.is(k, l));
+                            if !kept {
+                                changes.insert(p.to_string(), Some(placed.names(k)));
+                            }
+                        }
+                        for (gone, _) in old {
+                            changes.insert(gone.clone(), None);
+                        }
                     }
                 }
-                for (gone, _) in old {
-                    changes.insert(gone.clone(), None);
-                }
-                (changes, placed.partitions.len(), placed.next_recompute_ms)
+                let (count, next) = (placed.partitions.len(), placed.next_recompute_ms);
+                let memo = prepared.reusable().then(|| {
+                    Box::new(PlacementMemo {
+                        prepared,
+                        lists: placed.lists,
+                    })
+                });
+                (changes, named, count, next, memo)
             };
-            let Ok(((changes, placed, next), sensitive)) = self.with_placement_input(&ctx, res, compare)
+            let Ok(((changes, named, placed, next, memo), sensitive)) =
+                self.with_placement_input(&ctx, res, compare)
             else {
                 return false;
             };
@@ -762,13 +878,25 @@ impl Cluster<'_> {
                 return false;
             }
             new_lists = changes;
+            named_before = named;
+            planned.placement = memo;
             clock_sensitive = sensitive;
             next_recompute_ms = next;
         } else if replace {
-            let mut next = None;
-            let Ok(lists) = self.lists(&ctx, res, &place_named, &mut next, &mut clock_sensitive) else {
+            // Maintenance: the lists do not come from placement.
+            planned.placement = None;
+            let (mut next, mut memo) = (None, None);
+            let Ok(lists) = self.lists(
+                &ctx,
+                res,
+                Placer::Builtin,
+                &mut next,
+                &mut clock_sensitive,
+                &mut memo,
+            ) else {
                 return false;
             };
+            planned.placement = memo;
             next_recompute_ms = next;
             diff_keys(old_lists, &lists, |p| {
                 new_lists.insert(p.to_string(), lists.get(p).cloned());
@@ -778,17 +906,35 @@ impl Cluster<'_> {
         // The partitions to decide again.
         let mut dirty: BTreeSet<String> = new_lists.keys().cloned().collect();
         if !changed.is_empty() {
-            let listed = old_lists
-                .iter()
-                .chain(new_lists.iter().filter_map(|(p, l)| Some(p).zip(l.as_ref())));
-            for (p, list) in listed {
+            match named_before {
+                Some(named) => dirty.extend(named),
+                None => {
+                    for (p, list) in old_lists {
+                        if names_changed(list) {
+                            dirty.insert(p.clone());
+                        }
+                    }
+                }
+            }
+            for (p, list) in new_lists.iter().filter_map(|(p, l)| Some(p).zip(l.as_ref())) {
                 if names_changed(list) {
                     dirty.insert(p.clone());
                 }
             }
-            for (p, holders) in &res.current_state {
-                if holders.keys().any(|i| named(i)) {
-                    dirty.insert(p.clone());
+            match &planned.holdings {
+                // They describe the last round's current states: where this round's differ,
+                // the partitions are decided again below anyway.
+                Some(h) => {
+                    for k in changed.iter().filter_map(|i| self.index.get(*i)) {
+                        dirty.extend(h.held_by(*k).iter().cloned());
+                    }
+                }
+                None => {
+                    for (p, holders) in &res.current_state {
+                        if holders.keys().any(|i| named(i)) {
+                            dirty.insert(p.clone());
+                        }
+                    }
                 }
             }
             for t in &res.pending {
@@ -797,9 +943,12 @@ impl Cluster<'_> {
                 }
             }
         }
+        // Partitions whose holders changed since the last round.
+        let mut moved_holders = Vec::new();
         if !same {
             diff_keys(&old.current_state, &res.current_state, |p| {
                 dirty.insert(p.to_string());
+                moved_holders.push(p);
             });
             if old.pending != res.pending {
                 for t in old.pending.iter().chain(&res.pending) {
@@ -883,6 +1032,11 @@ impl Cluster<'_> {
                 Some(l) => decision.preference_lists.insert(p, l),
                 None => decision.preference_lists.remove(&p),
             };
+        }
+        if let Some(h) = planned.holdings.as_mut() {
+            for p in moved_holders {
+                h.update(self, p, old.current_state.get(p), res.current_state.get(p));
+            }
         }
         planned.next_recompute_ms = next_recompute_ms;
         planned.clock_sensitive = clock_sensitive;

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec::{self, CodecError};
 
 pub mod faults;
-mod frame;
+pub mod frame;
 pub mod limits;
 pub mod mem;
 pub mod quic;

@@ -47,7 +47,10 @@ pub struct SendArgs {
     pub common: Common,
 }
 
-/// `500ms`, `2s`, `1m` or a number of milliseconds.
+/// The longest `--timeout`: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `500ms`, `2s`, `1m` or a number of milliseconds, at most [`MAX_TIMEOUT`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
@@ -57,12 +60,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{text:?}: expected a duration like 500ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{text:?}: unit must be ms, s or m")),
-    }
+    let d = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    d.filter(|d| *d <= MAX_TIMEOUT)
+        .ok_or_else(|| format!("{text:?}: at most a day (1440m)"))
 }
 
 fn print_reply(json_out: bool, r: &Reply) {
@@ -162,5 +167,22 @@ mod tests {
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3h").unwrap_err().contains("unit"));
+        assert_eq!(parse_duration("1440m").unwrap(), MAX_TIMEOUT);
+    }
+
+    /// Found by `tests/fuzz/cli.rs`: `--timeout 999999999999999999m` overflowed the
+    /// multiplication into minutes (a panic in debug builds, a wrapped duration in release),
+    /// and `--timeout 18446744073709551615ms` made the send's deadline overflow the clock.
+    #[test]
+    fn a_duration_too_long_for_the_clock_is_an_error_not_a_panic() {
+        for text in [
+            "999999999999999999m",
+            "18446744073709551615ms",
+            "18446744073709551615s",
+            "1441m",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("at most a day"), "{text}: {e}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::detect::summary;
-use crate::admin::{AddResource, Admin};
+use crate::admin::AddResource;
 use crate::cli::local_cluster::{wait_for, LocalCluster};
 use crate::cli::CliError;
 use crate::model::RebalanceMode;
@@ -103,21 +103,9 @@ pub fn run(args: FailoverBenchArgs) -> Result<(), CliError> {
 }
 
 async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<Value, CliError> {
-    cluster.start_store(3)?;
-    let store = cluster.client()?;
-    let admin = Admin::new(store.clone());
-    let deadline = Instant::now() + WAIT;
-    while admin.list_clusters().await.is_err() {
-        if Instant::now() > deadline {
-            return Err(CliError::failed("the store did not start"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin.add_cluster(CLUSTER).await.map_err(CliError::failed)?;
     let instances: Vec<String> = (0..args.participants).map(|i| format!("node_{i}")).collect();
-    for i in &instances {
-        admin.add_instance(CLUSTER, i).await.map_err(CliError::failed)?;
-    }
+    let admin = cluster.start_store_and_cluster(3, &instances, WAIT).await?;
+    let store = admin.store().clone();
     let mut spec = AddResource::new(PARTITIONS, "MasterSlave");
     spec.mode = RebalanceMode::FullAuto;
     admin

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use self::schedule::{Fault, Schedule, Step};
 use super::detect::summary;
 use super::linz::record::{self, Gets, Workload};
-use crate::admin::{AddResource, Admin};
+use crate::admin::AddResource;
 use crate::cli::local_cluster::{wait_for, LocalCluster};
 use crate::cli::CliError;
 use crate::model::RebalanceMode;
@@ -58,6 +58,12 @@ pub struct ChaosBenchArgs {
     /// Only these kinds of fault (comma-separated; default: all ten, each once per round).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub faults: Vec<Fault>,
+    /// Hold every fault this long (default: 1.5–3 s, drawn from the seed).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub hold_ms: Option<u64>,
+    /// Stop after this many faults (default: as many as `--minutes` allows).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
     /// Print one JSON document (the default prints it too, with progress on stderr).
     #[arg(long)]
     pub json: bool,
@@ -203,21 +209,11 @@ struct Pauses {
 }
 
 async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Value, CliError> {
-    cluster.start_store(3)?;
-    let store = cluster.client()?;
-    let admin = Admin::new(store.clone());
-    let deadline = Instant::now() + SETUP_LIMIT;
-    while admin.list_clusters().await.is_err() {
-        if Instant::now() > deadline {
-            return Err(CliError::failed("the store did not start"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin.add_cluster(CLUSTER).await.map_err(CliError::failed)?;
     let instances: Vec<String> = (0..args.participants).map(|i| format!("node_{i}")).collect();
-    for i in &instances {
-        admin.add_instance(CLUSTER, i).await.map_err(CliError::failed)?;
-    }
+    let admin = cluster
+        .start_store_and_cluster(3, &instances, SETUP_LIMIT)
+        .await?;
+    let store = admin.store().clone();
     for (name, model, partitions, replicas, _) in RESOURCES {
         let mut spec = AddResource::new(partitions, model);
         spec.mode = RebalanceMode::FullAuto;
@@ -275,9 +271,13 @@ async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Valu
     let base = Instant::now();
     let mut pauses = Pauses::default();
     let mut done: Vec<Done> = Vec::new();
-    for step in Schedule::new(args.seed, &args.faults) {
+    let count = args.count.map_or(usize::MAX, |n| n as usize);
+    for mut step in Schedule::new(args.seed, &args.faults).take(count) {
         if base.elapsed() >= run {
             break;
+        }
+        if let Some(ms) = args.hold_ms {
+            step.hold_ms = ms;
         }
         let at_ms = base.elapsed().as_millis() as u64;
         let target = inject(cluster, &probe, &eps, step, &mut pauses).await?;
@@ -331,17 +331,7 @@ async fn bench(cluster: &mut LocalCluster, args: &ChaosBenchArgs) -> Result<Valu
     for c in clients {
         let _ = c.await;
     }
-    let last = loop {
-        match probe.set("/chaos-ready", b"2", None).await {
-            Ok(stat) => break stat.mod_revision,
-            Err(e) if Instant::now() > watch_deadline => {
-                return Err(CliError::failed(format!(
-                    "the store did not answer after the run: {e}"
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let last = record::final_write(&probe, "/chaos-ready", watch_deadline).await?;
     until.store(last, Ordering::Release);
     let stream = match watcher.await {
         Ok(Ok(events)) => events,

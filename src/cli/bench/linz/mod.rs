@@ -186,17 +186,7 @@ async fn one_mode(
     for i in 0..eps.len() {
         replicas.signal(i, Signal::SIGCONT);
     }
-    let last = loop {
-        match probe.set("/ready", b"2", None).await {
-            Ok(stat) => break stat.mod_revision,
-            Err(e) if Instant::now() > watch_deadline => {
-                return Err(CliError::failed(format!(
-                    "the store did not answer after the run: {e}"
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let last = record::final_write(&probe, "/ready", watch_deadline).await?;
     until.store(last, Ordering::Release);
     let mut streams = Vec::new();
     for w in watchers {

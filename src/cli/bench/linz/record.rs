@@ -351,3 +351,23 @@ pub fn sent_values(history: &[Operation]) -> std::collections::BTreeSet<Value> {
         .flat_map(|o| o.call.written_values())
         .collect()
 }
+
+/// Writes `key` once the store answers again after a run (retrying every 100 ms until
+/// `deadline`); returns the write's revision: the last one the watchers must reach.
+pub async fn final_write(
+    probe: &PropertyStore,
+    key: &str,
+    deadline: Instant,
+) -> Result<u64, crate::cli::CliError> {
+    loop {
+        match probe.set(key, b"2", None).await {
+            Ok(stat) => return Ok(stat.mod_revision),
+            Err(e) if Instant::now() > deadline => {
+                return Err(crate::cli::CliError::failed(format!(
+                    "the store did not answer after the run: {e}"
+                )))
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -735,7 +735,7 @@ impl Drop for SilenceWatch {
         if self.conn.stats().udp_rx.datagrams != self.heard {
             return;
         }
-        tracing::debug!(
+        tracing::info!(
             addr = %self.addr,
             silent_ms = self.since.elapsed().as_millis() as u64,
             "a request was abandoned on a connection that heard nothing meanwhile: redialling"

@@ -466,7 +466,14 @@ impl Shell {
     fn fire_due(&mut self) {
         let t = now();
         while let Some((due, wake)) = self.timers.pop_due(t) {
+            let stalls = self.health.stalls();
             self.health.timer_fired(due, t);
+            if self.health.stalls() > stalls
+                && t.saturating_duration_since(due)
+                    >= self.config.probe_period + self.config.suspect_to_down_after
+            {
+                self.ask_after_stall();
+            }
             match wake {
                 Wake::Foca(timer) => {
                     let accuses = matches!(
@@ -592,6 +599,26 @@ impl Shell {
             .collect();
         for id in down {
             let _ = self.foca.announce(id, &mut self.runtime);
+        }
+    }
+
+    /// Just woken from a stall long enough for the others to have declared this node down:
+    /// says hello to a few members at once, so that one that holds it down answers so
+    /// (foca's `TurnUndead`) and the node rejoins — and a participant steps down — within a
+    /// round trip, instead of when its held probes resume or a down-announce reaches it
+    /// (up to 2 s: a participant woken from SIGSTOP kept a MASTER 1.5 s beside the new one).
+    fn ask_after_stall(&mut self) {
+        let ids: Vec<NodeId> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().clone())
+            .filter(|id| id.name != self.local.name)
+            .take(3)
+            .collect();
+        for id in ids {
+            if let Err(e) = self.foca.announce(id, &mut self.runtime) {
+                tracing::debug!("cannot say hello after a stall: {e}");
+            }
         }
     }
 

@@ -457,6 +457,56 @@ async fn a_member_whose_loop_stalls_300ms_accuses_no_one() {
     }
 }
 
+/// Found by `strand bench chaos`: a member frozen long enough to be declared down learns
+/// it on waking within a round trip (a participant steps down then), not when its held
+/// probes resume or a periodic announce reaches it (up to 2 s later).
+#[tokio::test(start_paused = true)]
+async fn a_member_woken_from_a_long_stall_learns_at_once_that_it_was_declared_down() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        // Frozen, and what the others send it meanwhile is lost (a SIGSTOPped process's
+        // peers give up on it: their "you are down" never arrives); the link is back just
+        // before it wakes.
+        let x = sim.nodes[1].addr;
+        for (i, n) in sim.nodes.iter().enumerate() {
+            if i != 1 {
+                sim.net.block(n.addr, x);
+            }
+        }
+        let heal_before_waking = async {
+            tokio::time::sleep(Duration::from_millis(2400)).await;
+            sim.net.heal();
+        };
+        let (stalled, ()) = tokio::join!(
+            sim.nodes[1].m.stall_for(Duration::from_millis(2500)),
+            heal_before_waking
+        );
+        stalled.unwrap();
+        let woke = tokio::time::Instant::now();
+        let deadline = woke + Duration::from_secs(5);
+        while !sim.nodes[1].has_local("Rejoined") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: never rejoined: {}",
+                sim.dump()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rejoined = sim.nodes[1]
+            .events()
+            .into_iter()
+            .find(|(_, e)| e.kind() == "Rejoined")
+            .unwrap()
+            .0;
+        assert!(
+            rejoined.saturating_duration_since(woke) <= Duration::from_millis(100),
+            "seed {seed}: told {:?} after waking: {}",
+            rejoined.saturating_duration_since(woke),
+            sim.dump()
+        );
+    }
+}
+
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
 /// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
 /// like a cut-off to n1, whose hold of accusations is switched off too.)

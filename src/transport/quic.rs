@@ -501,7 +501,15 @@ impl Inner {
 
     fn finish_dial(self: &Arc<Self>, addr: SocketAddr, id: u64, result: &Result<Link, TransportError>) {
         let mut links = lock(&self.links);
-        if !matches!(links.get(&addr), Some(Slot::Dialing { id: current, .. }) if *current == id) {
+        // Our own dial, or one that superseded ours and has not finished: the first dial to
+        // succeed serves everyone (under load a handshake can outlast `dial_patience`, and
+        // dials that superseded each other must not all be thrown away). A superseded dial
+        // that failed changes nothing; once the slot is ready or gone, the slot moved on.
+        let current = match links.get(&addr) {
+            Some(Slot::Dialing { id: current, .. }) => *current,
+            _ => return,
+        };
+        if current != id && result.is_err() {
             return;
         }
         let Some(Slot::Dialing { queued, .. }) = links.remove(&addr) else {

@@ -319,6 +319,21 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Starts the named controllers, then a ready-made participant for each instance.
+    pub fn start_controllers_and_participants(
+        &mut self,
+        controllers: &[&str],
+        instances: &[String],
+    ) -> Result<(), CliError> {
+        for name in controllers {
+            self.start_controller(name)?;
+        }
+        for i in instances {
+            self.start_participant(i, &[])?;
+        }
+        Ok(())
+    }
+
     /// Starts participant `instance` with extra arguments.
     pub fn start_participant(&mut self, instance: &str, extra: &[String]) -> Result<(), CliError> {
         let mut args = vec![

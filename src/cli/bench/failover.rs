@@ -119,12 +119,7 @@ async fn bench(cluster: &mut LocalCluster, args: &FailoverBenchArgs) -> Result<V
     let spectator = Spectator::connect(store.clone(), CLUSTER)
         .await
         .map_err(CliError::failed)?;
-    for name in ["controller-1", "controller-2"] {
-        cluster.start_controller(name)?;
-    }
-    for i in &instances {
-        cluster.start_participant(i, &[])?;
-    }
+    cluster.start_controllers_and_participants(&["controller-1", "controller-2"], &instances)?;
     wait_for(WAIT, "the first convergence", || {
         converged(&spectator.table(), RESOURCE, PARTITIONS, 3)
     })

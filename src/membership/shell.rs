@@ -122,6 +122,10 @@ pub(crate) struct Shell {
     /// After a silence of `isolation_after` (this node was cut off), accusations wait until
     /// then: the suspicions it started while cut off must meet their refutations first.
     cut_off_grace_until: Option<Instant>,
+    /// After a stall that others may have taken for a failure: until when this node keeps
+    /// saying hello (`Shell::ask_after_stall`) while its own probes are held, and when it
+    /// last did.
+    hello_after_stall: Option<(Instant, Instant)>,
     metrics: MembershipMetrics,
 }
 
@@ -172,6 +176,7 @@ impl Shell {
             incarnation: 0,
             probe: None,
             cut_off_grace_until: None,
+            hello_after_stall: None,
             events: parts.events,
             changes: parts.changes,
             hello_tx,
@@ -468,11 +473,19 @@ impl Shell {
         while let Some((due, wake)) = self.timers.pop_due(t) {
             let stalls = self.health.stalls();
             self.health.timer_fired(due, t);
-            if self.health.stalls() > stalls
-                && t.saturating_duration_since(due)
-                    >= self.config.probe_period + self.config.suspect_to_down_after
-            {
-                self.ask_after_stall();
+            if self.health.stalls() > stalls {
+                let late = t.saturating_duration_since(due);
+                if late >= self.config.probe_period + self.config.suspect_to_down_after {
+                    self.ask_after_stall();
+                    self.hello_after_stall = self.health.holding(t).map(|until| (until, t));
+                } else if late >= self.config.probe_period {
+                    // Long enough for a peer's probe to have failed: it may declare this
+                    // node down while the hold keeps its probes from finding out.
+                    self.hello_after_stall = self
+                        .health
+                        .holding(t)
+                        .map(|until| (until, t.checked_sub(self.config.probe_period).unwrap_or(t)));
+                }
             }
             match wake {
                 Wake::Foca(timer) => {
@@ -510,6 +523,7 @@ impl Shell {
                 }
                 Wake::IsolationCheck => {
                     self.nudge_suspects(t, false);
+                    self.hello_while_held(t);
                     // Just woken from a stall, the datagrams that arrived meanwhile are not
                     // read yet: judge isolation once the hold is over.
                     let event = if self.health.holding(t).is_some() {
@@ -619,6 +633,23 @@ impl Shell {
             if let Err(e) = self.foca.announce(id, &mut self.runtime) {
                 tracing::debug!("cannot say hello after a stall: {e}");
             }
+        }
+    }
+
+    /// While the hold after a stall lasts, says hello again every probe period: a verdict
+    /// the others reach after this node woke (it was only suspected then, so its first
+    /// hello got no "you are down" back) is learned within a probe period, not when the
+    /// held probes resume (found by `strand bench chaos`: a participant woken from SIGSTOP
+    /// just before its verdict kept a MASTER 1.5 s beside the new one).
+    fn hello_while_held(&mut self, t: Instant) {
+        let Some((until, last)) = self.hello_after_stall else {
+            return;
+        };
+        if t >= until {
+            self.hello_after_stall = None;
+        } else if t.saturating_duration_since(last) >= self.config.probe_period {
+            self.ask_after_stall();
+            self.hello_after_stall = Some((until, t));
         }
     }
 

@@ -507,6 +507,71 @@ async fn a_member_woken_from_a_long_stall_learns_at_once_that_it_was_declared_do
     }
 }
 
+/// Found by `strand bench chaos` (3 violations in 10 minutes at 01e81f3): a member frozen
+/// for less than it takes to declare it down wakes while the others only suspect it, so its
+/// hello after the stall gets no "you are down" back; the verdict comes a little later and is
+/// lost (here: the links to it are cut until then). Its own probes are held by the health
+/// guard for twice the stall, so without more hellos it would learn of the verdict only when
+/// that hold ends (1.6 s here; a participant then keeps a MASTER beside the new one). It keeps
+/// saying hello every probe period while the hold lasts, and learns within one.
+#[tokio::test(start_paused = true)]
+async fn a_member_woken_just_before_its_verdict_learns_of_it_while_its_probes_are_held() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let x = sim.nodes[1].addr;
+        // Nothing reaches n1 from the moment it freezes until the others have declared it
+        // down (the stall is 800 ms; they need at most probe + suspicion + a probe after
+        // it stops answering, well under the 800 + 500 ms the cut lasts).
+        for (i, n) in sim.nodes.iter().enumerate() {
+            if i != 1 {
+                sim.net.block(n.addr, x);
+                sim.net.block(x, n.addr);
+            }
+        }
+        sim.nodes[1]
+            .m
+            .stall_for(Duration::from_millis(800))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for i in [0, 2, 3, 4] {
+            assert!(
+                sim.wait_status(i, "n1", Status::Down, Duration::ZERO).await,
+                "seed {seed}: n{i} has not declared n1 down before the heal: {}",
+                sim.dump()
+            );
+        }
+        assert!(
+            !sim.nodes[1].has_local("Rejoined"),
+            "seed {seed}: n1 rejoined while cut off: {}",
+            sim.dump()
+        );
+        sim.net.heal();
+        let healed = tokio::time::Instant::now();
+        let deadline = healed + Duration::from_secs(5);
+        while !sim.nodes[1].has_local("Rejoined") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: never rejoined: {}",
+                sim.dump()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rejoined = sim.nodes[1]
+            .events()
+            .into_iter()
+            .find(|(_, e)| e.kind() == "Rejoined")
+            .unwrap()
+            .0;
+        let after = rejoined.saturating_duration_since(healed);
+        assert!(
+            after <= Duration::from_millis(250),
+            "seed {seed}: told {after:?} after the heal: {}",
+            sim.dump()
+        );
+    }
+}
+
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
 /// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
 /// like a cut-off to n1, whose hold of accusations is switched off too.)

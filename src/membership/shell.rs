@@ -13,7 +13,9 @@
 //! timer's lateness; while it holds accusations back, `ProbeRandomMember` (which turns a
 //! failed probe into a suspicion) and `ChangeSuspectToDown` are postponed. While this node
 //! is cut off (nothing addressed to it for `isolation_after`) and for a grace after it hears
-//! from its peers again, `ChangeSuspectToDown` alone is postponed (`Shell::cut_off_hold`).
+//! from its peers again, `ChangeSuspectToDown` alone is postponed (`Shell::cut_off_hold`),
+//! and so it is while its probes of two or more members failed and none was answered since,
+//! though peers still reach it: its own sends are lost (`Shell::mute_hold`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -126,6 +128,10 @@ pub(crate) struct Shell {
     /// saying hello (`Shell::ask_after_stall`) while its own probes are held, and when it
     /// last did.
     hello_after_stall: Option<(Instant, Instant)>,
+    /// The members whose probes failed (no ack, direct or indirect) since the last probe
+    /// that was answered: two or more while peers still reach this node mean this node's
+    /// own sends are lost (`Shell::mute_hold`).
+    unanswered: BTreeSet<String>,
     metrics: MembershipMetrics,
 }
 
@@ -177,6 +183,7 @@ impl Shell {
             probe: None,
             cut_off_grace_until: None,
             hello_after_stall: None,
+            unanswered: BTreeSet::new(),
             events: parts.events,
             changes: parts.changes,
             hello_tx,
@@ -430,6 +437,7 @@ impl Shell {
                 if let Some(p) = self.probe.as_mut() {
                     if p.target == origin.name && p.number == *probe_number {
                         p.acked = true;
+                        self.unanswered.clear();
                     }
                 }
             }
@@ -437,6 +445,7 @@ impl Shell {
                 if let Some(p) = self.probe.as_mut() {
                     if p.target == from && p.number == n && !p.acked {
                         p.acked = true;
+                        self.unanswered.clear();
                         let rtt = t.saturating_duration_since(p.sent);
                         s.table.probe_acked(from, rtt);
                         self.metrics.probe_acked(rtt);
@@ -502,7 +511,11 @@ impl Shell {
                         // Only the verdict waits: probes go on, so the cut is noticed
                         // healed (peers that all held their probes would hear nothing).
                         let verdict = matches!(timer, Timer::ChangeSuspectToDown { .. });
-                        if let Some(until) = self.cut_off_hold(t).filter(|_| verdict) {
+                        if let Some(until) = self
+                            .cut_off_hold(t)
+                            .or_else(|| self.mute_hold(t))
+                            .filter(|_| verdict)
+                        {
                             tracing::debug!(
                                 "holding an accusation back for {:?}: this node is cut off",
                                 until - t
@@ -515,6 +528,7 @@ impl Shell {
                         // The probe this timer closes got no ack at all.
                         if let Some(p) = self.probe.take_if(|p| !p.acked) {
                             self.health.probe_failed(&p.target, t);
+                            self.unanswered.insert(p.target);
                         }
                     }
                     if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
@@ -576,6 +590,29 @@ impl Shell {
         let silent = s.table.silent_for(t)?;
         (silent >= self.config.isolation_after && s.table.active().count() >= 2)
             .then(|| t + self.config.isolation_after / 8)
+    }
+
+    /// Until when a suspect→down verdict waits because this node's own sends are lost (a
+    /// one-way cut): two or more members failed its probes since the last answered one and
+    /// still sent it datagrams within the suspicion window. A member that talks to us is
+    /// alive; two of them failing our probes is our fault (a partition's other side is
+    /// silent, a dead member too). The hold ends when a probe is answered (the cut healed;
+    /// a true suspect is then judged), when they fall silent, or when they declare this node
+    /// down (foca drops the old timers then). Without it a node that cannot send declares
+    /// the others down, and when the cut heals that news makes them rejoin (found with seed
+    /// 2 of `a_healed_one_way_cut_declares_no_one_else_down`).
+    fn mute_hold(&self, t: Instant) -> Option<Instant> {
+        if !self.config.hold_accusations_when_cut_off || self.unanswered.len() < 2 {
+            return None;
+        }
+        let window = self.health.stretch(self.config.suspect_to_down_after) + self.config.probe_period;
+        let s = lock(&self.shared);
+        let talking = self
+            .unanswered
+            .iter()
+            .filter(|name| s.table.heard_within(name, t, window))
+            .count();
+        (talking >= 2).then(|| t + self.config.isolation_after / 8)
     }
 
     /// With no live peer: ask the seeds who they are (then announce to them), and announce

@@ -82,6 +82,14 @@ impl MemberTable {
         }
     }
 
+    /// Whether a datagram from `name` arrived within `window` before `now`.
+    pub fn heard_within(&self, name: &str, now: Instant, window: Duration) -> bool {
+        self.members
+            .get(name)
+            .and_then(|e| e.last_heard)
+            .is_some_and(|t| now.saturating_duration_since(t) <= window)
+    }
+
     /// Our direct probe of `name` was acked after `rtt`.
     pub fn probe_acked(&mut self, name: &str, rtt: Duration) {
         if let Some(e) = self.members.get_mut(name) {

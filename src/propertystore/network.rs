@@ -124,6 +124,16 @@ impl Connection {
             })
     }
 
+    /// The follower's disk is full: openraft backs off (`Unreachable`) and retries, the
+    /// majority goes on without it.
+    fn disk_full<E: std::error::Error>(&self, free: u64, needed: u64) -> RPCError<ReplicaId, Node, E> {
+        let e = std::io::Error::other(format!(
+            "replica {} refuses to append: its disk has {free} bytes free, {needed} needed",
+            self.target
+        ));
+        RPCError::Unreachable(Unreachable::new(&e))
+    }
+
     fn unexpected<E: std::error::Error>(&self) -> RPCError<ReplicaId, Node, E> {
         let e = std::io::Error::other("unexpected answer type");
         RPCError::Network(NetworkError::new(&e))
@@ -159,6 +169,10 @@ impl RaftNetwork<TypeConfig> for Connection {
             r => r?,
         };
         match answer {
+            RaftResponse::DiskFull {
+                free_bytes,
+                needed_bytes,
+            } => Err(self.disk_full(free_bytes, needed_bytes)),
             RaftResponse::Append(r) => {
                 let r = r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
                 // Everything but HigherVote means the follower took this leader's term and
@@ -184,6 +198,10 @@ impl RaftNetwork<TypeConfig> for Connection {
             RaftResponse::Snapshot(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
+            RaftResponse::DiskFull {
+                free_bytes,
+                needed_bytes,
+            } => Err(self.disk_full(free_bytes, needed_bytes)),
             _ => Err(self.unexpected()),
         }
     }

@@ -284,4 +284,12 @@ pub enum RaftResponse {
     Vote(Result<VoteResponse<ReplicaId>, RaftError<ReplicaId>>),
     /// InstallSnapshot's answer.
     Snapshot(Result<InstallSnapshotResponse<ReplicaId>, RaftError<ReplicaId, InstallSnapshotError>>),
+    /// The replica took nothing of an AppendEntries with entries or an InstallSnapshot: its
+    /// disk has less than `needed_bytes` free (see [`crate::propertystore::space`]).
+    DiskFull {
+        /// Free bytes at the replica's last measurement.
+        free_bytes: u64,
+        /// What it needs free to append.
+        needed_bytes: u64,
+    },
 }

@@ -10,9 +10,11 @@
 //!   write(cmd) on the leader ─► admit(free, reserve, cmd) ─► propose │ DiskFull (nothing written)
 //! ```
 //!
-//! A follower does not check: a write the leader refused never reaches it, and one the
-//! leader took is needed by the majority. If RocksDB itself meets `ENOSPC` (another process
-//! took the reserve), the append fails, openraft stops this replica's Raft, and nothing
+//! A follower refuses the leader's appends and snapshots (the RAFT service answers with
+//! `DiskFull`, heartbeats still count) while less than half the reserve is free
+//! ([`follower_admit`]): the majority goes on without it, and the leader's retries bring it
+//! up to date once space returns. If RocksDB itself meets `ENOSPC` (another process took
+//! the rest), the append fails, openraft stops this replica's Raft, and nothing
 //! acknowledged is lost: the write-ahead log ends at the last whole write.
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,39 @@ pub fn admit(free: u64, reserve: u64, cmd: &Command) -> Result<(), StoreError> {
         Err(StoreError::DiskFull {
             free_bytes: free,
             reserve_bytes: reserve,
+        })
+    }
+}
+
+/// Whether a follower may append what its leader sends with `free` bytes left: while at
+/// least half the leader's `reserve` is free. The leader refuses writes at the whole
+/// reserve, so a follower refuses only when its own disk, not the cluster's load, is the
+/// problem; it then takes nothing (the leader retries it later, the majority goes on
+/// without it) instead of meeting `ENOSPC`, which would stop its Raft until a restart.
+/// Entries that only free space (deletes, compaction; see [`admit`]) are taken regardless,
+/// as the leader takes them: they are how space returns.
+pub fn follower_admit<'a>(
+    free: u64,
+    reserve: u64,
+    commands: impl IntoIterator<Item = &'a Command>,
+) -> Result<(), StoreError> {
+    if commands.into_iter().all(|c| admit(0, 1, c).is_ok()) {
+        Ok(())
+    } else {
+        follower_room(free, reserve)
+    }
+}
+
+/// Whether a follower has room for anything that writes (a snapshot, say) with `free`
+/// bytes left: half the `reserve`, as in [`follower_admit`].
+pub fn follower_room(free: u64, reserve: u64) -> Result<(), StoreError> {
+    let needed = reserve / 2;
+    if free >= needed {
+        Ok(())
+    } else {
+        Err(StoreError::DiskFull {
+            free_bytes: free,
+            reserve_bytes: needed,
         })
     }
 }
@@ -95,6 +130,19 @@ impl Space {
         self.free.load(Ordering::Relaxed)
     }
 
+    /// [`follower_admit`] of `commands` against the last measurement.
+    pub fn follower_admit<'a>(
+        &self,
+        commands: impl IntoIterator<Item = &'a Command>,
+    ) -> Result<(), StoreError> {
+        follower_admit(self.free(), self.reserve, commands)
+    }
+
+    /// [`follower_room`] against the last measurement.
+    pub fn follower_room(&self) -> Result<(), StoreError> {
+        follower_room(self.free(), self.reserve)
+    }
+
     /// [`admit`] against the last measurement.
     pub fn admit(&self, cmd: &Command) -> Result<(), StoreError> {
         admit(self.free(), self.reserve, cmd)
@@ -128,6 +176,26 @@ mod tests {
             expected_version: None,
             recursive: true,
         }))
+    }
+
+    #[test]
+    fn a_follower_appends_writes_down_to_half_the_reserve_and_deletes_always() {
+        assert_eq!(follower_admit(50, 100, [&set()]), Ok(()));
+        assert_eq!(follower_admit(u64::MAX, 0, [&set()]), Ok(()));
+        assert_eq!(follower_admit(0, 0, [&set()]), Ok(()));
+        let full = Err(StoreError::DiskFull {
+            free_bytes: 49,
+            reserve_bytes: 50,
+        });
+        assert_eq!(follower_admit(49, 100, [&set()]), full);
+        assert_eq!(follower_admit(49, 100, [&delete(), &set()]), full);
+        assert_eq!(follower_admit(49, 100, [&delete(), &delete()]), Ok(()));
+        assert_eq!(follower_admit(0, 100, []), Ok(()), "blank and membership entries");
+        let space = Space::new(Path::new("/"), 100);
+        space.simulate_free_bytes(Some(49));
+        assert!(space.follower_room().is_err());
+        space.simulate_free_bytes(Some(50));
+        assert_eq!(space.follower_room(), Ok(()));
     }
 
     #[test]

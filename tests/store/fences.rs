@@ -431,3 +431,49 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers() {
     }
     cluster.shutdown().await;
 }
+
+/// A follower whose disk is nearly full (simulated) takes none of the leader's appends,
+/// so it never meets `ENOSPC` (which would stop its Raft until a restart): the majority
+/// takes every write meanwhile, the follower calls no election, and once space returns
+/// the leader's retries bring it up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_with_a_full_disk_takes_nothing_and_catches_up_when_space_returns() {
+    let cluster = InProcess::start(3, true).await;
+    let client = cluster.client();
+    let leader = cluster.leader(&client).await;
+    let full = (leader + 1) % 3;
+    let before = cluster.statuses(&client).await;
+    cluster.servers[full].space().simulate_free_bytes(Some(0));
+
+    let mut last = None;
+    for i in 0..30u32 {
+        let path = format!("/fences/follower-full/{i}");
+        last = Some(client.set(&path, &i.to_be_bytes(), None).await.unwrap());
+    }
+    let last = last.unwrap();
+    let during = cluster.statuses(&client).await;
+    assert_eq!(
+        during[full].applied_index, before[full].applied_index,
+        "the full follower appended: {during:?}"
+    );
+    assert!(during[leader].applied_index > before[leader].applied_index);
+    assert_eq!(during[full].role, "follower", "{during:?}");
+    assert_eq!(
+        during[leader].term, before[leader].term,
+        "an election was called: {during:?}"
+    );
+
+    cluster.servers[full].space().simulate_free_bytes(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = &cluster.statuses(&client).await[full];
+        if s.revision >= last.mod_revision {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the follower did not catch up: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = cluster.statuses(&client).await;
+    assert_eq!(s[leader].term, before[leader].term, "{s:?}");
+    cluster.shutdown().await;
+}

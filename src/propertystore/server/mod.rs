@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 
 use self::disk_guard::{measure_space, watch_disk};
 use self::dispatch::serve_store;
-use self::raft_service::{advertise_commits, run_elector, serve_raft};
+use self::raft_service::{advertise_commits, run_elector, serve_raft, DiskState};
 use self::reads::read_index_batcher;
 use self::writes::{write_batcher, WriteJob};
 use super::audit::{AuditLog, AUDIT_MAX_BYTES};
@@ -238,7 +238,10 @@ impl StoreServer {
                 config.id,
                 heard_rx,
                 fences.greater_logs.clone(),
-                stalled_rx,
+                DiskState {
+                    stalled: stalled_rx,
+                    space: space.clone(),
+                },
                 timing,
                 seed,
             )),
@@ -256,6 +259,7 @@ impl StoreServer {
             tokio::spawn(serve_raft(
                 raft.clone(),
                 fences.lease.clone(),
+                space.clone(),
                 heard_tx,
                 fences.greater_logs.clone(),
                 raft_inbox,

@@ -8,15 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
+use openraft::{EntryPayload, ServerState};
 use tokio::sync::watch;
 
 use crate::authz;
 use crate::codec;
+use crate::propertystore::core::StoreError;
 use crate::propertystore::elector::{Elector, Next, Role, Timing};
 use crate::propertystore::lease::Lease;
 use crate::propertystore::network::{claimed_by_sender, Fences};
 use crate::propertystore::protocol::{RaftRequest, RaftResponse};
+use crate::propertystore::space::Space;
 use crate::propertystore::{ReplicaId, StoreRaft};
 use crate::transport::Incoming;
 
@@ -37,6 +39,20 @@ pub(super) async fn advertise_commits(raft: StoreRaft, fences: Fences) {
     }
 }
 
+/// How often a replica that would call an election but has a full disk looks again.
+const FULL_DISK_RECHECK: Duration = Duration::from_millis(100);
+
+/// How long after its disk was last seen full a replica counts as having heard the leader:
+/// longer than openraft's back-off (500 ms) from a replica that refused its appends, so the
+/// leader's next try arrives before this replica calls an election.
+const FULL_DISK_GRACE: Duration = Duration::from_millis(700);
+
+/// What the elector knows of the replica's disk: whether fsyncs stall, and its free space.
+pub(super) struct DiskState {
+    pub stalled: watch::Receiver<bool>,
+    pub space: Arc<Space>,
+}
+
 /// Calls elections when [`Elector`] says so. `heard` is when this replica last accepted a
 /// leader's AppendEntries or snapshot; a change of its vote counts as hearing too.
 /// `greater_logs` counts vote exchanges that showed a greater log elsewhere.
@@ -45,7 +61,7 @@ pub(super) async fn run_elector(
     id: ReplicaId,
     mut heard: watch::Receiver<Instant>,
     greater_logs: Arc<AtomicU64>,
-    mut disk_stalled: watch::Receiver<bool>,
+    mut disk: DiskState,
     timing: Timing,
     seed: u64,
 ) {
@@ -54,6 +70,7 @@ pub(super) async fn run_elector(
     let mut metrics = raft.metrics();
     let mut last_vote = metrics.borrow().vote;
     let mut vote_changed = Instant::now();
+    let mut full_seen: Option<Instant> = None;
     loop {
         let (role, vote) = {
             let m = metrics.borrow_and_update();
@@ -81,11 +98,21 @@ pub(super) async fn run_elector(
             greater_seen = greater;
             elector.saw_greater_log(Instant::now());
         }
-        let heard_at = (*heard.borrow_and_update()).max(vote_changed);
-        let stalled = *disk_stalled.borrow_and_update();
+        let full = disk.space.follower_room().is_err();
+        if full {
+            full_seen = Some(Instant::now());
+        }
+        // While the disk is full, and for a while after, the leader backs off from this
+        // replica (its appends were refused), so its silence says nothing.
+        let heard_at = (*heard.borrow_and_update())
+            .max(vote_changed)
+            .max(full_seen.map_or(vote_changed, |t| t + FULL_DISK_GRACE));
+        let stalled = *disk.stalled.borrow_and_update();
         let until = match elector.decide(Instant::now(), role, heard_at) {
             // A replica whose disk is stalled could not hold the leadership it won.
             Next::Elect if stalled => None,
+            // Nor one whose disk is full: asked again soon.
+            Next::Elect if full => Some(tokio::time::Instant::now() + FULL_DISK_RECHECK),
             Next::Elect => {
                 tracing::info!(
                     term = vote.leader_id().term + 1,
@@ -109,7 +136,7 @@ pub(super) async fn run_elector(
             () = sleep => {}
             r = metrics.changed() => if r.is_err() { return },
             r = heard.changed() => if r.is_err() { return },
-            r = disk_stalled.changed() => if r.is_err() { return },
+            r = disk.stalled.changed() => if r.is_err() { return },
         }
     }
 }
@@ -117,6 +144,7 @@ pub(super) async fn run_elector(
 pub(super) async fn serve_raft(
     raft: StoreRaft,
     lease: Arc<Lease>,
+    space: Arc<Space>,
     heard: watch::Sender<Instant>,
     greater_logs: Arc<AtomicU64>,
     mut inbox: crate::transport::Inbox,
@@ -137,6 +165,7 @@ pub(super) async fn serve_raft(
         let lease = lease.clone();
         let heard = heard.clone();
         let greater_logs = greater_logs.clone();
+        let space = space.clone();
         tokio::spawn(async move {
             let req: RaftRequest = match codec::decode(&body) {
                 Ok(r) => r,
@@ -144,6 +173,30 @@ pub(super) async fn serve_raft(
             };
             if let Err(reason) = claimed_by_sender(&from.name, &req) {
                 return reply.refuse(reason);
+            }
+            // A nearly full disk takes nothing that would write (see `space`).
+            let room = match &req {
+                RaftRequest::Append(r) => {
+                    space.follower_admit(r.entries.iter().flat_map(|e| match &e.payload {
+                        EntryPayload::Normal(batch) => batch.0.as_slice(),
+                        EntryPayload::Blank | EntryPayload::Membership(_) => &[],
+                    }))
+                }
+                RaftRequest::Snapshot(_) => space.follower_room(),
+                RaftRequest::Vote(_) => Ok(()),
+            };
+            if let Err(StoreError::DiskFull {
+                free_bytes,
+                reserve_bytes,
+            }) = room
+            {
+                // The leader is alive: this replica must not call an election for
+                // the silence its own refusals cause.
+                heard.send_replace(Instant::now());
+                return reply.ok_typed(&RaftResponse::DiskFull {
+                    free_bytes,
+                    needed_bytes: reserve_bytes,
+                });
             }
             let candidate_log = match &req {
                 RaftRequest::Vote(v) => Some(v.last_log_id),
@@ -170,7 +223,7 @@ pub(super) async fn serve_raft(
                     .as_ref()
                     .is_ok_and(|a| !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))),
                 RaftResponse::Snapshot(r) => r.is_ok(),
-                RaftResponse::Vote(_) => false,
+                RaftResponse::Vote(_) | RaftResponse::DiskFull { .. } => false,
             };
             if accepted {
                 heard.send_replace(Instant::now());

@@ -572,6 +572,49 @@ async fn a_member_woken_just_before_its_verdict_learns_of_it_while_its_probes_ar
     }
 }
 
+/// Found by `strand bench chaos` at c11b5e1: a participant woken from a 2 s SIGSTOP rejoined,
+/// took a MASTER back, and was cut off 0.5 s later; it judged itself isolated (and stepped
+/// down) only when the 2 s hold after its stall ended, 1.5 s after its successor took
+/// over. The silence after a stall counts from the wake, not from the end of the hold.
+#[tokio::test(start_paused = true)]
+async fn a_member_cut_off_soon_after_a_stall_knows_it_is_isolated_within_the_usual_time() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        sim.nodes[1]
+            .m
+            .stall_for(Duration::from_millis(1500))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cut = tokio::time::Instant::now();
+        sim.net.isolate(sim.nodes[1].addr);
+        let deadline = cut + Duration::from_secs(5);
+        let isolated = loop {
+            let at = sim.nodes[1]
+                .events()
+                .into_iter()
+                .find(|(t, e)| *t >= cut && e.kind() == "Isolated")
+                .map(|(t, _)| t);
+            if let Some(at) = at {
+                break at;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "seed {seed}: never isolated: {}",
+                sim.dump()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let after = isolated.saturating_duration_since(cut);
+        assert!(
+            after <= Duration::from_millis(300),
+            "seed {seed}: isolated {after:?} after the cut: {}",
+            sim.dump()
+        );
+        sim.net.heal();
+    }
+}
+
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
 /// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
 /// like a cut-off to n1, whose hold of accusations is switched off too.)

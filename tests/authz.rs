@@ -317,6 +317,10 @@ async fn a_revoked_certificate_is_refused() {
         QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls.clone())).unwrap()
     };
     assert_eq!(whoami(&client(&mallory), &server).await.unwrap(), "mallory:admin");
+    // Connections open when the revocation arrives: mallory's is cut, alice's goes on.
+    let (mallory_open, alice_open) = (client(&mallory), client(&alice));
+    assert_eq!(whoami(&mallory_open, &server).await.unwrap(), "mallory:admin");
+    assert_eq!(whoami(&alice_open, &server).await.unwrap(), "alice:admin");
     let serial = {
         let pem = std::fs::read_to_string(dir.cert_path("mallory", PeerRole::Client)).unwrap();
         use rustls::pki_types::pem::PemObject;
@@ -335,6 +339,11 @@ async fn a_revoked_certificate_is_refused() {
         "the revoked certificate was still accepted"
     );
     assert_eq!(whoami(&client(&alice), &server).await.unwrap(), "alice:admin");
+    assert!(
+        whoami(&mallory_open, &server).await.is_err(),
+        "the revoked peer's open connection still serves it"
+    );
+    assert_eq!(whoami(&alice_open, &server).await.unwrap(), "alice:admin");
     // A revoked certificate cannot even be loaded to run with.
     let e = dir.load("mallory", PeerRole::Client).unwrap_err();
     assert!(e.to_string().contains("revoked"), "{e}");

@@ -243,6 +243,9 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     services: Mutex<BTreeMap<Service, mpsc::Sender<Incoming>>>,
     links: Mutex<BTreeMap<SocketAddr, Slot>>,
+    /// Connections peers opened to this endpoint and still being served, by stable id (so a
+    /// reload can close those whose certificate it revokes).
+    accepted: Mutex<BTreeMap<usize, quinn::Connection>>,
     next_dial: AtomicU64,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -336,6 +339,7 @@ impl QuicTransport {
             runtime,
             services: Mutex::new(BTreeMap::new()),
             links: Mutex::new(BTreeMap::new()),
+            accepted: Mutex::new(BTreeMap::new()),
             next_dial: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             shutdown,
@@ -373,7 +377,35 @@ impl QuicTransport {
             self.inner.endpoint.set_server_config(Some(server));
         }
         *lock(&self.inner.client_config) = client;
-        lock(&self.inner.links).retain(|_, slot| !matches!(slot, Slot::Ready(_)));
+        // Open connections keep the material they were made with: those to or from a peer
+        // whose certificate is now revoked are closed, the others are only no longer reused
+        // for new requests (outgoing) or left to end (incoming).
+        let revoked = |conn: &quinn::Connection| -> Option<String> {
+            let any = conn.peer_identity()?;
+            let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+            let cert = certs.first()?;
+            let identity = tls::identity_of(cert).ok()?;
+            tls.revocations().check(&identity.name, cert).err()
+        };
+        let mut closing = Vec::new();
+        lock(&self.inner.links).retain(|_, slot| match slot {
+            Slot::Ready(link) => {
+                closing.push(link.conn.clone());
+                false
+            }
+            Slot::Dialing { .. } => true,
+        });
+        closing.retain(|c| revoked(c).is_some());
+        closing.extend(
+            lock(&self.inner.accepted)
+                .values()
+                .filter(|c| revoked(c).is_some())
+                .cloned(),
+        );
+        for conn in closing {
+            tracing::warn!(addr = %conn.remote_address(), "closing a connection: the peer's certificate is revoked");
+            conn.close(CLOSE_AUTH, b"certificate revoked");
+        }
         tracing::info!(name = %self.inner.name, roles = %tls.roles(), "reloaded TLS material");
         Ok(())
     }
@@ -891,6 +923,7 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
             .runtime
             .spawn(read_datagrams(inner.clone(), conn.clone(), peer.clone()));
     }
+    lock(&inner.accepted).insert(conn.stable_id(), conn.clone());
     let mut shutdown = inner.shutdown.subscribe();
     loop {
         tokio::select! {
@@ -913,6 +946,7 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
             },
         }
     }
+    lock(&inner.accepted).remove(&conn.stable_id());
 }
 
 async fn read_datagrams(inner: Arc<Inner>, conn: quinn::Connection, peer: Peer) {

@@ -130,6 +130,11 @@ pub(crate) struct Shell {
     hello_after_stall: Option<(Instant, Instant)>,
     /// When this node's loop last woke from a stall.
     woke_at: Option<Instant>,
+    /// How long this node's loop has stalled in all (each stall's lateness), and that sum
+    /// when the last packet addressed to it arrived: the silence that makes an isolation
+    /// counts only the time the loop ran.
+    stalled: Duration,
+    stalled_at_ack: Duration,
     /// The members whose probes failed (no ack, direct or indirect) since the last probe
     /// that was answered: two or more while peers still reach this node mean this node's
     /// own sends are lost (`Shell::mute_hold`).
@@ -186,6 +191,8 @@ impl Shell {
             cut_off_grace_until: None,
             hello_after_stall: None,
             woke_at: None,
+            stalled: Duration::ZERO,
+            stalled_at_ack: Duration::ZERO,
             unanswered: BTreeSet::new(),
             events: parts.events,
             changes: parts.changes,
@@ -467,6 +474,7 @@ impl Shell {
                 {
                     self.cut_off_grace_until = Some(t + self.cut_off_grace());
                 }
+                self.stalled_at_ack = self.stalled;
                 s.table.acked(&self.local, t, at)
             } else {
                 None
@@ -488,6 +496,7 @@ impl Shell {
             if self.health.stalls() > stalls {
                 self.woke_at = Some(t);
                 let late = t.saturating_duration_since(due);
+                self.stalled += late;
                 if late >= self.config.probe_period + self.config.suspect_to_down_after {
                     self.ask_after_stall();
                     self.hello_after_stall = self.health.holding(t).map(|until| (until, t));
@@ -542,21 +551,27 @@ impl Shell {
                 Wake::IsolationCheck => {
                     self.nudge_suspects(t, false);
                     self.hello_while_held(t);
-                    // Just woken from a stall, the datagrams that arrived meanwhile may not
-                    // be read yet: the silence that makes an isolation counts from the wake
-                    // at the earliest. (Not from the end of the hold after it: that is up to
-                    // 2 s, and a participant woken, given a MASTER and then cut off kept it
-                    // 1.5 s beside its successor in a chaos run.)
+                    // Isolation is silence while this node's loop ran: stalls do not count
+                    // (a stalled loop neither probes nor reads; on a loaded machine short
+                    // stalls made healthy members judge themselves isolated), and just after
+                    // one (a quarter of `isolation_after`) nothing is judged, until the
+                    // transport has handed over what arrived meanwhile. Not put off until
+                    // the hold after a stall ends (up to 2 s: a participant woken, given a
+                    // MASTER and cut off kept it 1.5 s beside its successor in a chaos run),
+                    // nor by `isolation_after` after each stall (on a loaded machine stalls
+                    // come more often than that, and a cut-off participant never learned
+                    // it was isolated: another chaos run).
                     let woke_recently = self
                         .woke_at
-                        .is_some_and(|w| t.saturating_duration_since(w) < self.config.isolation_after);
+                        .is_some_and(|w| t.saturating_duration_since(w) < self.config.isolation_after / 4);
+                    let stalled_since_ack = self.stalled.saturating_sub(self.stalled_at_ack);
                     let event = if woke_recently {
                         None
                     } else {
                         lock(&self.shared).table.check_isolation(
                             &self.local,
                             t,
-                            self.config.isolation_after,
+                            self.config.isolation_after + stalled_since_ack,
                             self.unix_ms(t),
                         )
                     };

@@ -615,6 +615,65 @@ async fn a_member_cut_off_soon_after_a_stall_knows_it_is_isolated_within_the_usu
     }
 }
 
+/// Found by `strand bench chaos` at 68e161b on a loaded machine (load average 5–7): a
+/// participant cut off from everyone never judged itself isolated in 2.1 s and kept its
+/// MASTERs beside their successors, because every short stall of its loop (timers 50+ ms
+/// late) put the isolation judgement off again. Here its loop stalls 80 ms every 160 ms: it
+/// must neither judge itself isolated before the cut (silence while it stalled does not
+/// count) nor fail to after it.
+#[tokio::test(start_paused = true)]
+async fn a_member_cut_off_while_its_loop_keeps_stalling_still_knows_it_is_isolated() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let m = &sim.nodes[1].m;
+        let stalling = async {
+            while m.stall_for(Duration::from_millis(80)).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        };
+        let cut_and_wait = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let cut = tokio::time::Instant::now();
+            sim.net.isolate(sim.nodes[1].addr);
+            let deadline = cut + Duration::from_secs(3);
+            loop {
+                let at = sim.nodes[1]
+                    .events()
+                    .into_iter()
+                    .find(|(t, e)| *t >= cut && e.kind() == "Isolated")
+                    .map(|(t, _)| t);
+                if let Some(at) = at {
+                    return (cut, Some(at));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return (cut, None);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let (cut, isolated) = tokio::select! {
+            r = cut_and_wait => r,
+            () = stalling => panic!("seed {seed}: the membership task stopped"),
+        };
+        assert!(
+            !sim.nodes[1]
+                .events()
+                .iter()
+                .any(|(t, e)| *t < cut && e.kind() == "Isolated"),
+            "seed {seed}: isolated before the cut: {}",
+            sim.dump()
+        );
+        let isolated = isolated.unwrap_or_else(|| panic!("seed {seed}: never isolated: {}", sim.dump()));
+        let after = isolated.saturating_duration_since(cut);
+        assert!(
+            after <= Duration::from_secs(1),
+            "seed {seed}: isolated {after:?} after the cut: {}",
+            sim.dump()
+        );
+        sim.net.heal();
+    }
+}
+
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
 /// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
 /// like a cut-off to n1, whose hold of accusations is switched off too.)

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use strand::authz::{Role, RoleSet};
 use strand::embedded::EmbeddedCluster;
-use strand::model::Layout;
+use strand::model::{Layout, Record};
 use strand::propertystore::protocol::{RaftRequest, RaftResponse};
-use strand::propertystore::{ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
+use strand::propertystore::{
+    ClientError, Cmp, Condition, Op, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer, Txn,
+};
 use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
 use strand::transport::tls::{self, TlsDir, TlsMaterial};
@@ -91,9 +93,55 @@ async fn only_a_controller_writes_external_views() {
         assert!(d.roles.contains(role.name()), "{d}");
     }
     assert!(admin.get(&ev).await.unwrap().is_none());
+    // A controller writes it only as the leader: its write must be fenced by the leadership
+    // record, and that record must name it.
     let controller = c.store_as("ctrl", roles(Role::Controller));
-    controller.set(&ev, b"{}", None).await.unwrap();
+    let d = denied(controller.set(&ev, b"{}", None).await);
+    assert!(d.reason.contains("leader"), "{d}");
+    let leader = Layout::new(C).leader();
+    let record = |id: &str| Record::new(id).to_bytes();
+    let fenced = |by: &str| Txn {
+        conditions: vec![Condition::Value {
+            path: leader.clone(),
+            cmp: Cmp::Eq,
+            value: record(by),
+        }],
+        success: vec![Op::Set {
+            path: ev.clone(),
+            value: b"{}".to_vec(),
+            expected_version: None,
+        }],
+        failure: Vec::new(),
+    };
+    // Another controller's fence does not do, even while that one leads.
+    let other = c.store_as("ctrl-2", roles(Role::Controller));
+    other
+        .txn(election_take(&leader, &record("ctrl-2")))
+        .await
+        .unwrap();
+    denied(controller.txn(fenced("ctrl-2")).await);
+    // Its own fence while another leads: allowed, and the store applies nothing.
+    let w = controller.txn(fenced("ctrl")).await.unwrap();
+    assert!(!w.succeeded);
+    assert!(admin.get(&ev).await.unwrap().is_none());
+    // The leader's fenced write goes through.
+    assert!(other.txn(fenced("ctrl-2")).await.unwrap().succeeded);
     assert!(admin.get(&ev).await.unwrap().is_some());
+}
+
+/// The transaction that takes the (vacant) leadership record.
+fn election_take(leader: &str, mine: &[u8]) -> Txn {
+    Txn {
+        conditions: vec![Condition::Missing {
+            path: leader.to_string(),
+        }],
+        success: vec![Op::Set {
+            path: leader.to_string(),
+            value: mine.to_vec(),
+            expected_version: None,
+        }],
+        failure: Vec::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

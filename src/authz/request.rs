@@ -1,9 +1,11 @@
 //! A store request or command → the [`Action`]s it takes, each checked with [`check`].
 //! A transaction's conditions are reads, which every role may do; its success and failure
-//! operations are writes.
+//! operations are writes. A controller's writes of cluster records must also carry the
+//! leadership fence ([`check_command`]).
 
-use super::{check, Action, Denied, RoleSet};
-use crate::propertystore::core::{Command, Op};
+use super::{allow, check, rules, Action, Denied, RoleSet};
+use crate::model::{Layout, Record};
+use crate::propertystore::core::{Cmp, Command, Condition, Op};
 use crate::propertystore::protocol::StoreRequest;
 
 fn op_action(op: &Op) -> Action<'_> {
@@ -16,16 +18,65 @@ fn op_action(op: &Op) -> Action<'_> {
     }
 }
 
-/// Whether `roles` allow every write of `cmd`.
+/// Whether `roles` allow every write of `cmd`. A write that only the controller role
+/// allows, and only to the leader ([`rules::needs_leadership`]), must be in a transaction
+/// whose conditions include the leadership fence naming the caller: "`/<C>/CONTROLLER/LEADER`
+/// holds exactly this record", a record whose id is the caller's name. The store then
+/// applies the write only while the caller leads: a controller that lost the leadership (or
+/// never had it) changes no cluster record, whatever its code does.
 pub fn check_command(roles: RoleSet, name: &str, cmd: &Command) -> Result<(), Denied> {
     match cmd {
         Command::Compact { .. } => check(roles, name, &Action::Compact),
-        Command::Txn(t) => t
-            .success
-            .iter()
-            .chain(&t.failure)
-            .try_for_each(|op| check(roles, name, &op_action(op))),
+        Command::Txn(t) => t.success.iter().chain(&t.failure).try_for_each(|op| {
+            let action = op_action(op);
+            check(roles, name, &action)?;
+            let as_other_role = roles
+                .iter()
+                .any(|r| allow(r, name, &action).is_ok() && !rules::needs_leadership(r, name, &action));
+            if as_other_role || fenced_as_leader(name, op_path(op), &t.conditions) {
+                Ok(())
+            } else {
+                Err(Denied {
+                    name: name.to_string(),
+                    roles: roles.to_string(),
+                    action: action.to_string(),
+                    reason: "a controller writes cluster records only as the leader: the \
+                             transaction must carry the condition that /<C>/CONTROLLER/LEADER \
+                             holds its leadership record"
+                        .into(),
+                })
+            }
+        }),
     }
+}
+
+fn op_path(op: &Op) -> &str {
+    match op {
+        Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } => path,
+    }
+}
+
+/// Whether `conditions` require that the leadership record of `path`'s cluster is exactly a
+/// record naming `name`.
+fn fenced_as_leader(name: &str, path: &str, conditions: &[Condition]) -> bool {
+    let Some(cluster) = path.trim_start_matches('/').split('/').find(|s| !s.is_empty()) else {
+        return false;
+    };
+    let leader = Layout::new(cluster).leader();
+    conditions.iter().any(|c| match c {
+        Condition::Value {
+            path,
+            cmp: Cmp::Eq,
+            value,
+        } => {
+            *path == leader
+                && Record::from_stored(value)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.id == name)
+        }
+        _ => false,
+    })
 }
 
 /// Whether `roles` allow `req`. A [`StoreRequest::Writes`] is checked write by write by its

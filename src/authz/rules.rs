@@ -86,6 +86,33 @@ fn controller_write(segs: &[&str], w: Write<'_>) -> bool {
     }
 }
 
+/// Whether `role` may do `action` only as the cluster's leading controller: a controller's
+/// writes of cluster records (external views, ideal-state write-backs, state transitions,
+/// histories, removal of dead instances' records) must carry the leadership fence (see
+/// [`super::request::check_command`]). Its own `CONTROLLER` records (taking leadership among
+/// them), application messages it sends as itself and deletes of its own messages need none.
+pub fn needs_leadership(role: Role, name: &str, action: &Action<'_>) -> bool {
+    if role != Role::Controller {
+        return false;
+    }
+    let (path, w) = match action {
+        Action::Put { path, value } => (*path, Write::Put(value)),
+        Action::Delete { path, .. } => (*path, Write::Delete),
+        _ => return false,
+    };
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match (segs.as_slice(), w) {
+        ([_, "CONTROLLER", ..], _) => false,
+        ([_, "INSTANCES", i, "MESSAGES", ..], Write::Delete) => *i != name,
+        ([_, "INSTANCES", _, "MESSAGES", _], Write::Put(value)) => !is_own_app_message(name, value),
+        _ => true,
+    }
+}
+
 fn participant_write(name: &str, segs: &[&str], w: Write<'_>) -> bool {
     match (segs, w) {
         ([_, "PROPERTYSTORE", ..], _) => true,

@@ -330,3 +330,78 @@ fn requests_are_checked_by_every_write_they_carry() {
     let v = RoleSet::of(Role::Viewer);
     assert!(check_request(v, "v", &txn(&["/C/PROPERTYSTORE/x"], &[])).is_err());
 }
+
+#[test]
+fn a_controller_writes_cluster_records_only_fenced_as_the_leader() {
+    use crate::propertystore::core::{Cmp, Condition};
+    use rules::needs_leadership;
+    let c = Role::Controller;
+    for (path, needs) in [
+        ("/C/EXTERNALVIEW/db", true),
+        ("/C/IDEALSTATES/db", true),
+        ("/C/INSTANCES/p1/HISTORY", true),
+        ("/C/CONTROLLER/LEADER", false),
+        ("/C/CONTROLLER/GENERATIONS/c1", false),
+    ] {
+        assert_eq!(needs_leadership(c, "c1", &put(path)), needs, "{path}");
+    }
+    let app = message("ECHO", "c1");
+    let transition = message("STATE_TRANSITION", "c1");
+    let msg = "/C/INSTANCES/p1/MESSAGES/m1";
+    assert!(!needs_leadership(
+        c,
+        "c1",
+        &Action::Put {
+            path: msg,
+            value: &app
+        }
+    ));
+    assert!(needs_leadership(
+        c,
+        "c1",
+        &Action::Put {
+            path: msg,
+            value: &transition
+        }
+    ));
+    assert!(needs_leadership(c, "c1", &del(msg)), "another instance's message");
+    assert!(
+        !needs_leadership(c, "c1", &del("/C/INSTANCES/c1/MESSAGES/m1")),
+        "its own"
+    );
+    assert!(needs_leadership(c, "c1", &del("/C/LIVEINSTANCES/p1")));
+    assert!(!needs_leadership(Role::Admin, "c1", &put("/C/EXTERNALVIEW/db")));
+
+    let fence = |holder: &str, cluster: &str| Condition::Value {
+        path: format!("/{cluster}/CONTROLLER/LEADER"),
+        cmp: Cmp::Eq,
+        value: Record::new(holder).to_bytes(),
+    };
+    let write = |conditions: Vec<Condition>| {
+        Command::Txn(Txn {
+            conditions,
+            success: vec![Op::Set {
+                path: "/C/EXTERNALVIEW/db".into(),
+                value: b"{}".to_vec(),
+                expected_version: None,
+            }],
+            failure: Vec::new(),
+        })
+    };
+    let roles = RoleSet::of(c);
+    assert!(check_command(roles, "c1", &write(vec![fence("c1", "C")])).is_ok());
+    for conditions in [
+        vec![],
+        vec![fence("c2", "C")],
+        vec![fence("c1", "D")],
+        vec![Condition::Exists {
+            path: "/C/CONTROLLER/LEADER".into(),
+        }],
+    ] {
+        let d = check_command(roles, "c1", &write(conditions.clone())).unwrap_err();
+        assert!(d.reason.contains("leader"), "{conditions:?}: {d}");
+    }
+    // An operator needs no fence; neither does a controller that is also an operator.
+    assert!(check_command(RoleSet::of(Role::Operator), "o", &write(vec![])).is_ok());
+    assert!(check_command(roles.with(Role::Operator), "c1", &write(vec![])).is_ok());
+}

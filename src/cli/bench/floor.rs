@@ -48,7 +48,9 @@ pub async fn quic_floor(
     let accept = tokio::spawn({
         let server = server.clone();
         async move {
-            let Some(incoming) = server.accept().await else { return };
+            let Some(incoming) = server.accept().await else {
+                return;
+            };
             let Ok(conn) = incoming.await else { return };
             while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                 tokio::spawn(async move {

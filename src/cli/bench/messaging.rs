@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cli::store::runtime;
 use super::floor::Usage;
+use crate::cli::store::runtime;
 use crate::cli::CliError;
 use crate::messaging::{Criteria, Messaging, Outgoing};
 use crate::model::fields::SESSION_ID;
@@ -232,7 +232,8 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
     let la = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let (n, nf) = (args.samples, args.fanout_samples);
     let (quic_floor, quic_cost) = super::floor::quic_floor(&settings, 200, n).await?;
-    let (transport_floor, transport_cost) = super::floor::transport_floor(&settings, &sender_ep, 200, n).await?;
+    let (transport_floor, transport_cost) =
+        super::floor::transport_floor(&settings, &sender_ep, 200, n).await?;
     let u = Usage::now();
     let single = timed(&sender, &one, 1, n).await?;
     let single_cost = u.per_op_since(n);

@@ -602,5 +602,72 @@ async fn bad_criteria_and_bad_bodies_get_clear_errors() {
     c.shutdown().await;
 }
 
+fn boom() -> Result<serde_json::Value, String> {
+    panic!("this handler panics on its first poll")
+}
+
+/// A handler runs on the inbox's task until it first waits (no task of its own for one that
+/// answers at once): one that panics there fails its own message and the inbox goes on;
+/// one that waits is finished in a task of its own and its reply still arrives, while
+/// another message is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_message_only_and_a_waiting_one_still_answers() {
+    let nodes = names(2);
+    let mut c = EmbeddedCluster::start(31).await.unwrap();
+    cluster(&mut c, &nodes).await;
+    let m = c
+        .add_participant(C, "node_0", None)
+        .await
+        .unwrap()
+        .messaging()
+        .clone();
+    let r = c
+        .add_participant(C, "node_1", None)
+        .await
+        .unwrap()
+        .messaging()
+        .clone();
+    r.register_handler("PANIC", None, HandlerFn(|_m: AppMessage| async move { boom() }));
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    r.register_handler(
+        "WAIT",
+        None,
+        HandlerFn(move |_m: AppMessage| {
+            let mut open = open_rx.clone();
+            async move {
+                open.wait_for(|o| *o).await.map_err(|e| e.to_string())?;
+                Ok(json!("waited"))
+            }
+        }),
+    );
+    r.register_handler(
+        "NOW",
+        None,
+        HandlerFn(|_m: AppMessage| async move { Ok(json!("now")) }),
+    );
+    wait_view(&m, "node_1 live", |v| v.live.contains_key("node_1")).await;
+    let to = ask("instanceName=node_1,dataSource=LIVEINSTANCES");
+    for _ in 0..2 {
+        let res = m.send_and_wait(&to, Outgoing::new("PANIC"), WAIT).await.unwrap();
+        assert!(res.replies.is_empty(), "{res:?}");
+        assert_eq!(res.failed.len(), 1, "{res:?}");
+        assert!(res.failed[0].reason.contains("handler dropped"), "{res:?}");
+    }
+    // WAIT waits until NOW was answered: the inbox is not held by a waiting handler.
+    let waiting = {
+        let m = m.clone();
+        let to = to.clone();
+        tokio::spawn(async move { m.send_and_wait(&to, Outgoing::new("WAIT"), WAIT).await })
+    };
+    let now = m.send_and_wait(&to, Outgoing::new("NOW"), WAIT).await.unwrap();
+    assert_eq!(now.replies.len(), 1, "{now:?}");
+    assert_eq!(now.replies[0].body, json!("now").to_string(), "{now:?}");
+    open_tx.send(true).unwrap();
+    let waited = waiting.await.unwrap().unwrap();
+    assert_eq!(waited.replies.len(), 1, "{waited:?}");
+    assert_eq!(waited.replies[0].body, json!("waited").to_string(), "{waited:?}");
+    c.shutdown().await;
+}
+
 #[path = "messaging/cli.rs"]
 mod cli;

@@ -101,30 +101,46 @@ impl Like {
         self.0 == "%"
     }
 
-    /// Whether `text` matches, case-sensitively, as SQL LIKE does.
+    /// Whether `text` matches, case-sensitively, as SQL LIKE does. Allocates nothing unless
+    /// a wildcard pattern meets non-ASCII text (then it matches by characters).
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        // Greedy two-pointer match with backtracking to the last `%`.
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '_' || (p[pi] != '%' && p[pi] == t[ti])) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '%' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
+        let p = self.0.as_str();
+        if p == "%" {
+            return true;
         }
-        p[pi..].iter().all(|c| *c == '%')
+        if !p.contains(['%', '_']) {
+            return p == text;
+        }
+        if p.is_ascii() && text.is_ascii() {
+            return like(p.as_bytes(), text.as_bytes(), b'%', b'_');
+        }
+        let p: Vec<char> = p.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        like(&p, &t, '%', '_')
     }
+}
+
+/// SQL LIKE over units (bytes of ASCII text, or characters): `any` matches any run, `one`
+/// exactly one unit. Greedy two-pointer match with backtracking to the last `any`.
+fn like<T: PartialEq + Copy>(p: &[T], t: &[T], any: T, one: T) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == one || (p[pi] != any && p[pi] == t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == any {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == any)
 }
 
 impl fmt::Display for Like {
@@ -317,6 +333,17 @@ mod tests {
             ("%13", "localhost_12914", false),
             ("a%b%c", "aXXbYYc", true),
             ("a%b%c", "aXXcYYb", false),
+            // No wildcard: equality.
+            ("abc", "abc", true),
+            ("abc", "abd", false),
+            ("", "", true),
+            ("", "x", false),
+            // `_` is one character, not one byte, in text that is not ASCII.
+            ("_", "é", true),
+            ("__", "é", false),
+            ("é_", "éa", true),
+            ("%é", "xé", true),
+            ("x_z", "xéz", true),
             ("testdb_1", "TestDB_1", false),
             ("%%", "abc", true),
         ];

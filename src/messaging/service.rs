@@ -32,6 +32,11 @@ use crate::transport::{Incoming, PeerAddr, Responder, Service, Transport, Transp
 pub type HandlerFuture = BoxFuture<'static, Result<serde_json::Value, String>>;
 
 /// Handles messages of one type (and subtype).
+///
+/// The returned future runs on the endpoint's inbox task until it first waits (a handler
+/// that answers at once costs no task of its own), then in a task of its own: long
+/// synchronous work belongs behind an await (`tokio::task::spawn_blocking`), or the next
+/// messages wait for it.
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message; the result is the reply the sender receives.
     fn handle(&self, message: AppMessage) -> HandlerFuture;
@@ -510,9 +515,16 @@ impl Inner {
             // Not live: the copy in the store reaches it when it comes back.
             tally.handle_attempt(i, Attempt::Answered("\"queued\"".into()), true);
         }
+        // One timer for the whole send, not one per reply.
+        let expire = tokio::time::sleep_until(deadline);
+        tokio::pin!(expire);
         loop {
-            let next = tokio::time::timeout_at(deadline, inflight.next()).await;
-            let Ok(Some((i, to, m, result))) = next else { break };
+            let next = tokio::select! {
+                biased;
+                next = inflight.next() => next,
+                _ = &mut expire => None,
+            };
+            let Some((i, to, m, result)) = next else { break };
             let expired = m.expiry_ms.is_some_and(|e| now_ms() > e);
             let (reply, step) = tally.handle_attempt(i, attempt_of(result), expired);
             if let Some(r) = reply {
@@ -637,7 +649,7 @@ impl Inner {
                     Some((r, true)) => Some(r),
                     None => None,
                 };
-                tokio::spawn(async move {
+                run_inline_first(async move {
                     let answer = match handler {
                         None => AppAnswer::Failed(format!(
                             "{} has no handler for message type {}",
@@ -683,6 +695,27 @@ impl Inner {
                 tracing::debug!(%path, error = %e, "cannot delete a handled message");
             }
         });
+    }
+}
+
+/// Runs `work` on the caller's task until it first waits, and only then spawns the rest.
+///
+/// A handler that answers at once (most do: an echo, a lookup) costs no task and no hop to
+/// another worker thread; one that waits (I/O, a timer) goes on in a task of its own, so the
+/// inbox keeps being served. Polling first with a no-op waker is sound: the spawned task
+/// polls again with its own waker, and a future wakes the waker of its latest poll. A panic
+/// in that first poll is caught and ends this message only (as it would end its task),
+/// the inbox's task goes on; the message's responder, dropped, refuses the request.
+fn run_inline_first(work: impl Future<Output = ()> + Send + 'static) {
+    let mut work = Box::pin(work);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
+    match first {
+        Ok(std::task::Poll::Ready(())) => {}
+        Ok(std::task::Poll::Pending) => {
+            tokio::spawn(work);
+        }
+        Err(_) => tracing::warn!("a message handler panicked"),
     }
 }
 

@@ -708,6 +708,7 @@ impl Inner {
         let buf = read_body(recv, answer.len as usize)
             .await
             .map_err(|e| read_error(&peer(), e))?;
+        take_end_if_arrived(recv);
         match answer.status {
             Status::Ok => Ok(buf),
             Status::Refused => Err(TransportError::Refused {
@@ -1021,6 +1022,15 @@ async fn read_body(recv: &mut RecvStream, len: usize) -> Result<Bytes, ReadExact
     Ok(Bytes::from(buf))
 }
 
+/// Reads the stream's end if it has already arrived (it normally comes in the frame's last
+/// packet), without waiting for it. A stream dropped before its end was read tells the peer
+/// to stop sending (quinn sends STOP_SENDING even when the end is already there): one more
+/// frame per request each way, often a packet of its own that wakes the peer for nothing.
+/// Anything after the frame is ignored, as before.
+fn take_end_if_arrived(recv: &mut RecvStream) {
+    let _ = recv.read_chunk(1, true).now_or_never();
+}
+
 /// Serves one request or message stream. Anything wrong with it refuses this stream only.
 async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut recv: RecvStream) {
     let mut head = [0u8; HEADER_LEN];
@@ -1051,6 +1061,7 @@ async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut r
         }
         Err(ReadExactError::ReadError(_)) => return,
     };
+    take_end_if_arrived(&mut recv);
     let (incoming, rx) = match header.kind {
         Kind::Request => {
             let (reply, rx) = Responder::channel();

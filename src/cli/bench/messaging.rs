@@ -13,6 +13,11 @@
 //! collecting every reply; then messages per second with 64 in flight to one recipient
 //! (one connection) and spread over every recipient (many connections).
 //!
+//! Beside them, the floors under one `send_and_wait` (see [`super::floor`]): `quic_floor_us`
+//! (bare quinn, a stream per request) and `transport_floor_us` (strand's transport alone);
+//! and, per phase, what one operation cost the process (`cost_per_op`: CPU µs over every
+//! thread, context switches), figures the machine's load moves far less than latencies.
+//!
 //! Last, `config_notify_us` as `strand bench config` measures it (3 store replicas as
 //! processes, a listener in another process; `--config-samples 0` skips it).
 
@@ -22,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::floor::Usage;
 use crate::cli::store::runtime;
 use crate::cli::CliError;
 use crate::messaging::{Criteria, Messaging, Outgoing};
@@ -199,7 +205,7 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
         crate::cli::participant::answer_echo(&m, Duration::ZERO);
         recipients.push(m);
     }
-    let sender = Messaging::builder("bench-sender", C, sender_ep, store.clone())
+    let sender = Messaging::builder("bench-sender", C, sender_ep.clone(), store.clone())
         .build()
         .map_err(CliError::failed)?;
     // The sender's watch-fed view holds every recipient before timing starts.
@@ -224,17 +230,36 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
     timed(&sender, &all, args.recipients, 5).await?;
     timed(&sender, &one, 1, 200).await?;
     let la = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let single = timed(&sender, &one, 1, args.samples).await?;
-    let f10 = timed(&sender, &ten, 10, args.fanout_samples).await?;
-    let fall = timed(&sender, &all, args.recipients, args.fanout_samples.min(100)).await?;
+    let (n, nf) = (args.samples, args.fanout_samples);
+    let (quic_floor, quic_cost) = super::floor::quic_floor(&settings, 200, n).await?;
+    let (transport_floor, transport_cost) =
+        super::floor::transport_floor(&settings, &sender_ep, 200, n).await?;
+    let u = Usage::now();
+    let single = timed(&sender, &one, 1, n).await?;
+    let single_cost = u.per_op_since(n);
+    let u = Usage::now();
+    let f10 = timed(&sender, &ten, 10, nf).await?;
+    let f10_cost = u.per_op_since(nf);
+    let u = Usage::now();
+    let fall = timed(&sender, &all, args.recipients, nf.min(100)).await?;
+    let fall_cost = u.per_op_since(nf.min(100));
     let one_conn = throughput(&sender, &names[..1], args.throughput_msgs).await?;
     let many = throughput(&sender, &names, args.throughput_msgs).await?;
     let out = json!({
         "path": "in-process over real QUIC + mutual TLS on loopback: one sender (client endpoint), recipients each on their own node endpoint, a single-replica store feeding the sender's view",
         "recipients": args.recipients,
         "send_and_wait_us": summary(single),
+        "quic_floor_us": summary(quic_floor),
+        "transport_floor_us": summary(transport_floor),
         "fanout10_us": summary(f10),
         "fanout100_us": summary(fall),
+        "cost_per_op": {
+            "quic_floor": quic_cost,
+            "transport_floor": transport_cost,
+            "send_and_wait": single_cost,
+            "fanout10": f10_cost,
+            "fanout100": fall_cost,
+        },
         "msgs_per_s": {
             "one_connection_64_in_flight": one_conn.round(),
             "many_connections_64_in_flight": many.round(),

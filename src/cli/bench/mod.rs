@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod config_notify;
 pub mod detect;
 pub mod failover;
+pub mod floor;
 pub mod linz;
 pub mod messaging;
 pub mod rebalance;

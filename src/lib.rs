@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod authz;
 pub mod check;
+pub mod clock;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -33,7 +34,9 @@ pub mod participant;
 pub mod propertystore;
 pub mod rebalance;
 pub mod settings;
+pub mod sim;
 pub mod spectator;
 pub mod statemodel;
 pub mod telemetry;
+pub mod testing;
 pub mod transport;

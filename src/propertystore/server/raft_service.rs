@@ -53,7 +53,7 @@ pub(super) async fn run_elector(
     let mut greater_seen = greater_logs.load(Ordering::Relaxed);
     let mut metrics = raft.metrics();
     let mut last_vote = metrics.borrow().vote;
-    let mut vote_changed = Instant::now();
+    let mut vote_changed = crate::clock::now();
     loop {
         let (role, vote) = {
             let m = metrics.borrow_and_update();
@@ -74,16 +74,16 @@ pub(super) async fn run_elector(
         };
         if vote != last_vote {
             last_vote = vote;
-            vote_changed = Instant::now();
+            vote_changed = crate::clock::now();
         }
         let greater = greater_logs.load(Ordering::Relaxed);
         if greater != greater_seen {
             greater_seen = greater;
-            elector.saw_greater_log(Instant::now());
+            elector.saw_greater_log(crate::clock::now());
         }
         let heard_at = (*heard.borrow_and_update()).max(vote_changed);
         let stalled = *disk_stalled.borrow_and_update();
-        let until = match elector.decide(Instant::now(), role, heard_at) {
+        let until = match elector.decide(crate::clock::now(), role, heard_at) {
             // A replica whose disk is stalled could not hold the leadership it won.
             Next::Elect if stalled => None,
             Next::Elect => {
@@ -173,7 +173,7 @@ pub(super) async fn serve_raft(
                 RaftResponse::Vote(_) => false,
             };
             if accepted {
-                heard.send_replace(Instant::now());
+                heard.send_replace(crate::clock::now());
             }
             reply.ok_typed(&resp);
         });

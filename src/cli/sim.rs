@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::CliError;
+use crate::sim::faults::Mix;
 use crate::sim::{self, Outcome, SimError};
 
 /// Arguments of `strand sim`.
@@ -24,6 +25,9 @@ pub struct SimArgs {
     /// Fault steps per seed.
     #[arg(long, default_value_t = 8)]
     pub steps: usize,
+    /// Which faults: `all`, or `no-partitions` (crashes, loss, delay).
+    #[arg(long, value_enum, default_value_t)]
+    pub faults: Mix,
     /// Print one JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -42,7 +46,7 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
     }
     let started = Instant::now();
     let json = args.json;
-    let results = sim::run_batch(first, count, args.steps, |r| {
+    let results = sim::run_batch(first, count, args.steps, args.faults, |r| {
         if !json {
             print_one(r);
         }
@@ -113,7 +117,12 @@ fn print_one(r: &Result<Outcome, SimError>) {
                 println!("  {}: {}", v.invariant, v.detail);
             }
             println!("  trace (! fault, * note):\n{}", o.minimal_trace);
-            println!("  replay: strand sim --seed {} --steps {}", o.seed, o.faults);
+            println!(
+                "  replay: strand sim --seed {} --steps {} --faults {}",
+                o.seed,
+                o.faults,
+                if o.mix == Mix::All { "all" } else { "no-partitions" }
+            );
         }
         Err(e) => println!("{e}"),
     }

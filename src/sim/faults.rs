@@ -114,15 +114,31 @@ impl Shape {
     }
 }
 
+/// Which faults a schedule draws.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// Every kind: crashes, partitions (symmetric, one-way, isolation), loss and delay.
+    #[default]
+    All,
+    /// No partitions: crashes and restarts, datagram loss, delay and reordering.
+    NoPartitions,
+}
+
 /// The `steps` steps of the run of `seed` over a cluster of `shape` (which must have at
-/// least one member).
-pub fn schedule(seed: u64, steps: usize, shape: &Shape) -> Vec<Step> {
+/// least one member), drawing the faults of `mix`.
+pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let members = shape.members();
     (0..steps)
         .map(|_| {
             let pick = |rng: &mut StdRng| members[rng.random_range(0..members.len())];
-            let fault = match rng.random_range(0..100u32) {
+            let mut kind = rng.random_range(0..100u32);
+            if mix == Mix::NoPartitions && (35..85).contains(&kind) {
+                // A partition becomes a crash; the proportions of the rest stay.
+                kind = 0;
+            }
+            let fault = match kind {
                 0..=34 => Fault::Crash(pick(&mut rng)),
                 35..=54 => {
                     let n = rng.random_range(1..=members.len() / 2);
@@ -177,8 +193,8 @@ mod tests {
 
     #[test]
     fn a_seed_gives_one_schedule_and_another_seed_another() {
-        assert_eq!(schedule(7, 20, &SHAPE), schedule(7, 20, &SHAPE));
-        assert_ne!(schedule(7, 20, &SHAPE), schedule(8, 20, &SHAPE));
+        assert_eq!(schedule(7, 20, &SHAPE, Mix::All), schedule(7, 20, &SHAPE, Mix::All));
+        assert_ne!(schedule(7, 20, &SHAPE, Mix::All), schedule(8, 20, &SHAPE, Mix::All));
     }
 
     #[test]
@@ -186,7 +202,7 @@ mod tests {
         let all = SHAPE.members();
         let mut kinds = std::collections::BTreeSet::new();
         for seed in 0..50 {
-            for s in schedule(seed, 10, &SHAPE) {
+            for s in schedule(seed, 10, &SHAPE, Mix::All) {
                 let named: Vec<Member> = match &s.fault {
                     Fault::Crash(m) | Fault::Isolate(m) => vec![*m],
                     Fault::Partition { side } => side.clone(),
@@ -208,5 +224,18 @@ mod tests {
             }
         }
         assert_eq!(kinds.len(), 6, "every kind of fault is drawn");
+    }
+
+    #[test]
+    fn without_partitions_only_crashes_loss_and_delay_are_drawn() {
+        for seed in 0..50 {
+            for s in schedule(seed, 10, &SHAPE, Mix::NoPartitions) {
+                assert!(
+                    matches!(s.fault, Fault::Crash(_) | Fault::Loss { .. } | Fault::Delay { .. }),
+                    "{}",
+                    s.fault
+                );
+            }
+        }
     }
 }

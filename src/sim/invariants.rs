@@ -34,6 +34,9 @@ pub struct Violation {
     pub detail: String,
     /// Virtual µs it concerns (for the minimal trace).
     pub at_us: Vec<u64>,
+    /// What trace lines about it contain (`db db_2`, an instance), if it is about one thing:
+    /// the minimal trace keeps only those besides the faults.
+    pub subject: Option<String>,
 }
 
 /// The search budget of the linearizability checker per key partition.
@@ -65,7 +68,13 @@ pub fn two_masters(events: &[Stamped], ends: &BTreeMap<String, Vec<u64>>) -> Vec
             Violation {
                 invariant: "two-masters".into(),
                 detail: format!("{} {}: {}", v.resource, v.partition, held.join("; ")),
-                at_us: v.intervals.iter().map(|i| i.start_us).collect(),
+                at_us: v
+                    .intervals
+                    .iter()
+                    .flat_map(|i| [i.start_us, i.end_us])
+                    .filter(|t| *t != u64::MAX)
+                    .collect(),
+                subject: Some(format!(" {} {} ", v.resource, v.partition)),
             }
         })
         .collect()
@@ -110,6 +119,7 @@ pub fn stale_epochs(events: &[Stamped]) -> Vec<Violation> {
                     e.instance, e.session, e.resource, e.partition, e.from, e.to, e.epoch, h
                 ),
                 at_us: vec![s.at_us],
+                subject: Some(format!("{} ", e.instance)),
             });
         }
         *h = (*h).max(e.epoch);
@@ -135,6 +145,7 @@ pub fn store_history(
         invariant: "watch".into(),
         detail: format!("{v:?}"),
         at_us: vec![],
+        subject: None,
     })
     .collect();
     if out.is_empty() {
@@ -155,6 +166,7 @@ pub fn store_history(
                 invariant: "linearizability".into(),
                 detail: format!("{other:?}"),
                 at_us,
+                subject: None,
             })
         }
     }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::cluster::{SimCluster, CLUSTER, RESOURCES, SHAPE};
-use self::faults::{schedule, Fault};
+use self::faults::{schedule, Fault, Mix};
 use self::invariants::Violation;
 use self::trace::Kind;
 use crate::cli::bench::linz::record::{self, Gets, Workload};
@@ -52,6 +52,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Fault steps.
     pub steps: usize,
+    /// Which faults.
+    pub mix: Mix,
 }
 
 /// What a run found.
@@ -71,6 +73,10 @@ pub struct Outcome {
     pub events: usize,
     /// Fault steps run.
     pub faults: usize,
+    /// Which faults they were drawn from.
+    pub mix: Mix,
+    /// Virtual µs of the first fault (after the cluster first converged).
+    pub first_fault_us: u64,
     /// The fault steps and the events around the violations (empty on a pass).
     pub minimal_trace: String,
 }
@@ -134,7 +140,8 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     let give_up = crate::clock::now() + Duration::from_secs(3_600);
     let watcher = tokio::spawn(record::watch(c.client(), 1, until.clone(), give_up));
 
-    let steps = schedule(seed, config.steps, &SHAPE);
+    let steps = schedule(seed, config.steps, &SHAPE, config.mix);
+    let first_fault_us = c.now_us();
     for (k, step) in steps.iter().enumerate() {
         c.note(Kind::Fault, format!("step {k}: {} for {} ms", step.fault, step.hold_ms));
         match &step.fault {
@@ -177,6 +184,7 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
                 invariant: "watch".into(),
                 detail: e,
                 at_us: vec![],
+                subject: None,
             });
             vec![]
         }
@@ -196,6 +204,7 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
             invariant: "setup".into(),
             detail: format!("the recorder missed {} transition events", rec.lagged),
             at_us: vec![],
+            subject: None,
         });
     }
 
@@ -204,14 +213,15 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     for o in &history {
         trace.push(o.complete / 1_000, Kind::Note, format!("client {} {:?} -> {:?}", o.client, o.call, o.ret));
     }
-    let around: Vec<u64> = violations.iter().flat_map(|v| v.at_us.iter().copied()).collect();
     let minimal_trace = if violations.is_empty() {
         String::new()
     } else {
-        let lines: Vec<_> = trace
-            .minimal(&around, WINDOW_US)
-            .into_iter()
-            .filter(|l| l.kind != Kind::Note || !l.text.starts_with("client "))
+        let lines: Vec<_> = violations
+            .iter()
+            .flat_map(|v| trace.minimal(&v.at_us, WINDOW_US, v.subject.as_deref()))
+            .filter(|(_, l)| l.kind != Kind::Note || !l.text.starts_with("client "))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
             .collect();
         trace::Trace::render(&lines)
     };
@@ -222,6 +232,8 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
         ops: history.len(),
         events: rec.events.len(),
         faults: steps.len(),
+        mix: config.mix,
+        first_fault_us,
         violations,
         minimal_trace,
     })
@@ -236,15 +248,6 @@ async fn converge(
 ) -> Result<(), Violation> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
     loop {
-        if std::env::var_os("STRAND_SIM_DEBUG").is_some() {
-            for (id, s) in c.inner.replicas() {
-                let m = s.raft().metrics().borrow().clone();
-                eprintln!(
-                    "store-{id}: {:?} state {:?} leader {:?} applied {:?} running {:?}",
-                    m.current_term, m.state, m.current_leader, m.last_applied.map(|l| l.index), m.running_state
-                );
-            }
-        }
         let mut all = true;
         let mut last = Vec::new();
         for (resource, partitions, replicas, _) in RESOURCES {
@@ -268,6 +271,7 @@ async fn converge(
                     last.join("; ")
                 ),
                 at_us: vec![c.now_us()],
+                subject: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -279,11 +283,12 @@ pub fn run_batch(
     first: u64,
     count: u64,
     steps: usize,
+    mix: Mix,
     mut each: impl FnMut(&Result<Outcome, SimError>),
 ) -> Vec<Result<Outcome, SimError>> {
     (first..first.saturating_add(count))
         .map(|seed| {
-            let r = run(SimConfig { seed, steps });
+            let r = run(SimConfig { seed, steps, mix });
             each(&r);
             r
         })

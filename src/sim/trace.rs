@@ -65,15 +65,20 @@ impl Trace {
         h
     }
 
-    /// The fault lines, and the other lines within `window_us` of any of `around` (µs).
-    pub fn minimal(&self, around: &[u64], window_us: u64) -> Vec<&Line> {
+    /// The fault lines, and the other lines from `window_us` before the first of `around`
+    /// (µs) to `window_us` after the last that contain `subject` (any line if `None`), each
+    /// with its index (so several can be merged in order).
+    pub fn minimal(&self, around: &[u64], window_us: u64, subject: Option<&str>) -> Vec<(usize, &Line)> {
+        let from = around.iter().min().map_or(u64::MAX, |t| t.saturating_sub(window_us));
+        let to = around.iter().max().map_or(0, |t| t.saturating_add(window_us));
         self.lines
             .iter()
-            .filter(|l| {
+            .enumerate()
+            .filter(|(_, l)| {
                 l.kind == Kind::Fault
-                    || around
-                        .iter()
-                        .any(|t| l.at_us + window_us >= *t && l.at_us <= t.saturating_add(window_us))
+                    || (l.at_us >= from
+                        && l.at_us <= to
+                        && subject.is_none_or(|s| l.text.contains(s) || l.kind == Kind::Note))
             })
             .collect()
     }
@@ -112,8 +117,11 @@ mod tests {
         c.push(2_000, Kind::Event, "node-2 SLAVE->MASTER begin");
         c.push(90_000_000, Kind::Event, "far away");
         assert_ne!(a.digest(), c.digest(), "the time is part of the digest");
-        let m = a.minimal(&[2_500], 1_000);
-        let texts: Vec<&str> = m.iter().map(|l| l.text.as_str()).collect();
+        let m = a.minimal(&[2_500], 1_000, None);
+        let texts: Vec<&str> = m.iter().map(|(_, l)| l.text.as_str()).collect();
         assert_eq!(texts, ["crash node-1", "node-2 SLAVE->MASTER begin"]);
+        let m = a.minimal(&[2_500], 1_000, Some("node-3"));
+        let texts: Vec<&str> = m.iter().map(|(_, l)| l.text.as_str()).collect();
+        assert_eq!(texts, ["crash node-1"], "only lines about the subject besides faults");
     }
 }

@@ -31,6 +31,14 @@ pub struct SimArgs {
     /// Print one JSON summary.
     #[arg(long)]
     pub json: bool,
+    /// Test-only: break selection (two MASTERs may exist) to see the simulator catch it.
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true)]
+    pub break_selection: bool,
+    /// Test-only: participants accept transitions of older controller epochs.
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true)]
+    pub break_fencing: bool,
 }
 
 /// Runs `strand sim`.
@@ -43,6 +51,12 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
     };
     if args.steps == 0 {
         return Err(CliError::usage("--steps must be at least 1"));
+    }
+    #[cfg(feature = "testing")]
+    {
+        use std::sync::atomic::Ordering;
+        crate::testing::BREAK_SELECTION.store(args.break_selection, Ordering::Relaxed);
+        crate::testing::BREAK_FENCING.store(args.break_fencing, Ordering::Relaxed);
     }
     let started = Instant::now();
     let json = args.json;

@@ -14,7 +14,9 @@ use super::invariants::{phase_name, Stamped};
 use super::trace::{Kind, Trace};
 use crate::embedded::{EmbeddedCluster, EmbeddedError, StoreOptions};
 use crate::model::{ClusterConfig, IdealState, InstanceConfig, Layout, RebalanceMode, Record};
+use crate::participant::{Cancellation, HandlerError, StateModelHandler, Transition};
 use crate::propertystore::PropertyStore;
+use futures::future::BoxFuture;
 
 /// The simulated cluster's name.
 pub const CLUSTER: &str = "SIM";
@@ -37,6 +39,34 @@ pub const BASE_DELAY: (Duration, Duration) = (Duration::from_micros(500), Durati
 /// How long a restarted store replica may wait for its database to be released.
 const REOPEN: Duration = Duration::from_secs(30);
 
+/// A state model handler that takes a virtual while for each transition, drawn from the
+/// run's seed and the transition (10–150 ms), as an application's would: a hand-over is
+/// not instant, so a MASTER and its successor can overlap when something lets them.
+struct Slow {
+    seed: u64,
+    instance: String,
+}
+
+impl StateModelHandler for Slow {
+    fn on_transition(
+        &self,
+        t: Transition,
+        _cancel: Cancellation,
+    ) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let mut h: u64 = self.seed ^ 0xcbf2_9ce4_8422_2325;
+        for part in [&self.instance, &t.resource, &t.partition, &t.from, &t.to] {
+            for b in part.as_bytes() {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let ms = 10 + h % 141;
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        })
+    }
+}
+
 /// What the run records as it goes.
 #[derive(Default)]
 pub struct Recorder {
@@ -57,6 +87,7 @@ pub struct SimCluster {
     base: tokio::time::Instant,
     rec: Arc<Mutex<Recorder>>,
     down: BTreeSet<Member>,
+    seed: u64,
 }
 
 /// The name of a member.
@@ -80,6 +111,7 @@ impl SimCluster {
             base,
             rec: Arc::default(),
             down: BTreeSet::new(),
+            seed,
         };
         c.write_cluster().await?;
         for n in 0..SHAPE.controllers {
@@ -156,7 +188,11 @@ impl SimCluster {
             Member::Replica(id) => self.inner.restart_replica(id, REOPEN).await?,
             Member::Controller(_) => self.inner.add_controller(&n, &[CLUSTER]).await?,
             Member::Participant(_) => {
-                let p = self.inner.add_participant(CLUSTER, &n, None).await?;
+                let handler = Arc::new(Slow {
+                    seed: self.seed,
+                    instance: n.clone(),
+                });
+                let p = self.inner.add_participant(CLUSTER, &n, Some(handler)).await?;
                 let mut rx = p.events();
                 let rec = self.rec.clone();
                 let base = self.base;

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "testing")]
 pub static BREAK_SELECTION: AtomicBool = AtomicBool::new(false);
 
-/// A participant accepts a transition message from a controller epoch older than the
-/// highest it has seen (the fencing of deposed controllers is gone).
+/// The fencing of deposed controllers is gone: a controller's round writes its messages
+/// without the condition that it still holds the leader record, and a participant accepts
+/// a transition message from a controller epoch older than the highest it has seen.
 #[cfg(feature = "testing")]
 pub static BREAK_FENCING: AtomicBool = AtomicBool::new(false);
 

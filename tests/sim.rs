@@ -1,6 +1,8 @@
 //! The deterministic simulation (`strand sim`, issue 19 §1): it must catch planted bugs —
-//! a selection that lets two MASTERs exist, a participant that applies a fenced
-//! controller's transitions — and a fixed batch without them must find nothing.
+//! a selection that lets two MASTERs exist, fencing of deposed controllers removed (their
+//! rounds write unfenced, participants apply older epochs) — and a fixed batch without them
+//! must find nothing. The batch draws no partitions: with partitions the simulator finds a
+//! real bug (see the ignored regression test at the end).
 //!
 //! The planted bugs are switched on through `strand::testing` (the `testing` feature);
 //! the switches are process-wide, so every test here holds `SWITCHES` while it runs.
@@ -86,4 +88,22 @@ fn a_fixed_batch_without_partitions_finds_no_violation() {
     }
 }
 
-const BATCH: u64 = 6;
+const BATCH: u64 = 12;
+
+/// Found by the simulator (`strand sim --seed 2 --steps 3`): a partition cuts
+/// [store-2, ctl-0, node-1] from the rest. node-1, MASTER of db_2 and kv_0, still reaches
+/// two gossip peers, so it is not "isolated" and keeps serving as MASTER; the controller on
+/// the majority side promotes node-4 and node-2 about 0.5 s later; node-1 steps down only
+/// when the partition heals (2 s later). A participant cut off from the store's majority
+/// must step down before the controller may promote a successor. Not fixed yet.
+#[test]
+#[ignore = "known bug: a MASTER cut off with a minority keeps its state while a successor is promoted"]
+fn a_master_partitioned_with_a_minority_steps_down_before_a_successor_is_promoted() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let o = run(2, 3, Mix::All);
+    assert!(
+        !o.violations.iter().any(|v| v.invariant == "two-masters"),
+        "{}",
+        describe(&o)
+    );
+}

@@ -113,16 +113,6 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
         seed,
         reason: e.to_string(),
     };
-    if std::env::var_os("STRAND_SIM_DEBUG").is_some() {
-        tokio::spawn(async {
-            let t0 = tokio::time::Instant::now();
-            let w0 = std::time::Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                eprintln!("virtual {:?} wall {:?}", t0.elapsed(), w0.elapsed());
-            }
-        });
-    }
     let mut c = SimCluster::start(seed).await.map_err(|e| fail(&e))?;
     let mut violations = Vec::new();
     let probe = c.client();

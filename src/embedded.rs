@@ -115,15 +115,22 @@ impl EmbeddedCluster {
             .map(|id| net.endpoint_with_roles(&replica_name(id), RoleSet::of(AuthzRole::Store)))
             .collect();
         let addrs: Vec<std::net::SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
-        let peers: Vec<(u64, std::net::SocketAddr)> =
-            if n == 1 { vec![] } else { (1..=n).zip(addrs.iter().copied()).collect() };
+        let peers: Vec<(u64, std::net::SocketAddr)> = if n == 1 {
+            vec![]
+        } else {
+            (1..=n).zip(addrs.iter().copied()).collect()
+        };
         let mut configs = BTreeMap::new();
         let mut servers = BTreeMap::new();
         for (id, endpoint) in (1..=n).zip(endpoints) {
             // The in-memory network checks names, not certificates; the material is unused.
             let tls = settings::tls_material_for(&settings, &replica_name(id), crate::authz::Role::Store)
                 .map_err(|e| setup(&e))?;
-            let data = if n == 1 { dir.path().join("store") } else { dir.path().join(format!("store-{id}")) };
+            let data = if n == 1 {
+                dir.path().join("store")
+            } else {
+                dir.path().join(format!("store-{id}"))
+            };
             let mut config = ReplicaConfig::new(id, endpoint.local_addr(), data, tls);
             config.heartbeat = Duration::from_millis(50);
             config.peers = peers.clone();
@@ -292,7 +299,8 @@ impl EmbeddedCluster {
             .net
             .endpoint_with_roles(instance, RoleSet::of(AuthzRole::Participant))
             as Arc<dyn Transport>;
-        self.member_addrs.insert(instance.to_string(), endpoint.local_addr());
+        self.member_addrs
+            .insert(instance.to_string(), endpoint.local_addr());
         let p = Participant::builder(cluster, instance)
             .store(self.store_over(endpoint.clone()))
             .transport(endpoint)

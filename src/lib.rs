@@ -19,8 +19,8 @@
 pub mod admin;
 pub mod authz;
 pub mod check;
-pub mod clock;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod controller;

@@ -128,14 +128,24 @@ impl SimCluster {
         let store = self.inner.store();
         store.set(&l.root(), b"", None).await?;
         let cc = ClusterConfig::new(Record::new(CLUSTER));
-        store.set(&l.cluster_config(), &cc.record.to_bytes(), None).await?;
-        let nodes: Vec<String> = (0..SHAPE.participants).map(|n| name(Member::Participant(n))).collect();
+        store
+            .set(&l.cluster_config(), &cc.record.to_bytes(), None)
+            .await?;
+        let nodes: Vec<String> = (0..SHAPE.participants)
+            .map(|n| name(Member::Participant(n)))
+            .collect();
         for n in &nodes {
             let ic = InstanceConfig::create(n);
-            store.set(&l.instance_config(n), &ic.record.to_bytes(), None).await?;
+            store
+                .set(&l.instance_config(n), &ic.record.to_bytes(), None)
+                .await?;
         }
         for (k, (resource, partitions, replicas, semi)) in RESOURCES.iter().enumerate() {
-            let mode = if *semi { RebalanceMode::SemiAuto } else { RebalanceMode::FullAuto };
+            let mode = if *semi {
+                RebalanceMode::SemiAuto
+            } else {
+                RebalanceMode::FullAuto
+            };
             let mut is = IdealState::create(resource, *partitions, "MasterSlave", mode);
             is.record.set_simple("REPLICAS", *replicas);
             if *semi {
@@ -152,7 +162,9 @@ impl SimCluster {
                     is.record.map_fields.insert(format!("{resource}_{p}"), map);
                 }
             }
-            store.set(&l.ideal_state(resource), &is.record.to_bytes(), None).await?;
+            store
+                .set(&l.ideal_state(resource), &is.record.to_bytes(), None)
+                .await?;
         }
         Ok(())
     }
@@ -267,7 +279,11 @@ impl SimCluster {
         match fault {
             Fault::Crash(_) => {}
             Fault::Partition { side } => {
-                let rest: Vec<Member> = SHAPE.members().into_iter().filter(|m| !side.contains(m)).collect();
+                let rest: Vec<Member> = SHAPE
+                    .members()
+                    .into_iter()
+                    .filter(|m| !side.contains(m))
+                    .collect();
                 net.partition(&self.addrs(side), &self.addrs(&rest));
             }
             Fault::OneWay { from, to } => {

@@ -110,7 +110,9 @@ pub fn stale_epochs(events: &[Stamped]) -> Vec<Violation> {
         if e.phase != Phase::Begin || e.epoch == 0 {
             continue;
         }
-        let h = highest.entry((e.instance.as_str(), e.session.as_str())).or_insert(0);
+        let h = highest
+            .entry((e.instance.as_str(), e.session.as_str()))
+            .or_insert(0);
         if e.epoch < *h {
             out.push(Violation {
                 invariant: "stale-epoch".into(),
@@ -193,7 +195,15 @@ pub fn converged(
 mod tests {
     use super::*;
 
-    fn ev(at_us: u64, instance: &str, session: &str, from: &str, to: &str, phase: Phase, epoch: u64) -> Stamped {
+    fn ev(
+        at_us: u64,
+        instance: &str,
+        session: &str,
+        from: &str,
+        to: &str,
+        phase: Phase,
+        epoch: u64,
+    ) -> Stamped {
         Stamped {
             at_us,
             event: TransitionEvent {
@@ -257,7 +267,10 @@ mod tests {
     #[test]
     fn only_one_master_and_full_slaves_everywhere_is_converged() {
         let part = |states: &[(&str, &str)]| -> BTreeMap<String, String> {
-            states.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect()
+            states
+                .iter()
+                .map(|(i, s)| (i.to_string(), s.to_string()))
+                .collect()
         };
         let mut view = BTreeMap::new();
         view.insert("db_0".to_string(), part(&[("a", "MASTER"), ("b", "SLAVE")]));

@@ -133,7 +133,10 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     let steps = schedule(seed, config.steps, &SHAPE, config.mix);
     let first_fault_us = c.now_us();
     for (k, step) in steps.iter().enumerate() {
-        c.note(Kind::Fault, format!("step {k}: {} for {} ms", step.fault, step.hold_ms));
+        c.note(
+            Kind::Fault,
+            format!("step {k}: {} for {} ms", step.fault, step.hold_ms),
+        );
         match &step.fault {
             Fault::Crash(m) => c.crash(*m).await.map_err(|e| fail(&e))?,
             other => c.cut(other),
@@ -143,7 +146,10 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
             Fault::Crash(m) => c.restart(*m).await.map_err(|e| fail(&e))?,
             _ => c.heal(),
         }
-        c.note(Kind::Fault, format!("step {k}: healed; settle {} ms", step.settle_ms));
+        c.note(
+            Kind::Fault,
+            format!("step {k}: healed; settle {} ms", step.settle_ms),
+        );
         tokio::time::sleep(Duration::from_millis(step.settle_ms)).await;
     }
     c.heal();
@@ -199,9 +205,17 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     }
 
     let mut trace = rec.trace;
-    trace.push(virtual_ms * 1_000, Kind::Note, format!("{} client operations", history.len()));
+    trace.push(
+        virtual_ms * 1_000,
+        Kind::Note,
+        format!("{} client operations", history.len()),
+    );
     for o in &history {
-        trace.push(o.complete / 1_000, Kind::Note, format!("client {} {:?} -> {:?}", o.client, o.call, o.ret));
+        trace.push(
+            o.complete / 1_000,
+            Kind::Note,
+            format!("client {} {:?} -> {:?}", o.client, o.call, o.ret),
+        );
     }
     let minimal_trace = if violations.is_empty() {
         String::new()

@@ -69,7 +69,10 @@ impl Trace {
     /// (µs) to `window_us` after the last that contain `subject` (any line if `None`), each
     /// with its index (so several can be merged in order).
     pub fn minimal(&self, around: &[u64], window_us: u64, subject: Option<&str>) -> Vec<(usize, &Line)> {
-        let from = around.iter().min().map_or(u64::MAX, |t| t.saturating_sub(window_us));
+        let from = around
+            .iter()
+            .min()
+            .map_or(u64::MAX, |t| t.saturating_sub(window_us));
         let to = around.iter().max().map_or(0, |t| t.saturating_add(window_us));
         self.lines
             .iter()
@@ -122,6 +125,10 @@ mod tests {
         assert_eq!(texts, ["crash node-1", "node-2 SLAVE->MASTER begin"]);
         let m = a.minimal(&[2_500], 1_000, Some("node-3"));
         let texts: Vec<&str> = m.iter().map(|(_, l)| l.text.as_str()).collect();
-        assert_eq!(texts, ["crash node-1"], "only lines about the subject besides faults");
+        assert_eq!(
+            texts,
+            ["crash node-1"],
+            "only lines about the subject besides faults"
+        );
     }
 }

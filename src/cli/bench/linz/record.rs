@@ -139,7 +139,9 @@ impl Workload {
     }
 
     fn now(&self) -> u64 {
-        crate::clock::now().saturating_duration_since(self.base).as_nanos() as u64
+        crate::clock::now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64
     }
 
     fn key(&self, i: u64) -> String {

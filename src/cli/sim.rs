@@ -71,7 +71,7 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
         .filter_map(|r| match r {
             Ok(o) if o.violations.is_empty() => None,
             Ok(o) => Some(o.seed),
-            Err(SimError::Cluster { seed, .. }) => Some(*seed),
+            Err(SimError::Cluster { seed, .. } | SimError::Stalled { seed, .. }) => Some(*seed),
             Err(SimError::Runtime(_)) => Some(u64::MAX),
         })
         .collect();

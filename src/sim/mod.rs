@@ -87,6 +87,14 @@ pub enum SimError {
     /// The runtime could not be built.
     #[error("cannot build the runtime: {0}")]
     Runtime(String),
+    /// The run took longer than [`WALL_LIMIT`]: virtual time stopped moving (a livelock).
+    #[error("seed {seed}: stalled at {virtual_ms} ms of virtual time (wall-clock limit passed)")]
+    Stalled {
+        /// The seed.
+        seed: u64,
+        /// Virtual time when it was last seen moving.
+        virtual_ms: u64,
+    },
     /// Starting or restarting a member failed.
     #[error("seed {seed}: {reason}")]
     Cluster {
@@ -97,14 +105,50 @@ pub enum SimError {
     },
 }
 
-/// Runs one seed on its own current-thread runtime with a paused clock.
+/// How long one seed may take in wall-clock time before it is reported stalled: virtual
+/// time that stops moving (a task that never yields to the timer) would hang the run.
+pub const WALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs one seed on its own current-thread runtime with a paused clock, in a thread of its
+/// own; a seed whose run takes longer than [`WALL_LIMIT`] is reported [`SimError::Stalled`]
+/// (its thread is left behind: nothing can stop a task that never yields).
 pub fn run(config: SimConfig) -> Result<Outcome, SimError> {
+    let virtual_ms = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let clock = virtual_ms.clone();
+    std::thread::Builder::new()
+        .name(format!("sim-{}", config.seed))
+        .spawn(move || {
+            let _ = tx.send(run_here(config, clock));
+        })
+        .map_err(|e| SimError::Runtime(e.to_string()))?;
+    match rx.recv_timeout(WALL_LIMIT) {
+        Ok(r) => r,
+        Err(_) => Err(SimError::Stalled {
+            seed: config.seed,
+            virtual_ms: virtual_ms.load(Ordering::Relaxed),
+        }),
+    }
+}
+
+fn run_here(config: SimConfig, clock: Arc<AtomicU64>) -> Result<Outcome, SimError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .map_err(|e| SimError::Runtime(e.to_string()))?;
-    rt.block_on(run_async(config))
+    rt.block_on(async move {
+        let t0 = tokio::time::Instant::now();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                clock.store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        });
+        let r = run_async(config).await;
+        ticker.abort();
+        r
+    })
 }
 
 async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   MemNetwork (in-memory transport: can drop, delay, partition, crash)
-//!     ├─ store-1        a single-replica property store (RocksDB in a temp dir)
+//!     ├─ store-1..n     the property store's replicas (RocksDB in a temp dir; one by default)
 //!     ├─ controllers    Controller tasks, each with its own endpoint and gossip
 //!     └─ participants   Participant tasks with the caller's handlers
 //! ```
@@ -47,12 +47,43 @@ pub enum EmbeddedError {
     NoSuchMember(String),
 }
 
+/// How [`EmbeddedCluster::start_with`] starts the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The network's seed.
+    pub seed: u64,
+    /// Store replicas (1 or more).
+    pub replicas: u64,
+    /// Sync the Raft log on the appending task ([`ReplicaConfig::inline_log_sync`]).
+    pub inline_log_sync: bool,
+    /// Give replica `id` the election timeout `base + id·10 ms` (one millisecond wide) and
+    /// an elector seeded from `seed` and `id`, instead of random ones: runs repeat.
+    pub fixed_election_timeouts: Option<Duration>,
+}
+
+impl StoreOptions {
+    /// One replica, the network seeded with `seed`, defaults otherwise.
+    pub fn new(seed: u64) -> StoreOptions {
+        StoreOptions {
+            seed,
+            replicas: 1,
+            inline_log_sync: false,
+            fixed_election_timeouts: None,
+        }
+    }
+}
+
 /// A cluster in one process. Dropping it stops everything.
 pub struct EmbeddedCluster {
     dir: tempfile::TempDir,
     net: MemNetwork,
-    store_server: Option<StoreServer>,
-    store_addr: std::net::SocketAddr,
+    /// Running replicas by id.
+    store_servers: BTreeMap<u64, StoreServer>,
+    /// Each replica's configuration (for a restart), by id.
+    replica_configs: BTreeMap<u64, ReplicaConfig>,
+    store_addrs: Vec<std::net::SocketAddr>,
+    /// The address of each controller's and participant's endpoint (the latest start's).
+    member_addrs: BTreeMap<String, std::net::SocketAddr>,
     clients: u64,
     /// Running controllers by name.
     pub controllers: BTreeMap<String, Controller>,
@@ -63,7 +94,13 @@ pub struct EmbeddedCluster {
 impl EmbeddedCluster {
     /// Starts a single-replica store on an in-memory network seeded with `seed`.
     pub async fn start(seed: u64) -> Result<EmbeddedCluster, EmbeddedError> {
-        let dir = tempfile::tempdir().map_err(|e| EmbeddedError::Setup(e.to_string()))?;
+        Self::start_with(StoreOptions::new(seed)).await
+    }
+
+    /// Starts a store as `options` say on an in-memory network.
+    pub async fn start_with(options: StoreOptions) -> Result<EmbeddedCluster, EmbeddedError> {
+        let setup = |e: &dyn std::fmt::Display| EmbeddedError::Setup(e.to_string());
+        let dir = tempfile::tempdir().map_err(|e| setup(&e))?;
         let settings = Settings::load_with_env(
             &SettingsFlags {
                 tls_dir: Some(dir.path().join("tls")),
@@ -71,27 +108,120 @@ impl EmbeddedCluster {
             },
             |_| None,
         )
-        .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
-        let net = MemNetwork::new(seed);
-        let endpoint = net.endpoint_with_roles(&replica_name(1), RoleSet::of(AuthzRole::Store));
-        let addr = endpoint.local_addr();
-        // The in-memory network checks names, not certificates; the material is unused.
-        let tls = settings::tls_material_for(&settings, &replica_name(1), crate::authz::Role::Store)
-            .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
-        let mut config = ReplicaConfig::new(1, addr, dir.path().join("store"), tls);
-        config.heartbeat = Duration::from_millis(50);
-        let server = StoreServer::start_on(config, endpoint as Arc<dyn Transport>)
-            .await
-            .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
+        .map_err(|e| setup(&e))?;
+        let net = MemNetwork::new(options.seed);
+        let n = options.replicas.max(1);
+        let endpoints: Vec<_> = (1..=n)
+            .map(|id| net.endpoint_with_roles(&replica_name(id), RoleSet::of(AuthzRole::Store)))
+            .collect();
+        let addrs: Vec<std::net::SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
+        let peers: Vec<(u64, std::net::SocketAddr)> = if n == 1 {
+            vec![]
+        } else {
+            (1..=n).zip(addrs.iter().copied()).collect()
+        };
+        let mut configs = BTreeMap::new();
+        let mut servers = BTreeMap::new();
+        for (id, endpoint) in (1..=n).zip(endpoints) {
+            // The in-memory network checks names, not certificates; the material is unused.
+            let tls = settings::tls_material_for(&settings, &replica_name(id), crate::authz::Role::Store)
+                .map_err(|e| setup(&e))?;
+            let data = if n == 1 {
+                dir.path().join("store")
+            } else {
+                dir.path().join(format!("store-{id}"))
+            };
+            let mut config = ReplicaConfig::new(id, endpoint.local_addr(), data, tls);
+            config.heartbeat = Duration::from_millis(50);
+            config.peers = peers.clone();
+            config.inline_log_sync = options.inline_log_sync;
+            if let Some(base) = options.fixed_election_timeouts {
+                let min = base + Duration::from_millis(10 * id);
+                config.election_timeout = (min, min + Duration::from_millis(1));
+                config.elector_seed = Some(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id);
+            }
+            let server = StoreServer::start_on(config.clone(), endpoint as Arc<dyn Transport>)
+                .await
+                .map_err(|e| setup(&e))?;
+            configs.insert(id, config);
+            servers.insert(id, server);
+        }
         Ok(EmbeddedCluster {
             dir,
             net,
-            store_server: Some(server),
-            store_addr: addr,
+            store_servers: servers,
+            replica_configs: configs,
+            store_addrs: addrs,
+            member_addrs: BTreeMap::new(),
             clients: 0,
             controllers: BTreeMap::new(),
             participants: BTreeMap::new(),
         })
+    }
+
+    /// Kills store replica `id` as SIGKILL would: its endpoint vanishes, then its tasks stop.
+    pub async fn kill_replica(&mut self, id: u64) -> Result<(), EmbeddedError> {
+        let server = self
+            .store_servers
+            .remove(&id)
+            .ok_or_else(|| EmbeddedError::NoSuchMember(replica_name(id)))?;
+        self.net.crash(server.local_addr());
+        server.shutdown().await;
+        Ok(())
+    }
+
+    /// Restarts store replica `id` (killed before) at its address, over its data directory.
+    /// The database of the killed replica may take a moment to close: the open is retried
+    /// for up to `timeout`.
+    pub async fn restart_replica(&mut self, id: u64, timeout: Duration) -> Result<(), EmbeddedError> {
+        let config = self
+            .replica_configs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| EmbeddedError::NoSuchMember(replica_name(id)))?;
+        if self.store_servers.contains_key(&id) {
+            return Err(EmbeddedError::Setup(format!("{} is running", replica_name(id))));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let endpoint = self
+                .net
+                .endpoint_at_with_roles(
+                    &replica_name(id),
+                    config.listen,
+                    crate::transport::PeerRole::Node,
+                    RoleSet::of(AuthzRole::Store),
+                )
+                .map_err(|e| EmbeddedError::Setup(e.to_string()))?;
+            match StoreServer::start_on(config.clone(), endpoint.clone() as Arc<dyn Transport>).await {
+                Ok(server) => {
+                    self.store_servers.insert(id, server);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.net.crash(config.listen);
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(EmbeddedError::Setup(e.to_string()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// The running store replicas by id.
+    pub fn replicas(&self) -> &BTreeMap<u64, StoreServer> {
+        &self.store_servers
+    }
+
+    /// The address of controller or participant `name` (of its latest start).
+    pub fn addr_of(&self, name: &str) -> Option<std::net::SocketAddr> {
+        self.member_addrs.get(name).copied()
+    }
+
+    /// Every store replica's address, by id order.
+    pub fn store_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.store_addrs
     }
 
     /// The in-memory network (to drop, delay, partition or crash members).
@@ -117,15 +247,15 @@ impl EmbeddedCluster {
         self.store_over(endpoint as Arc<dyn Transport>)
     }
 
-    /// The store replica's address.
+    /// The (first) store replica's address.
     pub fn store_addr(&self) -> std::net::SocketAddr {
-        self.store_addr
+        self.store_addrs[0]
     }
 
     /// A store client (with a cache) over a member's own endpoint: the store checks its
     /// writes against the member's name and roles.
     fn store_over(&self, endpoint: Arc<dyn Transport>) -> PropertyStore {
-        let mut config = StoreClientConfig::new(vec![self.store_addr]);
+        let mut config = StoreClientConfig::new(self.store_addrs.clone());
         config.cache_capacity = 10_000;
         PropertyStore::new(endpoint, config)
     }
@@ -146,6 +276,7 @@ impl EmbeddedCluster {
             .net
             .endpoint_with_roles(name, RoleSet::of(AuthzRole::Controller))
             as Arc<dyn Transport>;
+        self.member_addrs.insert(name.to_string(), endpoint.local_addr());
         let mut b = Controller::builder(name)
             .store(self.store_over(endpoint.clone()))
             .transport(endpoint);
@@ -168,6 +299,8 @@ impl EmbeddedCluster {
             .net
             .endpoint_with_roles(instance, RoleSet::of(AuthzRole::Participant))
             as Arc<dyn Transport>;
+        self.member_addrs
+            .insert(instance.to_string(), endpoint.local_addr());
         let p = Participant::builder(cluster, instance)
             .store(self.store_over(endpoint.clone()))
             .transport(endpoint)
@@ -259,7 +392,7 @@ impl EmbeddedCluster {
         for (_, c) in std::mem::take(&mut self.controllers) {
             c.kill().await;
         }
-        if let Some(s) = self.store_server.take() {
+        for (_, s) in std::mem::take(&mut self.store_servers) {
             s.shutdown().await;
         }
     }

@@ -33,7 +33,10 @@ pub fn check_command(roles: RoleSet, name: &str, cmd: &Command) -> Result<(), De
             let as_other_role = roles
                 .iter()
                 .any(|r| allow(r, name, &action).is_ok() && !rules::needs_leadership(r, name, &action));
-            if as_other_role || fenced_as_leader(name, op_path(op), &t.conditions) {
+            if as_other_role
+                || crate::testing::fencing_broken()
+                || fenced_as_leader(name, op_path(op), &t.conditions)
+            {
                 Ok(())
             } else {
                 Err(Denied {

@@ -24,6 +24,7 @@ pub mod participant;
 pub mod plan;
 pub mod process;
 pub mod progress;
+pub mod sim;
 pub mod statemodel;
 pub mod status;
 pub mod store;
@@ -81,6 +82,9 @@ pub enum Command {
     HelixAdmin(helix_admin::HelixAdminArgs),
     /// Benchmarks that print JSON.
     Bench(bench::BenchArgs),
+    /// Deterministic simulation of a whole cluster under seeded faults, with its invariants
+    /// checked (`--seed S` or `--seeds N`).
+    Sim(sim::SimArgs),
     /// Run a controller (several may run; one leads each cluster).
     Controller(controller::ControllerArgs),
     /// Run the ready-made participant, which logs every transition as a JSON line.
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(args) => admin::run(args),
         Command::HelixAdmin(args) => helix_admin::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Participant(args) => participant::run(args),
         Command::Watch(args) => watch::run(args),

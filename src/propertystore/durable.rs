@@ -111,7 +111,7 @@ impl Durability {
     pub fn written(&self, last: LogId<ReplicaId>) {
         let mut s = self.state();
         s.written = Some(last);
-        s.unsynced_since.get_or_insert_with(Instant::now);
+        s.unsynced_since.get_or_insert_with(crate::clock::now);
     }
 
     /// The log was truncated: `last` is the entry now at its end. Durability falls back to it
@@ -139,7 +139,7 @@ impl Durability {
         SyncMark {
             generation: s.generation,
             written: s.written,
-            at: Instant::now(),
+            at: crate::clock::now(),
         }
     }
 

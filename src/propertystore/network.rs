@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -157,7 +157,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             self.fences.advertised.fetch_max(c.index, Ordering::SeqCst);
         }
         let term = rpc.vote.leader_id.term;
-        let sent = Instant::now();
+        let sent = crate::clock::now();
         let entries = rpc.entries.len() as u64;
         let answer = match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await {
             // Too many entries for one frame: openraft retries with fewer.

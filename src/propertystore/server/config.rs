@@ -74,6 +74,13 @@ pub struct ReplicaConfig {
     /// Free bytes the data directory's filesystem must keep: below them the leader refuses
     /// writes other than deletes and compaction (see [`crate::propertystore::space`]).
     pub min_free_bytes: u64,
+    /// Sync the Raft log on the appending task instead of the group-commit syncer thread
+    /// (every append waits for its own fsync). Slower; used by the deterministic simulation
+    /// ([`crate::sim`]), where a thread outside the runtime would make runs unrepeatable.
+    pub inline_log_sync: bool,
+    /// Seed of the elector's random election timeouts (None: from the system clock). The
+    /// simulation derives it from the run's seed.
+    pub elector_seed: Option<u64>,
 }
 
 impl ReplicaConfig {
@@ -96,6 +103,8 @@ impl ReplicaConfig {
             lease_reads: true,
             disk_stall: DEFAULT_DISK_STALL,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            inline_log_sync: false,
+            elector_seed: None,
         }
     }
 }

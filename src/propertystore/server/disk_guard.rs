@@ -3,7 +3,7 @@
 //! [`crate::propertystore::space`] admits writes by fresh.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -27,7 +27,7 @@ pub(super) async fn watch_disk(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match check.handle_tick(Instant::now(), durability.unsynced_since()) {
+        match check.handle_tick(crate::clock::now(), durability.unsynced_since()) {
             Some(DiskEvent::Stalled { waited }) => {
                 tracing::warn!(
                     waited_ms = waited.as_millis() as u64,

@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::{BasicNode, Config, LogId, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -127,7 +127,10 @@ impl StoreServer {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Config {
             reason: format!("cannot create {}: {e}", config.data_dir.display()),
         })?;
-        let (db, log, sm) = storage::open(&config.data_dir, config.retain, config.id)?;
+        let (db, mut log, sm) = storage::open(&config.data_dir, config.retain, config.id)?;
+        if config.inline_log_sync {
+            log.sync_inline();
+        }
         let revisions = sm.revisions();
         let applied = sm.applied();
         let fences = Fences {
@@ -170,7 +173,7 @@ impl StoreServer {
         // Elections are called by strand's elector (fresh timeouts for every wait), not by
         // openraft's timer; `initialize` below still elects at once.
         raft.runtime_config().elect(false);
-        let (heard_tx, heard_rx) = watch::channel(Instant::now());
+        let (heard_tx, heard_rx) = watch::channel(crate::clock::now());
         let (stalled_tx, stalled_rx) = watch::channel(false);
         let space = Arc::new(Space::new(&config.data_dir, config.min_free_bytes));
         let metrics = StoreMetrics::register(config.id);
@@ -227,10 +230,12 @@ impl StoreServer {
             min: config.election_timeout.0,
             max: config.election_timeout.1,
         };
-        let seed = config.id
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+        let seed = config.elector_seed.unwrap_or_else(|| {
+            config.id
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+        });
         tracing::debug!(seed, "election timer seeded");
         let tasks = vec![
             tokio::spawn(run_elector(

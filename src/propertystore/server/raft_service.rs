@@ -69,7 +69,7 @@ pub(super) async fn run_elector(
     let mut greater_seen = greater_logs.load(Ordering::Relaxed);
     let mut metrics = raft.metrics();
     let mut last_vote = metrics.borrow().vote;
-    let mut vote_changed = Instant::now();
+    let mut vote_changed = crate::clock::now();
     let mut full_seen: Option<Instant> = None;
     loop {
         let (role, vote) = {
@@ -91,16 +91,16 @@ pub(super) async fn run_elector(
         };
         if vote != last_vote {
             last_vote = vote;
-            vote_changed = Instant::now();
+            vote_changed = crate::clock::now();
         }
         let greater = greater_logs.load(Ordering::Relaxed);
         if greater != greater_seen {
             greater_seen = greater;
-            elector.saw_greater_log(Instant::now());
+            elector.saw_greater_log(crate::clock::now());
         }
         let full = disk.space.follower_room().is_err();
         if full {
-            full_seen = Some(Instant::now());
+            full_seen = Some(crate::clock::now());
         }
         // While the disk is full, and for a while after, the leader backs off from this
         // replica (its appends were refused), so its silence says nothing.
@@ -108,7 +108,7 @@ pub(super) async fn run_elector(
             .max(vote_changed)
             .max(full_seen.map_or(vote_changed, |t| t + FULL_DISK_GRACE));
         let stalled = *disk.stalled.borrow_and_update();
-        let until = match elector.decide(Instant::now(), role, heard_at) {
+        let until = match elector.decide(crate::clock::now(), role, heard_at) {
             // A replica whose disk is stalled could not hold the leadership it won.
             Next::Elect if stalled => None,
             // Nor one whose disk is full: asked again soon.
@@ -192,7 +192,7 @@ pub(super) async fn serve_raft(
             {
                 // The leader is alive: this replica must not call an election for
                 // the silence its own refusals cause.
-                heard.send_replace(Instant::now());
+                heard.send_replace(crate::clock::now());
                 return reply.ok_typed(&RaftResponse::DiskFull {
                     free_bytes,
                     needed_bytes: reserve_bytes,
@@ -226,7 +226,7 @@ pub(super) async fn serve_raft(
                 RaftResponse::Vote(_) | RaftResponse::DiskFull { .. } => false,
             };
             if accepted {
-                heard.send_replace(Instant::now());
+                heard.send_replace(crate::clock::now());
             }
             reply.ok_typed(&resp);
         });

@@ -108,7 +108,7 @@ impl LeaseRead {
             .await
             .ok()?
             .ok()?;
-        let now = Instant::now();
+        let now = crate::clock::now();
         let acked = {
             let m = shared.raft.metrics();
             let m = m.borrow();
@@ -131,7 +131,7 @@ impl LeaseRead {
 
     /// Whether the lease still held once the read was done.
     fn held(&self, shared: &Shared) -> bool {
-        if Instant::now() >= self.expires || shared.fences.lease.votes_seen() != self.votes_seen {
+        if crate::clock::now() >= self.expires || shared.fences.lease.votes_seen() != self.votes_seen {
             return false;
         }
         let m = shared.raft.metrics();
@@ -201,11 +201,13 @@ pub(super) async fn watch_events(
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok((events, next));
         }
-        if tokio::time::timeout_at(deadline, revisions.changed())
-            .await
-            .is_err()
-        {
-            continue; // one last scan, then the deadline answers
+        match tokio::time::timeout_at(deadline, revisions.changed()).await {
+            Err(_) => continue, // one last scan, then the deadline answers
+            Ok(Ok(())) => {}
+            // The state machine is gone (the replica is stopping): no revision will come,
+            // and waiting on a closed channel would spin until the deadline. (Found by the
+            // deterministic simulation, `strand sim --seed 1`.)
+            Ok(Err(_)) => return Ok((events, next)),
         }
     }
 }

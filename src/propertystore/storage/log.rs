@@ -33,6 +33,9 @@ pub struct LogStore {
     /// Entries appended.
     appends: Arc<AtomicU64>,
     metrics: StoreMetrics,
+    /// Every append is synced on the appending task before openraft hears of it; the syncer
+    /// thread is never used ([`LogStore::sync_inline`]).
+    inline: bool,
 }
 
 /// The syncer thread and its queue. Dropped with the last clone of the log store: the
@@ -134,7 +137,15 @@ impl LogStore {
             syncs,
             appends: Arc::new(AtomicU64::new(0)),
             metrics,
+            inline: false,
         })
+    }
+
+    /// From now on every append is synced on the appending task, leader's or follower's,
+    /// before openraft hears of it: no thread outside the async runtime takes part, so a
+    /// simulation on a paused clock replays identically (the deterministic simulation).
+    pub fn sync_inline(&mut self) {
+        self.inline = true;
     }
 
     /// What of this log is on disk; shared with the state machine and the Raft network.
@@ -388,6 +399,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.appends.fetch_add(n, Ordering::Relaxed);
         // The leader's own entries: openraft may replicate them now, while the syncer writes
         // them to disk; see `durable` for why that is safe.
+        if self.inline {
+            let result = sync_wal(&self.db.db, &self.durability, &self.syncs, &self.metrics);
+            callback.log_io_completed(io_result(&result));
+            return Ok(());
+        }
         let item = if self.leads(&entries) {
             callback.log_io_completed(Ok(()));
             SyncItem::Durable

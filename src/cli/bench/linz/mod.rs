@@ -17,7 +17,7 @@
 //! client's cache while recording them as linearizable: a planted fault the checker catches.
 //! `--history-out FILE` writes each mode's history as JSON lines, for the checker's tests.
 
-pub(super) mod record;
+pub mod record;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

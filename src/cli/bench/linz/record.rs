@@ -130,7 +130,7 @@ impl Workload {
         Workload {
             keys,
             gets,
-            base: Instant::now(),
+            base: crate::clock::now(),
             stop: Arc::new(AtomicBool::new(false)),
             pace: std::time::Duration::ZERO,
             next_value: Arc::new(AtomicU64::new(1)),
@@ -139,7 +139,9 @@ impl Workload {
     }
 
     fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
+        crate::clock::now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64
     }
 
     fn key(&self, i: u64) -> String {
@@ -314,7 +316,7 @@ pub async fn watch(
         if watcher.next_revision() > until.load(Ordering::Acquire) {
             return Ok(events);
         }
-        if Instant::now() > give_up {
+        if crate::clock::now() > give_up {
             return Err(format!(
                 "the watch reached revision {} only, not {}",
                 watcher.next_revision(),
@@ -362,7 +364,7 @@ pub async fn final_write(
     loop {
         match probe.set(key, b"2", None).await {
             Ok(stat) => return Ok(stat.mod_revision),
-            Err(e) if Instant::now() > deadline => {
+            Err(e) if crate::clock::now() > deadline => {
                 return Err(crate::cli::CliError::failed(format!(
                     "the store did not answer after the run: {e}"
                 )))

@@ -1,0 +1,43 @@
+//! Test-only switches that break a safety mechanism on purpose, so that the deterministic
+//! simulation ([`crate::sim`]) can show it catches the bug. They exist only with the
+//! `testing` feature and are off by default; without the feature every check below is a
+//! constant `false`.
+
+#[cfg(feature = "testing")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Selection no longer counts the source state of a pending transition: while
+/// `A: MASTER→SLAVE` is in flight, `B: SLAVE→MASTER` may be sent, so two MASTERs can exist.
+#[cfg(feature = "testing")]
+pub static BREAK_SELECTION: AtomicBool = AtomicBool::new(false);
+
+/// The fencing of deposed controllers is gone: a controller's round writes its messages
+/// without the condition that it still holds the leader record, and a participant accepts
+/// a transition message from a controller epoch older than the highest it has seen, and the
+/// store no longer requires a controller's writes to carry that condition (`authz`).
+#[cfg(feature = "testing")]
+pub static BREAK_FENCING: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`BREAK_SELECTION`] is on.
+pub(crate) fn selection_broken() -> bool {
+    #[cfg(feature = "testing")]
+    {
+        BREAK_SELECTION.load(Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        false
+    }
+}
+
+/// Whether [`BREAK_FENCING`] is on.
+pub(crate) fn fencing_broken() -> bool {
+    #[cfg(feature = "testing")]
+    {
+        BREAK_FENCING.load(Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        false
+    }
+}

@@ -1,0 +1,109 @@
+//! The deterministic simulation (`strand sim`, issue 19 §1): it must catch planted bugs —
+//! a selection that lets two MASTERs exist, fencing of deposed controllers removed (their
+//! rounds write unfenced, participants apply older epochs) — and a fixed batch without them
+//! must find nothing. The batch draws no partitions: with partitions the simulator finds a
+//! real bug (see the ignored regression test at the end).
+//!
+//! The planted bugs are switched on through `strand::testing` (the `testing` feature);
+//! the switches are process-wide, so every test here holds `SWITCHES` while it runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use strand::sim::faults::Mix;
+use strand::sim::{self, Outcome, SimConfig};
+
+static SWITCHES: Mutex<()> = Mutex::new(());
+
+/// Turns a switch on until dropped.
+struct On(&'static AtomicBool);
+
+impl On {
+    fn new(switch: &'static AtomicBool) -> On {
+        switch.store(true, Ordering::SeqCst);
+        On(switch)
+    }
+}
+
+impl Drop for On {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+fn run(seed: u64, steps: usize, mix: Mix) -> Outcome {
+    sim::run(SimConfig { seed, steps, mix }).unwrap_or_else(|e| panic!("seed {seed}: {e}"))
+}
+
+fn describe(o: &Outcome) -> String {
+    let v: Vec<String> = o
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.invariant, v.detail))
+        .collect();
+    format!("seed {}: {}\n{}", o.seed, v.join("\n"), o.minimal_trace)
+}
+
+#[test]
+fn a_selection_that_allows_two_masters_is_caught_within_a_few_seeds() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let _on = On::new(&strand::testing::BREAK_SELECTION);
+    for seed in 0..20 {
+        let o = run(seed, 1, Mix::NoPartitions);
+        // Caught while the cluster first balances, before any fault: the planted bug, not
+        // a fault's doing.
+        if o.violations.iter().any(|v| {
+            v.invariant == "two-masters" && v.at_us.iter().min().is_some_and(|t| *t < o.first_fault_us)
+        }) {
+            eprintln!("caught: {}", describe(&o));
+            return;
+        }
+    }
+    panic!("a broken selection went unnoticed for 20 seeds");
+}
+
+#[test]
+fn a_participant_that_accepts_fenced_epochs_is_caught_within_a_few_seeds() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let _on = On::new(&strand::testing::BREAK_FENCING);
+    for seed in 0..FENCING_SEEDS {
+        let o = run(seed, 4, Mix::All);
+        if o.violations.iter().any(|v| v.invariant == "stale-epoch") {
+            eprintln!("caught: {}", describe(&o));
+            return;
+        }
+    }
+    panic!("a broken fencing check went unnoticed for {FENCING_SEEDS} seeds");
+}
+
+const FENCING_SEEDS: u64 = 40;
+
+#[test]
+fn a_fixed_batch_without_partitions_finds_no_violation() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    for seed in 0..BATCH {
+        let o = run(seed, 3, Mix::NoPartitions);
+        assert!(o.violations.is_empty(), "{}", describe(&o));
+        assert!(o.ops > 0 && o.events > 0, "seed {seed} ran nothing: {o:?}");
+    }
+}
+
+const BATCH: u64 = 12;
+
+/// Found by the simulator (`strand sim --seed 2 --steps 3`): a partition cuts
+/// [store-2, ctl-0, node-1] from the rest. node-1, MASTER of db_2 and kv_0, still reaches
+/// two gossip peers, so it is not "isolated" and keeps serving as MASTER; the controller on
+/// the majority side promotes node-4 and node-2 about 0.5 s later; node-1 steps down only
+/// when the partition heals (2 s later). A participant cut off from the store's majority
+/// must step down before the controller may promote a successor. Not fixed yet.
+#[test]
+#[ignore = "known bug: a MASTER cut off with a minority keeps its state while a successor is promoted"]
+fn a_master_partitioned_with_a_minority_steps_down_before_a_successor_is_promoted() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let o = run(2, 3, Mix::All);
+    assert!(
+        !o.violations.iter().any(|v| v.invariant == "two-masters"),
+        "{}",
+        describe(&o)
+    );
+}

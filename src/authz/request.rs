@@ -3,7 +3,8 @@
 //! operations are writes. A controller's writes of cluster records must also carry the
 //! leadership fence ([`check_command`]).
 
-use super::{allow, check, rules, Action, Denied, RoleSet};
+use super::rules::{self, Leadership};
+use super::{allow, check, Action, Denied, Role, RoleSet};
 use crate::model::{Layout, Record};
 use crate::propertystore::core::{Cmp, Command, Condition, Op};
 use crate::propertystore::protocol::StoreRequest;
@@ -19,37 +20,73 @@ fn op_action(op: &Op) -> Action<'_> {
 }
 
 /// Whether `roles` allow every write of `cmd`. A write that only the controller role
-/// allows, and only to the leader ([`rules::needs_leadership`]), must be in a transaction
-/// whose conditions include the leadership fence naming the caller: "`/<C>/CONTROLLER/LEADER`
-/// holds exactly this record", a record whose id is the caller's name. The store then
-/// applies the write only while the caller leads: a controller that lost the leadership (or
-/// never had it) changes no cluster record, whatever its code does.
+/// allows, and only to the leader ([`rules::leadership`]), must be in the success branch of
+/// a transaction whose conditions include the leadership fence naming the caller:
+/// "`/<C>/CONTROLLER/LEADER` holds exactly this record", a record whose id is the caller's
+/// name. The store then applies the write only while the caller leads: a controller that
+/// lost the leadership (or never had it) changes no cluster record. The leadership record
+/// itself is written by a controller only as the election does: a record naming it,
+/// conditioned on the record's current value or absence (taking), or deleted under its own
+/// fence (resigning) — never overwritten blindly.
 pub fn check_command(roles: RoleSet, name: &str, cmd: &Command) -> Result<(), Denied> {
     match cmd {
         Command::Compact { .. } => check(roles, name, &Action::Compact),
-        Command::Txn(t) => t.success.iter().chain(&t.failure).try_for_each(|op| {
-            let action = op_action(op);
-            check(roles, name, &action)?;
-            let as_other_role = roles
-                .iter()
-                .any(|r| allow(r, name, &action).is_ok() && !rules::needs_leadership(r, name, &action));
-            if as_other_role
-                || crate::testing::fencing_broken()
-                || fenced_as_leader(name, op_path(op), &t.conditions)
-            {
-                Ok(())
-            } else {
-                Err(Denied {
-                    name: name.to_string(),
-                    roles: roles.to_string(),
-                    action: action.to_string(),
-                    reason: "a controller writes cluster records only as the leader: the \
-                             transaction must carry the condition that /<C>/CONTROLLER/LEADER \
-                             holds its leadership record"
-                        .into(),
+        Command::Txn(t) => {
+            let ops = t.success.iter().map(|op| (op, false));
+            ops.chain(t.failure.iter().map(|op| (op, true)))
+                .try_for_each(|(op, on_failure)| {
+                    let action = op_action(op);
+                    check(roles, name, &action)?;
+                    let free = roles.iter().any(|r| {
+                        allow(r, name, &action).is_ok()
+                            && rules::leadership(r, name, &action) == Leadership::Free
+                    });
+                    let led = match rules::leadership(Role::Controller, name, &action) {
+                        Leadership::Free => true,
+                        Leadership::Fenced => {
+                            !on_failure && fenced_as_leader(name, op_path(op), &t.conditions)
+                        }
+                        Leadership::Claim => !on_failure && claims_as_elected(name, op, &t.conditions),
+                    };
+                    if free || led || crate::testing::fencing_broken() {
+                        return Ok(());
+                    }
+                    Err(Denied {
+                        name: name.to_string(),
+                        roles: roles.to_string(),
+                        action: action.to_string(),
+                        reason: "a controller writes cluster records only as the leader (in the success \
+                             branch of a transaction conditioned on /<C>/CONTROLLER/LEADER holding \
+                             its record), and the leadership record only as the election does"
+                            .into(),
+                    })
                 })
-            }
-        }),
+        }
+    }
+}
+
+/// Whether `op` on the leadership record is an election's: a record naming `name` written
+/// on the condition of the record's current value or absence, or a delete under `name`'s
+/// own fence.
+fn claims_as_elected(name: &str, op: &Op, conditions: &[Condition]) -> bool {
+    match op {
+        Op::Create { path, value } | Op::Set { path, value, .. } => {
+            let mine = Record::from_stored(value)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.id == name);
+            let conditioned = conditions.iter().any(|c| match c {
+                Condition::Missing { path: p } => p == path,
+                Condition::Value {
+                    path: p,
+                    cmp: Cmp::Eq,
+                    ..
+                } => p == path,
+                _ => false,
+            });
+            mine && conditioned
+        }
+        Op::Delete { path, .. } => fenced_as_leader(name, path, conditions),
     }
 }
 

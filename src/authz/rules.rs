@@ -86,30 +86,45 @@ fn controller_write(segs: &[&str], w: Write<'_>) -> bool {
     }
 }
 
-/// Whether `role` may do `action` only as the cluster's leading controller: a controller's
-/// writes of cluster records (external views, ideal-state write-backs, state transitions,
-/// histories, removal of dead instances' records) must carry the leadership fence (see
-/// [`super::request::check_command`]). Its own `CONTROLLER` records (taking leadership among
-/// them), application messages it sends as itself and deletes of its own messages need none.
-pub fn needs_leadership(role: Role, name: &str, action: &Action<'_>) -> bool {
+/// What leadership a write of `role` needs (see [`super::request::check_command`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leadership {
+    /// None.
+    Free,
+    /// The caller must lead: the transaction carries the fence "`/<C>/CONTROLLER/LEADER`
+    /// holds exactly a record naming the caller", and the write is not in its failure branch.
+    Fenced,
+    /// The write is the leadership record itself: taking it (a record naming the caller,
+    /// conditioned on the record's current value or absence) or resigning it (fenced).
+    Claim,
+}
+
+/// What leadership `role` needs for `action`: a controller's writes of cluster records
+/// (external views, ideal-state write-backs, state transitions, histories, removal of dead
+/// instances' records) are [`Leadership::Fenced`], and the leadership record is
+/// [`Leadership::Claim`]; its other `CONTROLLER` records, application messages it sends as
+/// itself and deletes of its own messages are free. Other roles need none.
+pub fn leadership(role: Role, name: &str, action: &Action<'_>) -> Leadership {
     if role != Role::Controller {
-        return false;
+        return Leadership::Free;
     }
     let (path, w) = match action {
         Action::Put { path, value } => (*path, Write::Put(value)),
         Action::Delete { path, .. } => (*path, Write::Delete),
-        _ => return false,
+        _ => return Leadership::Free,
     };
     let segs: Vec<&str> = path
         .trim_start_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    let fenced = |yes: bool| if yes { Leadership::Fenced } else { Leadership::Free };
     match (segs.as_slice(), w) {
-        ([_, "CONTROLLER", ..], _) => false,
-        ([_, "INSTANCES", i, "MESSAGES", ..], Write::Delete) => *i != name,
-        ([_, "INSTANCES", _, "MESSAGES", _], Write::Put(value)) => !is_own_app_message(name, value),
-        _ => true,
+        ([_, "CONTROLLER", "LEADER"], _) => Leadership::Claim,
+        ([_, "CONTROLLER", ..], _) => Leadership::Free,
+        ([_, "INSTANCES", i, "MESSAGES", ..], Write::Delete) => fenced(*i != name),
+        ([_, "INSTANCES", _, "MESSAGES", _], Write::Put(value)) => fenced(!is_own_app_message(name, value)),
+        _ => Leadership::Fenced,
     }
 }
 

@@ -334,13 +334,13 @@ fn requests_are_checked_by_every_write_they_carry() {
 #[test]
 fn a_controller_writes_cluster_records_only_fenced_as_the_leader() {
     use crate::propertystore::core::{Cmp, Condition};
-    use rules::needs_leadership;
+    use rules::{leadership, Leadership};
+    let needs_leadership = |r: Role, n: &str, a: &Action<'_>| leadership(r, n, a) == Leadership::Fenced;
     let c = Role::Controller;
     for (path, needs) in [
         ("/C/EXTERNALVIEW/db", true),
         ("/C/IDEALSTATES/db", true),
         ("/C/INSTANCES/p1/HISTORY", true),
-        ("/C/CONTROLLER/LEADER", false),
         ("/C/CONTROLLER/GENERATIONS/c1", false),
     ] {
         assert_eq!(needs_leadership(c, "c1", &put(path)), needs, "{path}");
@@ -401,6 +401,60 @@ fn a_controller_writes_cluster_records_only_fenced_as_the_leader() {
         let d = check_command(roles, "c1", &write(conditions.clone())).unwrap_err();
         assert!(d.reason.contains("leader"), "{conditions:?}: {d}");
     }
+    // Not in the failure branch: it runs exactly when the fence fails.
+    let on_failure = Command::Txn(Txn {
+        conditions: vec![fence("c1", "C")],
+        success: Vec::new(),
+        failure: vec![Op::Set {
+            path: "/C/EXTERNALVIEW/db".into(),
+            value: b"{}".to_vec(),
+            expected_version: None,
+        }],
+    });
+    assert!(check_command(roles, "c1", &on_failure).is_err());
+    // The leadership record: taken as the election does, never overwritten blindly.
+    assert_eq!(
+        leadership(c, "c1", &put("/C/CONTROLLER/LEADER")),
+        Leadership::Claim
+    );
+    let leader = "/C/CONTROLLER/LEADER".to_string();
+    let take = |value: Vec<u8>, conditions: Vec<Condition>| {
+        Command::Txn(Txn {
+            conditions,
+            success: vec![Op::Set {
+                path: leader.clone(),
+                value,
+                expected_version: None,
+            }],
+            failure: Vec::new(),
+        })
+    };
+    let missing = Condition::Missing { path: leader.clone() };
+    let mine = Record::new("c1").to_bytes();
+    assert!(check_command(roles, "c1", &take(mine.clone(), vec![missing.clone()])).is_ok());
+    assert!(check_command(roles, "c1", &take(mine.clone(), vec![fence("c2", "C")])).is_ok());
+    assert!(
+        check_command(roles, "c1", &take(mine.clone(), vec![])).is_err(),
+        "blind"
+    );
+    assert!(
+        check_command(roles, "c1", &take(Record::new("c2").to_bytes(), vec![missing])).is_err(),
+        "another's record"
+    );
+    let resign = |conditions: Vec<Condition>| {
+        Command::Txn(Txn {
+            conditions,
+            success: vec![Op::Delete {
+                path: leader.clone(),
+                expected_version: None,
+                recursive: false,
+            }],
+            failure: Vec::new(),
+        })
+    };
+    assert!(check_command(roles, "c1", &resign(vec![fence("c1", "C")])).is_ok());
+    assert!(check_command(roles, "c1", &resign(vec![fence("c2", "C")])).is_err());
+    assert!(check_command(roles, "c1", &resign(vec![])).is_err());
     // An operator needs no fence; neither does a controller that is also an operator.
     assert!(check_command(RoleSet::of(Role::Operator), "o", &write(vec![])).is_ok());
     assert!(check_command(roles.with(Role::Operator), "c1", &write(vec![])).is_ok());

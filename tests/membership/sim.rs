@@ -145,6 +145,28 @@ impl Sim {
             .await
     }
 
+    /// Cuts node `i` off from everyone and waits up to `within` for its `Isolated` event;
+    /// returns when the cut was made and when the event came, if it did.
+    async fn isolate_and_wait(
+        &self,
+        i: usize,
+        within: Duration,
+    ) -> (tokio::time::Instant, Option<tokio::time::Instant>) {
+        let cut = tokio::time::Instant::now();
+        self.net.isolate(self.nodes[i].addr);
+        loop {
+            let at = self.nodes[i]
+                .events()
+                .into_iter()
+                .find(|(t, e)| *t >= cut && e.kind() == "Isolated")
+                .map(|(t, _)| t);
+            if at.is_some() || tokio::time::Instant::now() >= cut + within {
+                return (cut, at);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Every node's events, for failure messages.
     fn dump(&self) -> String {
         let t0 = self.nodes[0].events().first().map(|(t, _)| *t);
@@ -586,25 +608,8 @@ async fn a_member_cut_off_soon_after_a_stall_knows_it_is_isolated_within_the_usu
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let cut = tokio::time::Instant::now();
-        sim.net.isolate(sim.nodes[1].addr);
-        let deadline = cut + Duration::from_secs(5);
-        let isolated = loop {
-            let at = sim.nodes[1]
-                .events()
-                .into_iter()
-                .find(|(t, e)| *t >= cut && e.kind() == "Isolated")
-                .map(|(t, _)| t);
-            if let Some(at) = at {
-                break at;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "seed {seed}: never isolated: {}",
-                sim.dump()
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
+        let (cut, isolated) = sim.isolate_and_wait(1, Duration::from_secs(5)).await;
+        let isolated = isolated.unwrap_or_else(|| panic!("seed {seed}: never isolated: {}", sim.dump()));
         let after = isolated.saturating_duration_since(cut);
         assert!(
             after <= Duration::from_millis(300),
@@ -633,23 +638,7 @@ async fn a_member_cut_off_while_its_loop_keeps_stalling_still_knows_it_is_isolat
         };
         let cut_and_wait = async {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let cut = tokio::time::Instant::now();
-            sim.net.isolate(sim.nodes[1].addr);
-            let deadline = cut + Duration::from_secs(3);
-            loop {
-                let at = sim.nodes[1]
-                    .events()
-                    .into_iter()
-                    .find(|(t, e)| *t >= cut && e.kind() == "Isolated")
-                    .map(|(t, _)| t);
-                if let Some(at) = at {
-                    return (cut, Some(at));
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return (cut, None);
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            sim.isolate_and_wait(1, Duration::from_secs(3)).await
         };
         let (cut, isolated) = tokio::select! {
             r = cut_and_wait => r,

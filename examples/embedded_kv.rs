@@ -149,6 +149,33 @@ pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Re
         })
         .await;
     anyhow::ensure!(ready, "the partitions never got a MASTER");
+    // The controller may still be moving replicas as the last participants' states come
+    // in: measure a settled cluster, where every partition has its MASTER and SLAVE and
+    // the placement has not changed for half a second.
+    let placement = |t: &strand::spectator::RoutingTable| -> Vec<(Vec<String>, Vec<String>)> {
+        (0..PARTITIONS)
+            .map(|p| {
+                let p = format!("{RESOURCE}_{p}");
+                (
+                    t.instances(RESOURCE, &p, "MASTER"),
+                    t.instances(RESOURCE, &p, "SLAVE"),
+                )
+            })
+            .collect()
+    };
+    let mut last = placement(&spectator.table());
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = placement(&spectator.table());
+        if now == last && now.iter().all(|(m, s)| m.len() == 1 && s.len() == 1) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "the placement never settled"
+        );
+        last = now;
+    }
     // Warm up: every MASTER has answered once (connections open, its transition recorded).
     for p in 0..PARTITIONS {
         let p = format!("{RESOURCE}_{p}");

@@ -190,9 +190,17 @@ pub(super) async fn serve_raft(
                 reserve_bytes,
             }) = room
             {
-                // The leader is alive: this replica must not call an election for
-                // the silence its own refusals cause.
-                heard.send_replace(crate::clock::now());
+                // A leader of the current term (or a later one) is alive: this replica must
+                // not call an election for the silence its own refusals cause. A deposed
+                // leader's append says nothing of the current one.
+                let term = match &req {
+                    RaftRequest::Append(r) => Some(r.vote.leader_id().term),
+                    RaftRequest::Snapshot(r) => Some(r.vote.leader_id().term),
+                    RaftRequest::Vote(_) => None,
+                };
+                if term.is_some_and(|t| t >= raft.metrics().borrow().current_term) {
+                    heard.send_replace(crate::clock::now());
+                }
                 return reply.ok_typed(&RaftResponse::DiskFull {
                     free_bytes,
                     needed_bytes: reserve_bytes,

@@ -564,7 +564,14 @@ impl Shell {
                     let woke_recently = self
                         .woke_at
                         .is_some_and(|w| t.saturating_duration_since(w) < self.config.isolation_after / 4);
-                    let stalled_since_ack = self.stalled.saturating_sub(self.stalled_at_ack);
+                    // At most `isolation_after` of it: timers that keep firing late (a slow
+                    // loop, not a stopped one) each count as a stall and would push the
+                    // judgement off forever (a CI run of the chaos test: a participant cut
+                    // off for 8 s never judged itself isolated).
+                    let stalled_since_ack = self
+                        .stalled
+                        .saturating_sub(self.stalled_at_ack)
+                        .min(self.config.isolation_after);
                     let event = if woke_recently {
                         None
                     } else {

@@ -663,6 +663,34 @@ async fn a_member_cut_off_while_its_loop_keeps_stalling_still_knows_it_is_isolat
     }
 }
 
+/// The sequence of the chaos runs at 68e161b and 9571aab (same seed): n1 can receive but
+/// not send for 2.9 s (declared down meanwhile), then it is cut off from everyone 0.6 s
+/// after that heals. It must judge itself isolated within the usual time.
+#[tokio::test(start_paused = true)]
+async fn a_member_muted_then_cut_off_soon_after_knows_it_is_isolated() {
+    for seed in seeds() {
+        let sim = Sim::start(seed, 5).await;
+        let x = sim.nodes[1].addr;
+        for (i, n) in sim.nodes.iter().enumerate() {
+            if i != 1 {
+                sim.net.block(x, n.addr);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2868)).await;
+        sim.net.heal();
+        tokio::time::sleep(Duration::from_millis(626)).await;
+        let (cut, isolated) = sim.isolate_and_wait(1, Duration::from_millis(2127)).await;
+        let isolated = isolated.unwrap_or_else(|| panic!("seed {seed}: never isolated: {}", sim.dump()));
+        let after = isolated.saturating_duration_since(cut);
+        assert!(
+            after <= Duration::from_millis(500),
+            "seed {seed}: isolated {after:?} after the cut: {}",
+            sim.dump()
+        );
+        sim.net.heal();
+    }
+}
+
 /// The control experiment: with the guard switched off, the same stalls make n1 accuse
 /// healthy members, so the test above does exercise the guard. (A 300 ms stall also looks
 /// like a cut-off to n1, whose hold of accusations is switched off too.)

@@ -56,6 +56,12 @@ pub struct ResourceSnapshot {
     pub current_state: BTreeMap<String, BTreeMap<String, String>>,
     /// Transitions sent and not yet ended.
     pub pending: Vec<ReplicaTransition>,
+    /// partition → states that replicas of ended sessions may still be in (their current
+    /// states and the targets of transitions sent to them), while their participant may
+    /// not know yet that its session ended (see the controller's session lease). They count
+    /// against the state bounds and get no transitions: a successor is not promoted to
+    /// MASTER while the old MASTER may still act as one.
+    pub lingering: BTreeMap<String, Vec<String>>,
 }
 
 impl ResourceSnapshot {
@@ -67,6 +73,7 @@ impl ResourceSnapshot {
             state_model: None,
             current_state: BTreeMap::new(),
             pending: Vec::new(),
+            lingering: BTreeMap::new(),
         }
     }
 
@@ -78,6 +85,7 @@ impl ResourceSnapshot {
             state_model: Some(state_model.into()),
             current_state: BTreeMap::new(),
             pending: Vec::new(),
+            lingering: BTreeMap::new(),
         }
     }
 }

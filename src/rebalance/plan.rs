@@ -182,6 +182,8 @@ struct ResourceCtx<'a> {
     /// lists are the previous placement).
     every_list: bool,
     disabled: Disabled,
+    /// partition → states ended sessions may still hold ([`ResourceSnapshot::lingering`]).
+    lingering: &'a BTreeMap<String, Vec<String>>,
 }
 
 impl ResourceCtx<'_> {
@@ -325,6 +327,7 @@ impl Cluster<'_> {
                 everywhere: BTreeSet::new(),
                 by_partition: BTreeMap::new(),
             },
+            lingering: &res.lingering,
         };
         let Some(ideal) = &res.ideal_state else {
             return Ok(ctx);
@@ -658,7 +661,8 @@ impl Cluster<'_> {
             extras.pending_moves = pending.iter().map(movement).collect();
             if !candidates.is_empty() {
                 let bounds = selection::resolve_bounds(&ctx.bounds, ctx.live_candidates, replicas);
-                let sel = selection::select(model, &bounds, holders, pending, best_map, candidates);
+                let lingering = ctx.lingering.get(partition).map_or(&[][..], Vec::as_slice);
+                let sel = selection::select(model, &bounds, holders, pending, lingering, best_map, candidates);
                 extras.candidate_moves = sel.accepted.iter().map(movement).collect();
                 for BoundRejection {
                     transition,
@@ -777,7 +781,11 @@ impl Cluster<'_> {
         planned: &mut Planned,
         decision: &mut ResourceDecision,
     ) -> bool {
-        if !same && (res.ideal_state != old.ideal_state || res.state_model != old.state_model) {
+        if !same
+            && (res.ideal_state != old.ideal_state
+                || res.state_model != old.state_model
+                || res.lingering != old.lingering)
+        {
             return false;
         }
         let Ok(model) = self.resource_model(res) else {

@@ -3,6 +3,8 @@
 //! ```text
 //!   counts  = current states of replicas with nothing in flight
 //!           + both ends of every pending transition (MASTER→SLAVE counts a MASTER and a SLAVE)
+//!           + the lingering states of ended sessions (a MASTER cut off from the cluster,
+//!             until its session lease has surely run out)
 //!   for each candidate, highest transition priority first:
 //!       accept when counts[to] + 1 ≤ bound(to), then counts[to] += 1
 //! ```
@@ -64,6 +66,7 @@ pub fn resolve_bounds(
 pub fn counts_in_flight(
     current: &BTreeMap<String, String>,
     pending: &[ReplicaTransition],
+    lingering: &[String],
 ) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut bump = |s: &str| {
@@ -82,6 +85,11 @@ pub fn counts_in_flight(
         }
         if p.to != p.from {
             bump(&p.to);
+        }
+    }
+    if !crate::testing::selection_broken() {
+        for state in lingering {
+            bump(state);
         }
     }
     counts
@@ -117,17 +125,18 @@ pub fn sort_by_priority(model: &StateModelDefinition, transitions: &mut [Replica
 }
 
 /// Selects, among one partition's candidates, those that keep every state within its bound,
-/// counting `current` and `pending` first (see the module docs). `best` is the partition's
-/// best possible map (instance → state), which the `R` exception looks at.
+/// counting `current`, `pending` and `lingering` first (see the module docs). `best` is the
+/// partition's best possible map (instance → state), which the `R` exception looks at.
 pub fn select(
     model: &StateModelDefinition,
     bounds: &BTreeMap<String, ResolvedBound>,
     current: &BTreeMap<String, String>,
     pending: &[ReplicaTransition],
+    lingering: &[String],
     best: &BTreeMap<String, String>,
     mut candidates: Vec<ReplicaTransition>,
 ) -> Selection {
-    let mut counts = counts_in_flight(current, pending);
+    let mut counts = counts_in_flight(current, pending, lingering);
     sort_by_priority(model, &mut candidates);
     let mut out = Selection::default();
     for t in candidates {
@@ -196,7 +205,7 @@ mod tests {
             .iter()
             .map(|t| (t.instance.clone(), t.to.clone()))
             .collect();
-        select(m, b, current, pending, &best, candidates)
+        select(m, b, current, pending, &[], &best, candidates)
     }
 
     fn ms() -> (StateModelDefinition, BTreeMap<String, ResolvedBound>) {
@@ -232,6 +241,7 @@ mod tests {
         let c = counts_in_flight(
             &map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "DROPPED")]),
             &[t("a", "MASTER", "SLAVE")],
+            &[],
         );
         assert_eq!(c, BTreeMap::from([("MASTER".into(), 1), ("SLAVE".into(), 2)]));
     }
@@ -264,6 +274,24 @@ mod tests {
         let current = map(&[("a", "SLAVE"), ("b", "SLAVE")]);
         let s = sel(&m, &b, &current, &[], vec![t("b", "SLAVE", "MASTER")]);
         assert_eq!(s.accepted, vec![t("b", "SLAVE", "MASTER")]);
+    }
+
+    #[test]
+    fn a_lingering_master_of_an_ended_session_blocks_a_promotion_until_it_is_gone() {
+        let (m, b) = ms();
+        // The MASTER's session ended (its instance is no longer among the holders), but it
+        // may still act as MASTER: b's promotion waits; SLAVEs are not held back by it.
+        let current = map(&[("b", "SLAVE")]);
+        let lingering = vec!["MASTER".to_string()];
+        let best = map(&[("b", "MASTER"), ("c", "SLAVE")]);
+        let promote = vec![t("b", "SLAVE", "MASTER"), t("c", "OFFLINE", "SLAVE")];
+        let s = select(&m, &b, &current, &[], &lingering, &best, promote.clone());
+        assert_eq!(s.accepted, vec![t("c", "OFFLINE", "SLAVE")]);
+        assert_eq!(s.rejected[0].transition, t("b", "SLAVE", "MASTER"));
+        assert_eq!(s.rejected[0].state, "MASTER");
+        // Once the lease ran out it lingers no more.
+        let s = select(&m, &b, &current, &[], &[], &best, promote);
+        assert_eq!(s.accepted.len(), 2);
     }
 
     #[test]
@@ -312,6 +340,7 @@ mod tests {
             &b,
             &current,
             &[],
+            &[],
             &best,
             vec![t("e", "OFFLINE", "SLAVE"), t("d", "MASTER", "SLAVE")],
         );
@@ -320,7 +349,7 @@ mod tests {
         assert_eq!(s.rejected[0].bound, 3);
         // A MASTER that stays as a SLAVE waits for room like everybody else.
         let best = map(&[("a", "MASTER"), ("b", "SLAVE"), ("c", "DROPPED"), ("d", "SLAVE")]);
-        let s = select(&m, &b, &current, &[], &best, vec![t("d", "MASTER", "SLAVE")]);
+        let s = select(&m, &b, &current, &[], &[], &best, vec![t("d", "MASTER", "SLAVE")]);
         assert!(s.accepted.is_empty());
         assert_eq!(s.rejected[0].state, "SLAVE");
     }

@@ -21,6 +21,8 @@ use super::Role;
 use crate::membership::{Membership, MembershipEvent, RecvError, Status};
 use crate::model::layout::Key;
 use crate::model::{Layout, Record};
+use crate::model::fields::SESSION_ID;
+use crate::participant::lease;
 use crate::participant::register::{ADDR_FIELD, GOSSIP_GENERATION_FIELD};
 use crate::participant::wire::{ParticipantReply, ParticipantRequest};
 use crate::propertystore::{ClientError, Event, Op, OpOutcome, PropertyStore};
@@ -45,6 +47,13 @@ enum Ended {
     Stopped(bool),
     /// Another controller took over.
     Fenced,
+}
+
+/// The runtime's monotonic clock in ms since the first call (what lingering is measured by).
+fn mono_ms() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = crate::clock::now();
+    now.duration_since(*BASE.get_or_init(|| now)).as_millis() as u64
 }
 
 fn now_ms() -> u64 {
@@ -234,6 +243,9 @@ struct Lead<'a> {
     metrics: &'a ClusterMetrics,
     /// The transitions pending at the last round, to tell which ended since and how.
     pending: std::collections::BTreeSet<PendingKey>,
+    /// instance → the session its live-instance record named when last looked at: when a
+    /// record goes, its session lingers for [`lease::linger`] (see [`snapshot`]).
+    known_sessions: std::collections::HashMap<String, String>,
 }
 
 async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> Ended {
@@ -266,6 +278,8 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
         mirror: Mirror::load(ctx.layout.clone(), entries, revision),
         liveness: Liveness {
             now_ms: now,
+            // Sessions the last leader ended may still act on their replicas.
+            takeover_until_ms: mono_ms() + lease::linger().as_millis() as u64,
             ..Default::default()
         },
         first_seen: Default::default(),
@@ -273,7 +287,9 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
         engine: Engine::new(),
         metrics,
         pending: Default::default(),
+        known_sessions: Default::default(),
     };
+    lead.track_sessions();
     lead.reconcile_sessions();
     let mut stop = ctx.stop.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -439,10 +455,50 @@ impl Lead<'_> {
         )
     }
 
+    /// Live-instance records gone (deleted, or naming another session) since the last
+    /// look: their sessions linger from now on, for [`lease::linger`]. Their participant
+    /// could confirm its session until the record went, and "now" is after that.
+    fn track_sessions(&mut self) {
+        let now = mono_ms();
+        let prefix = format!("{}/", self.mirror.layout().live_instances());
+        let live: std::collections::HashMap<String, String> = self
+            .mirror
+            .under(&prefix)
+            .filter_map(|(path, e)| {
+                let session = e.record.as_ref()?.simple(SESSION_ID)?.to_string();
+                Some((path[prefix.len()..].to_string(), session))
+            })
+            .collect();
+        let until = now + lease::linger().as_millis() as u64;
+        for (instance, session) in self.known_sessions.drain() {
+            if live.get(&instance) != Some(&session) {
+                self.liveness.gone.insert((instance, session), until);
+            }
+        }
+        self.known_sessions = live;
+        self.liveness.gone.retain(|_, t| *t > now);
+    }
+
+    /// When the lingering sessions stop lingering next (wall-clock ms, as rounds are
+    /// scheduled), if any do.
+    fn linger_ends(&self) -> Option<u64> {
+        let now = mono_ms();
+        self.liveness
+            .gone
+            .values()
+            .copied()
+            .chain(Some(self.liveness.takeover_until_ms))
+            .filter(|t| *t > now)
+            .min()
+            .map(|t| now_ms() + (t - now))
+    }
+
     async fn round(&mut self) -> Result<Option<u64>, RoundError> {
         let started = std::time::Instant::now();
+        self.track_sessions();
         let now = now_ms();
         self.liveness.now_ms = now;
+        self.liveness.mono_ms = mono_ms();
         let view = snapshot::build(&self.mirror, &self.liveness);
         let decision = match self.engine.round(&view.snapshot) {
             Ok(d) => d,
@@ -520,8 +576,9 @@ impl Lead<'_> {
         }
         // Every message a successful transaction recorded has been sent; what is left in
         // `plan.sends` was in a transaction that failed, and is never sent.
+        self.track_sessions();
         self.metrics.round(started.elapsed());
-        Ok(next_recompute_ms)
+        Ok([next_recompute_ms, self.linger_ends()].into_iter().flatten().min())
     }
 
     /// Sends recorded transition messages to `instance` (in the background; if it fails, the

@@ -10,7 +10,16 @@
 //! ```
 //!
 //! Only the current session of a live instance counts: current states of other sessions
-//! are ignored, and messages addressed to them are stale (the round deletes them).
+//! are ignored, and messages addressed to them are stale (the round deletes them) — except
+//! while such a session *lingers*: its participant may not know yet that its session
+//! ended, and holds its replicas until its session lease runs out (see
+//! [`crate::participant::lease`]). A lingering session's current states and the targets of
+//! the transitions sent to it count against the state bounds
+//! ([`ResourceSnapshot::lingering`]), and its messages are kept until it stops lingering.
+//! A session lingers while its live-instance record still names it (SWIM declared it
+//! down, the fenced delete is not through yet), for [`Liveness::gone`]'s time after the
+//! record went, and, after a takeover, every session that does not count lingers until
+//! [`Liveness::takeover_until_ms`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -54,6 +63,28 @@ pub struct Liveness {
     pub offline_since: HashMap<String, u64>,
     /// The leader's clock now (ms).
     pub now_ms: u64,
+    /// The leader's monotonic clock now (ms since some fixed instant): what lingering is
+    /// measured by, so a jump of the wall clock does not cut it short.
+    pub mono_ms: u64,
+    /// (instance, session) → until when (`mono_ms`) that session lingers: its live-instance
+    /// record went (deleted or replaced) at most a lease before.
+    pub gone: HashMap<(String, String), u64>,
+    /// A new leader does not know which sessions its predecessor ended, or when: until
+    /// then (`mono_ms`), every session that does not count lingers.
+    pub takeover_until_ms: u64,
+}
+
+impl Liveness {
+    /// Whether `session` of `instance`, which does not count, may still act on its
+    /// replicas. `named_by_live` says its live-instance record still names it.
+    fn lingers(&self, instance: &str, session: &str, named_by_live: bool) -> bool {
+        named_by_live
+            || self.mono_ms < self.takeover_until_ms
+            || self
+                .gone
+                .get(&(instance.to_string(), session.to_string()))
+                .is_some_and(|until| self.mono_ms < *until)
+    }
 }
 
 /// The round's inputs.
@@ -189,11 +220,41 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         );
     }
 
+    // A session that does not count but may still act on its replicas (module docs).
+    let lingers = |instance: &str, session: &str| {
+        sessions.get(instance).is_none_or(|s| s.id != session)
+            && liveness.lingers(
+                instance,
+                session,
+                lives
+                    .get(instance)
+                    .is_some_and(|(r, _)| r.simple(SESSION_ID) == Some(session)),
+            )
+    };
+    // resource → partition → states lingering sessions may hold.
+    let mut lingering: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut linger = |resource: &str, partition: String, state: String| {
+        if state != DROPPED {
+            lingering
+                .entry(resource.to_string())
+                .or_default()
+                .entry(partition)
+                .or_default()
+                .push(state);
+        }
+    };
+
     // Current states of counted sessions.
     let mut current: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
     let mut held_models = BTreeMap::new();
     for (instance, session, record) in cs_records {
         if sessions.get(instance).is_none_or(|s| s.id != session) {
+            if lingers(instance, session) {
+                let cs = CurrentState::new(record);
+                for (partition, state) in cs.partition_states() {
+                    linger(cs.resource(), partition, state);
+                }
+            }
             continue;
         }
         let cs = CurrentState::new(record);
@@ -217,11 +278,17 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
     let mut pending: BTreeMap<String, Vec<ReplicaTransition>> = BTreeMap::new();
     let mut stale_messages = Vec::new();
     for (instance, path, record) in messages {
-        let counted = sessions
-            .get(instance)
-            .is_some_and(|s| record.simple(TGT_SESSION_ID) == Some(s.id.as_str()));
+        let target = record.simple(TGT_SESSION_ID).unwrap_or_default();
+        let counted = sessions.get(instance).is_some_and(|s| target == s.id);
         if !counted {
-            stale_messages.push(path);
+            if !lingers(instance, target) {
+                stale_messages.push(path);
+            } else if record.simple(MSG_TYPE) == Some("STATE_TRANSITION") {
+                // It may have run: count its target too, until the session is gone.
+                if let Ok(m) = TransitionMessage::parse(&record) {
+                    linger(&m.resource, m.partition, m.to);
+                }
+            }
             continue;
         }
         if record.simple(MSG_TYPE) != Some("STATE_TRANSITION") {
@@ -316,6 +383,7 @@ pub fn build(mirror: &Mirror, liveness: &Liveness) -> View {
         };
         res.current_state = current.get(name).cloned().unwrap_or_default();
         res.pending = pending.remove(name).unwrap_or_default();
+        res.lingering = lingering.remove(name).unwrap_or_default();
         resources.push(res.into());
     }
 
@@ -442,6 +510,82 @@ mod tests {
         assert!(!b.live);
         assert_eq!(b.offline_since_ms, Some(1000));
         liveness.down.insert("b".into(), 2);
+        assert!(build(&m, &liveness).sessions.contains_key("b"));
+    }
+
+    #[test]
+    fn an_ended_session_lingers_while_its_record_names_it_and_for_its_lease_after() {
+        let (l, mut m, mut rev) = with_instances(&["a", "b"]);
+        let is = IdealState::create("db", 2, "MasterSlave", RebalanceMode::FullAuto);
+        put(&mut m, &mut rev, l.ideal_state("db"), &is.record);
+        put(&mut m, &mut rev, l.live_instance("a"), &live("a", "s1", 7));
+        put(&mut m, &mut rev, l.live_instance("b"), &live("b", "t1", 3));
+        let mut cs = CurrentState::create("db", "s1", "MasterSlave");
+        cs.set_state("db_0", "MASTER");
+        cs.set_state("db_1", "DROPPED");
+        put(&mut m, &mut rev, l.current_state("a", "s1", "db"), &cs.record);
+        // A promotion sent to a, which it may have run.
+        let promote = Message::state_transition("m1")
+            .source("ctl", "x")
+            .target("a", "s1")
+            .replica("db", "db_1")
+            .state_model("MasterSlave")
+            .transition("SLAVE", "MASTER")
+            .build(1)
+            .unwrap()
+            .record;
+        put(&mut m, &mut rev, l.message("a", "m1"), &promote.clone());
+        let lingering = |v: &View| {
+            v.snapshot
+                .resources
+                .iter()
+                .find(|r| r.name == "db")
+                .map(|r| r.lingering.clone())
+                .unwrap_or_default()
+        };
+        let both = BTreeMap::from([
+            ("db_0".to_string(), vec!["MASTER".to_string()]),
+            ("db_1".to_string(), vec!["MASTER".to_string()]),
+        ]);
+
+        // Counted: nothing lingers.
+        let mut liveness = Liveness {
+            now_ms: 1000,
+            mono_ms: 50,
+            ..Default::default()
+        };
+        assert!(lingering(&build(&m, &liveness)).is_empty());
+
+        // SWIM declared a down; its record still names s1: it lingers, its message is kept.
+        liveness.down.insert("a".into(), 7);
+        let v = build(&m, &liveness);
+        assert!(!v.sessions.contains_key("a"));
+        assert_eq!(lingering(&v), both);
+        assert!(v.stale_messages.is_empty());
+
+        // The record went: without a `gone` entry (the lease seen out) nothing lingers, and
+        // the message is stale.
+        rev += 1;
+        m.apply(&[Event {
+            revision: rev,
+            path: l.live_instance("a"),
+            kind: EventKind::Delete,
+        }]);
+        let v = build(&m, &liveness);
+        assert!(lingering(&v).is_empty());
+        assert_eq!(v.stale_messages, vec![l.message("a", "m1")]);
+
+        // Within the lease after the record went, it lingers; after, it does not.
+        liveness.gone.insert(("a".into(), "s1".into()), 60);
+        assert_eq!(lingering(&build(&m, &liveness)), both);
+        liveness.mono_ms = 60;
+        assert!(lingering(&build(&m, &liveness)).is_empty());
+
+        // A leader that just took over lets every session that does not count linger.
+        liveness.gone.clear();
+        liveness.takeover_until_ms = 61;
+        assert_eq!(lingering(&build(&m, &liveness)), both);
+        // b's current session counts, and never lingers.
         assert!(build(&m, &liveness).sessions.contains_key("b"));
     }
 

@@ -18,7 +18,9 @@
 //!              TransitionEvent stream (what `strand participant run` prints)
 //!   health reporter (`health`): the application's reports and built-ins from the events,
 //!     one write of INSTANCES/<i>/HEALTHREPORT/ParticipantStats per interval
-//!   session lost (LIVEINSTANCES/<i> gone or another session, Isolated, Rejoined):
+//!   session lease (`lease`): a store read every 100 ms confirms LIVEINSTANCES/<i> still
+//!     names the session; none within the lease → the session is lost
+//!   session lost (LIVEINSTANCES/<i> gone or another session, Isolated, Rejoined, lease):
 //!     cancel what runs, step every replica down to the initial state through the handler,
 //!     register a new session with a new generation
 //! ```
@@ -26,6 +28,7 @@
 pub mod audit;
 mod handler;
 pub mod health;
+pub mod lease;
 pub mod ledger;
 pub mod register;
 mod session;

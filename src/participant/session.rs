@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
+use super::lease::{Lease, RENEW_EVERY, SESSION_LEASE};
 use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
@@ -101,6 +102,7 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
         }
     }
     let membership = Arc::new(membership);
+    let registering = tokio::time::Instant::now();
     let registered = register::register(
         &s.store,
         &layout,
@@ -137,6 +139,7 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
         settings: s.clone(),
         membership: membership.clone(),
         registered,
+        lease: Lease::new(registering),
         events: events.clone(),
         status: status_tx,
         writes,
@@ -173,6 +176,9 @@ enum StoreNews {
     Message(Record),
     /// Our live-instance record changed or went: `Some(session)` it names, `None` deleted.
     Live(Option<String>),
+    /// The store confirmed, by a read sent at this instant, that our live-instance record
+    /// names our session (see [`super::lease`]).
+    Confirmed(tokio::time::Instant),
 }
 
 struct Running {
@@ -186,6 +192,8 @@ struct SessionTask {
     settings: Settings,
     membership: Arc<Membership>,
     registered: Registered,
+    /// Until when this session may act on its replicas without a new confirmation.
+    lease: Lease,
     events: broadcast::Sender<TransitionEvent>,
     status: watch::Sender<SessionStatus>,
     writes: mpsc::Sender<WriteJob>,
@@ -229,7 +237,11 @@ impl SessionTask {
                             self.lose_session("the session was ended in the store", true).await;
                         }
                     }
+                    StoreNews::Confirmed(sent) => self.lease.confirmed(sent),
                 },
+                _ = tokio::time::sleep_until(self.lease.expires()) => {
+                    self.lose_session("the store has not confirmed this session within its lease", false).await;
+                }
                 e = gossip.recv() => match e {
                     Ok(MembershipEvent::Isolated(_)) => {
                         self.lose_session("no gossip peer reached this node (isolated)", false).await;
@@ -372,6 +384,12 @@ impl SessionTask {
                 }
             }
         }));
+        self.watchers.push(tokio::spawn(renew_lease(
+            self.settings.store.clone(),
+            self.layout.live_instance(&self.settings.instance),
+            self.registered.live_value.clone(),
+            self.store_tx.clone(),
+        )));
     }
 
     fn emit(&self, m: &TransitionMessage, from: &str, to: &str, phase: Phase, reason: Option<String>) {
@@ -620,6 +638,7 @@ impl SessionTask {
         self.current.clear();
         let mut delay = Duration::from_millis(50);
         let registered = loop {
+            let registering = tokio::time::Instant::now();
             match register::register(
                 &store,
                 &self.layout,
@@ -630,7 +649,10 @@ impl SessionTask {
             )
             .await
             {
-                Ok(r) => break r,
+                Ok(r) => {
+                    self.lease = Lease::new(registering);
+                    break r;
+                }
                 Err(_) if self.stop.borrow().is_some() => return, // stopping: the main loop ends
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register a new session yet");
@@ -712,6 +734,29 @@ impl SessionTask {
             });
         }
         futures::future::join_all(walks).await;
+    }
+}
+
+/// Asks the store every [`RENEW_EVERY`] whether `live` still holds `value` (the record our
+/// session registered), and reports
+/// each confirmation with the instant its read was sent (see [`super::lease`]). A read
+/// that takes longer than the lease is abandoned: it could not extend the lease anyway.
+async fn renew_lease(
+    store: PropertyStore,
+    live: String,
+    value: Vec<u8>,
+    tx: mpsc::Sender<StoreNews>,
+) {
+    loop {
+        let sent = tokio::time::Instant::now();
+        let read = tokio::time::timeout(SESSION_LEASE, store.get(&live)).await;
+        if let Ok(Ok(Some(r))) = read {
+            if r.value == value && tx.send(StoreNews::Confirmed(sent)).await.is_err()
+            {
+                return;
+            }
+        }
+        tokio::time::sleep_until(sent + RENEW_EVERY).await;
     }
 }
 

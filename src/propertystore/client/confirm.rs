@@ -19,8 +19,9 @@ impl PropertyStore {
     /// Whether `path` holds exactly `value` as far as a majority of the store's voters know:
     /// `Ok(true)` once a majority of the voters of the newest membership among the answers
     /// confirmed (then no change of `path` committed before this call was made); `Ok(false)`
-    /// as soon as a majority can no longer confirm, or a replica's applied state holds
-    /// another value or none. Every configured replica is asked at once, and every voter
+    /// as soon as a majority can no longer confirm (replicas whose applied state holds
+    /// another value or none, that have a change of `path` not yet applied, or that cannot be
+    /// reached count against it). Every configured replica is asked at once, and every voter
     /// their answers name; no leader is needed. Fails when no decision came within `timeout`
     /// ([`ClientError::Unavailable`]), when no replica answered, or with the store's refusal
     /// (an invalid path, a certificate that may not read `path`).

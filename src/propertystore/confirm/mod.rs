@@ -9,8 +9,7 @@
 //!                                          decide(): Confirmed | Differs | Pending | NotVoter | Unsure
 //!          ◄── Confirmation{replica, verdict, voters (configs, their log id)} ──┘
 //!   Tally: the voters of the newest membership among the replies; true once a majority of
-//!          each of its configs confirmed, false once that cannot happen or a replica's
-//!          applied state holds something else
+//!          each of its configs confirmed, false once that cannot happen
 //! ```
 //!
 //! **Why a majority of confirmations means the value was not replaced before the check was

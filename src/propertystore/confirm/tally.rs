@@ -4,9 +4,15 @@
 //! The voters counted are those of the newest membership (highest log id) among the
 //! answers; a decision needs a majority of each of its configurations (two during a joint
 //! change). Only a replica of those voters that answered [`Verdict::Confirmed`] counts for
-//! "yes"; "no" comes as soon as some configuration can no longer reach a majority (its
-//! voters that refused, or could not be reached, are too many) or as soon as any replica's
-//! applied state holds something else ([`Verdict::Differs`]).
+//! "yes"; "no" comes as soon as some configuration can no longer reach a majority: its
+//! voters that refused (for any reason, [`Verdict::Differs`] included) or could not be
+//! reached are too many.
+//!
+//! A lone [`Verdict::Differs`] does not decide "no": a replica that is behind (restarted
+//! from an older snapshot, or not yet sent the entry that created the key) holds no value
+//! or an older one while the key is live, and one such replica must not make every session
+//! check of the cluster fail. A key that was really replaced is refused by a majority at
+//! once (the replacement is in a majority's logs), so "no" still comes without waiting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -19,7 +25,7 @@ use crate::propertystore::ReplicaId;
 pub enum Decision {
     /// A majority of the voters confirmed.
     Confirmed,
-    /// No majority can confirm, or a replica holds something else.
+    /// No majority can confirm.
     Refuted,
     /// Not yet.
     Undecided,
@@ -48,8 +54,6 @@ pub struct Tally {
     answers: BTreeMap<ReplicaId, bool>,
     /// The newest membership answered.
     voters: Option<Voters>,
-    /// A replica's applied state holds something else.
-    differs: bool,
 }
 
 impl Tally {
@@ -89,9 +93,6 @@ impl Tally {
     pub fn answered(&mut self, from: SocketAddr, c: Confirmation) {
         self.addrs.insert(from, Asked::Answered);
         self.ids.insert(from, c.replica);
-        if c.verdict == Verdict::Differs {
-            self.differs = true;
-        }
         self.answers
             .entry(c.replica)
             .or_insert(c.verdict == Verdict::Confirmed);
@@ -127,9 +128,6 @@ impl Tally {
 
     /// What the answers so far decide.
     pub fn decision(&self) -> Decision {
-        if self.differs {
-            return Decision::Refuted;
-        }
         let Some(voters) = &self.voters else {
             return Decision::Undecided;
         };

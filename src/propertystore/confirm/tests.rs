@@ -237,10 +237,19 @@ fn a_majority_of_voters_confirms_and_a_minority_or_a_silent_majority_does_not() 
     t.answered(addr(1), answer(1, Verdict::Confirmed, &v));
     assert_eq!(t.decision(), Decision::Refuted);
 
-    // A replica whose applied state holds something else decides at once.
+    // A replica whose applied state holds something else is one refusal: a lagging
+    // replica does not outvote two that confirm, and two such replicas decide at once.
     let mut t = Tally::new(&[addr(1), addr(2), addr(3)]);
     t.to_ask();
     t.answered(addr(3), answer(3, Verdict::Differs, &v));
+    assert_eq!(t.decision(), Decision::Undecided);
+    t.answered(addr(1), answer(1, Verdict::Confirmed, &v));
+    t.answered(addr(2), answer(2, Verdict::Confirmed, &v));
+    assert_eq!(t.decision(), Decision::Confirmed);
+    let mut t = Tally::new(&[addr(1), addr(2), addr(3)]);
+    t.to_ask();
+    t.answered(addr(3), answer(3, Verdict::Differs, &v));
+    t.answered(addr(2), answer(2, Verdict::Differs, &v));
     assert_eq!(t.decision(), Decision::Refuted);
 }
 

@@ -159,6 +159,20 @@ async fn a_live_record_is_confirmed_by_the_followers_while_no_leader_can_exist()
     let cut = cluster.client();
     let one = cluster.client();
     cluster.net.isolate(cluster.addrs[leader]);
+    // Until both followers gave up on the old leader (an election is under way, and none
+    // can win it): the moment a check that needs a leader has nobody to ask.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let known: Vec<Option<u64>> = (0..3)
+            .filter(|&i| i != leader)
+            .map(|i| cluster.servers[i].raft().metrics().borrow().current_leader)
+            .collect();
+        if known.iter().all(Option::is_none) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the followers still name a leader: {known:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         cut.confirm_majority(KEY, b"session-1", CHECK).await.unwrap(),
         "the two followers did not confirm without a leader"

@@ -114,10 +114,16 @@ impl Three {
                     (m.last_applied.map(|a| a.index), m.last_log_index)
                 })
                 .collect();
-            if applied.iter().all(|(a, l)| a.is_some() && *a == *l && *a == applied[0].0) {
+            if applied
+                .iter()
+                .all(|(a, l)| a.is_some() && *a == *l && *a == applied[0].0)
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "replicas did not catch up: {applied:?}");
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not catch up: {applied:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -140,7 +146,10 @@ async fn a_live_record_is_confirmed_by_the_followers_while_no_leader_can_exist()
     // (i) A live record, every replica up: confirmed; another value or key is not.
     assert!(client.confirm_majority(KEY, b"session-1", CHECK).await.unwrap());
     assert!(!client.confirm_majority(KEY, b"session-0", CHECK).await.unwrap());
-    assert!(!client.confirm_majority("/C/LIVEINSTANCES/p2", b"session-1", CHECK).await.unwrap());
+    assert!(!client
+        .confirm_majority("/C/LIVEINSTANCES/p2", b"session-1", CHECK)
+        .await
+        .unwrap());
     for addr in &cluster.addrs {
         let c = client.confirm_at(*addr, KEY, b"session-1", CHECK).await.unwrap();
         assert_eq!(c.verdict, Verdict::Confirmed, "{addr}: {c:?}");
@@ -170,7 +179,10 @@ async fn a_live_record_is_confirmed_by_the_followers_while_no_leader_can_exist()
         if known.iter().all(Option::is_none) {
             break;
         }
-        assert!(Instant::now() < deadline, "the followers still name a leader: {known:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the followers still name a leader: {known:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
@@ -228,7 +240,10 @@ async fn a_committed_delete_is_never_confirmed_even_by_a_replica_that_has_not_ap
     // its applied state, and refuses because of the unapplied delete.
     let deadline = Instant::now() + DEADLINE;
     while cluster.servers[stalled].durability().unsynced_since().is_none() {
-        assert!(Instant::now() < deadline, "the delete never reached the stalled follower's log");
+        assert!(
+            Instant::now() < deadline,
+            "the delete never reached the stalled follower's log"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let held = cluster.servers[stalled].db().get(KEY).unwrap();

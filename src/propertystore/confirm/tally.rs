@@ -104,11 +104,7 @@ impl Tally {
                 }
             }
         }
-        if self
-            .voters
-            .as_ref()
-            .is_none_or(|v| c.voters.log_id > v.log_id)
-        {
+        if self.voters.as_ref().is_none_or(|v| c.voters.log_id > v.log_id) {
             self.voters = Some(c.voters);
         }
     }

@@ -134,18 +134,30 @@ fn the_log_scan_refuses_an_unapplied_change_a_gap_an_unreadable_entry_and_too_ma
     let applied = Some(log_id(2, 10));
     // Nothing after the applied index, or nothing that touches the key.
     assert_eq!(scan(applied, 100, &[]), None);
-    assert_eq!(scan(applied, 100, &[(11, other()), (12, Ok(EntryPayload::Blank))]), None);
+    assert_eq!(
+        scan(applied, 100, &[(11, other()), (12, Ok(EntryPayload::Blank))]),
+        None
+    );
     // Entries at or below the applied index are in the state machine already.
-    assert_eq!(scan(applied, 100, &[(9, change()), (10, change()), (11, other())]), None);
+    assert_eq!(
+        scan(applied, 100, &[(9, change()), (10, change()), (11, other())]),
+        None
+    );
     // An unapplied change of the key, even the last entry.
     assert_eq!(
         scan(applied, 100, &[(11, other()), (12, change())]),
         Some(Verdict::Pending { index: 12 })
     );
     // From an empty state machine, the first entry is index 0.
-    assert_eq!(scan(None, 100, &[(0, change())]), Some(Verdict::Pending { index: 0 }));
+    assert_eq!(
+        scan(None, 100, &[(0, change())]),
+        Some(Verdict::Pending { index: 0 })
+    );
     // A gap right after the applied index, or further on.
-    assert!(matches!(scan(applied, 100, &[(12, other())]), Some(Verdict::Unsure { .. })));
+    assert!(matches!(
+        scan(applied, 100, &[(12, other())]),
+        Some(Verdict::Unsure { .. })
+    ));
     assert!(matches!(
         scan(applied, 100, &[(11, other()), (13, other())]),
         Some(Verdict::Unsure { .. })
@@ -171,8 +183,14 @@ fn a_replica_confirms_only_the_exact_value_with_nothing_pending_as_a_voter() {
     let v = b"session-7";
     assert_eq!(decide(Some(&record(v)), v, None, true), Verdict::Confirmed);
     assert_eq!(decide(None, v, None, true), Verdict::Differs);
-    assert_eq!(decide(Some(&record(b"session-8")), v, None, true), Verdict::Differs);
-    assert_eq!(decide(Some(&record(b"session-")), v, None, true), Verdict::Differs);
+    assert_eq!(
+        decide(Some(&record(b"session-8")), v, None, true),
+        Verdict::Differs
+    );
+    assert_eq!(
+        decide(Some(&record(b"session-")), v, None, true),
+        Verdict::Differs
+    );
     assert_eq!(
         decide(Some(&record(v)), v, Some(Verdict::Pending { index: 12 }), true),
         Verdict::Pending { index: 12 }
@@ -261,7 +279,11 @@ fn only_confirmations_of_the_newest_membership_s_voters_count_once_each() {
     t.to_ask();
     t.answered(addr(1), answer(1, Verdict::Confirmed, &old));
     t.answered(addr(2), answer(2, Verdict::Confirmed, &old));
-    assert_eq!(t.decision(), Decision::Confirmed, "all the answers know the old membership");
+    assert_eq!(
+        t.decision(),
+        Decision::Confirmed,
+        "all the answers know the old membership"
+    );
     // A newer membership arrives: 1 and 2 are no longer voters.
     t.answered(addr(3), answer(3, Verdict::Confirmed, &new));
     assert_eq!(t.decision(), Decision::Undecided);
@@ -289,7 +311,11 @@ fn a_joint_membership_needs_a_majority_of_each_configuration() {
     t.to_ask();
     t.answered(addr(1), answer(1, Verdict::Confirmed, &joint));
     t.answered(addr(2), answer(2, Verdict::Confirmed, &joint));
-    assert_eq!(t.decision(), Decision::Undecided, "the second configuration has none yet");
+    assert_eq!(
+        t.decision(),
+        Decision::Undecided,
+        "the second configuration has none yet"
+    );
     assert_eq!(t.to_ask(), vec![addr(3), addr(4), addr(5)]);
     t.answered(addr(3), answer(3, Verdict::Confirmed, &joint));
     assert_eq!(t.decision(), Decision::Undecided);

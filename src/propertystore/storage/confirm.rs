@@ -29,10 +29,11 @@ impl Db {
     /// applied index, read at one RocksDB snapshot.
     pub fn held_view(&self, path: &str, max: usize) -> Result<HeldView, StoreError> {
         let snap = self.db.snapshot();
-        let applied: Option<LogId<ReplicaId>> = match snap.get_cf(self.cf(CF_META), b"applied").map_err(rerr)? {
-            Some(bytes) => codec::decode(&bytes).map_err(cerr)?,
-            None => None,
-        };
+        let applied: Option<LogId<ReplicaId>> =
+            match snap.get_cf(self.cf(CF_META), b"applied").map_err(rerr)? {
+                Some(bytes) => codec::decode(&bytes).map_err(cerr)?,
+                None => None,
+            };
         let record: Option<Record> = match snap.get_cf(self.cf(CF_KV), path.as_bytes()).map_err(rerr)? {
             Some(bytes) => Some(codec::decode(&bytes).map_err(cerr)?),
             None => None,

@@ -481,7 +481,10 @@ fn the_held_view_reads_the_applied_record_and_the_unapplied_log_after_it() {
         assert_eq!(view.record.map(|r| r.value), Some(b"v2".to_vec()));
         assert_eq!(view.scan, Some(Verdict::Pending { index: 5 }));
         assert_eq!(db.held_view(&path(1), 10).unwrap().scan, None);
-        assert!(matches!(db.held_view(&path(1), 1).unwrap().scan, Some(Verdict::Unsure { .. })));
+        assert!(matches!(
+            db.held_view(&path(1), 1).unwrap().scan,
+            Some(Verdict::Unsure { .. })
+        ));
         // Applied: the record is gone and nothing is pending.
         sm.apply([entry(4), delete]).await.unwrap();
         let view = db.held_view(&path(2), 10).unwrap();

@@ -18,7 +18,7 @@ use strand::settings;
 use strand::transport::mem::MemNetwork;
 use strand::transport::Transport;
 
-use super::fences::{numbered, settings_in};
+use super::fences::{numbered, settings_in, InProcess};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// How long one confirmation may take; every decision below comes far sooner.
@@ -273,5 +273,40 @@ async fn a_committed_delete_is_never_confirmed_even_by_a_replica_that_has_not_ap
         assert!(Instant::now() < deadline, "the new record was never confirmed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    cluster.shutdown().await;
+}
+
+/// The cost of a confirmation against a linearizable get (the leader's lease read), both
+/// over QUIC on loopback with three replicas in this process. A measurement, not a check:
+/// `cargo test --all-features --test store confirm::confirmation_latency -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn confirmation_latency() {
+    const N: usize = 2000;
+    let cluster = InProcess::start(3, true).await;
+    let client = cluster.client();
+    cluster.leader(&client).await;
+    Three::set(&client, KEY, b"session-1").await;
+    let deadline = Instant::now() + DEADLINE;
+    while !client.confirm_majority(KEY, b"session-1", CHECK).await.unwrap() {
+        assert!(Instant::now() < deadline, "never confirmed");
+    }
+    let percentiles = |mut t: Vec<Duration>| {
+        t.sort();
+        let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
+        format!("p50 {:?}, p99 {:?}, max {:?}", at(0.5), at(0.99), at(1.0))
+    };
+    let mut confirms = Vec::with_capacity(N);
+    let mut gets = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        assert!(client.confirm_majority(KEY, b"session-1", CHECK).await.unwrap());
+        confirms.push(t.elapsed());
+        let t = Instant::now();
+        client.get(KEY).await.unwrap();
+        gets.push(t.elapsed());
+    }
+    eprintln!("{N} confirm_majority: {}", percentiles(confirms));
+    eprintln!("{N} linearizable get: {}", percentiles(gets));
     cluster.shutdown().await;
 }

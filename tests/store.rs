@@ -2,7 +2,8 @@
 //! and followers, a linearizability check across a leader kill, watches across leader changes
 //! and reconnects, compaction, cache coherence, bad input and TLS refusal; the leader's
 //! early acknowledgement and lease reads with in-process replicas (`fences`); a partitioned
-//! leader on the in-memory network (`partition`); range reads at one revision (`range`); watches of
+//! leader on the in-memory network (`partition`); the leaderless confirmation of a record by a
+//! majority of voters (`confirm`); range reads at one revision (`range`); watches of
 //! bursts larger than a frame (`watch`); a data directory of format version 1 read back, and
 //! unknown versions refused (`fixture`); a SIGKILL in the middle of a snapshot (`snapshots`).
 
@@ -17,6 +18,8 @@ use strand::propertystore::{ClientError, EventKind, PropertyStore, StoreError};
 mod cli;
 #[path = "store/cluster.rs"]
 mod cluster;
+#[path = "store/confirm.rs"]
+mod confirm;
 #[path = "store/fences.rs"]
 mod fences;
 #[path = "store/fixture.rs"]

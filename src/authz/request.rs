@@ -126,7 +126,9 @@ pub fn check_request(roles: RoleSet, name: &str, req: &StoreRequest) -> Result<(
     match req {
         StoreRequest::Write(cmd) => check_command(roles, name, cmd),
         StoreRequest::Writes(_) => Ok(()),
-        StoreRequest::Get { path, .. } | StoreRequest::Children { path, .. } => read(path),
+        StoreRequest::Get { path, .. }
+        | StoreRequest::Children { path, .. }
+        | StoreRequest::ConfirmHeld { path, .. } => read(path),
         StoreRequest::Range { prefix, .. }
         | StoreRequest::Watch { prefix, .. }
         | StoreRequest::WatchPage { prefix, .. } => read(prefix),

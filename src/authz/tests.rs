@@ -459,3 +459,17 @@ fn a_controller_writes_cluster_records_only_fenced_as_the_leader() {
     assert!(check_command(RoleSet::of(Role::Operator), "o", &write(vec![])).is_ok());
     assert!(check_command(roles.with(Role::Operator), "c1", &write(vec![])).is_ok());
 }
+
+#[test]
+fn a_confirmation_is_a_read_of_its_key() {
+    let confirm = StoreRequest::ConfirmHeld {
+        path: "/C/LIVEINSTANCES/p1".into(),
+        value: b"session".to_vec(),
+    };
+    // A participant confirms its own live instance (and, as any reader, any other key).
+    assert!(check_request(RoleSet::of(Role::Participant), "p1", &confirm).is_ok());
+    assert!(check_request(RoleSet::of(Role::Viewer), "v", &confirm).is_ok());
+    // A certificate with no role reads nothing, so it confirms nothing either.
+    let denied = check_request(RoleSet::default(), "nobody", &confirm).unwrap_err();
+    assert!(denied.action.contains("/C/LIVEINSTANCES/p1"), "{denied}");
+}

@@ -15,12 +15,15 @@
 //! long for its fsync (a leader then steps down); [`lease`] is the leader's lease for reads;
 //! [`elector`] decides when a follower calls an election; [`space`] refuses writes while the
 //! disk is nearly full;
+//! [`confirm`] answers "does this key still hold this value?" from a majority of voters,
+//! with no leader (a participant's session lease);
 //! [`network`] carries Raft RPCs over strand's transport; [`server`] runs a replica and
 //! answers clients; [`client`] finds the leader, retries what is safe and keeps the cache,
 //! sending a client's concurrent writes to one replica in shared frames (`lanes`).
 
 pub mod audit;
 pub mod client;
+pub mod confirm;
 pub mod core;
 pub mod disk;
 pub mod durable;

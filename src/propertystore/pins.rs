@@ -35,6 +35,12 @@ pub fn learned(from: SocketAddr, resp: &StoreResponse) -> Vec<(SocketAddr, Strin
         StoreResponse::NotLeader {
             leader: Some((id, addr)),
         } => named(*id, addr, true),
+        StoreResponse::Confirmation(c) => {
+            for (id, addr) in &c.voters.addrs {
+                named(*id, addr, true);
+            }
+            named(c.replica, &from.to_string(), false);
+        }
         StoreResponse::Many(answers) => {
             for a in answers {
                 if let StoreResponse::NotLeader {

@@ -107,6 +107,17 @@ pub enum StoreRequest {
         /// The most entries wanted.
         max: u32,
     },
+    /// Does `path` still hold exactly `value`? Answered by this replica alone, leader or not
+    /// (never redirected), with [`StoreResponse::Confirmation`]; a majority of voters
+    /// confirming means no change of the key committed before the request was sent (see
+    /// [`super::confirm`]). (New variants go last: postcard numbers them in order.)
+    ConfirmHeld {
+        /// The key.
+        path: String,
+        /// The value it should hold.
+        #[serde(with = "crate::codec::bytes")]
+        value: Vec<u8>,
+    },
 }
 
 /// The most writes one [`StoreRequest::Writes`] frame may carry.
@@ -232,6 +243,9 @@ pub enum StoreResponse {
     PermissionDenied(crate::authz::Denied),
     /// The answer to a [`StoreRequest::Audit`]: this replica's entries, oldest first.
     Audit(Vec<super::audit::AuditEntry>),
+    /// The answer to a [`StoreRequest::ConfirmHeld`]: this replica's verdict and the
+    /// membership it knows.
+    Confirmation(super::confirm::Confirmation),
 }
 
 /// The cap on [`StoreRequest::Audit`]'s `max`.

@@ -2,8 +2,10 @@
 //! answers) and the values a replica reads back from its own disk (records, events, log
 //! entries, batches).
 
+use openraft::{CommittedLeaderId, LogId};
 use proptest::prelude::*;
 use strand::codec::{self, CodecError};
+use strand::propertystore::confirm::{Confirmation, Verdict, Voters};
 use strand::propertystore::core::MemKv;
 use strand::propertystore::protocol::{RaftRequest, RaftResponse, ReadMode, StoreRequest, StoreResponse};
 use strand::propertystore::{
@@ -131,7 +133,35 @@ fn request() -> impl Strategy<Value = StoreRequest> {
             }
         }),
         (".{0,12}", any::<u32>()).prop_map(|(cluster, max)| StoreRequest::Audit { cluster, max }),
+        (path(), value()).prop_map(|(path, value)| StoreRequest::ConfirmHeld { path, value }),
     ]
+}
+
+fn confirmation() -> impl Strategy<Value = Confirmation> {
+    let verdict = prop_oneof![
+        Just(Verdict::Confirmed),
+        Just(Verdict::Differs),
+        any::<u64>().prop_map(|index| Verdict::Pending { index }),
+        Just(Verdict::NotVoter),
+        ".{0,20}".prop_map(|reason| Verdict::Unsure { reason }),
+    ];
+    let log_id = (any::<u64>(), any::<u64>(), any::<u64>())
+        .prop_map(|(term, node, index)| LogId::new(CommittedLeaderId::new(term, node), index));
+    let voters = (
+        proptest::option::of(log_id),
+        proptest::collection::vec(proptest::collection::vec(any::<u64>(), 0..4), 0..3),
+        proptest::collection::vec((any::<u64>(), ".{0,12}"), 0..4),
+    )
+        .prop_map(|(log_id, configs, addrs)| Voters {
+            log_id,
+            configs,
+            addrs,
+        });
+    (any::<u64>(), verdict, voters).prop_map(|(replica, verdict, voters)| Confirmation {
+        replica,
+        verdict,
+        voters,
+    })
 }
 
 fn stat() -> impl Strategy<Value = Stat> {
@@ -182,6 +212,7 @@ fn response() -> impl Strategy<Value = StoreResponse> {
             .prop_map(|(entries, revision)| StoreResponse::Range { entries, revision }),
         (proptest::collection::vec(event(), 0..4), position())
             .prop_map(|(events, next)| StoreResponse::EventPage { events, next }),
+        confirmation().prop_map(StoreResponse::Confirmation),
     ];
     leaf.prop_recursive(2, 8, 4, |inner| {
         proptest::collection::vec(inner, 0..4).prop_map(StoreResponse::Many)

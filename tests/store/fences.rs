@@ -14,7 +14,7 @@ use strand::settings::{self, Settings, SettingsFlags};
 use strand::transport::quic::{QuicConfig, QuicTransport};
 use strand::transport::Transport;
 
-struct InProcess {
+pub(super) struct InProcess {
     _dir: tempfile::TempDir,
     settings: Settings,
     addrs: Vec<SocketAddr>,
@@ -47,7 +47,7 @@ fn free_addr() -> SocketAddr {
 }
 
 impl InProcess {
-    async fn start(n: u64, lease_reads: bool) -> InProcess {
+    pub(super) async fn start(n: u64, lease_reads: bool) -> InProcess {
         Self::start_with(n, lease_reads, |_| {}).await
     }
 
@@ -75,7 +75,7 @@ impl InProcess {
         }
     }
 
-    fn client(&self) -> PropertyStore {
+    pub(super) fn client(&self) -> PropertyStore {
         let tls =
             settings::tls_material_for(&self.settings, "test-client", strand::authz::Role::Admin).unwrap();
         let transport = QuicTransport::client(QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls)).unwrap();
@@ -103,7 +103,7 @@ impl InProcess {
 
     /// The index of the replica that leads, once one does, a write went through and every
     /// replica applied it. (A write while the store forms may be "outcome unknown": retried.)
-    async fn leader(&self, client: &PropertyStore) -> usize {
+    pub(super) async fn leader(&self, client: &PropertyStore) -> usize {
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Err(e) = client.set("/fences/warmup", b"x", None).await {
             assert!(
@@ -130,7 +130,7 @@ impl InProcess {
         }
     }
 
-    async fn shutdown(self) {
+    pub(super) async fn shutdown(self) {
         for s in self.servers {
             s.shutdown().await;
         }

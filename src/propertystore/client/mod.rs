@@ -33,10 +33,12 @@
 //! status, for at most [`DISCOVER_WAIT`], and follows the leader only if it answers as one.
 //!
 //! The files: `leader.rs` (finding the leader: discovery, the probe, deposed replicas,
-//! requests that follow redirects), `cache.rs` (the moka cache and the watch that keeps it
+//! requests that follow redirects), `confirm.rs` (`confirm_majority`: a key's value
+//! confirmed by a majority of voters, no leader needed), `cache.rs` (the moka cache and the watch that keeps it
 //! coherent), `watcher.rs` ([`Watcher`]); the operations are here.
 
 mod cache;
+mod confirm;
 mod leader;
 mod watcher;
 

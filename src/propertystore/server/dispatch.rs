@@ -8,6 +8,7 @@ use std::sync::Arc;
 use openraft::ServerState;
 
 use super::admin::{add_replica, remove_replica, status};
+use super::confirm::confirm_held;
 use super::reads::{read, watch_events};
 use super::writes::write;
 use super::Shared;
@@ -150,6 +151,7 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
             Err(e) => StoreResponse::Error(e),
         },
         StoreRequest::Status => status(&shared).await,
+        StoreRequest::ConfirmHeld { path, value } => confirm_held(&shared, &path, &value),
         StoreRequest::Audit { cluster, max } => {
             StoreResponse::Audit(shared.audit.read(&cluster, max.min(MAX_AUDIT_ENTRIES) as usize))
         }

@@ -12,6 +12,7 @@
 //!                                 inside one), long-poll on the applied-revision channel;
 //!                                 an answer is bounded by bytes (`core::Pager`)
 //!                      Status / AddReplica / RemoveReplica
+//!                      ConfirmHeld  this replica alone, leader or not (`confirm`)
 //! ```
 //!
 //! Linearizable reads are served under the leader's lease ([`super::lease`]) when it holds,
@@ -29,11 +30,13 @@
 //! opening the storage, the Raft node, and spawning the tasks below), [`raft_service`] (the
 //! RAFT service, the elector's task, commit advertising), [`dispatch`] (the STORE service:
 //! one task per request, authorization, audit), [`reads`] (lease reads, the read-index
-//! batcher, watches), [`writes`] (the write batcher), [`disk_guard`] (stalled disk, free
-//! space), [`admin`] (status and membership changes).
+//! batcher, watches), [`writes`] (the write batcher), [`confirm`] (a confirmation, answered
+//! by this replica alone), [`disk_guard`] (stalled disk, free space), [`admin`] (status and
+//! membership changes).
 
 mod admin;
 mod config;
+mod confirm;
 mod disk_guard;
 mod dispatch;
 mod raft_service;

@@ -46,9 +46,11 @@
 //! later build must read (`tests/store/fixture.rs`).
 //!
 //! The files: [`Db`] (`db.rs`: the database, its column families and the read API the server
-//! and the state machine use), [`LogStore`] and its syncer (`log.rs`), [`StateMachine`] and
+//! and the state machine use), `confirm.rs` ([`Db::held_view`]: the applied id, a record and
+//! the unapplied log at one RocksDB snapshot, for a confirmation), [`LogStore`] and its syncer (`log.rs`), [`StateMachine`] and
 //! snapshots (`state_machine.rs`), [`open`] and the recovery of rule 2 (`recovery.rs`).
 
+mod confirm;
 mod db;
 mod log;
 mod recovery;
@@ -57,6 +59,7 @@ mod state_machine;
 mod tests;
 mod version;
 
+pub use self::confirm::HeldView;
 pub use self::db::Db;
 pub use self::log::LogStore;
 pub use self::recovery::open;

@@ -423,3 +423,122 @@ fn a_state_machine_behind_the_purged_log_without_a_snapshot_is_refused() {
         "unexpected error: {err}"
     );
 }
+
+/// Entry `index` of the confirmation tests: sets `/held` to `v<index>`.
+fn held_entry(index: u64) -> Entry<TypeConfig> {
+    let op = core::Op::Set {
+        path: "/held".into(),
+        value: format!("v{index}").into_bytes(),
+        expected_version: None,
+    };
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+        payload: EntryPayload::Normal(core::Batch(vec![core::Command::Txn(core::Txn::single(op))])),
+    }
+}
+
+fn append_only(db: &Db, log: &LogStore, entry: &Entry<TypeConfig>) {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        db.cf(CF_LOG),
+        entry.log_id.index.to_be_bytes(),
+        codec::encode(entry).unwrap(),
+    );
+    log.write(batch, false).unwrap();
+}
+
+/// A confirmation's read: the applied record, and a refusal for an unapplied change of the
+/// key in the log after it; nothing pending once it is applied; the scan's cap.
+#[test]
+fn the_held_view_reads_the_applied_record_and_the_unapplied_log_after_it() {
+    use crate::propertystore::confirm::Verdict;
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut log = LogStore::new(db.clone(), 0).unwrap();
+        let mut sm = StateMachine::new(db.clone(), 1000).unwrap();
+        for index in 0..=3 {
+            commit_and_apply(&db, &mut log, &mut sm, index).await;
+        }
+        let view = db.held_view(&path(2), 10).unwrap();
+        assert_eq!(view.applied.map(|a| a.index), Some(3));
+        assert_eq!(view.record.map(|r| r.value), Some(b"v2".to_vec()));
+        assert_eq!(view.scan, None);
+        // Entry 4 sets another key, entry 5 deletes the one checked; neither applied.
+        append_only(&db, &log, &entry(4));
+        let delete = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), 5),
+            payload: EntryPayload::Normal(core::Batch(vec![core::Command::Txn(core::Txn::single(
+                core::Op::Delete {
+                    path: path(2),
+                    expected_version: None,
+                    recursive: false,
+                },
+            ))])),
+        };
+        append_only(&db, &log, &delete);
+        let view = db.held_view(&path(2), 10).unwrap();
+        assert_eq!(view.record.map(|r| r.value), Some(b"v2".to_vec()));
+        assert_eq!(view.scan, Some(Verdict::Pending { index: 5 }));
+        assert_eq!(db.held_view(&path(1), 10).unwrap().scan, None);
+        assert!(matches!(
+            db.held_view(&path(1), 1).unwrap().scan,
+            Some(Verdict::Unsure { .. })
+        ));
+        // Applied: the record is gone and nothing is pending.
+        sm.apply([entry(4), delete]).await.unwrap();
+        let view = db.held_view(&path(2), 10).unwrap();
+        assert_eq!(view.applied.map(|a| a.index), Some(5));
+        assert_eq!(view.record, None);
+        assert_eq!(view.scan, None);
+    });
+}
+
+/// While entries are appended and applied on another thread (each sets `/held` to
+/// `v<index>`), every confirmation read is one moment: the record is the one the applied
+/// index wrote, and the log holds the next entry exactly when it was appended before.
+#[test]
+fn a_held_view_during_appends_and_applies_is_one_moment() {
+    use crate::propertystore::confirm::Verdict;
+    const ENTRIES: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let log = LogStore::new(db.clone(), 0).unwrap();
+    let mut sm = StateMachine::new(db.clone(), 1_000_000).unwrap();
+    let wdb = db.clone();
+    let writer = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            for index in 1..=ENTRIES {
+                append_only(&wdb, &log, &held_entry(index));
+                sm.apply([held_entry(index)]).await.unwrap();
+            }
+        })
+    });
+    let mut reads = 0;
+    let mut pending = 0;
+    while !writer.is_finished() {
+        let view = db.held_view("/held", 10).unwrap();
+        reads += 1;
+        let Some(applied) = view.applied else {
+            assert_eq!(view.record, None);
+            continue;
+        };
+        assert_eq!(
+            view.record.map(|r| r.value),
+            Some(format!("v{}", applied.index).into_bytes()),
+            "the record read is not the one applied index {} wrote",
+            applied.index
+        );
+        match view.scan {
+            None => {}
+            Some(Verdict::Pending { index }) => {
+                assert_eq!(index, applied.index + 1);
+                pending += 1;
+            }
+            Some(other) => panic!("after applied index {}: {other:?}", applied.index),
+        }
+    }
+    writer.join().unwrap();
+    eprintln!("{reads} reads, {pending} with the next entry appended and not applied");
+    assert!(reads > 0);
+}

@@ -43,6 +43,8 @@ pub struct SimArgs {
 
 /// Runs `strand sim`.
 pub fn run(args: SimArgs) -> Result<(), CliError> {
+    // Silent unless RUST_LOG / STRAND_LOG asks (the trace is the report).
+    super::process::init_logging("off");
     let (first, count) = match (args.seed, args.seeds) {
         (Some(s), None) => (s, 1),
         (None, Some(k)) if k > 0 => (args.first, k),

@@ -19,9 +19,9 @@ use super::snapshot::{self, Liveness};
 use super::stats::{self, PendingKey};
 use super::Role;
 use crate::membership::{Membership, MembershipEvent, RecvError, Status};
+use crate::model::fields::SESSION_ID;
 use crate::model::layout::Key;
 use crate::model::{Layout, Record};
-use crate::model::fields::SESSION_ID;
 use crate::participant::lease;
 use crate::participant::register::{ADDR_FIELD, GOSSIP_GENERATION_FIELD};
 use crate::participant::wire::{ParticipantReply, ParticipantRequest};
@@ -500,6 +500,12 @@ impl Lead<'_> {
         self.liveness.now_ms = now;
         self.liveness.mono_ms = mono_ms();
         let view = snapshot::build(&self.mirror, &self.liveness);
+        tracing::debug!(
+            lingering = ?view.snapshot.resources.iter().filter(|r| !r.lingering.is_empty()).map(|r| (&r.name, &r.lingering)).collect::<Vec<_>>(),
+            sessions = ?view.sessions.keys().collect::<Vec<_>>(),
+            ended = ?view.ended.keys().collect::<Vec<_>>(),
+            "round view"
+        );
         let decision = match self.engine.round(&view.snapshot) {
             Ok(d) => d,
             Err(e) => {
@@ -578,7 +584,10 @@ impl Lead<'_> {
         // `plan.sends` was in a transaction that failed, and is never sent.
         self.track_sessions();
         self.metrics.round(started.elapsed());
-        Ok([next_recompute_ms, self.linger_ends()].into_iter().flatten().min())
+        Ok([next_recompute_ms, self.linger_ends()]
+            .into_iter()
+            .flatten()
+            .min())
     }
 
     /// Sends recorded transition messages to `instance` (in the background; if it fails, the

@@ -239,7 +239,7 @@ impl SessionTask {
                     }
                     StoreNews::Confirmed(sent) => self.lease.confirmed(sent),
                 },
-                _ = tokio::time::sleep_until(self.lease.expires()) => {
+                _ = tokio::time::sleep_until(self.lease.step_down_at()) => {
                     self.lose_session("the store has not confirmed this session within its lease", false).await;
                 }
                 e = gossip.recv() => match e {
@@ -741,18 +741,12 @@ impl SessionTask {
 /// session registered), and reports
 /// each confirmation with the instant its read was sent (see [`super::lease`]). A read
 /// that takes longer than the lease is abandoned: it could not extend the lease anyway.
-async fn renew_lease(
-    store: PropertyStore,
-    live: String,
-    value: Vec<u8>,
-    tx: mpsc::Sender<StoreNews>,
-) {
+async fn renew_lease(store: PropertyStore, live: String, value: Vec<u8>, tx: mpsc::Sender<StoreNews>) {
     loop {
         let sent = tokio::time::Instant::now();
         let read = tokio::time::timeout(SESSION_LEASE, store.get(&live)).await;
         if let Ok(Ok(Some(r))) = read {
-            if r.value == value && tx.send(StoreNews::Confirmed(sent)).await.is_err()
-            {
+            if r.value == value && tx.send(StoreNews::Confirmed(sent)).await.is_err() {
                 return;
             }
         }

@@ -662,7 +662,8 @@ impl Cluster<'_> {
             if !candidates.is_empty() {
                 let bounds = selection::resolve_bounds(&ctx.bounds, ctx.live_candidates, replicas);
                 let lingering = ctx.lingering.get(partition).map_or(&[][..], Vec::as_slice);
-                let sel = selection::select(model, &bounds, holders, pending, lingering, best_map, candidates);
+                let sel =
+                    selection::select(model, &bounds, holders, pending, lingering, best_map, candidates);
                 extras.candidate_moves = sel.accepted.iter().map(movement).collect();
                 for BoundRejection {
                     transition,

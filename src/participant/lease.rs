@@ -30,14 +30,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long one confirmation lets a participant act on its replicas.
-pub const SESSION_LEASE: Duration = Duration::from_millis(400);
+pub const SESSION_LEASE: Duration = Duration::from_millis(450);
 
 /// How long before its lease runs out a participant starts stepping its replicas down, so
-/// that the transitions out of MASTER have ended when it does.
-pub const STEP_DOWN_TIME: Duration = Duration::from_millis(100);
+/// that the transitions out of MASTER have ended when it does: a handler's MASTER→SLAVE
+/// that takes longer may overlap its successor's promotion.
+pub const STEP_DOWN_TIME: Duration = Duration::from_millis(200);
 
-/// How often the participant asks for a confirmation (five tries before it steps down).
+/// How often the participant asks for a confirmation (four tries before it steps down).
 pub const RENEW_EVERY: Duration = Duration::from_millis(60);
+
+/// How long one confirmation may take before the next is asked instead.
+pub const CHECK_TIMEOUT: Duration = Duration::from_millis(150);
 
 /// How long the controller counts an ended session's replicas after it saw the session's
 /// live-instance record go: the lease, plus 2 % and 15 ms for clock-rate differences

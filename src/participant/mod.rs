@@ -18,8 +18,9 @@
 //!              TransitionEvent stream (what `strand participant run` prints)
 //!   health reporter (`health`): the application's reports and built-ins from the events,
 //!     one write of INSTANCES/<i>/HEALTHREPORT/ParticipantStats per interval
-//!   session lease (`lease`): a store read every 100 ms confirms LIVEINSTANCES/<i> still
-//!     names the session; none within the lease → the session is lost
+//!   session lease (`lease`): a majority of store replicas confirms every 60 ms that
+//!     LIVEINSTANCES/<i> still holds the session's record; none for 250 ms → the session
+//!     is lost
 //!   session lost (LIVEINSTANCES/<i> gone or another session, Isolated, Rejoined, lease):
 //!     cancel what runs, step every replica down to the initial state through the handler,
 //!     register a new session with a new generation

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
-use super::lease::{Lease, RENEW_EVERY, SESSION_LEASE};
+use super::lease::{Lease, CHECK_TIMEOUT, RENEW_EVERY};
 use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
@@ -113,6 +113,7 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
     )
     .await?;
     register::clear_old_sessions(&s.store, &layout, &s.instance, &registered.session).await;
+    let lease = first_lease(&s.store, &layout, &s.instance, &registered, registering).await;
     tracing::info!(instance = %s.instance, session = %registered.session, "session registered");
 
     let (events, first_events) = broadcast::channel(8192);
@@ -139,7 +140,7 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
         settings: s.clone(),
         membership: membership.clone(),
         registered,
-        lease: Lease::new(registering),
+        lease,
         events: events.clone(),
         status: status_tx,
         writes,
@@ -228,6 +229,10 @@ impl SessionTask {
                     let v = if r.is_ok() { *stop.borrow() } else { Some(false) };
                     if let Some(g) = v { break g; }
                 }
+                // Before any message: one that arrives after the lease ran low is not run.
+                _ = tokio::time::sleep_until(self.lease.step_down_at()) => {
+                    self.lose_session("the store has not confirmed this session within its lease", false).await;
+                }
                 Some((id, outcome)) = completions.recv() => self.on_finished(&id, outcome),
                 Some(incoming) = inbox.recv() => self.on_request(incoming).await,
                 Some(news) = store_rx.recv() => match news {
@@ -239,9 +244,6 @@ impl SessionTask {
                     }
                     StoreNews::Confirmed(sent) => self.lease.confirmed(sent),
                 },
-                _ = tokio::time::sleep_until(self.lease.step_down_at()) => {
-                    self.lose_session("the store has not confirmed this session within its lease", false).await;
-                }
                 e = gossip.recv() => match e {
                     Ok(MembershipEvent::Isolated(_)) => {
                         self.lose_session("no gossip peer reached this node (isolated)", false).await;
@@ -463,6 +465,12 @@ impl SessionTask {
             .unwrap_or_default()
             .to_string();
         let model = self.model(&model_name).await;
+        if tokio::time::Instant::now() >= self.lease.step_down_at() {
+            // The lease ran low meanwhile: the session is about to be lost, and whatever
+            // this message asks must not begin. It stays in the store, for the next session
+            // to discard.
+            return Verdict::Duplicate;
+        }
         let verdict = self.ledger.handle_message(&record, |_| {
             model
                 .as_ref()
@@ -637,7 +645,7 @@ impl SessionTask {
         .await;
         self.current.clear();
         let mut delay = Duration::from_millis(50);
-        let registered = loop {
+        let (registered, registering) = loop {
             let registering = tokio::time::Instant::now();
             match register::register(
                 &store,
@@ -649,10 +657,7 @@ impl SessionTask {
             )
             .await
             {
-                Ok(r) => {
-                    self.lease = Lease::new(registering);
-                    break r;
-                }
+                Ok(r) => break (r, registering),
                 Err(_) if self.stop.borrow().is_some() => return, // stopping: the main loop ends
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register a new session yet");
@@ -663,6 +668,14 @@ impl SessionTask {
         };
         register::clear_old_sessions(&store, &self.layout, &self.settings.instance, &registered.session)
             .await;
+        self.lease = first_lease(
+            &store,
+            &self.layout,
+            &self.settings.instance,
+            &registered,
+            registering,
+        )
+        .await;
         tracing::info!(instance = %self.settings.instance, session = %registered.session, "new session registered");
         self.ledger.renew(&registered.session);
         self.registered = registered;
@@ -737,16 +750,36 @@ impl SessionTask {
     }
 }
 
-/// Asks the store every [`RENEW_EVERY`] whether `live` still holds `value` (the record our
-/// session registered), and reports
-/// each confirmation with the instant its read was sent (see [`super::lease`]). A read
-/// that takes longer than the lease is abandoned: it could not extend the lease anyway.
+/// A new session's lease: from a confirmation asked now, after the registration's clean-up
+/// (which may have taken a while), or else from when the registration was sent (the record
+/// did not exist before, so nothing could have ended it earlier).
+async fn first_lease(
+    store: &PropertyStore,
+    layout: &Layout,
+    instance: &str,
+    registered: &Registered,
+    registering: tokio::time::Instant,
+) -> Lease {
+    let sent = tokio::time::Instant::now();
+    let live = layout.live_instance(instance);
+    match store
+        .confirm_majority(&live, &registered.live_value, CHECK_TIMEOUT)
+        .await
+    {
+        Ok(true) => Lease::new(sent),
+        _ => Lease::new(registering),
+    }
+}
+
+/// Asks a majority of the store's replicas every [`RENEW_EVERY`] whether `live` still holds
+/// `value` (the record our session registered), and reports each confirmation with the
+/// instant it was asked (see [`super::lease`]). The check needs no store leader; one that
+/// has not decided within [`CHECK_TIMEOUT`] is abandoned for the next.
 async fn renew_lease(store: PropertyStore, live: String, value: Vec<u8>, tx: mpsc::Sender<StoreNews>) {
     loop {
         let sent = tokio::time::Instant::now();
-        let read = tokio::time::timeout(SESSION_LEASE, store.get(&live)).await;
-        if let Ok(Ok(Some(r))) = read {
-            if r.value == value && tx.send(StoreNews::Confirmed(sent)).await.is_err() {
+        if let Ok(true) = store.confirm_majority(&live, &value, CHECK_TIMEOUT).await {
+            if tx.send(StoreNews::Confirmed(sent)).await.is_err() {
                 return;
             }
         }

@@ -41,3 +41,20 @@ pub(crate) fn fencing_broken() -> bool {
         false
     }
 }
+
+/// The leader no longer lets ended sessions linger: a MASTER cut off with a store minority
+/// still serves for up to its session lease while the leader promotes a successor at once.
+#[cfg(feature = "testing")]
+pub static BREAK_LINGER: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`BREAK_LINGER`] is on.
+pub(crate) fn linger_broken() -> bool {
+    #[cfg(feature = "testing")]
+    {
+        BREAK_LINGER.load(Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        false
+    }
+}

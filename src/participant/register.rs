@@ -253,6 +253,11 @@ pub async fn unregister(store: &PropertyStore, layout: &Layout, instance: &str, 
 
 /// Removes the current states of every session of `instance` but `keep`.
 pub async fn clear_old_sessions(store: &PropertyStore, layout: &Layout, instance: &str, keep: &str) {
+    clear_sessions(store, layout, instance, Some(keep)).await
+}
+
+/// Deletes the current states of every session of `instance` but `keep`.
+pub async fn clear_sessions(store: &PropertyStore, layout: &Layout, instance: &str, keep: Option<&str>) {
     let dir = layout.current_states(instance);
     let sessions = match store.children(&dir).await {
         Ok(s) => s,
@@ -261,7 +266,7 @@ pub async fn clear_old_sessions(store: &PropertyStore, layout: &Layout, instance
             return;
         }
     };
-    for s in sessions.into_iter().filter(|s| s != keep) {
+    for s in sessions.into_iter().filter(|s| Some(s.as_str()) != keep) {
         let path = format!("{dir}/{s}");
         let txn = Txn {
             conditions: Vec::new(),

@@ -274,6 +274,9 @@ impl SessionTask {
                 &self.registered.live_value,
             )
             .await;
+            // Stepped down: the current states go too, so the leader does not count them
+            // for the lease of a session that is over (see `lease`).
+            register::clear_sessions(&store, &self.layout, &self.settings.instance, None).await;
             let _ = self.membership.leave().await;
         } else {
             self.membership.shutdown().await;

@@ -413,11 +413,17 @@ impl SessionTask {
         });
     }
 
-    async fn model(&mut self, name: &str) -> Option<StateModelDefinition> {
+    /// The state model `name`: cached, else read from the store until `deadline` (the
+    /// built-in model of that name stands in if the store does not answer by then).
+    async fn model(&mut self, name: &str, deadline: tokio::time::Instant) -> Option<StateModelDefinition> {
         if let Some(m) = self.models.get(name) {
             return m.clone();
         }
-        let found = match self.settings.store.get(&self.layout.state_model(name)).await {
+        let path = self.layout.state_model(name);
+        let Ok(read) = tokio::time::timeout_at(deadline, self.settings.store.get(&path)).await else {
+            return statemodel::builtin(name);
+        };
+        let found = match read {
             Ok(Some(r)) => Record::from_stored(&r.value)
                 .ok()
                 .flatten()
@@ -467,7 +473,8 @@ impl SessionTask {
             .simple(crate::model::fields::STATE_MODEL_DEF)
             .unwrap_or_default()
             .to_string();
-        let model = self.model(&model_name).await;
+        // A slow store never holds the session task past the moment it must step down.
+        let model = self.model(&model_name, self.lease.step_down_at()).await;
         if tokio::time::Instant::now() >= self.lease.step_down_at() {
             // The lease ran low meanwhile: the session is about to be lost, and whatever
             // this message asks must not begin. It stays in the store, for the next session
@@ -488,7 +495,9 @@ impl SessionTask {
                 }
                 if !matches!(d, Discard::WrongInstance { .. }) {
                     let path = self.layout.message(&self.settings.instance, &record.id);
-                    let _ = self.writes.send(WriteJob::DeleteMessage(path)).await;
+                    // Never waits: the session task must stay free to step down when its
+                    // lease runs low; a delete dropped here is redone by the next session's.
+                    let _ = self.writes.try_send(WriteJob::DeleteMessage(path));
                 }
             }
         }
@@ -694,7 +703,8 @@ impl SessionTask {
         let held = self.ledger.held();
         let mut walks = Vec::new();
         for (resource, model_name, partition, state) in held {
-            let Some(model) = self.model(&model_name).await else {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            let Some(model) = self.model(&model_name, deadline).await else {
                 continue;
             };
             let handler = self.settings.handler.clone();

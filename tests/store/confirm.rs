@@ -11,14 +11,11 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use strand::propertystore::confirm::Verdict;
-use strand::propertystore::{
-    replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer,
-};
-use strand::settings;
+use strand::propertystore::{ClientError, PropertyStore, StoreClientConfig, StoreServer};
 use strand::transport::mem::MemNetwork;
 use strand::transport::Transport;
 
-use super::fences::{numbered, settings_in, InProcess};
+use super::fences::InProcess;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// How long one confirmation may take; every decision below comes far sooner.
@@ -35,25 +32,7 @@ struct Three {
 
 impl Three {
     async fn start(seed: u64) -> Three {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = settings_in(dir.path());
-        let net = MemNetwork::new(seed);
-        let endpoints: Vec<_> = (1..=3u64).map(|id| net.endpoint(&replica_name(id))).collect();
-        let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
-        let peers = numbered(&addrs);
-        let mut servers = Vec::new();
-        for ((id, addr), endpoint) in peers.iter().zip(endpoints) {
-            // The in-memory network checks names, not certificates; the material is unused.
-            let tls = settings::tls_material_for(&settings, &replica_name(*id), strand::authz::Role::Store)
-                .unwrap();
-            let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
-            config.peers = peers.clone();
-            servers.push(
-                StoreServer::start_on(config, endpoint as Arc<dyn Transport>)
-                    .await
-                    .unwrap(),
-            );
-        }
+        let (dir, net, addrs, servers) = super::fences::start_mem_trio(seed, |_config| {}).await;
         Three {
             _dir: dir,
             net,

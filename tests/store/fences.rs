@@ -11,6 +11,7 @@ use strand::propertystore::{
     replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreError, StoreServer,
 };
 use strand::settings::{self, Settings, SettingsFlags};
+use strand::transport::mem::MemNetwork;
 use strand::transport::quic::{QuicConfig, QuicTransport};
 use strand::transport::Transport;
 
@@ -40,6 +41,36 @@ pub fn numbered(addrs: &[SocketAddr]) -> Vec<(u64, SocketAddr)> {
         .enumerate()
         .map(|(i, a)| (i as u64 + 1, *a))
         .collect()
+}
+
+/// Three replicas on an in-memory network seeded with `seed`, each configured by
+/// `configure`: the data directory (kept alive by the returned `TempDir`), the network, the
+/// replicas' addresses and the servers.
+pub async fn start_mem_trio(
+    seed: u64,
+    configure: impl Fn(&mut ReplicaConfig),
+) -> (tempfile::TempDir, MemNetwork, Vec<SocketAddr>, Vec<StoreServer>) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_in(dir.path());
+    let net = MemNetwork::new(seed);
+    let endpoints: Vec<_> = (1..=3u64).map(|id| net.endpoint(&replica_name(id))).collect();
+    let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
+    let peers = numbered(&addrs);
+    let mut servers = Vec::new();
+    for ((id, addr), endpoint) in peers.iter().zip(endpoints) {
+        // The in-memory network checks names, not certificates; the material is unused.
+        let tls =
+            settings::tls_material_for(&settings, &replica_name(*id), strand::authz::Role::Store).unwrap();
+        let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
+        config.peers = peers.clone();
+        configure(&mut config);
+        servers.push(
+            StoreServer::start_on(config, endpoint as Arc<dyn Transport>)
+                .await
+                .unwrap(),
+        );
+    }
+    (dir, net, addrs, servers)
 }
 
 fn free_addr() -> SocketAddr {

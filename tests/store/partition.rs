@@ -10,14 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strand::propertystore::protocol::ReplicaStatus;
-use strand::propertystore::{
-    replica_name, ClientError, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer,
-};
-use strand::settings;
+use strand::propertystore::{ClientError, PropertyStore, StoreClientConfig, StoreServer};
 use strand::transport::mem::MemNetwork;
 use strand::transport::Transport;
-
-use super::fences::{numbered, settings_in};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -31,26 +26,10 @@ struct Partitioned {
 
 impl Partitioned {
     async fn start(lease_reads: bool) -> Partitioned {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = settings_in(dir.path());
-        let net = MemNetwork::new(0x9a57);
-        let endpoints: Vec<_> = (1..=3u64).map(|id| net.endpoint(&replica_name(id))).collect();
-        let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.local_addr()).collect();
-        let peers = numbered(&addrs);
-        let mut servers = Vec::new();
-        for ((id, addr), endpoint) in peers.iter().zip(endpoints) {
-            // The in-memory network checks names, not certificates; the material is unused.
-            let tls = settings::tls_material_for(&settings, &replica_name(*id), strand::authz::Role::Store)
-                .unwrap();
-            let mut config = ReplicaConfig::new(*id, *addr, dir.path().join(format!("data-{id}")), tls);
-            config.peers = peers.clone();
+        let (dir, net, addrs, servers) = super::fences::start_mem_trio(0x9a57, |config| {
             config.lease_reads = lease_reads;
-            servers.push(
-                StoreServer::start_on(config, endpoint as Arc<dyn Transport>)
-                    .await
-                    .unwrap(),
-            );
-        }
+        })
+        .await;
         Partitioned {
             _dir: dir,
             net,

@@ -37,6 +37,8 @@ pub struct Durability {
     /// Fault injection: while set, the syncer does not start an fsync (a stalled disk).
     stalled: Mutex<bool>,
     unstalled: Condvar,
+    /// The same flag for async waiters (the inline syncs of the simulation).
+    stalled_tx: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -73,6 +75,7 @@ impl Durability {
             durable,
             stalled: Mutex::new(false),
             unstalled: Condvar::new(),
+            stalled_tx: watch::channel(false).0,
         }
     }
 
@@ -86,6 +89,7 @@ impl Durability {
     /// Holds fsyncs back (`true`) or lets them go (`false`).
     pub(crate) fn set_syncs_stalled(&self, stalled: bool) {
         *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+        self.stalled_tx.send_replace(stalled);
         self.unstalled.notify_all();
     }
 
@@ -100,6 +104,13 @@ impl Durability {
         while *stalled {
             stalled = self.unstalled.wait(stalled).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Waits (async) while fsyncs are stalled.
+    pub async fn unstalled(&self) {
+        let mut rx = self.stalled_tx.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail while we borrow it.
+        let _ = rx.wait_for(|stalled| !stalled).await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

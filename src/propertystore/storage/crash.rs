@@ -163,3 +163,59 @@ impl CrashImage {
         Ok(cut)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rocksdb::{WriteBatch, WriteOptions};
+
+    use super::super::{LogStore, CF_KV, CF_RAFT};
+    use super::*;
+
+    fn put(log: &LogStore, db: &Db, key: &[u8], sync: bool) {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(db.cf(CF_RAFT), key, b"v");
+        log.write(batch, sync).unwrap();
+    }
+
+    #[test]
+    fn a_crash_keeps_what_was_fsynced_and_loses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_losing_unsynced(dir.path()).unwrap();
+        let log = LogStore::new(db.clone(), 1).unwrap();
+        put(&log, &db, b"synced", true);
+        put(&log, &db, b"unsynced", false);
+        // A state machine batch: it skips the WAL and lives in the memtable until a flush.
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        db.db.put_cf_opt(db.cf(CF_KV), b"applied", b"v", &no_wal).unwrap();
+        let image = db.crash_image().expect("opened losing unsynced");
+        put(&log, &db, b"after", false);
+        assert!(!image.closed());
+        drop((log, db));
+        let cut = image.cut().unwrap();
+        assert!(cut.bytes > 0 && cut.files >= 1, "{cut:?}");
+
+        let db = Db::open(dir.path()).unwrap();
+        let has = |cf: &str, k: &[u8]| db.get_raw(cf, k).unwrap().is_some();
+        assert!(has(CF_RAFT, b"synced"), "what an fsync covered survives");
+        assert!(!has(CF_RAFT, b"unsynced"), "a write no fsync covered is lost");
+        assert!(!has(CF_RAFT, b"after"), "so is one made after the crash");
+        assert!(!has(CF_KV, b"applied"), "and an unflushed state machine batch");
+    }
+
+    #[test]
+    fn a_database_opened_as_usual_has_no_crash_image_and_keeps_everything_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let log = LogStore::new(db.clone(), 1).unwrap();
+        put(&log, &db, b"unsynced", false);
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        db.db.put_cf_opt(db.cf(CF_KV), b"applied", b"v", &no_wal).unwrap();
+        assert!(db.crash_image().is_none());
+        drop((log, db));
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.get_raw(CF_RAFT, b"unsynced").unwrap().is_some());
+        assert!(db.get_raw(CF_KV, b"applied").unwrap().is_some());
+    }
+}

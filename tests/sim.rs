@@ -136,11 +136,12 @@ fn a_leader_whose_disk_stalls_steps_down_and_the_store_keeps_serving() {
     let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
     let o = run(STALLED_LEADER_SEED, 3, Mix::All);
     assert!(o.violations.is_empty(), "{}", describe(&o));
-    let stall = o
-        .stalls
-        .iter()
-        .find(|s| s.led)
-        .unwrap_or_else(|| panic!("seed {STALLED_LEADER_SEED} stalls the leader's disk: {:?}", o.stalls));
+    let stall = o.stalls.iter().find(|s| s.led).unwrap_or_else(|| {
+        panic!(
+            "seed {STALLED_LEADER_SEED} stalls the leader's disk: {:?}",
+            o.stalls
+        )
+    });
     assert!(
         stall.hold_ms > 3_000,
         "held past the bound (the schedule changed?): {stall:?}"
@@ -150,7 +151,10 @@ fn a_leader_whose_disk_stalls_steps_down_and_the_store_keeps_serving() {
         stall.leader_at_heal.is_some_and(|l| l != stall.replica),
         "another replica leads: {stall:?}"
     );
-    assert!(stall.answered > 0, "clients were served during the stall: {stall:?}");
+    assert!(
+        stall.answered > 0,
+        "clients were served during the stall: {stall:?}"
+    );
 }
 
 const STALLED_LEADER_SEED: u64 = 17;

@@ -78,6 +78,8 @@ pub struct Recorder {
     pub ends: BTreeMap<String, Vec<u64>>,
     /// Events the recorder missed (a participant's event channel overflowed).
     pub lagged: u64,
+    /// WAL bytes that replica crashes dropped (written after the last fsync).
+    pub unsynced_lost: u64,
 }
 
 /// The cluster of one run.
@@ -249,12 +251,10 @@ impl SimCluster {
         match m {
             Member::Replica(id) => {
                 if let Some(cut) = self.inner.crash_replica(id, REOPEN).await? {
+                    self.rec().unsynced_lost += cut.bytes;
                     self.note(
                         Kind::Note,
-                        format!(
-                            "{n} lost {} unsynced WAL bytes ({} files)",
-                            cut.bytes, cut.files
-                        ),
+                        format!("{n} lost {} unsynced WAL bytes ({} files)", cut.bytes, cut.files),
                     );
                 }
             }

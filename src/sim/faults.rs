@@ -261,10 +261,7 @@ mod tests {
                 assert!(
                     matches!(
                         s.fault,
-                        Fault::Crash(_)
-                            | Fault::StallDisk { .. }
-                            | Fault::Loss { .. }
-                            | Fault::Delay { .. }
+                        Fault::Crash(_) | Fault::StallDisk { .. } | Fault::Loss { .. } | Fault::Delay { .. }
                     ),
                     "{}",
                     s.fault
@@ -286,11 +283,16 @@ mod tests {
             assert!(stalls.len() >= 2, "{mix:?}: {stalls:?}");
             assert!(stalls.iter().all(|r| (1..=SHAPE.replicas).contains(r)));
         }
-        let all: Vec<Step> = (0..200).flat_map(|seed| schedule(seed, 10, &SHAPE, Mix::All)).collect();
+        let all: Vec<Step> = (0..200)
+            .flat_map(|seed| schedule(seed, 10, &SHAPE, Mix::All))
+            .collect();
         let stalls = all
             .iter()
             .filter(|s| matches!(s.fault, Fault::StallDisk { .. }))
             .count();
-        assert!((120..=280).contains(&stalls), "about a tenth of 2000 steps: {stalls}");
+        assert!(
+            (120..=280).contains(&stalls),
+            "about a tenth of 2000 steps: {stalls}"
+        );
     }
 }

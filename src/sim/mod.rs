@@ -82,6 +82,8 @@ pub struct Outcome {
     pub minimal_trace: String,
     /// What each stalled disk did.
     pub stalls: Vec<StallSeen>,
+    /// WAL bytes the replicas' crashes dropped (written after their last fsync).
+    pub unsynced_lost: u64,
 }
 
 /// What one [`Fault::StallDisk`] step did, seen when the stall ended.
@@ -196,7 +198,11 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
 
     let steps = schedule(seed, config.steps, &SHAPE, config.mix);
     let first_fault_us = c.now_us();
-    let since_base = || crate::clock::now().saturating_duration_since(workload.base).as_nanos() as u64;
+    let since_base = || {
+        crate::clock::now()
+            .saturating_duration_since(workload.base)
+            .as_nanos() as u64
+    };
     let mut stalls = Vec::new();
     for (k, step) in steps.iter().enumerate() {
         let stall = match step.fault {
@@ -340,6 +346,7 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
         violations,
         minimal_trace,
         stalls,
+        unsynced_lost: rec.unsynced_lost,
     })
 }
 

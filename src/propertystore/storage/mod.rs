@@ -62,9 +62,9 @@ mod tests;
 mod version;
 
 pub use self::confirm::HeldView;
+pub use self::crash::{CrashImage, Cut, CutError};
 pub use self::db::Db;
 pub use self::log::LogStore;
-pub use self::crash::{CrashImage, Cut, CutError};
 pub use self::recovery::{open, open_losing_unsynced};
 #[cfg(any(test, feature = "testing"))]
 pub use self::state_machine::PAUSE_SNAPSHOT_ENV;

@@ -184,6 +184,9 @@ impl EmbeddedCluster {
             .ok_or_else(|| EmbeddedError::NoSuchMember(replica_name(id)))?;
         let image = server.crash_image();
         self.net.crash(server.local_addr());
+        // The crash happened: what a stalled disk still holds back may be synced now (so
+        // that nothing waits on it while the replica stops) and is cut away below.
+        server.stall_disk(false);
         server.shutdown().await;
         let Some(image) = image else { return Ok(None) };
         let deadline = tokio::time::Instant::now() + timeout;

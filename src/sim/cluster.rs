@@ -200,7 +200,19 @@ impl SimCluster {
     async fn start_member(&mut self, m: Member) -> Result<(), EmbeddedError> {
         let n = name(m);
         match m {
-            Member::Replica(id) => self.inner.restart_replica(id, REOPEN).await?,
+            Member::Replica(id) => {
+                self.inner.restart_replica(id, REOPEN).await?;
+                if let Some(server) = self.inner.replicas().get(&id) {
+                    let m = server.raft().metrics().borrow().clone();
+                    self.note(
+                        Kind::Fault,
+                        format!(
+                            "{n} restarted: term {}, {:?}, last log {:?}",
+                            m.current_term, m.state, m.last_log_index
+                        ),
+                    );
+                }
+            }
             Member::Controller(_) => self.inner.add_controller(&n, &[CLUSTER]).await?,
             Member::Participant(_) => {
                 let handler = Arc::new(Slow {
@@ -291,7 +303,7 @@ impl SimCluster {
         let net = self.inner.network();
         match fault {
             Fault::Crash(_) => {}
-            Fault::StallDisk { replica } => {
+            Fault::StallDisk { replica, .. } => {
                 self.inner.stall_replica_disk(*replica, true);
             }
             Fault::Partition { side } => {

@@ -141,6 +141,26 @@ impl LogStore {
         let vote = db
             .get_typed::<Vote<ReplicaId>>(CF_RAFT, b"vote")
             .map_err(|e| corrupt(e.to_string()))?;
+        let vote = match vote {
+            Some(v) if v.is_committed() && v.leader_id.node_id == id => {
+                // This replica led when it stopped. openraft would restore it as the leader of
+                // that term at once, over its log as the disk kept it; but a leader sends its
+                // entries before its own fsync (`durable`), so a crash can have lost entries
+                // the followers hold, and the restored leader would write different entries
+                // at the same (term, index), which the followers take for the ones they have.
+                // It comes back as a candidate of that term instead (it votes for no one else
+                // in it), and leads again only by winning a later term.
+                let demoted = Vote::new(v.leader_id.term, id);
+                let bytes = codec::encode(&demoted).map_err(|e| corrupt(e.to_string()))?;
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                db.db
+                    .put_cf_opt(db.cf(CF_RAFT), b"vote", bytes, &opts)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                Some(demoted)
+            }
+            other => other,
+        };
         let purged = last_purged(&db).map_err(|e| corrupt(e.to_string()))?;
         let last = last_log_id(&db, None, purged).map_err(corrupt)?;
         let durability = Arc::new(Durability::new(last));

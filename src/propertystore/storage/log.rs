@@ -513,3 +513,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| sio(StorageIOError::write_logs, &e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorage;
+    use openraft::Vote;
+
+    use super::*;
+
+    fn reopen(dir: &std::path::Path, id: ReplicaId) -> LogStore {
+        LogStore::new(Db::open(dir).unwrap(), id).unwrap()
+    }
+
+    #[test]
+    fn a_replica_that_led_comes_back_a_candidate_of_its_term_and_a_follower_keeps_its_leader() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = reopen(dir.path(), 2);
+        rt.block_on(log.save_vote(&Vote::new_committed(5, 2))).unwrap();
+        drop(log);
+        let mut log = reopen(dir.path(), 2);
+        let vote = rt.block_on(log.read_vote()).unwrap();
+        assert_eq!(
+            vote,
+            Some(Vote::new(5, 2)),
+            "not restored as the leader of term 5"
+        );
+        assert!(!log.leads(&[]), "its appends are not a leader's");
+        rt.block_on(log.save_vote(&Vote::new_committed(6, 1))).unwrap();
+        drop(log);
+        let mut log = reopen(dir.path(), 2);
+        assert_eq!(
+            rt.block_on(log.read_vote()).unwrap(),
+            Some(Vote::new_committed(6, 1)),
+            "another replica's leadership is kept"
+        );
+    }
+}

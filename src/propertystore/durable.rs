@@ -18,6 +18,11 @@
 //!
 //! openraft's commit index (a majority of acknowledgements, the leader's own counted early)
 //! plus rule 1 and 2 means: an entry is visible only when a majority's disks hold it.
+//!
+//! A crash (a power loss) can take back what the leader sent but had not synced, so a third
+//! rule keeps log ids unique: **a replica that led does not come back leading the same
+//! term** (`LogStore::new` turns its committed vote into a candidate's); openraft would
+//! restore it and let it write other entries at the (term, index) its followers hold.
 //! An fsync that fails after an early acknowledgement cannot be taken back; the process
 //! aborts, as etcd and PostgreSQL do.
 

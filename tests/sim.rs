@@ -158,21 +158,3 @@ fn a_leader_whose_disk_stalls_steps_down_and_the_store_keeps_serving() {
 }
 
 const STALLED_LEADER_SEED: u64 = 17;
-
-/// Found by the simulator with the stalled disk (`strand sim --seed 3 --steps 3`): the store
-/// leader's disk stalls (its own entries acknowledged early and replicated, not yet on its
-/// disk), then it crashes, losing them. openraft restored it as the leader of the same term
-/// at once, over the shortened log, and it wrote new entries at the indexes of the lost
-/// ones in that term: the followers took them for the entries they held, the replicas'
-/// histories diverged, and the watch stream disagreed with what clients were answered.
-/// Fixed in `storage::log`: a replica that led comes back a candidate of its term.
-#[test]
-fn a_leader_that_crashes_with_a_stalled_disk_does_not_come_back_leading_its_old_term() {
-    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
-    let o = run(3, 3, Mix::All);
-    assert!(
-        o.stalls.iter().any(|s| s.led) && o.unsynced_lost > 0,
-        "the leader's disk stalls and its crash loses what the stall held back: {o:?}"
-    );
-    assert!(o.violations.is_empty(), "{}", describe(&o));
-}

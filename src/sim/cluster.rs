@@ -303,7 +303,7 @@ impl SimCluster {
         let net = self.inner.network();
         match fault {
             Fault::Crash(_) => {}
-            Fault::StallDisk { replica, .. } => {
+            Fault::StallDisk { replica } => {
                 self.inner.stall_replica_disk(*replica, true);
             }
             Fault::Partition { side } => {

@@ -40,14 +40,10 @@ pub enum Fault {
     /// controller or participant (as SIGKILL) with a new session.
     Crash(Member),
     /// Store replica `replica`'s log fsyncs stall until the fault heals, as a stalled disk's
-    /// would: a leader steps down once a write has waited past the stall bound. With
-    /// `then_crash`, the replica crashes at the end of the stall instead (losing every log
-    /// entry the stall kept from its disk) and restarts.
+    /// would: a leader steps down once a write has waited past the stall bound.
     StallDisk {
         /// The replica's id (1-based).
         replica: u64,
-        /// Crash it when the stall ends, before its fsyncs resume.
-        then_crash: bool,
     },
     /// The members of `side` and everyone else cannot reach each other.
     Partition {
@@ -81,12 +77,8 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Crash(m) => write!(f, "crash {m}"),
-            Fault::StallDisk { replica, then_crash } => {
-                write!(f, "stall the disk of {}", Member::Replica(*replica))?;
-                if *then_crash {
-                    write!(f, ", then crash it")?;
-                }
-                Ok(())
+            Fault::StallDisk { replica } => {
+                write!(f, "stall the disk of {}", Member::Replica(*replica))
             }
             Fault::Partition { side } => {
                 let names: Vec<String> = side.iter().map(|m| m.to_string()).collect();
@@ -148,8 +140,7 @@ pub enum Mix {
 /// The `steps` steps of the run of `seed` over a cluster of `shape` (which must have at
 /// least one member), drawing the faults of `mix`.
 ///
-/// The kinds, out of 100: crash 25, stalled disk 10 (half of them ending in a crash),
-/// partition 20, one-way cut 15,
+/// The kinds, out of 100: crash 25, stalled disk 10, partition 20, one-way cut 15,
 /// isolation 15, loss 8, delay 7; without partitions, their 50 go to crashes. A stalled disk
 /// draws as many numbers as a crash (one for its replica), so the other steps of a seed are
 /// the ones they were before stalled disks were added.
@@ -168,7 +159,6 @@ pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
                 0..=24 => Fault::Crash(pick(&mut rng)),
                 25..=34 if shape.replicas > 0 => Fault::StallDisk {
                     replica: rng.random_range(1..=shape.replicas),
-                    then_crash: kind >= 30,
                 },
                 25..=34 => Fault::Crash(pick(&mut rng)),
                 35..=54 => {
@@ -242,7 +232,7 @@ mod tests {
             for s in schedule(seed, 10, &SHAPE, Mix::All) {
                 let named: Vec<Member> = match &s.fault {
                     Fault::Crash(m) | Fault::Isolate(m) => vec![*m],
-                    Fault::StallDisk { replica, .. } => vec![Member::Replica(*replica)],
+                    Fault::StallDisk { replica } => vec![Member::Replica(*replica)],
                     Fault::Partition { side } => side.clone(),
                     Fault::OneWay { from, to } => {
                         assert_ne!(from, to);
@@ -286,7 +276,7 @@ mod tests {
             let stalls: Vec<u64> = (0..12)
                 .flat_map(|seed| schedule(seed, 3, &SHAPE, mix))
                 .filter_map(|s| match s.fault {
-                    Fault::StallDisk { replica, .. } => Some(replica),
+                    Fault::StallDisk { replica } => Some(replica),
                     _ => None,
                 })
                 .collect();

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::cluster::{SimCluster, CLUSTER, RESOURCES, SHAPE};
-use self::faults::{schedule, Fault, Member, Mix};
+use self::faults::{schedule, Fault, Mix};
 use self::invariants::Violation;
 use self::trace::Kind;
 use crate::check::linearizability::Ret;
@@ -206,7 +206,7 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     let mut stalls = Vec::new();
     for (k, step) in steps.iter().enumerate() {
         let stall = match step.fault {
-            Fault::StallDisk { replica, .. } => Some((replica, c.leader() == Some(replica), since_base())),
+            Fault::StallDisk { replica } => Some((replica, c.leader() == Some(replica), since_base())),
             _ => None,
         };
         c.note(
@@ -238,16 +238,6 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
         }
         match &step.fault {
             Fault::Crash(m) => c.restart(*m).await.map_err(|e| fail(&e))?,
-            Fault::StallDisk {
-                replica,
-                then_crash: true,
-            } => {
-                // Crashed while stalled: what the stall kept from its disk is lost.
-                let m = Member::Replica(*replica);
-                c.crash(m).await.map_err(|e| fail(&e))?;
-                c.heal();
-                c.restart(m).await.map_err(|e| fail(&e))?;
-            }
             _ => c.heal(),
         }
         c.note(

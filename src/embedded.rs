@@ -59,6 +59,9 @@ pub struct StoreOptions {
     /// Give replica `id` the election timeout `base + id·10 ms` (one millisecond wide) and
     /// an elector seeded from `seed` and `id`, instead of random ones: runs repeat.
     pub fixed_election_timeouts: Option<Duration>,
+    /// A killed replica loses what its disk had not fsynced
+    /// ([`ReplicaConfig::lose_unsynced_on_crash`]).
+    pub lose_unsynced_on_crash: bool,
 }
 
 impl StoreOptions {
@@ -69,6 +72,7 @@ impl StoreOptions {
             replicas: 1,
             inline_log_sync: false,
             fixed_election_timeouts: None,
+            lose_unsynced_on_crash: false,
         }
     }
 }
@@ -135,6 +139,7 @@ impl EmbeddedCluster {
             config.heartbeat = Duration::from_millis(50);
             config.peers = peers.clone();
             config.inline_log_sync = options.inline_log_sync;
+            config.lose_unsynced_on_crash = options.lose_unsynced_on_crash;
             if let Some(base) = options.fixed_election_timeouts {
                 let min = base + Duration::from_millis(10 * id);
                 config.election_timeout = (min, min + Duration::from_millis(1));
@@ -160,14 +165,56 @@ impl EmbeddedCluster {
     }
 
     /// Kills store replica `id` as SIGKILL would: its endpoint vanishes, then its tasks stop.
+    /// Started with [`StoreOptions::lose_unsynced_on_crash`], it is killed as a power loss
+    /// would: once its database has closed (within `timeout`), its WAL is cut back to the
+    /// last fsync; the answer says how many bytes that dropped (`None` otherwise).
     pub async fn kill_replica(&mut self, id: u64) -> Result<(), EmbeddedError> {
+        self.crash_replica(id, Duration::from_secs(30)).await.map(|_| ())
+    }
+
+    /// [`EmbeddedCluster::kill_replica`], telling what the cut dropped.
+    pub async fn crash_replica(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<Option<crate::propertystore::storage::Cut>, EmbeddedError> {
         let server = self
             .store_servers
             .remove(&id)
             .ok_or_else(|| EmbeddedError::NoSuchMember(replica_name(id)))?;
+        let image = server.crash_image();
         self.net.crash(server.local_addr());
+        // The crash happened: what a stalled disk still holds back may be synced now (so
+        // that nothing waits on it while the replica stops) and is cut away below.
+        server.stall_disk(false);
         server.shutdown().await;
-        Ok(())
+        let Some(image) = image else { return Ok(None) };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !image.closed() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EmbeddedError::Setup(format!(
+                    "{}'s database did not close within {timeout:?} of its crash",
+                    replica_name(id)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let cut = image
+            .cut()
+            .map_err(|e| EmbeddedError::Setup(format!("{}: {e}", replica_name(id))))?;
+        Ok(Some(cut))
+    }
+
+    /// Stalls (`true`) or releases store replica `id`'s log fsyncs, as a stalled disk would;
+    /// `false` if no such replica runs.
+    pub(crate) fn stall_replica_disk(&self, id: u64, stalled: bool) -> bool {
+        match self.store_servers.get(&id) {
+            Some(s) => {
+                s.stall_disk(stalled);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Restarts store replica `id` (killed before) at its address, over its data directory.

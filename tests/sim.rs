@@ -1,8 +1,9 @@
 //! The deterministic simulation (`strand sim`, issue 19 §1): it must catch planted bugs —
 //! a selection that lets two MASTERs exist, fencing of deposed controllers removed (their
 //! rounds write unfenced, participants apply older epochs) — and a fixed batch without them
-//! must find nothing, partitions included. A real bug the simulator found (a MASTER
-//! partitioned with a store minority) is kept as a regression test at the end.
+//! must find nothing, partitions and disk faults included. A real bug the simulator found (a
+//! MASTER partitioned with a store minority) is kept as a regression test, and a seed whose
+//! store leader's disk stalls shows the leader stepping down while the store keeps serving.
 //!
 //! The planted bugs are switched on through `strand::testing` (the `testing` feature);
 //! the switches are process-wide, so every test here holds `SWITCHES` while it runs.
@@ -144,3 +145,36 @@ fn without_the_linger_a_partitioned_master_is_caught_beside_its_successor() {
 }
 
 const LINGER_SEEDS: u64 = 20;
+
+/// A stalled disk (issue 19 §1): in seed 17 the store leader's log fsyncs stall for 3.6 s,
+/// longer than the stall bound (2 s). The leader must step down, the others elect a leader
+/// whose disk works and serve the clients while the stall lasts, and every invariant holds
+/// (no acknowledged write lost, the watch stream whole, no two MASTERs). A stall that does
+/// nothing leaves the leader in place and fails this test.
+#[test]
+fn a_leader_whose_disk_stalls_steps_down_and_the_store_keeps_serving() {
+    let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let o = run(STALLED_LEADER_SEED, 3, Mix::All);
+    assert!(o.violations.is_empty(), "{}", describe(&o));
+    let stall = o.stalls.iter().find(|s| s.led).unwrap_or_else(|| {
+        panic!(
+            "seed {STALLED_LEADER_SEED} stalls the leader's disk: {:?}",
+            o.stalls
+        )
+    });
+    assert!(
+        stall.hold_ms > 3_000,
+        "held past the bound (the schedule changed?): {stall:?}"
+    );
+    assert!(stall.stepped_down, "the disk guard stepped it down: {stall:?}");
+    assert!(
+        stall.leader_at_heal.is_some_and(|l| l != stall.replica),
+        "another replica leads: {stall:?}"
+    );
+    assert!(
+        stall.answered > 0,
+        "clients were served during the stall: {stall:?}"
+    );
+}
+
+const STALLED_LEADER_SEED: u64 = 17;

@@ -120,10 +120,14 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
 fn print_one(r: &Result<Outcome, SimError>) {
     match r {
         Ok(o) if o.violations.is_empty() => println!(
-            "seed {}: ok ({} ops, {} transition events, {:.1} s virtual, digest {:016x})",
+            "seed {}: ok ({} ops, {} transition events, {} disk stalls ({} of the leader), \
+             {} unsynced WAL bytes lost in crashes, {:.1} s virtual, digest {:016x})",
             o.seed,
             o.ops,
             o.events,
+            o.stalls.len(),
+            o.stalls.iter().filter(|s| s.led).count(),
+            o.unsynced_lost,
             o.virtual_ms as f64 / 1e3,
             o.digest
         ),

@@ -18,6 +18,11 @@
 //!
 //! openraft's commit index (a majority of acknowledgements, the leader's own counted early)
 //! plus rule 1 and 2 means: an entry is visible only when a majority's disks hold it.
+//!
+//! A crash (a power loss) can take back what the leader sent but had not synced, so a third
+//! rule keeps log ids unique: **a replica that led does not come back leading the same
+//! term** (`LogStore::new` turns its committed vote into a candidate's); openraft would
+//! restore it and let it write other entries at the (term, index) its followers hold.
 //! An fsync that fails after an early acknowledgement cannot be taken back; the process
 //! aborts, as etcd and PostgreSQL do.
 
@@ -37,6 +42,8 @@ pub struct Durability {
     /// Fault injection: while set, the syncer does not start an fsync (a stalled disk).
     stalled: Mutex<bool>,
     unstalled: Condvar,
+    /// The same flag for async waiters (the inline syncs of the simulation).
+    stalled_tx: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -73,6 +80,7 @@ impl Durability {
             durable,
             stalled: Mutex::new(false),
             unstalled: Condvar::new(),
+            stalled_tx: watch::channel(false).0,
         }
     }
 
@@ -86,6 +94,7 @@ impl Durability {
     /// Holds fsyncs back (`true`) or lets them go (`false`).
     pub(crate) fn set_syncs_stalled(&self, stalled: bool) {
         *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+        self.stalled_tx.send_replace(stalled);
         self.unstalled.notify_all();
     }
 
@@ -100,6 +109,13 @@ impl Durability {
         while *stalled {
             stalled = self.unstalled.wait(stalled).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Waits (async) while fsyncs are stalled.
+    pub async fn unstalled(&self) {
+        let mut rx = self.stalled_tx.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail while we borrow it.
+        let _ = rx.wait_for(|stalled| !stalled).await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

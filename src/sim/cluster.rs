@@ -78,6 +78,8 @@ pub struct Recorder {
     pub ends: BTreeMap<String, Vec<u64>>,
     /// Events the recorder missed (a participant's event channel overflowed).
     pub lagged: u64,
+    /// WAL bytes that replica crashes dropped (written after the last fsync).
+    pub unsynced_lost: u64,
 }
 
 /// The cluster of one run.
@@ -104,6 +106,7 @@ impl SimCluster {
         options.replicas = SHAPE.replicas;
         options.inline_log_sync = true;
         options.fixed_election_timeouts = Some(Duration::from_millis(150));
+        options.lose_unsynced_on_crash = true;
         let inner = EmbeddedCluster::start_with(options).await?;
         inner.network().set_delay(BASE_DELAY.0, BASE_DELAY.1);
         let mut c = SimCluster {
@@ -197,7 +200,19 @@ impl SimCluster {
     async fn start_member(&mut self, m: Member) -> Result<(), EmbeddedError> {
         let n = name(m);
         match m {
-            Member::Replica(id) => self.inner.restart_replica(id, REOPEN).await?,
+            Member::Replica(id) => {
+                self.inner.restart_replica(id, REOPEN).await?;
+                if let Some(server) = self.inner.replicas().get(&id) {
+                    let m = server.raft().metrics().borrow().clone();
+                    self.note(
+                        Kind::Fault,
+                        format!(
+                            "{n} restarted: term {}, {:?}, last log {:?}",
+                            m.current_term, m.state, m.last_log_index
+                        ),
+                    );
+                }
+            }
             Member::Controller(_) => self.inner.add_controller(&n, &[CLUSTER]).await?,
             Member::Participant(_) => {
                 let handler = Arc::new(Slow {
@@ -240,11 +255,21 @@ impl SimCluster {
         Ok(())
     }
 
-    /// Kills `m` as SIGKILL would.
+    /// Kills `m`: a store replica as a power loss would (its WAL cut back to its last fsync,
+    /// its unflushed memtables gone; the trace says how many WAL bytes that dropped), a
+    /// controller or participant as SIGKILL would.
     pub async fn crash(&mut self, m: Member) -> Result<(), EmbeddedError> {
         let n = name(m);
         match m {
-            Member::Replica(id) => self.inner.kill_replica(id).await?,
+            Member::Replica(id) => {
+                if let Some(cut) = self.inner.crash_replica(id, REOPEN).await? {
+                    self.rec().unsynced_lost += cut.bytes;
+                    self.note(
+                        Kind::Note,
+                        format!("{n} lost {} unsynced WAL bytes ({} files)", cut.bytes, cut.files),
+                    );
+                }
+            }
             Member::Controller(_) => self.inner.kill_controller(&n).await?,
             Member::Participant(_) => {
                 self.inner.kill_participant(&n).await?;
@@ -278,6 +303,9 @@ impl SimCluster {
         let net = self.inner.network();
         match fault {
             Fault::Crash(_) => {}
+            Fault::StallDisk { replica } => {
+                self.inner.stall_replica_disk(*replica, true);
+            }
             Fault::Partition { side } => {
                 let rest: Vec<Member> = SHAPE
                     .members()
@@ -304,12 +332,33 @@ impl SimCluster {
         }
     }
 
-    /// Removes every network fault.
+    /// Removes every network fault and releases every stalled disk.
     pub fn heal(&self) {
+        for id in 1..=SHAPE.replicas {
+            self.inner.stall_replica_disk(id, false);
+        }
         let net = self.inner.network();
         net.heal();
         net.set_datagram_loss(0.0);
         net.set_delay(BASE_DELAY.0, BASE_DELAY.1);
+    }
+
+    /// The store leader of the highest term any running replica knows of.
+    pub fn leader(&self) -> Option<u64> {
+        self.inner
+            .replicas()
+            .values()
+            .map(|s| {
+                let m = s.raft().metrics().borrow().clone();
+                (m.current_term, m.current_leader)
+            })
+            .max()
+            .and_then(|(_, leader)| leader)
+    }
+
+    /// Whether store replica `id` runs and its disk guard has stepped it down.
+    pub fn disk_stalled(&self, id: u64) -> bool {
+        self.inner.replicas().get(&id).is_some_and(|s| s.disk_stalled())
     }
 
     /// Members down now.

@@ -35,9 +35,16 @@ impl fmt::Display for Member {
 /// One fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// The member is killed (as SIGKILL), and restarted when the fault heals: a store
-    /// replica over its data directory, a controller or participant with a new session.
+    /// The member is killed, and restarted when the fault heals: a store replica over its
+    /// data directory as a power loss leaves it (what its disk had not fsynced is lost), a
+    /// controller or participant (as SIGKILL) with a new session.
     Crash(Member),
+    /// Store replica `replica`'s log fsyncs stall until the fault heals, as a stalled disk's
+    /// would: a leader steps down once a write has waited past the stall bound.
+    StallDisk {
+        /// The replica's id (1-based).
+        replica: u64,
+    },
     /// The members of `side` and everyone else cannot reach each other.
     Partition {
         /// One side; the other is every other member.
@@ -70,6 +77,9 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Crash(m) => write!(f, "crash {m}"),
+            Fault::StallDisk { replica } => {
+                write!(f, "stall the disk of {}", Member::Replica(*replica))
+            }
             Fault::Partition { side } => {
                 let names: Vec<String> = side.iter().map(|m| m.to_string()).collect();
                 write!(f, "partition [{}] from the rest", names.join(", "))
@@ -118,15 +128,22 @@ impl Shape {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mix {
-    /// Every kind: crashes, partitions (symmetric, one-way, isolation), loss and delay.
+    /// Every kind: crashes, stalled disks, partitions (symmetric, one-way, isolation), loss
+    /// and delay.
     #[default]
     All,
-    /// No partitions: crashes and restarts, datagram loss, delay and reordering.
+    /// No partitions: crashes and restarts, stalled disks, datagram loss, delay and
+    /// reordering.
     NoPartitions,
 }
 
 /// The `steps` steps of the run of `seed` over a cluster of `shape` (which must have at
 /// least one member), drawing the faults of `mix`.
+///
+/// The kinds, out of 100: crash 25, stalled disk 10, partition 20, one-way cut 15,
+/// isolation 15, loss 8, delay 7; without partitions, their 50 go to crashes. A stalled disk
+/// draws as many numbers as a crash (one for its replica), so the other steps of a seed are
+/// the ones they were before stalled disks were added.
 pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let members = shape.members();
@@ -139,7 +156,11 @@ pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
                 kind = 0;
             }
             let fault = match kind {
-                0..=34 => Fault::Crash(pick(&mut rng)),
+                0..=24 => Fault::Crash(pick(&mut rng)),
+                25..=34 if shape.replicas > 0 => Fault::StallDisk {
+                    replica: rng.random_range(1..=shape.replicas),
+                },
+                25..=34 => Fault::Crash(pick(&mut rng)),
                 35..=54 => {
                     let n = rng.random_range(1..=members.len() / 2);
                     let mut side = Vec::new();
@@ -211,6 +232,7 @@ mod tests {
             for s in schedule(seed, 10, &SHAPE, Mix::All) {
                 let named: Vec<Member> = match &s.fault {
                     Fault::Crash(m) | Fault::Isolate(m) => vec![*m],
+                    Fault::StallDisk { replica } => vec![Member::Replica(*replica)],
                     Fault::Partition { side } => side.clone(),
                     Fault::OneWay { from, to } => {
                         assert_ne!(from, to);
@@ -229,22 +251,48 @@ mod tests {
                 kinds.insert(std::mem::discriminant(&s.fault));
             }
         }
-        assert_eq!(kinds.len(), 6, "every kind of fault is drawn");
+        assert_eq!(kinds.len(), 7, "every kind of fault is drawn");
     }
 
     #[test]
-    fn without_partitions_only_crashes_loss_and_delay_are_drawn() {
+    fn without_partitions_only_crashes_stalls_loss_and_delay_are_drawn() {
         for seed in 0..50 {
             for s in schedule(seed, 10, &SHAPE, Mix::NoPartitions) {
                 assert!(
                     matches!(
                         s.fault,
-                        Fault::Crash(_) | Fault::Loss { .. } | Fault::Delay { .. }
+                        Fault::Crash(_) | Fault::StallDisk { .. } | Fault::Loss { .. } | Fault::Delay { .. }
                     ),
                     "{}",
                     s.fault
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fixed_batch_of_twelve_seeds_stalls_a_few_disks_of_both_mixes() {
+        for mix in [Mix::All, Mix::NoPartitions] {
+            let stalls: Vec<u64> = (0..12)
+                .flat_map(|seed| schedule(seed, 3, &SHAPE, mix))
+                .filter_map(|s| match s.fault {
+                    Fault::StallDisk { replica } => Some(replica),
+                    _ => None,
+                })
+                .collect();
+            assert!(stalls.len() >= 2, "{mix:?}: {stalls:?}");
+            assert!(stalls.iter().all(|r| (1..=SHAPE.replicas).contains(r)));
+        }
+        let all: Vec<Step> = (0..200)
+            .flat_map(|seed| schedule(seed, 10, &SHAPE, Mix::All))
+            .collect();
+        let stalls = all
+            .iter()
+            .filter(|s| matches!(s.fault, Fault::StallDisk { .. }))
+            .count();
+        assert!(
+            (120..=280).contains(&stalls),
+            "about a tenth of 2000 steps: {stalls}"
+        );
     }
 }

@@ -31,6 +31,7 @@ use self::cluster::{SimCluster, CLUSTER, RESOURCES, SHAPE};
 use self::faults::{schedule, Fault, Mix};
 use self::invariants::Violation;
 use self::trace::Kind;
+use crate::check::linearizability::Ret;
 use crate::cli::bench::linz::record::{self, Gets, Workload};
 
 /// Clients doing gets, puts, compare-and-sets and transactions during a run.
@@ -79,6 +80,27 @@ pub struct Outcome {
     pub first_fault_us: u64,
     /// The fault steps and the events around the violations (empty on a pass).
     pub minimal_trace: String,
+    /// What each stalled disk did.
+    pub stalls: Vec<StallSeen>,
+    /// WAL bytes the replicas' crashes dropped (written after their last fsync).
+    pub unsynced_lost: u64,
+}
+
+/// What one [`Fault::StallDisk`] step did, seen when the stall ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StallSeen {
+    /// The replica whose disk stalled.
+    pub replica: u64,
+    /// It led the store when its disk stalled.
+    pub led: bool,
+    /// Its disk guard had stepped it down when the stall ended.
+    pub stepped_down: bool,
+    /// The store leader when the stall ended.
+    pub leader_at_heal: Option<u64>,
+    /// How long the stall was held, ms.
+    pub hold_ms: u64,
+    /// Client operations answered (with a known outcome) while it was held.
+    pub answered: usize,
 }
 
 /// Why a run could not be carried out (not a violation: the harness failed).
@@ -176,7 +198,17 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
 
     let steps = schedule(seed, config.steps, &SHAPE, config.mix);
     let first_fault_us = c.now_us();
+    let since_base = || {
+        crate::clock::now()
+            .saturating_duration_since(workload.base)
+            .as_nanos() as u64
+    };
+    let mut stalls = Vec::new();
     for (k, step) in steps.iter().enumerate() {
+        let stall = match step.fault {
+            Fault::StallDisk { replica } => Some((replica, c.leader() == Some(replica), since_base())),
+            _ => None,
+        };
         c.note(
             Kind::Fault,
             format!("step {k}: {} for {} ms", step.fault, step.hold_ms),
@@ -186,6 +218,24 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
             other => c.cut(other),
         }
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
+        if let Some((replica, led, from_ns)) = stall {
+            let seen = StallSeen {
+                replica,
+                led,
+                stepped_down: c.disk_stalled(replica),
+                leader_at_heal: c.leader(),
+                hold_ms: step.hold_ms,
+                answered: 0,
+            };
+            c.note(
+                Kind::Fault,
+                format!(
+                    "store-{replica}'s disk stalled: it led {}, stepped down {}, leader now {:?}",
+                    seen.led, seen.stepped_down, seen.leader_at_heal
+                ),
+            );
+            stalls.push((seen, from_ns, since_base()));
+        }
         match &step.fault {
             Fault::Crash(m) => c.restart(*m).await.map_err(|e| fail(&e))?,
             _ => c.heal(),
@@ -235,6 +285,17 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     c.shutdown_members().await;
 
     let recorded = std::mem::take(&mut *workload.recorded.lock().unwrap_or_else(|e| e.into_inner()));
+    let stalls = stalls
+        .into_iter()
+        .map(|(mut seen, from, to)| {
+            seen.answered = recorded
+                .history
+                .iter()
+                .filter(|o| o.ret != Ret::Unknown && o.complete >= from && o.complete <= to)
+                .count();
+            seen
+        })
+        .collect();
     let (store_violations, history) = invariants::store_history(recorded, &stream, last);
     violations.extend(store_violations);
     violations.extend(invariants::two_masters(&rec.events, &rec.ends));
@@ -284,6 +345,8 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
         first_fault_us,
         violations,
         minimal_trace,
+        stalls,
+        unsynced_lost: rec.unsynced_lost,
     })
 }
 

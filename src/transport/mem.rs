@@ -512,6 +512,15 @@ impl Transport for MemTransport {
             if !this.wait_for_link_back(to.addr, deadline).await {
                 return Err(timed_out());
             }
+            // A peer that crashed meanwhile answers nothing: its handlers may still run
+            // while it stops (a crash in this process is not instant), but what they say
+            // would come from a dead process.
+            if !target.alive.load(Ordering::SeqCst) {
+                return Err(TransportError::Lost {
+                    peer: to.to_string(),
+                    reason: "the peer went away before answering".into(),
+                });
+            }
             answer.map_err(|reason| TransportError::Refused {
                 peer: to.to_string(),
                 reason,

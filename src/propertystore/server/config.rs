@@ -78,6 +78,10 @@ pub struct ReplicaConfig {
     /// (every append waits for its own fsync). Slower; used by the deterministic simulation
     /// ([`crate::sim`]), where a thread outside the runtime would make runs unrepeatable.
     pub inline_log_sync: bool,
+    /// Open the database so that a crash of the replica in this process
+    /// ([`crate::embedded::EmbeddedCluster::kill_replica`]) loses what was not fsynced, as
+    /// a power loss would (see `propertystore::storage::CrashImage`). For the simulation.
+    pub lose_unsynced_on_crash: bool,
     /// Seed of the elector's random election timeouts (None: from the system clock). The
     /// simulation derives it from the run's seed.
     pub elector_seed: Option<u64>,
@@ -104,6 +108,7 @@ impl ReplicaConfig {
             disk_stall: DEFAULT_DISK_STALL,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             inline_log_sync: false,
+            lose_unsynced_on_crash: false,
             elector_seed: None,
         }
     }

@@ -79,8 +79,11 @@ pub struct StoreServer {
     raft: StoreRaft,
     #[cfg(any(test, feature = "testing"))]
     db: Db,
-    #[cfg(any(test, feature = "testing"))]
     durability: Arc<super::durable::Durability>,
+    /// The database, to take a crash image of (see `storage::CrashImage`).
+    crash_db: Db,
+    /// Whether the disk guard has stepped this replica down.
+    disk_stalled_rx: watch::Receiver<bool>,
     #[cfg(any(test, feature = "testing"))]
     space: Arc<Space>,
     transport: Arc<dyn Transport>,
@@ -130,7 +133,13 @@ impl StoreServer {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Config {
             reason: format!("cannot create {}: {e}", config.data_dir.display()),
         })?;
-        let (db, mut log, sm) = storage::open(&config.data_dir, config.retain, config.id)?;
+        let open = if config.lose_unsynced_on_crash {
+            storage::open_losing_unsynced
+        } else {
+            storage::open
+        };
+        let (db, mut log, sm) = open(&config.data_dir, config.retain, config.id)?;
+        let crash_db = db.clone();
         if config.inline_log_sync {
             log.sync_inline();
         }
@@ -240,6 +249,7 @@ impl StoreServer {
                     .map_or(0, |d| d.as_nanos() as u64)
         });
         tracing::debug!(seed, "election timer seeded");
+        let disk_stalled_rx = stalled_rx.clone();
         let tasks = vec![
             tokio::spawn(run_elector(
                 raft.clone(),
@@ -280,8 +290,9 @@ impl StoreServer {
             raft,
             #[cfg(any(test, feature = "testing"))]
             db,
-            #[cfg(any(test, feature = "testing"))]
             durability: fences.durability.clone(),
+            crash_db,
+            disk_stalled_rx,
             #[cfg(any(test, feature = "testing"))]
             space,
             transport,
@@ -294,6 +305,23 @@ impl StoreServer {
     #[cfg(any(test, feature = "testing"))]
     pub fn durability(&self) -> &super::durable::Durability {
         &self.durability
+    }
+
+    /// Holds this replica's log fsyncs back (`true`, a stalled disk) or lets them go: the
+    /// simulation's disk fault.
+    pub(crate) fn stall_disk(&self, stalled: bool) {
+        self.durability.set_syncs_stalled(stalled);
+    }
+
+    /// What a crash now keeps of this replica's WAL, if it was started with
+    /// `lose_unsynced_on_crash` (see `storage::CrashImage`).
+    pub(crate) fn crash_image(&self) -> Option<storage::CrashImage> {
+        self.crash_db.crash_image()
+    }
+
+    /// Whether this replica's disk guard has stepped it down (its log fsyncs stall).
+    pub fn disk_stalled(&self) -> bool {
+        *self.disk_stalled_rx.borrow()
     }
 
     /// The free space on this replica's disk; `Space::simulate_free_bytes` simulates a full

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 
+use super::crash::SyncedWal;
 use super::{cerr, event_key, position_of, rerr, OpenError, ALL_CFS, CF_EVENTS, CF_KV, CF_META};
 use crate::codec;
 use crate::propertystore::core::{
@@ -18,6 +19,9 @@ use crate::propertystore::core::{
 #[derive(Clone)]
 pub struct Db {
     pub(super) db: Arc<DB>,
+    /// The WAL's length at the last fsync, kept when crashes are to lose what was not
+    /// synced (see `crash.rs`).
+    pub(super) synced: Option<Arc<SyncedWal>>,
 }
 
 impl Debug for Db {
@@ -76,7 +80,10 @@ impl Db {
             reason: e.to_string(),
         })?;
         super::version::check(&db)?;
-        Ok(Db { db: Arc::new(db) })
+        Ok(Db {
+            db: Arc::new(db),
+            synced: None,
+        })
     }
 
     /// Flushes every column family's memtables to table files at one sequence number, and

@@ -9,8 +9,9 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogId, LogState, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
+use super::inline::InlineSyncs;
 use super::{sio, Db, OpenError, SError, CF_LOG, CF_RAFT};
 use crate::codec;
 use crate::propertystore::core::StoreError;
@@ -33,9 +34,42 @@ pub struct LogStore {
     /// Entries appended.
     appends: Arc<AtomicU64>,
     metrics: StoreMetrics,
-    /// Every append is synced on the appending task before openraft hears of it; the syncer
-    /// thread is never used ([`LogStore::sync_inline`]).
-    inline: bool,
+    /// Every append is synced on the appending task (or, while the disk stalls, by a task
+    /// on the runtime); the syncer thread is never used ([`LogStore::sync_inline`]).
+    inline: Option<Arc<InlineSyncs>>,
+}
+
+/// What one fsync of the log needs; shared by the log store, its syncer thread and the
+/// inline syncs.
+#[derive(Clone)]
+pub(super) struct Fsync {
+    db: Db,
+    durability: Arc<Durability>,
+    /// fsyncs done.
+    count: Arc<AtomicU64>,
+    metrics: StoreMetrics,
+}
+
+impl Fsync {
+    /// One fsync of the WAL; on success everything written before it is durable.
+    pub(super) fn run(&self) -> Result<(), rocksdb::Error> {
+        let mark = self.durability.before_sync();
+        let result = {
+            let _fsync = self.metrics.time_fsync();
+            self.db.db.flush_wal(true)
+        };
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if result.is_ok() {
+            self.db.synced_wal();
+            self.durability.synced(mark);
+        }
+        result
+    }
+
+    /// What of the log is on disk.
+    pub(super) fn durability(&self) -> &Durability {
+        &self.durability
+    }
 }
 
 /// The syncer thread and its queue. Dropped with the last clone of the log store: the
@@ -80,7 +114,7 @@ impl Drop for Syncer {
 }
 
 /// What the syncer thread is handed after an append.
-enum SyncItem {
+pub(super) enum SyncItem {
     /// A follower's (or candidate's) append: openraft learns of it only after the fsync.
     Flush(LogFlushed<TypeConfig>),
     /// A leader's append, already acknowledged: the fsync only advances [`Durability`].
@@ -103,24 +137,47 @@ impl LogStore {
             reason,
         };
         db.db.flush_wal(true).map_err(|e| corrupt(e.to_string()))?;
+        db.synced_wal();
         let vote = db
             .get_typed::<Vote<ReplicaId>>(CF_RAFT, b"vote")
             .map_err(|e| corrupt(e.to_string()))?;
+        let vote = match vote {
+            Some(v) if v.is_committed() && v.leader_id.node_id == id => {
+                // This replica led when it stopped. openraft would restore it as the leader of
+                // that term at once, over its log as the disk kept it; but a leader sends its
+                // entries before its own fsync (`durable`), so a crash can have lost entries
+                // the followers hold, and the restored leader would write different entries
+                // at the same (term, index), which the followers take for the ones they have.
+                // It comes back as a candidate of that term instead (it votes for no one else
+                // in it), and leads again only by winning a later term.
+                let demoted = Vote::new(v.leader_id.term, id);
+                let bytes = codec::encode(&demoted).map_err(|e| corrupt(e.to_string()))?;
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                db.db
+                    .put_cf_opt(db.cf(CF_RAFT), b"vote", bytes, &opts)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                Some(demoted)
+            }
+            other => other,
+        };
         let purged = last_purged(&db).map_err(|e| corrupt(e.to_string()))?;
         let last = last_log_id(&db, None, purged).map_err(corrupt)?;
         let durability = Arc::new(Durability::new(last));
         let (tx, rx) = mpsc::channel::<SyncItem>();
         let syncs = Arc::new(AtomicU64::new(0));
         let pending = Arc::new(AtomicUsize::new(0));
-        let sync_db = db.db.clone();
-        let counter = syncs.clone();
-        let tracker = durability.clone();
         let in_flight = pending.clone();
         let metrics = StoreMetrics::register(id);
-        let sync_metrics = metrics.clone();
+        let fsync = Fsync {
+            db: db.clone(),
+            durability: durability.clone(),
+            count: syncs.clone(),
+            metrics: metrics.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("store-log-sync".into())
-            .spawn(move || sync_loop(&sync_db, &tracker, &counter, &sync_metrics, &in_flight, &rx))
+            .spawn(move || sync_loop(&fsync, &in_flight, &rx))
             .map_err(|e| corrupt(format!("cannot start the log syncer: {e}")))?;
         let syncer = Arc::new(Syncer {
             tx: Some(tx),
@@ -137,15 +194,26 @@ impl LogStore {
             syncs,
             appends: Arc::new(AtomicU64::new(0)),
             metrics,
-            inline: false,
+            inline: None,
         })
     }
 
     /// From now on every append is synced on the appending task, leader's or follower's,
     /// before openraft hears of it: no thread outside the async runtime takes part, so a
     /// simulation on a paused clock replays identically (the deterministic simulation).
+    /// While fsyncs are stalled, appends wait for a task on the runtime instead (see
+    /// `inline.rs`).
     pub fn sync_inline(&mut self) {
-        self.inline = true;
+        self.inline = Some(Arc::new(InlineSyncs::default()));
+    }
+
+    fn fsync(&self) -> Fsync {
+        Fsync {
+            db: self.db.clone(),
+            durability: self.durability.clone(),
+            count: self.syncs.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// What of this log is on disk; shared with the state machine and the Raft network.
@@ -178,7 +246,11 @@ impl LogStore {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         let _fsync = sync.then(|| self.metrics.time_fsync());
-        self.db.db.write_opt(batch, &opts)
+        self.db.db.write_opt(batch, &opts)?;
+        if sync {
+            self.db.synced_wal();
+        }
+        Ok(())
     }
 
     #[allow(clippy::result_large_err)] // openraft's error type
@@ -235,57 +307,37 @@ fn last_log_id(
 
 /// The syncer thread: takes every append queued while the previous fsync ran, syncs the WAL
 /// once, advances [`Durability`] and completes the queued followers' callbacks.
-fn sync_loop(
-    db: &DB,
-    durability: &Durability,
-    syncs: &AtomicU64,
-    metrics: &StoreMetrics,
-    pending: &AtomicUsize,
-    rx: &mpsc::Receiver<SyncItem>,
-) {
+fn sync_loop(fsync: &Fsync, pending: &AtomicUsize, rx: &mpsc::Receiver<SyncItem>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        durability.wait_unstalled();
-        let result = sync_wal(db, durability, syncs, metrics);
-        if let Err(e) = &result {
-            if batch.iter().any(|i| matches!(i, SyncItem::Durable)) {
-                // The leader already counted these entries as on its disk; that cannot be
-                // taken back, and going on could lose acknowledged writes.
-                tracing::error!(error = %e, "fsync of the Raft log failed after the leader acknowledged it; aborting");
-                std::process::abort();
-            }
-        }
+        fsync.durability.wait_unstalled();
+        let result = fsync.run();
         let n = batch.len();
-        for item in batch {
-            if let SyncItem::Flush(cb) = item {
-                cb.log_io_completed(io_result(&result));
-            }
-        }
+        complete(batch, &result);
         pending.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
-/// One fsync of the WAL; on success everything written before it is durable.
-fn sync_wal(
-    db: &DB,
-    durability: &Durability,
-    syncs: &AtomicU64,
-    metrics: &StoreMetrics,
-) -> Result<(), rocksdb::Error> {
-    let mark = durability.before_sync();
-    let result = {
-        let _fsync = metrics.time_fsync();
-        db.flush_wal(true)
-    };
-    syncs.fetch_add(1, Ordering::Relaxed);
-    if result.is_ok() {
-        durability.synced(mark);
+/// Completes the appends one fsync covered with its result. An fsync that failed after the
+/// leader acknowledged some of them aborts the process: the leader already counted those
+/// entries as on its disk, that cannot be taken back, and going on could lose acknowledged
+/// writes.
+pub(super) fn complete(batch: Vec<SyncItem>, result: &Result<(), rocksdb::Error>) {
+    if let Err(e) = result {
+        if batch.iter().any(|i| matches!(i, SyncItem::Durable)) {
+            tracing::error!(error = %e, "fsync of the Raft log failed after the leader acknowledged it; aborting");
+            std::process::abort();
+        }
     }
-    result
+    for item in batch {
+        if let SyncItem::Flush(cb) = item {
+            cb.log_io_completed(io_result(result));
+        }
+    }
 }
 
-fn io_result(result: &Result<(), rocksdb::Error>) -> Result<(), std::io::Error> {
+pub(super) fn io_result(result: &Result<(), rocksdb::Error>) -> Result<(), std::io::Error> {
     result
         .as_ref()
         .map(|_| ())
@@ -399,9 +451,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.appends.fetch_add(n, Ordering::Relaxed);
         // The leader's own entries: openraft may replicate them now, while the syncer writes
         // them to disk; see `durable` for why that is safe.
-        if self.inline {
-            let result = sync_wal(&self.db.db, &self.durability, &self.syncs, &self.metrics);
-            callback.log_io_completed(io_result(&result));
+        if let Some(inline) = &self.inline {
+            inline.append(self.fsync(), self.leads(&entries), callback);
             return Ok(());
         }
         let item = if self.leads(&entries) {
@@ -412,7 +463,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // anything else (and the leader for the answer before it sends more entries), so
             // handing it to the syncer thread batches nothing and costs a thread wake-up
             // each way.
-            let result = sync_wal(&self.db.db, &self.durability, &self.syncs, &self.metrics);
+            let result = self.fsync().run();
             callback.log_io_completed(io_result(&result));
             return Ok(());
         } else {
@@ -460,5 +511,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         self.write(batch, false)
             .map_err(|e| sio(StorageIOError::write_logs, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorage;
+    use openraft::Vote;
+
+    use super::*;
+
+    fn reopen(dir: &std::path::Path, id: ReplicaId) -> LogStore {
+        LogStore::new(Db::open(dir).unwrap(), id).unwrap()
+    }
+
+    #[test]
+    fn a_replica_that_led_comes_back_a_candidate_of_its_term_and_a_follower_keeps_its_leader() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = reopen(dir.path(), 2);
+        rt.block_on(log.save_vote(&Vote::new_committed(5, 2))).unwrap();
+        drop(log);
+        let mut log = reopen(dir.path(), 2);
+        let vote = rt.block_on(log.read_vote()).unwrap();
+        assert_eq!(
+            vote,
+            Some(Vote::new(5, 2)),
+            "not restored as the leader of term 5"
+        );
+        assert!(!log.leads(&[]), "its appends are not a leader's");
+        rt.block_on(log.save_vote(&Vote::new_committed(6, 1))).unwrap();
+        drop(log);
+        let mut log = reopen(dir.path(), 2);
+        assert_eq!(
+            rt.block_on(log.read_vote()).unwrap(),
+            Some(Vote::new_committed(6, 1)),
+            "another replica's leadership is kept"
+        );
     }
 }

@@ -51,7 +51,9 @@
 //! snapshots (`state_machine.rs`), [`open`] and the recovery of rule 2 (`recovery.rs`).
 
 mod confirm;
+mod crash;
 mod db;
+mod inline;
 mod log;
 mod recovery;
 mod state_machine;
@@ -60,9 +62,10 @@ mod tests;
 mod version;
 
 pub use self::confirm::HeldView;
+pub use self::crash::{CrashImage, Cut, CutError};
 pub use self::db::Db;
 pub use self::log::LogStore;
-pub use self::recovery::open;
+pub use self::recovery::{open, open_losing_unsynced};
 #[cfg(any(test, feature = "testing"))]
 pub use self::state_machine::PAUSE_SNAPSHOT_ENV;
 pub use self::state_machine::{SnapshotBuilder, StateMachine};

@@ -15,6 +15,16 @@ pub fn open(dir: &Path, retain: u64, id: ReplicaId) -> Result<(Db, LogStore, Sta
     open_db(Db::open(dir)?, retain, id)
 }
 
+/// [`open`], for a replica whose crashes are to lose what was not fsynced (the
+/// simulation): see [`super::CrashImage`].
+pub fn open_losing_unsynced(
+    dir: &Path,
+    retain: u64,
+    id: ReplicaId,
+) -> Result<(Db, LogStore, StateMachine), OpenError> {
+    open_db(Db::open_losing_unsynced(dir)?, retain, id)
+}
+
 fn open_db(db: Db, retain: u64, id: ReplicaId) -> Result<(Db, LogStore, StateMachine), OpenError> {
     let log = LogStore::new(db.clone(), id)?;
     let mut sm = StateMachine::new(db.clone(), retain)?.apply_when_durable(log.durability());

@@ -192,6 +192,7 @@ impl StateMachine {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         db.db.write_opt(batch, &opts).map_err(rerr)?;
+        db.synced_wal();
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.meta = data.meta;
@@ -264,6 +265,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let mut batch = WriteBatch::default();
             batch.put_cf(db.cf(CF_META), b"snapshot", codec::encode(&stored).map_err(cerr)?);
             db.db.write_opt(batch, &opts).map_err(rerr)?;
+            db.synced_wal();
             Ok(stored)
         })
         .await

@@ -94,7 +94,7 @@ fn a_participant_that_accepts_fenced_epochs_is_caught_within_a_few_hundred_seeds
         eprintln!("caught at seeds {caught:?} of {seeds}");
         return;
     }
-    panic!("a broken fencing check went unnoticed for {FENCING_SEEDS} seeds");
+    panic!("a broken fencing check went unnoticed for {seeds} seeds");
 }
 
 const FENCING_SEEDS: u64 = 300;

@@ -45,22 +45,30 @@ fn describe(o: &Outcome) -> String {
     format!("seed {}: {}\n{}", o.seed, v.join("\n"), o.minimal_trace)
 }
 
+/// Runs seeds `0..seeds` until one's outcome is `caught`; whether one was.
+fn caught_within(seeds: u64, steps: usize, mix: Mix, caught: impl Fn(&Outcome) -> bool) -> bool {
+    for seed in 0..seeds {
+        let o = run(seed, steps, mix);
+        if caught(&o) {
+            eprintln!("caught: {}", describe(&o));
+            return true;
+        }
+    }
+    false
+}
+
 #[test]
 fn a_selection_that_allows_two_masters_is_caught_within_a_few_seeds() {
     let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
     let _on = On::new(&strand::testing::BREAK_SELECTION);
-    for seed in 0..20 {
-        let o = run(seed, 1, Mix::NoPartitions);
-        // Caught while the cluster first balances, before any fault: the planted bug, not
-        // a fault's doing.
-        if o.violations.iter().any(|v| {
+    // Caught while the cluster first balances, before any fault: the planted bug, not a
+    // fault's doing.
+    let caught = caught_within(20, 1, Mix::NoPartitions, |o| {
+        o.violations.iter().any(|v| {
             v.invariant == "two-masters" && v.at_us.iter().min().is_some_and(|t| *t < o.first_fault_us)
-        }) {
-            eprintln!("caught: {}", describe(&o));
-            return;
-        }
-    }
-    panic!("a broken selection went unnoticed for 20 seeds");
+        })
+    });
+    assert!(caught, "a broken selection went unnoticed for 20 seeds");
 }
 
 /// Long (minutes): since the session lease, a seed exposes a deposed controller's messages to
@@ -134,14 +142,13 @@ fn a_master_partitioned_with_a_minority_steps_down_before_a_successor_is_promote
 fn without_the_linger_a_partitioned_master_is_caught_beside_its_successor() {
     let _g = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
     let _on = On::new(&strand::testing::BREAK_LINGER);
-    for seed in 0..LINGER_SEEDS {
-        let o = run(seed, 3, Mix::All);
-        if o.violations.iter().any(|v| v.invariant == "two-masters") {
-            eprintln!("caught: {}", describe(&o));
-            return;
-        }
-    }
-    panic!("a controller without the linger went unnoticed for {LINGER_SEEDS} seeds");
+    let caught = caught_within(LINGER_SEEDS, 3, Mix::All, |o| {
+        o.violations.iter().any(|v| v.invariant == "two-masters")
+    });
+    assert!(
+        caught,
+        "a controller without the linger went unnoticed for {LINGER_SEEDS} seeds"
+    );
 }
 
 const LINGER_SEEDS: u64 = 20;

@@ -8,6 +8,7 @@
 //! Run: `cargo build && cargo run --example embedded_kv [REQUESTS_PER_PHASE]`
 //! (the store and controller are the `strand` binary next to this one, or `$STRAND_EXE`;
 //! participants are this example re-run as a child with `participant run …`).
+//! `EMBEDDED_KV_DIR=DIR` keeps the processes' logs and data in `DIR`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,7 +115,10 @@ async fn steady(spectator: &Spectator, client: &strand::messaging::Messaging, n:
 /// Starts the cluster, measures `n` requests before, runs until requests succeed again after
 /// the SIGKILL of partition 0's MASTER, then measures `n` more.
 pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Result<Report> {
-    let mut lc = LocalCluster::new(None, CLUSTER)?.with_exe(&strand_exe);
+    // `EMBEDDED_KV_DIR` keeps the processes' files (logs, data) there instead of in a temp
+    // dir removed at the end: the test reads the logs when a run fails.
+    let keep = std::env::var_os("EMBEDDED_KV_DIR").map(PathBuf::from);
+    let mut lc = LocalCluster::new(keep.as_deref(), CLUSTER)?.with_exe(&strand_exe);
     lc.start_store(1)?;
     let admin = Admin::new(lc.client()?);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -228,6 +232,7 @@ pub async fn run(strand_exe: PathBuf, self_exe: PathBuf, n: usize) -> anyhow::Re
 /// The child: a participant that counts INCR requests per partition it is MASTER of.
 fn participant(args: &[String]) -> anyhow::Result<()> {
     process::honour_exit_with_parent();
+    process::init_logging("warn");
     let flag = |name: &str| {
         args.windows(2)
             .find(|w| w[0] == name)

@@ -97,16 +97,21 @@ fn embedded_kv_binary() -> std::path::PathBuf {
 
 #[test]
 fn embedded_kv_requests_resume_at_a_new_master_after_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(embedded_kv_binary())
         .arg("40")
         .env("STRAND_EXE", env!("CARGO_BIN_EXE_strand"))
+        .env("EMBEDDED_KV_DIR", dir.path())
+        // The leader's view of each round, for the logs shown when the run fails.
+        .env("STRAND_LOG", "info,strand::controller::leader=debug")
         .output()
         .expect("the example runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_tails(dir.path(), 80)
     );
     let line = |name: &str| {
         text.lines()
@@ -137,4 +142,24 @@ fn embedded_kv_requests_resume_at_a_new_master_after_a_sigkill() {
         window.ends_with('s') && window.chars().next().unwrap().is_ascii_digit(),
         "{summary}"
     );
+}
+
+/// The last `n` lines of each process log in `dir`, for a failure's message.
+fn log_tails(dir: &std::path::Path, n: usize) -> String {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    let mut out = String::new();
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("==== {} (last {n} of {} lines)\n", path.display(), lines.len()));
+        for l in &lines[lines.len().saturating_sub(n)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }

@@ -40,8 +40,49 @@ pub const STEP_DOWN_TIME: Duration = Duration::from_millis(200);
 /// How often the participant asks for a confirmation (four tries before it steps down).
 pub const RENEW_EVERY: Duration = Duration::from_millis(60);
 
-/// How long one confirmation may take before the next is asked instead.
-pub const CHECK_TIMEOUT: Duration = Duration::from_millis(150);
+/// How long one confirmation is waited for: one that comes back later than this after it
+/// was sent extends the lease only to where the step-down has already begun
+/// (`SESSION_LEASE - STEP_DOWN_TIME`). Checks overlap (a new one every [`RENEW_EVERY`]), so a
+/// store that answers slowly but within this keeps the lease: on a loaded machine confirmations
+/// taking more than [`RENEW_EVERY`] made healthy participants step down when each check had to
+/// end before the next began.
+pub const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// At most this many confirmations in flight at once (as many as [`RENEW_EVERY`] starts
+/// within [`CHECK_TIMEOUT`]).
+const MAX_CHECKS: usize = 5;
+
+/// Renews a lease: starts `confirm()` every [`RENEW_EVERY`] (while fewer than
+/// [`MAX_CHECKS`] are in flight), waits for each at most [`CHECK_TIMEOUT`], and reports the
+/// send time of each that confirmed through `confirmed`. Returns when `confirmed` does
+/// (its receiver is gone).
+pub async fn renew<F, Fut, R, RFut>(mut confirm: F, mut confirmed: R)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+    R: FnMut(Instant) -> RFut,
+    RFut: std::future::Future<Output = bool>,
+{
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut checks = FuturesUnordered::new();
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            Some((sent, ok)) = checks.next(), if !checks.is_empty() => {
+                if ok && !confirmed(sent).await {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(next), if checks.len() < MAX_CHECKS => {
+                let sent = Instant::now();
+                let check = tokio::time::timeout(CHECK_TIMEOUT, confirm());
+                checks.push(async move { (sent, matches!(check.await, Ok(true))) });
+                next = sent + RENEW_EVERY;
+            }
+        }
+    }
+}
 
 /// How long the controller counts an ended session's replicas after it saw the session's
 /// live-instance record go: the lease, plus 2 % and 15 ms for clock-rate differences
@@ -100,7 +141,57 @@ mod tests {
     fn the_controller_waits_longer_than_any_lease() {
         assert!(linger() > SESSION_LEASE);
         assert!(RENEW_EVERY * 4 <= SESSION_LEASE - STEP_DOWN_TIME);
+        assert_eq!(CHECK_TIMEOUT, SESSION_LEASE - STEP_DOWN_TIME);
+        assert!(RENEW_EVERY * MAX_CHECKS as u32 >= CHECK_TIMEOUT);
         let l = Lease::new(Instant::now());
         assert_eq!(l.expires() - l.step_down_at(), STEP_DOWN_TIME);
+    }
+
+    /// Runs [`renew`] for `run` of (paused) virtual time against a store whose every check
+    /// takes `answer` and confirms; returns the lease as the session would hold it.
+    async fn renewed_lease(answer: Duration, run: Duration) -> (Lease, usize) {
+        let start = Instant::now();
+        let lease = std::sync::Arc::new(std::sync::Mutex::new((Lease::new(start), 0usize)));
+        let l = lease.clone();
+        let renewal = renew(
+            || async move {
+                tokio::time::sleep(answer).await;
+                true
+            },
+            move |sent| {
+                let l = l.clone();
+                async move {
+                    let mut l = l.lock().unwrap();
+                    l.0.confirmed(sent);
+                    l.1 += 1;
+                    true
+                }
+            },
+        );
+        let _ = tokio::time::timeout(run, renewal).await;
+        let l = *lease.lock().unwrap();
+        l
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_slower_than_the_renewal_period_still_keeps_the_lease() {
+        // Every check takes 200 ms, more than RENEW_EVERY and less than CHECK_TIMEOUT: the
+        // checks overlap, so one comes back every RENEW_EVERY and the step-down never comes.
+        let start = Instant::now();
+        let (lease, confirmations) = renewed_lease(Duration::from_millis(200), Duration::from_secs(2)).await;
+        assert!(confirmations >= 25, "{confirmations} confirmations in 2 s");
+        assert!(
+            lease.step_down_at() > start + Duration::from_secs(2),
+            "the lease ran low: step-down at {:?} after start",
+            lease.step_down_at() - start
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_slower_than_its_timeout_confirms_nothing() {
+        let start = Instant::now();
+        let (lease, confirmations) = renewed_lease(CHECK_TIMEOUT + Duration::from_millis(1), Duration::from_secs(2)).await;
+        assert_eq!(confirmations, 0);
+        assert_eq!(lease.expires(), start + SESSION_LEASE);
     }
 }

@@ -10,7 +10,8 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
-use super::lease::{Lease, CHECK_TIMEOUT, RENEW_EVERY};
+use super::lease::{self, Lease, CHECK_TIMEOUT};
+use futures::FutureExt;
 use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
@@ -784,20 +785,19 @@ async fn first_lease(
     }
 }
 
-/// Asks a majority of the store's replicas every [`RENEW_EVERY`] whether `live` still holds
+/// Asks a majority of the store's replicas every [`lease::RENEW_EVERY`] whether `live` still holds
 /// `value` (the record our session registered), and reports each confirmation with the
-/// instant it was asked (see [`super::lease`]). The check needs no store leader; one that
-/// has not decided within [`CHECK_TIMEOUT`] is abandoned for the next.
+/// instant it was asked (see [`super::lease`]). The check needs no store leader; checks
+/// overlap, each waited for at most [`CHECK_TIMEOUT`] ([`lease::renew`]).
 async fn renew_lease(store: PropertyStore, live: String, value: Vec<u8>, tx: mpsc::Sender<StoreNews>) {
-    loop {
-        let sent = tokio::time::Instant::now();
-        if let Ok(true) = store.confirm_majority(&live, &value, CHECK_TIMEOUT).await {
-            if tx.send(StoreNews::Confirmed(sent)).await.is_err() {
-                return;
-            }
-        }
-        tokio::time::sleep_until(sent + RENEW_EVERY).await;
-    }
+    lease::renew(
+        || store.confirm_majority(&live, &value, CHECK_TIMEOUT).map(|r| matches!(r, Ok(true))),
+        |sent| {
+            let tx = tx.clone();
+            async move { tx.send(StoreNews::Confirmed(sent)).await.is_ok() }
+        },
+    )
+    .await
 }
 
 async fn run_handler(

@@ -49,11 +49,10 @@ enum Ended {
     Fenced,
 }
 
-/// The runtime's monotonic clock in ms since the first call (what lingering is measured by).
-fn mono_ms() -> u64 {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let now = crate::clock::now();
-    now.duration_since(*BASE.get_or_init(|| now)).as_millis() as u64
+/// The runtime's monotonic clock in ms since `base` (what lingering is measured by; each
+/// leadership has its own base, so nothing depends on when the process first asked).
+fn mono_ms(base: Instant) -> u64 {
+    Instant::now().duration_since(base).as_millis() as u64
 }
 
 fn now_ms() -> u64 {
@@ -240,6 +239,9 @@ struct Lead<'a> {
     /// The rebalance engine's cache across this leadership's rounds; a new leadership (a
     /// takeover, or a reload after the watch failed) starts with an empty one.
     engine: Engine,
+    /// The start of this leadership, by the monotonic clock: `Liveness`'s `mono_ms` counts
+    /// from it.
+    base: Instant,
     metrics: &'a ClusterMetrics,
     /// The transitions pending at the last round, to tell which ended since and how.
     pending: std::collections::BTreeSet<PendingKey>,
@@ -267,6 +269,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
     let mut events = forward_watch(&ctx.store, format!("{}/", ctx.layout.root()), revision + 1);
     let mut gossip = ctx.membership.subscribe();
     let now = now_ms();
+    let base = Instant::now();
     let mut lead = Lead {
         ctx,
         mine,
@@ -279,12 +282,13 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
         liveness: Liveness {
             now_ms: now,
             // Sessions the last leader ended may still act on their replicas.
-            takeover_until_ms: mono_ms() + lease::linger().as_millis() as u64,
+            takeover_until_ms: lease::linger().as_millis() as u64,
             ..Default::default()
         },
         first_seen: Default::default(),
         rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
         engine: Engine::new(),
+        base,
         metrics,
         pending: Default::default(),
         known_sessions: Default::default(),
@@ -295,7 +299,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut health = super::health::Keeper::new();
     let mut health_tick = tokio::time::interval(super::health::TICK);
-    let mut next_round: Option<u64> = None;
+    let mut next_round: Option<Instant> = None;
     let mut dirty = true;
     loop {
         if dirty {
@@ -305,13 +309,10 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
                 Err(RoundError::Fenced) => return Ended::Fenced,
                 // Try again shortly (through the wake below, so events and the stop signal
                 // are still handled meanwhile).
-                Err(RoundError::Retry) => next_round = Some(now_ms() + 50),
+                Err(RoundError::Retry) => next_round = Some(Instant::now() + Duration::from_millis(50)),
             }
         }
-        let wake = next_round.map(|ms| {
-            let wait = ms.saturating_sub(now_ms());
-            Instant::now() + Duration::from_millis(wait)
-        });
+        let wake = next_round;
         tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -459,7 +460,7 @@ impl Lead<'_> {
     /// look: their sessions linger from now on, for [`lease::linger`]. Their participant
     /// could confirm its session until the record went, and "now" is after that.
     fn track_sessions(&mut self) {
-        let now = mono_ms();
+        let now = mono_ms(self.base);
         let prefix = format!("{}/", self.mirror.layout().live_instances());
         let live: std::collections::HashMap<String, String> = self
             .mirror
@@ -479,10 +480,9 @@ impl Lead<'_> {
         self.liveness.gone.retain(|_, t| *t > now);
     }
 
-    /// When the lingering sessions stop lingering next (wall-clock ms, as rounds are
-    /// scheduled), if any do.
-    fn linger_ends(&self) -> Option<u64> {
-        let now = mono_ms();
+    /// When the lingering sessions stop lingering next, if any do.
+    fn linger_ends(&self) -> Option<Instant> {
+        let now = mono_ms(self.base);
         self.liveness
             .gone
             .values()
@@ -490,15 +490,17 @@ impl Lead<'_> {
             .chain(Some(self.liveness.takeover_until_ms))
             .filter(|t| *t > now)
             .min()
-            .map(|t| now_ms() + (t - now))
+            .map(|t| self.base + Duration::from_millis(t))
     }
 
-    async fn round(&mut self) -> Result<Option<u64>, RoundError> {
+    /// One round; returns when the next is due without any change (a delayed rebalance's
+    /// window, or a lingering session's end).
+    async fn round(&mut self) -> Result<Option<Instant>, RoundError> {
         let started = std::time::Instant::now();
         self.track_sessions();
         let now = now_ms();
         self.liveness.now_ms = now;
-        self.liveness.mono_ms = mono_ms();
+        self.liveness.mono_ms = mono_ms(self.base);
         let view = snapshot::build(&self.mirror, &self.liveness);
         tracing::debug!(
             lingering = ?view.snapshot.resources.iter().filter(|r| !r.lingering.is_empty()).map(|r| (&r.name, &r.lingering)).collect::<Vec<_>>(),
@@ -523,7 +525,11 @@ impl Lead<'_> {
         let mut plan = round::plan(&view, decision, &self.mirror, &self.leader, now, || {
             Self::new_id(rng)
         });
-        let next_recompute_ms = decision.next_recompute_ms;
+        // The engine's time is the wall clock (offline times are stored wall-clock stamps);
+        // the wait until then is taken on the monotonic clock from here.
+        let next_recompute = decision
+            .next_recompute_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(now)));
         tracing::debug!(
             revision = self.mirror.revision(),
             messages = plan.messages,
@@ -584,10 +590,7 @@ impl Lead<'_> {
         // `plan.sends` was in a transaction that failed, and is never sent.
         self.track_sessions();
         self.metrics.round(started.elapsed());
-        Ok([next_recompute_ms, self.linger_ends()]
-            .into_iter()
-            .flatten()
-            .min())
+        Ok([next_recompute, self.linger_ends()].into_iter().flatten().min())
     }
 
     /// Sends recorded transition messages to `instance` (in the background; if it fails, the

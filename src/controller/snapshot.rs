@@ -63,7 +63,7 @@ pub struct Liveness {
     pub offline_since: HashMap<String, u64>,
     /// The leader's clock now (ms).
     pub now_ms: u64,
-    /// The leader's monotonic clock now (ms since some fixed instant): what lingering is
+    /// The leader's monotonic clock now (ms since its leadership began): what lingering is
     /// measured by, so a jump of the wall clock does not cut it short.
     pub mono_ms: u64,
     /// (instance, session) → until when (`mono_ms`) that session lingers: its live-instance

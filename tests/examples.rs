@@ -155,7 +155,11 @@ fn log_tails(dir: &std::path::Path, n: usize) -> String {
     for path in logs {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        out.push_str(&format!("==== {} (last {n} of {} lines)\n", path.display(), lines.len()));
+        out.push_str(&format!(
+            "==== {} (last {n} of {} lines)\n",
+            path.display(),
+            lines.len()
+        ));
         for l in &lines[lines.len().saturating_sub(n)..] {
             out.push_str(l);
             out.push('\n');

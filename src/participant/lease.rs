@@ -190,7 +190,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_check_slower_than_its_timeout_confirms_nothing() {
         let start = Instant::now();
-        let (lease, confirmations) = renewed_lease(CHECK_TIMEOUT + Duration::from_millis(1), Duration::from_secs(2)).await;
+        let (lease, confirmations) =
+            renewed_lease(CHECK_TIMEOUT + Duration::from_millis(1), Duration::from_secs(2)).await;
         assert_eq!(confirmations, 0);
         assert_eq!(lease.expires(), start + SESSION_LEASE);
     }

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 
 use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
 use super::lease::{self, Lease, CHECK_TIMEOUT};
-use futures::FutureExt;
 use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
@@ -25,6 +24,7 @@ use crate::model::{CurrentState, Layout, Record};
 use crate::propertystore::{EventKind, PropertyStore};
 use crate::statemodel::{self, StateModelDefinition, DROPPED};
 use crate::transport::{Inbox, Incoming, Service, Transport};
+use futures::FutureExt;
 
 /// What [`start`] needs.
 #[derive(Clone)]
@@ -791,7 +791,11 @@ async fn first_lease(
 /// overlap, each waited for at most [`CHECK_TIMEOUT`] ([`lease::renew`]).
 async fn renew_lease(store: PropertyStore, live: String, value: Vec<u8>, tx: mpsc::Sender<StoreNews>) {
     lease::renew(
-        || store.confirm_majority(&live, &value, CHECK_TIMEOUT).map(|r| matches!(r, Ok(true))),
+        || {
+            store
+                .confirm_majority(&live, &value, CHECK_TIMEOUT)
+                .map(|r| matches!(r, Ok(true)))
+        },
         |sent| {
             let tx = tx.clone();
             async move { tx.send(StoreNews::Confirmed(sent)).await.is_ok() }

@@ -89,16 +89,26 @@ async fn a_sigkilled_master_is_replaced_and_a_paused_old_controller_changes_noth
     .await;
 
     // `strand status`: the leader, the standby from the leader's gossip, three live
-    // instances, the resource converged.
+    // instances, the resource converged. The routing table can show one MASTER each while
+    // the controller still moves a MASTER for balance, so status is asked until it says
+    // converged (a status that never does fails below).
     let (leader, epoch, _) = cluster.leading_controller().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
-        .args(["status", "--cluster", "PROC", "-o", "json", "--store"])
-        .arg(cluster.store_addrs[0].to_string())
-        .env("STRAND_TLS_DIR", cluster.tls_dir())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status_now = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(["status", "--cluster", "PROC", "-o", "json", "--store"])
+            .arg(cluster.store_addrs[0].to_string())
+            .env("STRAND_TLS_DIR", cluster.tls_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut status = status_now();
+    while status["resources"][0]["converged"] != serde_json::json!(true) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = status_now();
+    }
     assert_eq!(status["leader"]["name"], serde_json::json!(leader), "{status}");
     assert_eq!(status["leader"]["epoch"], serde_json::json!(epoch), "{status}");
     let standby = if leader == "ctl-a" { "ctl-b" } else { "ctl-a" };

@@ -14,7 +14,7 @@ use super::lease::{self, Lease, CHECK_TIMEOUT};
 use super::ledger::{Discard, Ledger, Outcome, TransitionMessage, Verdict};
 use super::register::{self, Registered};
 use super::wire::{ParticipantReply, ParticipantRequest};
-use super::writer::{self, WriteJob};
+use super::writer::{self, SessionFence, WriteJob};
 use super::{now_us, ParticipantError, Phase, SessionStatus, TransitionEvent};
 use crate::codec;
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, RecvError, Roles, Subscription};
@@ -136,10 +136,12 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
     let (completions_tx, completions) = mpsc::channel(4096);
     let (store_tx, store_rx) = mpsc::channel(1024);
     let mut task = SessionTask {
+        fence: fence_of(&layout, &s.instance, &registered),
         ledger: Ledger::new(&s.instance, &registered.session),
         layout,
         settings: s.clone(),
         membership: membership.clone(),
+
         registered,
         lease,
         events: events.clone(),
@@ -194,6 +196,8 @@ struct SessionTask {
     settings: Settings,
     membership: Arc<Membership>,
     registered: Registered,
+    /// What the writer checks before writing this session's current states.
+    fence: Arc<SessionFence>,
     /// Until when this session may act on its replicas without a new confirmation.
     lease: Lease,
     events: broadcast::Sender<TransitionEvent>,
@@ -601,6 +605,7 @@ impl SessionTask {
             self.current.remove(&m.resource);
         }
         let job = WriteJob::CurrentState {
+            session: self.fence.clone(),
             path: self
                 .layout
                 .current_state(&self.settings.instance, &session, &m.resource),
@@ -691,6 +696,7 @@ impl SessionTask {
         .await;
         tracing::info!(instance = %self.settings.instance, session = %registered.session, "new session registered");
         self.ledger.renew(&registered.session);
+        self.fence = fence_of(&self.layout, &self.settings.instance, &registered);
         self.registered = registered;
         self.start_watches();
         let _ = self
@@ -762,6 +768,14 @@ impl SessionTask {
         }
         futures::future::join_all(walks).await;
     }
+}
+
+/// The writer's fence of a registered session: its live-instance record holds its value.
+fn fence_of(layout: &Layout, instance: &str, registered: &Registered) -> Arc<SessionFence> {
+    Arc::new(SessionFence {
+        live: layout.live_instance(instance),
+        value: registered.live_value.clone(),
+    })
 }
 
 /// A new session's lease: from a confirmation asked now, after the registration's clean-up

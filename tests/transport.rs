@@ -161,6 +161,7 @@ macro_rules! all_conformance_tests {
             peer_restart_at_the_same_address_reconnects,
             unreachable_peers_and_clients_are_unreachable,
             shutdown_closes_everything,
+            a_handler_serves_without_an_inbox,
         );
     };
 }

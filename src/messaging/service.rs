@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::task::JoinHandle;
 
 use super::accept::{self, Decision, Seen};
 use super::criteria::Criteria;
@@ -26,17 +25,19 @@ use crate::codec;
 use crate::model::fields::MSG_TYPE;
 use crate::model::{Layout, Record};
 use crate::propertystore::{Op, PropertyStore, Txn};
-use crate::transport::{Incoming, PeerAddr, Responder, Service, Transport, TransportError};
+use crate::transport::{
+    run_inline_first, Handler, Incoming, PeerAddr, Responder, Service, Serving, Transport, TransportError,
+};
 
 /// A handler's future: the reply body (any JSON) or an error that goes back as the reply.
 pub type HandlerFuture = BoxFuture<'static, Result<serde_json::Value, String>>;
 
 /// Handles messages of one type (and subtype).
 ///
-/// The returned future runs on the endpoint's inbox task until it first waits (a handler
-/// that answers at once costs no task of its own), then in a task of its own: long
-/// synchronous work belongs behind an await (`tokio::task::spawn_blocking`), or the next
-/// messages wait for it.
+/// The returned future runs on the transport's task (over QUIC, that of the connection the
+/// message came on) until it first waits (a handler that answers at once costs no task of
+/// its own), then in a task of its own: long synchronous work belongs behind an await
+/// (`tokio::task::spawn_blocking`), or the next messages wait for it.
 pub trait MessageHandler: Send + Sync + 'static {
     /// Handles one message; the result is the reply the sender receives.
     fn handle(&self, message: AppMessage) -> HandlerFuture;
@@ -195,15 +196,16 @@ impl MessagingBuilder {
         // The view starts with the first send (or `view()`): a member that never sends
         // keeps no watch.
         if self.serve {
-            let inbox = self
+            // Served on the transport's own task: a message whose handler answers at once
+            // is read, run and answered without a hop to another task.
+            let server = Arc::new(Server(Arc::downgrade(&inner)));
+            let serving = self
                 .transport
-                .register(Service::APP_MESSAGES, 4096)
+                .serve(Service::APP_MESSAGES, 4096, server)
                 .map_err(|e| MessagingError::Transport {
                     reason: e.to_string(),
                 })?;
-            let weak = Arc::downgrade(&inner);
-            let task = tokio::spawn(serve(weak, inbox));
-            *inner.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+            *inner.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(serving);
         }
         Ok(Messaging { inner })
     }
@@ -222,17 +224,10 @@ struct Inner {
     session: SessionFn,
     serves: ServesFn,
     counter: AtomicU64,
-    server: Mutex<Option<JoinHandle<()>>>,
+    /// Keeps `APP_MESSAGES` served while this handle lives.
+    server: Mutex<Option<Serving>>,
     stored: bool,
     metrics: MessagingMetrics,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(t) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            t.abort();
-        }
-    }
 }
 
 /// A messaging handle: send by criteria, register handlers. Clones share it.
@@ -698,38 +693,22 @@ impl Inner {
     }
 }
 
-/// Runs `work` on the caller's task until it first waits, and only then spawns the rest.
-///
-/// A handler that answers at once (most do: an echo, a lookup) costs no task and no hop to
-/// another worker thread; one that waits (I/O, a timer) goes on in a task of its own, so the
-/// inbox keeps being served. Polling first with a no-op waker is sound: the spawned task
-/// polls again with its own waker, and a future wakes the waker of its latest poll. A panic
-/// in that first poll is caught and ends this message only (as it would end its task),
-/// the inbox's task goes on; the message's responder, dropped, refuses the request.
-fn run_inline_first(work: impl Future<Output = ()> + Send + 'static) {
-    let mut work = Box::pin(work);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
-    match first {
-        Ok(std::task::Poll::Ready(())) => {}
-        Ok(std::task::Poll::Pending) => {
-            tokio::spawn(work);
-        }
-        Err(_) => tracing::warn!("a message handler panicked"),
-    }
-}
+/// Serves `APP_MESSAGES` on the transport's task: decodes each request and delivers it (the
+/// handler runs there until it first waits, see [`run_inline_first`]).
+struct Server(Weak<Inner>);
 
-async fn serve(inner: Weak<Inner>, mut inbox: crate::transport::Inbox) {
-    while let Some(incoming) = inbox.recv().await {
-        let Some(inner) = inner.upgrade() else { return };
+impl Handler for Server {
+    fn handle(&self, incoming: Incoming) {
+        // Gone: the request's responder, dropped, refuses it.
+        let Some(inner) = self.0.upgrade() else { return };
         let Incoming::Request { body, reply, .. } = incoming else {
-            continue;
+            return;
         };
         match codec::decode::<AppRequest>(&body) {
             Ok(AppRequest::Deliver { message, wait }) => {
                 if let Err(e) = wire::check_body(&message.body) {
                     reply.ok_typed(&AppAnswer::Failed(e.to_string()));
-                    continue;
+                    return;
                 }
                 inner.deliver(message, Some((reply, wait)));
             }

@@ -26,7 +26,10 @@
 //! [`TransportError::TimedOut`] (no answer in time: the outcome is unknown).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -244,6 +247,89 @@ impl Inbox {
     }
 }
 
+/// Serves one service without an inbox: called for each incoming request, message and
+/// datagram as it arrives (see [`Transport::serve`]).
+///
+/// It runs on the transport's own task (over QUIC, the task of the connection the frame
+/// came on), so it must not block or wait: it answers through the request's [`Responder`]
+/// at once, or moves the work (and the responder) to a task of its own. A request answered
+/// before `handle` returns costs no task and no hop to another thread.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one incoming frame. A panic fails this frame only (its responder, dropped,
+    /// refuses the request).
+    fn handle(&self, incoming: Incoming);
+}
+
+/// Keeps a [`Handler`] serving its service; dropping it unregisters the service (later
+/// frames for it are refused, "no such service", and it may be registered again).
+pub struct Serving {
+    /// Set on drop: the transport hands the handler nothing more (a call already running
+    /// on another thread finishes).
+    closed: Arc<AtomicBool>,
+    /// The only strong reference to the handler a transport that calls it directly keeps
+    /// (it holds a weak one).
+    _handler: Option<Arc<dyn Handler>>,
+    /// The inbox task of [`Transport::serve`]'s default, ended on drop.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Serving as long as this value holds `handler`, for transports that call it directly:
+    /// they keep a [`std::sync::Weak`] to it and check `closed` (set when this is dropped)
+    /// before each call.
+    pub fn holding(handler: Arc<dyn Handler>, closed: Arc<AtomicBool>) -> Serving {
+        Serving {
+            closed,
+            _handler: Some(handler),
+            task: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Calls `handler` with `incoming`; a panic ends this frame only.
+pub(crate) fn handle_caught(handler: &dyn Handler, incoming: Incoming) {
+    let call = std::panic::AssertUnwindSafe(|| handler.handle(incoming));
+    if std::panic::catch_unwind(call).is_err() {
+        tracing::warn!("a service handler panicked");
+    }
+}
+
+/// Runs `work` on the caller's task until it first waits, and only then spawns the rest
+/// (on the current tokio runtime).
+///
+/// Work that finishes at once (an answer computed without waiting) costs no task and no
+/// hop to another worker thread; work that waits goes on in a task of its own. Polling
+/// first with a no-op waker is sound: the spawned task polls again with its own waker, and
+/// a future wakes the waker of its latest poll. A panic in that first poll is caught and
+/// ends this work only.
+pub fn run_inline_first(work: impl Future<Output = ()> + Send + 'static) {
+    let mut work = Box::pin(work);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
+    match first {
+        Ok(std::task::Poll::Ready(())) => {}
+        Ok(std::task::Poll::Pending) => {
+            tokio::spawn(work);
+        }
+        Err(_) => tracing::warn!("work run inline panicked"),
+    }
+}
+
 /// Why a transport operation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
@@ -361,6 +447,35 @@ pub trait Transport: Send + Sync + 'static {
     /// Starts receiving `service`'s frames into a bounded queue of `capacity`. When the
     /// queue is full, datagrams are dropped and requests and messages wait.
     fn register(&self, service: Service, capacity: usize) -> Result<Inbox, TransportError>;
+
+    /// Starts serving `service` with `handler` instead of an inbox, until the returned
+    /// [`Serving`] is dropped. Where the transport can, it calls the handler on its own
+    /// task as each frame arrives (QUIC does: no inbox task, no hop between tasks); the
+    /// default registers an inbox of `capacity` and calls the handler from a task reading
+    /// it (the in-memory network keeps this, so its simulations schedule as before).
+    fn serve(
+        &self,
+        service: Service,
+        capacity: usize,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Serving, TransportError> {
+        let mut inbox = self.register(service, capacity)?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let stop = closed.clone();
+        let task = tokio::spawn(async move {
+            while let Some(incoming) = inbox.recv().await {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                handle_caught(&*handler, incoming);
+            }
+        });
+        Ok(Serving {
+            closed,
+            _handler: None,
+            task: Some(task),
+        })
+    }
 
     /// Sends a request and waits for its answer, at most `timeout`.
     fn request(

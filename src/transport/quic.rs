@@ -8,8 +8,15 @@
 //!   request(to) ──► links[to.addr] ──(reuse, or one shared dial)──► Connection ──open_bi──►
 //!                                                                       │
 //!   peer: accept ──► serve_connection ──accept_bi──► serve_stream ──► Inbox(service)
+//!                          │                                      └──► Handler(service)
 //!                          └──read_datagram──► Inbox(service) (try_send: full = dropped)
 //! ```
+//!
+//! `serve_stream` runs on its connection's task until it first waits, and in a task of its
+//! own only from then on; a service registered with [`Transport::serve`] has its
+//! [`Handler`] called right there, so a request the handler answers at once is read,
+//! handled and answered on one task, with no wake of another (on an idle machine each such
+//! wake can cost a parked thread's, and an idle CPU's, wake-up).
 //!
 //! Connections: one outgoing connection per peer address, shared by all callers; callers that
 //! arrive while it is being dialled wait for the same dial; a closed connection is forgotten
@@ -32,7 +39,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,8 +58,8 @@ use super::frame::{self, AnswerHeader, FrameError, Header, Kind, Status, ANSWER_
 use super::limits::PeerLimits;
 use super::tls::{self, Identity, TlsMaterial};
 use super::{
-    Inbox, Incoming, Peer, PeerAddr, PeerRole, Reply, Responder, Service, Transport, TransportError,
-    DEFAULT_MAX_FRAME,
+    Handler, Inbox, Incoming, Peer, PeerAddr, PeerRole, Reply, Responder, Service, Serving, Transport,
+    TransportError, DEFAULT_MAX_FRAME,
 };
 
 /// The largest datagram body [`QuicTransport`] sends. QUIC's smallest allowed path MTU
@@ -241,7 +248,7 @@ struct Inner {
     /// Whether the endpoint accepts connections (a node) or only dials (a client).
     serve: bool,
     runtime: tokio::runtime::Handle,
-    services: Mutex<BTreeMap<Service, mpsc::Sender<Incoming>>>,
+    services: Mutex<BTreeMap<Service, Route>>,
     links: Mutex<BTreeMap<SocketAddr, Slot>>,
     /// Connections peers opened to this endpoint and still being served, by stable id (so a
     /// reload can close those whose certificate it revokes).
@@ -250,6 +257,32 @@ struct Inner {
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
     limits: PeerLimits,
+}
+
+/// Where a service's frames go: an inbox, or a handler called on the connection's task.
+#[derive(Clone)]
+enum Route {
+    Inbox(mpsc::Sender<Incoming>),
+    /// Weak: the caller's [`Serving`] holds the handler and sets `closed` when dropped;
+    /// from then on the service is gone.
+    Handler(Weak<dyn Handler>, Arc<AtomicBool>),
+}
+
+impl Route {
+    fn is_closed(&self) -> bool {
+        match self {
+            Route::Inbox(tx) => tx.is_closed(),
+            Route::Handler(h, closed) => closed.load(Ordering::SeqCst) || h.strong_count() == 0,
+        }
+    }
+
+    /// The handler, unless the service was dropped.
+    fn handler(h: &Weak<dyn Handler>, closed: &AtomicBool) -> Option<Arc<dyn Handler>> {
+        if closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        h.upgrade()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -438,7 +471,7 @@ impl Inner {
         true
     }
 
-    fn sender(&self, service: Service) -> Option<mpsc::Sender<Incoming>> {
+    fn route(&self, service: Service) -> Option<Route> {
         lock(&self.services)
             .get(&service)
             .filter(|s| !s.is_closed())
@@ -933,8 +966,10 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
             streams = conn.accept_bi() => match streams {
                 Ok((mut send, mut recv)) => match slot.stream() {
                     Ok(permit) => {
+                        // Read, handled and answered here when nothing waits (a handler
+                        // that answers at once); a task of its own only from its first wait.
                         let serve = serve_stream(inner.clone(), peer.clone(), send, recv);
-                        inner.runtime.spawn(async move {
+                        super::run_inline_first(async move {
                             serve.await;
                             drop(permit);
                         });
@@ -955,12 +990,21 @@ async fn read_datagrams(inner: Arc<Inner>, conn: quinn::Connection, peer: Peer) 
         let Some((service, body)) = frame::decode_datagram(datagram) else {
             continue;
         };
-        if let Some(tx) = inner.sender(service) {
+        let datagram = Incoming::Datagram {
+            from: peer.clone(),
+            body,
+        };
+        match inner.route(service) {
             // A full inbox drops gossip rather than stalling the connection.
-            let _ = tx.try_send(Incoming::Datagram {
-                from: peer.clone(),
-                body,
-            });
+            Some(Route::Inbox(tx)) => {
+                let _ = tx.try_send(datagram);
+            }
+            Some(Route::Handler(h, closed)) => {
+                if let Some(h) = Route::handler(&h, &closed) {
+                    super::handle_caught(&*h, datagram);
+                }
+            }
+            None => {}
         }
     }
 }
@@ -1046,7 +1090,7 @@ async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut r
         Ok(header) => header,
         Err(e) => return refuse(&mut send, &mut recv, &e.to_string()).await,
     };
-    let Some(tx) = inner.sender(header.service) else {
+    let Some(route) = inner.route(header.service) else {
         let reason = format!("no such service: {}", header.service);
         return refuse(&mut send, &mut recv, &reason).await;
     };
@@ -1079,12 +1123,21 @@ async fn serve_stream(inner: Arc<Inner>, peer: Peer, mut send: SendStream, mut r
     // The requester giving up (deadline) stops the stream; stop waiting then.
     let stopped = send.stopped();
     tokio::pin!(stopped);
-    let delivered = tokio::select! {
-        biased;
-        _ = &mut stopped => return,
-        sent = tx.send(incoming) => sent.is_ok(),
+    let delivered = match route {
+        Route::Inbox(tx) => tokio::select! {
+            biased;
+            _ = &mut stopped => return,
+            sent = tx.send(incoming) => sent.is_ok(),
+        },
+        // Handled here: a reply given at once is ready below without a wake.
+        Route::Handler(h, closed) => match Route::handler(&h, &closed) {
+            Some(h) => {
+                super::handle_caught(&*h, incoming);
+                true
+            }
+            None => false,
+        },
     };
-    drop(tx);
     if !delivered {
         let reason = format!("no such service: {}", header.service);
         return answer(&mut send, Err(reason), usize::MAX).await;
@@ -1133,8 +1186,26 @@ impl Transport for QuicTransport {
             return Err(TransportError::AlreadyRegistered { service });
         }
         let (tx, inbox) = Inbox::channel(service, capacity);
-        services.insert(service, tx);
+        services.insert(service, Route::Inbox(tx));
         Ok(inbox)
+    }
+
+    /// Calls `handler` on the task of the connection each frame came on: a request it
+    /// answers before returning is read, handled and answered without another task.
+    fn serve(
+        &self,
+        service: Service,
+        _capacity: usize,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Serving, TransportError> {
+        let mut services = lock(&self.inner.services);
+        self.inner.check_open()?;
+        if services.get(&service).is_some_and(|s| !s.is_closed()) {
+            return Err(TransportError::AlreadyRegistered { service });
+        }
+        let closed = Arc::new(AtomicBool::new(false));
+        services.insert(service, Route::Handler(Arc::downgrade(&handler), closed.clone()));
+        Ok(Serving::holding(handler, closed))
     }
 
     fn request(

@@ -421,3 +421,94 @@ pub async fn shutdown_closes_everything<N: Net>(net: &N) {
         .await;
     assert!(r.as_ref().is_err_and(|e| e.is_not_delivered()), "{r:?}");
 }
+
+/// The handler of [`a_handler_serves_without_an_inbox`]: `now` answers before returning,
+/// `later` from a task of its own, `boom` panics; one-way messages and datagrams go to the
+/// channel.
+struct TestHandler {
+    heard: mpsc::Sender<(String, Bytes)>,
+}
+
+impl transport::Handler for TestHandler {
+    fn handle(&self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request { body, reply, .. } => match body.as_ref() {
+                b"boom" => panic!("this handler panics"),
+                b"later" => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        reply.ok(b("answered later"));
+                    });
+                }
+                _ => reply.ok(body),
+            },
+            Incoming::Message { from, body } | Incoming::Datagram { from, body } => {
+                let _ = self.heard.try_send((from.name, body));
+            }
+        }
+    }
+}
+
+/// [`Transport::serve`]: a handler answers at once or later, a panic fails its request
+/// only, one-way messages and datagrams reach it, and dropping the [`transport::Serving`]
+/// unregisters the service (refused, then free to register again).
+pub async fn a_handler_serves_without_an_inbox<N: Net>(net: &N) {
+    let a = net.node("a").await;
+    let server = net.node("b").await;
+    let (heard, mut heard_rx) = mpsc::channel(64);
+    let serving = server
+        .serve(Service::STORE, 64, Arc::new(TestHandler { heard }))
+        .unwrap();
+    assert!(matches!(
+        server.register(Service::STORE, 8),
+        Err(TransportError::AlreadyRegistered { .. })
+    ));
+    let to = named(&server);
+    assert_eq!(ask(&a, &to, "now").await.unwrap(), b("now"));
+    assert_eq!(ask(&a, &to, "later").await.unwrap(), b("answered later"));
+    let r = ask(&a, &to, "boom").await;
+    assert!(refused_with(&r, "handler dropped the request"), "{r:?}");
+    // The connection and the service go on after a panic.
+    let answers = join_all((0..64).map(|i| {
+        let body = Bytes::from(format!("after-{i}"));
+        let pending = a.request(&to, Service::STORE, body.clone(), PATIENCE);
+        async move { (body, pending.await) }
+    }))
+    .await;
+    for (body, answer) in answers {
+        assert_eq!(answer.unwrap(), body);
+    }
+    a.send(&to, Service::STORE, b("one-way"), PATIENCE).await.unwrap();
+    let got = tokio::time::timeout(PATIENCE, heard_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ("a".to_string(), b("one-way")));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        a.send_datagram(&to, Service::STORE, b("gossip")).unwrap();
+        match tokio::time::timeout(Duration::from_millis(50), heard_rx.recv()).await {
+            Ok(Some(got)) => {
+                assert_eq!(got, ("a".to_string(), b("gossip")));
+                break;
+            }
+            Ok(None) => panic!("the handler is gone"),
+            Err(_) => assert!(tokio::time::Instant::now() < deadline, "no datagram arrived"),
+        }
+    }
+    drop(serving);
+    // Unregistered: refused as no such service (a frame already queued when it was dropped
+    // may still be dropped with it), and the service can be registered again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let r = ask(&a, &to, "now").await;
+        if refused_with(&r, "no such service") {
+            break;
+        }
+        assert!(r.is_err(), "answered after its handler was dropped: {r:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_seen, _) = serve(server.register(Service::STORE, 64).unwrap());
+    assert_eq!(ask(&a, &to, "again").await.unwrap(), b("again"));
+}

@@ -5,7 +5,8 @@
 //!   bidirectional stream per request (16 bytes each way), the server answering in a task
 //!   per stream, as any quinn server does. Nothing of strand's but the TLS material.
 //! - `transport_floor_us`: [`Transport::request`] over strand's [`QuicTransport`] to a node
-//!   whose inbox task answers at once: framing, limits and the inbox hop, no messaging.
+//!   whose service [`Handler`] answers at once (on the connection's task, as messaging is
+//!   served): framing, limits, no messaging.
 //!
 //! `send_and_wait_us` minus `transport_floor_us` is what messaging itself costs;
 //! `transport_floor_us` minus `quic_floor_us` is what strand's transport adds to quinn.
@@ -20,7 +21,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use crate::cli::CliError;
 use crate::settings::{self, Settings};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{Incoming, PeerAddr, Service, Transport};
+use crate::transport::{Handler, Incoming, PeerAddr, Service, Transport};
 
 /// A service number no strand component uses: the transport floor's echo.
 const FLOOR_SERVICE: Service = Service(0x7f01);
@@ -98,6 +99,17 @@ pub async fn quic_floor(
     Ok((us, cost))
 }
 
+/// The transport floor's echo: answers each request with its body, at once.
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(&self, incoming: Incoming) {
+        if let Incoming::Request { body, reply, .. } = incoming {
+            reply.ok(body);
+        }
+    }
+}
+
 /// Round trips of [`Transport::request`] from `sender` to an echo service on a fresh node
 /// endpoint (µs each): `warm` untimed, then `n` timed; and their [`Usage`] per round trip.
 pub async fn transport_floor(
@@ -109,14 +121,9 @@ pub async fn transport_floor(
     let tls = settings::tls_material_for(settings, "floor-node", crate::authz::Role::Participant)
         .map_err(CliError::failed)?;
     let node = QuicTransport::bind(QuicConfig::new(loopback(), tls)).map_err(CliError::failed)?;
-    let mut inbox = node.register(FLOOR_SERVICE, 1024).map_err(CliError::failed)?;
-    let echo = tokio::spawn(async move {
-        while let Some(incoming) = inbox.recv().await {
-            if let Incoming::Request { body, reply, .. } = incoming {
-                reply.ok(body);
-            }
-        }
-    });
+    let serving = node
+        .serve(FLOOR_SERVICE, 1024, Arc::new(Echo))
+        .map_err(CliError::failed)?;
     let to = PeerAddr::named("floor-node", node.local_addr());
     let payload = Bytes::from_static(&[7u8; 16]);
     let mut us = Vec::with_capacity(n);
@@ -139,7 +146,7 @@ pub async fn transport_floor(
     }
     let cost = usage.per_op_since(n);
     node.shutdown().await;
-    echo.abort();
+    drop(serving);
     Ok((us, cost))
 }
 

@@ -58,3 +58,21 @@ pub(crate) fn linger_broken() -> bool {
         false
     }
 }
+
+/// Not a product bug but the simulation's own: once its cluster first converged, a task of
+/// the run keeps yielding without ever waiting, so virtual time stops (as a watch did that
+/// gave up every poll at once, `strand sim --seed 2181`); the run's watchdog must report it.
+#[cfg(feature = "testing")]
+pub static STOP_VIRTUAL_TIME: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`STOP_VIRTUAL_TIME`] is on.
+pub(crate) fn virtual_time_stopped() -> bool {
+    #[cfg(feature = "testing")]
+    {
+        STOP_VIRTUAL_TIME.load(Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        false
+    }
+}

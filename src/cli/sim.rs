@@ -4,11 +4,12 @@
 //! seeds F..F+K. Each failing seed is printed with its violations and a minimal trace; the
 //! exit code is 1 if any seed failed. `--json` prints one summary document.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::CliError;
 use crate::sim::faults::Mix;
-use crate::sim::{self, Outcome, SimError};
+use crate::sim::watchdog::DEFAULT_STALL_LIMIT;
+use crate::sim::{self, Outcome, SimConfig, SimError};
 
 /// Arguments of `strand sim`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,10 @@ pub struct SimArgs {
     /// Print one JSON summary.
     #[arg(long)]
     pub json: bool,
+    /// Seconds of wall time that virtual time may stand still while a seed's cluster runs
+    /// before the seed is stopped and reported failing ("no progress"), so a batch goes on.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_STALL_LIMIT.as_secs())]
+    pub stall_after: u64,
     /// Test-only: break selection (two MASTERs may exist) to see the simulator catch it.
     #[cfg(feature = "testing")]
     #[arg(long, hide = true)]
@@ -39,6 +44,11 @@ pub struct SimArgs {
     #[cfg(feature = "testing")]
     #[arg(long, hide = true)]
     pub break_fencing: bool,
+    /// Test-only: a task of the run stops virtual time once the cluster first converged, to
+    /// see the watchdog report it (`--stall-after`).
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true)]
+    pub stop_virtual_time: bool,
 }
 
 /// Runs `strand sim`.
@@ -54,15 +64,23 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
     if args.steps == 0 {
         return Err(CliError::usage("--steps must be at least 1"));
     }
+    if args.stall_after == 0 {
+        return Err(CliError::usage("--stall-after must be at least 1"));
+    }
     #[cfg(feature = "testing")]
     {
         use std::sync::atomic::Ordering;
         crate::testing::BREAK_SELECTION.store(args.break_selection, Ordering::Relaxed);
         crate::testing::BREAK_FENCING.store(args.break_fencing, Ordering::Relaxed);
+        crate::testing::STOP_VIRTUAL_TIME.store(args.stop_virtual_time, Ordering::Relaxed);
     }
     let started = Instant::now();
     let json = args.json;
-    let results = sim::run_batch(first, count, args.steps, args.faults, |r| {
+    let like = SimConfig {
+        stall_after: Duration::from_secs(args.stall_after),
+        ..SimConfig::new(first, args.steps, args.faults)
+    };
+    let results = sim::run_batch(first, count, like, |r| {
         if !json {
             print_one(r);
         }
@@ -73,7 +91,7 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
         .filter_map(|r| match r {
             Ok(o) if o.violations.is_empty() => None,
             Ok(o) => Some(o.seed),
-            Err(SimError::Cluster { seed, .. } | SimError::Stalled { seed, .. }) => Some(*seed),
+            Err(SimError::Cluster { seed, .. } | SimError::Panicked { seed }) => Some(*seed),
             Err(SimError::Runtime(_)) => Some(u64::MAX),
         })
         .collect();

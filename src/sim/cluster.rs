@@ -99,8 +99,8 @@ pub fn name(m: Member) -> String {
 
 impl SimCluster {
     /// Starts the store, writes the cluster and its resources, starts the controllers and
-    /// participants.
-    pub async fn start(seed: u64) -> Result<SimCluster, EmbeddedError> {
+    /// participants; what happens is recorded in `rec`.
+    pub async fn start(seed: u64, rec: Arc<Mutex<Recorder>>) -> Result<SimCluster, EmbeddedError> {
         let base = tokio::time::Instant::now();
         let mut options = StoreOptions::new(seed);
         options.replicas = SHAPE.replicas;
@@ -112,7 +112,7 @@ impl SimCluster {
         let mut c = SimCluster {
             inner,
             base,
-            rec: Arc::default(),
+            rec,
             down: BTreeSet::new(),
             seed,
         };

@@ -9,6 +9,9 @@
 //!                 recorded: transition events, client history, watch stream, trace
 //!                                 ▼
 //!                 invariants ─► violations + minimal trace; trace digest
+//!
+//!   the calling thread: watchdog ─► virtual time stood still for --stall-after (wall)
+//!                                   ─► stop the run; a "progress" violation and its trace
 //! ```
 //!
 //! Everything runs the real code over the in-memory transport on tokio's paused clock: a
@@ -22,15 +25,18 @@ pub mod cluster;
 pub mod faults;
 pub mod invariants;
 pub mod trace;
+pub mod watchdog;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use self::cluster::{SimCluster, CLUSTER, RESOURCES, SHAPE};
+use self::cluster::{Recorder, SimCluster, CLUSTER, RESOURCES, SHAPE};
 use self::faults::{schedule, Fault, Mix};
 use self::invariants::Violation;
 use self::trace::Kind;
+use self::watchdog::{Stuck, Watchdog, DEFAULT_STALL_LIMIT};
 use crate::check::linearizability::Ret;
 use crate::cli::bench::linz::record::{self, Gets, Workload};
 
@@ -55,6 +61,21 @@ pub struct SimConfig {
     pub steps: usize,
     /// Which faults.
     pub mix: Mix,
+    /// How long (wall time) virtual time may stand still while the cluster runs before the
+    /// run is stopped and reported as failing (see [`watchdog`]).
+    pub stall_after: Duration,
+}
+
+impl SimConfig {
+    /// `steps` steps of `mix` for `seed`, stalls reported after [`DEFAULT_STALL_LIMIT`].
+    pub fn new(seed: u64, steps: usize, mix: Mix) -> SimConfig {
+        SimConfig {
+            seed,
+            steps,
+            mix,
+            stall_after: DEFAULT_STALL_LIMIT,
+        }
+    }
 }
 
 /// What a run found.
@@ -109,13 +130,11 @@ pub enum SimError {
     /// The runtime could not be built.
     #[error("cannot build the runtime: {0}")]
     Runtime(String),
-    /// The run took longer than [`WALL_LIMIT`]: virtual time stopped moving (a livelock).
-    #[error("seed {seed}: stalled at {virtual_ms} ms of virtual time (wall-clock limit passed)")]
-    Stalled {
+    /// The run's thread ended without an outcome: something in the run panicked.
+    #[error("seed {seed}: the run panicked (its message is above)")]
+    Panicked {
         /// The seed.
         seed: u64,
-        /// Virtual time when it was last seen moving.
-        virtual_ms: u64,
     },
     /// Starting or restarting a member failed.
     #[error("seed {seed}: {reason}")]
@@ -127,63 +146,203 @@ pub enum SimError {
     },
 }
 
-/// How long one seed may take in wall-clock time before it is reported stalled: virtual
-/// time that stops moving (a task that never yields to the timer) would hang the run.
-pub const WALL_LIMIT: Duration = Duration::from_secs(300);
+/// What a run's thread shares with the thread that watches it.
+#[derive(Default)]
+struct Watched {
+    /// Virtual ms since the run started, as last seen by a task of the run (every 100 ms
+    /// of virtual time, while its tasks get to run).
+    virtual_ms: AtomicU64,
+    /// The cluster runs: virtual time must move (not while the invariants are checked).
+    running: AtomicBool,
+    /// What the run recorded so far (the trace of a stalled run comes from here).
+    rec: Arc<Mutex<Recorder>>,
+}
+
+/// How long a stopped run's thread is given to return: a run stalled by a task that still
+/// yields to the scheduler now and then ends at once; one stalled by a task that never yields
+/// (or a thread that never returns) cannot be stopped.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs one seed on its own current-thread runtime with a paused clock, in a thread of its
-/// own; a seed whose run takes longer than [`WALL_LIMIT`] is reported [`SimError::Stalled`]
-/// (its thread is left behind: nothing can stop a task that never yields).
+/// own, while this thread watches its virtual time ([`watchdog`]). A run whose virtual time
+/// stands still for [`SimConfig::stall_after`] while its cluster runs is stopped and reported
+/// as failing with a `progress` violation ("no progress: virtual time stuck at …") and the
+/// trace up to then. A stall caused by a task that never yields at all cannot be stopped: its
+/// thread is left behind (the violation says so).
 pub fn run(config: SimConfig) -> Result<Outcome, SimError> {
-    let virtual_ms = Arc::new(AtomicU64::new(0));
+    let watched = Arc::new(Watched::default());
     let (tx, rx) = std::sync::mpsc::channel();
-    let clock = virtual_ms.clone();
-    std::thread::Builder::new()
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let shared = watched.clone();
+    let thread = std::thread::Builder::new()
         .name(format!("sim-{}", config.seed))
         .spawn(move || {
-            let _ = tx.send(run_here(config, clock));
+            let _ = tx.send(run_here(config, shared, stopped));
         })
         .map_err(|e| SimError::Runtime(e.to_string()))?;
-    match rx.recv_timeout(WALL_LIMIT) {
-        Ok(r) => r,
-        Err(_) => Err(SimError::Stalled {
-            seed: config.seed,
-            virtual_ms: virtual_ms.load(Ordering::Relaxed),
-        }),
+    let started = std::time::Instant::now();
+    let mut dog = Watchdog::new(config.stall_after);
+    let look_every = (config.stall_after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        match rx.recv_timeout(look_every) {
+            Ok(Some(r)) => {
+                let _ = thread.join();
+                return r;
+            }
+            Ok(None) => {
+                let _ = thread.join();
+                return Err(SimError::Runtime("the run stopped unasked".into()));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = thread.join();
+                return Err(SimError::Panicked { seed: config.seed });
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let virtual_ms = watched.virtual_ms.load(Ordering::Relaxed);
+        let running = watched.running.load(Ordering::Relaxed);
+        let Some(stuck) = dog.look(started.elapsed(), virtual_ms, running) else {
+            continue;
+        };
+        // The run's main future wakes on this even while a task keeps the runtime busy,
+        // as long as that task yields now and then.
+        let _ = stop.send(());
+        let ended = !matches!(rx.recv_timeout(STOP_GRACE), Err(RecvTimeoutError::Timeout));
+        if ended {
+            let _ = thread.join();
+        }
+        return Ok(stalled(config, &watched.rec, stuck, ended));
     }
 }
 
-fn run_here(config: SimConfig, clock: Arc<AtomicU64>) -> Result<Outcome, SimError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The outcome of a run stopped by the watchdog: one `progress` violation, the trace up to
+/// the stall.
+fn stalled(config: SimConfig, rec: &Mutex<Recorder>, stuck: Stuck, ended: bool) -> Outcome {
+    // The stalled run may hold the recorder's lock (it only ever does briefly): wait a
+    // little for it, never for ever.
+    let mut taken = None;
+    for _ in 0..100 {
+        match rec.try_lock() {
+            Ok(mut r) => {
+                taken = Some(std::mem::take(&mut *r));
+                break;
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                taken = Some(std::mem::take(&mut *p.into_inner()));
+                break;
+            }
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let mut rec = taken.unwrap_or_default();
+    // The watchdog sees virtual time every 100 ms of it; the trace may know a later instant.
+    let at_us = rec
+        .trace
+        .lines()
+        .iter()
+        .map(|l| l.at_us)
+        .fold(stuck.virtual_ms * 1_000, u64::max);
+    let mut detail = format!(
+        "no progress: virtual time stuck at {:.3} s for {} s of wall time (a task that never \
+         waits, or one waiting on a thread that never finishes)",
+        at_us as f64 / 1e6,
+        stuck.for_wall.as_secs()
+    );
+    if !ended {
+        detail.push_str("; the run could not be stopped, its thread is left behind");
+    }
+    rec.trace.push(at_us, Kind::Note, detail.clone());
+    let violation = Violation {
+        invariant: "progress".into(),
+        detail,
+        at_us: vec![at_us],
+        subject: None,
+    };
+    let lines: Vec<_> = rec
+        .trace
+        .minimal(&violation.at_us, WINDOW_US, None)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    Outcome {
+        seed: config.seed,
+        violations: vec![violation],
+        digest: rec.trace.digest(),
+        virtual_ms: at_us / 1_000,
+        ops: 0,
+        events: rec.events.len(),
+        faults: config.steps,
+        mix: config.mix,
+        first_fault_us: 0,
+        minimal_trace: trace::Trace::render(&lines),
+        stalls: vec![],
+        unsynced_lost: rec.unsynced_lost,
+    }
+}
+
+/// The run on this thread; `None` if it was stopped.
+fn run_here(
+    config: SimConfig,
+    watched: Arc<Watched>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Option<Result<Outcome, SimError>> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .map_err(|e| SimError::Runtime(e.to_string()))?;
-    rt.block_on(async move {
+    {
+        Ok(rt) => rt,
+        Err(e) => return Some(Err(SimError::Runtime(e.to_string()))),
+    };
+    let r = rt.block_on(async move {
         let t0 = tokio::time::Instant::now();
+        let clock = watched.clone();
         let ticker = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                clock.store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
+                clock
+                    .virtual_ms
+                    .store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
             }
         });
-        let r = run_async(config).await;
+        let r = tokio::select! {
+            biased;
+            Ok(()) = stop => None,
+            r = run_async(config, &watched) => Some(r),
+        };
         ticker.abort();
         r
-    })
+    });
+    if r.is_none() {
+        // Stopped: the stalled task is dropped with the runtime; a blocking call that never
+        // returns is not waited for.
+        rt.shutdown_timeout(STOP_GRACE);
+    }
+    r
 }
 
-async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
+async fn run_async(config: SimConfig, watched: &Watched) -> Result<Outcome, SimError> {
     let seed = config.seed;
     let fail = |e: &dyn std::fmt::Display| SimError::Cluster {
         seed,
         reason: e.to_string(),
     };
-    let mut c = SimCluster::start(seed).await.map_err(|e| fail(&e))?;
+    watched.running.store(true, Ordering::Relaxed);
+    let mut c = SimCluster::start(seed, watched.rec.clone())
+        .await
+        .map_err(|e| fail(&e))?;
     let mut violations = Vec::new();
     let probe = c.client();
     if let Err(v) = converge(&c, &probe, "start").await {
         violations.push(v);
+    }
+    if crate::testing::virtual_time_stopped() {
+        // Planted (tests of the watchdog): a task that never waits.
+        tokio::spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
     }
 
     // The workload and the watcher.
@@ -283,6 +442,8 @@ async fn run_async(config: SimConfig) -> Result<Outcome, SimError> {
     let virtual_ms = c.now_us() / 1_000;
     let rec = c.take_record();
     c.shutdown_members().await;
+    // The checks below take wall time and no virtual time.
+    watched.running.store(false, Ordering::Relaxed);
 
     let recorded = std::mem::take(&mut *workload.recorded.lock().unwrap_or_else(|e| e.into_inner()));
     let stalls = stalls
@@ -389,17 +550,17 @@ async fn converge(
     }
 }
 
-/// Runs seeds `first..first + count`, each on its own runtime, calling `each` after each.
+/// Runs seeds `first..first + count` of `like` (its seed aside), each on its own runtime,
+/// calling `each` after each.
 pub fn run_batch(
     first: u64,
     count: u64,
-    steps: usize,
-    mix: Mix,
+    like: SimConfig,
     mut each: impl FnMut(&Result<Outcome, SimError>),
 ) -> Vec<Result<Outcome, SimError>> {
     (first..first.saturating_add(count))
         .map(|seed| {
-            let r = run(SimConfig { seed, steps, mix });
+            let r = run(SimConfig { seed, ..like });
             each(&r);
             r
         })

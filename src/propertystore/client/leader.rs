@@ -200,7 +200,7 @@ impl PropertyStore {
 
     /// `addr` lost the leadership to another replica: avoided, and hints naming it ignored,
     /// for [`DEPOSED_FOR`].
-    fn deposed(&self, addr: SocketAddr) {
+    pub(super) fn deposed(&self, addr: SocketAddr) {
         let mut deposed = self.inner.deposed.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         deposed.retain(|_, until| *until > now);

@@ -87,21 +87,23 @@ impl Watcher {
             .is_some_and(|until| *until > Instant::now())
     }
 
+    /// Whether the watcher may poll `addr` now: it is neither silent nor deposed.
+    fn usable(&self, addr: SocketAddr) -> bool {
+        !self.is_silent(addr) && !self.client.is_deposed(addr)
+    }
+
     /// The replica to poll: the believed leader, else the one that answered last, else the
     /// next configured one; never a silent or deposed one while another is left.
     fn choose(&self) -> Option<SocketAddr> {
-        let leader = self.client.leader_guess();
-        let usable = |a: &SocketAddr| !self.is_silent(*a) && !self.client.is_deposed(*a);
-        leader
-            .filter(usable)
-            .or(self.at.filter(usable))
+        target(self.client.leader_guess(), self.at, |a| self.usable(a))
             .or_else(|| self.client.pick_avoiding(|a| self.is_silent(a)))
     }
 
-    /// Sends one poll to `to`, giving it up when `to` stays silent or another replica leads.
+    /// Sends one poll to `to`, giving it up when `to` stays silent or another replica leads
+    /// that [`Watcher::choose`] would poll instead.
     async fn poll(&self, to: SocketAddr, req: &StoreRequest, wait: Duration) -> Poll {
         let mut leader = self.client.inner.leader.subscribe();
-        let elsewhere = |l: &Option<SocketAddr>| l.is_some_and(|l| l != to && !self.is_silent(l));
+        let elsewhere = |l: &Option<SocketAddr>| gives_way(to, *l, |a| self.usable(a));
         let moved = leader.wait_for(elsewhere);
         let timeout = wait + self.client.inner.config.request_timeout;
         tokio::select! {
@@ -205,6 +207,25 @@ impl Watcher {
 /// The most events a watcher asks for in one answer.
 const WATCH_MAX_EVENTS: u32 = 1000;
 
+/// Which replica a watch polls, when one of these will do: the believed `leader` if it is
+/// `usable`, else the one that answered `last` if it is.
+fn target(
+    leader: Option<SocketAddr>,
+    last: Option<SocketAddr>,
+    usable: impl Fn(SocketAddr) -> bool,
+) -> Option<SocketAddr> {
+    leader.filter(|a| usable(*a)).or(last.filter(|a| usable(*a)))
+}
+
+/// Whether a poll of `polled` is given up for the believed `leader`: only for a leader that
+/// [`target`] would choose instead, judged by the same `usable`. A poll given up for a
+/// leader the watcher would not poll (say, one the client holds deposed) would be followed
+/// by a poll of the same replica, given up at once again: a loop that never waits, which
+/// stops a paused clock and spins a real one until the deposition ends.
+fn gives_way(polled: SocketAddr, leader: Option<SocketAddr>, usable: impl Fn(SocketAddr) -> bool) -> bool {
+    leader.is_some_and(|l| l != polled && usable(l))
+}
+
 impl PropertyStore {
     /// Watches `prefix` from revision `from` (0: from now).
     pub fn watch(&self, prefix: &str, from: u64) -> Watcher {
@@ -218,5 +239,97 @@ impl PropertyStore {
             silent: std::collections::HashMap::new(),
             grace: WATCH_GRACE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+    use crate::propertystore::client::StoreClientConfig;
+    use crate::transport::mem::MemNetwork;
+    use crate::transport::{Service, Transport};
+
+    fn addr(n: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7000 + n))
+    }
+
+    #[test]
+    fn a_poll_gives_way_only_to_a_leader_the_watcher_would_poll_instead() {
+        let (a, b) = (addr(1), addr(2));
+        // The leader is deposed (or silent): a poll of another replica is not given up for it.
+        assert!(!gives_way(b, Some(a), |x| x != a));
+        assert!(gives_way(b, Some(a), |_| true));
+        assert!(!gives_way(a, Some(a), |_| true));
+        assert!(!gives_way(b, None, |_| true));
+        // Whatever the watcher chooses, by `target` or any fallback, a poll of it is never
+        // given up at once: the loop that chooses again always waits for something.
+        let all = [addr(1), addr(2), addr(3)];
+        let some = [None, Some(addr(1)), Some(addr(2)), Some(addr(3))];
+        for leader in some {
+            for last in some {
+                for mask in 0u8..8 {
+                    let usable = |x: SocketAddr| {
+                        all.iter()
+                            .position(|a| *a == x)
+                            .is_some_and(|i| mask & (1 << i) != 0)
+                    };
+                    for fallback in all {
+                        let polled = target(leader, last, usable).unwrap_or(fallback);
+                        assert!(
+                            !gives_way(polled, leader, usable),
+                            "leader {leader:?}, last {last:?}, usable {mask:03b}: {polled} given up at once"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Found by the simulator (`strand sim --seed 2181 --steps 3`, about one run in two; its
+    /// virtual time stopped at 5.3 s): the client believed a replica led that it also held
+    /// deposed. The watch passed over the deposed leader and polled another replica, but gave
+    /// that poll up at once because the believed leader was elsewhere, chose again, and so
+    /// on — without ever waiting, until the deposition ended (never, on a paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_whose_believed_leader_is_deposed_waits_instead_of_spinning() {
+        let net = MemNetwork::new(1);
+        // Three replicas that take requests and never answer.
+        let replicas: Vec<_> = (0..3).map(|i| net.endpoint(&format!("store-{i}"))).collect();
+        let _inboxes: Vec<_> = replicas
+            .iter()
+            .map(|r| r.register(Service::STORE, 1024).unwrap())
+            .collect();
+        let endpoints: Vec<SocketAddr> = replicas.iter().map(|r| r.local_addr()).collect();
+        let mut config = StoreClientConfig::new(endpoints.clone());
+        config.cache_capacity = 0;
+        let client = PropertyStore::new(net.client("watcher"), config);
+        client.set_leader(Some(endpoints[0]));
+        client.deposed(endpoints[0]);
+        let mut watcher = client.watch("/", 0);
+
+        let mut batch = Box::pin(watcher.next_batch());
+        let mut at = Instant::now();
+        let mut polls = 0u32;
+        let r = std::future::poll_fn(|cx| {
+            // The watch may be woken a few times at one instant, but a watch that keeps
+            // waking itself without time passing spins.
+            if Instant::now() != at {
+                at = Instant::now();
+                polls = 0;
+            }
+            polls += 1;
+            assert!(
+                polls < 1_000,
+                "the watch was polled {polls} times at one instant: it spins"
+            );
+            batch.as_mut().poll(cx)
+        })
+        .await;
+        assert!(
+            matches!(r, Err(ClientError::Unavailable { .. })),
+            "no replica answers: {r:?}"
+        );
     }
 }

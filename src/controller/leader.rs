@@ -15,10 +15,11 @@ use super::election::{self, Vacancy};
 use super::metrics::ClusterMetrics;
 use super::mirror::Mirror;
 use super::round::{self, Leader};
+use super::sighting::{self, Seen, Verdict};
 use super::snapshot::{self, Liveness};
 use super::stats::{self, PendingKey};
 use super::Role;
-use crate::membership::{Membership, MembershipEvent, RecvError, Status};
+use crate::membership::{Membership, MembershipEvent, RecvError};
 use crate::model::fields::SESSION_ID;
 use crate::model::layout::Key;
 use crate::model::{Layout, Record};
@@ -403,15 +404,22 @@ impl Lead<'_> {
                 _ => now,
             };
             first_seen.insert(name.clone(), (generation, since));
-            if self.liveness.down.get(&name).is_some_and(|d| *d >= generation) {
-                continue;
-            }
-            let gone = match members.iter().find(|m| m.name == name && !m.is_local) {
-                Some(m) if m.generation >= generation => matches!(m.status, Status::Down | Status::Left),
-                _ => since.elapsed() >= self.ctx.grace,
-            };
-            if gone {
-                changed |= self.member_gone(&name, generation);
+            let seen = members
+                .iter()
+                .find(|m| m.name == name && !m.is_local)
+                .map(|m| Seen {
+                    generation: m.generation,
+                    status: m.status,
+                });
+            let recorded = self.liveness.down.get(&name).copied();
+            match sighting::judge(generation, recorded, seen, since.elapsed() >= self.ctx.grace) {
+                Verdict::Counts | Verdict::StaysEnded => {}
+                Verdict::Gone => changed |= self.member_gone(&name, generation),
+                Verdict::Revived => {
+                    tracing::info!(instance = %name, generation, "gossip shows a generation ended without a verdict alive: its sessions count again");
+                    self.liveness.down.remove(&name);
+                    changed = true;
+                }
             }
         }
         self.first_seen = first_seen;

@@ -179,7 +179,10 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
                 }
             }
             Vacancy::Held { by } => {
-                // Make sure the gossip knows where the leader is, so its death is seen.
+                // Make sure the gossip knows where the leader is, so its death is seen; a
+                // standby in a gossip group apart from the leader's (both started before
+                // either was listed in the store) greets it, or it would take over from a
+                // healthy leader once the grace ran out.
                 if let Some(addr) = seen
                     .as_deref()
                     .and_then(|v| Record::from_stored(v).ok().flatten())
@@ -187,6 +190,7 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
                 {
                     if !members.iter().any(|m| m.name == by && m.status.is_active()) {
                         let _ = ctx.membership.add_seeds(vec![addr]).await;
+                        let _ = ctx.membership.greet(vec![addr]).await;
                     }
                 }
             }

@@ -108,7 +108,7 @@ impl Replicas {
         for (k, v) in entries {
             let newer = map
                 .get(&k)
-                .map_or(true, |old| (v.version, &v.value) > (old.version, &old.value));
+                .is_none_or(|old| (v.version, &v.value) > (old.version, &old.value));
             if newer {
                 map.insert(k, v);
             }

@@ -64,6 +64,8 @@ pub struct SimConfig {
     /// How long (wall time) virtual time may stand still while the cluster runs before the
     /// run is stopped and reported as failing (see [`watchdog`]).
     pub stall_after: Duration,
+    /// Run the seed twice and fail it (a `replay` violation) if the two traces differ.
+    pub replay_check: bool,
 }
 
 impl SimConfig {
@@ -74,6 +76,7 @@ impl SimConfig {
             steps,
             mix,
             stall_after: DEFAULT_STALL_LIMIT,
+            replay_check: false,
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Outcome {
     pub stalls: Vec<StallSeen>,
     /// WAL bytes the replicas' crashes dropped (written after their last fsync).
     pub unsynced_lost: u64,
+    /// The whole trace (what [`Outcome::digest`] digests).
+    #[serde(skip)]
+    pub trace: Vec<trace::Line>,
 }
 
 /// What one [`Fault::StallDisk`] step did, seen when the stall ended.
@@ -277,6 +283,7 @@ fn stalled(config: SimConfig, rec: &Mutex<Recorder>, stuck: Stuck, ended: bool) 
         minimal_trace: trace::Trace::render(&lines),
         stalls: vec![],
         unsynced_lost: rec.unsynced_lost,
+        trace: rec.trace.lines().to_vec(),
     }
 }
 
@@ -508,6 +515,7 @@ async fn run_async(config: SimConfig, watched: &Watched) -> Result<Outcome, SimE
         minimal_trace,
         stalls,
         unsynced_lost: rec.unsynced_lost,
+        trace: trace.lines().to_vec(),
     })
 }
 
@@ -550,8 +558,62 @@ async fn converge(
     }
 }
 
-/// Runs seeds `first..first + count` of `like` (its seed aside), each on its own runtime,
-/// calling `each` after each.
+/// Two runs of one seed.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The first run.
+    pub first: Outcome,
+    /// The second.
+    pub second: Outcome,
+}
+
+impl Replay {
+    /// Where the two traces first differ, as text; `None` if they are identical.
+    pub fn divergence(&self) -> Option<String> {
+        let (k, a, b) = trace::Trace::first_difference(&self.first.trace, &self.second.trace)?;
+        let show = |l: Option<&trace::Line>| match l {
+            Some(l) => trace::Trace::render(&[l]).trim_end().to_string(),
+            None => "(the trace ended)".into(),
+        };
+        Some(format!(
+            "the replay differs at trace line {k} of {}/{} (digests {:016x}/{:016x}): first run {} ; replay {}",
+            self.first.trace.len(),
+            self.second.trace.len(),
+            self.first.digest,
+            self.second.digest,
+            show(a),
+            show(b)
+        ))
+    }
+
+    /// The first run's outcome, with a `replay` violation if the replay differed (its time
+    /// is where the traces part).
+    pub fn into_outcome(self) -> Outcome {
+        let Some(detail) = self.divergence() else {
+            return self.first;
+        };
+        let at_us = trace::Trace::first_difference(&self.first.trace, &self.second.trace)
+            .and_then(|(_, a, b)| a.or(b).map(|l| l.at_us));
+        let mut o = self.first;
+        o.violations.push(Violation {
+            invariant: "replay".into(),
+            detail,
+            at_us: at_us.into_iter().collect(),
+            subject: None,
+        });
+        o
+    }
+}
+
+/// Runs `config`'s seed twice, one run after the other, each on a runtime of its own.
+pub fn replay(config: SimConfig) -> Result<Replay, SimError> {
+    let first = run(config)?;
+    let second = run(config)?;
+    Ok(Replay { first, second })
+}
+
+/// Runs seeds `first..first + count` of `like` (its seed aside), each on its own runtime
+/// (twice if [`SimConfig::replay_check`]), calling `each` after each.
 pub fn run_batch(
     first: u64,
     count: u64,
@@ -560,7 +622,12 @@ pub fn run_batch(
 ) -> Vec<Result<Outcome, SimError>> {
     (first..first.saturating_add(count))
         .map(|seed| {
-            let r = run(SimConfig { seed, ..like });
+            let config = SimConfig { seed, ..like };
+            let r = if like.replay_check {
+                replay(config).map(Replay::into_outcome)
+            } else {
+                run(config)
+            };
             each(&r);
             r
         })

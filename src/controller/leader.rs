@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use crate::watch;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::election::{self, Vacancy};
@@ -56,10 +57,7 @@ fn mono_ms(base: Instant) -> u64 {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 fn stopped(ctx: &Ctx) -> Option<bool> {
@@ -106,6 +104,7 @@ fn forward_watch(
         let mut w = store.watch(&prefix, from);
         loop {
             let r = tokio::select! {
+                biased;
                 _ = tx.closed() => return,
                 r = w.next_batch() => r,
             };
@@ -286,7 +285,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
             ..Default::default()
         },
         first_seen: Default::default(),
-        rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
+        rng: StdRng::seed_from_u64(crate::entropy::random_u64() ^ epoch.rotate_left(17)),
         engine: Engine::new(),
         base,
         metrics,

@@ -28,7 +28,8 @@ use foca::{
     Timer,
 };
 use rand::rngs::StdRng;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use crate::watch;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::config::MembershipConfig;
 use super::events::{LocalChange, MembershipEvent};

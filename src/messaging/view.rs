@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use crate::watch;
 use tokio::task::JoinHandle;
 
 use super::resolve::{ClusterView, LeaderEntry, LiveEntry, PartitionMap};

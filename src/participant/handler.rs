@@ -5,7 +5,7 @@
 //! that ignores it is simply not awaited any more. An `Err` puts the replica in `ERROR`.
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use crate::watch;
 
 /// One transition of one replica, as the handler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

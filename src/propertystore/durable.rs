@@ -30,7 +30,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use openraft::LogId;
-use tokio::sync::watch;
+use crate::watch;
 
 use super::ReplicaId;
 

@@ -51,6 +51,12 @@ const PACE: Duration = Duration::from_millis(50);
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(60);
 /// Events within this of a violation go into its minimal trace (µs).
 const WINDOW_US: u64 = 2_000_000;
+/// The wall clock members see when a run starts (2026-01-01T00:00:00Z), ms since the epoch:
+/// fixed, so records' stamps are the same in every replay ([`crate::clock::simulate`]).
+pub const ORIGIN_UNIX_MS: u64 = 1_767_225_600_000;
+/// Mixed into the seed of the run's randomness ([`crate::entropy::seeded`]), so it is not
+/// the same stream as the network's or the faults'.
+const ENTROPY_SALT: u64 = 0x5eed_0f_1d5;
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +308,10 @@ fn run_here(
         Err(e) => return Some(Err(SimError::Runtime(e.to_string()))),
     };
     let r = rt.block_on(async move {
+        // Every task of the run polls on this thread: its wall clock and its randomness
+        // (ids, generators' seeds) are the run's, so a replay sees the same ones.
+        let _clock = crate::clock::simulate(ORIGIN_UNIX_MS);
+        let _entropy = crate::entropy::seeded(config.seed ^ ENTROPY_SALT);
         let t0 = tokio::time::Instant::now();
         let clock = watched.clone();
         let ticker = tokio::spawn(async move {

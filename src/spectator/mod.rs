@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use crate::watch;
 use tokio::task::JoinHandle;
 
 pub use routing::RoutingTable;
@@ -169,8 +169,9 @@ impl Spectator {
                 return true;
             }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return pred(&self.table.load()),
+                biased;
                 r = changes.changed() => if r.is_err() { return pred(&self.table.load()) },
+                _ = tokio::time::sleep_until(deadline) => return pred(&self.table.load()),
             }
         }
     }

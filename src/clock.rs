@@ -126,6 +126,9 @@ mod tests {
             assert_eq!(unix_ms(), 1_013_001);
         }
         let after = unix_ms();
-        assert!(after >= real && after < real + 60_000, "the system's clock again: {after}");
+        assert!(
+            after >= real && after < real + 60_000,
+            "the system's clock again: {after}"
+        );
     }
 }

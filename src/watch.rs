@@ -306,7 +306,9 @@ mod tests {
         assert_eq!(*rx.borrow(), 3, "the latest, not each");
         let mut late = tx.subscribe();
         assert_eq!(late.has_changed(), Ok(false), "a new receiver has seen the value");
-        assert!(tokio::time::timeout(Duration::from_secs(1), late.changed()).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(1), late.changed())
+            .await
+            .is_err());
         assert!(tx.send_if_modified(|v| {
             *v += 1;
             true

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use crate::watch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

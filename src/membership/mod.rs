@@ -31,9 +31,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::watch;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use crate::watch;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::transport::{self, PeerAddr, Service, Transport, TransportError};

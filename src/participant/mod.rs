@@ -40,8 +40,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use crate::watch;
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub use handler::{AcceptAll, CancelHandle, Cancellation, HandlerError, StateModelHandler, Transition};

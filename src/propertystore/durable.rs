@@ -29,8 +29,8 @@
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use openraft::LogId;
 use crate::watch;
+use openraft::LogId;
 
 use super::ReplicaId;
 

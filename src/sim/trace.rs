@@ -88,7 +88,10 @@ impl Trace {
 
     /// Where two runs' traces first differ: the line's index and each run's line there
     /// (`None` where that run's trace had already ended); `None` if they are equal.
-    pub fn first_difference<'a>(a: &'a [Line], b: &'a [Line]) -> Option<(usize, Option<&'a Line>, Option<&'a Line>)> {
+    pub fn first_difference<'a>(
+        a: &'a [Line],
+        b: &'a [Line],
+    ) -> Option<(usize, Option<&'a Line>, Option<&'a Line>)> {
         let k = a.iter().zip(b).take_while(|(x, y)| x == y).count();
         (k < a.len().max(b.len())).then(|| (k, a.get(k), b.get(k)))
     }
@@ -149,7 +152,10 @@ mod tests {
         later.push(1_000, Kind::Fault, "crash node-1");
         later.push(2_001, Kind::Event, "node-2 SLAVE->MASTER begin");
         let (k, x, y) = Trace::first_difference(a.lines(), later.lines()).unwrap();
-        assert_eq!((k, x.map(|l| l.at_us), y.map(|l| l.at_us)), (1, Some(2_000), Some(2_001)));
+        assert_eq!(
+            (k, x.map(|l| l.at_us), y.map(|l| l.at_us)),
+            (1, Some(2_000), Some(2_001))
+        );
         let mut longer = a.clone();
         longer.push(3_000, Kind::Note, "x");
         let (k, x, y) = Trace::first_difference(a.lines(), longer.lines()).unwrap();

@@ -12,8 +12,8 @@ mod routing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use crate::watch;
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
 pub use routing::RoutingTable;

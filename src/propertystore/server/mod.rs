@@ -51,8 +51,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, LogId, SnapshotPolicy};
 use crate::watch;
+use openraft::{BasicNode, Config, LogId, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -248,9 +248,9 @@ impl StoreServer {
             min: config.election_timeout.0,
             max: config.election_timeout.1,
         };
-        let seed = config.elector_seed.unwrap_or_else(|| {
-            config.id ^ crate::entropy::random_u64()
-        });
+        let seed = config
+            .elector_seed
+            .unwrap_or_else(|| config.id ^ crate::entropy::random_u64());
         tracing::debug!(seed, "election timer seeded");
         let disk_stalled_rx = stalled_rx.clone();
         let tasks = vec![

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::{EntryPayload, ServerState};
 use crate::watch;
+use openraft::{EntryPayload, ServerState};
 
 use crate::authz;
 use crate::codec;

@@ -7,13 +7,13 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::watch;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
-use crate::watch;
 
 use super::{cerr, enc, event_key, rerr, sio, Db, Node, OpenError, SError, CF_EVENTS, CF_KV, CF_META};
 use crate::codec;

@@ -27,7 +27,8 @@ pub struct SimArgs {
     /// Fault steps per seed.
     #[arg(long, default_value_t = 8)]
     pub steps: usize,
-    /// Which faults: `all`, or `no-partitions` (crashes, loss, delay).
+    /// Which faults: `all`, `no-partitions` (crashes, stalled disks, loss, delay), or
+    /// `clocks` (`all` with wall-clock jumps in place of loss and delay).
     #[arg(long, value_enum, default_value_t)]
     pub faults: Mix,
     /// Run each seed twice and fail it if the replay's trace (every fault, transition event
@@ -165,7 +166,7 @@ fn print_one(r: &Result<Outcome, SimError>) {
                 "  replay: strand sim --seed {} --steps {} --faults {}",
                 o.seed,
                 o.faults,
-                if o.mix == Mix::All { "all" } else { "no-partitions" }
+                o.mix.name()
             );
         }
         Err(e) => println!("{e}"),

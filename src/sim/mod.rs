@@ -56,7 +56,7 @@ const WINDOW_US: u64 = 2_000_000;
 pub const ORIGIN_UNIX_MS: u64 = 1_767_225_600_000;
 /// Mixed into the seed of the run's randomness ([`crate::entropy::seeded`]), so it is not
 /// the same stream as the network's or the faults'.
-const ENTROPY_SALT: u64 = 0x5eed_0f_1d5;
+const ENTROPY_SALT: u64 = 0x0005_eed0_f1d5;
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

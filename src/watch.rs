@@ -272,8 +272,9 @@ impl<T> Receiver<T> {
             {
                 let guard = self.shared.read();
                 self.seen = self.shared.version.load(Ordering::Acquire);
+                // The value returned is the one checked (the lock held from check to return).
                 if f(&guard) {
-                    break;
+                    return Ok(Ref { guard });
                 }
             }
             if self.shared.closed.load(Ordering::Acquire) {
@@ -281,9 +282,6 @@ impl<T> Receiver<T> {
             }
             notified.await;
         }
-        Ok(Ref {
-            guard: self.shared.read(),
-        })
     }
 }
 

@@ -352,6 +352,11 @@ impl Membership {
             if pred(&self.members()) {
                 return true;
             }
+            // Checked here too: the select below is biased towards changes, which may keep
+            // coming.
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
             // Also re-check periodically: RTT and last-heard change without an event.
             let tick = tokio::time::sleep(Duration::from_millis(20).min(timeout));
             tokio::select! {

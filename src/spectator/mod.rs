@@ -168,6 +168,10 @@ impl Spectator {
             if pred(&self.table.load()) {
                 return true;
             }
+            // Checked here too: the select below is biased towards changes.
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
             tokio::select! {
                 biased;
                 r = changes.changed() => if r.is_err() { return pred(&self.table.load()) },

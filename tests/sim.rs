@@ -258,7 +258,7 @@ fn wall_clock_jumps_either_way_break_no_invariant_and_replay() {
 }
 
 /// Found by the simulator (`strand sim --seed 2181 --steps 3`; its virtual time stopped at
-/// 5.3 s in 4 of 6 debug runs on 7707e59, the interleaving of a seed is not yet fixed): the
+/// 5.3 s in 4 of 6 debug runs on 7707e59, before a seed replayed identically): the
 /// cache watch of a store client whose believed leader it also held deposed gave up every
 /// poll of another replica at once and chose again, without ever waiting. Fixed in
 /// `propertystore::client::watcher` (`gives_way`), where

@@ -15,11 +15,16 @@
 //! ```
 //!
 //! Everything runs the real code over the in-memory transport on tokio's paused clock: a
-//! virtual minute passes in seconds, and the run is repeatable — the network draws its loss
-//! and delays from the seed, the store syncs its log on the appending task and its replicas
-//! have fixed, distinct election timeouts, and time-based decisions read tokio's clock
-//! ([`crate::clock`]). The digest of the trace (faults and transition events with virtual
-//! times) shows whether a seed replays identically.
+//! virtual minute passes in seconds, and a seed replays identically — the network draws its
+//! loss and delays from the seed, the store syncs its log, builds snapshots and flushes its
+//! audit on the asking task and its replicas have fixed, distinct election timeouts,
+//! time-based decisions read tokio's clock and wall stamps a simulated wall clock
+//! ([`crate::clock::simulate`]), ids and generator seeds come from the seed
+//! ([`crate::entropy::seeded`]), every `select!` is biased and watch channels wake their
+//! waiters first come first served ([`crate::watch`]). The digest of the trace (faults,
+//! transition events and client operations with virtual times) is the same in every run of
+//! a seed, in this process or another; [`replay`] (`--replay-check`) runs a seed twice and
+//! names the first line where the two traces part.
 
 pub mod cluster;
 pub mod faults;

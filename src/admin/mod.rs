@@ -385,15 +385,12 @@ impl Admin {
 }
 
 fn system_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 /// A random id in the shape of a version-4 UUID, as Helix's message ids.
 fn random_id() -> String {
-    let v: u128 = rand::random();
+    let v: u128 = crate::entropy::random_u128();
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     let h = format!("{v:032x}");
     format!(

@@ -2,7 +2,8 @@
 //!
 //! `strand sim --seed S [--steps N]` runs one seed; `strand sim --seeds K [--first F]` runs
 //! seeds F..F+K. Each failing seed is printed with its violations and a minimal trace; the
-//! exit code is 1 if any seed failed. `--json` prints one summary document.
+//! exit code is 1 if any seed failed. `--json` prints one summary document. `--replay-check`
+//! runs each seed twice and fails it if the two traces differ (where they part is printed).
 
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,14 @@ pub struct SimArgs {
     /// Fault steps per seed.
     #[arg(long, default_value_t = 8)]
     pub steps: usize,
-    /// Which faults: `all`, or `no-partitions` (crashes, loss, delay).
+    /// Which faults: `all`, `no-partitions` (crashes, stalled disks, loss, delay), or
+    /// `clocks` (`all` with wall-clock jumps in place of loss and delay).
     #[arg(long, value_enum, default_value_t)]
     pub faults: Mix,
+    /// Run each seed twice and fail it if the replay's trace (every fault, transition event
+    /// and client operation with its virtual time) differs from the first run's.
+    #[arg(long)]
+    pub replay_check: bool,
     /// Print one JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -78,6 +84,7 @@ pub fn run(args: SimArgs) -> Result<(), CliError> {
     let json = args.json;
     let like = SimConfig {
         stall_after: Duration::from_secs(args.stall_after),
+        replay_check: args.replay_check,
         ..SimConfig::new(first, args.steps, args.faults)
     };
     let results = sim::run_batch(first, count, like, |r| {
@@ -159,7 +166,7 @@ fn print_one(r: &Result<Outcome, SimError>) {
                 "  replay: strand sim --seed {} --steps {} --faults {}",
                 o.seed,
                 o.faults,
-                if o.mix == Mix::All { "all" } else { "no-partitions" }
+                o.mix.name()
             );
         }
         Err(e) => println!("{e}"),

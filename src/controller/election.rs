@@ -34,7 +34,7 @@ pub fn leader_record(
         name,
         session,
         concat!("strand-", env!("CARGO_PKG_VERSION")),
-        &format!("{}@{}", std::process::id(), addr.ip()),
+        &crate::entropy::pid_at(addr.ip()),
     )
     .record;
     r.set_simple(ADDR_FIELD, addr);

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::election::{self, Vacancy};
@@ -57,10 +58,7 @@ fn mono_ms(base: Instant) -> u64 {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 fn stopped(ctx: &Ctx) -> Option<bool> {
@@ -107,6 +105,7 @@ fn forward_watch(
         let mut w = store.watch(&prefix, from);
         loop {
             let r = tokio::select! {
+                biased;
                 _ = tx.closed() => return,
                 r = w.next_batch() => r,
             };
@@ -300,7 +299,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
             ..Default::default()
         },
         first_seen: Default::default(),
-        rng: StdRng::seed_from_u64(now ^ epoch.rotate_left(17)),
+        rng: StdRng::seed_from_u64(crate::entropy::random_u64() ^ epoch.rotate_left(17)),
         engine: Engine::new(),
         base,
         metrics,

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::watch;
 use tokio::task::JoinHandle;
 
 use crate::membership::{Membership, MembershipConfig, Roles};
@@ -216,10 +216,7 @@ impl ControllerBuilder {
 /// before in any of its clusters (kept at `/<C>/CONTROLLER/GENERATIONS/<name>`), and at
 /// least the clock's milliseconds, so it grows even if the clock steps back.
 async fn next_generation(store: &PropertyStore, clusters: &[String], name: &str) -> Result<u64, ClientError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::clock::unix_ms();
     let mut generation = now.max(1);
     let paths: Vec<String> = clusters
         .iter()

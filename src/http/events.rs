@@ -156,10 +156,7 @@ pub fn member(ev: &MembershipEvent) -> Option<LiveEvent> {
 }
 
 pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 /// The events of cluster `c` as server-sent events: what the cluster's journal kept (after

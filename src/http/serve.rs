@@ -9,12 +9,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::watch;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use axum::extract::Request;

@@ -31,9 +31,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::watch;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
 
@@ -105,10 +106,7 @@ pub struct MembershipBuilder {
 }
 
 fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 impl MembershipBuilder {
@@ -172,13 +170,9 @@ impl MembershipBuilder {
             generation,
         )
         .with_metadata(self.roles, self.clusters);
-        let rng_seed = self.rng_seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-                ^ generation
-        });
+        let rng_seed = self
+            .rng_seed
+            .unwrap_or_else(|| crate::entropy::random_u64() ^ generation);
         let shared: Shared = Arc::new(Mutex::new(SharedState {
             table: view::MemberTable::new(),
             local: local.clone(),
@@ -358,11 +352,17 @@ impl Membership {
             if pred(&self.members()) {
                 return true;
             }
+            // Checked here too: the select below is biased towards changes, which may keep
+            // coming.
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
             // Also re-check periodically: RTT and last-heard change without an event.
             let tick = tokio::time::sleep(Duration::from_millis(20).min(timeout));
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return pred(&self.members()),
+                biased;
                 r = changes.changed() => if r.is_err() { return pred(&self.members()) },
+                _ = tokio::time::sleep_until(deadline) => return pred(&self.members()),
                 _ = tick => {}
             }
         }

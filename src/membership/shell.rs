@@ -22,13 +22,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::watch;
 use bytes::Bytes;
 use foca::{
     AccumulatingRuntime, Codec, Foca, Member, Message, NoCustomBroadcast, OwnedNotification, PostcardCodec,
     Timer,
 };
 use rand::rngs::StdRng;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::config::MembershipConfig;
 use super::events::{LocalChange, MembershipEvent};

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::resolve::{ClusterView, LeaderEntry, LiveEntry, PartitionMap};

@@ -4,8 +4,8 @@
 //! [`Cancellation`] that fires when the transition times out or the session ends; a handler
 //! that ignores it is simply not awaited any more. An `Err` puts the replica in `ERROR`.
 
+use crate::watch;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 
 /// One transition of one replica, as the handler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

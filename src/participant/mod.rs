@@ -40,8 +40,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 pub use handler::{AcceptAll, CancelHandle, Cancellation, HandlerError, StateModelHandler, Transition};
 
@@ -373,10 +374,8 @@ impl Participant {
     }
 }
 
-/// Wall clock, microseconds since the Unix epoch (the `ts_us` of events).
+/// Wall clock, microseconds since the Unix epoch (the `ts_us` of events; [`crate::clock`]'s,
+/// virtual in the simulator).
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_us()
 }

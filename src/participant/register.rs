@@ -184,7 +184,7 @@ pub async fn register(
             instance,
             &session,
             concat!("strand-", env!("CARGO_PKG_VERSION")),
-            &format!("{}@{}", std::process::id(), hostname()),
+            &crate::entropy::pid_at(hostname()),
         );
         live.record.set_simple(ADDR_FIELD, addr);
         live.record.set_simple(GOSSIP_GENERATION_FIELD, gossip_generation);

@@ -2,11 +2,12 @@
 //! starts, and the session's registration in the store (see the module diagram in
 //! [`super`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use crate::watch;
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::handler::{CancelHandle, Cancellation, StateModelHandler, Transition};
@@ -149,10 +150,10 @@ pub(super) async fn start(s: Settings) -> Result<Handle, ParticipantError> {
         writes,
         writer,
         completions_tx,
-        running: HashMap::new(),
-        models: HashMap::new(),
-        semaphores: HashMap::new(),
-        current: HashMap::new(),
+        running: BTreeMap::new(),
+        models: BTreeMap::new(),
+        semaphores: BTreeMap::new(),
+        current: BTreeMap::new(),
         store_tx,
         watchers: Vec::new(),
         stop: stop_rx.clone(),
@@ -205,11 +206,11 @@ struct SessionTask {
     writes: mpsc::Sender<WriteJob>,
     writer: JoinHandle<()>,
     completions_tx: mpsc::Sender<(String, Outcome)>,
-    running: HashMap<String, Running>,
-    models: HashMap<String, Option<StateModelDefinition>>,
-    semaphores: HashMap<String, Arc<Semaphore>>,
+    running: BTreeMap<String, Running>,
+    models: BTreeMap<String, Option<StateModelDefinition>>,
+    semaphores: BTreeMap<String, Arc<Semaphore>>,
     /// resource → the current-state record of this session.
-    current: HashMap<String, CurrentState>,
+    current: BTreeMap<String, CurrentState>,
     store_tx: mpsc::Sender<StoreNews>,
     watchers: Vec<JoinHandle<()>>,
     /// The stop signal, for loops outside the main select (re-registration).
@@ -264,7 +265,7 @@ impl SessionTask {
         for w in self.watchers.drain(..) {
             w.abort();
         }
-        for (_, r) in self.running.drain() {
+        for (_, r) in std::mem::take(&mut self.running) {
             r.cancel.cancel();
         }
         let store = self.settings.store.clone();
@@ -625,7 +626,7 @@ impl SessionTask {
         for w in self.watchers.drain(..) {
             w.abort();
         }
-        for (_, r) in self.running.drain() {
+        for (_, r) in std::mem::take(&mut self.running) {
             r.cancel.cancel();
             let m = r.message;
             let _ = self.events.send(TransitionEvent {

@@ -29,8 +29,8 @@
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+use crate::watch;
 use openraft::LogId;
-use tokio::sync::watch;
 
 use super::ReplicaId;
 

@@ -90,6 +90,8 @@ pub struct SimCluster {
     rec: Arc<Mutex<Recorder>>,
     down: BTreeSet<Member>,
     seed: u64,
+    /// How far the wall clock jumped and is still off ([`Fault::ClockJump`]), ms.
+    jumped_ms: std::cell::Cell<i64>,
 }
 
 /// The name of a member.
@@ -115,6 +117,7 @@ impl SimCluster {
             rec,
             down: BTreeSet::new(),
             seed,
+            jumped_ms: std::cell::Cell::new(0),
         };
         c.write_cluster().await?;
         for n in 0..SHAPE.controllers {
@@ -329,11 +332,23 @@ impl SimCluster {
                 BASE_DELAY.0 + Duration::from_millis(*min_ms),
                 BASE_DELAY.1 + Duration::from_millis(*max_ms),
             ),
+            Fault::ClockJump { ms } => {
+                // The run's thread has its wall clock simulated: this moves every member's.
+                if crate::clock::jump(*ms) {
+                    self.jumped_ms.set(self.jumped_ms.get() + ms);
+                }
+            }
         }
     }
 
-    /// Removes every network fault and releases every stalled disk.
+    /// Removes every network fault, releases every stalled disk and steps the wall clock
+    /// back to virtual time.
     pub fn heal(&self) {
+        let jumped = self.jumped_ms.replace(0);
+        if jumped != 0 {
+            crate::clock::jump(-jumped);
+            self.note(Kind::Fault, format!("the wall clock steps back {:+} ms", -jumped));
+        }
         for id in 1..=SHAPE.replicas {
             self.inner.stall_replica_disk(id, false);
         }

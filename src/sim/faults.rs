@@ -71,6 +71,13 @@ pub enum Fault {
         /// The most, ms.
         max_ms: u64,
     },
+    /// The wall clock every member reads ([`crate::clock::unix_ms`]) steps by `ms` (back if
+    /// negative), as a clock set by hand or by NTP would, and steps back when the fault heals;
+    /// the monotonic clock (leases, timeouts) runs on untouched.
+    ClockJump {
+        /// The step, ms.
+        ms: i64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -88,6 +95,7 @@ impl fmt::Display for Fault {
             Fault::Isolate(m) => write!(f, "isolate {m}"),
             Fault::Loss { percent } => write!(f, "datagram loss {percent}%"),
             Fault::Delay { min_ms, max_ms } => write!(f, "delay {min_ms}..{max_ms} ms"),
+            Fault::ClockJump { ms } => write!(f, "the wall clock jumps {ms:+} ms"),
         }
     }
 }
@@ -135,13 +143,29 @@ pub enum Mix {
     /// No partitions: crashes and restarts, stalled disks, datagram loss, delay and
     /// reordering.
     NoPartitions,
+    /// As `all`, with wall-clock jumps (up to a minute, forward or back) in place of loss
+    /// and delay.
+    Clocks,
+}
+
+impl Mix {
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::All => "all",
+            Mix::NoPartitions => "no-partitions",
+            Mix::Clocks => "clocks",
+        }
+    }
 }
 
 /// The `steps` steps of the run of `seed` over a cluster of `shape` (which must have at
 /// least one member), drawing the faults of `mix`.
 ///
 /// The kinds, out of 100: crash 25, stalled disk 10, partition 20, one-way cut 15,
-/// isolation 15, loss 8, delay 7; without partitions, their 50 go to crashes. A stalled disk
+/// isolation 15, loss 8, delay 7; without partitions, their 50 go to crashes; with clocks,
+/// loss and delay's 15 go to wall-clock jumps (the other steps of a seed are the ones of
+/// `all` up to the first jump). A stalled disk
 /// draws as many numbers as a crash (one for its replica), so the other steps of a seed are
 /// the ones they were before stalled disks were added.
 pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
@@ -182,6 +206,12 @@ pub fn schedule(seed: u64, steps: usize, shape: &Shape, mix: Mix) -> Vec<Step> {
                     Fault::OneWay { from, to }
                 }
                 70..=84 => Fault::Isolate(pick(&mut rng)),
+                85..=99 if mix == Mix::Clocks => {
+                    let ms = rng.random_range(1_000..=60_000i64);
+                    Fault::ClockJump {
+                        ms: if rng.random_range(0..2u32) == 0 { ms } else { -ms },
+                    }
+                }
                 85..=92 => Fault::Loss {
                     percent: rng.random_range(5..=40),
                 },
@@ -246,6 +276,7 @@ mod tests {
                         assert!(min_ms < max_ms);
                         vec![]
                     }
+                    Fault::ClockJump { .. } => panic!("a clock jump in the `all` mix"),
                 };
                 assert!(named.iter().all(|m| all.contains(m)), "{}", s.fault);
                 kinds.insert(std::mem::discriminant(&s.fault));
@@ -267,6 +298,46 @@ mod tests {
                     s.fault
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_clocks_mix_jumps_both_ways_instead_of_loss_and_delay() {
+        let steps: Vec<Step> = (0..50)
+            .flat_map(|seed| schedule(seed, 10, &SHAPE, Mix::Clocks))
+            .collect();
+        let jumps: Vec<i64> = steps
+            .iter()
+            .filter_map(|s| match s.fault {
+                Fault::ClockJump { ms } => Some(ms),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            jumps.iter().all(|ms| (1_000..=60_000).contains(&ms.abs())),
+            "{jumps:?}"
+        );
+        assert!(
+            jumps.iter().any(|ms| *ms > 0) && jumps.iter().any(|ms| *ms < 0),
+            "{jumps:?}"
+        );
+        assert!(
+            (40..=110).contains(&jumps.len()),
+            "about 15% of 500 steps: {}",
+            jumps.len()
+        );
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Loss { .. } | Fault::Delay { .. })));
+        // Up to its first jump, a seed's schedule is the one of `all`.
+        for seed in 0..50 {
+            let all = schedule(seed, 10, &SHAPE, Mix::All);
+            let clocks = schedule(seed, 10, &SHAPE, Mix::Clocks);
+            let same = clocks
+                .iter()
+                .take_while(|s| !matches!(s.fault, Fault::ClockJump { .. }))
+                .count();
+            assert_eq!(all[..same], clocks[..same], "seed {seed}");
         }
     }
 

@@ -28,7 +28,7 @@ pub struct Stamped {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     /// Which invariant: `two-masters`, `linearizability`, `watch`, `stale-epoch`,
-    /// `convergence`, `setup`.
+    /// `convergence`, `setup`, `progress`, `replay` (a second run of the seed differed).
     pub invariant: String,
     /// What was seen.
     pub detail: String,

@@ -15,11 +15,16 @@
 //! ```
 //!
 //! Everything runs the real code over the in-memory transport on tokio's paused clock: a
-//! virtual minute passes in seconds, and the run is repeatable — the network draws its loss
-//! and delays from the seed, the store syncs its log on the appending task and its replicas
-//! have fixed, distinct election timeouts, and time-based decisions read tokio's clock
-//! ([`crate::clock`]). The digest of the trace (faults and transition events with virtual
-//! times) shows whether a seed replays identically.
+//! virtual minute passes in seconds, and a seed replays identically — the network draws its
+//! loss and delays from the seed, the store syncs its log, builds snapshots and flushes its
+//! audit on the asking task and its replicas have fixed, distinct election timeouts,
+//! time-based decisions read tokio's clock and wall stamps a simulated wall clock
+//! ([`crate::clock::simulate`]), ids and generator seeds come from the seed
+//! ([`crate::entropy::seeded`]), every `select!` is biased and watch channels wake their
+//! waiters first come first served ([`crate::watch`]). The digest of the trace (faults,
+//! transition events and client operations with virtual times) is the same in every run of
+//! a seed, in this process or another; [`replay`] (`--replay-check`) runs a seed twice and
+//! names the first line where the two traces part.
 
 pub mod cluster;
 pub mod faults;
@@ -51,6 +56,12 @@ const PACE: Duration = Duration::from_millis(50);
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(60);
 /// Events within this of a violation go into its minimal trace (µs).
 const WINDOW_US: u64 = 2_000_000;
+/// The wall clock members see when a run starts (2026-01-01T00:00:00Z), ms since the epoch:
+/// fixed, so records' stamps are the same in every replay ([`crate::clock::simulate`]).
+pub const ORIGIN_UNIX_MS: u64 = 1_767_225_600_000;
+/// Mixed into the seed of the run's randomness ([`crate::entropy::seeded`]), so it is not
+/// the same stream as the network's or the faults'.
+const ENTROPY_SALT: u64 = 0x0005_eed0_f1d5;
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +75,8 @@ pub struct SimConfig {
     /// How long (wall time) virtual time may stand still while the cluster runs before the
     /// run is stopped and reported as failing (see [`watchdog`]).
     pub stall_after: Duration,
+    /// Run the seed twice and fail it (a `replay` violation) if the two traces differ.
+    pub replay_check: bool,
 }
 
 impl SimConfig {
@@ -74,6 +87,7 @@ impl SimConfig {
             steps,
             mix,
             stall_after: DEFAULT_STALL_LIMIT,
+            replay_check: false,
         }
     }
 }
@@ -105,6 +119,9 @@ pub struct Outcome {
     pub stalls: Vec<StallSeen>,
     /// WAL bytes the replicas' crashes dropped (written after their last fsync).
     pub unsynced_lost: u64,
+    /// The whole trace (what [`Outcome::digest`] digests).
+    #[serde(skip)]
+    pub trace: Vec<trace::Line>,
 }
 
 /// What one [`Fault::StallDisk`] step did, seen when the stall ended.
@@ -277,6 +294,7 @@ fn stalled(config: SimConfig, rec: &Mutex<Recorder>, stuck: Stuck, ended: bool) 
         minimal_trace: trace::Trace::render(&lines),
         stalls: vec![],
         unsynced_lost: rec.unsynced_lost,
+        trace: rec.trace.lines().to_vec(),
     }
 }
 
@@ -295,6 +313,10 @@ fn run_here(
         Err(e) => return Some(Err(SimError::Runtime(e.to_string()))),
     };
     let r = rt.block_on(async move {
+        // Every task of the run polls on this thread: its wall clock and its randomness
+        // (ids, generators' seeds) are the run's, so a replay sees the same ones.
+        let _clock = crate::clock::simulate(ORIGIN_UNIX_MS);
+        let _entropy = crate::entropy::seeded(config.seed ^ ENTROPY_SALT);
         let t0 = tokio::time::Instant::now();
         let clock = watched.clone();
         let ticker = tokio::spawn(async move {
@@ -508,6 +530,7 @@ async fn run_async(config: SimConfig, watched: &Watched) -> Result<Outcome, SimE
         minimal_trace,
         stalls,
         unsynced_lost: rec.unsynced_lost,
+        trace: trace.lines().to_vec(),
     })
 }
 
@@ -550,8 +573,62 @@ async fn converge(
     }
 }
 
-/// Runs seeds `first..first + count` of `like` (its seed aside), each on its own runtime,
-/// calling `each` after each.
+/// Two runs of one seed.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The first run.
+    pub first: Outcome,
+    /// The second.
+    pub second: Outcome,
+}
+
+impl Replay {
+    /// Where the two traces first differ, as text; `None` if they are identical.
+    pub fn divergence(&self) -> Option<String> {
+        let (k, a, b) = trace::Trace::first_difference(&self.first.trace, &self.second.trace)?;
+        let show = |l: Option<&trace::Line>| match l {
+            Some(l) => trace::Trace::render(&[l]).trim_end().to_string(),
+            None => "(the trace ended)".into(),
+        };
+        Some(format!(
+            "the replay differs at trace line {k} of {}/{} (digests {:016x}/{:016x}): first run {} ; replay {}",
+            self.first.trace.len(),
+            self.second.trace.len(),
+            self.first.digest,
+            self.second.digest,
+            show(a),
+            show(b)
+        ))
+    }
+
+    /// The first run's outcome, with a `replay` violation if the replay differed (its time
+    /// is where the traces part).
+    pub fn into_outcome(self) -> Outcome {
+        let Some(detail) = self.divergence() else {
+            return self.first;
+        };
+        let at_us = trace::Trace::first_difference(&self.first.trace, &self.second.trace)
+            .and_then(|(_, a, b)| a.or(b).map(|l| l.at_us));
+        let mut o = self.first;
+        o.violations.push(Violation {
+            invariant: "replay".into(),
+            detail,
+            at_us: at_us.into_iter().collect(),
+            subject: None,
+        });
+        o
+    }
+}
+
+/// Runs `config`'s seed twice, one run after the other, each on a runtime of its own.
+pub fn replay(config: SimConfig) -> Result<Replay, SimError> {
+    let first = run(config)?;
+    let second = run(config)?;
+    Ok(Replay { first, second })
+}
+
+/// Runs seeds `first..first + count` of `like` (its seed aside), each on its own runtime
+/// (twice if [`SimConfig::replay_check`]), calling `each` after each.
 pub fn run_batch(
     first: u64,
     count: u64,
@@ -560,7 +637,12 @@ pub fn run_batch(
 ) -> Vec<Result<Outcome, SimError>> {
     (first..first.saturating_add(count))
         .map(|seed| {
-            let r = run(SimConfig { seed, ..like });
+            let config = SimConfig { seed, ..like };
+            let r = if like.replay_check {
+                replay(config).map(Replay::into_outcome)
+            } else {
+                run(config)
+            };
             each(&r);
             r
         })

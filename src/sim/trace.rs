@@ -86,6 +86,16 @@ impl Trace {
             .collect()
     }
 
+    /// Where two runs' traces first differ: the line's index and each run's line there
+    /// (`None` where that run's trace had already ended); `None` if they are equal.
+    pub fn first_difference<'a>(
+        a: &'a [Line],
+        b: &'a [Line],
+    ) -> Option<(usize, Option<&'a Line>, Option<&'a Line>)> {
+        let k = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        (k < a.len().max(b.len())).then(|| (k, a.get(k), b.get(k)))
+    }
+
     /// [`Trace::minimal`] as text, one line each (`  12.345s  text`).
     pub fn render(lines: &[&Line]) -> String {
         let mut out = String::new();
@@ -130,5 +140,25 @@ mod tests {
             ["crash node-1"],
             "only lines about the subject besides faults"
         );
+    }
+
+    #[test]
+    fn the_first_difference_is_the_first_unequal_line_or_where_one_trace_ends() {
+        let mut a = Trace::default();
+        a.push(1_000, Kind::Fault, "crash node-1");
+        a.push(2_000, Kind::Event, "node-2 SLAVE->MASTER begin");
+        assert_eq!(Trace::first_difference(a.lines(), a.lines()), None);
+        let mut later = Trace::default();
+        later.push(1_000, Kind::Fault, "crash node-1");
+        later.push(2_001, Kind::Event, "node-2 SLAVE->MASTER begin");
+        let (k, x, y) = Trace::first_difference(a.lines(), later.lines()).unwrap();
+        assert_eq!(
+            (k, x.map(|l| l.at_us), y.map(|l| l.at_us)),
+            (1, Some(2_000), Some(2_001))
+        );
+        let mut longer = a.clone();
+        longer.push(3_000, Kind::Note, "x");
+        let (k, x, y) = Trace::first_difference(a.lines(), longer.lines()).unwrap();
+        assert_eq!((k, x, y.map(|l| l.text.as_str())), (2, None, Some("x")));
     }
 }

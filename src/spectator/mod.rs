@@ -12,8 +12,8 @@ mod routing;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use routing::RoutingTable;
@@ -168,9 +168,14 @@ impl Spectator {
             if pred(&self.table.load()) {
                 return true;
             }
+            // Checked here too: the select below is biased towards changes.
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return pred(&self.table.load()),
+                biased;
                 r = changes.changed() => if r.is_err() { return pred(&self.table.load()) },
+                _ = tokio::time::sleep_until(deadline) => return pred(&self.table.load()),
             }
         }
     }

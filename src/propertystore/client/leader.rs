@@ -30,7 +30,7 @@ pub const DISCOVER_WAIT: Duration = Duration::from_millis(150);
 
 /// A running probe of one replica's leadership: yields the new leader's address once the
 /// other replicas name one; closed when the probe gave up.
-pub(super) type Deposed = tokio::sync::watch::Receiver<Option<SocketAddr>>;
+pub(super) type Deposed = crate::watch::Receiver<Option<SocketAddr>>;
 
 enum Attempt {
     Done(Box<StoreResponse>),
@@ -117,7 +117,7 @@ fn discovered(asked: &[SocketAddr], answers: &[(SocketAddr, ReplicaStatus)]) -> 
 async fn probe(
     inner: std::sync::Weak<Inner>,
     probed: SocketAddr,
-    tx: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    tx: crate::watch::Sender<Option<SocketAddr>>,
     until: Instant,
 ) {
     // The probes map holds one receiver; the others are requests still waiting.
@@ -229,7 +229,7 @@ impl PropertyStore {
                 return rx.clone();
             }
         }
-        let (tx, rx) = tokio::sync::watch::channel(None);
+        let (tx, rx) = crate::watch::channel(None);
         probes.insert(to, rx.clone());
         let until = Instant::now() + timeout;
         tokio::spawn(probe(Arc::downgrade(&self.inner), to, tx, until));
@@ -242,6 +242,7 @@ impl PropertyStore {
         let send = self.send(to, req, timeout);
         tokio::pin!(send);
         tokio::select! {
+            biased;
             r = &mut send => return Answer::Reply(r),
             _ = tokio::time::sleep(PROBE_AFTER) => {}
         }
@@ -253,6 +254,7 @@ impl PropertyStore {
             }
         };
         tokio::select! {
+            biased;
             r = send => Answer::Reply(r),
             Some(leader) = new_leader => Answer::Deposed(leader),
         }

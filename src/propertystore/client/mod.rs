@@ -129,7 +129,7 @@ struct Inner {
     lanes: Lanes,
     config: StoreClientConfig,
     /// The replica believed to lead; watchers follow its changes.
-    leader: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    leader: crate::watch::Sender<Option<SocketAddr>>,
     /// Replicas that lost the leadership while this client waited on them, until when they
     /// are avoided.
     deposed: Mutex<std::collections::HashMap<SocketAddr, Instant>>,
@@ -169,7 +169,7 @@ impl PropertyStore {
         let inner = Arc::new(Inner {
             lanes: Lanes::new(transport),
             config,
-            leader: tokio::sync::watch::channel(None).0,
+            leader: crate::watch::channel(None).0,
             deposed: Mutex::new(std::collections::HashMap::new()),
             probes: Mutex::new(std::collections::HashMap::new()),
             next: AtomicUsize::new(0),

@@ -106,10 +106,13 @@ impl Watcher {
         let elsewhere = |l: &Option<SocketAddr>| gives_way(to, *l, |a| self.usable(a));
         let moved = leader.wait_for(elsewhere);
         let timeout = wait + self.client.inner.config.request_timeout;
+        // Biased (as every select the simulator runs: a replay polls in the same order):
+        // an answer that came counts, then a move, then silence.
         tokio::select! {
+            biased;
             r = self.client.send(to, req, timeout) => Poll::Answered(r),
-            _ = tokio::time::sleep(wait + self.grace) => Poll::Silent,
             Ok(_) = moved => Poll::LeaderMoved,
+            _ = tokio::time::sleep(wait + self.grace) => Poll::Silent,
         }
     }
 

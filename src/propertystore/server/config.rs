@@ -75,8 +75,10 @@ pub struct ReplicaConfig {
     /// writes other than deletes and compaction (see [`crate::propertystore::space`]).
     pub min_free_bytes: u64,
     /// Sync the Raft log on the appending task instead of the group-commit syncer thread
-    /// (every append waits for its own fsync). Slower; used by the deterministic simulation
-    /// ([`crate::sim`]), where a thread outside the runtime would make runs unrepeatable.
+    /// (every append waits for its own fsync), and build snapshots and flush the audit log on
+    /// the asking task instead of a blocking thread. Slower; used by the deterministic
+    /// simulation ([`crate::sim`]), where a thread outside the runtime would make runs
+    /// unrepeatable.
     pub inline_log_sync: bool,
     /// Open the database so that a crash of the replica in this process
     /// ([`crate::embedded::EmbeddedCluster::kill_replica`]) loses what was not fsynced, as

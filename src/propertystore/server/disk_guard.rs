@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::watch;
 
 use crate::propertystore::disk::{DiskCheck, DiskEvent};
 use crate::propertystore::metrics::StoreMetrics;

@@ -186,16 +186,18 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
         }
     };
     if let Some(req) = audited {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::clock::unix_ms();
         let entries = audit::entries(&from.name, from.roles, &req, &resp, now);
         if !entries.is_empty() {
             // File I/O off the runtime's threads; the answer does not wait for it.
             // One flush at a time is scheduled; under load it writes many entries at once.
             if shared.audit.record(entries) {
-                let log = shared.audit.clone();
-                tokio::task::spawn_blocking(move || log.flush());
+                if shared.audit_inline {
+                    shared.audit.flush();
+                } else {
+                    let log = shared.audit.clone();
+                    tokio::task::spawn_blocking(move || log.flush());
+                }
             }
         }
     }

@@ -51,8 +51,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use openraft::{BasicNode, Config, LogId, SnapshotPolicy};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use self::disk_guard::{measure_space, watch_disk};
@@ -112,6 +113,9 @@ struct Shared {
     metrics: StoreMetrics,
     /// Administrative writes this replica handled.
     audit: Arc<AuditLog>,
+    /// Flush the audit log on the answering task, not a blocking thread (the simulation,
+    /// [`ReplicaConfig::inline_log_sync`]).
+    audit_inline: bool,
     /// This replica's disk is stalled (see [`super::disk`]): it neither leads nor campaigns.
     disk_stalled: watch::Receiver<bool>,
     /// Free space on the data directory's disk.
@@ -138,10 +142,11 @@ impl StoreServer {
         } else {
             storage::open
         };
-        let (db, mut log, sm) = open(&config.data_dir, config.retain, config.id)?;
+        let (db, mut log, mut sm) = open(&config.data_dir, config.retain, config.id)?;
         let crash_db = db.clone();
         if config.inline_log_sync {
             log.sync_inline();
+            sm.build_snapshots_inline();
         }
         let revisions = sm.revisions();
         let applied = sm.applied();
@@ -235,6 +240,7 @@ impl StoreServer {
             max_reply: transport.max_frame_size() / 2,
             metrics: metrics.clone(),
             audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
+            audit_inline: config.inline_log_sync,
             disk_stalled: stalled_rx.clone(),
             space: space.clone(),
         });
@@ -242,12 +248,9 @@ impl StoreServer {
             min: config.election_timeout.0,
             max: config.election_timeout.1,
         };
-        let seed = config.elector_seed.unwrap_or_else(|| {
-            config.id
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-        });
+        let seed = config
+            .elector_seed
+            .unwrap_or_else(|| config.id ^ crate::entropy::random_u64());
         tracing::debug!(seed, "election timer seeded");
         let disk_stalled_rx = stalled_rx.clone();
         let tasks = vec![

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::watch;
 use openraft::{EntryPayload, ServerState};
-use tokio::sync::watch;
 
 use crate::authz;
 use crate::codec;
@@ -132,11 +132,13 @@ pub(super) async fn run_elector(
                 None => std::future::pending().await,
             }
         };
+        // Biased, so a replay polls in the same order; the timer last (a change recomputes).
         tokio::select! {
-            () = sleep => {}
-            r = metrics.changed() => if r.is_err() { return },
-            r = heard.changed() => if r.is_err() { return },
+            biased;
             r = disk.stalled.changed() => if r.is_err() { return },
+            r = heard.changed() => if r.is_err() { return },
+            r = metrics.changed() => if r.is_err() { return },
+            () = sleep => {}
         }
     }
 }

@@ -7,13 +7,13 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::watch;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::{cerr, enc, event_key, rerr, sio, Db, Node, OpenError, SError, CF_EVENTS, CF_KV, CF_META};
 use crate::codec;
@@ -52,6 +52,8 @@ pub struct StateMachine {
     applied_tx: Arc<watch::Sender<Option<LogId<ReplicaId>>>>,
     snapshot_seq: Arc<AtomicU64>,
     snapshot_lock: Arc<Mutex<()>>,
+    /// Build snapshots on the calling task rather than a blocking thread (the simulation).
+    snapshot_inline: bool,
     /// When set, entries are applied only once this replica's log holds them on disk.
     durability: Option<Arc<Durability>>,
 }
@@ -92,8 +94,16 @@ impl StateMachine {
             applied_tx: Arc::new(watch::channel(applied).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             snapshot_lock: Arc::new(Mutex::new(())),
+            snapshot_inline: false,
             durability: None,
         })
+    }
+
+    /// Builds snapshots on the task that asks for one, blocking the runtime while it does,
+    /// instead of on a blocking thread: a thread outside the runtime finishes at a moment of
+    /// wall time, which would make the deterministic simulation's runs unrepeatable.
+    pub fn build_snapshots_inline(&mut self) {
+        self.snapshot_inline = true;
     }
 
     /// Applies entries only once `durability` says they are on this replica's disk (the
@@ -207,6 +217,7 @@ pub struct SnapshotBuilder {
     db: Db,
     seq: Arc<AtomicU64>,
     lock: Arc<Mutex<()>>,
+    inline: bool,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -214,7 +225,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let db = self.db.clone();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let lock = self.lock.clone();
-        let stored = tokio::task::spawn_blocking(move || -> Result<StoredSnapshot, StoreError> {
+        let build = move || -> Result<StoredSnapshot, StoreError> {
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             // Rule 1: the state machine on disk reaches this snapshot before openraft may
             // purge the log up to it.
@@ -267,10 +278,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             db.db.write_opt(batch, &opts).map_err(rerr)?;
             db.synced_wal();
             Ok(stored)
-        })
-        .await
-        .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?
-        .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?;
+        };
+        let built = if self.inline {
+            build()
+        } else {
+            tokio::task::spawn_blocking(build)
+                .await
+                .map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?
+        };
+        let stored = built.map_err(|e| sio(StorageIOError::write_snapshot_none, &e))?;
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -366,6 +382,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             db: self.db.clone(),
             seq: self.snapshot_seq.clone(),
             lock: self.snapshot_lock.clone(),
+            inline: self.snapshot_inline,
         }
     }
 

@@ -37,6 +37,11 @@ pub struct ConfigBenchArgs {
     /// One line of JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where the time goes: every process records stage marks (`STRAND_MARKS`), and the
+    /// result gives each hop's p50/p99 and each process's CPU time and context switches per
+    /// change (only the changes are made: no get or put is timed beside them).
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 /// The listener process; killed when dropped.
@@ -196,19 +201,134 @@ pub async fn measure_config_notify(
     }))
 }
 
+/// The changes of `--breakdown`: one at a time, each marked at its start, with every
+/// process's CPU time and context switches read before and after (see [`super::breakdown`]).
+async fn measure_breakdown(
+    tls_dir: &Path,
+    eps: &[SocketAddr],
+    samples: usize,
+    marks_dir: &Path,
+    replicas: Vec<u32>,
+) -> Result<serde_json::Value, CliError> {
+    use super::breakdown::{changes, read_marks, report, summary_us, usage, usage_per_change, Pids};
+    use crate::telemetry::marks::{self, Stage};
+
+    let admin = Admin::new(client(tls_dir, eps, 10_000)?);
+    let cluster = format!("bench{}", now_us());
+    admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
+    let scope = ConfigScope::Cluster { cluster };
+    let config = ConfigAccessor::from_admin(admin);
+    let listener = start_listener(tls_dir, eps, &scope)?;
+    let mut warm = 0u64;
+    loop {
+        warm += 1;
+        let v = format!("warm-{warm}");
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        if tokio::task::block_in_place(|| listener.lines.recv_timeout(Duration::from_millis(500))).is_ok() {
+            break;
+        }
+        if warm > 60 {
+            return Err(CliError::failed("the listener reported nothing within 30 s"));
+        }
+    }
+    while tokio::task::block_in_place(|| listener.lines.try_recv()).is_ok() {}
+    for i in 0..20 {
+        let v = format!("w{i}");
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        received(&listener, &v).await?;
+    }
+    let pids = Pids {
+        setter: std::process::id(),
+        listener: listener.child.id(),
+        replicas,
+    };
+    let mut names = vec![
+        ("setter".to_string(), pids.setter),
+        ("listener".to_string(), pids.listener),
+    ];
+    for (i, p) in pids.replicas.iter().enumerate() {
+        names.push((format!("replica-{}", i + 1), *p));
+    }
+    let before: Vec<_> = names.iter().map(|(_, p)| usage(*p)).collect();
+    let first_ns = now_us() * 1000;
+    let mut notify = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let v = format!("v{i}");
+        let t0 = now_us();
+        marks::mark(Stage::SetStart, i as u64);
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        let at = received(&listener, &v).await?;
+        notify.push(at.saturating_sub(t0));
+    }
+    let after: Vec<_> = names.iter().map(|(_, p)| usage(*p)).collect();
+    // Every process appends its marks every 20 ms: wait until the listener's last one is in
+    // its file, then for one more round of the others.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut all = loop {
+        let all = read_marks(marks_dir).map_err(CliError::failed)?;
+        let delivered = all.get(&pids.listener).map_or(0, |m| {
+            m.iter()
+                .filter(|m| m.stage == Stage::Delivered && m.at_ns >= first_ns)
+                .count()
+        });
+        if delivered >= samples || std::time::Instant::now() >= deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    if let Ok(again) = read_marks(marks_dir) {
+        all = again;
+    }
+    for m in all.values_mut() {
+        m.retain(|m| m.at_ns >= first_ns);
+    }
+    let changes = changes(&pids, &all);
+    let mut out = report(&changes);
+    out["config_notify_us"] = summary_us(notify);
+    out["per_change"] = usage_per_change(&names, &before, &after, samples);
+    out["processes"] = json!(names
+        .iter()
+        .map(|(n, p)| (n.clone(), json!(p)))
+        .collect::<serde_json::Map<_, _>>());
+    Ok(out)
+}
+
 /// Starts `replicas` store replicas as processes, measures `samples` config notifications
-/// against them ([`measure_config_notify`]) and stops them.
-pub fn collect(replicas: u64, samples: usize) -> Result<serde_json::Value, CliError> {
+/// against them ([`measure_config_notify`]) and stops them. With `breakdown`, every process
+/// records stage marks into a directory of the run and the result says where the time goes.
+pub fn collect(replicas: u64, samples: usize, breakdown: bool) -> Result<serde_json::Value, CliError> {
     let dir = std::env::temp_dir().join(format!("strand-bench-config-{}-{}", std::process::id(), now_us()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let marks_dir = dir.join("marks");
+    if breakdown {
+        std::fs::create_dir_all(&marks_dir)
+            .map_err(|e| CliError::failed(format!("cannot create {}: {e}", marks_dir.display())))?;
+        // Before any other thread runs: the replicas and the listener inherit it, and this
+        // process's first mark reads it.
+        std::env::set_var(crate::telemetry::marks::MARKS_ENV, &marks_dir);
+    }
     let (procs, eps) = start_replicas(replicas, &dir, Vec::new())?;
     let rt = runtime()?;
     let tls_dir = dir.join("tls");
     let result = rt.block_on(async {
         let probe = client(&tls_dir, &eps, 0)?;
         steady(&probe, &eps).await?;
-        let mut out = measure_config_notify(&tls_dir, &eps, samples).await?;
+        let mut out = if breakdown {
+            measure_breakdown(&tls_dir, &eps, samples, &marks_dir, procs.pids()).await?
+        } else {
+            measure_config_notify(&tls_dir, &eps, samples).await?
+        };
         out["replicas"] = json!(replicas);
         Ok::<_, CliError>(out)
     });
@@ -221,7 +341,7 @@ pub fn run(args: ConfigBenchArgs) -> Result<(), CliError> {
     if args.replicas == 0 || args.samples == 0 {
         return Err(CliError::usage("--replicas and --samples must be positive"));
     }
-    let out = collect(args.replicas, args.samples)?;
+    let out = collect(args.replicas, args.samples, args.breakdown)?;
     let text = if args.json {
         serde_json::to_string(&out)
     } else {

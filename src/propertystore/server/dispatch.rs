@@ -20,6 +20,7 @@ use crate::propertystore::protocol::{
     StoreRequest, StoreResponse, BAD_REQUEST, MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
 use crate::propertystore::{ReplicaId, StoreRaft};
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::{Incoming, Peer, Responder};
 
 /// Most STORE requests a replica handles at once (watch long-polls included). Past it the
@@ -95,6 +96,9 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
                 | StoreRequest::RemoveReplica { .. }
         ))
     .then(|| req.clone());
+    if matches!(req, StoreRequest::Write(_) | StoreRequest::Writes(_)) {
+        marks::mark(Stage::StoreRecv, 0);
+    }
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
         StoreRequest::Get { path, mode } => {

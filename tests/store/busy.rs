@@ -1,5 +1,4 @@
-//! A replica handles at most `ReplicaConfig::max_requests` client requests at once (each is
-//! run on its connection's task until it first waits, then in a task of its own). A request
+//! A replica handles at most `ReplicaConfig::max_requests` client requests at once. A request
 //! past the limit waits for a slot and is answered in turn: never refused, never lost, and
 //! never run beside the requests that hold the slots.
 

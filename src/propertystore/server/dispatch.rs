@@ -1,5 +1,4 @@
-//! The STORE service: each request handled on the transport's task until it first waits,
-//! then in a task of its own (at most `ReplicaConfig::max_requests` at once), checked
+//! The STORE service: one task per request (at most `ReplicaConfig::max_requests` at once), checked
 //! against the caller's certificate roles, dispatched to [`super::reads`], [`super::writes`]
 //! and [`super::admin`], and recorded in the audit log when administrative. Also who leads,
 //! as the other files ask it.
@@ -22,53 +21,26 @@ use crate::propertystore::protocol::{
 };
 use crate::propertystore::{ReplicaId, StoreRaft};
 use crate::telemetry::marks::{self, Stage};
-use crate::transport::{run_inline_first, Handler, Incoming, Peer, Responder};
+use crate::transport::{Incoming, Peer, Responder};
 
-/// The STORE service, called by the transport as each request arrives (over QUIC on the
-/// connection's task): a request runs there until it first waits (a write proposed, a read
-/// waiting for its lease or round, a watch's long-poll), then as a task of its own. No
-/// inbox task and no spawn stand between the connection and the request's work.
-pub(super) struct StoreService {
-    pub shared: Arc<Shared>,
-    pub slots: Arc<tokio::sync::Semaphore>,
-}
-
-impl StoreService {
-    /// At most `limit` requests at once ([`super::ReplicaConfig::max_requests`]); past it a
-    /// request waits in a task of its own for a slot, in arrival order (how many can wait is
-    /// bounded by the transport's per-peer limits on streams in flight).
-    pub(super) fn new(shared: Arc<Shared>, limit: usize) -> Self {
-        StoreService {
-            shared,
-            slots: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
-        }
-    }
-}
-
-impl Handler for StoreService {
-    fn handle(&self, incoming: Incoming) {
+/// Serves STORE requests, at most `limit` at once (watch long-polls included;
+/// [`super::ReplicaConfig::max_requests`]). Past it the service stops taking requests from
+/// its inbox, the inbox fills, and the transport holds new streams back: requests wait, in
+/// arrival order, instead of growing the task count without bound.
+pub(super) async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox, limit: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let shared = self.shared.clone();
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => run_inline_first(async move {
-                handle(shared, from, body, reply).await;
-                drop(slot);
-            }),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                let slots = self.slots.clone();
-                tokio::spawn(async move {
-                    let Ok(slot) = slots.acquire_owned().await else {
-                        return;
-                    };
-                    handle(shared, from, body, reply).await;
-                    drop(slot);
-                });
-            }
-            // Never closed; the responder, dropped, refuses the request.
-            Err(tokio::sync::TryAcquireError::Closed) => {}
-        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            handle(shared, from, body, reply).await;
+            drop(slot);
+        });
     }
 }
 

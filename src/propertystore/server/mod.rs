@@ -1,9 +1,8 @@
 //! A store replica: the Raft node, its RPC service, and the client service.
 //!
 //! ```text
-//!   RAFT (served on the connection's task until it waits) ──► raft.append_entries / vote /
-//!                install_snapshot                                  (node certificates only)
-//!   STORE (each request on the connection's task until it first waits, then a task):
+//!   Inbox(RAFT)  ──► raft.append_entries / vote / install_snapshot    (node certificates only)
+//!   Inbox(STORE) ──► one task per request:
 //!                      Write      leader? ─► write batcher ─► raft.client_write(Batch) ─►
 //!                                            Written | StoreError, one per command
 //!                                 else   ─► NotLeader { leader }
@@ -59,8 +58,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use self::disk_guard::{measure_space, watch_disk};
-use self::dispatch::StoreService;
-use self::raft_service::{advertise_commits, run_elector, DiskState, RaftServer};
+use self::dispatch::serve_store;
+use self::raft_service::{advertise_commits, run_elector, serve_raft, DiskState};
 use self::reads::read_index_batcher;
 use self::writes::{write_batcher, WriteJob};
 use super::audit::{AuditLog, AUDIT_MAX_BYTES};
@@ -74,7 +73,7 @@ use super::space::Space;
 use super::storage::{self, Db};
 use super::{ReplicaId, StoreRaft};
 use crate::transport::quic::{QuicConfig, QuicTransport};
-use crate::transport::{Service, Serving, Transport};
+use crate::transport::{Service, Transport};
 
 /// A running replica. Dropping it does not stop it; call [`StoreServer::shutdown`].
 pub struct StoreServer {
@@ -91,9 +90,6 @@ pub struct StoreServer {
     space: Arc<Space>,
     transport: Arc<dyn Transport>,
     tasks: Vec<JoinHandle<()>>,
-    /// The RAFT and STORE services; dropped (unregistered) on shutdown.
-    raft_serving: Serving,
-    store_serving: Serving,
 }
 
 struct Shared {
@@ -175,7 +171,8 @@ impl StoreServer {
         .map_err(|e| ServerError::Raft {
             reason: e.to_string(),
         })?;
-        let space = Arc::new(Space::new(&config.data_dir, config.min_free_bytes));
+        let raft_inbox = transport.register(Service::RAFT, 1024)?;
+        let store_inbox = transport.register(Service::STORE, 4096)?;
         let raft = openraft::Raft::new(
             config.id,
             Arc::new(raft_config),
@@ -191,48 +188,9 @@ impl StoreServer {
         // openraft's timer; `initialize` below still elects at once.
         raft.runtime_config().elect(false);
         let (heard_tx, heard_rx) = watch::channel(crate::clock::now());
-        // Served from here on (a peer's request before this is refused and retried).
-        let raft_serving = transport.serve(
-            Service::RAFT,
-            1024,
-            Arc::new(RaftServer {
-                raft: raft.clone(),
-                lease: fences.lease.clone(),
-                space: space.clone(),
-                heard: Arc::new(heard_tx),
-                greater_logs: fences.greater_logs.clone(),
-            }),
-        )?;
         let (stalled_tx, stalled_rx) = watch::channel(false);
+        let space = Arc::new(Space::new(&config.data_dir, config.min_free_bytes));
         let metrics = StoreMetrics::register(config.id);
-        let (reads_tx, reads_rx) = mpsc::channel(8192);
-        let (writes_tx, writes_rx) = mpsc::channel(16384);
-        let shared = Arc::new(Shared {
-            id: config.id,
-            raft: raft.clone(),
-            db: db.clone(),
-            reads: reads_tx,
-            revisions,
-            appends,
-            syncs,
-            writes: writes_tx,
-            fences: fences.clone(),
-            read_lease: config.lease_reads.then(|| config.election_timeout.0 / 2),
-            applied,
-            lease_reads: AtomicU64::new(0),
-            index_reads: AtomicU64::new(0),
-            max_reply: transport.max_frame_size() / 2,
-            metrics: metrics.clone(),
-            audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
-            disk_stalled: stalled_rx.clone(),
-            space: space.clone(),
-        });
-        // Clients' requests from here on; writes and reads queue for the batchers below.
-        let store_serving = transport.serve(
-            Service::STORE,
-            4096,
-            Arc::new(StoreService::new(shared, config.max_requests)),
-        )?;
 
         if !config.join {
             let initialized = raft.is_initialized().await.map_err(|e| ServerError::Raft {
@@ -260,6 +218,28 @@ impl StoreServer {
             }
         }
 
+        let (reads_tx, reads_rx) = mpsc::channel(8192);
+        let (writes_tx, writes_rx) = mpsc::channel(16384);
+        let shared = Arc::new(Shared {
+            id: config.id,
+            raft: raft.clone(),
+            db: db.clone(),
+            reads: reads_tx,
+            revisions,
+            appends,
+            syncs,
+            writes: writes_tx,
+            fences: fences.clone(),
+            read_lease: config.lease_reads.then(|| config.election_timeout.0 / 2),
+            applied,
+            lease_reads: AtomicU64::new(0),
+            index_reads: AtomicU64::new(0),
+            max_reply: transport.max_frame_size() / 2,
+            metrics: metrics.clone(),
+            audit: Arc::new(AuditLog::new(&config.data_dir, AUDIT_MAX_BYTES)),
+            disk_stalled: stalled_rx.clone(),
+            space: space.clone(),
+        });
         let timing = Timing {
             min: config.election_timeout.0,
             max: config.election_timeout.1,
@@ -296,6 +276,15 @@ impl StoreServer {
             tokio::spawn(read_index_batcher(raft.clone(), reads_rx)),
             tokio::spawn(write_batcher(raft.clone(), writes_rx)),
             tokio::spawn(advertise_commits(raft.clone(), fences.clone())),
+            tokio::spawn(serve_raft(
+                raft.clone(),
+                fences.lease.clone(),
+                space.clone(),
+                heard_tx,
+                fences.greater_logs.clone(),
+                raft_inbox,
+            )),
+            tokio::spawn(serve_store(shared, store_inbox, config.max_requests)),
         ];
         tracing::info!(id = config.id, addr = %transport.local_addr(), "store replica started");
         Ok(StoreServer {
@@ -310,8 +299,6 @@ impl StoreServer {
             space,
             transport,
             tasks,
-            raft_serving,
-            store_serving,
         })
     }
 
@@ -370,8 +357,6 @@ impl StoreServer {
     /// Stops Raft, the services and the endpoint.
     pub async fn shutdown(self) {
         let _ = self.raft.shutdown().await;
-        drop(self.raft_serving);
-        drop(self.store_serving);
         for t in &self.tasks {
             t.abort();
         }

@@ -21,7 +21,7 @@ use crate::propertystore::protocol::{RaftRequest, RaftResponse};
 use crate::propertystore::space::Space;
 use crate::propertystore::{ReplicaId, StoreRaft};
 use crate::telemetry::marks::{self, Stage};
-use crate::transport::{run_inline_first, Handler, Incoming};
+use crate::transport::Incoming;
 
 /// When the network held back a commit index because the leader's fsync lagged, sends a
 /// heartbeat as soon as the fsync lands, so followers apply without waiting for the next
@@ -142,36 +142,32 @@ pub(super) async fn run_elector(
     }
 }
 
-/// The RAFT service, called by the transport as each request arrives (over QUIC on the
-/// connection's task: no inbox and no task of its own between the connection and the Raft
-/// core; see [`crate::transport::Transport::serve`]). Node certificates only.
-pub(super) struct RaftServer {
-    pub raft: StoreRaft,
-    pub lease: Arc<Lease>,
-    pub space: Arc<Space>,
-    pub heard: Arc<watch::Sender<Instant>>,
-    pub greater_logs: Arc<AtomicU64>,
-}
-
-impl Handler for RaftServer {
-    fn handle(&self, incoming: Incoming) {
+pub(super) async fn serve_raft(
+    raft: StoreRaft,
+    lease: Arc<Lease>,
+    space: Arc<Space>,
+    heard: watch::Sender<Instant>,
+    greater_logs: Arc<AtomicU64>,
+    mut inbox: crate::transport::Inbox,
+) {
+    let heard = Arc::new(heard);
+    while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
-            return;
+            continue;
         };
         if !from.roles.contains(authz::Role::Store) {
             reply.refuse(format!(
                 "permission denied: {:?} ({}) is not a store replica",
                 from.name, from.roles
             ));
-            return;
+            continue;
         }
-        let raft = self.raft.clone();
-        let lease = self.lease.clone();
-        let heard = self.heard.clone();
-        let greater_logs = self.greater_logs.clone();
-        let space = self.space.clone();
-        // Runs here until it first waits (on the Raft core), then as a task of its own.
-        run_inline_first(async move {
+        let raft = raft.clone();
+        let lease = lease.clone();
+        let heard = heard.clone();
+        let greater_logs = greater_logs.clone();
+        let space = space.clone();
+        tokio::spawn(async move {
             let req: RaftRequest = match codec::decode(&body) {
                 Ok(r) => r,
                 Err(e) => return reply.refuse(format!("bad raft request: {e}")),

@@ -47,8 +47,11 @@ impl Role {
     }
 }
 
+/// Where a segment starts or ends: a stage reached by a role.
+type Point = (Role, Stage);
+
 /// The segments reported, in the order of the way: (name, from, to).
-const SEGMENTS: &[(&str, (Role, Stage), (Role, Stage))] = &[
+const SEGMENTS: &[(&str, Point, Point)] = &[
     (
         "setter: cached read → write sent",
         (Role::Setter, Stage::SetStart),

@@ -5,15 +5,21 @@
 //!
 //! ```text
 //!   client put(k, v) ─► criteria {resource=kv, partition=P, partitionState=MASTER} ─► MASTER
-//!                        appends (k, v) to P's log
+//!                        stores k = (v, version one above P's highest)
 //!   OFFLINE→SLAVE of P:  ask {resource=kv, partition=P, partitionState=MASTER} (else SLAVE)
-//!                        for KV_SYNC chunks of P's log from 0, load them, and only then
+//!                        for KV_SYNC chunks of P in key order, merge them, and only then
 //!                        return Ok: the controller sees SLAVE once the data is there
-//!   keeping up:          every SLAVE pulls P's log from its length (KV_SYNC again)
+//!   keeping up:          every 20 ms each SLAVE asks its MASTER again, and each MASTER its
+//!                        SLAVEs; a request carries the asker's digest of P, and an equal
+//!                        digest is answered with nothing
 //! ```
 //!
-//! A partition's log is append-only and every replica holds a prefix of its MASTER's, so a
-//! chunk is `entries[from..from+max]` and loading it is an append at `from`.
+//! A replica is a map of key → (value, version); merging keeps the higher version of each
+//! key, so any order of chunks from any peers converges. What a replica holds survives a
+//! step down (a session lost on a loaded machine takes every replica OFFLINE for a moment,
+//! as a restart would with data on disk); only DROPPED deletes it. A MASTER also pulls
+//! from its SLAVEs, so a write a MASTER acknowledged just before it lost its session comes
+//! back when that node rejoins as a SLAVE.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,58 +50,111 @@ pub fn partition_of(key: &str) -> String {
     format!("{RESOURCE}_{}", h % PARTITIONS as u64)
 }
 
-/// One KV_SYNC request: the entries of `partition` from index `from`, at most `max`.
+/// One KV_SYNC request: `partition`'s entries after key `after` in key order, at most
+/// `max`. The first request of a scan (`after` = None) carries the asker's digest.
 #[derive(Debug, Serialize, Deserialize)]
 struct SyncRequest {
     partition: String,
-    from: usize,
+    after: Option<String>,
     max: usize,
+    digest: u64,
 }
 
-/// Its reply: the entries, and the log's length at the source.
+/// One stored value with the version its MASTER gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Versioned {
+    value: String,
+    version: u64,
+}
+
+/// Its reply: the entries, and whether the scan has reached the end.
 #[derive(Debug, Serialize, Deserialize)]
 struct SyncReply {
-    entries: Vec<(String, String)>,
-    end: usize,
+    entries: Vec<(String, Versioned)>,
+    done: bool,
 }
 
-/// The replicas one node holds: each partition's log and the state strand gave it.
+/// The replicas one node holds: each partition's map and the state strand gave it.
 #[derive(Default)]
 pub struct Replicas {
-    logs: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    maps: Mutex<BTreeMap<String, BTreeMap<String, Versioned>>>,
     states: Mutex<BTreeMap<String, String>>,
+    /// Keys held when each partition's OFFLINE→SLAVE completed (the bootstrap's work).
+    bootstrapped: Mutex<BTreeMap<String, usize>>,
+}
+
+/// FNV-1a over a partition's entries in key order.
+fn digest(map: &BTreeMap<String, Versioned>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for (k, v) in map {
+        for b in k
+            .bytes()
+            .chain([0])
+            .chain(v.value.bytes())
+            .chain(v.version.to_le_bytes())
+        {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
 }
 
 impl Replicas {
-    /// Appends `entries` to `partition`'s log if it is `from` long (else a stale chunk: ignored).
-    fn append(&self, partition: &str, from: usize, entries: Vec<(String, String)>) -> usize {
-        let mut logs = self.logs.lock().unwrap();
-        let log = logs.entry(partition.to_string()).or_default();
-        if log.len() == from {
-            log.extend(entries);
+    /// Merges `entries` into `partition` (the higher version of each key wins; equal
+    /// versions keep the greater value, so every replica picks the same one).
+    fn merge(&self, partition: &str, entries: Vec<(String, Versioned)>) {
+        let mut maps = self.maps.lock().unwrap();
+        let map = maps.entry(partition.to_string()).or_default();
+        for (k, v) in entries {
+            let newer = map
+                .get(&k)
+                .is_none_or(|old| (v.version, &v.value) > (old.version, &old.value));
+            if newer {
+                map.insert(k, v);
+            }
         }
-        log.len()
     }
 
-    fn len(&self, partition: &str) -> usize {
-        self.logs.lock().unwrap().get(partition).map_or(0, Vec::len)
+    fn digest(&self, partition: &str) -> u64 {
+        self.maps.lock().unwrap().get(partition).map_or(0, digest)
+    }
+
+    /// Stores a client's write with a version above every one in the partition.
+    fn put(&self, partition: &str, key: String, value: String) {
+        let mut maps = self.maps.lock().unwrap();
+        let map = maps.entry(partition.to_string()).or_default();
+        let version = map.values().map(|v| v.version).max().unwrap_or(0) + 1;
+        map.insert(key, Versioned { value, version });
     }
 
     fn chunk(&self, req: &SyncRequest) -> Option<SyncReply> {
-        let logs = self.logs.lock().unwrap();
-        let log = logs.get(&req.partition)?;
-        let from = req.from.min(log.len());
-        let to = (from + req.max).min(log.len());
-        Some(SyncReply {
-            entries: log[from..to].to_vec(),
-            end: log.len(),
-        })
+        let maps = self.maps.lock().unwrap();
+        let map = maps.get(&req.partition)?;
+        if req.after.is_none() && digest(map) == req.digest {
+            return Some(SyncReply {
+                entries: Vec::new(),
+                done: true,
+            });
+        }
+        let after = match &req.after {
+            Some(a) => std::ops::Bound::Excluded(a.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut entries: Vec<_> = map
+            .range((after, std::ops::Bound::Unbounded))
+            .take(req.max + 1)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let done = entries.len() <= req.max;
+        entries.truncate(req.max);
+        Some(SyncReply { entries, done })
     }
 
-    /// The key-value map of a partition (later writes win), if this node holds it.
+    /// The key-value map of a partition, if this node holds it.
     pub fn map(&self, partition: &str) -> Option<BTreeMap<String, String>> {
-        let logs = self.logs.lock().unwrap();
-        logs.get(partition).map(|log| log.iter().cloned().collect())
+        let maps = self.maps.lock().unwrap();
+        maps.get(partition)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
     }
 
     /// Partitions in `state` on this node (as its handler last completed them).
@@ -132,10 +191,11 @@ impl StateModelHandler for KvHandler {
                     }
                 };
                 replicas
-                    .logs
+                    .maps
                     .lock()
                     .unwrap()
-                    .insert(t.partition.clone(), Vec::new());
+                    .entry(t.partition.clone())
+                    .or_default();
                 replicas
                     .states
                     .lock()
@@ -144,22 +204,25 @@ impl StateModelHandler for KvHandler {
                 bootstrap(&m, &replicas, &t.partition)
                     .await
                     .map_err(HandlerError::new)?;
+                let held = replicas.map(&t.partition).map_or(0, |m| m.len());
+                replicas
+                    .bootstrapped
+                    .lock()
+                    .unwrap()
+                    .entry(t.partition.clone())
+                    .or_insert(held);
             }
             if t.from == "SLAVE" && t.to == "MASTER" {
                 // The old MASTER was demoted first and accepts no more writes: take what it
                 // had that this replica has not pulled yet, then serve writes.
                 if let Some(m) = messaging.get() {
-                    let slaves = criteria(&format!(
-                        "instanceName=%,resource={RESOURCE},partition={},partitionState=SLAVE",
-                        t.partition
-                    ))?;
-                    pull(m, &replicas, &t.partition, &slaves)
+                    pull(m, &replicas, &t.partition, &peers_in(&t.partition, "SLAVE")?)
                         .await
                         .map_err(HandlerError::new)?;
                 }
             }
             if t.to == "DROPPED" {
-                replicas.logs.lock().unwrap().remove(&t.partition);
+                replicas.maps.lock().unwrap().remove(&t.partition);
             }
             replicas.states.lock().unwrap().insert(t.partition, t.to);
             Ok(())
@@ -171,18 +234,19 @@ impl StateModelHandler for KvHandler {
     }
 }
 
-fn criteria(text: &str) -> Result<Criteria, HandlerError> {
-    Criteria::parse(text).map_err(|e| HandlerError::new(e.to_string()))
+/// The replicas of `partition` in `state` on other nodes.
+fn peers_in(partition: &str, state: &str) -> Result<Criteria, HandlerError> {
+    Criteria::parse(&format!(
+        "instanceName=%,resource={RESOURCE},partition={partition},partitionState={state}"
+    ))
+    .map_err(|e| HandlerError::new(e.to_string()))
 }
 
 /// Copies `partition` from its MASTER, or from a SLAVE if it has none; a partition nobody
 /// holds yet starts empty.
 async fn bootstrap(m: &Messaging, replicas: &Replicas, partition: &str) -> Result<(), String> {
     for state in ["MASTER", "SLAVE"] {
-        let peers = criteria(&format!(
-            "instanceName=%,resource={RESOURCE},partition={partition},partitionState={state}"
-        ))
-        .map_err(|e| e.reason)?;
+        let peers = peers_in(partition, state).map_err(|e| e.reason)?;
         if pull(m, replicas, partition, &peers).await?.is_some() {
             return Ok(());
         }
@@ -190,21 +254,23 @@ async fn bootstrap(m: &Messaging, replicas: &Replicas, partition: &str) -> Resul
     Ok(())
 }
 
-/// Pulls `partition`'s log from the first of `peers` to answer, chunk by chunk, until this
-/// replica has all of it. Returns how many entries it loaded, or `None` if no peer matched.
+/// Merges `partition` from the first of `peers` to answer, chunk by chunk in key order,
+/// unless its digest equals this replica's. Returns how many entries it received, or
+/// `None` if no peer matched.
 async fn pull(
     m: &Messaging,
     replicas: &Replicas,
     partition: &str,
     peers: &Criteria,
 ) -> Result<Option<usize>, String> {
-    let mut loaded = 0;
+    let mut received = 0;
+    let mut after = None;
     loop {
-        let from = replicas.len(partition);
         let req = SyncRequest {
             partition: partition.to_string(),
-            from,
+            after: after.clone(),
             max: CHUNK,
+            digest: replicas.digest(partition),
         };
         let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
         let r = m
@@ -219,11 +285,11 @@ async fn pull(
             .first()
             .ok_or_else(|| format!("no peer sent {partition}: {:?} {:?}", r.failed, r.timed_out))?;
         let chunk: SyncReply = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
-        let n = chunk.entries.len();
-        let len = replicas.append(partition, from, chunk.entries);
-        loaded += n;
-        if n == 0 || len >= chunk.end {
-            return Ok(Some(loaded));
+        received += chunk.entries.len();
+        after = chunk.entries.last().map(|(k, _)| k.clone());
+        replicas.merge(partition, chunk.entries);
+        if chunk.done || after.is_none() {
+            return Ok(Some(received));
         }
     }
 }
@@ -246,7 +312,7 @@ fn serve(
     );
 }
 
-/// KV_SYNC: a chunk of a partition's log.
+/// KV_SYNC: a chunk of a partition.
 fn on_sync(r: &Replicas, body: &str) -> Result<serde_json::Value, String> {
     let req: SyncRequest = serde_json::from_str(body).map_err(|e| format!("bad KV_SYNC: {e}"))?;
     let chunk = r
@@ -255,19 +321,20 @@ fn on_sync(r: &Replicas, body: &str) -> Result<serde_json::Value, String> {
     serde_json::to_value(chunk).map_err(|e| e.to_string())
 }
 
-/// KV_PUT: append a write, at the MASTER only.
+/// KV_PUT: store a write, at the MASTER only.
 fn on_put(r: &Replicas, body: &str) -> Result<serde_json::Value, String> {
     let (k, v): (String, String) = serde_json::from_str(body).map_err(|e| format!("bad KV_PUT: {e}"))?;
     let p = partition_of(&k);
     if !r.in_state("MASTER").contains(&p) {
         return Err(format!("not the MASTER of {p}"));
     }
-    let len = r.len(&p);
-    Ok(json!(r.append(&p, len, vec![(k, v)])))
+    r.put(&p, k, v);
+    Ok(json!("ok"))
 }
 
 /// A key-value node: a participant with [`KvHandler`], answering KV_SYNC and KV_PUT, and a
-/// task that keeps its SLAVE replicas up with their MASTER.
+/// task that keeps its SLAVE replicas up with their MASTER and its MASTERs with their
+/// SLAVEs.
 pub struct KvNode {
     /// What the node holds.
     pub replicas: Arc<Replicas>,
@@ -297,11 +364,11 @@ impl KvNode {
         let r = replicas.clone();
         let follower = tokio::spawn(async move {
             loop {
-                for p in r.in_state("SLAVE") {
-                    if let Ok(master) = criteria(&format!(
-                        "instanceName=%,resource={RESOURCE},partition={p},partitionState=MASTER"
-                    )) {
-                        let _ = pull(&m, &r, &p, &master).await;
+                for (state, from) in [("SLAVE", "MASTER"), ("MASTER", "SLAVE")] {
+                    for p in r.in_state(state) {
+                        if let Ok(peers) = peers_in(&p, from) {
+                            let _ = pull(&m, &r, &p, &peers).await;
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -337,6 +404,8 @@ pub struct Outcome {
     pub written: BTreeMap<String, String>,
     /// The partitions the new node ended up hosting (SLAVE or MASTER), with their maps.
     pub new_node: BTreeMap<String, BTreeMap<String, String>>,
+    /// Keys the new node held when each of its OFFLINE→SLAVE transitions completed.
+    pub bootstrapped: BTreeMap<String, usize>,
 }
 
 /// Two nodes host `kv` (6 partitions × 2 replicas, FULL_AUTO); `keys` keys are written; a
@@ -397,8 +466,7 @@ pub async fn run(keys: usize, print: bool) -> anyhow::Result<Outcome> {
     );
     let new = nodes["node_2"].replicas.clone();
     if print {
-        for p in new.in_state("SLAVE").iter().chain(new.in_state("MASTER").iter()) {
-            let n = new.map(p).map_or(0, |m| m.len());
+        for (p, n) in new.bootstrapped.lock().unwrap().iter() {
             println!("node_2 bootstrapped {p}: {n} keys copied from a peer before it became SLAVE");
         }
     }
@@ -441,10 +509,15 @@ pub async fn run(keys: usize, print: bool) -> anyhow::Result<Outcome> {
             complete()
         );
     }
+    let bootstrapped = new.bootstrapped.lock().unwrap().clone();
     drop(nodes);
     drop(spectator);
     cluster.shutdown().await;
-    Ok(Outcome { written, new_node })
+    Ok(Outcome {
+        written,
+        new_node,
+        bootstrapped,
+    })
 }
 
 #[tokio::main]

@@ -70,6 +70,12 @@ async fn bootstrap_a_new_replica_holds_every_key_of_its_partitions() {
     let out = bootstrap::run(100, false).await.unwrap();
     assert_eq!(out.written.len(), 110);
     assert!(!out.new_node.is_empty(), "the new node hosts no replica");
+    // The keys came by the bootstrap, before the replica was SLAVE, not by keeping up after.
+    assert!(
+        out.bootstrapped.values().sum::<usize>() > 0,
+        "the new node copied nothing before it became SLAVE: {:?}",
+        out.bootstrapped
+    );
     for (partition, held) in &out.new_node {
         let expected: std::collections::BTreeMap<_, _> = out
             .written

@@ -15,10 +15,11 @@ use super::election::{self, Vacancy};
 use super::metrics::ClusterMetrics;
 use super::mirror::Mirror;
 use super::round::{self, Leader};
+use super::sighting::{self, Seen, Verdict};
 use super::snapshot::{self, Liveness};
 use super::stats::{self, PendingKey};
 use super::Role;
-use crate::membership::{Membership, MembershipEvent, RecvError, Status};
+use crate::membership::{Membership, MembershipEvent, RecvError};
 use crate::model::fields::SESSION_ID;
 use crate::model::layout::Key;
 use crate::model::{Layout, Record};
@@ -178,7 +179,10 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
                 }
             }
             Vacancy::Held { by } => {
-                // Make sure the gossip knows where the leader is, so its death is seen.
+                // Make sure the gossip knows where the leader is, so its death is seen; a
+                // standby in a gossip group apart from the leader's (both started before
+                // either was listed in the store) greets it, or it would take over from a
+                // healthy leader once the grace ran out.
                 if let Some(addr) = seen
                     .as_deref()
                     .and_then(|v| Record::from_stored(v).ok().flatten())
@@ -186,6 +190,7 @@ async fn standby(ctx: &mut Ctx) -> Option<(u64, Vec<u8>)> {
                 {
                     if !members.iter().any(|m| m.name == by && m.status.is_active()) {
                         let _ = ctx.membership.add_seeds(vec![addr]).await;
+                        let _ = ctx.membership.greet(vec![addr]).await;
                     }
                 }
             }
@@ -248,7 +253,16 @@ struct Lead<'a> {
     /// instance → the session its live-instance record named when last looked at: when a
     /// record goes, its session lingers for [`lease::linger`] (see [`snapshot`]).
     known_sessions: std::collections::HashMap<String, String>,
+    /// instance → when this leader last greeted it (see [`GREET_AFTER`]).
+    greeted: std::collections::HashMap<String, Instant>,
 }
+
+/// A participant whose registered gossip generation the gossip has not shown for this long
+/// is greeted (told of this controller's gossip), at most once per [`GREET_EVERY`]: nodes
+/// that all started before any of them was listed in the store (participants before the
+/// first leader) form separate gossip groups that nothing else would ever join.
+const GREET_AFTER: Duration = Duration::from_millis(250);
+const GREET_EVERY: Duration = Duration::from_secs(1);
 
 async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> Ended {
     let (entries, revision) = loop {
@@ -292,9 +306,10 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
         metrics,
         pending: Default::default(),
         known_sessions: Default::default(),
+        greeted: Default::default(),
     };
     lead.track_sessions();
-    lead.reconcile_sessions();
+    lead.reconcile_sessions().await;
     let mut stop = ctx.stop.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut health = super::health::Keeper::new();
@@ -357,7 +372,7 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
                 next_round = None;
                 dirty = true;
             }
-            _ = tick.tick() => dirty |= lead.reconcile_sessions(),
+            _ = tick.tick() => dirty |= lead.reconcile_sessions().await,
             _ = health_tick.tick() => {
                 let fence = election::fence(&ctx.layout.leader(), mine);
                 health.tick(&lead.mirror, now_ms(), &ctx.store, fence);
@@ -376,45 +391,63 @@ enum RoundError {
 impl Lead<'_> {
     /// Sessions whose participant the gossip says is gone (or has not heard of at the
     /// session's generation for the grace period since this leader first saw the session)
-    /// stop counting. Returns whether anything changed.
-    fn reconcile_sessions(&mut self) -> bool {
+    /// stop counting; the gossip is told of those it does not show. Returns whether anything
+    /// changed.
+    async fn reconcile_sessions(&mut self) -> bool {
         let members = self.ctx.membership.members();
         let now = Instant::now();
         let prefix = format!("{}/", self.mirror.layout().live_instances());
         let mut changed = false;
-        let lives: Vec<(String, u64)> = self
+        let lives: Vec<(String, u64, Option<SocketAddr>)> = self
             .mirror
             .under(&prefix)
             .map(|(path, e)| {
                 let name = path[prefix.len()..].to_string();
-                let generation = e
-                    .record
-                    .as_ref()
-                    .and_then(|r| r.simple(GOSSIP_GENERATION_FIELD))
+                let field = |f: &str| e.record.as_ref().and_then(|r| r.simple(f).map(str::to_string));
+                let generation = field(GOSSIP_GENERATION_FIELD)
                     .and_then(|g| g.parse().ok())
                     .unwrap_or(0);
-                (name, generation)
+                (name, generation, field(ADDR_FIELD).and_then(|a| a.parse().ok()))
             })
             .collect();
+        let mut greet = Vec::new();
         let mut first_seen = std::collections::HashMap::with_capacity(lives.len());
-        for (name, generation) in lives {
+        for (name, generation, addr) in lives {
             let since = match self.first_seen.get(&name) {
                 Some((g, t)) if *g == generation => *t,
                 _ => now,
             };
             first_seen.insert(name.clone(), (generation, since));
-            if self.liveness.down.get(&name).is_some_and(|d| *d >= generation) {
-                continue;
+            let seen = members
+                .iter()
+                .find(|m| m.name == name && !m.is_local)
+                .map(|m| Seen {
+                    generation: m.generation,
+                    status: m.status,
+                });
+            let unseen = seen.is_none_or(|s| s.generation < generation);
+            if let Some(addr) = addr.filter(|_| unseen && since.elapsed() >= GREET_AFTER) {
+                if self.greeted.get(&name).is_none_or(|t| t.elapsed() >= GREET_EVERY) {
+                    self.greeted.insert(name.clone(), now);
+                    greet.push(addr);
+                }
             }
-            let gone = match members.iter().find(|m| m.name == name && !m.is_local) {
-                Some(m) if m.generation >= generation => matches!(m.status, Status::Down | Status::Left),
-                _ => since.elapsed() >= self.ctx.grace,
-            };
-            if gone {
-                changed |= self.member_gone(&name, generation);
+            let recorded = self.liveness.down.get(&name).copied();
+            match sighting::judge(generation, recorded, seen, since.elapsed() >= self.ctx.grace) {
+                Verdict::Counts | Verdict::StaysEnded => {}
+                Verdict::Gone => changed |= self.member_gone(&name, generation),
+                Verdict::Revived => {
+                    tracing::info!(instance = %name, generation, "gossip shows a generation ended without a verdict alive: its sessions count again");
+                    self.liveness.down.remove(&name);
+                    changed = true;
+                }
             }
         }
         self.first_seen = first_seen;
+        if !greet.is_empty() {
+            tracing::debug!(?greet, "greeting participants the gossip does not show");
+            let _ = self.ctx.membership.greet(greet).await;
+        }
         changed
     }
 

@@ -29,6 +29,7 @@ mod leader;
 mod metrics;
 pub mod mirror;
 pub mod round;
+pub mod sighting;
 pub mod snapshot;
 pub mod stats;
 

@@ -417,6 +417,16 @@ impl Membership {
             .map_err(|_| MembershipError::Stopped)
     }
 
+    /// Says hello to `addrs` now and announces this node to each that answers, whether or
+    /// not this node has peers: two gossip groups that formed apart (nodes that started
+    /// before any of them was listed in the store) become one.
+    pub async fn greet(&self, addrs: Vec<SocketAddr>) -> Result<(), MembershipError> {
+        self.commands
+            .send(Command::Greet(addrs))
+            .await
+            .map_err(|_| MembershipError::Stopped)
+    }
+
     /// Changes this node's roles and clusters; members see `MemberUpdated`.
     pub async fn update_metadata(
         &self,

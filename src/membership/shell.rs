@@ -80,6 +80,9 @@ pub(crate) enum Command {
     ),
     /// More addresses to join through (used while the node has no live peer).
     AddSeeds(Vec<SocketAddr>),
+    /// Say hello to these addresses now and announce this node to whoever answers, peers
+    /// or not (bridges two gossip groups that formed apart).
+    Greet(Vec<SocketAddr>),
 }
 
 enum Wake {
@@ -292,6 +295,14 @@ impl Shell {
                 }
                 if !self.leaving && self.foca.num_members() == 0 {
                     self.rejoin();
+                }
+                false
+            }
+            Command::Greet(addrs) => {
+                if !self.leaving {
+                    for addr in addrs {
+                        self.hello(addr);
+                    }
                 }
                 false
             }
@@ -647,31 +658,35 @@ impl Shell {
         (talking >= 2).then(|| t + self.config.isolation_after / 8)
     }
 
+    /// Asks `addr` who it is (unless already asking); the answer is announced to.
+    fn hello(&mut self, addr: SocketAddr) {
+        if addr == self.transport.local_addr() || !self.hello_inflight.insert(addr) {
+            return;
+        }
+        let transport = self.transport.clone();
+        let tx = self.hello_tx.clone();
+        tokio::spawn(async move {
+            let answer = transport::call::<_, MembershipReply>(
+                &*transport,
+                &PeerAddr::any(addr),
+                Service::MEMBERSHIP,
+                &MembershipRequest::Hello,
+                HELLO_TIMEOUT,
+            )
+            .await;
+            let id = match answer {
+                Ok(MembershipReply::Hello(id)) => Some(id),
+                _ => None,
+            };
+            let _ = tx.send((addr, id)).await;
+        });
+    }
+
     /// With no live peer: ask the seeds who they are (then announce to them), and announce
     /// to a few members known to be down (after a partition, they may be back).
     fn rejoin(&mut self) {
-        let own = self.transport.local_addr();
-        for &seed in &self.seeds {
-            if seed == own || !self.hello_inflight.insert(seed) {
-                continue;
-            }
-            let transport = self.transport.clone();
-            let tx = self.hello_tx.clone();
-            tokio::spawn(async move {
-                let answer = transport::call::<_, MembershipReply>(
-                    &*transport,
-                    &PeerAddr::any(seed),
-                    Service::MEMBERSHIP,
-                    &MembershipRequest::Hello,
-                    HELLO_TIMEOUT,
-                )
-                .await;
-                let id = match answer {
-                    Ok(MembershipReply::Hello(id)) => Some(id),
-                    _ => None,
-                };
-                let _ = tx.send((seed, id)).await;
-            });
+        for seed in self.seeds.clone() {
+            self.hello(seed);
         }
         let down: Vec<NodeId> = self
             .foca

@@ -931,3 +931,44 @@ async fn twenty_members_detect_a_crash_without_accusing_anyone_else() {
         assert_eq!(sim.false_downs(&["n13"]), Vec::<String>::new(), "seed {seed}");
     }
 }
+
+/// Two gossip groups that formed apart (participants that all started before any controller
+/// was listed in the store: `strand bench chaos`, 2026-12-08, where the leader then ended
+/// their sessions for minutes) stay apart; a greeting from a member of one to a member of
+/// the other makes them one.
+#[tokio::test(start_paused = true)]
+async fn a_greeting_joins_two_gossip_groups_that_formed_apart() {
+    for seed in seeds() {
+        let net = MemNetwork::new(seed);
+        let config = MembershipConfig::lan();
+        let mut nodes: Vec<Node> = Vec::new();
+        for (i, name) in ["a0", "a1", "b0", "b1"].into_iter().enumerate() {
+            let first_of_group = match i {
+                1 => vec![nodes[0].addr],
+                3 => vec![nodes[2].addr],
+                _ => vec![],
+            };
+            let t = net.endpoint(name);
+            nodes.push(start_node(
+                &net,
+                t,
+                first_of_group,
+                100,
+                seed * 1000 + i as u64,
+                config.clone(),
+            ));
+        }
+        let sim = Sim { seed, net, nodes };
+        sim.wait_all_alive(&[0, 1], Duration::from_secs(10)).await;
+        sim.wait_all_alive(&[2, 3], Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for (i, other) in [(0, "b0"), (1, "b1"), (2, "a0"), (3, "a1")] {
+            assert!(
+                !sim.nodes[i].m.members().iter().any(|r| r.name == other),
+                "seed {seed}: the groups met without a greeting"
+            );
+        }
+        sim.nodes[1].m.greet(vec![sim.nodes[3].addr]).await.unwrap();
+        sim.wait_all_alive(&[0, 1, 2, 3], Duration::from_secs(10)).await;
+    }
+}

@@ -9,9 +9,12 @@
 //! sender on a client endpoint whose view of the cluster is fed by the store's watch.
 //!
 //! Phases: `send_and_wait` to one instance (`instanceName=r0`), to 10 (`instanceName=r_`)
-//! and to 100 (`instanceName=%`), each resolving criteria, fanning out in parallel and
+//! and to 100 (`instanceName=r%`), each resolving criteria, fanning out in parallel and
 //! collecting every reply; then messages per second with 64 in flight to one recipient
-//! (one connection) and spread over every recipient (many connections).
+//! (one connection) and spread over every recipient (many connections); last,
+//! `send_and_wait_remote_us`: `send_and_wait` to a recipient in another process (a real
+//! `strand participant run`, `peer0`) from a task on the sender's runtime, which is what
+//! two nodes pay.
 //!
 //! Beside them, the floors under one `send_and_wait` (see [`super::floor`]): `quic_floor_us`
 //! (bare quinn, a stream per request) and `transport_floor_us` (strand's transport alone);
@@ -22,17 +25,20 @@
 //! processes, a listener in another process; `--config-samples 0` skips it).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::floor::Usage;
-use crate::cli::store::runtime;
+use crate::admin::Admin;
+use crate::cli::store::{runtime, EXIT_WITH_PARENT_ENV};
 use crate::cli::CliError;
 use crate::messaging::{Criteria, Messaging, Outgoing};
 use crate::model::fields::SESSION_ID;
-use crate::model::{ClusterConfig, Layout, Record};
+use crate::model::{Layout, Record};
 use crate::participant::register::ADDR_FIELD;
 use crate::propertystore::{replica_name, PropertyStore, ReplicaConfig, StoreClientConfig, StoreServer};
 use crate::settings::{self, Settings, SettingsFlags};
@@ -61,12 +67,81 @@ pub struct MessagingBenchArgs {
     /// Config notifications to time (`config_notify_us`, as `strand bench config`); 0 skips.
     #[arg(long, default_value_t = 1000)]
     pub config_samples: usize,
+    /// `send_and_wait` samples to a recipient in another process (`strand participant
+    /// run`, as a real node); 0 skips.
+    #[arg(long, default_value_t = 2000)]
+    pub remote_samples: usize,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
 }
 
 const C: &str = "BENCH";
+
+/// The recipient in another process. In-process recipients are `r0`, `r1`, …, so the
+/// fan-out criteria (`r_`, `r%`) never match it.
+const REMOTE: &str = "peer0";
+
+/// `strand participant run` as the recipient of the cross-process phase; killed when
+/// dropped.
+struct RemoteRecipient(Child);
+
+impl RemoteRecipient {
+    fn start(tls_dir: &Path, store: SocketAddr) -> Result<Self, CliError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+        let child = Command::new(exe)
+            .args([
+                "participant",
+                "run",
+                "--cluster",
+                C,
+                "--instance",
+                REMOTE,
+                "--tls-dir",
+            ])
+            .arg(tls_dir)
+            .args(["--store", &store.to_string()])
+            .env(EXIT_WITH_PARENT_ENV, "1")
+            // Its warnings (a session lost on a loaded machine) would interleave with the
+            // bench's own output; errors still show.
+            .env("STRAND_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| CliError::failed(format!("cannot start the remote recipient: {e}")))?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for RemoteRecipient {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the sender's watch-fed view shows `want` live instances.
+async fn await_view(sender: &Messaging, want: usize) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = sender
+            .view(C, Duration::from_secs(10))
+            .await
+            .map_err(CliError::failed)?;
+        if view.live.len() >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "the sender's view showed {} of {want} live instances after 30 s",
+                view.live.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -179,12 +254,11 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
         .map_err(CliError::failed)? as Arc<dyn Transport>;
     let store = PropertyStore::new(sender_ep.clone(), StoreClientConfig::new(vec![store_addr]));
     let l = Layout::new(C);
-    store.set(&l.root(), b"", None).await.map_err(CliError::failed)?;
-    let cc = ClusterConfig::new(Record::new(C));
-    store
-        .set(&l.cluster_config(), &cc.record.to_bytes(), None)
-        .await
-        .map_err(CliError::failed)?;
+    let admin = Admin::new(store.clone());
+    admin.add_cluster(C).await.map_err(CliError::failed)?;
+    if args.remote_samples > 0 {
+        admin.add_instance(C, REMOTE).await.map_err(CliError::failed)?;
+    }
 
     let names: Vec<String> = (0..args.recipients).map(|i| format!("r{i}")).collect();
     let mut recipients = Vec::new();
@@ -208,24 +282,14 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
     let sender = Messaging::builder("bench-sender", C, sender_ep.clone(), store.clone())
         .build()
         .map_err(CliError::failed)?;
+    let remote = (args.remote_samples > 0)
+        .then(|| RemoteRecipient::start(&dir.path().join("tls"), store_addr))
+        .transpose()?;
     // The sender's watch-fed view holds every recipient before timing starts.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sender
-        .view(C, Duration::from_secs(10))
-        .await
-        .map_err(CliError::failed)?
-        .live
-        .len()
-        < args.recipients
-    {
-        if Instant::now() > deadline {
-            return Err(CliError::failed("the sender's view never showed every recipient"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    await_view(&sender, args.recipients + usize::from(remote.is_some())).await?;
     let one = Criteria::parse("instanceName=r0,dataSource=LIVEINSTANCES").map_err(CliError::failed)?;
     let ten = Criteria::parse("instanceName=r_,dataSource=LIVEINSTANCES").map_err(CliError::failed)?;
-    let all = Criteria::parse("instanceName=%,dataSource=LIVEINSTANCES").map_err(CliError::failed)?;
+    let all = Criteria::parse("instanceName=r%,dataSource=LIVEINSTANCES").map_err(CliError::failed)?;
     // Warm the connections.
     timed(&sender, &all, args.recipients, 5).await?;
     timed(&sender, &one, 1, 200).await?;
@@ -245,10 +309,31 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
     let fall_cost = u.per_op_since(nf.min(100));
     let one_conn = throughput(&sender, &names[..1], args.throughput_msgs).await?;
     let many = throughput(&sender, &names, args.throughput_msgs).await?;
+    // Two nodes: the recipient is a real participant process, and the caller is a task on
+    // the sender's runtime, as a caller inside a node is (a transition handler, a service's
+    // request task). Each round trip wakes a thread parked in each process.
+    let remote_us = match &remote {
+        Some(_) => {
+            let to = Criteria::parse(&format!("instanceName={REMOTE},dataSource=LIVEINSTANCES"))
+                .map_err(CliError::failed)?;
+            let m = sender.clone();
+            let n = args.remote_samples;
+            let us = tokio::spawn(async move {
+                timed(&m, &to, 1, 200).await?;
+                timed(&m, &to, 1, n).await
+            })
+            .await
+            .map_err(CliError::failed)??;
+            summary(us)
+        }
+        None => serde_json::Value::Null,
+    };
+    drop(remote);
     let out = json!({
         "path": "in-process over real QUIC + mutual TLS on loopback: one sender (client endpoint), recipients each on their own node endpoint, a single-replica store feeding the sender's view",
         "recipients": args.recipients,
         "send_and_wait_us": summary(single),
+        "send_and_wait_remote_us": remote_us,
         "quic_floor_us": summary(quic_floor),
         "transport_floor_us": summary(transport_floor),
         "fanout10_us": summary(f10),

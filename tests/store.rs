@@ -5,7 +5,8 @@
 //! leader on the in-memory network (`partition`); the leaderless confirmation of a record by a
 //! majority of voters (`confirm`); range reads at one revision (`range`); watches of
 //! bursts larger than a frame (`watch`); a data directory of format version 1 read back, and
-//! unknown versions refused (`fixture`); a SIGKILL in the middle of a snapshot (`snapshots`).
+//! unknown versions refused (`fixture`); a SIGKILL in the middle of a snapshot (`snapshots`);
+//! requests past a replica's limit waiting for a slot and answered in turn (`busy`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use strand::propertystore::{ClientError, EventKind, PropertyStore, StoreError};
 
+#[path = "store/busy.rs"]
+mod busy;
 #[path = "store/cli.rs"]
 mod cli;
 #[path = "store/cluster.rs"]

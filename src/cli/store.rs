@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// down (and the replica does not campaign) until the disk catches up.
     #[arg(long, value_name = "MS", default_value_t = crate::propertystore::server::DEFAULT_DISK_STALL.as_millis() as u64)]
     pub disk_stall_ms: u64,
+    /// Worker threads of the replica's async runtime (1 to 1024; default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// TLS directory.
     #[command(flatten)]
     pub settings: SettingsFlags,
@@ -181,6 +184,32 @@ pub fn run(args: StoreArgs) -> Result<(), CliError> {
             })
         }
     }
+}
+
+/// The most worker threads `--worker-threads` takes.
+const MAX_WORKER_THREADS: usize = 1024;
+
+/// Checks a `--worker-threads` value: 1 to [`MAX_WORKER_THREADS`].
+pub fn check_worker_threads(n: usize) -> Result<(), CliError> {
+    if (1..=MAX_WORKER_THREADS).contains(&n) {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "--worker-threads must be 1 to {MAX_WORKER_THREADS}, not {n}"
+        )))
+    }
+}
+
+/// A multi-thread runtime with `threads` workers (checked by [`check_worker_threads`]), or
+/// one per CPU.
+fn runtime_with(threads: Option<usize>) -> Result<tokio::runtime::Runtime, CliError> {
+    let Some(n) = threads else { return runtime() };
+    check_worker_threads(n)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// A multi-threaded tokio runtime for a command.
@@ -285,7 +314,7 @@ fn run_replica(args: RunArgs) -> Result<(), CliError> {
             .map(|a| a.to_string())
             .collect();
     }
-    let rt = runtime()?;
+    let rt = runtime_with(args.worker_threads)?;
     rt.block_on(async move {
         // The replica's endpoint reloads its certificate and the revocation list when the
         // files change (or on SIGHUP).

@@ -206,6 +206,13 @@ impl Durability {
     }
 }
 
+impl SyncMark {
+    /// The index of the last entry the fsync covers (0: none).
+    pub fn index(&self) -> u64 {
+        self.written.map_or(0, |w| w.index)
+    }
+}
+
 /// Entries of one log compare by index (log ids of different terms are only partly ordered).
 fn index(id: Option<LogId<ReplicaId>>) -> Option<u64> {
     id.map(|i| i.index)

@@ -23,6 +23,7 @@ use super::durable::Durability;
 use super::lease::Lease;
 use super::protocol::{RaftRequest, RaftResponse};
 use super::{replica_name, ReplicaId, TypeConfig};
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::{self, PeerAddr, Service, Transport, TransportError};
 
 type Node = BasicNode;
@@ -153,12 +154,21 @@ impl RaftNetwork<TypeConfig> for Connection {
             rpc.leader_commit = durable;
         }
         self.fences.held_back.store(hold_back, Ordering::Relaxed);
+        if hold_back {
+            marks::mark(Stage::CommitHeld, durable.map_or(0, |d| d.index));
+        }
         if let Some(c) = rpc.leader_commit {
-            self.fences.advertised.fetch_max(c.index, Ordering::SeqCst);
+            if self.fences.advertised.fetch_max(c.index, Ordering::SeqCst) < c.index {
+                marks::mark(Stage::CommitSent, c.index);
+            }
         }
         let term = rpc.vote.leader_id.term;
         let sent = crate::clock::now();
         let entries = rpc.entries.len() as u64;
+        let last = rpc.entries.last().map(|e| e.log_id.index);
+        if let Some(last) = last {
+            marks::mark(Stage::AppendSent, last);
+        }
         let answer = match self.call(RaftRequest::Append(rpc), option.hard_ttl()).await {
             // Too many entries for one frame: openraft retries with fewer.
             Err(RPCError::Unreachable(_)) if entries > 1 && self.too_large.swap(false, Ordering::Relaxed) => {
@@ -179,6 +189,9 @@ impl RaftNetwork<TypeConfig> for Connection {
                 // renewed its lease.
                 if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
                     self.fences.lease.acked(self.target, term, sent);
+                }
+                if let Some(last) = last {
+                    marks::mark(Stage::AppendAcked, last);
                 }
                 Ok(r)
             }

@@ -17,6 +17,8 @@
 //! a recorder of their own first, strand's metrics go to it and `/metrics` shows only
 //! strand's scrape-time gauges.
 
+pub mod marks;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

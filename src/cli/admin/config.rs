@@ -211,6 +211,9 @@ pub async fn run(args: ConfigArgs) -> Result<(), CliError> {
             while count.is_none_or(|n| seen < n) {
                 let batch = sub.next_batch().await.map_err(config_cli_error)?;
                 let at = timestamps.then(crate::participant::now_us);
+                if let Some(c) = batch.first() {
+                    crate::telemetry::marks::mark(crate::telemetry::marks::Stage::Delivered, c.revision);
+                }
                 for c in batch {
                     if common.json() {
                         println!("{}", change_json(&c, at));

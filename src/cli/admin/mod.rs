@@ -92,10 +92,12 @@ pub enum AdminCommand {
     Audit(audit::AuditArgs),
 }
 
-/// Runs `strand admin`.
+/// Runs `strand admin`. The command runs as a task on the runtime's workers, not as the
+/// main thread's `block_on` future: an answer (a watch's events above all) is taken up by
+/// the worker that read it, with no wake-up of a thread outside the pool.
 pub fn run(args: AdminArgs) -> Result<(), CliError> {
     let rt = runtime()?;
-    rt.block_on(async move {
+    let command = rt.spawn(async move {
         match args.command {
             AdminCommand::Ls(a) => raw::ls(a).await,
             AdminCommand::Get(a) => raw::get(a).await,
@@ -116,5 +118,7 @@ pub fn run(args: AdminArgs) -> Result<(), CliError> {
             AdminCommand::Health(a) => alert::run_health(a).await,
             AdminCommand::Audit(a) => audit::run(a).await,
         }
-    })
+    });
+    rt.block_on(command)
+        .map_err(|e| CliError::failed(format!("the command stopped: {e}")))?
 }

@@ -37,12 +37,21 @@ pub struct ConfigBenchArgs {
     /// One line of JSON.
     #[arg(long)]
     pub json: bool,
+    /// Worker threads of each replica's runtime (`strand store run --worker-threads`;
+    /// default: the replica's own default, one per CPU).
+    #[arg(long, value_name = "N")]
+    pub replica_threads: Option<usize>,
+    /// Where the time goes: every process records stage marks (`STRAND_MARKS`), and the
+    /// result gives each hop's p50/p99 and each process's CPU time and context switches per
+    /// change (only the changes are made: no get or put is timed beside them).
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 /// The listener process; killed when dropped.
 struct Listener {
     child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    lines: tokio::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Listener {
@@ -80,11 +89,11 @@ fn start_listener(tls_dir: &Path, eps: &[SocketAddr], scope: &ConfigScope) -> Re
         .stdout
         .take()
         .ok_or_else(|| CliError::failed("the listener has no stdout"))?;
-    let (tx, lines) = std::sync::mpsc::sync_channel(1024);
+    let (tx, lines) = tokio::sync::mpsc::channel(1024);
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(out).lines() {
             let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
+            if tx.blocking_send(line).is_err() {
                 return;
             }
         }
@@ -92,13 +101,18 @@ fn start_listener(tls_dir: &Path, eps: &[SocketAddr], scope: &ConfigScope) -> Re
     Ok(Listener { child, lines })
 }
 
-/// Waits (off the runtime's threads) for the listener's line about value `want`.
-async fn received(listener: &Listener, want: &str) -> Result<u64, CliError> {
+/// Waits for the listener's line about value `want` (a thread reads the child's stdout).
+async fn received(listener: &mut Listener, want: &str) -> Result<u64, CliError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = tokio::task::block_in_place(|| listener.lines.recv_timeout(left))
-            .map_err(|_| CliError::failed(format!("the listener printed no change to {want} within 10 s")))?;
+        let line = tokio::time::timeout(left, listener.lines.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                CliError::failed(format!("the listener printed no change to {want} within 10 s"))
+            })?;
         let v: serde_json::Value = serde_json::from_str(&line)
             .map_err(|e| CliError::failed(format!("the listener printed {line:?}: {e}")))?;
         if v["new"].as_str() == Some(want) {
@@ -137,7 +151,7 @@ pub async fn measure_config_notify(
     admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
     let scope = ConfigScope::Cluster { cluster };
     let config = ConfigAccessor::from_admin(admin);
-    let listener = start_listener(tls_dir, eps, &scope)?;
+    let mut listener = start_listener(tls_dir, eps, &scope)?;
     // The listener subscribes when it has started: write until it reports a change.
     let mut warm = 0u64;
     loop {
@@ -147,15 +161,15 @@ pub async fn measure_config_notify(
             .set_key(&scope, "bench_value", &v)
             .await
             .map_err(CliError::failed)?;
-        let ready = tokio::task::block_in_place(|| listener.lines.recv_timeout(Duration::from_millis(500)));
-        if ready.is_ok() {
+        let ready = tokio::time::timeout(Duration::from_millis(500), listener.lines.recv()).await;
+        if ready.is_ok_and(|l| l.is_some()) {
             break;
         }
         if warm > 60 {
             return Err(CliError::failed("the listener reported nothing within 30 s"));
         }
     }
-    while tokio::task::block_in_place(|| listener.lines.try_recv()).is_ok() {}
+    while listener.lines.try_recv().is_ok() {}
     let (mut notify, mut ack, mut after_ack) = (Vec::new(), Vec::new(), Vec::new());
     // Where the time goes: a set is a read of the record (from the setter's cache when it
     // holds the setter's own last write) and one durable transaction; a linearizable get
@@ -170,7 +184,7 @@ pub async fn measure_config_notify(
             .await
             .map_err(CliError::failed)?;
         let t_ack = now_us();
-        let at = received(&listener, &v).await?;
+        let at = received(&mut listener, &v).await?;
         let t1 = now_us();
         store.get(&scope.path()).await.map_err(CliError::failed)?;
         let t2 = now_us();
@@ -196,20 +210,157 @@ pub async fn measure_config_notify(
     }))
 }
 
+/// The changes of `--breakdown`: one at a time, each marked at its start, with every
+/// process's CPU time and context switches read before and after (see [`super::breakdown`]).
+async fn measure_breakdown(
+    tls_dir: &Path,
+    eps: &[SocketAddr],
+    samples: usize,
+    marks_dir: &Path,
+    replicas: Vec<u32>,
+) -> Result<serde_json::Value, CliError> {
+    use super::breakdown::{changes, read_marks, report, summary_us, usage, usage_per_change, Pids};
+    use crate::telemetry::marks::{self, Stage};
+
+    let admin = Admin::new(client(tls_dir, eps, 10_000)?);
+    let cluster = format!("bench{}", now_us());
+    admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
+    let scope = ConfigScope::Cluster { cluster };
+    let config = ConfigAccessor::from_admin(admin);
+    let mut listener = start_listener(tls_dir, eps, &scope)?;
+    let mut warm = 0u64;
+    loop {
+        warm += 1;
+        let v = format!("warm-{warm}");
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        let ready = tokio::time::timeout(Duration::from_millis(500), listener.lines.recv()).await;
+        if ready.is_ok_and(|l| l.is_some()) {
+            break;
+        }
+        if warm > 60 {
+            return Err(CliError::failed("the listener reported nothing within 30 s"));
+        }
+    }
+    while listener.lines.try_recv().is_ok() {}
+    for i in 0..20 {
+        let v = format!("w{i}");
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        received(&mut listener, &v).await?;
+    }
+    let pids = Pids {
+        setter: std::process::id(),
+        listener: listener.child.id(),
+        replicas,
+    };
+    let mut names = vec![
+        ("setter".to_string(), pids.setter),
+        ("listener".to_string(), pids.listener),
+    ];
+    for (i, p) in pids.replicas.iter().enumerate() {
+        names.push((format!("replica-{}", i + 1), *p));
+    }
+    let before: Vec<_> = names.iter().map(|(_, p)| usage(*p)).collect();
+    let first_ns = now_us() * 1000;
+    let mut notify = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let v = format!("v{i}");
+        let t0 = now_us();
+        marks::mark(Stage::SetStart, i as u64);
+        config
+            .set_key(&scope, "bench_value", &v)
+            .await
+            .map_err(CliError::failed)?;
+        let at = received(&mut listener, &v).await?;
+        notify.push(at.saturating_sub(t0));
+    }
+    let after: Vec<_> = names.iter().map(|(_, p)| usage(*p)).collect();
+    // Every process appends its marks every 20 ms: wait until the listener's last one is in
+    // its file, then for one more round of the others.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut all = loop {
+        let all = read_marks(marks_dir).map_err(CliError::failed)?;
+        let delivered = all.get(&pids.listener).map_or(0, |m| {
+            m.iter()
+                .filter(|m| m.stage == Stage::Delivered && m.at_ns >= first_ns)
+                .count()
+        });
+        if delivered >= samples || std::time::Instant::now() >= deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    if let Ok(again) = read_marks(marks_dir) {
+        all = again;
+    }
+    for m in all.values_mut() {
+        m.retain(|m| m.at_ns >= first_ns);
+    }
+    let changes = changes(&pids, &all);
+    let mut out = report(&changes);
+    out["config_notify_us"] = summary_us(notify);
+    out["per_change"] = usage_per_change(&names, &before, &after, samples);
+    out["processes"] = json!(names
+        .iter()
+        .map(|(n, p)| (n.clone(), json!(p)))
+        .collect::<serde_json::Map<_, _>>());
+    Ok(out)
+}
+
 /// Starts `replicas` store replicas as processes, measures `samples` config notifications
-/// against them ([`measure_config_notify`]) and stops them.
-pub fn collect(replicas: u64, samples: usize) -> Result<serde_json::Value, CliError> {
+/// against them ([`measure_config_notify`]) and stops them. With `breakdown`, every process
+/// records stage marks into a directory of the run and the result says where the time goes.
+///
+/// The changes are made from a task on the runtime's workers, as an application's code makes
+/// them, not from the main thread's `block_on` future: that thread is outside the worker
+/// pool, so every answer would wake it from a worker and every request would wake a worker
+/// from it, hops no task pays. `replica_threads` gives the replicas' `--worker-threads`.
+pub fn collect(
+    replicas: u64,
+    samples: usize,
+    breakdown: bool,
+    replica_threads: Option<usize>,
+) -> Result<serde_json::Value, CliError> {
     let dir = std::env::temp_dir().join(format!("strand-bench-config-{}-{}", std::process::id(), now_us()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let (procs, eps) = start_replicas(replicas, &dir, Vec::new())?;
+    let marks_dir = dir.join("marks");
+    if breakdown {
+        std::fs::create_dir_all(&marks_dir)
+            .map_err(|e| CliError::failed(format!("cannot create {}: {e}", marks_dir.display())))?;
+        // Before any other thread runs: the replicas and the listener inherit it, and this
+        // process's first mark reads it.
+        std::env::set_var(crate::telemetry::marks::MARKS_ENV, &marks_dir);
+    }
+    let extra =
+        replica_threads.map_or_else(Vec::new, |n| vec!["--worker-threads".to_string(), n.to_string()]);
+    let (procs, eps) = start_replicas(replicas, &dir, extra)?;
     let rt = runtime()?;
     let tls_dir = dir.join("tls");
+    let pids = procs.pids();
     let result = rt.block_on(async {
         let probe = client(&tls_dir, &eps, 0)?;
         steady(&probe, &eps).await?;
-        let mut out = measure_config_notify(&tls_dir, &eps, samples).await?;
+        let measured = tokio::spawn(async move {
+            if breakdown {
+                measure_breakdown(&tls_dir, &eps, samples, &marks_dir, pids).await
+            } else {
+                measure_config_notify(&tls_dir, &eps, samples).await
+            }
+        });
+        let mut out = measured
+            .await
+            .map_err(|e| CliError::failed(format!("the measurement stopped: {e}")))??;
         out["replicas"] = json!(replicas);
+        if let Some(n) = replica_threads {
+            out["replica_worker_threads"] = json!(n);
+        }
         Ok::<_, CliError>(out)
     });
     drop(procs);
@@ -221,7 +372,10 @@ pub fn run(args: ConfigBenchArgs) -> Result<(), CliError> {
     if args.replicas == 0 || args.samples == 0 {
         return Err(CliError::usage("--replicas and --samples must be positive"));
     }
-    let out = collect(args.replicas, args.samples)?;
+    if let Some(n) = args.replica_threads {
+        crate::cli::store::check_worker_threads(n)?;
+    }
+    let out = collect(args.replicas, args.samples, args.breakdown, args.replica_threads)?;
     let text = if args.json {
         serde_json::to_string(&out)
     } else {

@@ -360,7 +360,7 @@ async fn measure(args: &MessagingBenchArgs) -> Result<serde_json::Value, CliErro
 /// Prints the messaging figures with the config notification figures folded in.
 fn print(mut out: serde_json::Value, args: &MessagingBenchArgs) -> Result<(), CliError> {
     if args.config_samples > 0 {
-        let config = super::config_notify::collect(3, args.config_samples)?;
+        let config = super::config_notify::collect(3, args.config_samples, false, None)?;
         out[CONFIG_NOTIFY_KEY] = config[CONFIG_NOTIFY_KEY].clone();
     }
     if args.json {

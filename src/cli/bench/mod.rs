@@ -2,6 +2,7 @@
 
 use super::CliError;
 
+mod breakdown;
 pub mod chaos;
 pub mod config_notify;
 pub mod detect;

@@ -157,6 +157,11 @@ impl Replicas {
         }
     }
 
+    /// The process ids of the running replicas, in replica order.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
     /// SIGKILLs replica `i` and reaps it.
     pub(super) fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {

@@ -59,6 +59,7 @@ use super::core::{Command, Op, OpOutcome, Record, Stat, StoreError, Txn, Written
 use super::lanes::Lanes;
 use super::protocol::{ReadMode, ReplicaStatus, StoreRequest, StoreResponse};
 use super::ReplicaId;
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::Transport;
 
 /// Why a client operation did not succeed.
@@ -195,11 +196,13 @@ impl PropertyStore {
             t.validate()?;
         }
         let timeout = self.inner.config.request_timeout;
+        marks::mark(Stage::WriteSent, 0);
         match self
             .leader_request(&StoreRequest::Write(cmd), false, timeout)
             .await?
         {
             StoreResponse::Written(w) => {
+                marks::mark(Stage::WriteAcked, w.revision);
                 self.inner.last_ack.fetch_max(w.revision, Ordering::AcqRel);
                 Ok(w)
             }

@@ -10,6 +10,7 @@ use super::leader::DEPOSED_FOR;
 use super::{ClientError, PropertyStore};
 use crate::propertystore::core::{Event, Position};
 use crate::propertystore::protocol::{StoreRequest, StoreResponse, BAD_REQUEST};
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::TransportError;
 
 /// How long a replica holds a watch's long-poll when it has nothing to send.
@@ -163,7 +164,12 @@ impl Watcher {
                 self.grace = WATCH_GRACE;
             }
             match r {
-                Ok(StoreResponse::EventPage { events, next }) => return Ok((events, next)),
+                Ok(StoreResponse::EventPage { events, next }) => {
+                    if let Some(first) = events.first().filter(|_| self.prefix != "/") {
+                        marks::mark(Stage::WatchRecv, first.revision);
+                    }
+                    return Ok((events, next));
+                }
                 Ok(StoreResponse::Events { events, next }) => return Ok((events, Position::at(next))),
                 Ok(StoreResponse::Error(e)) => return Err(ClientError::Store(e)),
                 Ok(StoreResponse::PermissionDenied(d)) => {

@@ -87,7 +87,13 @@ pub struct ReplicaConfig {
     /// Seed of the elector's random election timeouts (None: from the system clock). The
     /// simulation derives it from the run's seed.
     pub elector_seed: Option<u64>,
+    /// Most client (STORE) requests the replica handles at once, watch long-polls included;
+    /// past it a request waits for a slot, in arrival order.
+    pub max_requests: usize,
 }
+
+/// Client requests a replica handles at once by default ([`ReplicaConfig::max_requests`]).
+pub const DEFAULT_MAX_REQUESTS: usize = 8192;
 
 impl ReplicaConfig {
     /// A configuration with defaults: 20 000 revisions of history, a snapshot every 20 000
@@ -112,6 +118,7 @@ impl ReplicaConfig {
             inline_log_sync: false,
             lose_unsynced_on_crash: false,
             elector_seed: None,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }

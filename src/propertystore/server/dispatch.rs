@@ -1,4 +1,4 @@
-//! The STORE service: one task per request (at most `MAX_STORE_REQUESTS` at once), checked
+//! The STORE service: one task per request (at most `ReplicaConfig::max_requests` at once), checked
 //! against the caller's certificate roles, dispatched to [`super::reads`], [`super::writes`]
 //! and [`super::admin`], and recorded in the audit log when administrative. Also who leads,
 //! as the other files ask it.
@@ -20,15 +20,15 @@ use crate::propertystore::protocol::{
     StoreRequest, StoreResponse, BAD_REQUEST, MAX_AUDIT_ENTRIES, MAX_WRITES_PER_REQUEST,
 };
 use crate::propertystore::{ReplicaId, StoreRaft};
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::{Incoming, Peer, Responder};
 
-/// Most STORE requests a replica handles at once (watch long-polls included). Past it the
-/// service stops taking requests from its inbox, the inbox fills, and the transport holds
-/// new streams back: requests wait instead of growing the task count without bound.
-const MAX_STORE_REQUESTS: usize = 8192;
-
-pub(super) async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_STORE_REQUESTS));
+/// Serves STORE requests, at most `limit` at once (watch long-polls included;
+/// [`super::ReplicaConfig::max_requests`]). Past it the service stops taking requests from
+/// its inbox, the inbox fills, and the transport holds new streams back: requests wait, in
+/// arrival order, instead of growing the task count without bound.
+pub(super) async fn serve_store(shared: Arc<Shared>, mut inbox: crate::transport::Inbox, limit: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
     while let Some(incoming) = inbox.recv().await {
         let Incoming::Request { from, body, reply } = incoming else {
             continue;
@@ -95,6 +95,9 @@ async fn handle(shared: Arc<Shared>, from: Peer, body: bytes::Bytes, reply: Resp
                 | StoreRequest::RemoveReplica { .. }
         ))
     .then(|| req.clone());
+    if matches!(req, StoreRequest::Write(_) | StoreRequest::Writes(_)) {
+        marks::mark(Stage::StoreRecv, 0);
+    }
     let resp = match req {
         StoreRequest::Write(cmd) => write(&shared, cmd).await,
         StoreRequest::Get { path, mode } => {

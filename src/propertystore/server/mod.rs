@@ -43,7 +43,9 @@ mod raft_service;
 mod reads;
 mod writes;
 
-pub use self::config::{ReplicaConfig, ServerError, DEFAULT_DISK_STALL, DEFAULT_RETAIN};
+pub use self::config::{
+    ReplicaConfig, ServerError, DEFAULT_DISK_STALL, DEFAULT_MAX_REQUESTS, DEFAULT_RETAIN,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -285,7 +287,7 @@ impl StoreServer {
                 fences.greater_logs.clone(),
                 raft_inbox,
             )),
-            tokio::spawn(serve_store(shared, store_inbox)),
+            tokio::spawn(serve_store(shared, store_inbox, config.max_requests)),
         ];
         tracing::info!(id = config.id, addr = %transport.local_addr(), "store replica started");
         Ok(StoreServer {

@@ -20,6 +20,7 @@ use crate::propertystore::network::{claimed_by_sender, Fences};
 use crate::propertystore::protocol::{RaftRequest, RaftResponse};
 use crate::propertystore::space::Space;
 use crate::propertystore::{ReplicaId, StoreRaft};
+use crate::telemetry::marks::{self, Stage};
 use crate::transport::Incoming;
 
 /// When the network held back a commit index because the leader's fsync lagged, sends a
@@ -216,6 +217,13 @@ pub(super) async fn serve_raft(
                 // Counted before openraft may grant it: a lease read in progress sees it.
                 lease.vote_request_seen();
             }
+            let appending = match &req {
+                RaftRequest::Append(r) => r.entries.last().map(|e| e.log_id.index),
+                _ => None,
+            };
+            if let Some(last) = appending {
+                marks::mark(Stage::AppendRecv, last);
+            }
             let resp = match req {
                 RaftRequest::Append(r) => RaftResponse::Append(raft.append_entries(r).await),
                 RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
@@ -237,6 +245,9 @@ pub(super) async fn serve_raft(
             };
             if accepted {
                 heard.send_replace(crate::clock::now());
+            }
+            if let Some(last) = appending {
+                marks::mark(Stage::AppendAnswered, last);
             }
             reply.ok_typed(&resp);
         });

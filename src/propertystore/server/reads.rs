@@ -15,6 +15,7 @@ use super::Shared;
 use crate::propertystore::core::{Event, PageLimits, Position, StoreError};
 use crate::propertystore::protocol::{ReadMode, StoreResponse};
 use crate::propertystore::{ReplicaId, StoreRaft};
+use crate::telemetry::marks::{self, Stage};
 
 pub(super) async fn read_index_batcher(
     raft: StoreRaft,
@@ -198,6 +199,9 @@ pub(super) async fn watch_events(
     loop {
         revisions.borrow_and_update();
         let (events, next) = shared.db.events(&prefix, from, limits)?;
+        if let Some(first) = events.first().filter(|_| prefix != "/") {
+            marks::mark(Stage::WatchAnswer, first.revision);
+        }
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok((events, next));
         }

@@ -11,6 +11,7 @@ use super::Shared;
 use crate::propertystore::core::{Batch, Command};
 use crate::propertystore::protocol::StoreResponse;
 use crate::propertystore::StoreRaft;
+use crate::telemetry::marks::{self, Stage};
 
 pub(super) async fn write(shared: &Shared, cmd: Command) -> StoreResponse {
     if let Command::Txn(txn) = &cmd {
@@ -71,6 +72,7 @@ pub(super) async fn write_batcher(raft: StoreRaft, mut rx: mpsc::Receiver<WriteJ
         tokio::spawn(async move {
             let _permit = permit;
             let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<StoreResponse>>) = jobs.into_iter().unzip();
+            marks::mark(Stage::Proposed, cmds.len() as u64);
             match raft.client_write(Batch(cmds)).await {
                 Ok(resp) => {
                     let mut outcomes = resp.data.into_iter();

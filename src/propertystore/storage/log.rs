@@ -18,6 +18,7 @@ use crate::propertystore::core::StoreError;
 use crate::propertystore::durable::Durability;
 use crate::propertystore::metrics::StoreMetrics;
 use crate::propertystore::{ReplicaId, TypeConfig};
+use crate::telemetry::marks::{self, Stage};
 
 /// The Raft log and vote. Cloning shares the database and the syncer.
 #[derive(Clone)]
@@ -62,6 +63,7 @@ impl Fsync {
         if result.is_ok() {
             self.db.synced_wal();
             self.durability.synced(mark);
+            marks::mark(Stage::Synced, mark.index());
         }
         result
     }
@@ -448,6 +450,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write(batch, false)
             .map_err(|e| sio(StorageIOError::write_logs, &e))?;
         self.durability.written(last);
+        marks::mark(Stage::Appended, last.index);
         self.appends.fetch_add(n, Ordering::Relaxed);
         // The leader's own entries: openraft may replicate them now, while the syncer writes
         // them to disk; see `durable` for why that is safe.

@@ -20,6 +20,7 @@ use crate::codec;
 use crate::propertystore::core::{self, Applier, Changes, Meta, StoreError};
 use crate::propertystore::durable::Durability;
 use crate::propertystore::{ReplicaId, TypeConfig};
+use crate::telemetry::marks::{self, Stage};
 
 /// Raw rows of a column family.
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
@@ -159,6 +160,7 @@ impl StateMachine {
         opts.disable_wal(true);
         db.db.write_opt(batch, &opts).map_err(rerr)?;
         self.meta = changes.meta;
+        marks::mark(Stage::Applied, self.meta.revision);
         self.revision_tx.send_replace(self.meta.revision);
         self.applied_tx.send_replace(self.applied);
         Ok(())

@@ -32,6 +32,14 @@
 
 use std::time::{Duration, Instant};
 
+/// How many confirmation windows the answers to a round of hellos are awaited: a starved
+/// member of the majority must not take slow answers for a cut (its held verdict about a
+/// dead member would be dropped once they arrive).
+const ROUND: u32 = 4;
+
+/// The shortest confirmation window (a zero one would never let answers count).
+const MIN_CONFIRM: Duration = Duration::from_millis(4);
+
 /// Who this node can count on right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reach {
@@ -126,20 +134,32 @@ impl MinorityHold {
         self.minority_since
     }
 
+    /// How long before `now` a member must have been heard from to count as reachable:
+    /// `confirm`, or since the round of hellos in progress was sent, if that is longer.
+    pub fn window(&self, now: Instant, confirm: Duration) -> Duration {
+        let confirm = confirm.max(MIN_CONFIRM);
+        match self.asked_at {
+            Some(asked) if now < asked + confirm * ROUND => now.saturating_duration_since(asked).max(confirm),
+            _ => confirm,
+        }
+    }
+
     /// Forgets everything (this node rejoined under a new identity).
     pub fn reset(&mut self) {
         *self = MinorityHold::new(self.max_hold);
     }
 
     /// A verdict first judged at `held_since` is due at `now`; `reach` counts members heard
-    /// from within `confirm` before `now`. Answers to a round of hellos are awaited for
-    /// `confirm`; a round that ends without a majority shows this node in the minority
-    /// (held verdicts are judged again every quarter of `confirm`, so rounds follow each
-    /// other while any verdict waits). An episode in the minority ends when a majority
-    /// answers, or when no round ended in the minority for `max_hold` (the cut is long over).
+    /// from within [`MinorityHold::window`] before `now`. Answers to a round of hellos are
+    /// awaited for four times `confirm`; a round that ends without a majority shows this
+    /// node in the minority (held verdicts are judged again every quarter of `confirm`, so
+    /// rounds follow each other while any verdict waits). An episode in the minority ends
+    /// when a majority answers, or when no round ended in the minority for `max_hold` (the
+    /// cut is long over).
     pub fn judge(&mut self, now: Instant, held_since: Instant, confirm: Duration, reach: Reach) -> Judgement {
-        let confirm = confirm.max(Duration::from_millis(4));
+        let confirm = confirm.max(MIN_CONFIRM);
         let step = confirm / 4;
+        let round = confirm * ROUND;
         if reach.majority() {
             self.minority_since = None;
             let waited_in_minority = self.last_minority.is_some_and(|at| at >= held_since);
@@ -151,19 +171,19 @@ impl MinorityHold {
         }
         if self
             .last_minority
-            .is_some_and(|at| now.saturating_duration_since(at) > self.max_hold.max(confirm * 2))
+            .is_some_and(|at| now.saturating_duration_since(at) > self.max_hold.max(round * 2))
         {
             self.minority_since = None;
         }
         if let Some(asked) = self.asked_at {
-            if now < asked + confirm {
+            if now < asked + round {
                 return Judgement::Wait {
                     recheck: now + step,
                     ask: false,
                 };
             }
             // The round ended without a majority.
-            if now.saturating_duration_since(asked) < confirm * 2 {
+            if now.saturating_duration_since(asked) < round * 2 {
                 self.last_minority = Some(now);
                 let since = *self.minority_since.get_or_insert(asked);
                 if now.saturating_duration_since(since) >= self.max_hold {
@@ -287,9 +307,9 @@ mod tests {
         assert_eq!(outcome, Judgement::Provisional);
         // Shown in the minority when the first round ended without answers (asked at t0).
         assert_eq!(h.minority_since(), Some(t0));
-        assert_eq!(at, t0 + ms(1000));
-        // One round of hellos every 100 ms.
-        assert_eq!(asks, 10);
+        // Rounds of 400 ms: the first one that ends after max_hold.
+        assert_eq!(at, t0 + ms(1200));
+        assert_eq!(asks, 3);
         // Later verdicts of the same episode are provisional at once.
         assert_eq!(
             h.judge(at + ms(25), at + ms(25), ms(100), minority),
@@ -329,13 +349,20 @@ mod tests {
         let mut h = MinorityHold::new(ms(3000));
         // The answers take 60 ms: within the round.
         let (outcome, at, asks) = hold_until_decided(&mut h, t0, |t| {
-            if t < t0 + ms(60) {
+            if t < t0 + ms(360) {
                 reach(7, 2, false)
             } else {
                 reach(7, 6, true)
             }
         });
-        assert_eq!((outcome, at, asks), (Judgement::Release, t0 + ms(75), 1));
+        assert_eq!((outcome, at, asks), (Judgement::Release, t0 + ms(375), 1));
+        // Answers that came since the round started count, however long ago.
+        let mut h = MinorityHold::new(ms(3000));
+        assert_eq!(h.window(t0, ms(100)), ms(100));
+        h.judge(t0, t0, ms(100), reach(7, 2, false));
+        assert_eq!(h.window(t0 + ms(50), ms(100)), ms(100));
+        assert_eq!(h.window(t0 + ms(350), ms(100)), ms(350));
+        assert_eq!(h.window(t0 + ms(400), ms(100)), ms(100));
     }
 
     #[test]
@@ -348,9 +375,10 @@ mod tests {
         // Nothing judged for longer than max_hold (the cut healed; this node rejoined and
         // was not told): a new cut is judged afresh, with a new round of hellos, and held
         // for max_hold again.
+        assert_eq!(at, t0 + ms(400));
         let later = at + ms(1000);
         let (outcome, decided, _) = hold_until_decided(&mut h, later, |_| minority);
-        assert_eq!((outcome, decided), (Judgement::Provisional, later + ms(300)));
+        assert_eq!((outcome, decided), (Judgement::Provisional, later + ms(400)));
         h.reset();
         assert_eq!(h.minority_since(), None);
     }
@@ -364,8 +392,12 @@ mod tests {
             panic!("{j:?}");
         };
         assert!(recheck > t0);
-        assert_eq!(
+        assert!(matches!(
             h.judge(t0 + ms(4), t0, Duration::ZERO, reach(3, 1, false)),
+            Judgement::Wait { ask: false, .. }
+        ));
+        assert_eq!(
+            h.judge(t0 + ms(16), t0, Duration::ZERO, reach(3, 1, false)),
             Judgement::Provisional
         );
     }

@@ -714,7 +714,7 @@ impl Shell {
             return Some(None);
         }
         let confirm = self.health.stretch(self.config.probe_period);
-        let reach = self.reach(t, confirm);
+        let reach = self.reach(t, self.minority.window(t, confirm));
         match self.minority.judge(t, held_since, confirm, reach) {
             Judgement::Release => None,
             Judgement::Drop => {

@@ -945,10 +945,24 @@ async fn twenty_members_detect_a_crash_without_accusing_anyone_else() {
 #[tokio::test(start_paused = true)]
 async fn a_healed_minority_cut_makes_no_majority_member_rejoin() {
     let config = MembershipConfig::lan();
-    healed_minority_cut(config.clone(), 5, &[3, 4], true)
+    healed_minority_cut(config.clone(), &seeds(), 5, &[3, 4], true)
         .await
         .unwrap();
-    healed_minority_cut(config, 7, &[0, 5, 6], true).await.unwrap();
+    healed_minority_cut(config, &seeds(), 7, &[0, 5, 6], true)
+        .await
+        .unwrap();
+}
+
+/// Found with seed 2 of the test above: the minority member dropped its provisional verdict
+/// on hearing from the member again, and a suspicion timer of the same incarnation still
+/// queued then reached foca, which took the suspicion as standing (the member was alive at
+/// that incarnation again) and spread the verdict after all. Since rounds of hellos last
+/// four probe periods, seed 18 shows it (fails when such timers are handed to foca).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_provisional_verdict_is_not_given_again_by_a_stale_suspicion_timer() {
+    healed_minority_cut(MembershipConfig::lan(), &[2, 18], 5, &[3, 4], true)
+        .await
+        .unwrap();
 }
 
 /// The control experiment: without the minority hold, the same healed cut makes members of
@@ -958,7 +972,9 @@ async fn without_the_minority_hold_a_healed_minority_cut_makes_the_majority_rejo
     let mut config = MembershipConfig::lan();
     config.hold_verdicts_in_minority = false;
     assert!(
-        healed_minority_cut(config, 5, &[3, 4], true).await.is_err(),
+        healed_minority_cut(config, &seeds(), 5, &[3, 4], true)
+            .await
+            .is_err(),
         "the minority hold is not what prevents it"
     );
 }
@@ -969,17 +985,18 @@ async fn without_the_minority_hold_a_healed_minority_cut_makes_the_majority_rejo
 /// speed.
 #[tokio::test(start_paused = true)]
 async fn a_short_minority_cut_declares_no_majority_member_down_anywhere() {
-    healed_minority_cut(MembershipConfig::lan(), 5, &[3, 4], false)
+    healed_minority_cut(MembershipConfig::lan(), &seeds(), 5, &[3, 4], false)
         .await
         .unwrap();
 }
 
-/// Cuts the members `minority` of `n` off from the others. With `until_both_judge`, keeps the
+/// For each of `seeds`, cuts the members `minority` of `n` off from the others. With `until_both_judge`, keeps the
 /// cut until each side has declared the other down; otherwise heals as soon as the majority
 /// has declared the minority down (and checks then that no minority member declared a
 /// majority member down). Returns an error naming the seed and the offence.
 async fn healed_minority_cut(
     config: MembershipConfig,
+    seeds: &[u64],
     n: usize,
     minority: &[usize],
     until_both_judge: bool,
@@ -988,7 +1005,7 @@ async fn healed_minority_cut(
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    for seed in seeds() {
+    for &seed in seeds {
         let sim = Sim::start_with(seed, n, config.clone()).await;
         let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
         let addrs = |idx: &[usize]| idx.iter().map(|&i| sim.nodes[i].addr).collect::<Vec<_>>();

@@ -144,6 +144,18 @@ impl MinorityHold {
         }
     }
 
+    /// A suspicion began at `now`: starts a round of hellos unless one is in progress, so
+    /// that the answers are in when the verdict is due (a member of the majority then gives
+    /// it without waiting). Returns whether the caller should ask now.
+    pub fn suspicion_began(&mut self, now: Instant, confirm: Duration) -> bool {
+        let round = confirm.max(MIN_CONFIRM) * ROUND;
+        if self.asked_at.is_some_and(|asked| now < asked + round) {
+            return false;
+        }
+        self.asked_at = Some(now);
+        true
+    }
+
     /// Forgets everything (this node rejoined under a new identity).
     pub fn reset(&mut self) {
         *self = MinorityHold::new(self.max_hold);
@@ -381,6 +393,39 @@ mod tests {
         assert_eq!((outcome, decided), (Judgement::Provisional, later + ms(400)));
         h.reset();
         assert_eq!(h.minority_since(), None);
+    }
+
+    #[test]
+    fn a_round_started_by_the_suspicion_lets_the_majority_judge_without_waiting() {
+        let t0 = Instant::now();
+        let mut h = MinorityHold::new(ms(3000));
+        assert!(h.suspicion_began(t0, ms(100)));
+        assert!(!h.suspicion_began(t0 + ms(50), ms(100)), "one round at a time");
+        // The verdict is due 200 ms later: the answers (heard since the round began) count.
+        assert_eq!(h.window(t0 + ms(200), ms(100)), ms(200));
+        assert_eq!(
+            h.judge(t0 + ms(200), t0 + ms(200), ms(100), reach(5, 4, true)),
+            Judgement::Release
+        );
+        // In the minority the verdict waits for the round to end, then holds.
+        let mut h = MinorityHold::new(ms(3000));
+        h.suspicion_began(t0, ms(100));
+        assert_eq!(
+            h.judge(t0 + ms(200), t0 + ms(200), ms(100), reach(5, 2, false)),
+            Judgement::Wait {
+                recheck: t0 + ms(225),
+                ask: false
+            }
+        );
+        assert_eq!(
+            h.judge(t0 + ms(400), t0 + ms(200), ms(100), reach(5, 2, false)),
+            Judgement::Wait {
+                recheck: t0 + ms(425),
+                ask: true
+            }
+        );
+        assert_eq!(h.minority_since(), Some(t0));
+        assert!(h.suspicion_began(t0 + ms(800), ms(100)));
     }
 
     #[test]

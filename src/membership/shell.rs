@@ -1091,6 +1091,12 @@ impl Shell {
                 .any(|e| matches!(e, MembershipEvent::MemberSuspected(_)))
             {
                 self.nudge_suspects(t, true);
+                // The minority hold's hellos go out now, so their answers are in when the
+                // verdict is due: a member of the majority then gives it without waiting.
+                let confirm = self.health.stretch(self.config.probe_period);
+                if self.config.hold_verdicts_in_minority && self.minority.suspicion_began(t, confirm) {
+                    self.ask_silent(t, confirm);
+                }
             }
             self.emit(events);
             if self.gossip_soon && !self.leaving && self.foca.num_members() > 0 {

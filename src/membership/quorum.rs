@@ -24,7 +24,9 @@
 //!
 //! `known` counts this node, the active members (alive or suspect) and those that went down
 //! lately (a cut's first verdicts must not shrink the cluster it is judged against);
-//! `reachable` counts this node and the members heard from within the confirmation window.
+//! `reachable` counts this node and the members heard from within the confirmation window,
+//! or since the round of hellos in progress began (a round starts when a suspicion begins,
+//! so its answers are in when the verdict is due, and again while a verdict waits).
 //! An even split goes to the side that holds the lowest name, so exactly one side judges.
 //! The hold is bounded (`max_hold`) so a real death of a majority still fails over locally.
 //!

@@ -17,9 +17,10 @@
 //! and so it is while its probes of two or more members failed and none was answered since,
 //! though peers still reach it: its own sends are lost (`Shell::mute_hold`). A verdict is
 //! given (and spread) only while this node reaches a majority of the members it knows
-//! (`membership::quorum`, asked with hellos when not evident); in the minority it is held
-//! back, and after `minority_hold_max` given here only (provisional, never spread) and
-//! dropped when that member is heard from again (`Shell::judge_in_minority`).
+//! (`membership::quorum`; hellos to the members not heard from lately when a suspicion
+//! begins, and again while a verdict waits); in the minority it is held back, and after
+//! `minority_hold_max` given here only (provisional, never spread) and dropped when that
+//! member is heard from again (`Shell::judge_in_minority`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -681,8 +682,9 @@ impl Shell {
     /// `held_since`: `None` lets foca have it; `Some(Some(at))` holds it until `at` (after
     /// saying hello to the members not heard from lately, when a new round is due);
     /// `Some(None)`: the verdict was given here only (provisional), or dropped (it waited
-    /// through a minority and a majority answers again: the cut healed). Without this hold, a minority's verdicts about the majority, spread
-    /// when the cut heals, make every member of the majority rejoin (issue 19 §4;
+    /// through a minority and a majority answers again: the cut healed), or is stale.
+    /// Without this hold, a minority's verdicts about the majority, spread when the cut
+    /// heals, make every member of the majority rejoin (issue 19 §4;
     /// `tests/membership/sim.rs::a_healed_minority_cut_makes_no_majority_member_rejoin`).
     fn judge_in_minority(
         &mut self,

@@ -45,6 +45,14 @@ pub struct MembershipConfig {
     /// it hears from its peers again, so that a healed cut makes no one else rejoin. On by
     /// default; off only to show what it prevents.
     pub hold_accusations_when_cut_off: bool,
+    /// Whether a member that cannot show it reaches a majority of the members it knows
+    /// holds its suspect→down verdicts back (`membership::quorum`), and after
+    /// `minority_hold_max` gives them locally only, never spread, so that a healed cut makes
+    /// no member of the majority rejoin. On by default; off only to show what it prevents.
+    pub hold_verdicts_in_minority: bool,
+    /// How long a member in the minority holds its verdicts back before it gives them
+    /// locally (a real death of a majority then still fails over on the survivors).
+    pub minority_hold_max: Duration,
     /// How many times a graceful leave is sent directly to every member.
     pub leave_repeats: u32,
     /// The pause between those repeats.
@@ -80,6 +88,8 @@ impl MembershipConfig {
             join_retry: Duration::from_millis(250),
             isolation_after: Duration::from_millis(200),
             hold_accusations_when_cut_off: true,
+            hold_verdicts_in_minority: true,
+            minority_hold_max: Duration::from_secs(3),
             leave_repeats: 3,
             leave_spacing: Duration::from_millis(10),
             health: HealthConfig::default(),

@@ -24,6 +24,9 @@
 //!   refuted meanwhile; the shell does not send that message to members it holds alive.
 //! - The local-health guard ([`health`]) stretches probe and suspicion timeouts and holds
 //!   accusations back while the node itself lags, so a starved node accuses no one.
+//! - The minority hold ([`quorum`]): a member that cannot show it reaches a majority of the
+//!   members it knows does not spread its suspect→down verdicts, so a healed cut makes no
+//!   member of the majority rejoin.
 //! - `Isolated` / `Reconnected` tell a node that no peer has reached it for a while,
 //!   so it can step down before the others declare it dead.
 
@@ -43,6 +46,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 mod metrics;
+pub mod quorum;
 mod shell;
 pub mod timers;
 pub mod view;

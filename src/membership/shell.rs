@@ -15,7 +15,12 @@
 //! is cut off (nothing addressed to it for `isolation_after`) and for a grace after it hears
 //! from its peers again, `ChangeSuspectToDown` alone is postponed (`Shell::cut_off_hold`),
 //! and so it is while its probes of two or more members failed and none was answered since,
-//! though peers still reach it: its own sends are lost (`Shell::mute_hold`).
+//! though peers still reach it: its own sends are lost (`Shell::mute_hold`). A verdict is
+//! given (and spread) only while this node reaches a majority of the members it knows
+//! (`membership::quorum`; hellos to the members not heard from lately when a suspicion
+//! begins, and again while a verdict waits); in the minority it is held back, and after
+//! `minority_hold_max` given here only (provisional, never spread) and dropped when that
+//! member is heard from again (`Shell::judge_in_minority`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -36,6 +41,7 @@ use super::events::{LocalChange, MembershipEvent};
 use super::health::LocalHealth;
 use super::identity::{NodeId, Roles};
 use super::metrics::MembershipMetrics;
+use super::quorum::{Judgement, MinorityHold, Reach};
 use super::timers::TimerQueue;
 use super::view::MemberTable;
 use super::wire::{Datagram, MembershipReply, MembershipRequest};
@@ -87,7 +93,8 @@ pub(crate) enum Command {
 }
 
 enum Wake {
-    Foca(Timer<NodeId>),
+    /// A foca timer; for a verdict the minority hold kept back, when it was first judged.
+    Foca(Timer<NodeId>, Option<Instant>),
     IsolationCheck,
     JoinRetry,
 }
@@ -143,6 +150,14 @@ pub(crate) struct Shell {
     /// that was answered: two or more while peers still reach this node mean this node's
     /// own sends are lost (`Shell::mute_hold`).
     unanswered: BTreeSet<String>,
+    /// Whether this node's verdicts may spread (`membership::quorum`).
+    minority: MinorityHold,
+    /// Verdicts given in the minority, here only: name → the identity held down. A packet
+    /// from that member drops the verdict before foca reads the packet.
+    provisional: BTreeMap<String, NodeId>,
+    /// When each member was last seen going down (the minority hold counts them as known
+    /// for `2 * minority_hold_max`).
+    downed_at: BTreeMap<String, Instant>,
     metrics: MembershipMetrics,
 }
 
@@ -180,6 +195,7 @@ impl Shell {
             PostcardCodec,
         );
         let (hello_tx, hello_rx) = mpsc::channel(64);
+        let minority = MinorityHold::new(parts.config.minority_hold_max);
         Shell {
             transport: parts.transport,
             foca,
@@ -198,6 +214,9 @@ impl Shell {
             stalled: Duration::ZERO,
             stalled_at_ack: Duration::ZERO,
             unanswered: BTreeSet::new(),
+            minority,
+            provisional: BTreeMap::new(),
+            downed_at: BTreeMap::new(),
             events: parts.events,
             changes: parts.changes,
             hello_tx,
@@ -450,6 +469,7 @@ impl Shell {
             tracing::debug!(peer = %from, claimed = %header.src.name, "SWIM packet under another name dropped");
             return;
         }
+        self.drop_provisional_verdict(from);
         let t = now();
         let at = self.unix_ms(t);
         let reconnected = {
@@ -522,7 +542,7 @@ impl Shell {
                 }
             }
             match wake {
-                Wake::Foca(timer) => {
+                Wake::Foca(timer, held_since) => {
                     let accuses = matches!(
                         timer,
                         Timer::ProbeRandomMember(_) | Timer::ChangeSuspectToDown { .. }
@@ -530,9 +550,20 @@ impl Shell {
                     if accuses {
                         if let Some(until) = self.health.holding(t) {
                             tracing::debug!("holding an accusation back for {:?}: this node lags", until - t);
-                            self.timers.schedule(until, Wake::Foca(timer));
+                            self.timers.schedule(until, Wake::Foca(timer, held_since));
                             continue;
                         }
+                        // Before the cut-off holds: a minority (a member cut off from
+                        // everyone included) holds its verdicts for `minority_hold_max` at
+                        // most, then gives them here only.
+                        let held_since = held_since.unwrap_or(t);
+                        if let Some(wait) = self.judge_in_minority(t, held_since, &timer) {
+                            if let Some(recheck) = wait {
+                                self.timers.schedule(recheck, Wake::Foca(timer, Some(held_since)));
+                            }
+                            continue;
+                        }
+                        let held_since = Some(held_since);
                         // Only the verdict waits: probes go on, so the cut is noticed
                         // healed (peers that all held their probes would hear nothing).
                         let verdict = matches!(timer, Timer::ChangeSuspectToDown { .. });
@@ -545,7 +576,7 @@ impl Shell {
                                 "holding an accusation back for {:?}: this node is cut off",
                                 until - t
                             );
-                            self.timers.schedule(until, Wake::Foca(timer));
+                            self.timers.schedule(until, Wake::Foca(timer, held_since));
                             continue;
                         }
                     }
@@ -683,6 +714,159 @@ impl Shell {
         });
     }
 
+    /// The minority hold (`membership::quorum`) for a due timer first judged at
+    /// `held_since`: `None` lets foca have it; `Some(Some(at))` holds it until `at` (after
+    /// saying hello to the members not heard from lately, when a new round is due);
+    /// `Some(None)`: the verdict was given here only (provisional), or dropped (it waited
+    /// through a minority and a majority answers again: the cut healed), or is stale.
+    /// Without this hold, a minority's verdicts about the majority, spread when the cut
+    /// heals, make every member of the majority rejoin (issue 19 §4;
+    /// `tests/membership/sim.rs::a_healed_minority_cut_makes_no_majority_member_rejoin`).
+    fn judge_in_minority(
+        &mut self,
+        t: Instant,
+        held_since: Instant,
+        timer: &Timer<NodeId>,
+    ) -> Option<Option<Instant>> {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return None;
+        };
+        if !self.config.hold_verdicts_in_minority {
+            return None;
+        }
+        // A refuted (or already judged) suspicion is not handed to foca: it would only send
+        // "you are down" (foca does, though the state does not change), and after a
+        // provisional verdict was dropped the member is alive again at the same
+        // incarnation, which foca would take for the suspicion still standing and spread
+        // the verdict after all (found with seed 2 of
+        // `a_healed_minority_cut_makes_no_majority_member_rejoin`).
+        let still_suspect = self.foca.iter_membership_state().any(|m| {
+            m.id() == member_id && m.state() == foca::State::Suspect && m.incarnation() == *incarnation
+        });
+        if !still_suspect {
+            return Some(None);
+        }
+        let confirm = self.health.stretch(self.config.probe_period);
+        let reach = self.reach(t, self.minority.window(t, confirm));
+        match self.minority.judge(t, held_since, confirm, reach) {
+            Judgement::Release => None,
+            Judgement::Drop => {
+                tracing::info!(
+                    local = %self.local.name,
+                    member = %member_id.name,
+                    known = reach.known,
+                    reachable = reach.reachable,
+                    "a verdict held in the minority dropped: a majority answers again"
+                );
+                Some(None)
+            }
+            Judgement::Wait { recheck, ask } => {
+                if ask {
+                    tracing::debug!(
+                        local = %self.local.name,
+                        member = %member_id.name,
+                        known = reach.known,
+                        reachable = reach.reachable,
+                        "a verdict waits: asking the members not heard from lately"
+                    );
+                    self.ask_silent(t, confirm);
+                }
+                Some(Some(recheck))
+            }
+            Judgement::Provisional => {
+                tracing::info!(
+                    local = %self.local.name,
+                    member = %member_id.name,
+                    known = reach.known,
+                    reachable = reach.reachable,
+                    "in the minority: declared down here only, not spread"
+                );
+                let down = Member::new(member_id.clone(), *incarnation, foca::State::Down);
+                if let Err(e) = self
+                    .foca
+                    .apply_many(std::iter::once(down), false, &mut self.runtime)
+                {
+                    tracing::debug!("provisional verdict: {e}");
+                }
+                self.provisional.insert(member_id.name.clone(), member_id.clone());
+                // Counted as known at once: the verdicts judged next in this wake-up must
+                // not see a smaller cluster (the table hears of this one at the flush).
+                self.downed_at.insert(member_id.name.clone(), t);
+                Some(None)
+            }
+        }
+    }
+
+    /// Who this node can count on at `t` (`quorum::Reach`): the active members, heard from
+    /// within `confirm` or not, and those that went down lately (unreachable), except
+    /// members that left.
+    fn reach(&self, t: Instant, confirm: Duration) -> Reach {
+        let lately = self.config.minority_hold_max.saturating_mul(2);
+        let s = lock(&self.shared);
+        let peers: Vec<(&str, bool)> = self
+            .foca
+            .iter_membership_state()
+            .filter_map(|m| {
+                let name = m.id().name.as_str();
+                match m.state() {
+                    foca::State::Alive | foca::State::Suspect => {
+                        Some((name, s.table.heard_within(name, t, confirm)))
+                    }
+                    foca::State::Down => self
+                        .downed_at
+                        .get(name)
+                        .is_some_and(|at| t.saturating_duration_since(*at) <= lately)
+                        .then_some((name, false)),
+                }
+            })
+            .collect();
+        Reach::of(&self.local.name, peers)
+    }
+
+    /// Says hello (foca's `Announce`, answered with a `Feed`) to every active member not
+    /// heard from within `confirm`: their answers show whether a majority is reachable.
+    fn ask_silent(&mut self, t: Instant, confirm: Duration) {
+        let ids: Vec<NodeId> = {
+            let s = lock(&self.shared);
+            self.foca
+                .iter_members()
+                .map(|m| m.id())
+                .filter(|id| !s.table.heard_within(&id.name, t, confirm))
+                .cloned()
+                .collect()
+        };
+        for id in ids {
+            if let Err(e) = self.foca.announce(id, &mut self.runtime) {
+                tracing::debug!("cannot ask a member before a verdict: {e}");
+            }
+        }
+    }
+
+    /// A packet from `from` arrived: if this node declared it down in the minority, the
+    /// verdict was wrong (it talks) and is dropped, so foca reads the packet from a live
+    /// member instead of answering "you are down" (which would make a member of the
+    /// majority rejoin).
+    fn drop_provisional_verdict(&mut self, from: &str) {
+        let Some(held) = self.provisional.remove(from) else {
+            return;
+        };
+        let down = self
+            .foca
+            .iter_membership_state()
+            .any(|m| m.id() == &held && m.state() == foca::State::Down);
+        if down {
+            tracing::info!(member = %from, "heard from a member declared down in the minority: verdict dropped");
+            if let Err(e) = self.foca.handle_timer(Timer::RemoveDown(held), &mut self.runtime) {
+                tracing::debug!("cannot drop a provisional verdict: {e}");
+            }
+        }
+    }
+
     /// With no live peer: ask the seeds who they are (then announce to them), and announce
     /// to a few members known to be down (after a partition, they may be back).
     fn rejoin(&mut self) {
@@ -806,11 +990,13 @@ impl Shell {
             // meanwhile (its "still the same incarnation" check only guards the state
             // change). Telling a member we consider alive that it is down would make it
             // rejoin for nothing: only members we hold down (or no longer know) are told.
+            // Nor members this node declared down in the minority: that verdict stays here.
             if header.message == Message::TurnUndead
-                && self
-                    .foca
-                    .iter_membership_state()
-                    .any(|m| m.id() == &header.dst && m.state() != foca::State::Down)
+                && (self.provisional.get(&header.dst.name) == Some(&header.dst)
+                    || self
+                        .foca
+                        .iter_membership_state()
+                        .any(|m| m.id() == &header.dst && m.state() != foca::State::Down))
             {
                 tracing::debug!(member = %header.dst, "TurnUndead to a member that refuted: not sent");
                 return;
@@ -856,7 +1042,7 @@ impl Shell {
             }
             while let Some((after, timer)) = self.runtime.to_schedule() {
                 let after = self.stretched(&timer, after);
-                self.timers.schedule(t + after, Wake::Foca(timer));
+                self.timers.schedule(t + after, Wake::Foca(timer, None));
             }
             let mut events = Vec::new();
             while let Some(n) = self.runtime.to_notify() {
@@ -868,6 +1054,7 @@ impl Shell {
                         );
                         self.local = id.clone();
                         self.incarnation = 0;
+                        self.minority.reset();
                         events.push(MembershipEvent::Rejoined(LocalChange {
                             name: id.name.clone(),
                             generation: id.generation,
@@ -906,11 +1093,28 @@ impl Shell {
                 self.gossip_soon = true;
             }
             self.last_backlog = backlog;
+            for e in &events {
+                match e {
+                    MembershipEvent::MemberDown(m) => {
+                        self.downed_at.insert(m.name.clone(), t);
+                    }
+                    MembershipEvent::MemberUp(m) => {
+                        self.downed_at.remove(&m.name);
+                    }
+                    _ => {}
+                }
+            }
             if events
                 .iter()
                 .any(|e| matches!(e, MembershipEvent::MemberSuspected(_)))
             {
                 self.nudge_suspects(t, true);
+                // The minority hold's hellos go out now, so their answers are in when the
+                // verdict is due: a member of the majority then gives it without waiting.
+                let confirm = self.health.stretch(self.config.probe_period);
+                if self.config.hold_verdicts_in_minority && self.minority.suspicion_began(t, confirm) {
+                    self.ask_silent(t, confirm);
+                }
             }
             self.emit(events);
             if self.gossip_soon && !self.leaving && self.foca.num_members() > 0 {

@@ -173,6 +173,14 @@ impl MemberTable {
                         (from, Status::Left) if from.is_active() => {
                             events.push(MembershipEvent::MemberLeft(change()));
                         }
+                        // Only after a verdict given here alone was dropped (the shell's
+                        // minority hold): the same identity is alive again.
+                        (from, to) if !from.is_active() && to.is_active() => {
+                            events.push(MembershipEvent::MemberUp(change()));
+                            if to == Status::Suspect {
+                                events.push(MembershipEvent::MemberSuspected(change()));
+                            }
+                        }
                         _ => {}
                     }
                     if e.status != status {
@@ -327,6 +335,22 @@ mod tests {
             0,
             "a suspicion that ends down was no false positive"
         );
+    }
+
+    #[test]
+    fn a_dropped_verdict_brings_the_same_identity_back_up() {
+        let mut t = MemberTable::new();
+        let a = id("a", 3);
+        t.reconcile([Member::new(a.clone(), 2, State::Suspect)].iter(), 1);
+        let ev = t.reconcile([Member::new(a.clone(), 2, State::Down)].iter(), 2);
+        assert_eq!(kinds(&ev), ["MemberDown"]);
+        // The shell dropped its provisional verdict and foca knows `a` alive again.
+        let ev = t.reconcile([Member::new(a.clone(), 2, State::Alive)].iter(), 3);
+        assert_eq!(kinds(&ev), ["MemberUp"]);
+        assert_eq!(t.status("a"), Some(Status::Alive));
+        t.reconcile([Member::new(a.clone(), 2, State::Down)].iter(), 4);
+        let ev = t.reconcile([Member::new(a, 2, State::Suspect)].iter(), 5);
+        assert_eq!(kinds(&ev), ["MemberUp", "MemberSuspected"]);
     }
 
     #[test]

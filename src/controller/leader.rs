@@ -359,6 +359,11 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
                         Err(_) => break,
                     }
                 }
+                // Judged at once, before the round: a participant registering again at a
+                // generation ended for want of a sighting is greeted, and counted if gossip
+                // shows it now, before the round ends its session (its record may live only
+                // until that round, so the tick alone would rarely see it).
+                dirty |= lead.reconcile_sessions().await;
             }
             e = gossip.recv() => match e {
                 Ok(MembershipEvent::MemberDown(m)) | Ok(MembershipEvent::MemberLeft(m)) => {
@@ -424,14 +429,17 @@ impl Lead<'_> {
                     generation: m.generation,
                     status: m.status,
                 });
+            let recorded = self.liveness.down.get(&name).copied();
+            // Unseen for a while, or registering again at a generation already ended for
+            // want of a sighting (its record lasts only until the next round).
             let unseen = seen.is_none_or(|s| s.generation < generation);
-            if let Some(addr) = addr.filter(|_| unseen && since.elapsed() >= GREET_AFTER) {
+            let overdue = since.elapsed() >= GREET_AFTER || recorded.is_some_and(|d| d >= generation);
+            if let Some(addr) = addr.filter(|_| unseen && overdue) {
                 if self.greeted.get(&name).is_none_or(|t| t.elapsed() >= GREET_EVERY) {
                     self.greeted.insert(name.clone(), now);
                     greet.push(addr);
                 }
             }
-            let recorded = self.liveness.down.get(&name).copied();
             match sighting::judge(generation, recorded, seen, since.elapsed() >= self.ctx.grace) {
                 Verdict::Counts | Verdict::StaysEnded => {}
                 Verdict::Gone => changed |= self.member_gone(&name, generation),

@@ -707,3 +707,62 @@ async fn a_message_written_while_the_participants_watch_fell_behind_a_compaction
     assert!(ran.is_ok(), "the message was never run: {:#?}", journal.events());
     c.shutdown().await;
 }
+
+/// A participant that registered while no gossip peer could reach it (cut off from the
+/// controller and the other participants, not from the store) is ended by the leader once
+/// the grace passes; no gossip verdict tells it so, so it keeps registering again at the same
+/// generation, and each such record lasts only until the leader's next round. When the cut
+/// heals it must come back into service (a chaos run, 2026-12-08: such a participant stayed
+/// ended for the rest of the run, because the leader judged sessions only every 500 ms and
+/// never saw a record that lived ~10 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_gossip_never_saw_serves_once_the_cut_heals() {
+    use strand::authz::{Role as AuthzRole, RoleSet};
+    use strand::participant::{AcceptAll, Participant};
+    use strand::transport::Transport;
+
+    let nodes = names(3);
+    let (mut c, s) = start(&nodes, &[]).await;
+    let journal = Journal::default();
+    join_all(&mut c, &nodes[..2], &journal).await;
+    // Three replicas each: complete only with node_2.
+    ideal_state(&mut c, C, &full_auto("db", 6, 3, "MasterSlave")).await;
+    let endpoint = c
+        .network()
+        .endpoint_with_roles(&nodes[2], RoleSet::of(AuthzRole::Participant));
+    let others: Vec<_> = ["ctl-1", nodes[0].as_str(), nodes[1].as_str()]
+        .iter()
+        .map(|n| c.addr_of(n).unwrap())
+        .collect();
+    c.network().partition(&[endpoint.local_addr()], &others);
+    let store = c.store_as(&nodes[2], RoleSet::of(AuthzRole::Participant));
+    let p = Participant::builder(C, &nodes[2])
+        .store(store)
+        .transport(endpoint as Arc<dyn Transport>)
+        .handler(Arc::new(AcceptAll))
+        .join_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    journal.follow(&p);
+    // The leader ends the session it cannot see in the gossip: the record goes.
+    let live = Layout::new(C).live_instance(&nodes[2]);
+    let reader = c.store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reader.get(&live).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never ended {}'s session",
+            nodes[2]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.network().heal();
+    wait_ev_where(&s, "db", "every partition on all three nodes again", |ev| {
+        ev.len() == 6 && ev.values().all(|m| m.len() == 3 && m.contains_key("node_2"))
+    })
+    .await;
+    journal.assert_never_two_masters();
+    drop(p);
+    c.shutdown().await;
+}

@@ -133,26 +133,20 @@ fn summary(mut v: Vec<u64>) -> serde_json::Value {
     })
 }
 
-/// Measures `samples` config changes against the store at `eps` (TLS material in `tls_dir`):
-/// from the start of `ConfigAccessor::set` here to a listener in another process having the
-/// new value. Returns `{"config_notify_us": {p50, p99, max, samples}, …}` with, for where the
-/// time goes, the set's own acknowledgement, the listener's lag behind it (0 when it was
-/// first), and a linearizable get and a durable put timed alone.
-pub async fn measure_config_notify(
+/// A new cluster, a setter (a long-lived client with a cache, as the one a participant or an
+/// application's `ConfigAccessor` holds) and a listener process subscribed to the cluster's
+/// scope: the listener subscribes when it has started, so this writes until it reports a
+/// change, then drops what it reported.
+async fn setter_and_listener(
     tls_dir: &Path,
     eps: &[SocketAddr],
-    samples: usize,
-) -> Result<serde_json::Value, CliError> {
-    // The setter is a long-lived client with a cache, as the one a participant or an
-    // application's ConfigAccessor holds; the get and put timed alone use a client without.
-    let store = client(tls_dir, eps, 0)?;
+) -> Result<(ConfigAccessor, ConfigScope, Listener), CliError> {
     let admin = Admin::new(client(tls_dir, eps, 10_000)?);
     let cluster = format!("bench{}", now_us());
     admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
     let scope = ConfigScope::Cluster { cluster };
     let config = ConfigAccessor::from_admin(admin);
     let mut listener = start_listener(tls_dir, eps, &scope)?;
-    // The listener subscribes when it has started: write until it reports a change.
     let mut warm = 0u64;
     loop {
         warm += 1;
@@ -170,6 +164,23 @@ pub async fn measure_config_notify(
         }
     }
     while listener.lines.try_recv().is_ok() {}
+    Ok((config, scope, listener))
+}
+
+/// Measures `samples` config changes against the store at `eps` (TLS material in `tls_dir`):
+/// from the start of `ConfigAccessor::set` here to a listener in another process having the
+/// new value. Returns `{"config_notify_us": {p50, p99, max, samples}, …}` with, for where the
+/// time goes, the set's own acknowledgement, the listener's lag behind it (0 when it was
+/// first), and a linearizable get and a durable put timed alone.
+pub async fn measure_config_notify(
+    tls_dir: &Path,
+    eps: &[SocketAddr],
+    samples: usize,
+) -> Result<serde_json::Value, CliError> {
+    // The setter is a long-lived client with a cache, as the one a participant or an
+    // application's ConfigAccessor holds; the get and put timed alone use a client without.
+    let store = client(tls_dir, eps, 0)?;
+    let (config, scope, mut listener) = setter_and_listener(tls_dir, eps).await?;
     let (mut notify, mut ack, mut after_ack) = (Vec::new(), Vec::new(), Vec::new());
     // Where the time goes: a set is a read of the record (from the setter's cache when it
     // holds the setter's own last write) and one durable transaction; a linearizable get
@@ -222,29 +233,7 @@ async fn measure_breakdown(
     use super::breakdown::{changes, read_marks, report, summary_us, usage, usage_per_change, Pids};
     use crate::telemetry::marks::{self, Stage};
 
-    let admin = Admin::new(client(tls_dir, eps, 10_000)?);
-    let cluster = format!("bench{}", now_us());
-    admin.add_cluster(&cluster).await.map_err(CliError::failed)?;
-    let scope = ConfigScope::Cluster { cluster };
-    let config = ConfigAccessor::from_admin(admin);
-    let mut listener = start_listener(tls_dir, eps, &scope)?;
-    let mut warm = 0u64;
-    loop {
-        warm += 1;
-        let v = format!("warm-{warm}");
-        config
-            .set_key(&scope, "bench_value", &v)
-            .await
-            .map_err(CliError::failed)?;
-        let ready = tokio::time::timeout(Duration::from_millis(500), listener.lines.recv()).await;
-        if ready.is_ok_and(|l| l.is_some()) {
-            break;
-        }
-        if warm > 60 {
-            return Err(CliError::failed("the listener reported nothing within 30 s"));
-        }
-    }
-    while listener.lines.try_recv().is_ok() {}
+    let (config, scope, mut listener) = setter_and_listener(tls_dir, eps).await?;
     for i in 0..20 {
         let v = format!("w{i}");
         config

@@ -334,10 +334,14 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
             }
             batch = events.recv() => {
                 let mut batch = batch;
+                let mut lives_changed = false;
                 loop {
                     match batch {
                         Some(Ok((evs, covered))) => {
                             dirty |= lead.mirror.apply(&evs);
+                            lives_changed |= evs.iter().any(|e| {
+                                matches!(ctx.layout.classify(&e.path), Some(Key::LiveInstance(_)))
+                            });
                             lead.note_offline(&evs);
                             lead.mirror.advance(covered);
                             // Another controller took the record (this one was paused, say):
@@ -362,8 +366,11 @@ async fn lead(ctx: &Ctx, epoch: u64, mine: &[u8], metrics: &ClusterMetrics) -> E
                 // Judged at once, before the round: a participant registering again at a
                 // generation ended for want of a sighting is greeted, and counted if gossip
                 // shows it now, before the round ends its session (its record may live only
-                // until that round, so the tick alone would rarely see it).
-                dirty |= lead.reconcile_sessions().await;
+                // until that round, so the tick alone would rarely see it). Only when a
+                // live-instance record changed: the watch delivers every write of the cluster.
+                if lives_changed {
+                    dirty |= lead.reconcile_sessions().await;
+                }
             }
             e = gossip.recv() => match e {
                 Ok(MembershipEvent::MemberDown(m)) | Ok(MembershipEvent::MemberLeft(m)) => {
